@@ -1,0 +1,1 @@
+//! XOR parity. (placeholder, being written)
