@@ -4,5 +4,9 @@
 //! io_uring and in the deterministic simulator; see DESIGN in the README.
 #![deny(unsafe_code)]
 
+pub mod engine;
+pub mod journal;
 pub mod layout;
 pub mod parity;
+pub mod sim;
+pub mod superblock;

@@ -1,0 +1,87 @@
+//! The engine's only window on the world: member and journal I/O, messages between reactors, time.
+//!
+//! A backend is owned by one channel (one volume on one reactor). Requests are fire-and-forget; the
+//! runtime later feeds each completion back to the same channel with
+//! [`Channel::io_done`](super::Channel::io_done) and each message with
+//! [`Channel::message`](super::Channel::message), always on the channel's own thread. SPDK reactors,
+//! io_uring threads and the simulator implement it.
+
+use super::buf::Buf;
+
+/// A device the engine talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Device {
+    /// Member `i` of the volume.
+    Member(u32),
+    /// Journal device holding slot `k` (with one journal device both slots map to `Journal(0)`).
+    Journal(u32),
+}
+
+/// What to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoOp {
+    /// Read `blocks` blocks at `lba` into the buffer.
+    Read,
+    /// Write `blocks` blocks at `lba` from the buffer.
+    Write,
+    /// Make every completed write durable (volatile caches flushed).
+    Flush,
+}
+
+/// One request to a device.
+#[derive(Debug)]
+pub struct DeviceIo {
+    /// Target device.
+    pub dev: Device,
+    /// Operation.
+    pub op: IoOp,
+    /// First block (device LBA, in the device's block size).
+    pub lba: u64,
+    /// Number of blocks (0 for flush).
+    pub blocks: u64,
+    /// Data buffer (none for flush); the I/O uses `blocks * block_size` bytes from `buf_offset`.
+    pub buf: Option<Buf>,
+    /// Byte offset of the I/O's data inside `buf`.
+    pub buf_offset: usize,
+    /// Opaque to the backend; handed back with the completion.
+    pub tag: u64,
+}
+
+/// Identity of a reactor (a thread that owns channels).
+pub type ReactorId = u32;
+
+/// A message between channels of one volume (or volumes sharing a journal) on different reactors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Msg {
+    /// The stripe lock a piece waited for is now its own.
+    LockGranted {
+        /// Waiting piece.
+        token: u64,
+    },
+    /// Journal generation `generation` is durable: waiters of it may go on.
+    Durable {
+        /// The generation that became durable.
+        generation: u64,
+    },
+    /// Nudge: the journal may have work for this reactor (a flush to start, a timer to run).
+    JournalKick,
+}
+
+/// Where a message goes: a volume's channel on a reactor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address {
+    /// Reactor owning the channel.
+    pub reactor: ReactorId,
+    /// Volume number of the channel (unique per journal).
+    pub volume: u32,
+}
+
+/// The runtime services a channel needs.
+pub trait Backend {
+    /// Start a device request; its completion comes back later through `Channel::io_done`.
+    fn submit(&mut self, io: DeviceIo);
+    /// Deliver `msg` to the channel at `to` later, on its own thread (never synchronously).
+    fn send(&mut self, to: Address, msg: Msg);
+    /// Monotonic time in microseconds.
+    fn now_us(&self) -> u64;
+}

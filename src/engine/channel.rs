@@ -1,0 +1,1198 @@
+//! One volume on one reactor: takes user I/O, splits it per stripe and runs each piece through
+//! split → lock → mark → wait durable → plan → read → parity → write → clean → complete.
+//!
+//! Everything here runs on the channel's own thread; other reactors are reached only through the
+//! shared [`Volume`] (stripe locks, member health, journal) and [`Backend::send`].
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::backend::{Address, Backend, Device, DeviceIo, IoOp, Msg};
+use super::buf::{Buf, BufPool};
+use super::lock::LockWaiter;
+use super::plan::{self, StripeSpan, WritePlan, MAX_MEMBERS};
+use super::volume::{MemberHealth, Volume};
+use crate::journal::{JournalVolume, Mark};
+use crate::parity;
+
+/// What the user asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserOp {
+    /// Read blocks into the request buffer.
+    Read,
+    /// Write the request buffer.
+    Write,
+    /// Make every completed write durable.
+    Flush,
+    /// Recompute and rewrite the parity of stripe `lba` (recovery); `blocks` must be 1.
+    Resync,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoError {
+    /// The range reaches past the end of the volume.
+    OutOfRange,
+    /// Zero blocks.
+    ZeroLength,
+    /// The buffer is missing or its length is not `blocks × block size`.
+    BadBuffer,
+    /// Two or more members are missing: data cannot be served.
+    VolumeFailed,
+    /// The journal failed: writes cannot be protected (reads go on).
+    JournalFailed,
+}
+
+impl std::fmt::Display for IoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IoError::OutOfRange => "request reaches past the end of the volume",
+            IoError::ZeroLength => "request of zero blocks",
+            IoError::BadBuffer => "buffer missing or of the wrong length",
+            IoError::VolumeFailed => "two or more members missing: volume failed",
+            IoError::JournalFailed => "journal failed: writes refused until a new journal is set",
+        })
+    }
+}
+
+impl std::error::Error for IoError {}
+
+/// A request refused at submission; the buffer comes back.
+#[derive(Debug)]
+pub struct SubmitError {
+    /// Why.
+    pub error: IoError,
+    /// The caller's buffer.
+    pub buf: Option<Buf>,
+}
+
+/// A finished user request.
+#[derive(Debug)]
+pub struct Completion {
+    /// The caller's tag.
+    pub tag: u64,
+    /// Outcome.
+    pub result: Result<(), IoError>,
+    /// The caller's buffer (filled, for reads).
+    pub buf: Option<Buf>,
+}
+
+/// Counters of one channel.
+#[derive(Debug, Default, Clone)]
+pub struct ChannelStats {
+    /// User writes completed.
+    pub writes: u64,
+    /// User reads completed.
+    pub reads: u64,
+    /// Stripe pieces that waited for a journal generation.
+    pub durable_waits: u64,
+    /// Record writes this channel issued.
+    pub record_writes: u64,
+}
+
+const KIND_SHIFT: u32 = 62;
+const KIND_PIECE: u64 = 0;
+const KIND_FLUSH: u64 = 1;
+const KIND_JOURNAL: u64 = 2;
+const KIND_MEMBER_FLUSH: u64 = 3;
+const GEN_BITS: u32 = 24;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum PieceState {
+    #[default]
+    Free,
+    WaitLock,
+    WaitDurable,
+    WaitSpace,
+    Reading,
+    Writing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum PieceKind {
+    #[default]
+    Read,
+    Write,
+    Resync,
+}
+
+/// One stripe's share of a user request.
+#[derive(Default)]
+struct Piece {
+    /// Bumped on reuse, so stale tokens are recognised.
+    gen: u32,
+    /// Owning request.
+    req: u32,
+    kind: PieceKind,
+    stripe: u64,
+    /// Stripe-relative data blocks `[start, start + len)`.
+    start: u64,
+    len: u64,
+    /// Byte offset of `start` in the request buffer.
+    buf_off: usize,
+    state: PieceState,
+    /// Device I/O in flight.
+    pending: u32,
+    /// A device I/O of the current phase failed.
+    io_failed: bool,
+    locked: bool,
+    marked: bool,
+    /// Read that rebuilds a missing member's blocks (holds the stripe lock).
+    degraded: bool,
+    span: StripeSpan,
+    plan: Option<WritePlan>,
+    /// Generation a durable-waiter needs.
+    wait_gen: u64,
+    /// Per member buffer.
+    bufs: Vec<Option<Buf>>,
+}
+
+#[derive(Default)]
+struct Request {
+    tag: u64,
+    op: Option<UserOp>,
+    buf: Option<Buf>,
+    /// Pieces (or device flushes) still running.
+    left: u32,
+    error: Option<IoError>,
+    /// For flushes: when it started (µs).
+    started_us: u64,
+}
+
+/// A volume's channel on one reactor.
+pub struct Channel<B: Backend> {
+    vol: Arc<Volume>,
+    addr: Address,
+    backend: B,
+    pool: BufPool,
+    jv: Option<Arc<JournalVolume>>,
+    jslot: usize,
+    reqs: Vec<Request>,
+    free_reqs: Vec<u32>,
+    pieces: Vec<Piece>,
+    free_pieces: Vec<u32>,
+    done: Vec<Completion>,
+    /// Messages to this channel itself, run before returning to the runtime.
+    local: VecDeque<Msg>,
+    /// Pieces waiting for durability or room.
+    waiting: Vec<u32>,
+    waiting_spare: Vec<u32>,
+    record_buf: Vec<u8>,
+    notify: Vec<Address>,
+    /// Journal-driven member flush in flight: (members left, start time).
+    member_flush: Option<(u32, u64)>,
+    stats: ChannelStats,
+}
+
+impl<B: Backend> Channel<B> {
+    /// The channel of `vol` on the reactor named by `addr`. `jv` is the volume's journal state
+    /// (from [`crate::journal::Journal::attach_volume`]); required when the volume has a journal.
+    pub fn new(
+        vol: Arc<Volume>,
+        jv: Option<Arc<JournalVolume>>,
+        addr: Address,
+        backend: B,
+    ) -> Self {
+        let jslot = match (&vol.journal, &jv) {
+            (Some(j), Some(_)) => j
+                .register_channel(addr)
+                .expect("journal channel slots exhausted"),
+            _ => usize::MAX,
+        };
+        Channel {
+            vol,
+            addr,
+            backend,
+            pool: BufPool::new(),
+            jv,
+            jslot,
+            reqs: Vec::new(),
+            free_reqs: Vec::new(),
+            pieces: Vec::new(),
+            free_pieces: Vec::new(),
+            done: Vec::new(),
+            local: VecDeque::new(),
+            waiting: Vec::new(),
+            waiting_spare: Vec::new(),
+            record_buf: Vec::new(),
+            notify: Vec::new(),
+            member_flush: None,
+            stats: ChannelStats::default(),
+        }
+    }
+
+    /// The backend (the runtime drains its requests).
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The shared volume.
+    pub fn volume(&self) -> &Arc<Volume> {
+        &self.vol
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &ChannelStats {
+        &self.stats
+    }
+
+    /// Buffers allocated because a pool was empty (flat in steady state).
+    pub fn pool_allocations(&self) -> u64 {
+        self.pool.allocations
+    }
+
+    /// A buffer from the channel's pool (give it back with [`Channel::give_buf`]).
+    pub fn take_buf(&mut self, len: usize) -> Buf {
+        self.pool.take(len)
+    }
+
+    /// Return a buffer to the channel's pool.
+    pub fn give_buf(&mut self, buf: Buf) {
+        self.pool.give(buf)
+    }
+
+    /// Move finished requests into `out`.
+    pub fn drain_completions(&mut self, out: &mut Vec<Completion>) {
+        out.append(&mut self.done);
+    }
+
+    /// True when nothing is in flight on this channel.
+    pub fn idle(&self) -> bool {
+        self.reqs.len() == self.free_reqs.len() && self.member_flush.is_none()
+    }
+
+    /// Submit a request of `blocks` blocks at volume block `lba`.
+    pub fn submit(
+        &mut self,
+        tag: u64,
+        op: UserOp,
+        lba: u64,
+        blocks: u64,
+        buf: Option<Buf>,
+    ) -> Result<(), SubmitError> {
+        let geo = self.vol.geo;
+        let bs = geo.block_size as u64;
+        let err = |error, buf| Err(SubmitError { error, buf });
+        match op {
+            UserOp::Read | UserOp::Write => {
+                if blocks == 0 {
+                    return err(IoError::ZeroLength, buf);
+                }
+                if lba
+                    .checked_add(blocks)
+                    .is_none_or(|end| end > geo.volume_blocks())
+                {
+                    return err(IoError::OutOfRange, buf);
+                }
+                if buf.as_ref().is_none_or(|b| b.len() as u64 != blocks * bs) {
+                    return err(IoError::BadBuffer, buf);
+                }
+            }
+            UserOp::Resync => {
+                if lba >= geo.stripes {
+                    return err(IoError::OutOfRange, buf);
+                }
+            }
+            UserOp::Flush => {}
+        }
+        if !self.vol.usable() {
+            return err(IoError::VolumeFailed, buf);
+        }
+        if op == UserOp::Write && self.vol.journal.as_ref().is_some_and(|j| j.is_failed()) {
+            return err(IoError::JournalFailed, buf);
+        }
+        let ri = self.alloc_req();
+        {
+            let r = &mut self.reqs[ri];
+            r.tag = tag;
+            r.op = Some(op);
+            r.buf = buf;
+            r.left = 0;
+            r.error = None;
+        }
+        match op {
+            UserOp::Flush => self.start_flush(ri),
+            UserOp::Resync => {
+                self.reqs[ri].left = 1;
+                let pi = self.alloc_piece(ri, PieceKind::Resync, lba, 0, geo.stripe_blocks(), 0);
+                self.start_piece(pi);
+            }
+            UserOp::Read | UserOp::Write => {
+                let kind = if op == UserOp::Read {
+                    PieceKind::Read
+                } else {
+                    PieceKind::Write
+                };
+                let sb = geo.stripe_blocks();
+                let (first, last) = (lba / sb, (lba + blocks - 1) / sb);
+                self.reqs[ri].left = (last - first + 1) as u32;
+                let mut pos = lba;
+                while pos < lba + blocks {
+                    let stripe = pos / sb;
+                    let start = pos % sb;
+                    let len = (sb - start).min(lba + blocks - pos);
+                    let off = ((pos - lba) * bs) as usize;
+                    let pi = self.alloc_piece(ri, kind, stripe, start, len, off);
+                    self.start_piece(pi);
+                    pos += len;
+                }
+            }
+        }
+        self.run_local();
+        Ok(())
+    }
+
+    /// A device request finished.
+    pub fn io_done(&mut self, tag: u64, ok: bool, buf: Option<Buf>) {
+        match tag >> KIND_SHIFT {
+            KIND_PIECE => self.piece_io_done(tag, ok, buf),
+            KIND_FLUSH => self.flush_io_done(tag, ok),
+            KIND_JOURNAL => self.journal_io_done(tag, ok, buf),
+            _ => self.member_flush_done(tag, ok),
+        }
+        self.run_local();
+    }
+
+    /// A message from another reactor (or this one).
+    pub fn message(&mut self, msg: Msg) {
+        self.handle_msg(msg);
+        self.run_local();
+    }
+
+    /// Periodic work (every few milliseconds): member flushes the journal waits for, and record
+    /// writes that let clean stripes leave.
+    pub fn tick(&mut self) {
+        if let (Some(j), Some(jv)) = (self.vol.journal.clone(), self.jv.clone()) {
+            if self.member_flush.is_none()
+                && jv
+                    .member_flush_wanted
+                    .load(std::sync::atomic::Ordering::Acquire)
+                && !jv
+                    .member_flush_running
+                    .swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                jv.member_flush_wanted
+                    .store(false, std::sync::atomic::Ordering::Release);
+                self.start_member_flush();
+            }
+            if j.flush_useful(true, self.backend.now_us()) {
+                self.try_flush();
+            }
+        }
+        self.run_local();
+    }
+
+    // ---- requests and pieces ----------------------------------------------------------------
+
+    fn alloc_req(&mut self) -> usize {
+        match self.free_reqs.pop() {
+            Some(i) => i as usize,
+            None => {
+                self.reqs.push(Request::default());
+                self.reqs.len() - 1
+            }
+        }
+    }
+
+    fn alloc_piece(
+        &mut self,
+        req: usize,
+        kind: PieceKind,
+        stripe: u64,
+        start: u64,
+        len: u64,
+        buf_off: usize,
+    ) -> usize {
+        let pi = match self.free_pieces.pop() {
+            Some(i) => i as usize,
+            None => {
+                self.pieces.push(Piece::default());
+                self.pieces.len() - 1
+            }
+        };
+        let members = self.vol.geo.members as usize;
+        let geo = self.vol.geo;
+        let p = &mut self.pieces[pi];
+        p.req = req as u32;
+        p.kind = kind;
+        p.stripe = stripe;
+        p.start = start;
+        p.len = len;
+        p.buf_off = buf_off;
+        p.pending = 0;
+        p.io_failed = false;
+        p.locked = false;
+        p.marked = false;
+        p.degraded = false;
+        p.plan = None;
+        p.span = StripeSpan::new(&geo, start, len);
+        p.bufs.resize_with(members, || None);
+        pi
+    }
+
+    fn token(&self, pi: usize) -> u64 {
+        ((pi as u64) << GEN_BITS) | (self.pieces[pi].gen as u64 & ((1 << GEN_BITS) - 1))
+    }
+
+    /// The live piece a token names, if it is still the same piece.
+    fn piece_of(&self, token: u64) -> Option<usize> {
+        let pi = (token >> GEN_BITS) as usize;
+        let p = self.pieces.get(pi)?;
+        (p.state != PieceState::Free && self.token(pi) == token).then_some(pi)
+    }
+
+    fn start_piece(&mut self, pi: usize) {
+        let p = &self.pieces[pi];
+        let needs_lock = match p.kind {
+            PieceKind::Write | PieceKind::Resync => true,
+            PieceKind::Read => self.read_touches_failed(pi),
+        };
+        if needs_lock {
+            self.pieces[pi].degraded = p.kind == PieceKind::Read;
+            self.lock_piece(pi);
+        } else {
+            self.issue_reads(pi);
+        }
+    }
+
+    fn read_touches_failed(&self, pi: usize) -> bool {
+        let p = &self.pieces[pi];
+        let geo = &self.vol.geo;
+        (0..geo.data_members()).any(|i| {
+            p.span.touched(i as usize)
+                && self.vol.health(geo.data_member(p.stripe, i)) == MemberHealth::Failed
+        })
+    }
+
+    fn lock_piece(&mut self, pi: usize) {
+        let waiter = LockWaiter {
+            addr: self.addr,
+            token: self.token(pi),
+        };
+        self.pieces[pi].state = PieceState::WaitLock;
+        if self.vol.locks.lock(self.pieces[pi].stripe, waiter) {
+            self.locked(pi);
+        }
+    }
+
+    fn locked(&mut self, pi: usize) {
+        self.pieces[pi].locked = true;
+        match self.pieces[pi].kind {
+            PieceKind::Write => self.mark(pi),
+            // Resync runs before the volume serves I/O; its stripes are already listed.
+            PieceKind::Read | PieceKind::Resync => self.issue_reads(pi),
+        }
+    }
+
+    fn mark(&mut self, pi: usize) {
+        let (Some(j), Some(jv)) = (self.vol.journal.clone(), self.jv.clone()) else {
+            return self.issue_reads(pi); // journal switched off (comparison runs only)
+        };
+        if j.is_failed() {
+            return self.finish_piece(pi, Err(IoError::JournalFailed));
+        }
+        match j.mark(&jv, self.pieces[pi].stripe) {
+            Mark::Ready => {
+                self.pieces[pi].marked = true;
+                self.issue_reads(pi);
+            }
+            Mark::Wait(g) => {
+                self.stats.durable_waits += 1;
+                let p = &mut self.pieces[pi];
+                p.marked = true;
+                p.wait_gen = g;
+                p.state = PieceState::WaitDurable;
+                self.waiting.push(pi as u32);
+                j.request(g);
+                if j.subscribe(self.jslot, g) {
+                    self.local.push_back(Msg::Durable { generation: g });
+                }
+                self.try_flush();
+            }
+            Mark::Full => {
+                self.pieces[pi].state = PieceState::WaitSpace;
+                self.waiting.push(pi as u32);
+                j.space_wait();
+                let g = j.open_generation();
+                if j.subscribe(self.jslot, g) {
+                    self.local.push_back(Msg::Durable { generation: g });
+                }
+                self.try_flush();
+            }
+        }
+    }
+
+    fn handle_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::LockGranted { token } => {
+                if let Some(pi) = self.piece_of(token) {
+                    debug_assert_eq!(self.pieces[pi].state, PieceState::WaitLock);
+                    self.locked(pi);
+                }
+            }
+            Msg::Durable { .. } => self.durable_progress(),
+            Msg::JournalKick => {
+                if let Some(j) = &self.vol.journal {
+                    if j.flush_useful(false, 0) {
+                        self.try_flush();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Let every waiter whose generation is durable go on; re-subscribe the rest.
+    fn durable_progress(&mut self) {
+        let Some(j) = self.vol.journal.clone() else {
+            return;
+        };
+        let jv = self
+            .jv
+            .clone()
+            .expect("journal volume present with a journal");
+        let mut list = std::mem::take(&mut self.waiting);
+        let mut keep = std::mem::take(&mut self.waiting_spare);
+        let failed = j.is_failed();
+        for &pi in &list {
+            let pi = pi as usize;
+            match self.pieces[pi].state {
+                PieceState::WaitDurable => {
+                    if failed {
+                        self.finish_piece(pi, Err(IoError::JournalFailed));
+                    } else if j.durable_generation() >= self.pieces[pi].wait_gen {
+                        self.issue_reads(pi);
+                    } else {
+                        keep.push(pi as u32);
+                    }
+                }
+                PieceState::WaitSpace => {
+                    j.space_done();
+                    if failed {
+                        self.finish_piece(pi, Err(IoError::JournalFailed));
+                    } else {
+                        // Marks again; waits again (re-listed in `self.waiting`) when still full.
+                        self.mark(pi);
+                    }
+                }
+                _ => {}
+            }
+        }
+        list.clear();
+        self.waiting_spare = list;
+        keep.append(&mut self.waiting);
+        self.waiting = keep;
+        let _ = jv;
+        let lowest = self
+            .waiting
+            .iter()
+            .filter_map(|&pi| match self.pieces[pi as usize].state {
+                PieceState::WaitDurable => Some(self.pieces[pi as usize].wait_gen),
+                PieceState::WaitSpace => Some(j.open_generation()),
+                _ => None,
+            })
+            .min();
+        if let Some(g) = lowest {
+            if j.subscribe(self.jslot, g) {
+                self.local.push_back(Msg::Durable { generation: g });
+            }
+        }
+    }
+
+    // ---- reads and writes ------------------------------------------------------------------
+
+    fn submit_piece_io(
+        &mut self,
+        pi: usize,
+        member: u32,
+        op: IoOp,
+        rows: (u64, u64),
+        buf: Buf,
+        off: usize,
+    ) {
+        let p = &mut self.pieces[pi];
+        p.pending += 1;
+        let tag = (KIND_PIECE << KIND_SHIFT) | (self.token(pi) << 8) | member as u64;
+        let lba = self.vol.geo.member_lba(self.pieces[pi].stripe, rows.0);
+        self.backend.submit(DeviceIo {
+            dev: Device::Member(member),
+            op,
+            lba,
+            blocks: rows.1 - rows.0,
+            buf: Some(buf),
+            buf_offset: off,
+            tag,
+        });
+    }
+
+    fn issue_reads(&mut self, pi: usize) {
+        if !self.vol.usable() {
+            return self.finish_piece(pi, Err(IoError::VolumeFailed));
+        }
+        let geo = self.vol.geo;
+        let bs = geo.block_size as usize;
+        let failed = self.vol.failed_member();
+        let p = &mut self.pieces[pi];
+        p.state = PieceState::Reading;
+        p.io_failed = false;
+        let (stripe, span, kind) = (p.stripe, p.span, p.kind);
+        let rows = (span.lo, span.hi);
+        let row_bytes = span.rows() as usize * bs;
+        let pm = geo.parity_member(stripe);
+        let d = geo.data_members();
+        // (member, rows) reads to issue.
+        let mut reads: [(u32, (u64, u64)); MAX_MEMBERS] = [(0, (0, 0)); MAX_MEMBERS];
+        let mut n = 0;
+        match kind {
+            PieceKind::Read if !p.degraded => {
+                for i in 0..d {
+                    if span.touched(i as usize) {
+                        reads[n] = (geo.data_member(stripe, i), span.ranges[i as usize]);
+                        n += 1;
+                    }
+                }
+            }
+            PieceKind::Read => {
+                // Degraded read: every survivor over the rows.
+                for m in 0..geo.members {
+                    if Some(m) != failed {
+                        reads[n] = (m, rows);
+                        n += 1;
+                    }
+                }
+                self.vol
+                    .stats
+                    .degraded_read
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            PieceKind::Resync => {
+                if failed.is_some() {
+                    // No parity can be trusted or rebuilt without every member.
+                    return self.finish_piece(pi, Err(IoError::VolumeFailed));
+                }
+                for i in 0..d {
+                    reads[n] = (geo.data_member(stripe, i), rows);
+                    n += 1;
+                }
+            }
+            PieceKind::Write => {
+                let plan = plan::choose(&geo, stripe, &span, failed);
+                p.plan = Some(plan);
+                let st = &self.vol.stats;
+                use std::sync::atomic::Ordering::Relaxed;
+                match plan {
+                    WritePlan::FullStripe => st.full_stripe.fetch_add(1, Relaxed),
+                    WritePlan::ReconstructWrite => st.reconstruct_write.fetch_add(1, Relaxed),
+                    WritePlan::ReadModifyWrite => st.read_modify_write.fetch_add(1, Relaxed),
+                    WritePlan::DataOnly | WritePlan::Degraded => {
+                        st.degraded_write.fetch_add(1, Relaxed)
+                    }
+                };
+                match plan {
+                    WritePlan::FullStripe | WritePlan::DataOnly => {}
+                    WritePlan::ReconstructWrite => {
+                        for i in 0..d {
+                            if !span.covers_rows(i as usize) {
+                                reads[n] = (geo.data_member(stripe, i), rows);
+                                n += 1;
+                            }
+                        }
+                    }
+                    WritePlan::ReadModifyWrite => {
+                        for i in 0..d {
+                            if span.touched(i as usize) {
+                                reads[n] = (geo.data_member(stripe, i), rows);
+                                n += 1;
+                            }
+                        }
+                        reads[n] = (pm, rows);
+                        n += 1;
+                    }
+                    WritePlan::Degraded => {
+                        for m in 0..geo.members {
+                            if Some(m) != failed {
+                                reads[n] = (m, rows);
+                                n += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if n == 0 {
+            return self.reads_done(pi);
+        }
+        for &(m, r) in &reads[..n] {
+            let len = if kind == PieceKind::Read && !self.pieces[pi].degraded {
+                (r.1 - r.0) as usize * bs
+            } else {
+                row_bytes
+            };
+            let buf = self.pool.take(len);
+            self.submit_piece_io(pi, m, IoOp::Read, r, buf, 0);
+        }
+    }
+
+    fn piece_io_done(&mut self, tag: u64, ok: bool, buf: Option<Buf>) {
+        let token = (tag & ((1 << KIND_SHIFT) - 1)) >> 8;
+        let member = (tag & 0xff) as u32;
+        let Some(pi) = self.piece_of(token) else {
+            if let Some(b) = buf {
+                self.pool.give(b);
+            }
+            return;
+        };
+        let p = &mut self.pieces[pi];
+        p.pending -= 1;
+        match p.state {
+            PieceState::Reading => {
+                if let Some(b) = buf {
+                    if let Some(old) = p.bufs[member as usize].replace(b) {
+                        self.pool.give(old);
+                    }
+                }
+            }
+            _ => {
+                if let Some(b) = buf {
+                    self.pool.give(b);
+                }
+            }
+        }
+        if !ok {
+            self.vol.fail_member(member);
+            self.pieces[pi].io_failed = true;
+        }
+        if self.pieces[pi].pending > 0 {
+            return;
+        }
+        if self.pieces[pi].io_failed {
+            return self.retry(pi);
+        }
+        match self.pieces[pi].state {
+            PieceState::Reading => self.reads_done(pi),
+            PieceState::Writing => self.finish_piece(pi, Ok(())),
+            s => unreachable!("device completion for a piece in state {s:?}"),
+        }
+    }
+
+    /// A member failed under this piece: plan again for the degraded volume. Writes keep their
+    /// lock and mark; a read that did not hold the lock takes it now.
+    fn retry(&mut self, pi: usize) {
+        self.release_bufs(pi);
+        if !self.vol.usable() {
+            return self.finish_piece(pi, Err(IoError::VolumeFailed));
+        }
+        let p = &mut self.pieces[pi];
+        if p.kind == PieceKind::Read && !p.locked {
+            p.degraded = true;
+            return self.lock_piece(pi);
+        }
+        p.degraded = p.kind == PieceKind::Read;
+        self.issue_reads(pi)
+    }
+
+    fn reads_done(&mut self, pi: usize) {
+        match self.pieces[pi].kind {
+            PieceKind::Read => {
+                self.copy_out(pi);
+                self.finish_piece(pi, Ok(()));
+            }
+            PieceKind::Write => self.write_stripe(pi),
+            PieceKind::Resync => self.write_resync(pi),
+        }
+    }
+
+    /// Copy read data into the request buffer, rebuilding the missing member if needed.
+    fn copy_out(&mut self, pi: usize) {
+        let geo = self.vol.geo;
+        let bs = geo.block_size as usize;
+        let failed = self.vol.failed_member();
+        let p = &mut self.pieces[pi];
+        let (stripe, span, degraded) = (p.stripe, p.span, p.degraded);
+        let mut bufs = std::mem::take(&mut p.bufs);
+        if degraded {
+            if let Some(f) = failed {
+                let mut out = self.pool.take(span.rows() as usize * bs);
+                xor_others(&mut out, &bufs, f, geo.members);
+                bufs[f as usize] = Some(out);
+            }
+        }
+        let p = &self.pieces[pi];
+        let dst = self.reqs[p.req as usize]
+            .buf
+            .as_mut()
+            .expect("read has a buffer")
+            .as_mut_slice();
+        for i in 0..geo.data_members() {
+            let (a, b) = span.ranges[i as usize];
+            if a >= b {
+                continue;
+            }
+            let m = geo.data_member(stripe, i) as usize;
+            let src_off = if degraded {
+                (a - span.lo) as usize * bs
+            } else {
+                0
+            };
+            let len = (b - a) as usize * bs;
+            let dst_off = p.buf_off + (i as u64 * geo.strip_blocks + a - p.start) as usize * bs;
+            let Some(src) = bufs[m].as_ref() else {
+                panic!("no buffer for member {m} (data index {i}) stripe {stripe} degraded={degraded} failed={failed:?} span={:?} kind={:?}", span, p.kind);
+            };
+            let src = src.as_slice();
+            dst[dst_off..dst_off + len].copy_from_slice(&src[src_off..src_off + len]);
+        }
+        self.pieces[pi].bufs = bufs;
+    }
+
+    /// Compute the new parity for the piece's plan and write data and parity.
+    fn write_stripe(&mut self, pi: usize) {
+        let geo = self.vol.geo;
+        let bs = geo.block_size as usize;
+        let failed = self.vol.failed_member();
+        let p = &mut self.pieces[pi];
+        let (stripe, span, plan) = (p.stripe, p.span, p.plan.expect("write is planned"));
+        let pm = geo.parity_member(stripe) as usize;
+        let row_bytes = span.rows() as usize * bs;
+        let mut bufs = std::mem::take(&mut p.bufs);
+        let (req, start, buf_off) = (p.req as usize, p.start, p.buf_off);
+        let src = self.reqs[req]
+            .buf
+            .as_ref()
+            .expect("write has a buffer")
+            .as_slice();
+        let new_data = |i: u32, a: u64, b: u64| {
+            let off = buf_off + (i as u64 * geo.strip_blocks + a - start) as usize * bs;
+            &src[off..off + (b - a) as usize * bs]
+        };
+        if plan == WritePlan::Degraded {
+            let f = failed.expect("degraded plan has a failed member");
+            let mut out = self.pool.take(row_bytes);
+            xor_others(&mut out, &bufs, f, geo.members);
+            bufs[f as usize] = Some(out);
+        }
+        for i in 0..geo.data_members() {
+            let (a, b) = span.ranges[i as usize];
+            if a >= b {
+                continue;
+            }
+            let m = geo.data_member(stripe, i) as usize;
+            if bufs[m].is_none() {
+                bufs[m] = Some(self.pool.take(row_bytes));
+            }
+            let range = (a - span.lo) as usize * bs..(b - span.lo) as usize * bs;
+            if plan == WritePlan::ReadModifyWrite {
+                let mut par = bufs[pm].take().expect("old parity read");
+                let old = bufs[m].as_ref().expect("old data read").as_slice();
+                parity::update(
+                    &mut par.as_mut_slice()[range.clone()],
+                    &old[range.clone()],
+                    new_data(i, a, b),
+                );
+                bufs[pm] = Some(par);
+            }
+            bufs[m].as_mut().expect("data buffer").as_mut_slice()[range]
+                .copy_from_slice(new_data(i, a, b));
+        }
+        if matches!(
+            plan,
+            WritePlan::FullStripe | WritePlan::ReconstructWrite | WritePlan::Degraded
+        ) {
+            let mut out = bufs[pm].take().unwrap_or_else(|| self.pool.take(row_bytes));
+            out.set_len(row_bytes);
+            xor_others(&mut out, &bufs, pm as u32, geo.members);
+            bufs[pm] = Some(out);
+        }
+        // Issue writes: touched data strips on live members, then parity.
+        self.pieces[pi].state = PieceState::Writing;
+        self.pieces[pi].io_failed = false;
+        let mut writes = 0;
+        for i in 0..geo.data_members() {
+            let (a, b) = span.ranges[i as usize];
+            let m = geo.data_member(stripe, i);
+            if a >= b || Some(m) == failed {
+                continue;
+            }
+            let buf = bufs[m as usize].take().expect("data buffer built");
+            self.submit_piece_io(pi, m, IoOp::Write, (a, b), buf, (a - span.lo) as usize * bs);
+            writes += 1;
+        }
+        if plan != WritePlan::DataOnly && Some(pm as u32) != failed {
+            let buf = bufs[pm].take().expect("parity built");
+            self.submit_piece_io(pi, pm as u32, IoOp::Write, (span.lo, span.hi), buf, 0);
+            writes += 1;
+        }
+        for b in bufs.iter_mut() {
+            if let Some(b) = b.take() {
+                self.pool.give(b);
+            }
+        }
+        self.pieces[pi].bufs = bufs;
+        if writes == 0 {
+            self.finish_piece(pi, Ok(()));
+        }
+    }
+
+    fn write_resync(&mut self, pi: usize) {
+        let geo = self.vol.geo;
+        let p = &mut self.pieces[pi];
+        let pm = geo.parity_member(p.stripe);
+        let rows = (p.span.lo, p.span.hi);
+        let mut bufs = std::mem::take(&mut p.bufs);
+        let mut out = self
+            .pool
+            .take(p.span.rows() as usize * geo.block_size as usize);
+        xor_others(&mut out, &bufs, pm, geo.members);
+        for b in bufs.iter_mut() {
+            if let Some(b) = b.take() {
+                self.pool.give(b);
+            }
+        }
+        self.pieces[pi].bufs = bufs;
+        self.pieces[pi].state = PieceState::Writing;
+        self.submit_piece_io(pi, pm, IoOp::Write, rows, out, 0);
+    }
+
+    fn release_bufs(&mut self, pi: usize) {
+        let mut bufs = std::mem::take(&mut self.pieces[pi].bufs);
+        for b in bufs.iter_mut() {
+            if let Some(b) = b.take() {
+                self.pool.give(b);
+            }
+        }
+        self.pieces[pi].bufs = bufs;
+    }
+
+    fn finish_piece(&mut self, pi: usize, result: Result<(), IoError>) {
+        self.release_bufs(pi);
+        let p = &mut self.pieces[pi];
+        let stripe = p.stripe;
+        if p.marked {
+            p.marked = false;
+            if let (Some(j), Some(jv)) = (&self.vol.journal, &self.jv) {
+                if j.clean(jv, stripe, self.backend.now_us()) {
+                    self.local.push_back(Msg::JournalKick);
+                }
+            }
+        }
+        let p = &mut self.pieces[pi];
+        if p.locked {
+            p.locked = false;
+            if let Some(w) = self.vol.locks.unlock(stripe) {
+                self.send(w.addr, Msg::LockGranted { token: w.token });
+            }
+        }
+        let p = &mut self.pieces[pi];
+        let req = p.req as usize;
+        p.state = PieceState::Free;
+        p.gen = p.gen.wrapping_add(1);
+        self.free_pieces.push(pi as u32);
+        let r = &mut self.reqs[req];
+        if let Err(e) = result {
+            r.error.get_or_insert(e);
+        }
+        r.left -= 1;
+        if r.left == 0 {
+            self.complete_req(req);
+        }
+    }
+
+    fn complete_req(&mut self, ri: usize) {
+        let r = &mut self.reqs[ri];
+        let result = match r.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+        match r.op {
+            Some(UserOp::Read) => self.stats.reads += 1,
+            Some(UserOp::Write) => self.stats.writes += 1,
+            _ => {}
+        }
+        self.done.push(Completion {
+            tag: r.tag,
+            result,
+            buf: r.buf.take(),
+        });
+        r.op = None;
+        self.free_reqs.push(ri as u32);
+    }
+
+    fn send(&mut self, to: Address, msg: Msg) {
+        if to == self.addr {
+            self.local.push_back(msg);
+        } else {
+            self.backend.send(to, msg);
+        }
+    }
+
+    fn run_local(&mut self) {
+        while let Some(m) = self.local.pop_front() {
+            self.handle_msg(m);
+        }
+    }
+
+    // ---- flushes ---------------------------------------------------------------------------
+
+    fn active_members(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.vol.geo.members).filter(|&m| self.vol.health(m) == MemberHealth::Active)
+    }
+
+    fn start_flush(&mut self, ri: usize) {
+        let now = self.backend.now_us();
+        let members: Vec<u32> = self.active_members().collect();
+        self.reqs[ri].left = members.len() as u32;
+        self.reqs[ri].started_us = now;
+        if members.is_empty() {
+            return self.complete_req(ri);
+        }
+        for m in members {
+            self.backend.submit(DeviceIo {
+                dev: Device::Member(m),
+                op: IoOp::Flush,
+                lba: 0,
+                blocks: 0,
+                buf: None,
+                buf_offset: 0,
+                tag: (KIND_FLUSH << KIND_SHIFT) | ((ri as u64) << 8) | m as u64,
+            });
+        }
+    }
+
+    fn flush_io_done(&mut self, tag: u64, ok: bool) {
+        let ri = ((tag & ((1 << KIND_SHIFT) - 1)) >> 8) as usize;
+        let r = &mut self.reqs[ri];
+        if !ok {
+            self.vol.fail_member((tag & 0xff) as u32);
+            r.error = (!self.vol.usable())
+                .then_some(IoError::VolumeFailed)
+                .or(r.error);
+        }
+        r.left -= 1;
+        if r.left == 0 {
+            if r.error.is_none() {
+                if let Some(jv) = &self.jv {
+                    jv.member_flush_done(r.started_us);
+                }
+            }
+            self.complete_req(ri);
+        }
+    }
+
+    fn start_member_flush(&mut self) {
+        let now = self.backend.now_us();
+        let members: Vec<u32> = self.active_members().collect();
+        self.member_flush = Some((members.len() as u32, now));
+        for m in members {
+            self.backend.submit(DeviceIo {
+                dev: Device::Member(m),
+                op: IoOp::Flush,
+                lba: 0,
+                blocks: 0,
+                buf: None,
+                buf_offset: 0,
+                tag: (KIND_MEMBER_FLUSH << KIND_SHIFT) | m as u64,
+            });
+        }
+    }
+
+    fn member_flush_done(&mut self, tag: u64, ok: bool) {
+        if !ok {
+            self.vol.fail_member((tag & 0xff) as u32);
+        }
+        let Some((left, started)) = self.member_flush.as_mut() else {
+            return;
+        };
+        *left -= 1;
+        if *left == 0 {
+            let started = *started;
+            self.member_flush = None;
+            if let Some(jv) = &self.jv {
+                jv.member_flush_done(started);
+            }
+        }
+    }
+
+    // ---- journal record writes -------------------------------------------------------------
+
+    /// Become the flusher if no record write is in flight, and write the closing generation.
+    fn try_flush(&mut self) {
+        let Some(j) = self.vol.journal.clone() else {
+            return;
+        };
+        let now = self.backend.now_us();
+        let Some(job) = j.begin_flush(now, &mut self.record_buf) else {
+            return;
+        };
+        self.stats.record_writes += 1;
+        let mut buf = self.pool.take(self.record_buf.len());
+        buf.as_mut_slice().copy_from_slice(&self.record_buf);
+        let blocks = (self.record_buf.len() / j.cfg.block_size as usize) as u64;
+        let tag = (KIND_JOURNAL << KIND_SHIFT) | (job.generation << 2) | job.flush_after as u64;
+        self.backend.submit(DeviceIo {
+            dev: Device::Journal(job.slot.0),
+            op: IoOp::Write,
+            lba: job.slot.1,
+            blocks,
+            buf: Some(buf),
+            buf_offset: 0,
+            tag,
+        });
+    }
+
+    fn journal_io_done(&mut self, tag: u64, ok: bool, buf: Option<Buf>) {
+        let j = self
+            .vol
+            .journal
+            .clone()
+            .expect("journal I/O without a journal");
+        if let Some(b) = buf {
+            self.pool.give(b);
+        }
+        let body = tag & ((1 << KIND_SHIFT) - 1);
+        let g = body >> 2;
+        let mut notify = std::mem::take(&mut self.notify);
+        if !ok {
+            j.fail_flush(&mut notify);
+        } else if body & 1 == 1 {
+            // Written; now the device flush that makes it durable.
+            let dev = j.cfg.slots[(g % 2) as usize].0;
+            self.backend.submit(DeviceIo {
+                dev: Device::Journal(dev),
+                op: IoOp::Flush,
+                lba: 0,
+                blocks: 0,
+                buf: None,
+                buf_offset: 0,
+                tag: (KIND_JOURNAL << KIND_SHIFT) | (g << 2) | 2,
+            });
+            self.notify = notify;
+            return;
+        } else if j.finish_flush(g, &mut notify) {
+            self.local.push_back(Msg::JournalKick);
+        }
+        for a in notify.drain(..) {
+            self.send(a, Msg::Durable { generation: g });
+        }
+        self.notify = notify;
+    }
+}
+
+/// `out = XOR of every member buffer except `skip`` (members without a buffer are skipped too).
+fn xor_others(out: &mut Buf, bufs: &[Option<Buf>], skip: u32, members: u32) {
+    let mut srcs: [&[u8]; MAX_MEMBERS] = [&[]; MAX_MEMBERS];
+    let mut n = 0;
+    for (m, b) in bufs.iter().enumerate().take(members as usize) {
+        if m as u32 == skip {
+            continue;
+        }
+        if let Some(b) = b {
+            srcs[n] = b.as_slice();
+            n += 1;
+        }
+    }
+    parity::xor_into(out.as_mut_slice(), &srcs[..n]);
+}

@@ -1,0 +1,562 @@
+//! Mark aggregation and group commit.
+//!
+//! Hot path (any thread, lock-free): a writer bumps its stripe's state word. A stripe already listed
+//! in a durable record is the fast path. Otherwise the writer enters the open generation (a
+//! two-counter handshake with the flusher), tags the stripe with it and pushes the entry onto a
+//! bounded queue. One flusher at a time closes the open generation, drains the queue into the
+//! listed set, drops stripes that stayed clean long enough, encodes the whole set as one record
+//! and writes it; when it is durable every channel with a waiter is told by message.
+//!
+//! State word of a stripe: bits 0..16 active marks, bit 16 listed, bits 17.. the generation the
+//! stripe was listed in.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_queue::ArrayQueue;
+
+use super::record::{self, Entry};
+use crate::engine::Address;
+
+const ACTIVE_ONE: u64 = 1;
+const ACTIVE_MASK: u64 = 0xffff;
+const LISTED: u64 = 1 << 16;
+const GEN_SHIFT: u32 = 17;
+
+fn gen_of(word: u64) -> u64 {
+    word >> GEN_SHIFT
+}
+
+/// Tunables of a journal.
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    /// Identity written into every record.
+    pub uuid: [u8; 16],
+    /// Block size of the journal device(s); records are padded to it.
+    pub block_size: u32,
+    /// Bytes per slot; bounds the entries a record can hold.
+    pub slot_bytes: u64,
+    /// Where each slot lives: (journal device index, first block).
+    pub slots: [(u32, u64); 2],
+    /// Whether the journal device(s) cache writes volatilely (then a record needs write + flush).
+    pub volatile_cache: bool,
+    /// A clean stripe stays listed for at least this many later generations...
+    pub hysteresis_generations: u64,
+    /// ...and at least this long.
+    pub hysteresis_us: u64,
+    /// Most channels (volumes × reactors) that can wait on this journal.
+    pub max_channels: usize,
+}
+
+impl JournalConfig {
+    /// Defaults: two generations / 100 ms hysteresis.
+    pub fn new(uuid: [u8; 16], block_size: u32, slot_bytes: u64, slots: [(u32, u64); 2]) -> Self {
+        JournalConfig {
+            uuid,
+            block_size,
+            slot_bytes,
+            slots,
+            volatile_cache: false,
+            hysteresis_generations: 2,
+            hysteresis_us: 100_000,
+            max_channels: 1024,
+        }
+    }
+
+    /// Entries a record can hold.
+    pub fn max_entries(&self) -> usize {
+        record::max_entries(self.slot_bytes as usize)
+    }
+}
+
+/// Outcome of [`Journal::mark`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// The stripe is listed in a durable record: go on.
+    Ready,
+    /// The stripe joins generation `g`: wait until it is durable.
+    Wait(u64),
+    /// The record is full: wait for space, then mark again.
+    Full,
+}
+
+/// Per-volume stripe state kept by the journal.
+pub struct JournalVolume {
+    /// Volume number.
+    pub number: u32,
+    /// State word per stripe (see the module comment).
+    words: Box<[AtomicU64]>,
+    /// When each stripe last went clean (µs).
+    clean_us: Box<[AtomicU64]>,
+    /// Whether the volume's members cache writes volatilely.
+    volatile_members: bool,
+    /// Start time of the latest completed member flush (µs); covers stripes cleaned before it.
+    flushed_before_us: AtomicU64,
+    /// Set when removals wait for a member flush; a channel of the volume then flushes members.
+    pub member_flush_wanted: AtomicBool,
+    /// Set while one of the volume's channels runs that member flush.
+    pub member_flush_running: AtomicBool,
+}
+
+impl JournalVolume {
+    /// Record that a member flush which started at `started_us` completed.
+    pub fn member_flush_done(&self, started_us: u64) {
+        self.flushed_before_us.fetch_max(started_us, AcqRel);
+        self.member_flush_running.store(false, Release);
+    }
+
+    /// Number of marks currently held on `stripe` (for tests and status).
+    pub fn active(&self, stripe: u64) -> u64 {
+        self.words[stripe as usize].load(Acquire) & ACTIVE_MASK
+    }
+
+    /// Whether `stripe` is listed (durable or about to be).
+    pub fn listed(&self, stripe: u64) -> bool {
+        self.words[stripe as usize].load(Acquire) & LISTED != 0
+    }
+}
+
+/// Counters.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    /// Record writes issued.
+    pub record_writes: AtomicU64,
+    /// Marks taken.
+    pub marks: AtomicU64,
+    /// Marks that found their stripe already durable.
+    pub fast_path: AtomicU64,
+    /// Marks that found the record full.
+    pub full: AtomicU64,
+}
+
+/// What the flusher must write, from [`Journal::begin_flush`].
+#[derive(Debug)]
+pub struct FlushJob {
+    /// Generation of the record.
+    pub generation: u64,
+    /// Journal device and block of its slot.
+    pub slot: (u32, u64),
+    /// Whether a device flush must follow the write.
+    pub flush_after: bool,
+}
+
+/// Flusher-only state.
+struct Listed {
+    /// Every listed entry, in no particular order.
+    entries: Vec<Entry>,
+    /// Entries of volumes not yet recovered (or stripes at risk): always carried.
+    carried: Vec<Entry>,
+    /// Close times of recent generations, newest last: (generation, µs).
+    closes: VecDeque<(u64, u64)>,
+    /// Scratch record.
+    scratch: Vec<Entry>,
+}
+
+/// A dirty-stripe journal shared by the volumes on it.
+pub struct Journal {
+    /// Configuration.
+    pub cfg: JournalConfig,
+    /// Generation open for marks.
+    open: AtomicU64,
+    /// Newest durable generation.
+    durable: AtomicU64,
+    /// Highest generation some writer waits for.
+    wanted: AtomicU64,
+    /// Writers inside the handshake of generation g, at index g % 2.
+    entering: [AtomicU64; 2],
+    /// Entries listed or queued (bounded by the record size).
+    reserved: AtomicU64,
+    /// Writers waiting for room in the record.
+    space_waiters: AtomicU64,
+    /// A record write is in flight.
+    in_flight: AtomicBool,
+    /// Set once a record write failed: no write may proceed any more.
+    failed: AtomicBool,
+    /// Entries marked since the last close.
+    queue: ArrayQueue<Entry>,
+    /// Per channel: lowest generation it waits for (u64::MAX: none).
+    waits: Box<[AtomicU64]>,
+    /// Address of each registered channel.
+    channels: Mutex<Vec<Option<Address>>>,
+    /// Volumes on this journal.
+    volumes: Mutex<Vec<Arc<JournalVolume>>>,
+    /// Flusher state.
+    listed: Mutex<Listed>,
+    /// Counters.
+    pub stats: JournalStats,
+}
+
+impl Journal {
+    /// A journal whose newest record seen on disk had generation `last_generation` (0 for a new
+    /// journal) and whose `carried` entries belong to volumes not yet recovered.
+    pub fn new(cfg: JournalConfig, last_generation: u64, carried: Vec<Entry>) -> Journal {
+        let cap = cfg.max_entries().max(1);
+        let waits = (0..cfg.max_channels)
+            .map(|_| AtomicU64::new(u64::MAX))
+            .collect();
+        Journal {
+            open: AtomicU64::new(last_generation + 1),
+            durable: AtomicU64::new(last_generation),
+            wanted: AtomicU64::new(last_generation),
+            entering: [AtomicU64::new(0), AtomicU64::new(0)],
+            reserved: AtomicU64::new(carried.len() as u64),
+            space_waiters: AtomicU64::new(0),
+            in_flight: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            queue: ArrayQueue::new(cap),
+            waits,
+            channels: Mutex::new(vec![None; cfg.max_channels]),
+            volumes: Mutex::new(Vec::new()),
+            listed: Mutex::new(Listed {
+                entries: Vec::with_capacity(cap),
+                carried,
+                closes: VecDeque::new(),
+                scratch: Vec::with_capacity(cap),
+            }),
+            stats: JournalStats::default(),
+            cfg,
+        }
+    }
+
+    /// Add a volume of `stripes` stripes. Its carried entries are handed back: the caller resyncs
+    /// them, then calls [`Journal::release_carried`] and forces a record write.
+    pub fn attach_volume(
+        &self,
+        number: u32,
+        stripes: u64,
+        volatile_members: bool,
+    ) -> (Arc<JournalVolume>, Vec<u64>) {
+        let jv = Arc::new(JournalVolume {
+            number,
+            words: (0..stripes).map(|_| AtomicU64::new(0)).collect(),
+            clean_us: (0..stripes).map(|_| AtomicU64::new(0)).collect(),
+            volatile_members,
+            flushed_before_us: AtomicU64::new(0),
+            member_flush_wanted: AtomicBool::new(false),
+            member_flush_running: AtomicBool::new(false),
+        });
+        lock(&self.volumes).push(jv.clone());
+        let carried = lock(&self.listed)
+            .carried
+            .iter()
+            .filter(|e| e.volume == number)
+            .map(|e| e.stripe)
+            .collect();
+        (jv, carried)
+    }
+
+    /// Stripes of `volume` carried from the record recovery started from.
+    pub fn carried_stripes(&self, volume: u32) -> Vec<u64> {
+        let l = lock(&self.listed);
+        l.carried
+            .iter()
+            .filter(|e| e.volume == volume)
+            .map(|e| e.stripe)
+            .collect()
+    }
+
+    /// Stop carrying `volume`'s old entries, except `at_risk` ones (which stay listed).
+    pub fn release_carried(&self, volume: u32, at_risk: &[u64]) {
+        let mut l = lock(&self.listed);
+        let before = l.carried.len();
+        l.carried
+            .retain(|e| e.volume != volume || at_risk.contains(&e.stripe));
+        let dropped = before - l.carried.len();
+        self.reserved.fetch_sub(dropped as u64, AcqRel);
+    }
+
+    /// Remove a volume (its listed stripes leave with the next record).
+    pub fn detach_volume(&self, number: u32) {
+        lock(&self.volumes).retain(|v| v.number != number);
+    }
+
+    /// Register a channel for durability notifications; returns its slot.
+    pub fn register_channel(&self, addr: Address) -> Option<usize> {
+        let mut c = lock(&self.channels);
+        let i = c.iter().position(|a| a.is_none())?;
+        c[i] = Some(addr);
+        self.waits[i].store(u64::MAX, SeqCst);
+        Some(i)
+    }
+
+    /// Forget a channel slot.
+    pub fn unregister_channel(&self, slot: usize) {
+        lock(&self.channels)[slot] = None;
+        self.waits[slot].store(u64::MAX, SeqCst);
+    }
+
+    /// Newest durable generation.
+    pub fn durable_generation(&self) -> u64 {
+        self.durable.load(SeqCst)
+    }
+
+    /// Generation open for marks.
+    pub fn open_generation(&self) -> u64 {
+        self.open.load(SeqCst)
+    }
+
+    /// Listed entries (durable or queued), for status.
+    pub fn listed_count(&self) -> u64 {
+        self.reserved.load(Relaxed)
+    }
+
+    /// True once a record write failed; writes must then fail until a new journal is attached.
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Acquire)
+    }
+
+    /// Mark `stripe` of `jv` dirty before writing it. Lock-free.
+    pub fn mark(&self, jv: &JournalVolume, stripe: u64) -> Mark {
+        self.stats.marks.fetch_add(1, Relaxed);
+        let word = &jv.words[stripe as usize];
+        // AcqRel: the increment must be visible to a flusher deciding on removal (it CASes the
+        // word from an active count of 0), and we must see its LISTED/generation bits.
+        let w = word.fetch_add(ACTIVE_ONE, AcqRel);
+        if w & LISTED != 0 {
+            let g = gen_of(w);
+            if g <= self.durable.load(SeqCst) {
+                self.stats.fast_path.fetch_add(1, Relaxed);
+                return Mark::Ready;
+            }
+            return Mark::Wait(g);
+        }
+        // Room in the record first: never overfill, never skip.
+        if self.reserved.fetch_add(1, AcqRel) >= self.cfg.max_entries() as u64 {
+            self.reserved.fetch_sub(1, AcqRel);
+            word.fetch_sub(ACTIVE_ONE, AcqRel);
+            self.stats.full.fetch_add(1, Relaxed);
+            return Mark::Full;
+        }
+        // Enter the open generation: announce, then confirm it is still open. The flusher moves
+        // `open` first and then waits for the old generation's counter to drain, so an entry
+        // confirmed in g is always drained into record g or an earlier-closing one of g's
+        // successors' (SeqCst: a store/load pair on two locations on each side, Dekker style).
+        let g = loop {
+            let g = self.open.load(SeqCst);
+            self.entering[(g % 2) as usize].fetch_add(1, SeqCst);
+            if self.open.load(SeqCst) == g {
+                break g;
+            }
+            self.entering[(g % 2) as usize].fetch_sub(1, SeqCst);
+        };
+        let mut cur = word.load(Acquire);
+        loop {
+            let new = (cur & ACTIVE_MASK) | LISTED | (g << GEN_SHIFT);
+            match word.compare_exchange_weak(cur, new, AcqRel, Acquire) {
+                Ok(_) => break,
+                Err(x) => cur = x,
+            }
+        }
+        // Cannot fail: `reserved` bounds the queue and the listed set together.
+        let pushed = self.queue.push(Entry {
+            volume: jv.number,
+            stripe,
+        });
+        debug_assert!(pushed.is_ok(), "mark queue over its reserved bound");
+        self.entering[(g % 2) as usize].fetch_sub(1, SeqCst);
+        Mark::Wait(g)
+    }
+
+    /// The writer of `stripe` is done (data and parity written). Returns true when a record
+    /// write would help (writers wait for room).
+    pub fn clean(&self, jv: &JournalVolume, stripe: u64, now_us: u64) -> bool {
+        jv.clean_us[stripe as usize].store(now_us, Relaxed);
+        // Release: the flusher that sees the count reach 0 also sees the time above.
+        let w = jv.words[stripe as usize].fetch_sub(ACTIVE_ONE, Release);
+        debug_assert!(w & ACTIVE_MASK > 0, "clean without mark");
+        self.space_waiters.load(SeqCst) > 0
+    }
+
+    /// Ask for generation `g` to become durable.
+    pub fn request(&self, g: u64) {
+        self.wanted.fetch_max(g, SeqCst);
+    }
+
+    /// A writer starts waiting for room; [`Journal::space_done`] ends it.
+    pub fn space_wait(&self) {
+        self.space_waiters.fetch_add(1, SeqCst);
+        self.request(self.open.load(SeqCst));
+    }
+
+    /// A writer stops waiting for room.
+    pub fn space_done(&self) {
+        self.space_waiters.fetch_sub(1, SeqCst);
+    }
+
+    /// Channel `slot` waits for generation `g`. Returns true when `g` is already durable (the
+    /// caller goes on at once; a message may still come and is harmless).
+    pub fn subscribe(&self, slot: usize, g: u64) -> bool {
+        self.waits[slot].fetch_min(g, SeqCst);
+        self.durable.load(SeqCst) >= g
+    }
+
+    /// Whether a record write would do something now: a waiter wants a generation not yet
+    /// durable, or (with `timer`) listed stripes are ready to leave.
+    pub fn flush_useful(&self, timer: bool, now_us: u64) -> bool {
+        if self.wanted.load(SeqCst) > self.durable.load(SeqCst)
+            || self.space_waiters.load(SeqCst) > 0
+        {
+            return true;
+        }
+        timer && self.removable_exists(now_us)
+    }
+
+    fn removable_exists(&self, now_us: u64) -> bool {
+        let Ok(l) = self.listed.try_lock() else {
+            return false;
+        };
+        let vols = lock(&self.volumes);
+        let threshold = self.hysteresis_threshold(&l, now_us);
+        l.entries.iter().any(|e| {
+            vols.iter()
+                .find(|v| v.number == e.volume)
+                .is_none_or(|v| self.removable(v, e.stripe, threshold))
+        })
+    }
+
+    /// Stripes that went clean strictly before this time may leave the record.
+    fn hysteresis_threshold(&self, l: &Listed, now_us: u64) -> u64 {
+        if self.space_waiters.load(SeqCst) > 0 {
+            return u64::MAX; // room is needed now: any clean, flushed stripe may leave
+        }
+        let by_time = now_us.saturating_sub(self.cfg.hysteresis_us);
+        let n = self.cfg.hysteresis_generations as usize;
+        let by_gen = if n == 0 {
+            u64::MAX
+        } else if l.closes.len() >= n {
+            l.closes[l.closes.len() - n].1
+        } else {
+            0
+        };
+        by_time.min(by_gen)
+    }
+
+    fn removable(&self, v: &JournalVolume, stripe: u64, threshold: u64) -> bool {
+        let w = v.words[stripe as usize].load(Acquire);
+        if w & ACTIVE_MASK != 0 {
+            return false;
+        }
+        let t = v.clean_us[stripe as usize].load(Relaxed);
+        if t >= threshold {
+            return false;
+        }
+        // Data and parity must be durable on the members before the stripe may leave.
+        if v.volatile_members && v.flushed_before_us.load(Acquire) <= t {
+            v.member_flush_wanted.store(true, Release);
+            return false;
+        }
+        true
+    }
+
+    /// Try to become the flusher: close the open generation and encode its record into `out`.
+    /// Returns `None` when a record write is already in flight.
+    pub fn begin_flush(&self, now_us: u64, out: &mut Vec<u8>) -> Option<FlushJob> {
+        if self
+            .in_flight
+            .compare_exchange(false, true, SeqCst, SeqCst)
+            .is_err()
+        {
+            return None;
+        }
+        let g = self.open.load(SeqCst);
+        self.open.store(g + 1, SeqCst);
+        // Writers that confirmed g are a few instructions from leaving the handshake.
+        while self.entering[(g % 2) as usize].load(SeqCst) != 0 {
+            std::hint::spin_loop();
+        }
+        let mut guard = lock(&self.listed);
+        let l = &mut *guard;
+        while let Some(e) = self.queue.pop() {
+            l.entries.push(e);
+        }
+        let threshold = self.hysteresis_threshold(l, now_us);
+        {
+            let vols = lock(&self.volumes);
+            let mut i = 0;
+            while i < l.entries.len() {
+                let e = l.entries[i];
+                let Some(v) = vols.iter().find(|v| v.number == e.volume) else {
+                    // Volume detached: its entries leave.
+                    l.entries.swap_remove(i);
+                    self.reserved.fetch_sub(1, AcqRel);
+                    continue;
+                };
+                if self.removable(v, e.stripe, threshold) {
+                    let word = &v.words[e.stripe as usize];
+                    let cur = word.load(Acquire);
+                    // Only from "listed, no marks": a writer that marked meanwhile keeps it.
+                    if cur & ACTIVE_MASK == 0
+                        && cur & LISTED != 0
+                        && word.compare_exchange(cur, 0, AcqRel, Acquire).is_ok()
+                    {
+                        l.entries.swap_remove(i);
+                        self.reserved.fetch_sub(1, AcqRel);
+                        continue;
+                    }
+                }
+                i += 1;
+            }
+        }
+        l.scratch.clear();
+        l.scratch.extend_from_slice(&l.carried);
+        l.scratch.extend_from_slice(&l.entries);
+        record::encode(
+            &self.cfg.uuid,
+            g,
+            &l.scratch,
+            self.cfg.block_size as usize,
+            out,
+        );
+        l.closes.push_back((g, now_us));
+        if l.closes.len() > 64 {
+            l.closes.pop_front();
+        }
+        self.stats.record_writes.fetch_add(1, Relaxed);
+        Some(FlushJob {
+            generation: g,
+            slot: self.cfg.slots[(g % 2) as usize],
+            flush_after: self.cfg.volatile_cache,
+        })
+    }
+
+    /// The record of generation `g` is durable. Fills `notify` with the channels to tell; returns
+    /// true when another record write is wanted right away.
+    pub fn finish_flush(&self, g: u64, notify: &mut Vec<Address>) -> bool {
+        self.durable.store(g, SeqCst);
+        {
+            let chans = lock(&self.channels);
+            for (i, w) in self.waits.iter().enumerate() {
+                if w.load(SeqCst) <= g {
+                    // A channel that subscribes again meanwhile is told anyway (it is in the
+                    // list) and re-subscribes whatever still waits.
+                    w.store(u64::MAX, SeqCst);
+                    if let Some(a) = chans[i] {
+                        notify.push(a);
+                    }
+                }
+            }
+        }
+        self.in_flight.store(false, SeqCst);
+        self.flush_useful(false, 0)
+    }
+
+    /// A record write failed: the journal can no longer protect writes. Waiters are told (they
+    /// then see [`Journal::is_failed`]).
+    pub fn fail_flush(&self, notify: &mut Vec<Address>) {
+        self.failed.store(true, Release);
+        let chans = lock(&self.channels);
+        for (i, w) in self.waits.iter().enumerate() {
+            if w.swap(u64::MAX, SeqCst) != u64::MAX {
+                if let Some(a) = chans[i] {
+                    notify.push(a);
+                }
+            }
+        }
+        self.in_flight.store(false, SeqCst);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

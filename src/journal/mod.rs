@@ -1,0 +1,8 @@
+//! The dirty-stripe journal: on-disk records, lock-free mark aggregation with group commit, and
+//! the recovery rules.
+
+pub mod aggregator;
+pub mod record;
+
+pub use aggregator::{FlushJob, Journal, JournalConfig, JournalStats, JournalVolume, Mark};
+pub use record::{Entry, Record};

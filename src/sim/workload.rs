@@ -1,0 +1,505 @@
+//! Random workloads over the simulator and the checks run after them: read-back against the
+//! model, parity of every stripe, and crash → recover → lose a member → read back.
+
+use std::collections::BTreeMap;
+
+use super::model::{identify, Model, Seen};
+use super::rng::Rng;
+use super::world::{SimConfig, SimJournal, World};
+use crate::engine::{Buf, UserOp};
+use crate::layout::Geometry;
+use crate::parity;
+
+/// Shape of a random workload.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Requests to issue.
+    pub ops: usize,
+    /// Most requests in flight.
+    pub qd: usize,
+    /// Share of reads.
+    pub read_fraction: f64,
+    /// Confine requests to the first `n` stripes of each volume (a hot set).
+    pub hot_stripes: Option<u64>,
+    /// Only single-block requests.
+    pub single_block: bool,
+}
+
+/// What the checks found.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// Reads (during the run or in the final read-back) that returned content the model rules out.
+    pub bad_reads: u64,
+    /// Stripes whose parity disagreed with their data when the volume was idle (or recovered).
+    pub inconsistent_stripes: u64,
+    /// Blocks whose acknowledged content was lost after crash, recovery and a member failure.
+    pub lost_acked: u64,
+    /// Requests that failed.
+    pub failed_requests: u64,
+    /// Requests completed.
+    pub completed: u64,
+    /// User writes completed.
+    pub writes: u64,
+    /// Journal record writes.
+    pub record_writes: u64,
+    /// First few problems, for the report.
+    pub notes: Vec<String>,
+}
+
+impl Outcome {
+    /// True when nothing went wrong.
+    pub fn clean(&self) -> bool {
+        self.bad_reads == 0
+            && self.inconsistent_stripes == 0
+            && self.lost_acked == 0
+            && self.failed_requests == 0
+    }
+
+    fn note(&mut self, s: String) {
+        if self.notes.len() < 8 {
+            self.notes.push(s);
+        }
+    }
+}
+
+struct InFlight {
+    vi: usize,
+    op: UserOp,
+    lba: u64,
+    blocks: u64,
+    write_id: u64,
+    submitted: u64,
+}
+
+/// Drives a workload against a world and checks every read on the way.
+pub struct Driver {
+    /// The world.
+    pub world: World,
+    /// The reference model.
+    pub model: Model,
+    rng: Rng,
+    inflight: BTreeMap<u64, InFlight>,
+    next_tag: u64,
+    /// Findings.
+    pub out: Outcome,
+}
+
+impl Driver {
+    /// A driver over `world`, drawing requests from `rng`.
+    pub fn new(world: World, rng: Rng) -> Driver {
+        let blocks: Vec<u64> = world
+            .volumes
+            .iter()
+            .map(|v| v.vol.geo.volume_blocks())
+            .collect();
+        let volatile = world.cfg.member_volatile;
+        Driver {
+            world,
+            model: Model::new(&blocks, volatile),
+            rng,
+            inflight: BTreeMap::new(),
+            next_tag: 1,
+            out: Outcome::default(),
+        }
+    }
+
+    fn random_request(&mut self, w: &Workload) {
+        let vi = self.rng.range(0, self.world.volumes.len() as u64) as usize;
+        let geo = self.world.volumes[vi].vol.geo;
+        let reactor = self.rng.range(0, self.world.cfg.reactors as u64) as u32;
+        let total = match w.hot_stripes {
+            Some(h) => h.min(geo.stripes) * geo.stripe_blocks(),
+            None => geo.volume_blocks(),
+        };
+        let blocks = if w.single_block {
+            1
+        } else {
+            match self.rng.range(0, 4) {
+                0 | 1 => self.rng.range(1, 5),
+                2 => geo.strip_blocks * self.rng.range(1, geo.data_members() as u64 + 1),
+                _ => self.rng.range(1, geo.stripe_blocks() * 5 / 2 + 1),
+            }
+        }
+        .min(total);
+        let lba = if self.rng.chance(0.3) && blocks <= total - (total % geo.strip_blocks).min(total)
+        {
+            let strips = (total - blocks) / geo.strip_blocks + 1;
+            self.rng.range(0, strips) * geo.strip_blocks
+        } else {
+            self.rng.range(0, total - blocks + 1)
+        };
+        let bs = geo.block_size as usize;
+        let tag = self.next_tag;
+        if self.rng.chance(0.04) {
+            self.next_tag += 1;
+            let now = self.world.now;
+            if self
+                .world
+                .submit(reactor, vi, tag, UserOp::Flush, 0, 0, None)
+                .is_ok()
+            {
+                let f = InFlight {
+                    vi,
+                    op: UserOp::Flush,
+                    lba: 0,
+                    blocks: 0,
+                    write_id: 0,
+                    submitted: now,
+                };
+                self.inflight.insert(tag, f);
+            }
+            return;
+        }
+        let op = if self.rng.chance(w.read_fraction) {
+            UserOp::Read
+        } else {
+            UserOp::Write
+        };
+        let mut buf = Buf::new(blocks as usize * bs);
+        let now = self.world.now;
+        let write_id = if op == UserOp::Write {
+            self.model
+                .begin_write(vi, lba, blocks, bs, now, buf.as_mut_slice())
+        } else {
+            0
+        };
+        self.next_tag += 1;
+        match self
+            .world
+            .submit(reactor, vi, tag, op, lba, blocks, Some(buf))
+        {
+            Ok(()) => {
+                self.inflight.insert(
+                    tag,
+                    InFlight {
+                        vi,
+                        op,
+                        lba,
+                        blocks,
+                        write_id,
+                        submitted: now,
+                    },
+                );
+            }
+            Err(e) => {
+                self.out.failed_requests += 1;
+                self.out.note(format!("submit refused: {:?}", e.error));
+            }
+        }
+    }
+
+    fn collect(&mut self) {
+        let mut done = Vec::new();
+        self.world.take_completions(&mut done);
+        let now = self.world.now;
+        for (_, _, c) in done {
+            let Some(f) = self.inflight.remove(&c.tag) else {
+                continue;
+            };
+            self.out.completed += 1;
+            if let Err(e) = c.result {
+                self.out.failed_requests += 1;
+                self.out.note(format!(
+                    "{:?} of {}+{} on volume {} failed: {e}",
+                    f.op, f.lba, f.blocks, f.vi
+                ));
+                continue;
+            }
+            match f.op {
+                UserOp::Write => {
+                    self.out.writes += 1;
+                    self.model.ack(f.write_id, now);
+                }
+                UserOp::Read => {
+                    let buf = c.buf.expect("read returns its buffer");
+                    let bs = self.world.volumes[f.vi].vol.geo.block_size as usize;
+                    for b in 0..f.blocks {
+                        let block = &buf.as_slice()[b as usize * bs..(b as usize + 1) * bs];
+                        let seen = identify(block, f.lba + b, f.vi as u64);
+                        if !self.model.valid(f.vi, f.lba + b, seen, f.submitted, now) {
+                            self.out.bad_reads += 1;
+                            self.out.note(format!(
+                                "read of block {} (volume {}) during [{}, {}] saw {seen:?}",
+                                f.lba + b,
+                                f.vi,
+                                f.submitted,
+                                now
+                            ));
+                        }
+                    }
+                }
+                UserOp::Flush => self.model.flushed(f.vi, f.submitted, now),
+                UserOp::Resync => {}
+            }
+        }
+    }
+
+    /// Issue `w.ops` requests at up to `w.qd` in flight; `before_op(driver, i)` runs before the
+    /// i-th. Stops early (without draining) once `max_events` events ran. Returns true when
+    /// it stopped early.
+    pub fn run(
+        &mut self,
+        w: &Workload,
+        max_events: Option<u64>,
+        mut before_op: impl FnMut(&mut Driver, usize),
+    ) -> bool {
+        let mut issued = 0;
+        let mut events = 0u64;
+        loop {
+            while issued < w.ops && self.inflight.len() < w.qd {
+                before_op(self, issued);
+                self.random_request(w);
+                issued += 1;
+            }
+            if max_events.is_some_and(|m| events >= m) {
+                return true;
+            }
+            if !self.world.step() {
+                self.collect();
+                if issued >= w.ops && self.inflight.is_empty() {
+                    return false;
+                }
+                if self.inflight.is_empty() {
+                    continue;
+                }
+                self.out.failed_requests += self.inflight.len() as u64;
+                self.out
+                    .note(format!("{} requests never completed", self.inflight.len()));
+                return false;
+            }
+            events += 1;
+            self.collect();
+        }
+    }
+
+    /// Check every stripe's parity of every volume with all members present (idle volume).
+    pub fn check_parity(&mut self) {
+        for vi in 0..self.world.volumes.len() {
+            let n = count_inconsistent(&self.world, vi);
+            if n > 0 {
+                self.out.inconsistent_stripes += n;
+                self.out
+                    .note(format!("volume {vi}: {n} stripes with wrong parity"));
+            }
+        }
+    }
+
+    /// Read every block of every volume through the engine and check it against the model as
+    /// of the read time (`as_of`: check as of that past instant instead, for crash runs).
+    pub fn read_back(&mut self, as_of: Option<u64>) -> u64 {
+        let mut bad = 0;
+        for vi in 0..self.world.volumes.len() {
+            let geo = self.world.volumes[vi].vol.geo;
+            let bs = geo.block_size as usize;
+            for stripe in 0..geo.stripes {
+                let lba = stripe * geo.stripe_blocks();
+                let buf = Buf::new(geo.stripe_blocks() as usize * bs);
+                let tag = u64::MAX / 2 + stripe;
+                if let Err(e) = self.world.submit(
+                    0,
+                    vi,
+                    tag,
+                    UserOp::Read,
+                    lba,
+                    geo.stripe_blocks(),
+                    Some(buf),
+                ) {
+                    self.out.note(format!("read-back refused: {:?}", e.error));
+                    bad += geo.stripe_blocks();
+                    continue;
+                }
+                self.world.run_until_idle();
+                let mut done = Vec::new();
+                self.world.take_completions(&mut done);
+                let now = self.world.now;
+                for (_, _, c) in done {
+                    let Ok(()) = c.result else {
+                        bad += geo.stripe_blocks();
+                        self.out
+                            .note(format!("read-back of stripe {stripe} failed"));
+                        continue;
+                    };
+                    let buf = c.buf.expect("read buffer");
+                    for b in 0..geo.stripe_blocks() {
+                        let block = &buf.as_slice()[b as usize * bs..(b as usize + 1) * bs];
+                        let seen = identify(block, lba + b, vi as u64);
+                        let ok = match as_of {
+                            Some(t) => self.model.valid_after_crash(vi, lba + b, seen, t),
+                            None => self.model.valid(vi, lba + b, seen, now, now),
+                        };
+                        if !ok {
+                            bad += 1;
+                            if seen == Seen::Garbage || bad < 4 {
+                                self.out.note(format!(
+                                    "block {} of volume {vi} holds {seen:?}",
+                                    lba + b
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        bad
+    }
+}
+
+/// Stripes of volume `vi` whose parity is not the XOR of their data (all members read raw).
+pub fn count_inconsistent(world: &World, vi: usize) -> u64 {
+    let geo = world.volumes[vi].vol.geo;
+    let len = (geo.strip_blocks * geo.block_size as u64) as usize;
+    let mut acc = vec![0u8; len];
+    let mut strip = vec![0u8; len];
+    let mut bad = 0;
+    for s in 0..geo.stripes {
+        acc.fill(0);
+        for m in 0..geo.members {
+            world.peek(vi, m, geo.member_lba(s, 0), &mut strip);
+            parity::xor_acc(&mut acc, &strip);
+        }
+        if acc.iter().any(|&b| b != 0) {
+            bad += 1;
+        }
+    }
+    bad
+}
+
+/// A random geometry small enough for fast simulation.
+pub fn random_geometry(rng: &mut Rng) -> Geometry {
+    let members = rng.range(3, 9) as u32;
+    let bs = if rng.chance(0.5) { 512 } else { 4096 };
+    let strip = 4096u64 << rng.range(0, 4);
+    let stripes = rng.range(3, 13);
+    let member_blocks = crate::layout::RESERVED_BYTES / bs as u64 + stripes * strip / bs as u64;
+    Geometry::new(members, strip, bs, member_blocks).expect("valid random geometry")
+}
+
+/// A random journal set-up.
+pub fn random_journal(rng: &mut Rng) -> SimJournal {
+    let mut uuid = [0u8; 16];
+    uuid[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+    uuid[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
+    SimJournal {
+        uuid,
+        block_size: if rng.chance(0.5) { 512 } else { 4096 },
+        // Small slots sometimes, so writers meet a full record.
+        slot_bytes: if rng.chance(0.2) { 4096 } else { 64 * 1024 },
+        devices: rng.range(1, 3) as u32,
+        volatile: rng.chance(0.5),
+        hysteresis_us: [0, 200, 2_000, 100_000][rng.range(0, 4) as usize],
+        hysteresis_generations: rng.range(0, 3),
+    }
+}
+
+/// Engine check for one seed: random concurrent reads and writes (overlapping, sub-stripe,
+/// multi-stripe) on one volume, sometimes losing a member mid-run; every read checked, parity
+/// checked when idle, everything read back healthy and then degraded.
+pub fn io_check(seed: u64) -> Outcome {
+    let mut rng = Rng::new(seed);
+    let geo = random_geometry(&mut rng);
+    let journal = random_journal(&mut rng);
+    let cfg = SimConfig {
+        seed,
+        reactors: rng.range(1, 4) as u32,
+        volumes: vec![(0, geo)],
+        member_volatile: rng.chance(0.5),
+        journal: Some(journal),
+        max_latency_us: rng.range(2, 200),
+        error_rate: if rng.chance(0.2) { 0.01 } else { 0.0 },
+        tick_us: 1000,
+    };
+    let kill_at = rng.chance(0.2).then(|| rng.range(0, 150) as usize);
+    let victim = rng.range(0, geo.members as u64) as u32;
+    let w = Workload {
+        ops: 150,
+        qd: rng.range(1, 33) as usize,
+        read_fraction: 0.4,
+        hot_stripes: rng.chance(0.3).then_some(2),
+        single_block: false,
+    };
+    let mut d = Driver::new(World::new(cfg), rng.fork(1));
+    d.run(&w, None, |d, i| {
+        if Some(i) == kill_at && d.world.volumes[0].disks.iter().all(|disk| !disk.failed) {
+            d.world.fail_member(0, victim, false);
+        }
+    });
+    let failed = d.world.volumes[0].disks.iter().any(|disk| disk.failed);
+    if !failed {
+        d.check_parity();
+    }
+    let bad = d.read_back(None);
+    d.out.bad_reads += bad;
+    if !failed {
+        // Degraded read-back.
+        d.world.fail_member(0, victim, true);
+        let bad = d.read_back(None);
+        d.out.bad_reads += bad;
+    }
+    d.out.record_writes = d.world.journal.as_ref().map_or(0, |j| {
+        j.stats
+            .record_writes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    });
+    d.out
+}
+
+/// Crash check for one seed: two or three volumes sharing one journal, a random concurrent
+/// workload, power loss at a random instant, recovery, then one member of every volume lost; every
+/// acknowledged write must read back and every stripe's parity must match after recovery.
+pub fn crash_check(seed: u64, journal: bool) -> Outcome {
+    let mut rng = Rng::new(seed);
+    let nvol = rng.range(2, 4) as usize;
+    let volumes: Vec<(u32, Geometry)> = (0..nvol)
+        .map(|i| (i as u32 * 3 + 1, random_geometry(&mut rng)))
+        .collect();
+    let sj = random_journal(&mut rng);
+    let cfg = SimConfig {
+        seed,
+        reactors: rng.range(1, 4) as u32,
+        volumes,
+        member_volatile: rng.chance(0.5),
+        journal: journal.then_some(sj),
+        max_latency_us: rng.range(2, 200),
+        error_rate: 0.0,
+        tick_us: 500,
+    };
+    let w = Workload {
+        ops: 120,
+        qd: rng.range(1, 33) as usize,
+        read_fraction: 0.2,
+        hot_stripes: rng.chance(0.3).then_some(2),
+        single_block: false,
+    };
+    let crash_after = rng.range(1, 1500);
+    let mut d = Driver::new(World::new(cfg.clone()), rng.fork(1));
+    d.run(&w, Some(crash_after), |_, _| {});
+    let crash_time = d.world.now;
+    let record_writes = d.world.journal.as_ref().map_or(0, |j| {
+        j.stats
+            .record_writes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    });
+    let world = std::mem::replace(
+        &mut d.world,
+        World::new(SimConfig {
+            volumes: vec![],
+            ..cfg.clone()
+        }),
+    );
+    let image = world.crash();
+    let (recovered, report) = World::recover(cfg, image);
+    d.world = recovered;
+    d.out.record_writes = record_writes;
+    if report.resync_errors > 0 {
+        d.out.failed_requests += report.resync_errors;
+        d.out
+            .note(format!("{} resyncs failed", report.resync_errors));
+    }
+    d.check_parity();
+    for vi in 0..d.world.volumes.len() {
+        let m = rng.range(0, d.world.volumes[vi].vol.geo.members as u64) as u32;
+        d.world.fail_member(vi, m, true);
+    }
+    d.out.lost_acked = d.read_back(Some(crash_time));
+    d.out
+}

@@ -1,0 +1,554 @@
+//! The simulated world: reactors with one channel per volume, devices, a clock and an event
+//! queue. Every choice comes from the seed, so a run replays exactly.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::disk::SimDisk;
+use super::rng::Rng;
+use crate::engine::{
+    Address, Backend, Buf, Channel, Completion, Device, DeviceIo, IoOp, Msg, SubmitError, UserOp,
+    Volume,
+};
+use crate::journal::{record, Journal, JournalConfig, JournalVolume};
+use crate::layout::Geometry;
+
+/// The backend a simulated channel talks to: it only collects requests; the world runs them.
+#[derive(Default)]
+pub struct SimPort {
+    now: u64,
+    ios: Vec<DeviceIo>,
+    msgs: Vec<(Address, Msg)>,
+}
+
+impl Backend for SimPort {
+    fn submit(&mut self, io: DeviceIo) {
+        self.ios.push(io);
+    }
+    fn send(&mut self, to: Address, msg: Msg) {
+        self.msgs.push((to, msg));
+    }
+    fn now_us(&self) -> u64 {
+        self.now
+    }
+}
+
+/// Journal set-up of a simulation.
+#[derive(Debug, Clone)]
+pub struct SimJournal {
+    /// Journal uuid.
+    pub uuid: [u8; 16],
+    /// Journal block size.
+    pub block_size: u32,
+    /// Slot size in bytes.
+    pub slot_bytes: u64,
+    /// One device holding both slots, or two devices with one slot each.
+    pub devices: u32,
+    /// Journal devices cache writes volatilely.
+    pub volatile: bool,
+    /// Hysteresis before clean stripes leave the record.
+    pub hysteresis_us: u64,
+    /// Hysteresis in generations.
+    pub hysteresis_generations: u64,
+}
+
+impl SimJournal {
+    /// The journal configuration this set-up implies.
+    pub fn config(&self) -> JournalConfig {
+        let slot_blocks = self.slot_bytes / self.block_size as u64;
+        let base = crate::superblock::JOURNAL_SLOTS_OFFSET / self.block_size as u64;
+        let slots = if self.devices == 2 {
+            [(0, base), (1, base)]
+        } else {
+            [(0, base), (0, base + slot_blocks)]
+        };
+        let mut cfg = JournalConfig::new(self.uuid, self.block_size, self.slot_bytes, slots);
+        cfg.volatile_cache = self.volatile;
+        cfg.hysteresis_us = self.hysteresis_us;
+        cfg.hysteresis_generations = self.hysteresis_generations;
+        cfg
+    }
+
+    /// Blocks a journal device needs.
+    pub fn device_blocks(&self) -> u64 {
+        (crate::superblock::JOURNAL_SLOTS_OFFSET + 2 * self.slot_bytes) / self.block_size as u64
+    }
+}
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Master seed.
+    pub seed: u64,
+    /// Reactors (each has one channel per volume).
+    pub reactors: u32,
+    /// Volumes: (number, geometry).
+    pub volumes: Vec<(u32, Geometry)>,
+    /// Members cache writes volatilely.
+    pub member_volatile: bool,
+    /// The journal; `None` switches it off (comparison runs).
+    pub journal: Option<SimJournal>,
+    /// Device latency upper bound (µs).
+    pub max_latency_us: u64,
+    /// Chance that a member I/O fails and kills its member (at most one member per volume).
+    pub error_rate: f64,
+    /// Period of channel ticks (µs).
+    pub tick_us: u64,
+}
+
+/// A volume in the world.
+pub struct SimVolume {
+    /// Shared volume state.
+    pub vol: Arc<Volume>,
+    /// Its journal state.
+    pub jv: Option<Arc<JournalVolume>>,
+    /// Member devices.
+    pub disks: Vec<SimDisk>,
+}
+
+enum Event {
+    Io {
+        reactor: u32,
+        vi: usize,
+        io: DeviceIo,
+        id: u64,
+    },
+    Msg {
+        reactor: u32,
+        vi: usize,
+        msg: Msg,
+    },
+    Tick {
+        reactor: u32,
+    },
+}
+
+/// Device contents after a crash.
+#[derive(Clone)]
+pub struct CrashImage {
+    /// Member devices per volume.
+    pub volumes: Vec<Vec<SimDisk>>,
+    /// Journal devices.
+    pub journal: Vec<SimDisk>,
+}
+
+/// The simulation.
+pub struct World {
+    /// Set-up.
+    pub cfg: SimConfig,
+    /// Clock (µs).
+    pub now: u64,
+    rng: Rng,
+    seq: u64,
+    events: BTreeMap<(u64, u64), Event>,
+    /// Events other than ticks.
+    busy: usize,
+    /// Volumes.
+    pub volumes: Vec<SimVolume>,
+    /// Journal devices.
+    pub journal_disks: Vec<SimDisk>,
+    /// The shared journal.
+    pub journal: Option<Arc<Journal>>,
+    channels: Vec<Vec<Channel<SimPort>>>,
+    done: Vec<(u32, usize, Completion)>,
+    /// Writes in flight: id → (volume index or journal, device, lba, data).
+    inflight: BTreeMap<u64, (Option<usize>, u32, u64, Vec<u8>)>,
+}
+
+impl World {
+    /// A fresh world with zeroed devices.
+    pub fn new(cfg: SimConfig) -> World {
+        let disks = cfg
+            .volumes
+            .iter()
+            .map(|(_, g)| {
+                (0..g.members)
+                    .map(|_| {
+                        SimDisk::new(
+                            g.block_size as usize,
+                            g.member_blocks_used(),
+                            cfg.member_volatile,
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let journal = cfg.journal.as_ref().map(|j| {
+            (0..j.devices)
+                .map(|_| SimDisk::new(j.block_size as usize, j.device_blocks(), j.volatile))
+                .collect()
+        });
+        World::from_image(
+            cfg,
+            CrashImage {
+                volumes: disks,
+                journal: journal.unwrap_or_default(),
+            },
+            None,
+        )
+    }
+
+    /// A world over existing device contents. `journal` is the journal to use (recovery builds it
+    /// from the records on the devices); `None` makes a fresh one when the config has a journal.
+    pub fn from_image(cfg: SimConfig, image: CrashImage, journal: Option<Arc<Journal>>) -> World {
+        let rng = Rng::new(cfg.seed);
+        let journal = match (&cfg.journal, journal) {
+            (Some(_), Some(j)) => Some(j),
+            (Some(sj), None) => Some(Arc::new(Journal::new(sj.config(), 0, Vec::new()))),
+            (None, _) => None,
+        };
+        let mut volumes = Vec::new();
+        for (i, (number, geo)) in cfg.volumes.iter().enumerate() {
+            let jv = journal
+                .as_ref()
+                .map(|j| j.attach_volume(*number, geo.stripes, cfg.member_volatile).0);
+            let vol = Arc::new(Volume::new(
+                *number,
+                *geo,
+                cfg.member_volatile,
+                journal.clone(),
+            ));
+            volumes.push(SimVolume {
+                vol,
+                jv,
+                disks: image.volumes[i].clone(),
+            });
+        }
+        let channels = (0..cfg.reactors)
+            .map(|r| {
+                volumes
+                    .iter()
+                    .map(|v| {
+                        let addr = Address {
+                            reactor: r,
+                            volume: v.vol.number,
+                        };
+                        Channel::new(v.vol.clone(), v.jv.clone(), addr, SimPort::default())
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut w = World {
+            // Time 0 belongs to the initial contents in the model.
+            now: 1,
+            rng,
+            seq: 0,
+            events: BTreeMap::new(),
+            busy: 0,
+            volumes,
+            journal_disks: image.journal,
+            journal,
+            channels,
+            done: Vec::new(),
+            inflight: BTreeMap::new(),
+            cfg,
+        };
+        for r in 0..w.cfg.reactors {
+            let t = w.rng.range(1, w.cfg.tick_us + 1);
+            w.schedule(t, Event::Tick { reactor: r });
+        }
+        w
+    }
+
+    fn schedule(&mut self, delay: u64, ev: Event) {
+        if !matches!(ev, Event::Tick { .. }) {
+            self.busy += 1;
+        }
+        self.seq += 1;
+        self.events.insert((self.now + delay, self.seq), ev);
+    }
+
+    /// Index of volume `number`.
+    fn vi(&self, number: u32) -> usize {
+        self.volumes
+            .iter()
+            .position(|v| v.vol.number == number)
+            .expect("known volume")
+    }
+
+    /// Submit a user request on `reactor` to volume index `vi`.
+    #[allow(clippy::too_many_arguments)] // mirrors Channel::submit plus the routing pair
+    pub fn submit(
+        &mut self,
+        reactor: u32,
+        vi: usize,
+        tag: u64,
+        op: UserOp,
+        lba: u64,
+        blocks: u64,
+        buf: Option<Buf>,
+    ) -> Result<(), SubmitError> {
+        let ch = &mut self.channels[reactor as usize][vi];
+        ch.backend_mut().now = self.now;
+        let r = ch.submit(tag, op, lba, blocks, buf);
+        self.pump(reactor, vi);
+        r
+    }
+
+    /// Move a channel's requests, messages and completions into the world.
+    fn pump(&mut self, reactor: u32, vi: usize) {
+        let ch = &mut self.channels[reactor as usize][vi];
+        let ios = std::mem::take(&mut ch.backend_mut().ios);
+        let msgs = std::mem::take(&mut ch.backend_mut().msgs);
+        let mut done = Vec::new();
+        ch.drain_completions(&mut done);
+        self.done.extend(done.into_iter().map(|c| (reactor, vi, c)));
+        for io in ios {
+            self.seq += 1;
+            let id = self.seq;
+            if io.op == IoOp::Write {
+                let (dev_vol, dev, bs) = match io.dev {
+                    Device::Member(m) => {
+                        (Some(vi), m, self.volumes[vi].vol.geo.block_size as usize)
+                    }
+                    Device::Journal(k) => (None, k, self.journal_disks[k as usize].bs),
+                };
+                let buf = io.buf.as_ref().expect("write has data");
+                let len = io.blocks as usize * bs;
+                let data = buf.as_slice()[io.buf_offset..io.buf_offset + len].to_vec();
+                self.inflight.insert(id, (dev_vol, dev, io.lba, data));
+            }
+            let lat = self.rng.range(1, self.cfg.max_latency_us + 1);
+            self.schedule(
+                lat,
+                Event::Io {
+                    reactor,
+                    vi,
+                    io,
+                    id,
+                },
+            );
+        }
+        for (to, msg) in msgs {
+            let lat = self.rng.range(1, 10);
+            let tvi = self.vi(to.volume);
+            self.schedule(
+                lat,
+                Event::Msg {
+                    reactor: to.reactor,
+                    vi: tvi,
+                    msg,
+                },
+            );
+        }
+    }
+
+    /// Run one event. False when only ticks remain and every channel is idle.
+    pub fn step(&mut self) -> bool {
+        if self.busy == 0 && self.channels.iter().flatten().all(|c| c.idle()) {
+            return false;
+        }
+        let Some(((t, _), ev)) = self.events.pop_first() else {
+            return false;
+        };
+        self.now = t;
+        match ev {
+            Event::Io {
+                reactor,
+                vi,
+                mut io,
+                id,
+            } => {
+                self.busy -= 1;
+                let ok = self.run_io(vi, &mut io, id);
+                let ch = &mut self.channels[reactor as usize][vi];
+                ch.backend_mut().now = t;
+                ch.io_done(io.tag, ok, io.buf.take());
+                self.pump(reactor, vi);
+            }
+            Event::Msg { reactor, vi, msg } => {
+                self.busy -= 1;
+                let ch = &mut self.channels[reactor as usize][vi];
+                ch.backend_mut().now = t;
+                ch.message(msg);
+                self.pump(reactor, vi);
+            }
+            Event::Tick { reactor } => {
+                for vi in 0..self.volumes.len() {
+                    let ch = &mut self.channels[reactor as usize][vi];
+                    ch.backend_mut().now = t;
+                    ch.tick();
+                    self.pump(reactor, vi);
+                }
+                let p = self.cfg.tick_us;
+                self.schedule(p, Event::Tick { reactor });
+            }
+        }
+        true
+    }
+
+    fn run_io(&mut self, vi: usize, io: &mut DeviceIo, id: u64) -> bool {
+        self.inflight.remove(&id);
+        let member_dev = matches!(io.dev, Device::Member(_));
+        let can_fail = member_dev
+            && self.cfg.error_rate > 0.0
+            && self.volumes[vi].disks.iter().all(|d| !d.failed);
+        let inject = can_fail && self.rng.chance(self.cfg.error_rate);
+        let disk = match io.dev {
+            Device::Member(m) => &mut self.volumes[vi].disks[m as usize],
+            Device::Journal(k) => &mut self.journal_disks[k as usize],
+        };
+        if inject {
+            disk.failed = true;
+        }
+        if disk.failed {
+            return false;
+        }
+        let bs = disk.bs;
+        let range = io.buf_offset..io.buf_offset + io.blocks as usize * bs;
+        match io.op {
+            IoOp::Read => disk.read(
+                io.lba,
+                &mut io.buf.as_mut().expect("read buffer").as_mut_slice()[range],
+            ),
+            IoOp::Write => disk.write(
+                io.lba,
+                &io.buf.as_ref().expect("write buffer").as_slice()[range],
+            ),
+            IoOp::Flush => disk.flush(),
+        }
+        true
+    }
+
+    /// Run until idle.
+    pub fn run_until_idle(&mut self) {
+        while self.step() {}
+    }
+
+    /// Run until at least one completion is available or the world is idle.
+    pub fn run_until_completion(&mut self) {
+        while self.done.is_empty() && self.step() {}
+    }
+
+    /// Finished user requests: (reactor, volume index, completion).
+    pub fn take_completions(&mut self, out: &mut Vec<(u32, usize, Completion)>) {
+        out.append(&mut self.done);
+    }
+
+    /// Kill member `m` of volume index `vi` (it fails every I/O; the engine learns on first use,
+    /// or at once with `tell_engine`).
+    pub fn fail_member(&mut self, vi: usize, m: u32, tell_engine: bool) {
+        self.volumes[vi].disks[m as usize].failed = true;
+        if tell_engine {
+            self.volumes[vi].vol.fail_member(m);
+        }
+    }
+
+    /// Current contents of a member block range (bypassing the engine).
+    pub fn peek(&self, vi: usize, m: u32, lba: u64, out: &mut [u8]) {
+        self.volumes[vi].disks[m as usize].read(lba, out);
+    }
+
+    /// Pool buffers allocated by every channel (warm-up only in steady state).
+    pub fn pool_allocations(&self) -> u64 {
+        self.channels
+            .iter()
+            .flatten()
+            .map(|c| c.pool_allocations())
+            .sum()
+    }
+
+    /// Power loss now: in-flight writes land torn (any subset of their blocks), cached writes
+    /// survive or not block by block. Returns the durable contents.
+    pub fn crash(mut self) -> CrashImage {
+        let mut rng = self.rng.fork(0xC0A5);
+        for (_, (vol, dev, lba, data)) in std::mem::take(&mut self.inflight) {
+            let disk = match vol {
+                Some(vi) => &mut self.volumes[vi].disks[dev as usize],
+                None => &mut self.journal_disks[dev as usize],
+            };
+            if !disk.failed {
+                disk.tear(lba, &data, &mut rng);
+            }
+        }
+        let mut volumes = Vec::new();
+        for v in &mut self.volumes {
+            for d in &mut v.disks {
+                d.crash(&mut rng);
+            }
+            volumes.push(v.disks.clone());
+        }
+        for d in &mut self.journal_disks {
+            d.crash(&mut rng);
+        }
+        CrashImage {
+            volumes,
+            journal: self.journal_disks,
+        }
+    }
+
+    /// Recovery, as assembly runs it: read both journal slots, take the newest valid record,
+    /// resync each volume's listed stripes, then write a record with a higher generation that
+    /// no longer lists them. Returns the stripes resynced per volume and those at risk (a
+    /// member missing).
+    pub fn recover(cfg: SimConfig, image: CrashImage) -> (World, RecoveryReport) {
+        let mut report = RecoveryReport::default();
+        let Some(sj) = cfg.journal.clone() else {
+            return (World::from_image(cfg, image, None), report);
+        };
+        let jcfg = sj.config();
+        let slot = |k: usize| {
+            let (dev, lba) = jcfg.slots[k];
+            let disk = &image.journal[dev as usize];
+            let mut buf = vec![0u8; sj.slot_bytes as usize];
+            disk.read(lba, &mut buf);
+            buf
+        };
+        let (s0, s1) = (slot(0), slot(1));
+        let newest = record::newest(&s0, &s1, &sj.uuid);
+        let (last_gen, entries) = match newest {
+            Some(r) => (r.generation, r.entries),
+            None => (0, Vec::new()),
+        };
+        report.generation = last_gen;
+        let journal = Arc::new(Journal::new(jcfg, last_gen, entries));
+        let mut w = World::from_image(cfg, image, Some(journal.clone()));
+        // The journal attached every volume in from_image; fetch each one's carried stripes.
+        for vi in 0..w.volumes.len() {
+            let number = w.volumes[vi].vol.number;
+            let stripes = journal.carried_stripes(number);
+            let failed = w.volumes[vi].disks.iter().any(|d| d.failed);
+            if failed {
+                report.at_risk.push((number, stripes.clone()));
+                journal.release_carried(number, &stripes);
+                continue;
+            }
+            for (k, &s) in stripes.iter().enumerate() {
+                let r = (k as u32) % w.cfg.reactors;
+                w.submit(r, vi, u64::MAX - k as u64, UserOp::Resync, s, 1, None)
+                    .expect("resync of a listed stripe");
+            }
+            report.resynced.push((number, stripes));
+        }
+        w.run_until_idle();
+        let mut done = Vec::new();
+        w.take_completions(&mut done);
+        for (_, _, c) in &done {
+            if c.result.is_err() {
+                report.resync_errors += 1;
+            }
+        }
+        for (number, _) in &report.resynced {
+            journal.release_carried(*number, &[]);
+        }
+        // A record above every generation seen, without the resynced stripes.
+        journal.request(journal.open_generation());
+        w.channels[0][0].message(Msg::JournalKick);
+        w.pump(0, 0);
+        w.run_until_idle();
+        (w, report)
+    }
+}
+
+/// What recovery did.
+#[derive(Debug, Default, Clone)]
+pub struct RecoveryReport {
+    /// Generation of the record recovery started from (0: none valid).
+    pub generation: u64,
+    /// Per volume: stripes whose parity was recomputed.
+    pub resynced: Vec<(u32, Vec<u64>)>,
+    /// Per volume: listed stripes that could not be resynced because a member is missing.
+    pub at_risk: Vec<(u32, Vec<u64>)>,
+    /// Resyncs that failed.
+    pub resync_errors: u64,
+}
