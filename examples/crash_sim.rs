@@ -29,11 +29,15 @@ fn main() {
     }
     let start = std::time::Instant::now();
     let (mut lost, mut inconsistent, mut failed_seeds, mut other) = (0u64, 0u64, 0u64, 0u64);
+    let (mut writes, mut records, mut full) = (0u64, 0u64, 0u64);
     for seed in args.base..args.base + args.count {
         let out = crash_check(seed, journal);
         lost += out.lost_acked;
         inconsistent += out.inconsistent_stripes;
         other += out.failed_requests + out.bad_reads;
+        writes += out.writes;
+        records += out.record_writes;
+        full += out.full_marks;
         if !out.clean() {
             failed_seeds += 1;
             if verbose || failed_seeds <= 5 {
@@ -55,7 +59,8 @@ fn main() {
         }
     }
     eprintln!(
-        "journal={} failed_seeds={failed_seeds} other_errors={other} elapsed={:.1}s",
+        "journal={} failed_seeds={failed_seeds} other_errors={other} user_writes={writes} \
+         record_writes={records} full_record_waits={full} elapsed={:.1}s",
         if journal { "on" } else { "off" },
         start.elapsed().as_secs_f64()
     );

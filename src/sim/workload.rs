@@ -42,6 +42,8 @@ pub struct Outcome {
     pub writes: u64,
     /// Journal record writes.
     pub record_writes: u64,
+    /// Marks that found the record full and waited for room.
+    pub full_marks: u64,
     /// First few problems, for the report.
     pub notes: Vec<String>,
 }
@@ -368,8 +370,12 @@ pub fn count_inconsistent(world: &World, vi: usize) -> u64 {
 pub fn random_geometry(rng: &mut Rng) -> Geometry {
     let members = rng.range(3, 9) as u32;
     let bs = if rng.chance(0.5) { 512 } else { 4096 };
-    let strip = 4096u64 << rng.range(0, 4);
-    let stripes = rng.range(3, 13);
+    let (strip, stripes) = if rng.chance(0.15) {
+        // Many small stripes: enough dirty stripes to fill a small record.
+        (4096, rng.range(40, 64))
+    } else {
+        (4096u64 << rng.range(0, 4), rng.range(3, 13))
+    };
     let member_blocks = crate::layout::RESERVED_BYTES / bs as u64 + stripes * strip / bs as u64;
     Geometry::new(members, strip, bs, member_blocks).expect("valid random geometry")
 }
@@ -379,11 +385,16 @@ pub fn random_journal(rng: &mut Rng) -> SimJournal {
     let mut uuid = [0u8; 16];
     uuid[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
     uuid[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
+    let block_size = if rng.chance(0.5) { 512 } else { 4096 };
     SimJournal {
         uuid,
-        block_size: if rng.chance(0.5) { 512 } else { 4096 },
-        // Small slots sometimes, so writers meet a full record.
-        slot_bytes: if rng.chance(0.2) { 4096 } else { 64 * 1024 },
+        block_size,
+        // Small slots sometimes (37 entries at 512 bytes), so writers meet a full record.
+        slot_bytes: match rng.range(0, 10) {
+            0 | 1 if block_size == 512 => 512,
+            0..=2 => 4096,
+            _ => 64 * 1024,
+        },
         devices: rng.range(1, 3) as u32,
         volatile: rng.chance(0.5),
         hysteresis_us: [0, 200, 2_000, 100_000][rng.range(0, 4) as usize],
@@ -423,6 +434,8 @@ pub fn io_check(seed: u64) -> Outcome {
             d.world.fail_member(0, victim, false);
         }
     });
+    // Faults stop with the workload: the checks below must not lose a second member.
+    d.world.cfg.error_rate = 0.0;
     let failed = d.world.volumes[0].disks.iter().any(|disk| disk.failed);
     if !failed {
         d.check_parity();
@@ -435,12 +448,16 @@ pub fn io_check(seed: u64) -> Outcome {
         let bad = d.read_back(None);
         d.out.bad_reads += bad;
     }
-    d.out.record_writes = d.world.journal.as_ref().map_or(0, |j| {
-        j.stats
-            .record_writes
-            .load(std::sync::atomic::Ordering::Relaxed)
-    });
+    (d.out.record_writes, d.out.full_marks) = journal_counts(&d.world);
     d.out
+}
+
+/// (record writes, marks that met a full record) of the world's journal.
+fn journal_counts(w: &World) -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    w.journal.as_ref().map_or((0, 0), |j| {
+        (j.stats.record_writes.load(Relaxed), j.stats.full.load(Relaxed))
+    })
 }
 
 /// Crash check for one seed: two or three volumes sharing one journal, a random concurrent
@@ -474,11 +491,7 @@ pub fn crash_check(seed: u64, journal: bool) -> Outcome {
     let mut d = Driver::new(World::new(cfg.clone()), rng.fork(1));
     d.run(&w, Some(crash_after), |_, _| {});
     let crash_time = d.world.now;
-    let record_writes = d.world.journal.as_ref().map_or(0, |j| {
-        j.stats
-            .record_writes
-            .load(std::sync::atomic::Ordering::Relaxed)
-    });
+    let (record_writes, full_marks) = journal_counts(&d.world);
     let world = std::mem::replace(
         &mut d.world,
         World::new(SimConfig {
@@ -490,6 +503,7 @@ pub fn crash_check(seed: u64, journal: bool) -> Outcome {
     let (recovered, report) = World::recover(cfg, image);
     d.world = recovered;
     d.out.record_writes = record_writes;
+    d.out.full_marks = full_marks;
     if report.resync_errors > 0 {
         d.out.failed_requests += report.resync_errors;
         d.out

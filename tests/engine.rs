@@ -1,0 +1,117 @@
+//! Engine behaviour on the simulator: bad requests, write plans, pools.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use jraid::engine::{Buf, IoError, UserOp};
+use jraid::layout::Geometry;
+use jraid::sim::workload::{Driver, Workload};
+use jraid::sim::{Rng, SimConfig, SimJournal, World};
+
+fn world(members: u32, journal: bool) -> World {
+    let geo = Geometry::new(members, 16384, 4096, 256 + 16 * 4 * 8).unwrap();
+    World::new(SimConfig {
+        seed: 7,
+        reactors: 2,
+        volumes: vec![(0, geo)],
+        member_volatile: false,
+        journal: journal.then_some(SimJournal {
+            uuid: [9; 16],
+            block_size: 4096,
+            slot_bytes: 65536,
+            devices: 1,
+            volatile: true,
+            hysteresis_us: 100_000,
+            hysteresis_generations: 2,
+        }),
+        max_latency_us: 50,
+        error_rate: 0.0,
+        tick_us: 1000,
+    })
+}
+
+#[test]
+fn bad_requests_are_errors_not_panics() {
+    let mut w = world(4, true);
+    let geo = w.volumes[0].vol.geo;
+    let end = geo.volume_blocks();
+    let cases: Vec<(UserOp, u64, u64, Option<Buf>, IoError)> = vec![
+        (UserOp::Write, 0, 0, Some(Buf::new(0)), IoError::ZeroLength),
+        (UserOp::Read, end, 1, Some(Buf::new(4096)), IoError::OutOfRange),
+        (UserOp::Write, end - 1, 2, Some(Buf::new(8192)), IoError::OutOfRange),
+        (UserOp::Read, u64::MAX, 2, Some(Buf::new(8192)), IoError::OutOfRange),
+        (UserOp::Write, 0, 2, Some(Buf::new(4096)), IoError::BadBuffer),
+        (UserOp::Write, 0, 1, Some(Buf::new(4000)), IoError::BadBuffer),
+        (UserOp::Read, 0, 1, None, IoError::BadBuffer),
+        (UserOp::Resync, geo.stripes, 1, None, IoError::OutOfRange),
+    ];
+    for (op, lba, blocks, buf, want) in cases {
+        let e = w.submit(0, 0, 1, op, lba, blocks, buf).unwrap_err();
+        assert_eq!(e.error, want, "{op:?} {lba}+{blocks}");
+    }
+    w.run_until_idle();
+}
+
+#[test]
+fn two_missing_members_fail_requests_cleanly() {
+    let mut w = world(4, true);
+    w.fail_member(0, 1, true);
+    w.fail_member(0, 2, true);
+    let e = w.submit(0, 0, 1, UserOp::Read, 0, 1, Some(Buf::new(4096))).unwrap_err();
+    assert_eq!(e.error, IoError::VolumeFailed);
+}
+
+#[test]
+fn plans_follow_the_fewest_reads() {
+    // 8 members: 7 data strips of 4 blocks.
+    let mut w = world(8, true);
+    let geo = w.volumes[0].vol.geo;
+    let sb = geo.stripe_blocks();
+    let mut tag = 0;
+    let mut write = |w: &mut World, lba: u64, blocks: u64| {
+        tag += 1;
+        w.submit(0, 0, tag, UserOp::Write, lba, blocks, Some(Buf::new(blocks as usize * 4096))).unwrap();
+        w.run_until_idle();
+    };
+    write(&mut w, 0, sb); // full stripe
+    write(&mut w, sb + 1, 1); // one block: read-modify-write
+    write(&mut w, 2 * sb, sb - 4); // all but one strip: reconstruct-write
+    let st = &w.volumes[0].vol.stats;
+    assert_eq!(st.full_stripe.load(Relaxed), 1);
+    assert_eq!(st.read_modify_write.load(Relaxed), 1);
+    assert_eq!(st.reconstruct_write.load(Relaxed), 1);
+}
+
+#[test]
+fn steady_state_allocates_no_buffers() {
+    let w = world(5, true);
+    let mut d = Driver::new(w, Rng::new(3));
+    // A steady load of one shape (4 KiB random reads and writes at QD 16). Random sizes
+    // would keep meeting new per-size peaks, which is growth of the working set, not per-I/O cost.
+    let load = Workload { ops: 3000, qd: 16, read_fraction: 0.3, hot_stripes: None, single_block: true };
+    for _ in 0..2 {
+        d.run(&load, None, |_, _| {});
+    }
+    let warm = d.world.pool_allocations();
+    for _ in 0..2 {
+        d.run(&load, None, |_, _| {});
+    }
+    let after = d.world.pool_allocations();
+    assert!(d.out.clean(), "{:?}", d.out);
+    assert_eq!(after, warm, "pools kept allocating after warm-up ({warm} -> {after})");
+}
+
+#[test]
+fn hot_stripes_take_the_fast_path() {
+    let w = world(4, true);
+    let mut d = Driver::new(w, Rng::new(5));
+    let load = Workload { ops: 2000, qd: 8, read_fraction: 0.0, hot_stripes: Some(1), single_block: true };
+    d.run(&load, None, |_, _| {});
+    assert!(d.out.clean(), "{:?}", d.out);
+    let j = d.world.journal.as_ref().unwrap();
+    let records = j.stats.record_writes.load(Relaxed);
+    let fast = j.stats.fast_path.load(Relaxed);
+    // One stripe, rewritten 2,000 times: it stays listed (hysteresis), so almost every mark is
+    // the fast path and record writes stay a handful.
+    assert!(fast > 1900, "fast path hits {fast}");
+    assert!(records < 20, "record writes {records}");
+}
