@@ -36,11 +36,41 @@ fn bad_requests_are_errors_not_panics() {
     let end = geo.volume_blocks();
     let cases: Vec<(UserOp, u64, u64, Option<Buf>, IoError)> = vec![
         (UserOp::Write, 0, 0, Some(Buf::new(0)), IoError::ZeroLength),
-        (UserOp::Read, end, 1, Some(Buf::new(4096)), IoError::OutOfRange),
-        (UserOp::Write, end - 1, 2, Some(Buf::new(8192)), IoError::OutOfRange),
-        (UserOp::Read, u64::MAX, 2, Some(Buf::new(8192)), IoError::OutOfRange),
-        (UserOp::Write, 0, 2, Some(Buf::new(4096)), IoError::BadBuffer),
-        (UserOp::Write, 0, 1, Some(Buf::new(4000)), IoError::BadBuffer),
+        (
+            UserOp::Read,
+            end,
+            1,
+            Some(Buf::new(4096)),
+            IoError::OutOfRange,
+        ),
+        (
+            UserOp::Write,
+            end - 1,
+            2,
+            Some(Buf::new(8192)),
+            IoError::OutOfRange,
+        ),
+        (
+            UserOp::Read,
+            u64::MAX,
+            2,
+            Some(Buf::new(8192)),
+            IoError::OutOfRange,
+        ),
+        (
+            UserOp::Write,
+            0,
+            2,
+            Some(Buf::new(4096)),
+            IoError::BadBuffer,
+        ),
+        (
+            UserOp::Write,
+            0,
+            1,
+            Some(Buf::new(4000)),
+            IoError::BadBuffer,
+        ),
         (UserOp::Read, 0, 1, None, IoError::BadBuffer),
         (UserOp::Resync, geo.stripes, 1, None, IoError::OutOfRange),
     ];
@@ -56,7 +86,9 @@ fn two_missing_members_fail_requests_cleanly() {
     let mut w = world(4, true);
     w.fail_member(0, 1, true);
     w.fail_member(0, 2, true);
-    let e = w.submit(0, 0, 1, UserOp::Read, 0, 1, Some(Buf::new(4096))).unwrap_err();
+    let e = w
+        .submit(0, 0, 1, UserOp::Read, 0, 1, Some(Buf::new(4096)))
+        .unwrap_err();
     assert_eq!(e.error, IoError::VolumeFailed);
 }
 
@@ -69,7 +101,16 @@ fn plans_follow_the_fewest_reads() {
     let mut tag = 0;
     let mut write = |w: &mut World, lba: u64, blocks: u64| {
         tag += 1;
-        w.submit(0, 0, tag, UserOp::Write, lba, blocks, Some(Buf::new(blocks as usize * 4096))).unwrap();
+        w.submit(
+            0,
+            0,
+            tag,
+            UserOp::Write,
+            lba,
+            blocks,
+            Some(Buf::new(blocks as usize * 4096)),
+        )
+        .unwrap();
         w.run_until_idle();
     };
     write(&mut w, 0, sb); // full stripe
@@ -87,7 +128,13 @@ fn steady_state_allocates_no_buffers() {
     let mut d = Driver::new(w, Rng::new(3));
     // A steady load of one shape (4 KiB random reads and writes at QD 16). Random sizes
     // would keep meeting new per-size peaks, which is growth of the working set, not per-I/O cost.
-    let load = Workload { ops: 3000, qd: 16, read_fraction: 0.3, hot_stripes: None, single_block: true };
+    let load = Workload {
+        ops: 3000,
+        qd: 16,
+        read_fraction: 0.3,
+        hot_stripes: None,
+        single_block: true,
+    };
     for _ in 0..2 {
         d.run(&load, None, |_, _| {});
     }
@@ -97,14 +144,23 @@ fn steady_state_allocates_no_buffers() {
     }
     let after = d.world.pool_allocations();
     assert!(d.out.clean(), "{:?}", d.out);
-    assert_eq!(after, warm, "pools kept allocating after warm-up ({warm} -> {after})");
+    assert_eq!(
+        after, warm,
+        "pools kept allocating after warm-up ({warm} -> {after})"
+    );
 }
 
 #[test]
 fn hot_stripes_take_the_fast_path() {
     let w = world(4, true);
     let mut d = Driver::new(w, Rng::new(5));
-    let load = Workload { ops: 2000, qd: 8, read_fraction: 0.0, hot_stripes: Some(1), single_block: true };
+    let load = Workload {
+        ops: 2000,
+        qd: 8,
+        read_fraction: 0.0,
+        hot_stripes: Some(1),
+        single_block: true,
+    };
     d.run(&load, None, |_, _| {});
     assert!(d.out.clean(), "{:?}", d.out);
     let j = d.world.journal.as_ref().unwrap();

@@ -4,7 +4,10 @@
 use jraid::sim::workload::{crash_check, io_check};
 
 fn seeds(var: &str, default: u64) -> u64 {
-    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Random concurrent reads and writes (overlapping, sub-stripe, multi-stripe), healthy and
@@ -24,8 +27,16 @@ fn engine_simulation_2000_seeds() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {n} seeds failed:\n{}", failures.len(), failures.join("\n"));
-    assert!(writes > n * 20, "the workload barely wrote ({writes} writes)");
+    assert!(
+        failures.is_empty(),
+        "{} of {n} seeds failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        writes > n * 20,
+        "the workload barely wrote ({writes} writes)"
+    );
 }
 
 /// Crash anywhere with the journal on: no acknowledged write is lost and every stripe's parity
@@ -49,7 +60,12 @@ fn crash_simulation_5000_seeds_with_journal() {
     assert!(
         failures.is_empty(),
         "seeds={n} lost_acked={lost} inconsistent_stripes={inconsistent}\n{}",
-        failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     // The runs must reach the back-pressure path too (a full record makes writers wait).
     assert!(full > 0, "no seed filled a record: back-pressure untested");
@@ -62,5 +78,8 @@ fn crash_simulation_without_journal_finds_loss() {
         let out = crash_check(seed, false);
         out.lost_acked > 0 && out.inconsistent_stripes > 0
     });
-    assert!(found.is_some(), "2,000 seeds without the journal found no loss: the checker is blind");
+    assert!(
+        found.is_some(),
+        "2,000 seeds without the journal found no loss: the checker is blind"
+    );
 }

@@ -11,10 +11,9 @@
 //! stripe was listed in.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crossbeam_queue::ArrayQueue;
+use super::sync::{spin, AtomicBool, AtomicU64, MarkQueue, Mutex, MutexGuard, Ordering::*};
 
 use super::record::{self, Entry};
 use crate::engine::Address;
@@ -174,7 +173,7 @@ pub struct Journal {
     /// Set once a record write failed: no write may proceed any more.
     failed: AtomicBool,
     /// Entries marked since the last close.
-    queue: ArrayQueue<Entry>,
+    queue: MarkQueue<Entry>,
     /// Per channel: lowest generation it waits for (u64::MAX: none).
     waits: Box<[AtomicU64]>,
     /// Address of each registered channel.
@@ -204,7 +203,7 @@ impl Journal {
             space_waiters: AtomicU64::new(0),
             in_flight: AtomicBool::new(false),
             failed: AtomicBool::new(false),
-            queue: ArrayQueue::new(cap),
+            queue: MarkQueue::new(cap),
             waits,
             channels: Mutex::new(vec![None; cfg.max_channels]),
             volumes: Mutex::new(Vec::new()),
@@ -306,7 +305,8 @@ impl Journal {
         self.failed.load(Acquire)
     }
 
-    /// Mark `stripe` of `jv` dirty before writing it. Lock-free.
+    /// Mark `stripe` of `jv` dirty before writing it. Lock-free. The caller holds the stripe
+    /// lock (one mark at a time per stripe; marks of different stripes run in parallel).
     pub fn mark(&self, jv: &JournalVolume, stripe: u64) -> Mark {
         self.stats.marks.fetch_add(1, Relaxed);
         let word = &jv.words[stripe as usize];
@@ -330,12 +330,13 @@ impl Journal {
         }
         // Enter the open generation: announce, then confirm it is still open. The flusher moves
         // `open` first and then waits for the old generation's counter to drain, so an entry
-        // confirmed in g is always drained into record g or an earlier-closing one of g's
-        // successors' (SeqCst: a store/load pair on two locations on each side, Dekker style).
+        // confirmed in g is always drained into record g. The confirmation is a read-modify-write
+        // (it reads the latest `open` in modification order); if it precedes the flusher's
+        // increment, the flusher's RMW synchronises with it and must see our count.
         let g = loop {
             let g = self.open.load(SeqCst);
             self.entering[(g % 2) as usize].fetch_add(1, SeqCst);
-            if self.open.load(SeqCst) == g {
+            if self.open.fetch_add(0, SeqCst) == g {
                 break g;
             }
             self.entering[(g % 2) as usize].fetch_sub(1, SeqCst);
@@ -387,14 +388,16 @@ impl Journal {
     /// Channel `slot` waits for generation `g`. Returns true when `g` is already durable (the
     /// caller goes on at once; a message may still come and is harmless).
     pub fn subscribe(&self, slot: usize, g: u64) -> bool {
+        // RMW on both sides (here and in `finish_flush`): whichever comes second in `waits`'
+        // modification order sees the other's write.
         self.waits[slot].fetch_min(g, SeqCst);
-        self.durable.load(SeqCst) >= g
+        self.durable.fetch_add(0, SeqCst) >= g
     }
 
     /// Whether a record write would do something now: a waiter wants a generation not yet
     /// durable, or (with `timer`) listed stripes are ready to leave.
     pub fn flush_useful(&self, timer: bool, now_us: u64) -> bool {
-        if self.wanted.load(SeqCst) > self.durable.load(SeqCst)
+        if self.wanted.fetch_add(0, SeqCst) > self.durable.load(SeqCst)
             || self.space_waiters.load(SeqCst) > 0
         {
             return true;
@@ -459,11 +462,10 @@ impl Journal {
         {
             return None;
         }
-        let g = self.open.load(SeqCst);
-        self.open.store(g + 1, SeqCst);
+        let g = self.open.fetch_add(1, SeqCst);
         // Writers that confirmed g are a few instructions from leaving the handshake.
         while self.entering[(g % 2) as usize].load(SeqCst) != 0 {
-            std::hint::spin_loop();
+            spin();
         }
         let mut guard = lock(&self.listed);
         let l = &mut *guard;
@@ -523,21 +525,24 @@ impl Journal {
     /// The record of generation `g` is durable. Fills `notify` with the channels to tell; returns
     /// true when another record write is wanted right away.
     pub fn finish_flush(&self, g: u64, notify: &mut Vec<Address>) -> bool {
-        self.durable.store(g, SeqCst);
+        self.durable.fetch_max(g, SeqCst);
         {
             let chans = lock(&self.channels);
             for (i, w) in self.waits.iter().enumerate() {
-                if w.load(SeqCst) <= g {
-                    // A channel that subscribes again meanwhile is told anyway (it is in the
-                    // list) and re-subscribes whatever still waits.
-                    w.store(u64::MAX, SeqCst);
+                let v = w.swap(u64::MAX, SeqCst);
+                if v <= g {
+                    // Told now; whatever still waits is subscribed again by the channel.
                     if let Some(a) = chans[i] {
                         notify.push(a);
                     }
+                } else if v != u64::MAX {
+                    w.fetch_min(v, SeqCst);
                 }
             }
         }
-        self.in_flight.store(false, SeqCst);
+        // RMW, so a writer whose `request` + `begin_flush` attempt raced with us either
+        // finds the flag clear or is seen by `flush_useful` below.
+        self.in_flight.swap(false, SeqCst);
         self.flush_useful(false, 0)
     }
 
@@ -553,10 +558,10 @@ impl Journal {
                 }
             }
         }
-        self.in_flight.store(false, SeqCst);
+        self.in_flight.swap(false, SeqCst);
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -2,7 +2,10 @@
 //! the recovery rules.
 
 pub mod aggregator;
+#[cfg(all(test, loom))]
+mod loom_tests;
 pub mod record;
+mod sync;
 
 pub use aggregator::{FlushJob, Journal, JournalConfig, JournalStats, JournalVolume, Mark};
 pub use record::{Entry, Record};

@@ -456,7 +456,10 @@ pub fn io_check(seed: u64) -> Outcome {
 fn journal_counts(w: &World) -> (u64, u64) {
     use std::sync::atomic::Ordering::Relaxed;
     w.journal.as_ref().map_or((0, 0), |j| {
-        (j.stats.record_writes.load(Relaxed), j.stats.full.load(Relaxed))
+        (
+            j.stats.record_writes.load(Relaxed),
+            j.stats.full.load(Relaxed),
+        )
     })
 }
 
