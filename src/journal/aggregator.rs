@@ -172,6 +172,8 @@ pub struct Journal {
     in_flight: AtomicBool,
     /// Set once a record write failed: no write may proceed any more.
     failed: AtomicBool,
+    /// Earliest time (µs) the timer may scan the listed set again for stripes ready to leave.
+    next_scan_us: AtomicU64,
     /// Entries marked since the last close.
     queue: MarkQueue<Entry>,
     /// Per channel: lowest generation it waits for (u64::MAX: none).
@@ -203,6 +205,7 @@ impl Journal {
             space_waiters: AtomicU64::new(0),
             in_flight: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            next_scan_us: AtomicU64::new(0),
             queue: MarkQueue::new(cap),
             waits,
             channels: Mutex::new(vec![None; cfg.max_channels]),
@@ -402,7 +405,20 @@ impl Journal {
         {
             return true;
         }
-        timer && self.removable_exists(now_us)
+        timer && self.scan_due(now_us) && self.removable_exists(now_us)
+    }
+
+    /// Rate-limits the timer's scan of the listed set to once per interval across all channels
+    /// (a quarter of the hysteresis, between 1 ms and 25 ms).
+    fn scan_due(&self, now_us: u64) -> bool {
+        let next = self.next_scan_us.load(Relaxed);
+        if now_us < next {
+            return false;
+        }
+        let interval = (self.cfg.hysteresis_us / 4).clamp(1_000, 25_000);
+        self.next_scan_us
+            .compare_exchange(next, now_us + interval, Relaxed, Relaxed)
+            .is_ok()
     }
 
     fn removable_exists(&self, now_us: u64) -> bool {
