@@ -1,0 +1,126 @@
+//! Mark aggregation throughput: marks (mark + clean) per second from 1 and 2 threads, on the
+//! fast path (stripes already listed in a durable record) and with group commit (fresh stripes,
+//! one record per generation). `cargo bench --bench aggregator`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use jraid::journal::{Journal, JournalConfig, JournalVolume, Mark};
+
+const STRIPES: u64 = 1 << 16;
+
+/// A journal whose clean stripes stay listed (`keep`) or leave at the next record.
+fn journal(keep: bool) -> (Arc<Journal>, Arc<JournalVolume>) {
+    let mut cfg = JournalConfig::new([3; 16], 4096, 1 << 20, [(0, 16), (0, 16 + 256)]);
+    if keep {
+        cfg.hysteresis_us = u64::MAX / 4;
+    } else {
+        cfg.hysteresis_us = 0;
+        cfg.hysteresis_generations = 0;
+    }
+    let j = Arc::new(Journal::new(cfg, 0, Vec::new()));
+    let (jv, _) = j.attach_volume(0, STRIPES, false);
+    (j, jv)
+}
+
+/// List every stripe in a durable record, so later marks take the fast path.
+fn list_all(j: &Journal, jv: &JournalVolume, stripes: std::ops::Range<u64>) {
+    let mut buf = Vec::new();
+    for s in stripes.clone() {
+        assert!(matches!(j.mark(jv, s), Mark::Wait(_)));
+    }
+    let job = j.begin_flush(0, &mut buf).unwrap();
+    j.finish_flush(job.generation, &mut Vec::new());
+    for s in stripes {
+        j.clean(jv, s, 0);
+    }
+}
+
+/// `threads` threads doing `per_thread` mark+clean pairs each on their own stripes.
+fn fast_path(threads: u64, per_thread: u64) -> Duration {
+    let (j, jv) = journal(true);
+    let span = STRIPES / 4 / threads;
+    list_all(&j, &jv, 0..span * threads);
+    let start = Instant::now();
+    let hs: Vec<_> = (0..threads)
+        .map(|t| {
+            let (j, jv) = (j.clone(), jv.clone());
+            std::thread::spawn(move || {
+                for i in 0..per_thread {
+                    let s = t * span + i % span;
+                    assert_eq!(black_box(j.mark(&jv, s)), Mark::Ready);
+                    j.clean(&jv, s, 1);
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    start.elapsed()
+}
+
+/// Stripes not listed: every mark joins the open generation; each thread flushes when it has 64
+/// waiting marks (group commit), as channels do; clean stripes leave at the next record.
+fn group_commit(threads: u64, per_thread: u64) -> Duration {
+    let (j, jv) = journal(false);
+    let span = STRIPES / threads;
+    let start = Instant::now();
+    let hs: Vec<_> = (0..threads)
+        .map(|t| {
+            let (j, jv) = (j.clone(), jv.clone());
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut pending = Vec::with_capacity(64);
+                for i in 0..per_thread {
+                    let s = t * span + i % span;
+                    match j.mark(&jv, s) {
+                        Mark::Ready => {
+                            j.clean(&jv, s, 0);
+                        }
+                        // A 1 MiB slot holds 87k entries, more than the bench's stripes.
+                        Mark::Full => unreachable!("slot holds every stripe of the bench"),
+                        Mark::Wait(g) => {
+                            j.request(g);
+                            pending.push((s, g));
+                        }
+                    }
+                    if pending.len() == 64 {
+                        let g = pending.last().unwrap().1;
+                        while j.durable_generation() < g {
+                            if let Some(job) = j.begin_flush(1, &mut buf) {
+                                j.finish_flush(job.generation, &mut Vec::new());
+                            }
+                        }
+                        for (s, _) in pending.drain(..) {
+                            j.clean(&jv, s, 0);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    start.elapsed()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("marks");
+    g.measurement_time(Duration::from_secs(3)).sample_size(10);
+    for threads in [1u64, 2] {
+        g.throughput(Throughput::Elements(threads));
+        g.bench_function(format!("fast_path/{threads}_threads"), |b| {
+            b.iter_custom(|iters| fast_path(threads, iters))
+        });
+        g.bench_function(format!("group_commit/{threads}_threads"), |b| {
+            b.iter_custom(|iters| group_commit(threads, iters))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
