@@ -10,3 +10,5 @@ pub mod layout;
 pub mod parity;
 pub mod sim;
 pub mod superblock;
+#[cfg(feature = "uring")]
+pub mod uring;

@@ -1181,6 +1181,16 @@ impl<B: Backend> Channel<B> {
     }
 }
 
+impl<B: Backend> Drop for Channel<B> {
+    fn drop(&mut self) {
+        if let Some(j) = &self.vol.journal {
+            if self.jslot != usize::MAX {
+                j.unregister_channel(self.jslot);
+            }
+        }
+    }
+}
+
 /// `out = XOR of every member buffer except `skip`` (members without a buffer are skipped too).
 fn xor_others(out: &mut Buf, bufs: &[Option<Buf>], skip: u32, members: u32) {
     let mut srcs: [&[u8]; MAX_MEMBERS] = [&[]; MAX_MEMBERS];

@@ -441,7 +441,10 @@ impl Journal {
         }
         let by_time = now_us.saturating_sub(self.cfg.hysteresis_us);
         let n = self.cfg.hysteresis_generations as usize;
-        let by_gen = if n == 0 {
+        let last_close = l.closes.back().map_or(0, |c| c.1);
+        let by_gen = if n == 0 || now_us.saturating_sub(last_close) >= self.cfg.hysteresis_us {
+            // No generation closed for a whole hysteresis period (an idle journal): time alone
+            // decides, or clean stripes would stay listed until the next write.
             u64::MAX
         } else if l.closes.len() >= n {
             l.closes[l.closes.len() - n].1

@@ -338,6 +338,24 @@ impl World {
         if self.busy == 0 && self.channels.iter().flatten().all(|c| c.idle()) {
             return false;
         }
+        self.run_next()
+    }
+
+    /// Let `us` microseconds pass, running every event due meanwhile (ticks included).
+    pub fn advance(&mut self, us: u64) {
+        let end = self.now + us;
+        while self
+            .events
+            .first_key_value()
+            .is_some_and(|(&(t, _), _)| t <= end)
+        {
+            self.run_next();
+        }
+        self.now = end;
+    }
+
+    /// Run the earliest event.
+    fn run_next(&mut self) -> bool {
         let Some(((t, _), ev)) = self.events.pop_first() else {
             return false;
         };

@@ -1,0 +1,488 @@
+//! `jraid`: the command line of the embedded default (io_uring, no SPDK).
+//!
+//! A volume lives in a directory: member files `m0` … `m{N-1}` (or symlinks to block devices)
+//! and a `journal` file. See `jraid --help`.
+
+mod bench;
+mod crash;
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use jraid::journal::record;
+use jraid::uring::{self, files, CreateOptions, Error, VolumeFiles};
+use util::{fmt_size, parse_size};
+
+/// RAID-5 with a dirty-stripe journal that closes the write hole, over io_uring.
+#[derive(Parser, Debug)]
+#[command(name = "jraid", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create a volume: member files and a journal file with fresh superblocks.
+    Create(CreateArgs),
+    /// Open a volume (recovery first) and measure a load.
+    Bench(BenchArgs),
+    /// Kill a writing process at random moments and check every acknowledged write survives.
+    CrashTest(CrashArgs),
+    /// Scrub: check every stripe's parity against its data.
+    Check(DirArgs),
+    /// Show geometry, member states and the journal's newest record.
+    Status(DirArgs),
+    /// Create a volume in a temporary directory, bench it, crash it once, check it.
+    Demo(DemoArgs),
+    /// The writer process of crash-test (internal).
+    #[command(name = "__crash-child", hide = true)]
+    CrashChild(ChildArgs),
+}
+
+#[derive(Args, Debug)]
+struct DirArgs {
+    /// Volume directory.
+    #[arg(long)]
+    dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct CreateArgs {
+    /// Volume directory (created if missing; existing volume files are never overwritten).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Number of members, parity included (3..=32).
+    #[arg(long)]
+    members: u32,
+    /// Size of each member file, e.g. 256M.
+    #[arg(long, value_parser = parse_size)]
+    member_size: u64,
+    /// Strip size in KiB (a power of two, 4..=1024).
+    #[arg(long, default_value_t = 64)]
+    strip_kb: u64,
+    /// Block size in bytes: 512 or 4096.
+    #[arg(long, default_value_t = 4096)]
+    block_size: u32,
+    /// Size of the journal file (64 KiB of superblock area plus two record slots).
+    #[arg(long, value_parser = parse_size, default_value = "4M")]
+    journal_size: u64,
+    /// Volume name.
+    #[arg(long, default_value = "jraid")]
+    name: String,
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Volume directory.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Access pattern.
+    #[arg(long, value_enum, default_value = "randwrite")]
+    rw: bench::Rw,
+    /// Request size, a multiple of the block size.
+    #[arg(long, value_parser = parse_size, default_value = "4k")]
+    bs: u64,
+    /// Requests in flight per reactor.
+    #[arg(long, default_value_t = 32)]
+    qd: u32,
+    /// Reactor threads (one io_uring each).
+    #[arg(long, default_value_t = 1)]
+    reactors: u32,
+    /// Run for this many seconds (default 10 unless --bytes is given).
+    #[arg(long, conflicts_with = "bytes")]
+    time: Option<f64>,
+    /// Run until this many bytes were transferred.
+    #[arg(long, value_parser = parse_size)]
+    bytes: Option<u64>,
+    /// Serve without the journal (comparison runs: the write hole is open).
+    #[arg(long)]
+    no_journal: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct CrashArgs {
+    /// Volume directory.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Rounds (one kill each).
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Longest time a round's writer runs before it is killed.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Reactor threads of the writer.
+    #[arg(long, default_value_t = 2)]
+    reactors: u32,
+    /// Writes in flight per reactor of the writer.
+    #[arg(long, default_value_t = 16)]
+    qd: u32,
+    /// Control run: the writer serves without the journal (losses are expected).
+    #[arg(long)]
+    no_journal: bool,
+    /// Seed of the kill times and failed members (random by default).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct ChildArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    log: PathBuf,
+    #[arg(long)]
+    seed: u64,
+    #[arg(long, default_value_t = 2)]
+    reactors: u32,
+    #[arg(long, default_value_t = 16)]
+    qd: u32,
+    #[arg(long)]
+    no_journal: bool,
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Seconds of the bench.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+}
+
+/// A failed command: either an error or a check that found problems (message already shown).
+enum Fail {
+    Error(Error),
+    Found(String),
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Fail {
+        Fail::Error(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Create(a) => cmd_create(a),
+        Cmd::Bench(a) => cmd_bench(a),
+        Cmd::CrashTest(a) => cmd_crash(a),
+        Cmd::Check(a) => cmd_check(&a.dir),
+        Cmd::Status(a) => cmd_status(&a.dir),
+        Cmd::Demo(a) => cmd_demo(a),
+        Cmd::CrashChild(a) => crash::child(&a.dir, &a.log, a.seed, a.reactors, a.qd, !a.no_journal)
+            .map_err(Fail::from),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail::Error(e)) => {
+            eprintln!("jraid: error: {e}");
+            ExitCode::from(1)
+        }
+        Err(Fail::Found(what)) => {
+            eprintln!("jraid: {what}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn create(a: &CreateArgs) -> Result<uring::files::Created, Error> {
+    uring::create(&CreateOptions {
+        dir: a.dir.clone(),
+        members: a.members,
+        member_size: a.member_size,
+        strip_bytes: a
+            .strip_kb
+            .checked_mul(1024)
+            .ok_or_else(|| Error::new("bad geometry: strip size too large"))?,
+        block_size: a.block_size,
+        journal_size: a.journal_size,
+        name: a.name.clone(),
+    })
+}
+
+fn cmd_create(a: CreateArgs) -> Result<(), Fail> {
+    let c = create(&a)?;
+    let g = c.geo;
+    println!(
+        "created {}: {} members × {}, strip {} KiB, block {} B, {} stripes, capacity {}, journal slots {} ({} entries)",
+        a.dir.display(),
+        g.members,
+        fmt_size(a.member_size),
+        a.strip_kb,
+        g.block_size,
+        g.stripes,
+        fmt_size(g.volume_blocks() * g.block_size as u64),
+        fmt_size(c.slot_bytes),
+        record::max_entries(c.slot_bytes as usize)
+    );
+    Ok(())
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<(), Fail> {
+    let r = bench::run(&bench::BenchOptions {
+        dir: a.dir,
+        rw: a.rw,
+        bs: a.bs,
+        qd: a.qd,
+        reactors: a.reactors,
+        seconds: a.time,
+        bytes: a.bytes,
+        journal: !a.no_journal,
+        quiet: a.json,
+    })?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&r).map_err(|e| Error::new(e.to_string()))?
+        );
+    } else {
+        bench::print(&r);
+    }
+    Ok(())
+}
+
+fn crash_options(a: &CrashArgs) -> crash::CrashOptions {
+    crash::CrashOptions {
+        dir: a.dir.clone(),
+        rounds: a.rounds,
+        seconds: a.seconds,
+        reactors: a.reactors,
+        qd: a.qd,
+        journal: !a.no_journal,
+        seed: a.seed,
+    }
+}
+
+fn cmd_crash(a: CrashArgs) -> Result<(), Fail> {
+    let r = crash::run(&crash_options(&a), |l| println!("{l}"))?;
+    let acked: u64 = r.rounds.last().map_or(0, |x| x.acked_total);
+    let verified: u64 = r.rounds.iter().map(|x| x.verified_blocks).sum();
+    let data: u64 = r.rounds.iter().map(|x| x.mismatches).sum();
+    let parity: u64 = r.rounds.iter().map(|x| x.parity_mismatches).sum();
+    println!(
+        "total: {} rounds, {acked} writes acknowledged, {verified} block reads verified, {data} mismatches, {parity} parity mismatches",
+        r.rounds.len()
+    );
+    if r.failures() > 0 {
+        return Err(Fail::Found(format!(
+            "crash-test found {data} data and {parity} parity mismatches"
+        )));
+    }
+    Ok(())
+}
+
+fn dirty_of(files: &VolumeFiles) -> Result<(u64, Vec<u64>), Error> {
+    let number = files.volume_number();
+    Ok(match files.newest_record()? {
+        Some(r) => (
+            r.generation,
+            r.entries
+                .iter()
+                .filter(|e| e.volume == number)
+                .map(|e| e.stripe)
+                .collect(),
+        ),
+        None => (0, Vec::new()),
+    })
+}
+
+fn check(dir: &Path, show: bool) -> Result<files::ScrubReport, Error> {
+    let files = VolumeFiles::open(dir, false)?;
+    let pb = if show {
+        indicatif::ProgressBar::new(files.geo.stripes)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let r = files.scrub(|n| pb.set_position(n))?;
+    pb.finish_and_clear();
+    if show {
+        println!(
+            "checked {} stripes of {}: {} parity mismatches",
+            r.stripes,
+            dir.display(),
+            r.mismatches
+        );
+        if !r.first.is_empty() {
+            let (_, dirty) = dirty_of(&files)?;
+            let listed = r.first.iter().filter(|s| dirty.contains(s)).count();
+            println!(
+                "  first mismatching stripes: {:?} ({listed} of them listed dirty in the journal: \
+                 `jraid bench` runs recovery, which resyncs listed stripes)",
+                r.first
+            );
+        }
+    }
+    Ok(r)
+}
+
+fn cmd_check(dir: &Path) -> Result<(), Fail> {
+    let r = check(dir, true)?;
+    if r.mismatches > 0 {
+        return Err(Fail::Found(format!(
+            "{} stripes with parity mismatches",
+            r.mismatches
+        )));
+    }
+    Ok(())
+}
+
+fn uuid(u: &[u8; 16]) -> String {
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn cmd_status(dir: &Path) -> Result<(), Fail> {
+    let f = VolumeFiles::open(dir, false)?;
+    let sb = &f.member_sbs[0];
+    let g = f.geo;
+    let bs = g.block_size as u64;
+    println!("volume     {} ({})", sb.name, dir.display());
+    println!("uuid       {}", uuid(&sb.volume_uuid));
+    println!(
+        "geometry   RAID-5 left-symmetric, {} members, strip {} KiB, block {} B, {} stripes",
+        g.members,
+        g.strip_blocks * bs / 1024,
+        bs,
+        g.stripes
+    );
+    println!(
+        "capacity   {} ({} blocks)",
+        fmt_size(g.volume_blocks() * bs),
+        g.volume_blocks()
+    );
+    println!(
+        "io         {}",
+        if f.direct() {
+            "O_DIRECT"
+        } else {
+            "buffered + fdatasync"
+        }
+    );
+    println!("members");
+    for (i, (d, s)) in f.members.iter().zip(&f.member_sbs).enumerate() {
+        println!(
+            "  m{i:<3} {:<10} {:>10}  {}  seq {}",
+            format!("{:?}", s.member_states[i]),
+            fmt_size(d.len),
+            d.path.display(),
+            s.seq
+        );
+    }
+    let j = &f.journal_sb;
+    println!(
+        "journal    {} uuid {}, block {} B, slots 2 × {} ({} entries each)",
+        f.journal.path.display(),
+        uuid(&j.journal_uuid),
+        j.block_size,
+        fmt_size(j.slot_bytes),
+        record::max_entries(j.slot_bytes as usize)
+    );
+    let (gen, dirty) = dirty_of(&f)?;
+    if gen == 0 && dirty.is_empty() {
+        println!("record     none written yet (generation 0)");
+    } else {
+        println!("record     generation {gen} (slot {})", gen % 2);
+    }
+    if dirty.is_empty() {
+        println!("dirty      none: every stripe's parity is known good");
+    } else {
+        let shown: Vec<String> = dirty.iter().take(32).map(|s| s.to_string()).collect();
+        println!(
+            "dirty      {} stripes listed: {}{}",
+            dirty.len(),
+            shown.join(" "),
+            if dirty.len() > 32 { " …" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+fn cmd_demo(a: DemoArgs) -> Result<(), Fail> {
+    let tmp = tempfile::Builder::new()
+        .prefix("jraid-demo-")
+        .tempdir()
+        .map_err(|e| Error::new(format!("cannot make a temporary directory: {e}")))?;
+    let dir = tmp.path().join("vol");
+    println!("== create ({})", dir.display());
+    cmd_create(CreateArgs {
+        dir: dir.clone(),
+        members: 4,
+        member_size: 64 << 20,
+        strip_kb: 64,
+        block_size: 4096,
+        journal_size: 4 << 20,
+        name: "demo".into(),
+    })?;
+    println!(
+        "== bench: 4 KiB random writes, QD 32, journal on, {} s",
+        a.seconds
+    );
+    let b = bench::run(&bench::BenchOptions {
+        dir: dir.clone(),
+        rw: bench::Rw::Randwrite,
+        bs: 4096,
+        qd: 32,
+        reactors: 1,
+        seconds: Some(a.seconds),
+        bytes: None,
+        journal: true,
+        quiet: false,
+    })?;
+    bench::print(&b);
+    println!("== crash-test: 1 round");
+    let c = crash::run(
+        &crash::CrashOptions {
+            dir: dir.clone(),
+            rounds: 1,
+            seconds: 2.0,
+            reactors: 2,
+            qd: 16,
+            journal: true,
+            seed: None,
+        },
+        |l| println!("{l}"),
+    )?;
+    println!("== check");
+    let s = check(&dir, true)?;
+    let r = &c.rounds[0];
+    println!();
+    println!("{:<28} result", "step");
+    println!("{:<28} {}", "-".repeat(28), "-".repeat(44));
+    println!(
+        "{:<28} 4 × 64 MiB, strip 64 KiB, {} stripes",
+        "create", s.stripes
+    );
+    println!(
+        "{:<28} {:.0} IOPS, p99 {} us, {:.3} records/write",
+        "bench randwrite 4k qd32", b.iops, b.lat_us.p99, b.journal_records_per_write
+    );
+    println!(
+        "{:<28} {} acked writes, {} stripes resynced, m{} failed, {} mismatches",
+        "crash-test (1 round)",
+        r.acked_total,
+        r.resynced,
+        r.failed_member,
+        r.mismatches + r.parity_mismatches
+    );
+    println!(
+        "{:<28} {} stripes, {} parity mismatches",
+        "check", s.stripes, s.mismatches
+    );
+    if c.failures() > 0 || s.mismatches > 0 {
+        return Err(Fail::Found("demo found mismatches".into()));
+    }
+    Ok(())
+}

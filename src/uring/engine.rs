@@ -1,0 +1,267 @@
+//! Bring a volume up on reactors: journal from the newest record, recovery, then service.
+
+use std::sync::Arc;
+
+use super::files::VolumeFiles;
+use super::reactor::{Ctx, Driver, Runtime, VolumeDevices};
+use super::Error;
+use crate::engine::{Completion, Msg, UserOp, Volume};
+use crate::journal::Journal;
+
+/// Resyncs kept in flight during recovery.
+const RESYNC_DEPTH: usize = 64;
+
+/// What recovery did.
+#[derive(Debug, Default, Clone)]
+pub struct RecoveryReport {
+    /// Generation of the record recovery started from (0: none valid).
+    pub generation: u64,
+    /// Stripes whose parity was recomputed.
+    pub resynced: Vec<u64>,
+    /// Resyncs that failed.
+    pub resync_errors: u64,
+    /// Generation of the record written at the end of recovery.
+    pub new_generation: u64,
+}
+
+/// A volume served by reactor threads.
+pub struct Engine {
+    /// Shared volume state.
+    pub vol: Arc<Volume>,
+    /// Its journal (`None` when started without one).
+    pub journal: Option<Arc<Journal>>,
+    /// The reactors.
+    pub runtime: Runtime,
+    /// What recovery did.
+    pub recovery: RecoveryReport,
+}
+
+impl Engine {
+    /// Stop the reactors at once (stripes still listed in the journal are resynced by the next
+    /// recovery).
+    pub fn stop(self) {
+        self.runtime.stop();
+    }
+
+    /// Clean shutdown: wait (up to `timeout`) until the journal lists no stripe of any volume,
+    /// forcing record writes so that clean stripes leave, then stop. Returns the stripes still
+    /// listed.
+    pub fn shutdown(self, timeout: std::time::Duration) -> Result<u64, Error> {
+        let left = match &self.journal {
+            Some(j) => {
+                let d = Drain {
+                    journal: j.clone(),
+                    deadline_us: None,
+                    timeout_us: timeout.as_micros() as u64,
+                    last_kick_us: 0,
+                    done: false,
+                };
+                self.runtime.run(vec![(0, d)], || {})?;
+                j.listed_count()
+            }
+            None => 0,
+        };
+        self.runtime.stop();
+        Ok(left)
+    }
+}
+
+/// Forces record writes until the journal lists nothing (or time is up).
+struct Drain {
+    journal: Arc<Journal>,
+    deadline_us: Option<u64>,
+    timeout_us: u64,
+    last_kick_us: u64,
+    done: bool,
+}
+
+impl Driver for Drain {
+    fn poll(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now_us();
+        let deadline = *self.deadline_us.get_or_insert(now + self.timeout_us);
+        if self.journal.listed_count() == 0 || self.journal.is_failed() || now >= deadline {
+            self.done = true;
+            return;
+        }
+        // Generations close only when a record is written; hysteresis counts them, so close a
+        // few while the stripes age.
+        if now >= self.last_kick_us + 20_000 {
+            self.last_kick_us = now;
+            self.journal.request(self.journal.open_generation());
+            ctx.message(0, Msg::JournalKick);
+        }
+    }
+
+    fn complete(&mut self, _ctx: &mut Ctx<'_>, _volume: usize, _c: Completion) {}
+
+    fn finished(&self) -> bool {
+        self.done
+    }
+}
+
+fn devices(
+    files: &VolumeFiles,
+    vol: Arc<Volume>,
+    jv: Option<Arc<crate::journal::JournalVolume>>,
+) -> Result<Arc<VolumeDevices>, Error> {
+    let dup = |d: &super::files::Dev| {
+        d.file
+            .try_clone()
+            .map_err(|e| Error::new(format!("{}: {e}", d.path.display())))
+    };
+    Ok(Arc::new(VolumeDevices {
+        vol,
+        jv,
+        members: files.members.iter().map(dup).collect::<Result<_, _>>()?,
+        journal: vec![dup(&files.journal)?],
+        journal_block_size: files.journal_sb.block_size,
+    }))
+}
+
+/// How to bring a volume up.
+#[derive(Debug, Clone, Copy)]
+pub struct StartOptions {
+    /// Reactor threads.
+    pub reactors: u32,
+    /// Serve with the journal (false: comparison runs, the write hole is open again).
+    pub journal: bool,
+    /// Torture mode of the reactors (see [`Runtime::start_with`]).
+    pub split_writes: bool,
+}
+
+/// Start `reactors` reactors on the volume and run recovery first: take the newest valid record
+/// of the journal, resync each stripe it lists for this volume, stop carrying them and write a
+/// record with a generation above any seen. With `use_journal` false the volume then serves
+/// without a journal (comparison runs: the write hole is open again).
+pub fn start(files: &VolumeFiles, reactors: u32, use_journal: bool) -> Result<Engine, Error> {
+    start_with(
+        files,
+        &StartOptions {
+            reactors,
+            journal: use_journal,
+            split_writes: false,
+        },
+    )
+}
+
+/// [`start`] with every option.
+pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error> {
+    let (reactors, use_journal) = (o.reactors, o.journal);
+    let geo = files.geo;
+    let number = files.volume_number();
+    let newest = files.newest_record()?;
+    let (generation, entries) = match newest {
+        Some(r) => (r.generation, r.entries),
+        None => (0, Vec::new()),
+    };
+    let journal = Arc::new(Journal::new(files.journal_config(), generation, entries));
+    let vol = Arc::new(Volume::new(number, geo, true, Some(journal.clone())));
+    let (jv, carried) = journal.attach_volume(number, geo.stripes, true);
+    let devs = devices(files, vol.clone(), Some(jv))?;
+    let n = if use_journal { reactors } else { 1 };
+    let split = o.split_writes && use_journal;
+    let runtime = Runtime::start_with(vec![devs], n, split)?;
+    let rec = Recovery {
+        journal: journal.clone(),
+        number,
+        stripes: carried.clone(),
+        next: 0,
+        inflight: 0,
+        errors: 0,
+        target: None,
+        done: false,
+    };
+    let rec = runtime
+        .run(vec![(0, rec)], || {})?
+        .pop()
+        .expect("one driver");
+    if journal.is_failed() {
+        return Err(Error::new(format!(
+            "{}: journal record write failed during recovery",
+            files.journal.path.display()
+        )));
+    }
+    let recovery = RecoveryReport {
+        generation,
+        resynced: carried,
+        resync_errors: rec.errors,
+        new_generation: journal.durable_generation(),
+    };
+    if rec.errors > 0 {
+        return Err(Error::new(format!(
+            "recovery: {} listed stripes could not be resynced (member I/O errors)",
+            rec.errors
+        )));
+    }
+    if use_journal {
+        return Ok(Engine {
+            vol,
+            journal: Some(journal),
+            runtime,
+            recovery,
+        });
+    }
+    runtime.stop();
+    let vol = Arc::new(Volume::new(number, geo, true, None));
+    let devs = devices(files, vol.clone(), None)?;
+    let runtime = Runtime::start_with(vec![devs], reactors, o.split_writes)?;
+    Ok(Engine {
+        vol,
+        journal: None,
+        runtime,
+        recovery,
+    })
+}
+
+/// Recovery on one reactor: resync the carried stripes, then force a record write.
+struct Recovery {
+    journal: Arc<Journal>,
+    number: u32,
+    stripes: Vec<u64>,
+    next: usize,
+    inflight: usize,
+    errors: u64,
+    target: Option<u64>,
+    done: bool,
+}
+
+impl Driver for Recovery {
+    fn poll(&mut self, ctx: &mut Ctx<'_>) {
+        while self.inflight < RESYNC_DEPTH && self.next < self.stripes.len() {
+            let s = self.stripes[self.next];
+            self.next += 1;
+            match ctx.submit(0, s, UserOp::Resync, s, 1, None) {
+                Ok(()) => self.inflight += 1,
+                Err(_) => self.errors += 1,
+            }
+        }
+        if self.inflight > 0 || self.next < self.stripes.len() {
+            return;
+        }
+        match self.target {
+            None => {
+                self.journal.release_carried(self.number, &[]);
+                let g = self.journal.open_generation();
+                self.target = Some(g);
+                self.journal.request(g);
+                ctx.message(0, Msg::JournalKick);
+            }
+            Some(g) => {
+                if self.journal.durable_generation() >= g || self.journal.is_failed() {
+                    self.done = true;
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, _ctx: &mut Ctx<'_>, _volume: usize, c: Completion) {
+        self.inflight -= 1;
+        if c.result.is_err() {
+            self.errors += 1;
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.done
+    }
+}

@@ -1,0 +1,590 @@
+//! Volume directories: create one, open one with every superblock check, read the journal's
+//! record slots, scrub parity.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::Error;
+use crate::engine::Buf;
+use crate::journal::{record, JournalConfig, Record};
+use crate::layout::{Geometry, RESERVED_BYTES};
+use crate::superblock::{
+    JournalSuperblock, JournalVolume as JournalEntry, MemberState, MemberSuperblock,
+    SuperblockError, JOURNAL_NAME_MAX, JOURNAL_SLOTS_OFFSET, SUPERBLOCK_BYTES,
+};
+
+/// Name of the journal file in a volume directory.
+pub const JOURNAL_FILE: &str = "journal";
+
+/// Path of member `i` in `dir`.
+pub fn member_path(dir: &Path, i: u32) -> PathBuf {
+    dir.join(format!("m{i}"))
+}
+
+/// Path of the journal in `dir`.
+pub fn journal_path(dir: &Path) -> PathBuf {
+    dir.join(JOURNAL_FILE)
+}
+
+/// One open device (file or block device).
+#[derive(Debug)]
+pub struct Dev {
+    /// Where it was opened from.
+    pub path: PathBuf,
+    /// The open device.
+    pub file: File,
+    /// Size in bytes.
+    pub len: u64,
+    /// Opened with `O_DIRECT`.
+    pub direct: bool,
+}
+
+static FALLBACK_NOTICE: AtomicBool = AtomicBool::new(false);
+
+fn fallback_notice(path: &Path, why: &io::Error) {
+    if !FALLBACK_NOTICE.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "jraid: O_DIRECT not available on {} ({why}); using buffered I/O with fdatasync for flushes",
+            path.display()
+        );
+    }
+}
+
+fn is_einval(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
+}
+
+fn io_err(path: &Path, e: io::Error) -> Error {
+    Error::new(format!("{}: {e}", path.display()))
+}
+
+/// Size of a file or block device (seeking to the end works for both).
+fn dev_len(file: &mut File) -> io::Result<u64> {
+    let len = file.seek(SeekFrom::End(0))?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(len)
+}
+
+/// Read `len` bytes at `off` into an aligned buffer (fit for O_DIRECT).
+pub fn read_at(dev: &Dev, off: u64, len: usize) -> io::Result<Buf> {
+    let mut b = Buf::new(len);
+    dev.file.read_exact_at(b.as_mut_slice(), off)?;
+    Ok(b)
+}
+
+fn open_buffered(path: &Path, writable: bool) -> Result<Dev, Error> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .open(path)
+        .map_err(|e| io_err(path, e))?;
+    let len = dev_len(&mut file).map_err(|e| io_err(path, e))?;
+    Ok(Dev {
+        path: path.to_owned(),
+        file,
+        len,
+        direct: false,
+    })
+}
+
+/// Open `path` with O_DIRECT when the filesystem accepts it (an aligned superblock read is the
+/// probe), else buffered with a one-line notice.
+fn open_dev(path: &Path, writable: bool, missing: &str) -> Result<Dev, Error> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::new(format!("{}: missing {missing}", path.display())))
+        }
+        Err(e) => return Err(io_err(path, e)),
+        Ok(m) if m.is_dir() => {
+            return Err(Error::new(format!(
+                "{}: is a directory, expected a {missing}",
+                path.display()
+            )))
+        }
+        Ok(_) => {}
+    }
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .custom_flags(libc::O_DIRECT)
+        .open(path);
+    let mut file = match opened {
+        Ok(f) => f,
+        Err(e) if is_einval(&e) => {
+            fallback_notice(path, &e);
+            return open_buffered(path, writable);
+        }
+        Err(e) => return Err(io_err(path, e)),
+    };
+    let len = dev_len(&mut file).map_err(|e| io_err(path, e))?;
+    let dev = Dev {
+        path: path.to_owned(),
+        file,
+        len,
+        direct: true,
+    };
+    if len >= SUPERBLOCK_BYTES as u64 {
+        if let Err(e) = read_at(&dev, 0, SUPERBLOCK_BYTES) {
+            if is_einval(&e) {
+                fallback_notice(path, &e);
+                return open_buffered(path, writable);
+            }
+            return Err(io_err(path, e));
+        }
+    }
+    Ok(dev)
+}
+
+/// Make sure `dev` can do `bs`-byte direct I/O; reopen it buffered otherwise.
+fn check_block_size(dev: Dev, bs: u32, writable: bool) -> Result<Dev, Error> {
+    if !dev.direct || dev.len < 2 * bs as u64 {
+        return Ok(dev);
+    }
+    match read_at(&dev, bs as u64, bs as usize) {
+        Ok(_) => Ok(dev),
+        Err(e) if is_einval(&e) => {
+            fallback_notice(&dev.path, &e);
+            open_buffered(&dev.path, writable)
+        }
+        Err(e) => Err(io_err(&dev.path, e)),
+    }
+}
+
+fn uuid_hex(u: &[u8; 16]) -> String {
+    u.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sb_error(path: &Path, kind: &str, e: SuperblockError) -> Error {
+    match e {
+        SuperblockError::BadMagic => Error::new(format!(
+            "{}: not a jraid {kind} (no {kind} superblock found)",
+            path.display()
+        )),
+        e => Error::new(format!("{}: bad {kind} superblock: {e}", path.display())),
+    }
+}
+
+/// An opened volume directory: devices and superblocks, all checked against each other.
+#[derive(Debug)]
+pub struct VolumeFiles {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Member devices, by index.
+    pub members: Vec<Dev>,
+    /// The journal device.
+    pub journal: Dev,
+    /// Member superblocks, by index.
+    pub member_sbs: Vec<MemberSuperblock>,
+    /// The journal superblock.
+    pub journal_sb: JournalSuperblock,
+    /// Shape of the volume.
+    pub geo: Geometry,
+}
+
+impl VolumeFiles {
+    /// Open the volume in `dir` and check it: every member present, long enough, of this volume
+    /// and at its index, with the same geometry; the journal present, long enough, the one the
+    /// members name, and listing this volume.
+    pub fn open(dir: &Path, writable: bool) -> Result<VolumeFiles, Error> {
+        if !dir.is_dir() {
+            return Err(Error::new(format!(
+                "{}: no such volume directory",
+                dir.display()
+            )));
+        }
+        let p0 = member_path(dir, 0);
+        let d0 = open_dev(&p0, writable, "member file (no jraid volume here?)")?;
+        let sb0 = read_member_sb(&d0)?;
+        let bs = sb0.block_size;
+        let n = sb0.members;
+        let strip_bytes = sb0.strip_blocks * bs as u64;
+        let data_blocks = RESERVED_BYTES / bs as u64 + sb0.stripes * sb0.strip_blocks;
+        let geo = Geometry::new(n, strip_bytes, bs, data_blocks)
+            .map_err(|e| Error::new(format!("{}: bad geometry: {e}", p0.display())))?;
+        if geo.stripes != sb0.stripes {
+            return Err(Error::new(format!(
+                "{}: bad geometry: {} stripes recorded, layout gives {}",
+                p0.display(),
+                sb0.stripes,
+                geo.stripes
+            )));
+        }
+        let need = geo.member_blocks_used() * bs as u64;
+        let mut members = vec![d0];
+        let mut sbs = vec![sb0.clone()];
+        for i in 1..n {
+            let path = member_path(dir, i);
+            let dev = open_dev(&path, writable, &format!("member file (member {i} of {n})"))?;
+            let sb = read_member_sb(&dev)?;
+            if sb.volume_uuid != sb0.volume_uuid {
+                return Err(Error::new(format!(
+                    "{}: belongs to another volume (volume uuid {}, {} has {})",
+                    path.display(),
+                    uuid_hex(&sb.volume_uuid),
+                    p0.display(),
+                    uuid_hex(&sb0.volume_uuid)
+                )));
+            }
+            if sb.member_index != i {
+                return Err(Error::new(format!(
+                    "{}: holds member {} of this volume, not member {i} (files renamed?)",
+                    path.display(),
+                    sb.member_index
+                )));
+            }
+            if sb.members != n
+                || sb.block_size != bs
+                || sb.strip_blocks != sb0.strip_blocks
+                || sb.stripes != sb0.stripes
+                || sb.journal_uuid != sb0.journal_uuid
+                || sb.volume_number != sb0.volume_number
+                || sb.member_uuids != sb0.member_uuids
+            {
+                return Err(Error::new(format!(
+                    "{}: superblock disagrees with {} on the volume's geometry or identity",
+                    path.display(),
+                    p0.display()
+                )));
+            }
+            sbs.push(sb);
+            members.push(dev);
+        }
+        let mut devs = Vec::new();
+        for d in members {
+            if d.len < need {
+                return Err(Error::new(format!(
+                    "{}: too short: {} bytes, the volume needs {need} bytes per member",
+                    d.path.display(),
+                    d.len
+                )));
+            }
+            devs.push(check_block_size(d, bs, writable)?);
+        }
+        let jp = journal_path(dir);
+        let jd = open_dev(&jp, writable, "journal file")?;
+        if jd.len < SUPERBLOCK_BYTES as u64 {
+            return Err(Error::new(format!(
+                "{}: too short ({} bytes) to hold a journal superblock",
+                jp.display(),
+                jd.len
+            )));
+        }
+        let jbuf = read_at(&jd, 0, SUPERBLOCK_BYTES).map_err(|e| io_err(&jp, e))?;
+        let jsb =
+            JournalSuperblock::decode(jbuf.as_slice()).map_err(|e| sb_error(&jp, "journal", e))?;
+        if jsb.journal_uuid != sb0.journal_uuid {
+            return Err(Error::new(format!(
+                "{}: a foreign journal (journal uuid {}, the members expect {})",
+                jp.display(),
+                uuid_hex(&jsb.journal_uuid),
+                uuid_hex(&sb0.journal_uuid)
+            )));
+        }
+        if !jsb
+            .volumes
+            .iter()
+            .any(|v| v.volume_uuid == sb0.volume_uuid && v.volume_number == sb0.volume_number)
+        {
+            return Err(Error::new(format!(
+                "{}: the journal does not list this volume (number {}, uuid {})",
+                jp.display(),
+                sb0.volume_number,
+                uuid_hex(&sb0.volume_uuid)
+            )));
+        }
+        let jneed = JournalSuperblock::min_journal_bytes(jsb.slot_bytes);
+        if jd.len < jneed {
+            return Err(Error::new(format!(
+                "{}: too short: {} bytes, its record slots need {jneed}",
+                jp.display(),
+                jd.len
+            )));
+        }
+        let jd = check_block_size(jd, jsb.block_size, writable)?;
+        Ok(VolumeFiles {
+            dir: dir.to_owned(),
+            members: devs,
+            journal: jd,
+            member_sbs: sbs,
+            journal_sb: jsb,
+            geo,
+        })
+    }
+
+    /// The volume's number on its journal.
+    pub fn volume_number(&self) -> u32 {
+        self.member_sbs[0].volume_number
+    }
+
+    /// Whether every device runs with O_DIRECT.
+    pub fn direct(&self) -> bool {
+        self.members.iter().all(|d| d.direct) && self.journal.direct
+    }
+
+    /// Journal configuration for these devices (one journal device holding both slots; every
+    /// device treated as having a volatile cache).
+    pub fn journal_config(&self) -> JournalConfig {
+        let j = &self.journal_sb;
+        let bs = j.block_size as u64;
+        let mut cfg = JournalConfig::new(
+            j.journal_uuid,
+            j.block_size,
+            j.slot_bytes,
+            [(0, j.slot_offset(0) / bs), (0, j.slot_offset(1) / bs)],
+        );
+        cfg.volatile_cache = true;
+        cfg
+    }
+
+    /// Read both record slots and return the newest valid record (None: no record written yet).
+    pub fn newest_record(&self) -> Result<Option<Record>, Error> {
+        let j = &self.journal_sb;
+        let read = |k: usize| {
+            read_at(&self.journal, j.slot_offset(k), j.slot_bytes as usize)
+                .map_err(|e| io_err(&self.journal.path, e))
+        };
+        let (s0, s1) = (read(0)?, read(1)?);
+        Ok(record::newest(
+            s0.as_slice(),
+            s1.as_slice(),
+            &j.journal_uuid,
+        ))
+    }
+
+    /// Check every stripe's parity by reading all members directly (the volume must be
+    /// quiescent). `progress` gets the stripes checked so far.
+    pub fn scrub(&self, mut progress: impl FnMut(u64)) -> Result<ScrubReport, Error> {
+        let geo = self.geo;
+        let bs = geo.block_size as u64;
+        let strip_bytes = geo.strip_blocks * bs;
+        let per = (1u64 << 20).div_ceil(strip_bytes).max(1);
+        let mut report = ScrubReport {
+            stripes: geo.stripes,
+            ..ScrubReport::default()
+        };
+        let mut acc = Buf::new((per * strip_bytes) as usize);
+        let mut tmp = Buf::new((per * strip_bytes) as usize);
+        let mut s = 0;
+        while s < geo.stripes {
+            let k = per.min(geo.stripes - s);
+            let len = (k * strip_bytes) as usize;
+            acc.set_len(len);
+            tmp.set_len(len);
+            let off = geo.member_lba(s, 0) * bs;
+            for (m, dev) in self.members.iter().enumerate() {
+                let dst = if m == 0 {
+                    acc.as_mut_slice()
+                } else {
+                    tmp.as_mut_slice()
+                };
+                dev.file
+                    .read_exact_at(dst, off)
+                    .map_err(|e| io_err(&dev.path, e))?;
+                if m > 0 {
+                    crate::parity::xor_acc(acc.as_mut_slice(), tmp.as_slice());
+                }
+            }
+            for (i, strip) in acc.as_slice().chunks(strip_bytes as usize).enumerate() {
+                if strip.iter().any(|&b| b != 0) {
+                    report.mismatches += 1;
+                    if report.first.len() < 16 {
+                        report.first.push(s + i as u64);
+                    }
+                }
+            }
+            s += k;
+            progress(s);
+        }
+        Ok(report)
+    }
+}
+
+fn read_member_sb(d: &Dev) -> Result<MemberSuperblock, Error> {
+    if d.len < SUPERBLOCK_BYTES as u64 {
+        return Err(Error::new(format!(
+            "{}: too short ({} bytes) to hold a member superblock",
+            d.path.display(),
+            d.len
+        )));
+    }
+    let b = read_at(d, 0, SUPERBLOCK_BYTES).map_err(|e| io_err(&d.path, e))?;
+    MemberSuperblock::decode(b.as_slice()).map_err(|e| sb_error(&d.path, "member", e))
+}
+
+/// Outcome of [`VolumeFiles::scrub`].
+#[derive(Debug, Default, Clone)]
+pub struct ScrubReport {
+    /// Stripes checked.
+    pub stripes: u64,
+    /// Stripes whose parity does not match their data.
+    pub mismatches: u64,
+    /// The first few mismatching stripes.
+    pub first: Vec<u64>,
+}
+
+/// What [`create`] makes.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// Volume directory (created if missing).
+    pub dir: PathBuf,
+    /// Members, parity included.
+    pub members: u32,
+    /// Bytes per member file (rounded down to the block size).
+    pub member_size: u64,
+    /// Strip size in bytes.
+    pub strip_bytes: u64,
+    /// 512 or 4096.
+    pub block_size: u32,
+    /// Bytes of the journal file (superblock area plus two record slots).
+    pub journal_size: u64,
+    /// Volume name (at most 39 bytes).
+    pub name: String,
+}
+
+/// What [`create`] made.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// Shape of the new volume.
+    pub geo: Geometry,
+    /// Bytes per journal record slot.
+    pub slot_bytes: u64,
+}
+
+/// Random bytes from the kernel.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
+    let mut b = [0u8; N];
+    let f = File::open("/dev/urandom").map_err(|e| Error::new(format!("/dev/urandom: {e}")))?;
+    f.read_exact_at(&mut b, 0)
+        .map_err(|e| Error::new(format!("/dev/urandom: {e}")))?;
+    Ok(b)
+}
+
+/// Create a volume: member files with their superblocks and a journal with its superblock.
+/// Refuses to overwrite anything; on any error removes what it made.
+pub fn create(o: &CreateOptions) -> Result<Created, Error> {
+    let bs = o.block_size;
+    if bs != 512 && bs != 4096 {
+        return Err(Error::new(format!(
+            "bad geometry: block size must be 512 or 4096, got {bs}"
+        )));
+    }
+    let geo = Geometry::new(o.members, o.strip_bytes, bs, o.member_size / bs as u64)
+        .map_err(|e| Error::new(format!("bad geometry: {e}")))?;
+    if o.name.len() > JOURNAL_NAME_MAX {
+        return Err(Error::new(format!(
+            "volume name longer than {JOURNAL_NAME_MAX} bytes"
+        )));
+    }
+    let slot_bytes =
+        (o.journal_size.saturating_sub(JOURNAL_SLOTS_OFFSET) / 2) / bs as u64 * bs as u64;
+    let min_slot = 4096u64.max(bs as u64);
+    if slot_bytes < min_slot {
+        return Err(Error::new(format!(
+            "journal size {} too small: at least {} bytes are needed",
+            o.journal_size,
+            JournalSuperblock::min_journal_bytes(min_slot)
+        )));
+    }
+    let mut paths: Vec<PathBuf> = (0..o.members).map(|i| member_path(&o.dir, i)).collect();
+    paths.push(journal_path(&o.dir));
+    for p in &paths {
+        if p.symlink_metadata().is_ok() {
+            return Err(Error::new(format!(
+                "{}: already exists; refusing to overwrite it",
+                p.display()
+            )));
+        }
+    }
+    let made_dir = !o.dir.exists();
+    if made_dir {
+        std::fs::create_dir_all(&o.dir).map_err(|e| io_err(&o.dir, e))?;
+    }
+    let mut made: Vec<PathBuf> = Vec::new();
+    let r = create_files(o, geo, slot_bytes, &paths, &mut made);
+    if r.is_err() {
+        for p in made.iter().rev() {
+            let _ = std::fs::remove_file(p);
+        }
+        if made_dir {
+            let _ = std::fs::remove_dir(&o.dir);
+        }
+    }
+    r.map(|()| Created { geo, slot_bytes })
+}
+
+fn create_files(
+    o: &CreateOptions,
+    geo: Geometry,
+    slot_bytes: u64,
+    paths: &[PathBuf],
+    made: &mut Vec<PathBuf>,
+) -> Result<(), Error> {
+    let bs = o.block_size as u64;
+    let volume_uuid: [u8; 16] = random_bytes()?;
+    let journal_uuid: [u8; 16] = random_bytes()?;
+    let member_uuids = (0..o.members)
+        .map(|_| random_bytes::<16>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let member_len = o.member_size / bs * bs;
+    let journal_len = JournalSuperblock::min_journal_bytes(slot_bytes);
+    let new_file = |p: &Path, made: &mut Vec<PathBuf>| -> Result<File, Error> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(p)
+            .map_err(|e| io_err(p, e))?;
+        made.push(p.to_owned());
+        Ok(f)
+    };
+    for i in 0..o.members {
+        let p = &paths[i as usize];
+        let f = new_file(p, made)?;
+        f.set_len(member_len).map_err(|e| io_err(p, e))?;
+        super::sys::preallocate(&f, member_len);
+        let sb = MemberSuperblock {
+            volume_uuid,
+            journal_uuid,
+            volume_number: 0,
+            name: o.name.clone(),
+            members: o.members,
+            member_index: i,
+            strip_blocks: geo.strip_blocks,
+            block_size: o.block_size,
+            stripes: geo.stripes,
+            seq: 1,
+            member_states: vec![MemberState::Active; o.members as usize],
+            member_uuids: member_uuids.clone(),
+        };
+        sb.validate()
+            .map_err(|e| Error::new(format!("bad geometry: {e}")))?;
+        f.write_all_at(&sb.encode(), 0).map_err(|e| io_err(p, e))?;
+        f.sync_all().map_err(|e| io_err(p, e))?;
+    }
+    let p = &paths[o.members as usize];
+    let f = new_file(p, made)?;
+    f.set_len(journal_len).map_err(|e| io_err(p, e))?;
+    super::sys::preallocate(&f, journal_len);
+    let jsb = JournalSuperblock {
+        journal_uuid,
+        block_size: o.block_size,
+        slot_bytes,
+        seq: 1,
+        volumes: vec![JournalEntry {
+            volume_number: 0,
+            volume_uuid,
+            name: o.name.clone(),
+        }],
+    };
+    jsb.validate()
+        .map_err(|e| Error::new(format!("bad journal: {e}")))?;
+    f.write_all_at(&jsb.encode(), 0).map_err(|e| io_err(p, e))?;
+    f.sync_all().map_err(|e| io_err(p, e))?;
+    if let Ok(d) = File::open(&o.dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+#![allow(unsafe_code)]
+//! The few system calls the standard library does not wrap: eventfd and fallocate.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
+
+/// A new blocking eventfd (counter 0, close-on-exec), owned as a [`File`]: writing 8 bytes adds
+/// to the counter, reading 8 bytes takes it and blocks (or parks an io_uring read) while it is 0.
+pub fn eventfd() -> io::Result<File> {
+    // SAFETY: eventfd takes no pointers; it only returns a new descriptor or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by eventfd, is open, and nothing else owns it; the File
+    // becomes its only owner and closes it once.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Allocate `len` bytes of `file` on disk (so later O_DIRECT writes do not allocate). Returns
+/// false when the filesystem cannot (the file then stays sparse, which is still correct).
+pub fn preallocate(file: &File, len: u64) -> bool {
+    let Ok(len) = libc::off_t::try_from(len) else {
+        return false;
+    };
+    // SAFETY: fallocate takes a descriptor borrowed from a live File and two integers; no memory
+    // is shared with the kernel.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+    rc == 0
+}

@@ -1,0 +1,252 @@
+//! The `jraid` binary end to end, on files in temporary directories.
+#![cfg(feature = "uring")]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn jraid(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jraid"))
+        .args(args)
+        .output()
+        .expect("run jraid")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = jraid(args);
+    assert!(
+        o.status.success(),
+        "jraid {args:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+/// The command fails cleanly: non-zero exit, `expect` in its message, no panic.
+fn fails(args: &[&str], expect: &str) {
+    let o = jraid(args);
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "jraid {args:?} succeeded");
+    assert!(
+        err.contains(expect),
+        "jraid {args:?}: expected {expect:?} in stderr:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "jraid {args:?} panicked:\n{err}");
+}
+
+fn create(dir: &Path, block_size: &str) {
+    let d = dir.to_str().expect("utf-8 path");
+    ok(&[
+        "create",
+        "--dir",
+        d,
+        "--members",
+        "3",
+        "--member-size",
+        "8M",
+        "--strip-kb",
+        "16",
+        "--block-size",
+        block_size,
+        "--journal-size",
+        "1M",
+    ]);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn create_bench_crash_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol");
+    create(&dir, "4096");
+    let d = dir.to_str().unwrap();
+
+    let out = ok(&["bench", "--dir", d, "--time", "1", "--qd", "16", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(v["rw"], "randwrite");
+    assert!(v["ops"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["iops"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["errors"], 0);
+    assert!(v["lat_us"]["p99"].as_u64().unwrap() >= v["lat_us"]["p50"].as_u64().unwrap());
+    assert!(v["journal_record_writes"].as_u64().unwrap() > 0, "{v}");
+
+    let out = ok(&[
+        "bench",
+        "--dir",
+        d,
+        "--rw",
+        "randrw",
+        "--bytes",
+        "1M",
+        "--reactors",
+        "2",
+    ]);
+    assert!(out.contains("IOPS"), "{out}");
+
+    let out = ok(&["crash-test", "--dir", d, "--rounds", "1", "--seconds", "1"]);
+    assert!(out.contains("round 1:"), "{out}");
+    assert!(out.contains(" 0 mismatches, 0 parity mismatches"), "{out}");
+
+    let out = ok(&["check", "--dir", d]);
+    assert!(out.contains("0 parity mismatches"), "{out}");
+
+    let out = ok(&["status", "--dir", d]);
+    assert!(out.contains("3 members"), "{out}");
+    assert!(out.contains("record     generation"), "{out}");
+}
+
+#[test]
+fn block_size_512() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol");
+    create(&dir, "512");
+    let d = dir.to_str().unwrap();
+    let out = ok(&[
+        "bench", "--dir", d, "--bs", "512", "--bytes", "2M", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["ops"], 4096);
+    ok(&["check", "--dir", d]);
+}
+
+#[test]
+fn bad_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    create(&a, "4096");
+    create(&b, "4096");
+    let case = |name: &str, prep: &dyn Fn(&Path)| {
+        let d = tmp.path().join(name);
+        copy_dir(&a, &d);
+        prep(&d);
+        d
+    };
+    let bench = |d: &Path, expect: &str| {
+        fails(
+            &["bench", "--dir", d.to_str().unwrap(), "--time", "1"],
+            expect,
+        );
+        fails(&["status", "--dir", d.to_str().unwrap()], expect);
+    };
+
+    let d = case("missing", &|d| std::fs::remove_file(d.join("m1")).unwrap());
+    bench(&d, "m1: missing member file");
+    let d = case("nojournal", &|d| {
+        std::fs::remove_file(d.join("journal")).unwrap()
+    });
+    bench(&d, "journal: missing journal file");
+
+    let d = case("short", &|d| {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.join("m2"))
+            .unwrap();
+        f.set_len(4 << 20).unwrap();
+    });
+    bench(&d, "m2: too short");
+    let d = case("tiny", &|d| {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.join("m0"))
+            .unwrap();
+        f.set_len(100).unwrap();
+    });
+    bench(&d, "too short (100 bytes)");
+
+    let d = case("foreign_member", &|d| {
+        std::fs::copy(b.join("m1"), d.join("m1")).unwrap();
+    });
+    bench(&d, "m1: belongs to another volume");
+    let d = case("swapped", &|d| {
+        std::fs::copy(d.join("m0"), d.join("m2")).unwrap();
+    });
+    bench(&d, "holds member 0 of this volume, not member 2");
+    let d = case("foreign_journal", &|d| {
+        std::fs::copy(b.join("journal"), d.join("journal")).unwrap();
+    });
+    bench(&d, "a foreign journal");
+    let d = case("garbage", &|d| {
+        std::fs::write(d.join("m0"), vec![0x55u8; 1 << 20]).unwrap();
+    });
+    bench(&d, "not a jraid member");
+
+    let nowhere = tmp.path().join("nowhere");
+    fails(
+        &["check", "--dir", nowhere.to_str().unwrap()],
+        "no such volume directory",
+    );
+
+    // Bad geometry is refused before anything is written.
+    let g = tmp.path().join("geo");
+    let gd = g.to_str().unwrap();
+    let geo = |extra: &[&str], expect: &str| {
+        let mut args = vec!["create", "--dir", gd];
+        args.extend_from_slice(extra);
+        fails(&args, expect);
+        assert!(!g.exists(), "failed create left {g:?} behind");
+    };
+    let m8 = ["--member-size", "8M"];
+    let with = |x: &[&'static str]| [&m8[..], x].concat();
+    geo(
+        &with(&["--members", "2"]),
+        "bad geometry: RAID-5 needs 3 to 32 members",
+    );
+    geo(&with(&["--members", "33"]), "bad geometry");
+    geo(
+        &with(&["--members", "3", "--strip-kb", "48"]),
+        "strip size must be a power of two",
+    );
+    geo(
+        &with(&["--members", "3", "--block-size", "1024"]),
+        "block size must be 512 or 4096",
+    );
+    geo(
+        &["--members", "3", "--member-size", "1M"],
+        "bad geometry: members hold",
+    );
+    geo(
+        &with(&["--members", "3", "--journal-size", "8k"]),
+        "journal size",
+    );
+
+    // Never overwrite.
+    fails(
+        &[
+            "create",
+            "--dir",
+            a.to_str().unwrap(),
+            "--members",
+            "3",
+            "--member-size",
+            "8M",
+        ],
+        "refusing to overwrite",
+    );
+    ok(&["check", "--dir", a.to_str().unwrap()]);
+
+    fails(
+        &[
+            "bench",
+            "--dir",
+            a.to_str().unwrap(),
+            "--bs",
+            "1000",
+            "--time",
+            "1",
+        ],
+        "not a multiple of the volume's block size",
+    );
+}
