@@ -9,6 +9,8 @@ pub mod journal;
 pub mod layout;
 pub mod parity;
 pub mod sim;
+#[cfg(feature = "spdk")]
+pub mod spdk;
 pub mod superblock;
 #[cfg(feature = "uring")]
 pub mod uring;

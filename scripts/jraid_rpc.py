@@ -1,0 +1,75 @@
+"""rpc.py plugin for the jraid bdev module.
+
+    PYTHONPATH=scripts /opt/spdk/scripts/rpc.py --plugin jraid_rpc bdev_jraid_create \\
+        -n r0 -z 64 -b "m0 m1 m2 m3" -j jl
+    PYTHONPATH=scripts /opt/spdk/scripts/rpc.py --plugin jraid_rpc bdev_jraid_get_bdevs [-n r0]
+    PYTHONPATH=scripts /opt/spdk/scripts/rpc.py --plugin jraid_rpc bdev_jraid_delete -n r0
+"""
+
+import json
+
+
+def _print(result):
+    print(json.dumps(result, indent=2))
+
+
+def bdev_jraid_create(client, name, strip_size_kb, base_bdevs, journal_bdev, volume=None,
+                      uuid=None):
+    """Create (or, with the uuid its members carry, re-assemble) a jraid RAID-5 volume."""
+    params = {
+        'name': name,
+        'strip_size_kb': strip_size_kb,
+        'base_bdevs': base_bdevs,
+        'journal_bdev': journal_bdev,
+    }
+    if volume is not None:
+        params['volume'] = volume
+    if uuid is not None:
+        params['uuid'] = uuid
+    return client.call('bdev_jraid_create', params)
+
+
+def bdev_jraid_delete(client, name):
+    """Stop a jraid volume (its superblocks stay; examine re-assembles it on the next start)."""
+    return client.call('bdev_jraid_delete', {'name': name})
+
+
+def bdev_jraid_get_bdevs(client, name=None):
+    """State of every jraid volume (or of one)."""
+    params = {'name': name} if name is not None else None
+    return client.call('bdev_jraid_get_bdevs', params)
+
+
+def spdk_rpc_plugin_initialize(subparsers):
+    def create(args):
+        _print(bdev_jraid_create(args.client, name=args.name, strip_size_kb=args.strip_size_kb,
+                                 base_bdevs=args.base_bdevs.split(),
+                                 journal_bdev=args.journal_bdev, volume=args.volume,
+                                 uuid=args.uuid))
+
+    p = subparsers.add_parser('bdev_jraid_create',
+                              help='Create a RAID-5 volume with a dirty-stripe journal')
+    p.add_argument('-n', '--name', required=True, help='volume bdev name')
+    p.add_argument('-z', '--strip-size-kb', dest='strip_size_kb', type=int, required=True,
+                   help='strip size in KiB (power of two, 4..1024)')
+    p.add_argument('-b', '--base-bdevs', dest='base_bdevs', required=True,
+                   help='member bdev names, whitespace separated, in member order')
+    p.add_argument('-j', '--journal-bdev', dest='journal_bdev', required=True,
+                   help='journal bdev (may be shared by several volumes)')
+    p.add_argument('--volume', type=int, help='volume number on the journal')
+    p.add_argument('--uuid', help='volume uuid (the members\' uuid re-assembles the volume)')
+    p.set_defaults(func=create)
+
+    def delete(args):
+        _print(bdev_jraid_delete(args.client, name=args.name))
+
+    p = subparsers.add_parser('bdev_jraid_delete', help='Stop a jraid volume')
+    p.add_argument('-n', '--name', required=True, help='volume bdev name')
+    p.set_defaults(func=delete)
+
+    def get_bdevs(args):
+        _print(bdev_jraid_get_bdevs(args.client, name=args.name))
+
+    p = subparsers.add_parser('bdev_jraid_get_bdevs', help='Show jraid volumes')
+    p.add_argument('-n', '--name', help='only this volume')
+    p.set_defaults(func=get_bdevs)

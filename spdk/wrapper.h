@@ -1,0 +1,13 @@
+/* The SPDK headers spdk-sys binds, plus jraid's shim. */
+#include "spdk/stdinc.h"
+#include "spdk/bdev.h"
+#include "spdk/bdev_module.h"
+#include "spdk/thread.h"
+#include "spdk/rpc.h"
+#include "spdk/jsonrpc.h"
+#include "spdk/json.h"
+#include "spdk/log.h"
+#include "spdk/util.h"
+#include "spdk/uuid.h"
+#include "spdk/string.h"
+#include "jraid_shim.h"

@@ -1,0 +1,279 @@
+//! The engine's [`Backend`] on an SPDK reactor: member and journal I/O through this thread's
+//! bdev channels, messages through `spdk_thread_send_msg`, time from one process-wide clock.
+//!
+//! Buffers: the engine's [`Buf`]s are ordinary page-aligned heap memory. Malloc, AIO, uring,
+//! delay, error and NVMe-oF-initiator bdevs take them as they are. Local NVMe PCIe bdevs need
+//! memory the SPDK env can translate to bus addresses (`spdk_mem_register` on the pool's pages,
+//! or buffers from `spdk_dma_malloc`); this backend does not register memory yet.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use spdk_sys as sys;
+
+use super::base::ENOMEM;
+use super::channel::{pump, reap_if_dead, ChanCtx, Routes};
+use super::ffi::{self, guard};
+use crate::engine::{Address, Backend, Buf, Device, DeviceIo, IoOp, Msg};
+
+/// One device as seen from one reactor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DevChan {
+    /// Open descriptor (owned by the volume or journal).
+    pub desc: *mut sys::spdk_bdev_desc,
+    /// The bdev.
+    pub bdev: *mut sys::spdk_bdev,
+    /// This reactor's channel to it (owned by this backend).
+    pub ch: *mut sys::spdk_io_channel,
+    /// Bytes per block.
+    pub block_size: u32,
+    /// Size in blocks (flushes cover the whole bdev).
+    pub num_blocks: u64,
+}
+
+/// A device I/O in flight; boxed so SPDK can hold its address, recycled through a free list.
+struct DevIo {
+    /// The channel context whose engine asked for it.
+    owner: *mut ChanCtx,
+    /// Engine tag.
+    tag: u64,
+    op: IoOp,
+    lba: u64,
+    blocks: u64,
+    dev: DevChan,
+    /// The single segment SPDK reads or writes.
+    iov: sys::iovec,
+    /// The engine's buffer, handed back with the completion.
+    buf: Option<Buf>,
+    /// Queue entry for `spdk_bdev_queue_io_wait` after -ENOMEM.
+    wait: sys::spdk_bdev_io_wait_entry,
+}
+
+impl DevIo {
+    fn boxed() -> Box<DevIo> {
+        Box::new(DevIo {
+            owner: std::ptr::null_mut(),
+            tag: 0,
+            op: IoOp::Flush,
+            lba: 0,
+            blocks: 0,
+            dev: DevChan {
+                desc: std::ptr::null_mut(),
+                bdev: std::ptr::null_mut(),
+                ch: std::ptr::null_mut(),
+                block_size: 0,
+                num_blocks: 0,
+            },
+            iov: sys::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+            buf: None,
+            wait: sys::spdk_bdev_io_wait_entry::default(),
+        })
+    }
+}
+
+/// The backend of one channel.
+pub(crate) struct SpdkBackend {
+    /// Per member: this reactor's channel, `None` once the member is gone.
+    pub members: Vec<Option<DevChan>>,
+    /// This reactor's channel to the journal bdev, `None` once it is gone.
+    pub journal: Option<DevChan>,
+    /// Where the channels of every volume on the journal live.
+    pub routes: Arc<Routes>,
+    /// The channel context that owns this backend (set right after it is boxed).
+    pub owner: *mut ChanCtx,
+    /// Requests that failed at submission: fed back as failed completions by `pump`.
+    pub deferred: Vec<(u64, Option<Buf>)>,
+    /// Device I/O in flight.
+    pub inflight: u64,
+    /// Recycled I/O contexts (boxed: SPDK holds their addresses while in flight).
+    #[allow(clippy::vec_box)]
+    free: Vec<Box<DevIo>>,
+}
+
+impl SpdkBackend {
+    /// A backend over these channels.
+    pub fn new(
+        members: Vec<Option<DevChan>>,
+        journal: Option<DevChan>,
+        routes: Arc<Routes>,
+    ) -> Self {
+        SpdkBackend {
+            members,
+            journal,
+            routes,
+            owner: std::ptr::null_mut(),
+            deferred: Vec::new(),
+            inflight: 0,
+            free: Vec::new(),
+        }
+    }
+
+    /// Put back every device channel (on the owning thread, once nothing is in flight).
+    pub fn put_channels(&mut self) {
+        for d in self
+            .members
+            .iter_mut()
+            .chain(std::iter::once(&mut self.journal))
+        {
+            if let Some(d) = d.take() {
+                // SAFETY: the channel was got on this thread by the channel context and no I/O
+                // of ours is in flight on it.
+                unsafe { sys::spdk_put_io_channel(d.ch) };
+            }
+        }
+    }
+}
+
+/// Start `d` on its device. Returns SPDK's rc (0, -ENOMEM, or another error).
+///
+/// # Safety
+/// `d` is a live boxed DevIo whose device channel belongs to the current thread and whose
+/// buffer (if any) covers `iov`.
+unsafe fn start(d: *mut DevIo) -> i32 {
+    let (dev, op, lba, blocks) = ((*d).dev, (*d).op, (*d).lba, (*d).blocks);
+    let iov = std::ptr::addr_of_mut!((*d).iov);
+    let arg = d as *mut c_void;
+    match op {
+        IoOp::Read => sys::spdk_bdev_readv_blocks(
+            dev.desc,
+            dev.ch,
+            iov,
+            1,
+            lba,
+            blocks,
+            Some(dev_io_done),
+            arg,
+        ),
+        IoOp::Write => sys::spdk_bdev_writev_blocks(
+            dev.desc,
+            dev.ch,
+            iov,
+            1,
+            lba,
+            blocks,
+            Some(dev_io_done),
+            arg,
+        ),
+        IoOp::Flush => {
+            sys::spdk_bdev_flush_blocks(dev.desc, dev.ch, 0, dev.num_blocks, Some(dev_io_done), arg)
+        }
+    }
+}
+
+/// Wait for a free bdev_io and retry. Returns false when even the wait cannot be queued.
+///
+/// # Safety
+/// As for [`start`]; `d` stays boxed until the retry runs.
+unsafe fn queue_retry(d: *mut DevIo) -> bool {
+    (*d).wait.bdev = (*d).dev.bdev;
+    (*d).wait.cb_fn = Some(dev_io_retry);
+    (*d).wait.cb_arg = d as *mut c_void;
+    sys::spdk_bdev_queue_io_wait(
+        (*d).dev.bdev,
+        (*d).dev.ch,
+        std::ptr::addr_of_mut!((*d).wait),
+    ) == 0
+}
+
+unsafe extern "C" fn dev_io_retry(arg: *mut c_void) {
+    guard("device I/O retry", || {
+        let d = arg as *mut DevIo;
+        // SAFETY: `arg` is the DevIo queued by `queue_retry`, still boxed and owned by us; we
+        // run on its channel's thread.
+        let rc = unsafe { start(d) };
+        // SAFETY: as above.
+        if rc == 0 || (rc == -ENOMEM && unsafe { queue_retry(d) }) {
+            return;
+        }
+        // SAFETY: the I/O did not start, so the box is ours; its owner context is alive
+        // (contexts live until their last device I/O is finished).
+        unsafe { finish(Box::from_raw(d), false) };
+    })
+}
+
+unsafe extern "C" fn dev_io_done(io: *mut sys::spdk_bdev_io, ok: bool, arg: *mut c_void) {
+    guard("device I/O completion", || {
+        // SAFETY: `io` is the completed bdev_io (freed once, here); `arg` is our DevIo, handed
+        // back exactly once.
+        let d = unsafe {
+            sys::spdk_bdev_free_io(io);
+            Box::from_raw(arg as *mut DevIo)
+        };
+        // SAFETY: the owner context lives until its last device I/O is finished.
+        unsafe { finish(d, ok) };
+    })
+}
+
+/// A device I/O ended: recycle its context and feed the engine.
+///
+/// # Safety
+/// `d.owner` is a live channel context of the current thread, not borrowed elsewhere.
+unsafe fn finish(mut d: Box<DevIo>, ok: bool) {
+    let owner = d.owner;
+    let (tag, buf) = (d.tag, d.buf.take());
+    {
+        let ctx = &mut *owner;
+        let be = ctx.channel.backend_mut();
+        be.inflight -= 1;
+        be.free.push(d);
+        ctx.channel.io_done(tag, ok, buf);
+    }
+    pump(owner);
+    reap_if_dead(owner);
+}
+
+impl Backend for SpdkBackend {
+    fn submit(&mut self, io: DeviceIo) {
+        let dev = match io.dev {
+            Device::Member(m) => self.members.get(m as usize).copied().flatten(),
+            Device::Journal(_) => self.journal,
+        };
+        let Some(dev) = dev else {
+            // The device is gone: fail the request (after this call returns).
+            self.deferred.push((io.tag, io.buf));
+            return;
+        };
+        let mut d = self.free.pop().unwrap_or_else(DevIo::boxed);
+        d.owner = self.owner;
+        d.tag = io.tag;
+        d.op = io.op;
+        d.lba = io.lba;
+        d.blocks = io.blocks;
+        d.dev = dev;
+        d.buf = io.buf;
+        if let Some(b) = d.buf.as_mut() {
+            let len = io.blocks as usize * dev.block_size as usize;
+            let seg = &mut b.as_mut_slice()[io.buf_offset..io.buf_offset + len];
+            d.iov = sys::iovec {
+                iov_base: seg.as_mut_ptr() as *mut c_void,
+                iov_len: len,
+            };
+        }
+        self.inflight += 1;
+        let raw = Box::into_raw(d);
+        // SAFETY: `raw` is a fresh boxed DevIo; its channel was got on this thread (backends
+        // never leave their thread) and `iov` points into the buffer the box owns.
+        let rc = unsafe { start(raw) };
+        // SAFETY: as above; on -ENOMEM the box stays alive until the retry.
+        if rc == 0 || (rc == -ENOMEM && unsafe { queue_retry(raw) }) {
+            return;
+        }
+        // SAFETY: the I/O did not start, so SPDK holds no reference to the box.
+        let mut d = unsafe { Box::from_raw(raw) };
+        self.inflight -= 1;
+        self.deferred.push((d.tag, d.buf.take()));
+        self.free.push(d);
+    }
+
+    fn send(&mut self, to: Address, msg: Msg) {
+        self.routes.send(to, msg);
+    }
+
+    fn now_us(&self) -> u64 {
+        ffi::now_us()
+    }
+}

@@ -1,0 +1,350 @@
+//! Base bdevs (members and journals): open, claim, close, and the one-off I/O that creation,
+//! examine and recovery do on the app thread.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::ptr::NonNull;
+
+use spdk_sys as sys;
+
+use super::ffi::{self, cstring, guard, warnlog};
+use crate::engine::Buf;
+
+/// An open (and, once claimed, owned) bdev below a jraid volume.
+pub(crate) struct BaseBdev {
+    /// Bdev name.
+    pub name: String,
+    /// Open descriptor (read-write).
+    desc: NonNull<sys::spdk_bdev_desc>,
+    /// The bdev.
+    bdev: NonNull<sys::spdk_bdev>,
+    /// Bytes per block.
+    pub block_size: u32,
+    /// Size in blocks.
+    pub num_blocks: u64,
+    /// The bdev caches writes volatilely (a flush makes them durable).
+    pub write_cache: bool,
+    /// Bdev uuid.
+    pub uuid: [u8; 16],
+    /// Our claim is held.
+    claimed: bool,
+    /// Context of the event callback (the bdev's name), freed after close.
+    event_ctx: *mut String,
+}
+
+// SAFETY: the descriptor is used from any reactor only to get I/O channels (thread-safe in
+// SPDK); it is opened and closed on the app thread, which is the only place a BaseBdev is
+// created or dropped.
+unsafe impl Send for BaseBdev {}
+// SAFETY: see Send; shared access only reads the fields or gets I/O channels.
+unsafe impl Sync for BaseBdev {}
+
+/// Why a base bdev cannot be used.
+#[derive(Debug)]
+pub(crate) enum BaseError {
+    /// No bdev of that name.
+    NotFound(String),
+    /// Another module (or volume) holds a claim.
+    Claimed(String),
+    /// Some other SPDK error (errno).
+    Other(String, i32),
+}
+
+impl std::fmt::Display for BaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BaseError::NotFound(n) => write!(f, "bdev {n} not found"),
+            BaseError::Claimed(n) => write!(f, "bdev {n} is already claimed"),
+            BaseError::Other(n, rc) => write!(f, "bdev {n}: error {rc}"),
+        }
+    }
+}
+
+/// Bdev events (hot remove) of a base bdev.
+unsafe extern "C" fn base_event(
+    ty: sys::spdk_bdev_event_type,
+    _bdev: *mut sys::spdk_bdev,
+    ctx: *mut c_void,
+) {
+    guard("base bdev event", || {
+        // SAFETY: `ctx` is the `event_ctx` String of a BaseBdev, freed only after the close
+        // that stops these events.
+        let name = unsafe { &*(ctx as *const String) }.clone();
+        if ty == sys::spdk_bdev_event_type_SPDK_BDEV_EVENT_REMOVE {
+            super::bdev::base_removed(&name);
+        } else {
+            super::ffi::infolog!("bdev {name}: event {ty} ignored");
+        }
+    })
+}
+
+/// What one-off I/O needs of a base bdev; copied into callbacks (the owner keeps the
+/// descriptor open until they have run).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawDev {
+    desc: *mut sys::spdk_bdev_desc,
+    /// Bytes per block.
+    pub block_size: u32,
+    /// Size in blocks.
+    pub num_blocks: u64,
+    /// Volatile write cache.
+    pub write_cache: bool,
+}
+
+impl BaseBdev {
+    /// Open `name` read-write (not yet claimed).
+    pub fn open(name: &str) -> Result<BaseBdev, BaseError> {
+        Self::open_mode(name, true)
+    }
+
+    /// Open `name` read-only (examine).
+    pub fn open_ro(name: &str) -> Result<BaseBdev, BaseError> {
+        Self::open_mode(name, false)
+    }
+
+    fn open_mode(name: &str, write: bool) -> Result<BaseBdev, BaseError> {
+        let cname = cstring(name);
+        let event_ctx = Box::into_raw(Box::new(name.to_owned()));
+        let mut desc: *mut sys::spdk_bdev_desc = std::ptr::null_mut();
+        // SAFETY: `cname` is NUL-terminated; `base_event` matches the callback type and its
+        // context lives until after `spdk_bdev_close`; `desc` is a valid out-pointer.
+        let rc = unsafe {
+            sys::spdk_bdev_open_ext(
+                cname.as_ptr(),
+                write,
+                Some(base_event),
+                event_ctx as *mut c_void,
+                &mut desc,
+            )
+        };
+        let Some(desc) = NonNull::new(desc).filter(|_| rc == 0) else {
+            // SAFETY: the open failed, so SPDK holds no reference to `event_ctx`.
+            drop(unsafe { Box::from_raw(event_ctx) });
+            return Err(if rc == -libc_enodev() {
+                BaseError::NotFound(name.to_owned())
+            } else if rc == -1 || rc == -libc_eperm() {
+                BaseError::Claimed(name.to_owned())
+            } else {
+                BaseError::Other(name.to_owned(), rc)
+            });
+        };
+        // SAFETY: `desc` was just opened; the bdev lives while the descriptor is open.
+        let bdev = unsafe { sys::spdk_bdev_desc_get_bdev(desc.as_ptr()) };
+        let bdev = NonNull::new(bdev).expect("open descriptor has a bdev");
+        // SAFETY: `bdev` is live (descriptor open); these getters only read it.
+        let (block_size, num_blocks, write_cache, uuid) = unsafe {
+            let u = sys::spdk_bdev_get_uuid(bdev.as_ptr());
+            (
+                sys::spdk_bdev_get_block_size(bdev.as_ptr()),
+                sys::spdk_bdev_get_num_blocks(bdev.as_ptr()),
+                sys::spdk_bdev_has_write_cache(bdev.as_ptr()),
+                (*u).u.raw,
+            )
+        };
+        Ok(BaseBdev {
+            name: name.to_owned(),
+            desc,
+            bdev,
+            block_size,
+            num_blocks,
+            write_cache,
+            uuid,
+            claimed: false,
+            event_ctx,
+        })
+    }
+
+    /// Claim the bdev for the jraid module (one writer: us).
+    pub fn claim(&mut self) -> Result<(), BaseError> {
+        // SAFETY: the descriptor is open; NULL options are allowed; the module is a static.
+        let rc = unsafe {
+            sys::spdk_bdev_module_claim_bdev_desc(
+                self.desc.as_ptr(),
+                sys::spdk_bdev_claim_type_SPDK_BDEV_CLAIM_READ_MANY_WRITE_ONE,
+                std::ptr::null_mut(),
+                super::module_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(BaseError::Claimed(self.name.clone()));
+        }
+        self.claimed = true;
+        Ok(())
+    }
+
+    /// Handle for one-off I/O.
+    pub fn raw(&self) -> RawDev {
+        RawDev {
+            desc: self.desc.as_ptr(),
+            block_size: self.block_size,
+            num_blocks: self.num_blocks,
+            write_cache: self.write_cache,
+        }
+    }
+
+    /// The raw descriptor.
+    pub fn desc(&self) -> *mut sys::spdk_bdev_desc {
+        self.desc.as_ptr()
+    }
+
+    /// The raw bdev.
+    pub fn bdev(&self) -> *mut sys::spdk_bdev {
+        self.bdev.as_ptr()
+    }
+
+    /// This thread's I/O channel to the bdev (NULL on failure); put it back with
+    /// `spdk_put_io_channel` on the same thread.
+    pub fn get_channel(&self) -> *mut sys::spdk_io_channel {
+        // SAFETY: the descriptor is open; SPDK returns this thread's channel or NULL.
+        unsafe { sys::spdk_bdev_get_io_channel(self.desc.as_ptr()) }
+    }
+}
+
+impl Drop for BaseBdev {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor was opened by `open` on this (app) thread and is closed once;
+        // closing releases a claim taken through it. No I/O channel of ours is outstanding:
+        // volumes put their channels before dropping their bases.
+        unsafe { sys::spdk_bdev_close(self.desc.as_ptr()) };
+        // SAFETY: after close no event can arrive, so the context is ours again.
+        drop(unsafe { Box::from_raw(self.event_ctx) });
+    }
+}
+
+fn libc_enodev() -> i32 {
+    19
+}
+
+fn libc_eperm() -> i32 {
+    1
+}
+
+/// ENOMEM as SPDK returns it negated.
+pub(crate) const ENOMEM: i32 = 12;
+
+/// What a one-off I/O does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawOp {
+    Read,
+    Write,
+    Flush,
+}
+
+struct RawIo {
+    iov: sys::iovec,
+    buf: Option<Buf>,
+    ch: *mut sys::spdk_io_channel,
+    done: Box<dyn FnOnce(bool, Option<Buf>)>,
+}
+
+unsafe extern "C" fn raw_io_done(io: *mut sys::spdk_bdev_io, ok: bool, arg: *mut c_void) {
+    guard("setup I/O completion", || {
+        // SAFETY: `arg` is the RawIo boxed by `raw_io`, handed back exactly once; `io` is the
+        // completed bdev_io, freed exactly once here.
+        let r = unsafe {
+            sys::spdk_bdev_free_io(io);
+            Box::from_raw(arg as *mut RawIo)
+        };
+        // SAFETY: the channel was got on this thread by `raw_io`.
+        unsafe { sys::spdk_put_io_channel(r.ch) };
+        (r.done)(ok, r.buf);
+    })
+}
+
+/// One I/O on `dev` from the app thread outside any volume: `blocks` blocks at `lba` into or from
+/// `buf` (reads and writes), or a flush of the whole bdev. `done` runs later on this thread
+/// (also on submission failure, after this call returns).
+pub(crate) fn raw_io(
+    dev: RawDev,
+    op: RawOp,
+    lba: u64,
+    buf: Option<Buf>,
+    done: impl FnOnce(bool, Option<Buf>) + 'static,
+) {
+    // SAFETY: the owner of `dev` keeps the descriptor open until `done` has run.
+    let ch = unsafe { sys::spdk_bdev_get_io_channel(dev.desc) };
+    if ch.is_null() {
+        warnlog!("setup I/O: no I/O channel");
+        let thread = ffi::current_thread();
+        let done = SendBox(Box::new(move || done(false, buf)));
+        ffi::send_to(thread, move || {
+            let d = done;
+            (d.0)()
+        });
+        return;
+    }
+    let mut r = Box::new(RawIo {
+        iov: sys::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        },
+        buf,
+        ch,
+        done: Box::new(done),
+    });
+    let blocks = r.buf.as_ref().map_or(dev.num_blocks, |b| {
+        (b.len() / dev.block_size as usize) as u64
+    });
+    if let Some(b) = r.buf.as_mut() {
+        r.iov.iov_len = b.len();
+        r.iov.iov_base = b.as_mut_slice().as_mut_ptr() as *mut c_void;
+    }
+    let raw = Box::into_raw(r);
+    // SAFETY: descriptor and channel are live; the iovec and its buffer live in the RawIo box
+    // until `raw_io_done` takes it back.
+    let rc = unsafe {
+        let iov = std::ptr::addr_of_mut!((*raw).iov);
+        match op {
+            RawOp::Read => sys::spdk_bdev_readv_blocks(
+                dev.desc,
+                ch,
+                iov,
+                1,
+                lba,
+                blocks,
+                Some(raw_io_done),
+                raw as *mut c_void,
+            ),
+            RawOp::Write => sys::spdk_bdev_writev_blocks(
+                dev.desc,
+                ch,
+                iov,
+                1,
+                lba,
+                blocks,
+                Some(raw_io_done),
+                raw as *mut c_void,
+            ),
+            RawOp::Flush => sys::spdk_bdev_flush_blocks(
+                dev.desc,
+                ch,
+                0,
+                dev.num_blocks,
+                Some(raw_io_done),
+                raw as *mut c_void,
+            ),
+        }
+    };
+    if rc != 0 {
+        // SAFETY: submission failed, so SPDK will not call back: the box is ours again, and the
+        // channel was got above on this thread.
+        let r = unsafe {
+            let r = Box::from_raw(raw);
+            sys::spdk_put_io_channel(r.ch);
+            r
+        };
+        warnlog!("setup I/O failed to start ({rc})");
+        let thread = ffi::current_thread();
+        let RawIo { buf, done, .. } = *r;
+        let done = SendBox(Box::new(move || done(false, buf)));
+        ffi::send_to(thread, move || {
+            let d = done;
+            (d.0)()
+        });
+    }
+}
+
+/// A boxed closure sent to the thread it came from.
+struct SendBox(Box<dyn FnOnce()>);
+// SAFETY: only ever sent to the current thread (see `raw_io`), so it never runs elsewhere.
+unsafe impl Send for SendBox {}

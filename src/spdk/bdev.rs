@@ -1,0 +1,521 @@
+//! The jraid bdev: the volume object SPDK sees (fn_table, io_device), the journals volumes
+//! share, the registry of both, status JSON and hot-remove of base bdevs.
+#![allow(unsafe_code)]
+
+use std::cell::UnsafeCell;
+use std::ffi::{c_void, CString};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{json, Value};
+use spdk_sys as sys;
+
+use super::base::BaseBdev;
+use super::channel::{self, Routes};
+use super::ffi::{self, cstring, errlog, guard, noticelog, warnlog};
+use super::json;
+use crate::engine::{MemberHealth, Volume};
+use crate::journal::{Journal, JournalVolume};
+use crate::layout::Geometry;
+use crate::superblock::JournalSuperblock;
+
+/// A journal bdev and the journal state every volume on it shares.
+pub(crate) struct SpdkJournal {
+    /// Bdev name.
+    pub name: String,
+    /// The bdev (`None` once hot-removed).
+    pub base: Mutex<Option<BaseBdev>>,
+    /// Journal state.
+    pub journal: Arc<Journal>,
+    /// The on-disk superblock as last written.
+    pub sb: Mutex<JournalSuperblock>,
+    /// Where the channels of its volumes live.
+    pub routes: Arc<Routes>,
+}
+
+/// A jraid volume registered (or being brought up) as an SPDK bdev.
+pub(crate) struct SpdkVolume {
+    /// Bdev name.
+    pub name: String,
+    /// Volume uuid (also the bdev's uuid).
+    pub uuid: [u8; 16],
+    /// Volume number on its journal.
+    pub number: u32,
+    /// Shape.
+    pub geo: Geometry,
+    /// Shared engine state.
+    pub vol: Arc<Volume>,
+    /// The journal's per-volume state.
+    pub jv: Arc<JournalVolume>,
+    /// The journal.
+    pub journal: Arc<SpdkJournal>,
+    /// Member bdev names, by index.
+    pub member_names: Vec<String>,
+    /// Member identities recorded in the superblocks, by index.
+    pub member_uuids: Vec<[u8; 16]>,
+    /// Member bdevs (`None`: missing or removed).
+    pub members: Mutex<Vec<Option<BaseBdev>>>,
+    /// Superblock sequence number last written.
+    pub seq: Mutex<u64>,
+    /// Listed stripes left at risk by a recovery that ran with a member missing.
+    pub at_risk: Mutex<Vec<u64>>,
+    /// The bdev SPDK holds a pointer to.
+    bdev: Box<UnsafeCell<sys::spdk_bdev>>,
+    /// NUL-terminated name for `bdev.name`.
+    cname: CString,
+}
+
+// SAFETY: the raw `spdk_bdev` is written only before registration (app thread) and afterwards
+// only read by SPDK; everything else is Sync already.
+unsafe impl Sync for SpdkVolume {}
+// SAFETY: as above.
+unsafe impl Send for SpdkVolume {}
+
+/// Every journal and volume of the module.
+#[derive(Default)]
+pub(crate) struct Registry {
+    /// Volumes, registered or being brought up.
+    pub volumes: Vec<Arc<SpdkVolume>>,
+    /// Journals in use.
+    pub journals: Vec<Arc<SpdkJournal>>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    volumes: Vec::new(),
+    journals: Vec::new(),
+});
+
+/// The registry. Never hold it across a call into SPDK that may call back into the module.
+pub(crate) fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Volume of this name.
+pub(crate) fn find_volume(name: &str) -> Option<Arc<SpdkVolume>> {
+    registry().volumes.iter().find(|v| v.name == name).cloned()
+}
+
+/// What a volume is made of.
+pub(crate) struct VolumeSpec {
+    /// Bdev name.
+    pub name: String,
+    /// Volume uuid.
+    pub uuid: [u8; 16],
+    /// Volume number on the journal.
+    pub number: u32,
+    /// Shape.
+    pub geo: Geometry,
+    /// Opened and claimed members (`None`: missing).
+    pub members: Vec<Option<BaseBdev>>,
+    /// Member bdev names.
+    pub member_names: Vec<String>,
+    /// Member identities.
+    pub member_uuids: Vec<[u8; 16]>,
+    /// The journal.
+    pub journal: Arc<SpdkJournal>,
+    /// Superblock seq on the members.
+    pub seq: u64,
+}
+
+impl SpdkVolume {
+    /// A volume over opened members and a journal (attached to the journal, not registered
+    /// anywhere yet).
+    pub fn new(spec: VolumeSpec) -> Arc<SpdkVolume> {
+        let VolumeSpec {
+            name,
+            uuid,
+            number,
+            geo,
+            members,
+            member_names,
+            member_uuids,
+            journal,
+            seq,
+        } = spec;
+        let volatile = members.iter().flatten().any(|m| m.write_cache);
+        let vol = Arc::new(Volume::new(
+            number,
+            geo,
+            volatile,
+            Some(journal.journal.clone()),
+        ));
+        for (i, m) in members.iter().enumerate() {
+            if m.is_none() {
+                vol.fail_member(i as u32);
+            }
+        }
+        let (jv, _carried) = journal.journal.attach_volume(number, geo.stripes, volatile);
+        let cname = cstring(&name);
+        // SAFETY: spdk_bdev is a plain C struct for which all-zero is the documented
+        // "unset" state of every field.
+        let bdev: sys::spdk_bdev = unsafe { std::mem::zeroed() };
+        Arc::new(SpdkVolume {
+            name,
+            uuid,
+            number,
+            geo,
+            vol,
+            jv,
+            journal,
+            member_names,
+            member_uuids,
+            members: Mutex::new(members),
+            seq: Mutex::new(seq),
+            at_risk: Mutex::new(Vec::new()),
+            bdev: Box::new(UnsafeCell::new(bdev)),
+            cname,
+        })
+    }
+
+    /// The io_device key of this volume.
+    pub fn io_device(self: &Arc<Self>) -> *mut c_void {
+        Arc::as_ptr(self) as *mut c_void
+    }
+
+    /// Register the io_device (before recovery, which needs a channel).
+    pub fn register_io_device(self: &Arc<Self>) {
+        // SAFETY: the key is this volume's address, alive while the registry holds it (until
+        // `io_device_gone`); the callbacks match SPDK's types; the name is copied.
+        unsafe {
+            sys::spdk_io_device_register(
+                self.io_device(),
+                Some(channel::channel_create),
+                Some(channel::channel_destroy),
+                channel::CTX_SIZE,
+                self.cname.as_ptr(),
+            )
+        };
+    }
+
+    /// Fill in and register the bdev. Returns SPDK's rc.
+    pub fn register_bdev(self: &Arc<Self>) -> i32 {
+        let write_cache = self
+            .members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .flatten()
+            .any(|m| m.write_cache);
+        let b = self.bdev.get();
+        // SAFETY: the bdev is not registered yet, so nothing else reads it; every pointer
+        // stored lives as long as the volume, which outlives the registration.
+        unsafe {
+            (*b).name = self.cname.as_ptr() as *mut _;
+            (*b).product_name = c"jraid RAID-5".as_ptr() as *mut _;
+            (*b).blocklen = self.geo.block_size;
+            (*b).blockcnt = self.geo.volume_blocks();
+            (*b).write_cache = write_cache as i32;
+            (*b).optimal_io_boundary = self.geo.stripe_blocks() as u32;
+            (*b).uuid.u.raw = self.uuid;
+            (*b).ctxt = Arc::as_ptr(self) as *mut c_void;
+            (*b).fn_table = &FN_TABLE.0;
+            (*b).module = super::module_ptr();
+            sys::spdk_bdev_register(b)
+        }
+    }
+
+    /// The raw bdev.
+    pub fn bdev_ptr(&self) -> *mut sys::spdk_bdev {
+        self.bdev.get()
+    }
+
+    /// Status as JSON (bdev_jraid_get_bdevs and dump_info_json).
+    pub fn info(&self) -> Value {
+        let v = &self.vol;
+        let state = match v.failed_count() {
+            _ if self.journal.journal.is_failed() => "journal_failed",
+            0 => "online",
+            1 => "degraded",
+            _ => "failed",
+        };
+        let members: Vec<Value> = (0..self.geo.members)
+            .map(|m| {
+                json!({
+                    "name": self.member_names[m as usize],
+                    "state": match v.health(m) {
+                        MemberHealth::Active => "active",
+                        MemberHealth::Failed => "failed",
+                    },
+                })
+            })
+            .collect();
+        let j = &self.journal.journal;
+        let jb = self.journal.base.lock().unwrap_or_else(|e| e.into_inner());
+        let listed = (0..self.geo.stripes).filter(|&s| self.jv.listed(s)).count();
+        json!({
+            "name": self.name,
+            "uuid": json::uuid_string(&self.uuid),
+            "state": state,
+            "volume": self.number,
+            "strip_size_kb": self.geo.strip_blocks * self.geo.block_size as u64 / 1024,
+            "block_size": self.geo.block_size,
+            "num_blocks": self.geo.volume_blocks(),
+            "num_members": self.geo.members,
+            "stripes": self.geo.stripes,
+            "members": members,
+            "journal": {
+                "name": self.journal.name,
+                "present": jb.is_some(),
+                "uuid": json::uuid_string(&j.cfg.uuid),
+                "slot_bytes": j.cfg.slot_bytes,
+                "failed": j.is_failed(),
+            },
+            "generation": j.durable_generation(),
+            "open_generation": j.open_generation(),
+            "dirty_stripes": listed,
+            "journal_listed": j.listed_count(),
+            "record_writes": j.stats.record_writes.load(std::sync::atomic::Ordering::Relaxed),
+            "marks": j.stats.marks.load(std::sync::atomic::Ordering::Relaxed),
+            "fast_path_hits": j.stats.fast_path.load(std::sync::atomic::Ordering::Relaxed),
+            "record_full_waits": j.stats.full.load(std::sync::atomic::Ordering::Relaxed),
+            "stripes_at_risk": *self.at_risk.lock().unwrap_or_else(|e| e.into_inner()),
+            "writes": {
+                "full_stripe": v.stats.full_stripe.load(std::sync::atomic::Ordering::Relaxed),
+                "reconstruct_write": v.stats.reconstruct_write.load(std::sync::atomic::Ordering::Relaxed),
+                "read_modify_write": v.stats.read_modify_write.load(std::sync::atomic::Ordering::Relaxed),
+                "degraded_write": v.stats.degraded_write.load(std::sync::atomic::Ordering::Relaxed),
+                "degraded_read": v.stats.degraded_read.load(std::sync::atomic::Ordering::Relaxed),
+            },
+        })
+    }
+
+    /// The `bdev_jraid_create` call that brings this volume back (save_config).
+    pub fn config(&self) -> Value {
+        json!({
+            "method": "bdev_jraid_create",
+            "params": {
+                "name": self.name,
+                "strip_size_kb": self.geo.strip_blocks * self.geo.block_size as u64 / 1024,
+                "base_bdevs": self.member_names,
+                "journal_bdev": self.journal.name,
+                "volume": self.number,
+                "uuid": json::uuid_string(&self.uuid),
+            }
+        })
+    }
+}
+
+/// A static fn table (SPDK keeps a pointer to it).
+struct FnTable(sys::spdk_bdev_fn_table);
+// SAFETY: immutable after construction; holds only function pointers.
+unsafe impl Sync for FnTable {}
+
+static FN_TABLE: FnTable = FnTable(fn_table());
+
+const fn fn_table() -> sys::spdk_bdev_fn_table {
+    // SAFETY: an all-zero fn table is all `None`.
+    let mut t: sys::spdk_bdev_fn_table = unsafe { std::mem::MaybeUninit::zeroed().assume_init() };
+    t.destruct = Some(destruct);
+    t.submit_request = Some(channel::submit_request);
+    t.io_type_supported = Some(io_type_supported);
+    t.get_io_channel = Some(get_io_channel);
+    t.dump_info_json = Some(dump_info_json);
+    t.write_config_json = Some(write_config_json);
+    t
+}
+
+unsafe extern "C" fn io_type_supported(_ctx: *mut c_void, ty: sys::spdk_bdev_io_type) -> bool {
+    matches!(
+        ty,
+        sys::spdk_bdev_io_type_SPDK_BDEV_IO_TYPE_READ
+            | sys::spdk_bdev_io_type_SPDK_BDEV_IO_TYPE_WRITE
+            | sys::spdk_bdev_io_type_SPDK_BDEV_IO_TYPE_FLUSH
+            | sys::spdk_bdev_io_type_SPDK_BDEV_IO_TYPE_RESET
+    )
+}
+
+unsafe extern "C" fn get_io_channel(ctx: *mut c_void) -> *mut sys::spdk_io_channel {
+    guard("get_io_channel", || {
+        // SAFETY: `ctx` is the volume's io_device key, registered before the bdev.
+        unsafe { sys::spdk_get_io_channel(ctx) }
+    })
+}
+
+/// The volume behind a bdev ctxt pointer.
+///
+/// # Safety
+/// `ctx` is the `ctxt` of a registered jraid bdev.
+unsafe fn volume_of<'a>(ctx: *mut c_void) -> &'a SpdkVolume {
+    &*(ctx as *const SpdkVolume)
+}
+
+unsafe extern "C" fn dump_info_json(ctx: *mut c_void, w: *mut sys::spdk_json_write_ctx) -> i32 {
+    guard("dump_info_json", || {
+        // SAFETY: called by SPDK for our registered bdev.
+        let v = unsafe { volume_of(ctx) };
+        json::write_named(w, "jraid", &v.info());
+        0
+    })
+}
+
+unsafe extern "C" fn write_config_json(
+    bdev: *mut sys::spdk_bdev,
+    w: *mut sys::spdk_json_write_ctx,
+) {
+    guard("write_config_json", || {
+        // SAFETY: `bdev` is our registered bdev; its ctxt is the volume.
+        let v = unsafe { volume_of((*bdev).ctxt) };
+        json::write_value(w, &v.config());
+    })
+}
+
+unsafe extern "C" fn destruct(ctx: *mut c_void) -> i32 {
+    guard("destruct", || {
+        // SAFETY: `ctx` is the io_device key of this volume; the unregister callback runs once
+        // every channel is gone.
+        unsafe { sys::spdk_io_device_unregister(ctx, Some(io_device_gone)) };
+        1
+    })
+}
+
+unsafe extern "C" fn io_device_gone(io_device: *mut c_void) {
+    guard("io_device unregistered", || {
+        let Some(v) = forget_volume(io_device as *const SpdkVolume) else {
+            errlog!("unregistered io_device of an unknown volume");
+            return;
+        };
+        noticelog!("jraid volume {} stopped", v.name);
+        // SAFETY: our bdev; destruct returned 1 and this completes it.
+        unsafe { sys::spdk_bdev_destruct_done(v.bdev_ptr(), 0) };
+        // The bdev struct must outlive SPDK's use of it after destruct_done: drop the volume
+        // (and with it the bdev and the base descriptors) from a later message.
+        let v = ffi::SendPtr(Arc::into_raw(v) as *mut SpdkVolume);
+        ffi::send_to(ffi::current_thread(), move || {
+            let v = v;
+            // SAFETY: the pointer came from Arc::into_raw just above and is consumed once.
+            drop(unsafe { Arc::from_raw(v.0 as *const SpdkVolume) });
+        });
+    })
+}
+
+/// Take a volume out of the registry, detach it from its journal, close its members, and
+/// drop the journal if no volume uses it any more. Returns the volume.
+pub(crate) fn forget_volume(ptr: *const SpdkVolume) -> Option<Arc<SpdkVolume>> {
+    let (v, journal_gone) = {
+        let mut r = registry();
+        let i = r.volumes.iter().position(|v| Arc::as_ptr(v) == ptr)?;
+        let v = r.volumes.remove(i);
+        let still_used = r
+            .volumes
+            .iter()
+            .any(|o| Arc::ptr_eq(&o.journal, &v.journal));
+        let gone = if still_used {
+            None
+        } else {
+            let j = r.journals.iter().position(|j| Arc::ptr_eq(j, &v.journal));
+            j.map(|j| r.journals.remove(j))
+        };
+        (v, gone)
+    };
+    v.journal.journal.detach_volume(v.number);
+    v.members
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter_mut()
+        .for_each(|m| drop(m.take()));
+    if let Some(j) = journal_gone {
+        drop(j.base.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+    Some(v)
+}
+
+/// A base bdev is being hot-removed: fail it in its volume (or fail the journal) and close it
+/// once every channel has let go.
+pub(crate) fn base_removed(name: &str) {
+    let (vols, journal) = {
+        let r = registry();
+        let vols: Vec<(Arc<SpdkVolume>, Option<u32>)> = r
+            .volumes
+            .iter()
+            .filter_map(|v| {
+                let m = v.member_names.iter().position(|n| n == name);
+                let j = v.journal.name == name;
+                (m.is_some() || j).then(|| (v.clone(), m.map(|m| m as u32)))
+            })
+            .collect();
+        let journal = r.journals.iter().find(|j| j.name == name).cloned();
+        (vols, journal)
+    };
+    if journal.is_some() {
+        warnlog!(
+            "journal bdev {name} removed: writes to its volumes fail until a new journal is set"
+        );
+    }
+    // The journal closes when the last volume's channels have let go of it.
+    let closer = journal.map(|j| Arc::new(JournalCloser(j)));
+    for (v, member) in vols {
+        if let Some(m) = member {
+            warnlog!("volume {}: member {m} ({name}) removed", v.name);
+            v.vol.fail_member(m);
+            super::superblocks::record_member_states(&v);
+        }
+        let closer = if member.is_none() {
+            closer.clone()
+        } else {
+            None
+        };
+        drop_channels(v, member, closer);
+    }
+}
+
+/// Closes a removed journal bdev when dropped (after every volume let go of it).
+struct JournalCloser(Arc<SpdkJournal>);
+
+impl Drop for JournalCloser {
+    fn drop(&mut self) {
+        drop(self.0.base.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+}
+
+struct DropCtx {
+    vol: Arc<SpdkVolume>,
+    member: Option<u32>,
+    /// Set when the journal (not a member) is dropped; closes it when the last holder goes.
+    _journal: Option<Arc<JournalCloser>>,
+}
+
+/// Put every reactor's channel to `member` (or to the journal) of `v`, then close it.
+fn drop_channels(v: Arc<SpdkVolume>, member: Option<u32>, journal: Option<Arc<JournalCloser>>) {
+    unsafe extern "C" fn each(i: *mut sys::spdk_io_channel_iter) {
+        guard("drop channels", || {
+            // SAFETY: `i` is a live iterator over our io_device; its ctx is the DropCtx.
+            unsafe {
+                let d = &*(sys::spdk_io_channel_iter_get_ctx(i) as *const DropCtx);
+                let ch = sys::spdk_io_channel_iter_get_channel(i);
+                let ctx = &mut *channel::ctx_of(ch);
+                let be = ctx.channel.backend_mut();
+                let slot = match d.member {
+                    Some(m) => be.members.get_mut(m as usize),
+                    None => Some(&mut be.journal),
+                };
+                if let Some(dc) = slot.and_then(|s| s.take()) {
+                    // I/O in flight on it completes through the bdev layer (with errors).
+                    sys::spdk_put_io_channel(dc.ch);
+                }
+                sys::spdk_for_each_channel_continue(i, 0);
+            }
+        })
+    }
+    unsafe extern "C" fn done(i: *mut sys::spdk_io_channel_iter, _status: i32) {
+        guard("drop channels done", || {
+            // SAFETY: the ctx was boxed by `drop_channels` and is consumed once, here.
+            let d = unsafe { Box::from_raw(sys::spdk_io_channel_iter_get_ctx(i) as *mut DropCtx) };
+            if let Some(m) = d.member {
+                let b = d.vol.members.lock().unwrap_or_else(|e| e.into_inner())[m as usize].take();
+                drop(b);
+            }
+            // A journal closer in `d` closes the journal if this was its last holder.
+            drop(d);
+        })
+    }
+    let io_device = v.io_device();
+    let ctx = Box::into_raw(Box::new(DropCtx {
+        vol: v,
+        member,
+        _journal: journal,
+    }));
+    // SAFETY: the io_device is registered (the volume is in the registry); both callbacks run
+    // on SPDK threads and the context lives until `done` frees it.
+    unsafe {
+        sys::spdk_for_each_channel(io_device, Some(each), ctx as *mut c_void, Some(done));
+    }
+}

@@ -1,0 +1,475 @@
+//! A volume's channel on one reactor: the io_device channel context holding a
+//! [`Channel<SpdkBackend>`], its tick poller, user bdev_io submission and completion, and the
+//! routing of engine messages between reactors.
+#![allow(unsafe_code)]
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::{Arc, Mutex};
+
+use spdk_sys as sys;
+
+use super::backend::{DevChan, SpdkBackend};
+use super::bdev::SpdkVolume;
+use super::ffi::{self, guard, SendPtr};
+use crate::engine::{Address, Buf, Channel, Completion, Msg, UserOp};
+
+/// Period of the per-channel tick poller.
+const TICK_US: u64 = 1000;
+
+/// Where one channel lives.
+#[derive(Clone, Copy)]
+struct Route {
+    thread: SendPtr<sys::spdk_thread>,
+    ctx: SendPtr<ChanCtx>,
+}
+
+/// Address → (thread, channel context) for every channel of every volume on one journal.
+#[derive(Default)]
+pub(crate) struct Routes {
+    map: Mutex<HashMap<Address, Route>>,
+}
+
+impl Routes {
+    fn lookup(&self, to: Address) -> Option<Route> {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&to)
+            .copied()
+    }
+
+    fn insert(&self, at: Address, route: Route) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(at, route);
+    }
+
+    fn remove(&self, at: Address) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&at);
+    }
+
+    /// Deliver `msg` to the channel at `to`, later, on its own thread. Messages to a channel
+    /// that has gone are dropped (nothing waits there any more).
+    pub fn send(self: &Arc<Self>, to: Address, msg: Msg) {
+        let Some(route) = self.lookup(to) else {
+            return;
+        };
+        let routes = self.clone();
+        ffi::send_to(route.thread.0, move || {
+            // Look again on the target thread: the channel may have gone meanwhile, and
+            // contexts are only destroyed on this same thread, so what we find stays alive.
+            let Some(route) = routes.lookup(to) else {
+                return;
+            };
+            let ptr = route.ctx.0;
+            // SAFETY: the context is registered, hence alive, and belongs to this thread; no
+            // other borrow of it is live in a message callback.
+            unsafe {
+                (*ptr).channel.message(msg);
+                pump(ptr);
+            }
+        });
+    }
+}
+
+/// Tags of internal requests (recovery resyncs) have the low bit set; user requests are tagged
+/// with their bdev_io address, which is aligned.
+pub(crate) const INTERNAL_TAG: u64 = 1;
+
+/// The context of one volume channel on one reactor.
+pub(crate) struct ChanCtx {
+    /// The engine.
+    pub channel: Channel<SpdkBackend>,
+    /// The volume (kept alive while the channel exists).
+    pub vol: Arc<SpdkVolume>,
+    /// Our address among the journal's channels.
+    pub addr: Address,
+    /// The tick poller.
+    poller: *mut sys::spdk_poller,
+    /// Scratch: completions drained from the engine.
+    done: Vec<Completion>,
+    /// User bdev_ios to complete once the engine is no longer borrowed.
+    finished: Vec<(*mut sys::spdk_bdev_io, sys::spdk_bdev_io_status)>,
+    /// Completions of internal requests, for whoever issued them (recovery).
+    pub internal: Vec<Completion>,
+    /// The io channel was destroyed; the context lives on until its device I/O drains.
+    dead: bool,
+}
+
+impl ChanCtx {
+    /// Route one engine completion.
+    fn finish(&mut self, c: Completion) {
+        if c.tag & INTERNAL_TAG != 0 {
+            self.internal.push(c);
+            return;
+        }
+        let io = c.tag as *mut sys::spdk_bdev_io;
+        let ok = c.result.is_ok();
+        if let Some(buf) = c.buf {
+            // SAFETY: `io` is the user bdev_io this request was submitted for; it stays valid
+            // until we complete it, which has not happened yet.
+            if ok && unsafe { (*io).type_ } as u32 == sys::spdk_bdev_io_type_SPDK_BDEV_IO_TYPE_READ
+            {
+                // SAFETY: as above; its iovecs describe the caller's buffers.
+                unsafe { copy_to_iovs(io, buf.as_slice()) };
+            }
+            self.channel.give_buf(buf);
+        }
+        if let Err(e) = c.result {
+            ffi::infolog!("volume {}: request failed: {e}", self.vol.name);
+        }
+        let st = if ok {
+            sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_SUCCESS
+        } else {
+            sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_FAILED
+        };
+        self.finished.push((io, st));
+    }
+
+    /// Submit a user request; failures at submission complete it as failed.
+    fn submit_user(&mut self, io: *mut sys::spdk_bdev_io, op: UserOp, buf: Option<Buf>) {
+        // SAFETY: `io` is a live bdev_io of this bdev; for read/write `u.bdev` is the active
+        // union member.
+        let (lba, blocks) = match op {
+            UserOp::Read | UserOp::Write => unsafe {
+                ((*io).u.bdev.offset_blocks, (*io).u.bdev.num_blocks)
+            },
+            _ => (0, 0),
+        };
+        if let Err(e) = self.channel.submit(io as u64, op, lba, blocks, buf) {
+            ffi::infolog!("volume {}: request refused: {}", self.vol.name, e.error);
+            if let Some(b) = e.buf {
+                self.channel.give_buf(b);
+            }
+            self.finished
+                .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_FAILED));
+        }
+    }
+
+    fn start_read(&mut self, io: *mut sys::spdk_bdev_io) {
+        let len = self.io_bytes(io);
+        let buf = self.channel.take_buf(len);
+        self.submit_user(io, UserOp::Read, Some(buf));
+    }
+
+    fn start_write(&mut self, io: *mut sys::spdk_bdev_io) {
+        let len = self.io_bytes(io);
+        let mut buf = self.channel.take_buf(len);
+        // SAFETY: `io` is a live write bdev_io; its iovecs hold `len` bytes of caller data.
+        unsafe { copy_from_iovs(io, buf.as_mut_slice()) };
+        self.submit_user(io, UserOp::Write, Some(buf));
+    }
+
+    fn io_bytes(&self, io: *mut sys::spdk_bdev_io) -> usize {
+        // SAFETY: `io` is a live read/write bdev_io, so `u.bdev` is the active member.
+        let blocks = unsafe { (*io).u.bdev.num_blocks };
+        blocks as usize * self.vol.geo.block_size as usize
+    }
+}
+
+/// The iovecs of a read/write bdev_io.
+///
+/// # Safety
+/// `io` is a live read/write bdev_io with buffers.
+unsafe fn iovs<'a>(io: *mut sys::spdk_bdev_io) -> &'a [sys::iovec] {
+    let b = &(*io).u.bdev;
+    if b.iovs.is_null() || b.iovcnt <= 0 {
+        return &[];
+    }
+    std::slice::from_raw_parts(b.iovs, b.iovcnt as usize)
+}
+
+/// # Safety
+/// `io` is a live read bdev_io whose iovecs hold at least `src.len()` bytes.
+unsafe fn copy_to_iovs(io: *mut sys::spdk_bdev_io, mut src: &[u8]) {
+    for v in iovs(io) {
+        if src.is_empty() {
+            break;
+        }
+        let n = v.iov_len.min(src.len());
+        std::ptr::copy_nonoverlapping(src.as_ptr(), v.iov_base as *mut u8, n);
+        src = &src[n..];
+    }
+}
+
+/// # Safety
+/// `io` is a live write bdev_io whose iovecs hold at least `dst.len()` bytes.
+unsafe fn copy_from_iovs(io: *mut sys::spdk_bdev_io, mut dst: &mut [u8]) {
+    for v in iovs(io) {
+        if dst.is_empty() {
+            break;
+        }
+        let n = v.iov_len.min(dst.len());
+        std::ptr::copy_nonoverlapping(v.iov_base as *const u8, dst.as_mut_ptr(), n);
+        dst = &mut dst[n..];
+    }
+}
+
+/// Feed the engine what the backend deferred, route its completions, and complete user
+/// bdev_ios once no borrow of the context is live (completing may re-enter `submit_request`).
+///
+/// # Safety
+/// `ptr` is a live channel context of the current thread, not borrowed by the caller.
+pub(crate) unsafe fn pump(ptr: *mut ChanCtx) {
+    loop {
+        let mut batch = {
+            let ctx = &mut *ptr;
+            loop {
+                let deferred = std::mem::take(&mut ctx.channel.backend_mut().deferred);
+                if deferred.is_empty() {
+                    break;
+                }
+                for (tag, buf) in deferred {
+                    ctx.channel.io_done(tag, false, buf);
+                }
+            }
+            let mut done = std::mem::take(&mut ctx.done);
+            ctx.channel.drain_completions(&mut done);
+            for c in done.drain(..) {
+                ctx.finish(c);
+            }
+            ctx.done = done;
+            std::mem::take(&mut ctx.finished)
+        };
+        if batch.is_empty() {
+            return;
+        }
+        for (io, st) in batch.drain(..) {
+            sys::spdk_bdev_io_complete(io, st);
+        }
+        let ctx = &mut *ptr;
+        if ctx.finished.is_empty() {
+            ctx.finished = batch;
+        }
+    }
+}
+
+/// Free a destroyed context once its last device I/O has finished.
+///
+/// # Safety
+/// `ptr` is a channel context of the current thread, not borrowed by the caller, and not used
+/// by the caller afterwards.
+pub(crate) unsafe fn reap_if_dead(ptr: *mut ChanCtx) {
+    let ctx = &mut *ptr;
+    if ctx.dead && ctx.channel.backend().inflight == 0 {
+        let mut ctx = Box::from_raw(ptr);
+        ctx.channel.backend_mut().put_channels();
+    }
+}
+
+/// The context pointer stored in an io channel of a jraid volume.
+///
+/// # Safety
+/// `ch` is an io channel of a jraid volume io_device.
+pub(crate) unsafe fn ctx_of(ch: *mut sys::spdk_io_channel) -> *mut ChanCtx {
+    *(sys::jraid_io_channel_get_ctx(ch) as *mut *mut ChanCtx)
+}
+
+/// Bytes of channel context SPDK keeps for us: one pointer to the boxed [`ChanCtx`].
+pub(crate) const CTX_SIZE: u32 = std::mem::size_of::<*mut ChanCtx>() as u32;
+
+/// io_device channel constructor: this thread's channels to every member and the journal.
+pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut c_void) -> i32 {
+    guard("channel create", || {
+        let vp = io_device as *const SpdkVolume;
+        // SAFETY: the io_device is the address of a SpdkVolume inside an Arc that the registry
+        // holds until the io_device is unregistered, which waits for every channel.
+        let vol = unsafe {
+            Arc::increment_strong_count(vp);
+            Arc::from_raw(vp)
+        };
+        let mut got: Vec<*mut sys::spdk_io_channel> = Vec::new();
+        let put_all = |got: &[*mut sys::spdk_io_channel]| {
+            for &c in got {
+                // SAFETY: got on this thread just above.
+                unsafe { sys::spdk_put_io_channel(c) };
+            }
+        };
+        let mut members = Vec::new();
+        {
+            let bases = vol.members.lock().unwrap_or_else(|e| e.into_inner());
+            for b in bases.iter() {
+                match b {
+                    None => members.push(None),
+                    Some(b) => {
+                        let ch = b.get_channel();
+                        if ch.is_null() {
+                            put_all(&got);
+                            return -super::base::ENOMEM;
+                        }
+                        got.push(ch);
+                        members.push(Some(DevChan {
+                            desc: b.desc(),
+                            bdev: b.bdev(),
+                            ch,
+                            block_size: b.block_size,
+                            num_blocks: b.num_blocks,
+                        }));
+                    }
+                }
+            }
+        }
+        let journal = {
+            let jb = vol.journal.base.lock().unwrap_or_else(|e| e.into_inner());
+            match jb.as_ref() {
+                None => None,
+                Some(b) => {
+                    let ch = b.get_channel();
+                    if ch.is_null() {
+                        put_all(&got);
+                        return -super::base::ENOMEM;
+                    }
+                    Some(DevChan {
+                        desc: b.desc(),
+                        bdev: b.bdev(),
+                        ch,
+                        block_size: b.block_size,
+                        num_blocks: b.num_blocks,
+                    })
+                }
+            }
+        };
+        let thread = ffi::current_thread();
+        let addr = Address {
+            reactor: ffi::thread_id(thread) as u32,
+            volume: vol.number,
+        };
+        let routes = vol.journal.routes.clone();
+        let backend = SpdkBackend::new(members, journal, routes.clone());
+        let channel = Channel::new(vol.vol.clone(), Some(vol.jv.clone()), addr, backend);
+        let ctx = Box::new(ChanCtx {
+            channel,
+            vol,
+            addr,
+            poller: std::ptr::null_mut(),
+            done: Vec::new(),
+            finished: Vec::new(),
+            internal: Vec::new(),
+            dead: false,
+        });
+        let ptr = Box::into_raw(ctx);
+        // SAFETY: `ptr` was just boxed and is only used on this thread; `buf` is SPDK's
+        // context area of CTX_SIZE bytes for this channel.
+        unsafe {
+            (*ptr).channel.backend_mut().owner = ptr;
+            (*ptr).poller = sys::spdk_poller_register(Some(tick), ptr as *mut c_void, TICK_US);
+            *(buf as *mut *mut ChanCtx) = ptr;
+        }
+        routes.insert(
+            addr,
+            Route {
+                thread: SendPtr(thread),
+                ctx: SendPtr(ptr),
+            },
+        );
+        0
+    })
+}
+
+/// io_device channel destructor (on the channel's thread).
+pub(crate) unsafe extern "C" fn channel_destroy(_io_device: *mut c_void, buf: *mut c_void) {
+    guard("channel destroy", || {
+        // SAFETY: `buf` is the context area `channel_create` filled.
+        let ptr = unsafe { *(buf as *mut *mut ChanCtx) };
+        {
+            // SAFETY: the context is alive and only used on this thread.
+            let ctx = unsafe { &mut *ptr };
+            ctx.vol.journal.routes.remove(ctx.addr);
+            // SAFETY: the poller was registered on this thread by `channel_create`.
+            unsafe { sys::spdk_poller_unregister(&mut ctx.poller) };
+            ctx.dead = true;
+        }
+        // SAFETY: no borrow is live; nothing uses `ptr` after this.
+        unsafe { reap_if_dead(ptr) };
+    })
+}
+
+unsafe extern "C" fn tick(arg: *mut c_void) -> i32 {
+    guard("channel tick", || {
+        let ptr = arg as *mut ChanCtx;
+        // SAFETY: the poller is unregistered before its context is marked dead, so `ptr` is
+        // a live context of this thread.
+        unsafe {
+            (*ptr).channel.tick();
+            pump(ptr);
+        }
+        sys::spdk_thread_poller_rc_SPDK_POLLER_IDLE as i32
+    })
+}
+
+/// `submit_request` of the jraid bdev.
+pub(crate) unsafe extern "C" fn submit_request(
+    ch: *mut sys::spdk_io_channel,
+    io: *mut sys::spdk_bdev_io,
+) {
+    guard("submit_request", || {
+        // SAFETY: `ch` is a channel of our io_device (from `get_io_channel`).
+        let ptr = unsafe { ctx_of(ch) };
+        {
+            // SAFETY: live context of this thread; no other borrow is live here (completions
+            // are issued by `pump` only after its borrow ends).
+            let ctx = unsafe { &mut *ptr };
+            // SAFETY: `io` is a live bdev_io handed to us.
+            let ty = unsafe { (*io).type_ } as u32;
+            match ty {
+                sys::spdk_bdev_io_type_SPDK_BDEV_IO_TYPE_READ => {
+                    // SAFETY: read bdev_io: `u.bdev` is active; `iovs` has at least one entry.
+                    let has_buf = unsafe {
+                        let b = &(*io).u.bdev;
+                        !b.iovs.is_null() && !(*b.iovs).iov_base.is_null()
+                    };
+                    if has_buf {
+                        ctx.start_read(io);
+                    } else {
+                        let len = ctx.io_bytes(io) as u64;
+                        // SAFETY: a read without buffers; `get_buf_done` runs later on this
+                        // thread.
+                        unsafe { sys::spdk_bdev_io_get_buf(io, Some(get_buf_done), len) };
+                    }
+                }
+                sys::spdk_bdev_io_type_SPDK_BDEV_IO_TYPE_WRITE => ctx.start_write(io),
+                sys::spdk_bdev_io_type_SPDK_BDEV_IO_TYPE_FLUSH => {
+                    ctx.submit_user(io, UserOp::Flush, None)
+                }
+                // Nothing is queued outside the engine, and the engine finishes what it
+                // started: a reset has nothing to abort.
+                sys::spdk_bdev_io_type_SPDK_BDEV_IO_TYPE_RESET => ctx
+                    .finished
+                    .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_SUCCESS)),
+                _ => ctx
+                    .finished
+                    .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_FAILED)),
+            }
+        }
+        // SAFETY: no borrow of the context is live.
+        unsafe { pump(ptr) };
+    })
+}
+
+unsafe extern "C" fn get_buf_done(
+    ch: *mut sys::spdk_io_channel,
+    io: *mut sys::spdk_bdev_io,
+    ok: bool,
+) {
+    guard("get_buf", || {
+        // SAFETY: `ch` is the channel the read was submitted on (ours).
+        let ptr = unsafe { ctx_of(ch) };
+        {
+            // SAFETY: live context of this thread, not otherwise borrowed.
+            let ctx = unsafe { &mut *ptr };
+            if ok {
+                ctx.start_read(io);
+            } else {
+                ctx.finished
+                    .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_NOMEM));
+            }
+        }
+        // SAFETY: no borrow is live.
+        unsafe { pump(ptr) };
+    })
+}

@@ -1,0 +1,860 @@
+//! Bringing volumes up: `bdev_jraid_create` (validate, claim, format or re-assemble) and
+//! assembly from superblocks (examine), both ending in recovery and `spdk_bdev_register`.
+//! Every step runs on the app thread; a failure closes (and so unclaims) whatever it opened.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::sync::{Arc, Mutex};
+
+use spdk_sys as sys;
+
+use super::base::{BaseBdev, BaseError};
+use super::bdev::{self, registry, SpdkJournal, SpdkVolume, VolumeSpec};
+use super::channel::{self, pump, INTERNAL_TAG};
+use super::ffi::{self, cstring, guard, noticelog, warnlog};
+use super::json::uuid_string;
+use super::superblocks::{self, read_bytes, read_sb, write_sb, Join};
+use crate::engine::{Msg, UserOp};
+use crate::journal::{record, Journal, JournalConfig};
+use crate::layout::{Geometry, MAX_STRIP_BYTES, MIN_STRIP_BYTES};
+use crate::superblock::{
+    JournalSuperblock, JournalVolume as JournalEntry, MemberState, MemberSuperblock,
+    JOURNAL_NAME_MAX, JOURNAL_SLOTS_OFFSET, MAX_MEMBERS, MAX_VOLUMES, MIN_MEMBERS,
+};
+
+/// Largest record slot jraid formats (bounds the memory a journal's listed set may take).
+const MAX_SLOT_BYTES: u64 = 16 << 20;
+/// Resyncs recovery keeps in flight.
+const RESYNC_DEPTH: usize = 32;
+
+const EINVAL: i32 = 22;
+const ENODEV: i32 = 19;
+const EEXIST: i32 = 17;
+const EBUSY: i32 = 16;
+const EIO: i32 = 5;
+const ENOSPC: i32 = 28;
+
+/// `bdev_jraid_create` parameters.
+#[derive(Debug, Clone)]
+pub(crate) struct CreateRequest {
+    /// Bdev name of the volume.
+    pub name: String,
+    /// Strip size in KiB.
+    pub strip_size_kb: u64,
+    /// Member bdevs, in member order.
+    pub base_bdevs: Vec<String>,
+    /// Journal bdev.
+    pub journal_bdev: String,
+    /// Volume number on the journal (default: the lowest free one).
+    pub volume: Option<u32>,
+    /// Volume uuid (default: a new one). A uuid the members already carry re-assembles.
+    pub uuid: Option<[u8; 16]>,
+}
+
+/// A failed creation, as a JSON-RPC error.
+#[derive(Debug, Clone)]
+pub(crate) struct CreateError {
+    /// Negative errno.
+    pub code: i32,
+    /// What went wrong, for the operator.
+    pub msg: String,
+}
+
+fn err(code: i32, msg: impl Into<String>) -> CreateError {
+    CreateError {
+        code: -code,
+        msg: msg.into(),
+    }
+}
+
+fn base_err(e: BaseError) -> CreateError {
+    match e {
+        BaseError::NotFound(_) => err(ENODEV, e.to_string()),
+        BaseError::Claimed(_) => err(EBUSY, e.to_string()),
+        BaseError::Other(_, rc) => CreateError {
+            code: rc,
+            msg: e.to_string(),
+        },
+    }
+}
+
+/// Where a new volume's journal comes from.
+enum JournalChoice {
+    /// A journal bdev to format (nothing on it is in use).
+    New(BaseBdev),
+    /// A journal already serving other volumes.
+    Shared(Arc<SpdkJournal>),
+}
+
+/// A validated request with its bdevs opened and claimed.
+struct Prepared {
+    req: CreateRequest,
+    members: Vec<BaseBdev>,
+    journal: JournalChoice,
+    geo: Geometry,
+    number: u32,
+}
+
+/// Completion of a create or an assembly.
+pub(crate) type Done = Box<dyn FnOnce(Result<Arc<SpdkVolume>, CreateError>)>;
+
+/// `bdev_jraid_create`: check everything, then either format the bdevs as a new volume, or,
+/// when the request names the uuid the members already carry, re-assemble that volume.
+pub(crate) fn create(req: CreateRequest, done: Done) {
+    if let Some(v) = bdev::find_volume(&req.name) {
+        if req.uuid == Some(v.uuid)
+            && v.member_names == req.base_bdevs
+            && v.journal.name == req.journal_bdev
+        {
+            return done(Ok(v)); // already running (assembled by examine): nothing to do
+        }
+        return done(Err(err(
+            EEXIST,
+            format!("bdev {} already exists", req.name),
+        )));
+    }
+    let p = match prepare(req) {
+        Ok(p) => {
+            let mut names = p.req.base_bdevs.clone();
+            names.push(p.req.journal_bdev.clone());
+            super::examine::forget_bdevs(&names);
+            p
+        }
+        Err(e) => return done(Err(e)),
+    };
+    // Re-assembly when the members carry this uuid; formatting otherwise.
+    let Some(uuid) = p.req.uuid else {
+        return format(p, done);
+    };
+    let raws: Vec<_> = p.members.iter().map(|m| m.raw()).collect();
+    let found = Arc::new(Mutex::new(vec![None; raws.len()]));
+    let f2 = found.clone();
+    let join = Join::new(raws.len(), move |_| {
+        let sbs: Vec<Option<MemberSuperblock>> =
+            f2.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let ours = sbs
+            .iter()
+            .flatten()
+            .filter(|s| s.volume_uuid == uuid)
+            .count();
+        if ours == 0 {
+            return format(p, done);
+        }
+        reassemble(p, sbs, done);
+    });
+    for (i, r) in raws.into_iter().enumerate() {
+        let found = found.clone();
+        let join = join.clone();
+        read_sb(r, move |buf| {
+            if let Some(b) = buf {
+                found.lock().unwrap_or_else(|e| e.into_inner())[i] =
+                    MemberSuperblock::decode(b.as_slice()).ok();
+            }
+            Join::one(&join, Ok(()));
+        });
+    }
+}
+
+/// Synchronous checks; opens and claims the bdevs.
+fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
+    if req.name.is_empty() || req.name.len() > JOURNAL_NAME_MAX {
+        return Err(err(
+            EINVAL,
+            format!("name must be 1 to {JOURNAL_NAME_MAX} bytes long"),
+        ));
+    }
+    let cname = cstring(&req.name);
+    // SAFETY: NUL-terminated name; the lookup only reads SPDK's bdev list.
+    if !unsafe { sys::spdk_bdev_get_by_name(cname.as_ptr()) }.is_null() {
+        return Err(err(EEXIST, format!("bdev {} already exists", req.name)));
+    }
+    let strip = req.strip_size_kb.saturating_mul(1024);
+    if !strip.is_power_of_two() || !(MIN_STRIP_BYTES..=MAX_STRIP_BYTES).contains(&strip) {
+        return Err(err(
+            EINVAL,
+            format!(
+                "strip_size_kb must be a power of two from {} to {}, got {}",
+                MIN_STRIP_BYTES / 1024,
+                MAX_STRIP_BYTES / 1024,
+                req.strip_size_kb
+            ),
+        ));
+    }
+    let n = req.base_bdevs.len();
+    if !(MIN_MEMBERS..=MAX_MEMBERS).contains(&n) {
+        return Err(err(
+            EINVAL,
+            format!("RAID-5 needs {MIN_MEMBERS} to {MAX_MEMBERS} base bdevs, got {n}"),
+        ));
+    }
+    for (i, a) in req.base_bdevs.iter().enumerate() {
+        if req.base_bdevs[..i].contains(a) {
+            return Err(err(EINVAL, format!("base bdev {a} is listed twice")));
+        }
+        if *a == req.journal_bdev {
+            return Err(err(
+                EINVAL,
+                format!("bdev {a} cannot be both a member and the journal"),
+            ));
+        }
+    }
+    if registry()
+        .volumes
+        .iter()
+        .any(|v| v.member_names.iter().any(|m| req.base_bdevs.contains(m)))
+    {
+        let m = req
+            .base_bdevs
+            .iter()
+            .find(|m| {
+                registry()
+                    .volumes
+                    .iter()
+                    .any(|v| v.member_names.contains(m))
+            })
+            .cloned()
+            .unwrap_or_default();
+        return Err(err(EBUSY, format!("bdev {m} is already claimed")));
+    }
+    // The journal: shared when a running journal has that name.
+    let shared = registry()
+        .journals
+        .iter()
+        .find(|j| j.name == req.journal_bdev)
+        .cloned();
+    let number;
+    let journal = match shared {
+        Some(j) => {
+            let mut sb = j.sb.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            // The same volume coming back (re-created by its uuid): its entry is its own.
+            sb.volumes.retain(|e| {
+                !(Some(e.volume_uuid) == req.uuid
+                    && e.name == req.name
+                    && req.volume.is_none_or(|v| v == e.volume_number))
+            });
+            let own =
+                j.sb.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .volumes
+                    .iter()
+                    .find(|e| Some(e.volume_uuid) == req.uuid && e.name == req.name)
+                    .map(|e| e.volume_number);
+            if let Some(e) = sb.volumes.iter().find(|v| v.name == req.name) {
+                return Err(err(
+                    EEXIST,
+                    format!(
+                        "name {} already in use on journal {} (volume {})",
+                        req.name, j.name, e.volume_number
+                    ),
+                ));
+            }
+            if sb.volumes.len() >= MAX_VOLUMES {
+                return Err(err(
+                    ENOSPC,
+                    format!("journal {} already serves {MAX_VOLUMES} volumes", j.name),
+                ));
+            }
+            number = match req.volume.or(own) {
+                Some(v) if sb.volumes.iter().any(|e| e.volume_number == v) => {
+                    return Err(err(
+                        EEXIST,
+                        format!("volume number {v} already in use on journal {}", j.name),
+                    ))
+                }
+                Some(v) => v,
+                None => (0..)
+                    .find(|k| sb.volumes.iter().all(|e| e.volume_number != *k))
+                    .expect("a free number"),
+            };
+            if j.base.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+                return Err(err(ENODEV, format!("journal bdev {} was removed", j.name)));
+            }
+            JournalChoice::Shared(j)
+        }
+        None => {
+            let mut b = BaseBdev::open(&req.journal_bdev).map_err(base_err)?;
+            b.claim().map_err(base_err)?;
+            if b.block_size != 512 && b.block_size != 4096 {
+                return Err(err(
+                    EINVAL,
+                    format!(
+                        "journal bdev {} has {}-byte blocks; 512 or 4096 are supported",
+                        b.name, b.block_size
+                    ),
+                ));
+            }
+            let bytes = b.num_blocks * b.block_size as u64;
+            let need = JournalSuperblock::min_journal_bytes(4096);
+            if bytes < need {
+                return Err(err(
+                    ENOSPC,
+                    format!(
+                        "journal bdev {} too small: {bytes} bytes, at least {need} are needed",
+                        b.name
+                    ),
+                ));
+            }
+            number = req.volume.unwrap_or(0);
+            JournalChoice::New(b)
+        }
+    };
+    let mut members = Vec::with_capacity(n);
+    for name in &req.base_bdevs {
+        let mut b = BaseBdev::open(name).map_err(base_err)?;
+        b.claim().map_err(base_err)?;
+        members.push(b);
+    }
+    let bs = members[0].block_size;
+    if let Some(m) = members.iter().find(|m| m.block_size != bs) {
+        return Err(err(
+            EINVAL,
+            format!(
+                "mixed block sizes: {} has {}-byte blocks, {} has {bs}",
+                m.name, m.block_size, members[0].name
+            ),
+        ));
+    }
+    let min_blocks = members.iter().map(|m| m.num_blocks).min().unwrap_or(0);
+    let geo = Geometry::new(n as u32, strip, bs, min_blocks)
+        .map_err(|e| err(EINVAL, format!("bad geometry: {e}")))?;
+    Ok(Prepared {
+        req,
+        members,
+        journal,
+        geo,
+        number,
+    })
+}
+
+fn new_uuid() -> [u8; 16] {
+    // SAFETY: spdk_uuid is plain bytes; spdk_uuid_generate fills it.
+    unsafe {
+        let mut u: sys::spdk_uuid = std::mem::zeroed();
+        sys::spdk_uuid_generate(&mut u);
+        u.u.raw
+    }
+}
+
+/// Journal configuration for a journal superblock on a bdev.
+fn journal_config(sb: &JournalSuperblock, write_cache: bool) -> JournalConfig {
+    let bs = sb.block_size as u64;
+    let mut cfg = JournalConfig::new(
+        sb.journal_uuid,
+        sb.block_size,
+        sb.slot_bytes,
+        [(0, sb.slot_offset(0) / bs), (0, sb.slot_offset(1) / bs)],
+    );
+    cfg.volatile_cache = write_cache;
+    cfg
+}
+
+/// Write superblocks for a new volume, then start it.
+fn format(p: Prepared, done: Done) {
+    let Prepared {
+        req,
+        members,
+        journal,
+        geo,
+        number,
+    } = p;
+    let uuid = req.uuid.unwrap_or_else(new_uuid);
+    let member_uuids: Vec<[u8; 16]> = members.iter().map(|m| m.uuid).collect();
+    let entry = JournalEntry {
+        volume_number: number,
+        volume_uuid: uuid,
+        name: req.name.clone(),
+    };
+    // The journal superblock to write, and the journal object.
+    let (jsb, journal_obj, new_base) = match journal {
+        JournalChoice::Shared(j) => {
+            let mut sb = j.sb.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            sb.seq += 1;
+            sb.volumes
+                .retain(|e| e.volume_number != entry.volume_number);
+            sb.volumes.push(entry);
+            (sb, Some(j), None)
+        }
+        JournalChoice::New(b) => {
+            let bs = b.block_size as u64;
+            let bytes = b.num_blocks * bs;
+            let slot = ((bytes - JOURNAL_SLOTS_OFFSET) / 2 / bs * bs).min(MAX_SLOT_BYTES);
+            let sb = JournalSuperblock {
+                journal_uuid: new_uuid(),
+                block_size: b.block_size,
+                slot_bytes: slot,
+                seq: 1,
+                volumes: vec![entry],
+            };
+            (sb, None, Some(b))
+        }
+    };
+    if let Err(e) = jsb.validate() {
+        return done(Err(err(EINVAL, format!("bad journal superblock: {e}"))));
+    }
+    let jraw = match (&journal_obj, &new_base) {
+        (Some(j), _) => j
+            .base
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|b| b.raw()),
+        (None, Some(b)) => Some(b.raw()),
+        _ => None,
+    };
+    let Some(jraw) = jraw else {
+        return done(Err(err(ENODEV, "journal bdev was removed")));
+    };
+    let journal_uuid = jsb.journal_uuid;
+    let msb = |i: u32| MemberSuperblock {
+        volume_uuid: uuid,
+        journal_uuid,
+        volume_number: number,
+        name: req.name.clone(),
+        members: geo.members,
+        member_index: i,
+        strip_blocks: geo.strip_blocks,
+        block_size: geo.block_size,
+        stripes: geo.stripes,
+        seq: 1,
+        member_states: vec![MemberState::Active; geo.members as usize],
+        member_uuids: member_uuids.clone(),
+    };
+    let images: Vec<_> = (0..geo.members).map(|i| msb(i).encode()).collect();
+    let raws: Vec<_> = members.iter().map(|m| (m.raw(), m.name.clone())).collect();
+    let jimage = jsb.encode();
+    let jname = req.journal_bdev.clone();
+    // Hold everything open until the writes are done.
+    let state = Box::new((req, members, journal_obj, new_base, jsb));
+    let join = Join::new(raws.len() + 1, move |r| {
+        let (req, members, journal_obj, new_base, jsb) = *state;
+        if let Err(e) = r {
+            return done(Err(err(EIO, e)));
+        }
+        let journal = match journal_obj {
+            Some(j) => {
+                *j.sb.lock().unwrap_or_else(|e| e.into_inner()) = jsb;
+                j
+            }
+            None => {
+                let b = new_base.expect("new journal bdev");
+                let cfg = journal_config(&jsb, b.write_cache);
+                let j = Arc::new(SpdkJournal {
+                    name: b.name.clone(),
+                    base: Mutex::new(Some(b)),
+                    journal: Arc::new(Journal::new(cfg, 0, Vec::new())),
+                    sb: Mutex::new(jsb),
+                    routes: Default::default(),
+                });
+                registry().journals.push(j.clone());
+                j
+            }
+        };
+        let spec = VolumeSpec {
+            name: req.name.clone(),
+            uuid,
+            number,
+            geo,
+            member_names: req.base_bdevs.clone(),
+            members: members.into_iter().map(Some).collect(),
+            member_uuids,
+            journal,
+            seq: 1,
+        };
+        start_volume(spec, false, done);
+    });
+    for ((raw, name), image) in raws.into_iter().zip(images) {
+        let join = join.clone();
+        write_sb(raw, name, image, move |r| Join::one(&join, r));
+    }
+    write_sb(jraw, jname, jimage, move |r| Join::one(&join, r));
+}
+
+/// Re-assemble the volume whose superblocks the members of `p` carry (create with a known
+/// uuid, e.g. from save_config, when examine did not assemble it).
+fn reassemble(p: Prepared, sbs: Vec<Option<MemberSuperblock>>, done: Done) {
+    let uuid = p.req.uuid.expect("reassembly has a uuid");
+    let newest = sbs
+        .iter()
+        .flatten()
+        .filter(|s| s.volume_uuid == uuid)
+        .max_by_key(|s| s.seq)
+        .cloned()
+        .expect("at least one superblock");
+    for (i, s) in sbs.iter().enumerate() {
+        let ok = s
+            .as_ref()
+            .is_some_and(|s| s.volume_uuid == uuid && s.member_index == i as u32);
+        if !ok && newest.member_states.get(i) == Some(&MemberState::Active) {
+            return done(Err(err(
+                EINVAL,
+                format!(
+                    "bdev {} is not member {i} of volume {}",
+                    p.req.base_bdevs[i],
+                    uuid_string(&uuid)
+                ),
+            )));
+        }
+    }
+    let members: Vec<Option<BaseBdev>> = p
+        .members
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| (newest.member_states.get(i) == Some(&MemberState::Active)).then_some(m))
+        .collect();
+    let found = Found {
+        sb: newest,
+        members,
+        member_names: p.req.base_bdevs.clone(),
+    };
+    match p.journal {
+        JournalChoice::Shared(j) => {
+            if j.journal.cfg.uuid != found.sb.journal_uuid {
+                return done(Err(err(
+                    EINVAL,
+                    format!("journal {} is not this volume's journal", j.name),
+                )));
+            }
+            assemble_with_journal(found, j, done)
+        }
+        JournalChoice::New(b) => open_journal(b, move |r| match r {
+            Ok(j) => assemble_with_journal(found, j, done),
+            Err(e) => done(Err(e)),
+        }),
+    }
+}
+
+/// Members found for an assembly.
+pub(crate) struct Found {
+    /// The newest member superblock.
+    pub sb: MemberSuperblock,
+    /// Opened and claimed members by index (`None`: missing or failed).
+    pub members: Vec<Option<BaseBdev>>,
+    /// Member bdev names by index (of missing ones: as last known, or empty).
+    pub member_names: Vec<String>,
+}
+
+/// Read a journal bdev's superblock and record slots and make it a running journal (listed in
+/// the registry). The bdev is opened and claimed.
+pub(crate) fn open_journal(
+    b: BaseBdev,
+    done: impl FnOnce(Result<Arc<SpdkJournal>, CreateError>) + 'static,
+) {
+    let raw = b.raw();
+    read_sb(raw, move |buf| {
+        let Some(buf) = buf else {
+            return done(Err(err(
+                EIO,
+                format!("journal {}: superblock read failed", b.name),
+            )));
+        };
+        let sb = match JournalSuperblock::decode(buf.as_slice()) {
+            Ok(sb) => sb,
+            Err(e) => {
+                return done(Err(err(
+                    EINVAL,
+                    format!("journal {}: bad superblock: {e}", b.name),
+                )))
+            }
+        };
+        let slot = sb.slot_bytes as usize;
+        let (o0, o1) = (sb.slot_offset(0), sb.slot_offset(1));
+        read_bytes(raw, o0, slot, move |s0| {
+            read_bytes(raw, o1, slot, move |s1| {
+                let (Some(s0), Some(s1)) = (s0, s1) else {
+                    return done(Err(err(
+                        EIO,
+                        format!("journal {}: record slot read failed", b.name),
+                    )));
+                };
+                let newest = record::newest(s0.as_slice(), s1.as_slice(), &sb.journal_uuid);
+                let (g, entries) = newest.map_or((0, Vec::new()), |r| (r.generation, r.entries));
+                noticelog!(
+                    "journal {}: newest record generation {g}, {} dirty stripes listed",
+                    b.name,
+                    entries.len()
+                );
+                let cfg = journal_config(&sb, b.write_cache);
+                let j = Arc::new(SpdkJournal {
+                    name: b.name.clone(),
+                    base: Mutex::new(Some(b)),
+                    journal: Arc::new(Journal::new(cfg, g, entries)),
+                    sb: Mutex::new(sb),
+                    routes: Default::default(),
+                });
+                registry().journals.push(j.clone());
+                done(Ok(j));
+            });
+        });
+    });
+}
+
+/// Start an assembled volume on its (running) journal, with recovery.
+pub(crate) fn assemble_with_journal(found: Found, journal: Arc<SpdkJournal>, done: Done) {
+    let sb = found.sb;
+    let strip_bytes = sb.strip_blocks * sb.block_size as u64;
+    let member_blocks =
+        crate::layout::RESERVED_BYTES / sb.block_size as u64 + sb.stripes * sb.strip_blocks;
+    let geo = match Geometry::new(sb.members, strip_bytes, sb.block_size, member_blocks) {
+        Ok(g) if g.stripes == sb.stripes => g,
+        Ok(_) | Err(_) => {
+            return done(Err(err(
+                EINVAL,
+                format!("volume {}: superblock geometry is inconsistent", sb.name),
+            )))
+        }
+    };
+    if let Some(m) = found
+        .members
+        .iter()
+        .flatten()
+        .find(|m| m.num_blocks < geo.member_blocks_used())
+    {
+        return done(Err(err(
+            EINVAL,
+            format!("member {} is smaller than the volume needs", m.name),
+        )));
+    }
+    let missing = found.members.iter().filter(|m| m.is_none()).count();
+    if missing > 1 {
+        return done(Err(err(
+            ENODEV,
+            format!("volume {}: {missing} members missing", sb.name),
+        )));
+    }
+    let spec = VolumeSpec {
+        name: sb.name.clone(),
+        uuid: sb.volume_uuid,
+        number: sb.volume_number,
+        geo,
+        members: found.members,
+        member_names: found.member_names,
+        member_uuids: sb.member_uuids.clone(),
+        journal,
+        seq: sb.seq,
+    };
+    start_volume(spec, true, done);
+}
+
+/// Attach the volume, register its io_device, recover (when asked) and register the bdev.
+fn start_volume(spec: VolumeSpec, recover: bool, done: Done) {
+    let v = SpdkVolume::new(spec);
+    registry().volumes.push(v.clone());
+    v.register_io_device();
+    let finish = move |v: Arc<SpdkVolume>, r: Result<(), CreateError>, done: Done| {
+        let r = r.and_then(|()| match v.register_bdev() {
+            0 => Ok(()),
+            rc => Err(CreateError {
+                code: rc,
+                msg: format!("spdk_bdev_register({}) failed", v.name),
+            }),
+        });
+        match r {
+            Ok(()) => {
+                noticelog!(
+                    "jraid volume {} online: {} members, {} KiB strips, {} blocks of {} bytes",
+                    v.name,
+                    v.geo.members,
+                    v.geo.strip_blocks * v.geo.block_size as u64 / 1024,
+                    v.geo.volume_blocks(),
+                    v.geo.block_size
+                );
+                done(Ok(v))
+            }
+            Err(e) => {
+                // SAFETY: registered above; no channel is held any more.
+                unsafe { sys::spdk_io_device_unregister(v.io_device(), None) };
+                bdev::forget_volume(Arc::as_ptr(&v));
+                done(Err(e))
+            }
+        }
+    };
+    if !recover {
+        return finish(v.clone(), Ok(()), done);
+    }
+    Recovery::start(v, Box::new(move |v, r| finish(v, r, done)));
+}
+
+type RecoveryDone = Box<dyn FnOnce(Arc<SpdkVolume>, Result<(), CreateError>)>;
+
+/// Recovery of one volume on the app thread, through a channel of its own: resync every
+/// stripe the journal lists for it, stop carrying them, and write a record above every
+/// generation seen.
+struct Recovery {
+    vol: Arc<SpdkVolume>,
+    ch: *mut sys::spdk_io_channel,
+    poller: *mut sys::spdk_poller,
+    stripes: Vec<u64>,
+    next: usize,
+    inflight: usize,
+    errors: u64,
+    target: Option<u64>,
+    done: Option<RecoveryDone>,
+}
+
+impl Recovery {
+    fn start(v: Arc<SpdkVolume>, done: RecoveryDone) {
+        let j = &v.journal.journal;
+        let stripes = j.carried_stripes(v.number);
+        let mut at_risk = Vec::new();
+        let resync = if v.vol.failed_count() > 0 && !stripes.is_empty() {
+            warnlog!(
+                "volume {}: a member is missing; {} listed stripes cannot be resynced and are at risk: {:?}",
+                v.name,
+                stripes.len(),
+                &stripes[..stripes.len().min(16)]
+            );
+            at_risk = stripes;
+            Vec::new()
+        } else {
+            stripes
+        };
+        if !resync.is_empty() {
+            noticelog!(
+                "volume {}: resyncing {} listed stripes",
+                v.name,
+                resync.len()
+            );
+        }
+        *v.at_risk.lock().unwrap_or_else(|e| e.into_inner()) = at_risk;
+        // SAFETY: the io_device was registered by start_volume on this thread.
+        let ch = unsafe { sys::spdk_get_io_channel(v.io_device()) };
+        if ch.is_null() {
+            return done(v, Err(err(12, "no channel for recovery")));
+        }
+        let r = Box::into_raw(Box::new(Recovery {
+            vol: v,
+            ch,
+            poller: std::ptr::null_mut(),
+            stripes: resync,
+            next: 0,
+            inflight: 0,
+            errors: 0,
+            target: None,
+            done: Some(done),
+        }));
+        // SAFETY: `r` lives until `poll` finishes it; the poller runs on this thread.
+        unsafe { (*r).poller = sys::spdk_poller_register(Some(poll), r as *mut c_void, 100) };
+    }
+
+    /// One step; `Some` when recovery is over.
+    fn step(&mut self) -> Option<Result<(), CreateError>> {
+        // SAFETY: `ch` is our channel on this thread; its context is alive while we hold it.
+        let ptr = unsafe { channel::ctx_of(self.ch) };
+        // SAFETY: no other borrow of the context is live in this poller.
+        let done = std::mem::take(unsafe { &mut (*ptr).internal });
+        for c in done {
+            self.inflight -= 1;
+            if c.result.is_err() {
+                self.errors += 1;
+            }
+        }
+        while self.inflight < RESYNC_DEPTH && self.next < self.stripes.len() {
+            let s = self.stripes[self.next];
+            let tag = ((self.next as u64) << 1) | INTERNAL_TAG;
+            self.next += 1;
+            // SAFETY: as above; the borrow ends before pump.
+            let r = unsafe { (*ptr).channel.submit(tag, UserOp::Resync, s, 1, None) };
+            match r {
+                Ok(()) => self.inflight += 1,
+                Err(_) => self.errors += 1,
+            }
+            // SAFETY: no borrow of the context is live.
+            unsafe { pump(ptr) };
+        }
+        if self.inflight > 0 || self.next < self.stripes.len() {
+            return None;
+        }
+        let j = self.vol.journal.journal.clone();
+        match self.target {
+            None => {
+                if self.errors > 0 {
+                    return Some(Err(err(
+                        EIO,
+                        format!(
+                            "volume {}: {} listed stripes could not be resynced",
+                            self.vol.name, self.errors
+                        ),
+                    )));
+                }
+                let at_risk = self
+                    .vol
+                    .at_risk
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                j.release_carried(self.vol.number, &at_risk);
+                let g = j.open_generation();
+                j.request(g);
+                self.target = Some(g);
+                // SAFETY: no other borrow of the context is live.
+                unsafe {
+                    (*ptr).channel.message(Msg::JournalKick);
+                    pump(ptr);
+                }
+                None
+            }
+            Some(g) => {
+                if j.is_failed() {
+                    Some(Err(err(
+                        EIO,
+                        format!("journal {}: record write failed", self.vol.journal.name),
+                    )))
+                } else if j.durable_generation() >= g {
+                    noticelog!(
+                        "volume {}: recovered ({} stripes resynced), journal at generation {}",
+                        self.vol.name,
+                        self.stripes.len(),
+                        j.durable_generation()
+                    );
+                    Some(Ok(()))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn poll(arg: *mut c_void) -> i32 {
+    guard("recovery poller", || {
+        let r = arg as *mut Recovery;
+        // SAFETY: `arg` is the boxed Recovery registered with this poller, alive until it
+        // finishes below.
+        let out = unsafe { (*r).step() };
+        let Some(result) = out else {
+            return sys::spdk_thread_poller_rc_SPDK_POLLER_BUSY as i32;
+        };
+        // SAFETY: finished: take the box back (the poller is unregistered first, so it never
+        // runs again), put the channel got on this thread.
+        let mut b = unsafe { Box::from_raw(r) };
+        // SAFETY: as above.
+        unsafe {
+            sys::spdk_poller_unregister(&mut b.poller);
+            sys::spdk_put_io_channel(b.ch);
+        }
+        let done = b.done.take().expect("recovery finishes once");
+        let v = b.vol.clone();
+        drop(b);
+        // Register the bdev only after the channel is really gone (put is asynchronous).
+        let v = ffi::SendPtr(Arc::into_raw(v) as *mut SpdkVolume);
+        let done = SendDone(done);
+        ffi::send_to(ffi::current_thread(), move || {
+            let (done, v) = (done, v);
+            // SAFETY: from Arc::into_raw just above, consumed once.
+            let v = unsafe { Arc::from_raw(v.0 as *const SpdkVolume) };
+            (done.0)(v, result);
+        });
+        sys::spdk_thread_poller_rc_SPDK_POLLER_BUSY as i32
+    })
+}
+
+struct SendDone(RecoveryDone);
+// SAFETY: only sent to the current thread (see `poll`).
+unsafe impl Send for SendDone {}
+
+/// Record member states after assembly found a member missing.
+pub(crate) fn note_missing(v: &Arc<SpdkVolume>) {
+    if v.vol.failed_count() > 0 {
+        superblocks::record_member_states(v);
+    }
+}

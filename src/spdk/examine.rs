@@ -1,0 +1,246 @@
+//! examine_disk: read LBA 0 of every new bdev; remember jraid member and journal superblocks;
+//! assemble a volume (with recovery) once its journal and every member it needs are present.
+#![allow(unsafe_code)]
+
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::sync::Mutex;
+
+use spdk_sys as sys;
+
+use super::base::BaseBdev;
+use super::bdev::registry;
+use super::create::{self, assemble_with_journal, open_journal, Found};
+use super::ffi::{errlog, guard, infolog, noticelog, warnlog};
+use super::json::uuid_string;
+use super::superblocks::read_sb;
+use crate::superblock::{JournalSuperblock, MemberState, MemberSuperblock};
+
+/// Superblocks seen but not yet assembled.
+#[derive(Default)]
+struct Pending {
+    /// Volume uuid → (bdev name, member superblock).
+    members: HashMap<[u8; 16], Vec<(String, MemberSuperblock)>>,
+    /// Journal uuid → bdev name.
+    journals: HashMap<[u8; 16], String>,
+}
+
+static PENDING: Mutex<Option<Pending>> = Mutex::new(None);
+
+fn with_pending<R>(f: impl FnOnce(&mut Pending) -> R) -> R {
+    let mut g = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    f(g.get_or_insert_with(Pending::default))
+}
+
+/// Forget what examine saw on these bdevs (create is formatting them).
+pub(crate) fn forget_bdevs(names: &[String]) {
+    with_pending(|p| {
+        for v in p.members.values_mut() {
+            v.retain(|(n, _)| !names.contains(n));
+        }
+        p.journals.retain(|_, n| !names.contains(n));
+    });
+}
+
+fn examine_done() {
+    // SAFETY: one call per examine_disk, with our static module.
+    unsafe { sys::spdk_bdev_module_examine_done(super::module_ptr()) };
+}
+
+/// `examine_disk` of the module.
+pub(crate) unsafe extern "C" fn examine_disk(bdev: *mut sys::spdk_bdev) {
+    guard("examine_disk", || {
+        // SAFETY: `bdev` is the bdev being examined; its name is a NUL-terminated string.
+        let (ours, name) = unsafe {
+            (
+                (*bdev).module == super::module_ptr(),
+                CStr::from_ptr(sys::spdk_bdev_get_name(bdev))
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        };
+        if ours {
+            return examine_done();
+        }
+        let b = match BaseBdev::open_ro(&name) {
+            Ok(b) => b,
+            Err(e) => {
+                infolog!("examine {name}: {e}");
+                return examine_done();
+            }
+        };
+        if b.block_size > 4096 || b.num_blocks * (b.block_size as u64) < 4096 {
+            return examine_done();
+        }
+        let raw = b.raw();
+        read_sb(raw, move |buf| {
+            drop(b);
+            if let Some(buf) = buf {
+                if let Ok(sb) = MemberSuperblock::decode(buf.as_slice()) {
+                    noticelog!(
+                        "examine {name}: member {} of jraid volume {} ({})",
+                        sb.member_index,
+                        sb.name,
+                        uuid_string(&sb.volume_uuid)
+                    );
+                    with_pending(|p| {
+                        let v = p.members.entry(sb.volume_uuid).or_default();
+                        v.retain(|(n, s)| *n != name && s.member_index != sb.member_index);
+                        v.push((name.clone(), sb));
+                    });
+                } else if let Ok(sb) = JournalSuperblock::decode(buf.as_slice()) {
+                    noticelog!(
+                        "examine {name}: jraid journal {} serving {} volumes",
+                        uuid_string(&sb.journal_uuid),
+                        sb.volumes.len()
+                    );
+                    with_pending(|p| p.journals.insert(sb.journal_uuid, name.clone()));
+                }
+            }
+            try_assemble(Box::new(examine_done), 0);
+        });
+    })
+}
+
+/// Claims can fail while another module's examine still has a bdev open for writing: retry
+/// every RETRY_US, this many times.
+const RETRIES: u32 = 250;
+const RETRY_US: u64 = 20_000;
+
+/// Run `f` once on this thread after `us` microseconds.
+fn later(us: u64, f: Box<dyn FnOnce()>) {
+    struct Once {
+        poller: *mut sys::spdk_poller,
+        f: Option<Box<dyn FnOnce()>>,
+    }
+    unsafe extern "C" fn fire(arg: *mut std::ffi::c_void) -> i32 {
+        guard("examine retry", || {
+            // SAFETY: `arg` is the boxed Once registered below; taken back exactly once, after
+            // unregistering the poller so it never fires again.
+            let mut o = unsafe { Box::from_raw(arg as *mut Once) };
+            // SAFETY: our poller, on this thread.
+            unsafe { sys::spdk_poller_unregister(&mut o.poller) };
+            if let Some(f) = o.f.take() {
+                f();
+            }
+            sys::spdk_thread_poller_rc_SPDK_POLLER_BUSY as i32
+        })
+    }
+    let o = Box::into_raw(Box::new(Once {
+        poller: std::ptr::null_mut(),
+        f: Some(f),
+    }));
+    // SAFETY: `o` lives until `fire` takes it back; the poller runs on this thread.
+    unsafe { (*o).poller = sys::spdk_poller_register(Some(fire), o as *mut std::ffi::c_void, us) };
+}
+
+/// Open and claim `name` for writing.
+fn claim(name: &str) -> Result<BaseBdev, super::base::BaseError> {
+    BaseBdev::open(name).and_then(|mut b| b.claim().map(|()| b))
+}
+
+/// Assemble the first complete pending volume, if any, then run `then` (and try again).
+fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
+    let running: Vec<[u8; 16]> = registry().volumes.iter().map(|v| v.uuid).collect();
+    let running_journals: Vec<_> = registry().journals.clone();
+    let ready = with_pending(|p| {
+        p.members.retain(|u, _| !running.contains(u));
+        let uuid = p.members.iter().find_map(|(u, list)| {
+            let newest = list.iter().map(|(_, s)| s).max_by_key(|s| s.seq)?;
+            let journal_known = p.journals.contains_key(&newest.journal_uuid)
+                || running_journals
+                    .iter()
+                    .any(|j| j.journal.cfg.uuid == newest.journal_uuid);
+            let complete = (0..newest.members).all(|i| {
+                newest.member_states[i as usize] != MemberState::Active
+                    || list
+                        .iter()
+                        .any(|(_, s)| s.member_index == i && s.member_uuids == newest.member_uuids)
+            });
+            (journal_known && complete).then_some(*u)
+        })?;
+        let list = p.members.remove(&uuid)?;
+        let newest = list.iter().map(|(_, s)| s).max_by_key(|s| s.seq)?.clone();
+        let jname = p.journals.get(&newest.journal_uuid).cloned();
+        Some((list, newest, jname))
+    });
+    let Some((list, newest, jname)) = ready else {
+        return then();
+    };
+    // Claim the journal first (when not running yet), then the members; on a busy bdev put
+    // everything back and retry later.
+    let running = running_journals
+        .into_iter()
+        .find(|j| j.journal.cfg.uuid == newest.journal_uuid);
+    let requeue = |list: Vec<(String, MemberSuperblock)>, then: Box<dyn FnOnce()>, why: String| {
+        if attempt >= RETRIES {
+            errlog!("volume {}: cannot assemble: {why}", newest.name);
+            return then();
+        }
+        with_pending(|p| p.members.insert(newest.volume_uuid, list));
+        later(RETRY_US, Box::new(move || try_assemble(then, attempt + 1)));
+    };
+    let jbase = match (&running, &jname) {
+        (Some(_), _) => None,
+        (None, Some(j)) => match claim(j) {
+            Ok(b) => Some(b),
+            Err(e) => return requeue(list, then, format!("journal {j}: {e}")),
+        },
+        (None, None) => return then(),
+    };
+    let n = newest.members as usize;
+    let mut names = vec![String::new(); n];
+    let mut members: Vec<Option<BaseBdev>> = (0..n).map(|_| None).collect();
+    for (name, s) in &list {
+        let i = s.member_index as usize;
+        if newest.member_states[i] != MemberState::Active || s.member_uuids != newest.member_uuids {
+            warnlog!(
+                "volume {}: not using {name} (member {i}): marked failed or stale",
+                newest.name
+            );
+            continue;
+        }
+        names[i] = name.clone();
+        match claim(name) {
+            Ok(b) => members[i] = Some(b),
+            Err(e) => {
+                drop(members);
+                drop(jbase);
+                return requeue(list.clone(), then, e.to_string());
+            }
+        }
+    }
+    let found = Found {
+        sb: newest.clone(),
+        members,
+        member_names: names,
+    };
+    let name = newest.name.clone();
+    let finish = move |r: Result<std::sync::Arc<super::bdev::SpdkVolume>, create::CreateError>| {
+        match r {
+            Ok(v) => {
+                create::note_missing(&v);
+                noticelog!("jraid volume {name} assembled");
+            }
+            Err(e) => errlog!("jraid volume {name}: assembly failed: {}", e.msg),
+        }
+        then();
+    };
+    match (running, jbase) {
+        (Some(j), _) => assemble_with_journal(found, j, Box::new(finish)),
+        (None, Some(b)) => open_journal(b, move |r| match r {
+            Ok(j) => assemble_with_journal(found, j, Box::new(finish)),
+            Err(e) => finish(Err(e)),
+        }),
+        (None, None) => then_none(finish),
+    }
+}
+
+fn then_none(
+    finish: impl FnOnce(Result<std::sync::Arc<super::bdev::SpdkVolume>, create::CreateError>),
+) {
+    finish(Err(create::CreateError {
+        code: -19,
+        msg: "journal not found".into(),
+    }))
+}

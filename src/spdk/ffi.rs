@@ -1,0 +1,155 @@
+//! The FFI edge in one place: panic guards for C callbacks, SPDK logging, C strings, the
+//! process-wide clock and small wrappers over SPDK threads.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_void, CString};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use spdk_sys as sys;
+
+/// Run the body of an `extern "C"` callback; a panic must not unwind into C: log it and abort.
+pub(crate) fn guard<R>(what: &str, f: impl FnOnce() -> R) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(e) => {
+            let why = e
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| e.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            log(
+                Level::Error,
+                file!(),
+                line!(),
+                &format!("panic in {what}: {why}; aborting"),
+            );
+            std::process::abort();
+        }
+    }
+}
+
+/// SPDK log levels jraid uses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Level {
+    Error,
+    Warn,
+    Notice,
+    Info,
+}
+
+/// Log through SPDK's logger (component "bdev_jraid"; `Info` only when that flag is on).
+pub(crate) fn log(level: Level, file: &str, line: u32, msg: &str) {
+    let lvl = match level {
+        Level::Error => sys::spdk_log_level_SPDK_LOG_ERROR,
+        Level::Warn => sys::spdk_log_level_SPDK_LOG_WARN,
+        Level::Notice => sys::spdk_log_level_SPDK_LOG_NOTICE,
+        Level::Info => {
+            // SAFETY: reads a flag the shim's constructor registered; no arguments.
+            if !unsafe { sys::jraid_log_flag_enabled() } {
+                return;
+            }
+            sys::spdk_log_level_SPDK_LOG_INFO
+        }
+    };
+    let file = cstring(file);
+    let msg = cstring(msg);
+    // SAFETY: both strings are NUL-terminated and outlive the call; the shim prints `msg` with
+    // a "%s" format, so it is never interpreted as a format string.
+    unsafe {
+        sys::jraid_log(
+            lvl as i32,
+            file.as_ptr(),
+            line as i32,
+            c"jraid".as_ptr(),
+            msg.as_ptr(),
+        )
+    };
+}
+
+/// Log an error: `errlog!("...", args)`.
+macro_rules! errlog {
+    ($($t:tt)*) => {
+        $crate::spdk::ffi::log($crate::spdk::ffi::Level::Error, file!(), line!(), &format!($($t)*))
+    };
+}
+/// Log a warning.
+macro_rules! warnlog {
+    ($($t:tt)*) => {
+        $crate::spdk::ffi::log($crate::spdk::ffi::Level::Warn, file!(), line!(), &format!($($t)*))
+    };
+}
+/// Log a notice.
+macro_rules! noticelog {
+    ($($t:tt)*) => {
+        $crate::spdk::ffi::log($crate::spdk::ffi::Level::Notice, file!(), line!(), &format!($($t)*))
+    };
+}
+/// Log at info level (printed when the "bdev_jraid" log flag is on).
+macro_rules! infolog {
+    ($($t:tt)*) => {
+        $crate::spdk::ffi::log($crate::spdk::ffi::Level::Info, file!(), line!(), &format!($($t)*))
+    };
+}
+pub(crate) use {errlog, infolog, noticelog, warnlog};
+
+/// A C string from Rust text; interior NULs (never expected) are replaced.
+pub(crate) fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "?")).expect("NULs removed")
+}
+
+/// Microseconds since the module was loaded; one time base for every reactor.
+pub(crate) fn now_us() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// The SPDK thread running the caller.
+pub(crate) fn current_thread() -> *mut sys::spdk_thread {
+    // SAFETY: no arguments; returns NULL outside an SPDK thread.
+    unsafe { sys::spdk_get_thread() }
+}
+
+/// A numeric id of an SPDK thread (unique while it lives).
+pub(crate) fn thread_id(t: *mut sys::spdk_thread) -> u64 {
+    // SAFETY: `t` is a live thread handed out by SPDK.
+    unsafe { sys::spdk_thread_get_id(t) }
+}
+
+/// Run `f` later on SPDK thread `thread` (always asynchronously). False when the thread is
+/// exiting and the message could not be sent (then `f` is dropped unrun).
+pub(crate) fn send_to<F: FnOnce() + Send + 'static>(thread: *mut sys::spdk_thread, f: F) -> bool {
+    unsafe extern "C" fn run<F: FnOnce()>(arg: *mut c_void) {
+        guard("thread message", || {
+            // SAFETY: `arg` came from Box::into_raw below and is consumed exactly once.
+            let f = unsafe { Box::from_raw(arg as *mut F) };
+            f();
+        })
+    }
+    let arg = Box::into_raw(Box::new(f)) as *mut c_void;
+    // SAFETY: `thread` is a live SPDK thread; `run::<F>` takes ownership of `arg`.
+    let rc = unsafe { sys::spdk_thread_send_msg(thread, Some(run::<F>), arg) };
+    if rc != 0 {
+        // SAFETY: SPDK refused the message, so `arg` is still ours.
+        drop(unsafe { Box::from_raw(arg as *mut F) });
+        return false;
+    }
+    true
+}
+
+/// A raw pointer that may cross threads; whoever dereferences it states why that is sound.
+#[derive(Debug)]
+pub(crate) struct SendPtr<T>(pub *mut T);
+
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+
+// SAFETY: SendPtr only carries the address; every dereference happens on the thread that owns
+// the pointee (SPDK threads, channel contexts), which the users check or arrange.
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above: sharing the address is harmless, dereferencing is the users' business.
+unsafe impl<T> Sync for SendPtr<T> {}

@@ -1,0 +1,200 @@
+//! JSON-RPC methods: `bdev_jraid_create`, `bdev_jraid_delete`, `bdev_jraid_get_bdevs`.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+
+use serde::Deserialize;
+use serde_json::Value;
+use spdk_sys as sys;
+
+use super::bdev;
+use super::create::{self, CreateRequest};
+use super::ffi::{cstring, guard};
+use super::json;
+
+/// A JSON-RPC request SPDK handed us; answered exactly once, on the app thread.
+struct Request(*mut sys::spdk_jsonrpc_request);
+
+impl Request {
+    fn result(self, v: &Value) {
+        // SAFETY: the request is live until answered; this consumes it.
+        unsafe {
+            let w = sys::spdk_jsonrpc_begin_result(self.0);
+            if w.is_null() {
+                return;
+            }
+            json::write_value(w, v);
+            sys::spdk_jsonrpc_end_result(self.0, w);
+        }
+    }
+
+    fn error(self, code: i32, msg: &str) {
+        let m = cstring(msg);
+        // SAFETY: the request is live until answered; this consumes it; `m` is NUL-terminated.
+        unsafe { sys::spdk_jsonrpc_send_error_response(self.0, code, m.as_ptr()) };
+    }
+
+    fn invalid(self, msg: &str) {
+        self.error(sys::SPDK_JSONRPC_ERROR_INVALID_PARAMS, msg)
+    }
+}
+
+/// Parameters of `bdev_jraid_create`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateParams {
+    name: String,
+    strip_size_kb: u64,
+    /// A list, or one string of names separated by spaces (as rpc.py's raid plugin sends).
+    base_bdevs: Value,
+    journal_bdev: String,
+    #[serde(default)]
+    volume: Option<u32>,
+    #[serde(default)]
+    uuid: Option<String>,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(params: *const sys::spdk_json_val) -> Result<T, String> {
+    let v = json::to_value(params)?;
+    serde_json::from_value(v).map_err(|e| format!("invalid parameters: {e}"))
+}
+
+unsafe extern "C" fn rpc_create(
+    req: *mut sys::spdk_jsonrpc_request,
+    params: *const sys::spdk_json_val,
+) {
+    guard("bdev_jraid_create", || {
+        let req = Request(req);
+        let p: CreateParams = match parse(params) {
+            Ok(p) => p,
+            Err(e) => return req.invalid(&e),
+        };
+        let base_bdevs: Vec<String> = match &p.base_bdevs {
+            Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+            Value::Array(a) => match a.iter().map(|x| x.as_str().map(str::to_owned)).collect() {
+                Some(v) => v,
+                None => return req.invalid("base_bdevs must be a list of bdev names"),
+            },
+            _ => return req.invalid("base_bdevs must be a list of bdev names"),
+        };
+        let uuid = match p.uuid.as_deref().map(json::parse_uuid) {
+            None => None,
+            Some(Some(u)) => Some(u),
+            Some(None) => return req.invalid("uuid is not a valid UUID"),
+        };
+        let r = CreateRequest {
+            name: p.name,
+            strip_size_kb: p.strip_size_kb,
+            base_bdevs,
+            journal_bdev: p.journal_bdev,
+            volume: p.volume,
+            uuid,
+        };
+        create::create(
+            r,
+            Box::new(move |res| match res {
+                Ok(v) => req.result(&Value::String(v.name.clone())),
+                Err(e) => req.error(e.code, &e.msg),
+            }),
+        );
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameParams {
+    name: String,
+}
+
+unsafe extern "C" fn unregister_done(arg: *mut c_void, rc: i32) {
+    guard("bdev_jraid_delete done", || {
+        // SAFETY: `arg` is the Request boxed by rpc_delete, consumed once.
+        let req = unsafe { Box::from_raw(arg as *mut Request) };
+        if rc == 0 {
+            req.result(&Value::Bool(true));
+        } else {
+            req.error(rc, &format!("unregister failed ({rc})"));
+        }
+    })
+}
+
+unsafe extern "C" fn rpc_delete(
+    req: *mut sys::spdk_jsonrpc_request,
+    params: *const sys::spdk_json_val,
+) {
+    guard("bdev_jraid_delete", || {
+        let req = Request(req);
+        let p: NameParams = match parse(params) {
+            Ok(p) => p,
+            Err(e) => return req.invalid(&e),
+        };
+        if bdev::find_volume(&p.name).is_none() {
+            return req.error(-19, &format!("no jraid volume named {}", p.name));
+        }
+        let name = cstring(&p.name);
+        let arg = Box::into_raw(Box::new(req));
+        // SAFETY: NUL-terminated name; our static module; `unregister_done` takes `arg` back.
+        let rc = unsafe {
+            sys::spdk_bdev_unregister_by_name(
+                name.as_ptr(),
+                super::module_ptr(),
+                Some(unregister_done),
+                arg as *mut c_void,
+            )
+        };
+        if rc != 0 {
+            // SAFETY: SPDK refused, so the callback will not run: `arg` is ours again.
+            let req = unsafe { Box::from_raw(arg) };
+            req.error(rc, &format!("cannot delete {}: error {rc}", p.name));
+        }
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GetParams {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+unsafe extern "C" fn rpc_get_bdevs(
+    req: *mut sys::spdk_jsonrpc_request,
+    params: *const sys::spdk_json_val,
+) {
+    guard("bdev_jraid_get_bdevs", || {
+        let req = Request(req);
+        let p: GetParams = if params.is_null() {
+            GetParams::default()
+        } else {
+            match parse(params) {
+                Ok(p) => p,
+                Err(e) => return req.invalid(&e),
+            }
+        };
+        let vols = bdev::registry().volumes.clone();
+        let list: Vec<Value> = vols
+            .iter()
+            .filter(|v| p.name.as_ref().is_none_or(|n| *n == v.name))
+            .map(|v| v.info())
+            .collect();
+        if let Some(n) = &p.name {
+            if list.is_empty() {
+                return req.error(-19, &format!("no jraid volume named {n}"));
+            }
+        }
+        req.result(&Value::Array(list));
+    })
+}
+
+/// Register the RPC methods (from the load-time constructor).
+pub(crate) fn register() {
+    let methods: [(&std::ffi::CStr, sys::spdk_rpc_method_handler); 3] = [
+        (c"bdev_jraid_create", Some(rpc_create)),
+        (c"bdev_jraid_delete", Some(rpc_delete)),
+        (c"bdev_jraid_get_bdevs", Some(rpc_get_bdevs)),
+    ];
+    for (name, f) in methods {
+        // SAFETY: static NUL-terminated names; handlers match SPDK's type.
+        unsafe { sys::spdk_rpc_register_method(name.as_ptr(), f, sys::SPDK_RPC_RUNTIME) };
+    }
+}

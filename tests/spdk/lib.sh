@@ -1,0 +1,76 @@
+# Shared helpers of the SPDK integration tests (sourced by run.sh and the test_*.sh scripts).
+# SPDK is found through pkg-config; SPDK_DIR overrides the source tree (apps, rpc.py, fio plugin).
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+SPDK_LIBDIR=$(pkg-config --libs-only-L spdk_bdev | sed -n 's/^ *-L\([^ ]*\).*/\1/p')
+SPDK_DIR=${SPDK_DIR:-$(cd "$SPDK_LIBDIR/../.." && pwd)}
+SPDK_TGT=${SPDK_TGT:-$SPDK_DIR/build/bin/spdk_tgt}
+BDEVPERF=${BDEVPERF:-$SPDK_DIR/build/examples/bdevperf}
+RPC_PY=${RPC_PY:-$SPDK_DIR/scripts/rpc.py}
+FIO=${FIO:-fio}
+FIO_PLUGIN=${FIO_PLUGIN:-$SPDK_DIR/build/fio/spdk_bdev}
+JRAID_LIB=${JRAID_LIB:-$root/target/release/libjraid.so}
+WORK=${WORK:-$(mktemp -d /tmp/jraid-spdk.XXXXXX)}
+# Memory for SPDK apps: hugepages when reserved, ordinary memory otherwise.
+if [ "$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)" -ge 512 ]; then
+    MEM_ARGS=(-s 1024)
+else
+    MEM_ARGS=(--no-huge -s 2048)
+fi
+
+log() { echo "[$(date +%T)] $*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+
+# spdk_env CMD...: run an SPDK app with the module preloaded (on the app itself).
+spdk_env() {
+    env LD_LIBRARY_PATH="$SPDK_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" LD_PRELOAD="$JRAID_LIB" "$@"
+}
+
+# rpc SOCK METHOD [JSON-PARAMS]: one JSON-RPC call; prints the JSON response.
+rpc() { python3 "$here/jrpc.py" "$@"; }
+
+# rpc_ok SOCK METHOD [PARAMS]: call, fail the test on a JSON-RPC error, print the result.
+rpc_ok() {
+    local out
+    out=$(rpc "$@") || die "rpc $2 failed"
+    python3 -c 'import json,sys; r=json.load(sys.stdin); e=r.get("error")
+if e: sys.exit("error %s" % e)
+print(json.dumps(r.get("result")))' <<<"$out" || die "rpc $2: $out"
+}
+
+# start_tgt SOCK LOG [CONFIG]: start spdk_tgt in the background; sets TGT_PID.
+start_tgt() {
+    local sock=$1 logf=$2 cfg=${3:-}
+    rm -f "$sock"
+    local args=(-m 0x3 -r "$sock" "${MEM_ARGS[@]}")
+    [ -n "$cfg" ] && args+=(--json "$cfg")
+    # Not through spdk_env: $! must be spdk_tgt itself (env execs it), not a subshell.
+    env LD_LIBRARY_PATH="$SPDK_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" LD_PRELOAD="$JRAID_LIB" \
+        "$SPDK_TGT" "${args[@]}" >"$logf" 2>&1 &
+    TGT_PID=$!
+    for _ in $(seq 1 200); do
+        [ -S "$sock" ] && rpc "$sock" spdk_get_version >/dev/null 2>&1 && return 0
+        kill -0 "$TGT_PID" 2>/dev/null || { cat "$logf" >&2; die "spdk_tgt exited"; }
+        sleep 0.1
+    done
+    die "spdk_tgt did not come up"
+}
+
+stop_tgt() {
+    [ -n "${TGT_PID:-}" ] || return 0
+    kill -TERM "$TGT_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$TGT_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$TGT_PID" 2>/dev/null || true
+    wait "$TGT_PID" 2>/dev/null || true
+    TGT_PID=
+}
+
+# wait_bdev SOCK NAME: wait until a bdev exists.
+wait_bdev() {
+    for _ in $(seq 1 100); do
+        rpc "$1" bdev_get_bdevs "{\"name\":\"$2\"}" | grep -q '"result"' && return 0
+        sleep 0.1
+    done
+    die "bdev $2 never appeared"
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# SPDK integration tests of the jraid bdev module. CI runs this when `pkg-config --exists
+# spdk_bdev` (PKG_CONFIG_PATH pointing at an SPDK built --with-shared).
+#
+#   tests/spdk/run.sh [test ...]      tests: bdevperf rpc_errors crash (default: all)
+#
+# Environment: SPDK_DIR (default: derived from pkg-config's libdir), SPDK_TGT, BDEVPERF,
+# JRAID_LIB (default: target/release/libjraid.so, built here unless set), WORK (scratch dir),
+# T (bdevperf seconds per run). Hugepages are used when at least 512 are reserved
+# (echo 1024 > /proc/sys/vm/nr_hugepages), ordinary memory (--no-huge) otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+pkg-config --exists spdk_bdev || { echo "run.sh: SPDK not found by pkg-config; skipping" >&2; exit 0; }
+if [ -z "${JRAID_LIB:-}" ]; then
+    cargo build --release --features spdk --lib
+    JRAID_LIB=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/libjraid.so
+    export JRAID_LIB
+fi
+tests=("$@")
+[ ${#tests[@]} -gt 0 ] || tests=(bdevperf rpc_errors crash)
+for t in "${tests[@]}"; do
+    echo "=== $t"
+    bash "tests/spdk/test_$t.sh"
+done
+echo "=== all SPDK tests passed"

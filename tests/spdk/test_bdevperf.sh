@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# (a) bdevperf -w verify over jraid (4 malloc members + malloc journal, created by the JSON
+# config's bdev_jraid_create) with 4 KiB, 64 KiB and full-stripe I/O on both reactors.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+T=${T:-5}
+cfg=$WORK/bdevperf.json
+cat >"$cfg" <<JSON
+{"subsystems":[{"subsystem":"bdev","config":[
+ {"method":"bdev_malloc_create","params":{"name":"m0","num_blocks":16384,"block_size":4096}},
+ {"method":"bdev_malloc_create","params":{"name":"m1","num_blocks":16384,"block_size":4096}},
+ {"method":"bdev_malloc_create","params":{"name":"m2","num_blocks":16384,"block_size":4096}},
+ {"method":"bdev_malloc_create","params":{"name":"m3","num_blocks":16384,"block_size":4096}},
+ {"method":"bdev_malloc_create","params":{"name":"jl","num_blocks":2048,"block_size":4096}},
+ {"method":"bdev_jraid_create","params":{"name":"r0","strip_size_kb":64,
+   "base_bdevs":["m0","m1","m2","m3"],"journal_bdev":"jl"}},
+ {"method":"bdev_wait_for_examine"}
+]}]}
+JSON
+
+printf '%-14s %12s %10s\n' "I/O size" "IOPS" "MiB/s"
+for size in 4096 65536 196608; do
+    out=$WORK/bdevperf-$size.log
+    spdk_env "$BDEVPERF" --json "$cfg" -m 0x3 "${MEM_ARGS[@]}" -C -q 32 -o "$size" -w verify \
+        -t "$T" -T r0 >"$out" 2>&1 || { tail -30 "$out" >&2; die "bdevperf -o $size failed"; }
+    # " Total : IOPS MiB/s Fail/s TO/s avg min max"
+    total=$(tr '\r' '\n' <"$out" | grep -aE '^ *Total +: +[0-9]' | tail -1 | sed 's/.*Total *://')
+    [ -n "$total" ] || { tail -30 "$out" >&2; die "bdevperf -o $size: no result"; }
+    read -r iops mibs fails _ <<<"$total"
+    awk -v f="$fails" 'BEGIN{exit !(f == 0)}' || die "bdevperf -o $size: $fails failed I/O per second"
+    label=$size
+    [ "$size" = 196608 ] && label="192K (stripe)"
+    printf '%-14s %12s %10s\n' "$label" "$iops" "$mibs"
+done
+log "test_bdevperf: OK"
