@@ -1,8 +1,9 @@
 //! Engine simulation over a seed range: `cargo run --release --example sim -- --seeds 2000
-//! [--seed-base B]`; replay one with `--seed S`.
+//! [--seed-base B] [--rebuild]`; replay one with `--seed S`. `--rebuild`: a member lost, rebuilt
+//! onto a replacement under load, sometimes with a power loss in the middle.
 
 use jraid::sim::cli::SeedArgs;
-use jraid::sim::workload::io_check;
+use jraid::sim::workload::{io_check, rebuild_check};
 
 fn main() {
     let args = match SeedArgs::parse(std::env::args().skip(1)) {
@@ -12,17 +13,27 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let rebuild = args.rest.iter().any(|a| a == "--rebuild");
+    if let Some(bad) = args.rest.iter().find(|a| *a != "--rebuild") {
+        eprintln!("sim: unknown argument {bad}");
+        std::process::exit(2);
+    }
     let start = std::time::Instant::now();
     let mut failed = 0u64;
     let (mut writes, mut records) = (0u64, 0u64);
     for seed in args.base..args.base + args.count {
-        let out = io_check(seed);
+        let out = if rebuild {
+            rebuild_check(seed)
+        } else {
+            io_check(seed)
+        };
         writes += out.writes;
         records += out.record_writes;
         if !out.clean() {
             failed += 1;
             println!("seed {seed} FAILED: {out:?}");
-            println!("  replay: cargo run --release --example sim -- --seed {seed}");
+            let flag = if rebuild { " --rebuild" } else { "" };
+            println!("  replay: cargo run --release --example sim -- --seed {seed}{flag}");
         }
     }
     println!(

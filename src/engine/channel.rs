@@ -11,7 +11,7 @@ use super::backend::{Address, Backend, Device, DeviceIo, IoOp, Msg};
 use super::buf::{Buf, BufPool};
 use super::lock::LockWaiter;
 use super::plan::{self, StripeSpan, WritePlan, MAX_MEMBERS};
-use super::volume::{MemberHealth, Volume};
+use super::volume::Volume;
 use crate::journal::{JournalVolume, Mark};
 use crate::parity;
 
@@ -26,6 +26,8 @@ pub enum UserOp {
     Flush,
     /// Recompute and rewrite the parity of stripe `lba` (recovery); `blocks` must be 1.
     Resync,
+    /// Rebuild stripe `lba`'s strip on the member being rebuilt from the other members.
+    Rebuild,
 }
 
 /// Why a request failed.
@@ -114,6 +116,7 @@ enum PieceKind {
     Read,
     Write,
     Resync,
+    Rebuild,
 }
 
 /// One stripe's share of a user request.
@@ -141,6 +144,10 @@ struct Piece {
     degraded: bool,
     span: StripeSpan,
     plan: Option<WritePlan>,
+    /// The member that did not serve the stripe when the reads were planned (the computation
+    /// after the reads uses the same view; a member failing later fails its I/O and the piece
+    /// is planned again).
+    failed: Option<u32>,
     /// Generation a durable-waiter needs.
     wait_gen: u64,
     /// Per member buffer.
@@ -293,7 +300,7 @@ impl<B: Backend> Channel<B> {
                     return err(IoError::BadBuffer, buf);
                 }
             }
-            UserOp::Resync => {
+            UserOp::Resync | UserOp::Rebuild => {
                 if lba >= geo.stripes {
                     return err(IoError::OutOfRange, buf);
                 }
@@ -317,9 +324,14 @@ impl<B: Backend> Channel<B> {
         }
         match op {
             UserOp::Flush => self.start_flush(ri),
-            UserOp::Resync => {
+            UserOp::Resync | UserOp::Rebuild => {
                 self.reqs[ri].left = 1;
-                let pi = self.alloc_piece(ri, PieceKind::Resync, lba, 0, geo.stripe_blocks(), 0);
+                let kind = if op == UserOp::Resync {
+                    PieceKind::Resync
+                } else {
+                    PieceKind::Rebuild
+                };
+                let pi = self.alloc_piece(ri, kind, lba, 0, geo.stripe_blocks(), 0);
                 self.start_piece(pi);
             }
             UserOp::Read | UserOp::Write => {
@@ -449,7 +461,7 @@ impl<B: Backend> Channel<B> {
     fn start_piece(&mut self, pi: usize) {
         let p = &self.pieces[pi];
         let needs_lock = match p.kind {
-            PieceKind::Write | PieceKind::Resync => true,
+            PieceKind::Write | PieceKind::Resync | PieceKind::Rebuild => true,
             PieceKind::Read => self.read_touches_failed(pi),
         };
         if needs_lock {
@@ -464,8 +476,7 @@ impl<B: Backend> Channel<B> {
         let p = &self.pieces[pi];
         let geo = &self.vol.geo;
         (0..geo.data_members()).any(|i| {
-            p.span.touched(i as usize)
-                && self.vol.health(geo.data_member(p.stripe, i)) == MemberHealth::Failed
+            p.span.touched(i as usize) && !self.vol.serves(geo.data_member(p.stripe, i), p.stripe)
         })
     }
 
@@ -484,8 +495,9 @@ impl<B: Backend> Channel<B> {
         self.pieces[pi].locked = true;
         match self.pieces[pi].kind {
             PieceKind::Write => self.mark(pi),
-            // Resync runs before the volume serves I/O; its stripes are already listed.
-            PieceKind::Read | PieceKind::Resync => self.issue_reads(pi),
+            // Resync runs before the volume serves I/O (its stripes are already listed);
+            // rebuild leaves data and parity as they are.
+            PieceKind::Read | PieceKind::Resync | PieceKind::Rebuild => self.issue_reads(pi),
         }
     }
 
@@ -635,8 +647,9 @@ impl<B: Backend> Channel<B> {
         }
         let geo = self.vol.geo;
         let bs = geo.block_size as usize;
-        let failed = self.vol.failed_member();
+        let failed = self.vol.failed_for(self.pieces[pi].stripe);
         let p = &mut self.pieces[pi];
+        p.failed = failed;
         p.state = PieceState::Reading;
         p.io_failed = false;
         let (stripe, span, kind) = (p.stripe, p.span, p.kind);
@@ -676,6 +689,18 @@ impl<B: Backend> Channel<B> {
                 }
                 for i in 0..d {
                     reads[n] = (geo.data_member(stripe, i), rows);
+                    n += 1;
+                }
+            }
+            PieceKind::Rebuild => {
+                let Some(target) = self.vol.rebuilding() else {
+                    return self.finish_piece(pi, Err(IoError::VolumeFailed));
+                };
+                if self.vol.serves(target, stripe) {
+                    return self.finish_piece(pi, Ok(())); // already rebuilt
+                }
+                for m in (0..geo.members).filter(|&m| m != target) {
+                    reads[n] = (m, rows);
                     n += 1;
                 }
             }
@@ -803,6 +828,7 @@ impl<B: Backend> Channel<B> {
             }
             PieceKind::Write => self.write_stripe(pi),
             PieceKind::Resync => self.write_resync(pi),
+            PieceKind::Rebuild => self.write_rebuild(pi),
         }
     }
 
@@ -810,9 +836,8 @@ impl<B: Backend> Channel<B> {
     fn copy_out(&mut self, pi: usize) {
         let geo = self.vol.geo;
         let bs = geo.block_size as usize;
-        let failed = self.vol.failed_member();
         let p = &mut self.pieces[pi];
-        let (stripe, span, degraded) = (p.stripe, p.span, p.degraded);
+        let (stripe, span, degraded, failed) = (p.stripe, p.span, p.degraded, p.failed);
         let mut bufs = std::mem::take(&mut p.bufs);
         if degraded {
             if let Some(f) = failed {
@@ -853,8 +878,8 @@ impl<B: Backend> Channel<B> {
     fn write_stripe(&mut self, pi: usize) {
         let geo = self.vol.geo;
         let bs = geo.block_size as usize;
-        let failed = self.vol.failed_member();
         let p = &mut self.pieces[pi];
+        let failed = p.failed;
         let (stripe, span, plan) = (p.stripe, p.span, p.plan.expect("write is planned"));
         let pm = geo.parity_member(stripe) as usize;
         let row_bytes = span.rows() as usize * bs;
@@ -957,6 +982,29 @@ impl<B: Backend> Channel<B> {
         self.submit_piece_io(pi, pm, IoOp::Write, rows, out, 0);
     }
 
+    /// Write the rebuilt strip (XOR of every other member) to the member being rebuilt.
+    fn write_rebuild(&mut self, pi: usize) {
+        let geo = self.vol.geo;
+        let Some(target) = self.vol.rebuilding() else {
+            return self.finish_piece(pi, Err(IoError::VolumeFailed));
+        };
+        let p = &mut self.pieces[pi];
+        let rows = (p.span.lo, p.span.hi);
+        let mut bufs = std::mem::take(&mut p.bufs);
+        let mut out = self
+            .pool
+            .take(p.span.rows() as usize * geo.block_size as usize);
+        xor_others(&mut out, &bufs, target, geo.members);
+        for b in bufs.iter_mut() {
+            if let Some(b) = b.take() {
+                self.pool.give(b);
+            }
+        }
+        self.pieces[pi].bufs = bufs;
+        self.pieces[pi].state = PieceState::Writing;
+        self.submit_piece_io(pi, target, IoOp::Write, rows, out, 0);
+    }
+
     fn release_bufs(&mut self, pi: usize) {
         let mut bufs = std::mem::take(&mut self.pieces[pi].bufs);
         for b in bufs.iter_mut() {
@@ -971,6 +1019,11 @@ impl<B: Backend> Channel<B> {
         self.release_bufs(pi);
         let p = &mut self.pieces[pi];
         let stripe = p.stripe;
+        if p.kind == PieceKind::Rebuild && result.is_ok() && p.locked {
+            // Still under the stripe lock: writers that take it next see the member serving.
+            self.vol.mark_rebuilt(stripe);
+        }
+        let p = &mut self.pieces[pi];
         if p.marked {
             p.marked = false;
             if let (Some(j), Some(jv)) = (&self.vol.journal, &self.jv) {
@@ -1038,7 +1091,7 @@ impl<B: Backend> Channel<B> {
     // ---- flushes ---------------------------------------------------------------------------
 
     fn active_members(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..self.vol.geo.members).filter(|&m| self.vol.health(m) == MemberHealth::Active)
+        (0..self.vol.geo.members).filter(|&m| self.vol.reachable(m))
     }
 
     fn start_flush(&mut self, ri: usize) {

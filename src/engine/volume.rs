@@ -9,6 +9,10 @@ use crate::layout::Geometry;
 
 use super::lock::StripeLocks;
 
+const ACTIVE: u8 = 0;
+const FAILED: u8 = 1;
+const REBUILDING: u8 = 2;
+
 /// Health of a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberHealth {
@@ -41,8 +45,10 @@ pub struct Volume {
     pub geo: Geometry,
     /// Whether members keep written data in a volatile cache until flushed.
     pub member_volatile_cache: bool,
-    /// Member health, `MemberHealth as u8`.
+    /// Member state: ACTIVE, FAILED or REBUILDING.
     health: Vec<AtomicU8>,
+    /// While a member is rebuilt: one bit per stripe already rebuilt.
+    rebuilt: Box<[AtomicU64]>,
     /// Number of failed members.
     failed: AtomicU32,
     /// Stripe locks.
@@ -65,7 +71,10 @@ impl Volume {
             number,
             geo,
             member_volatile_cache,
-            health: (0..geo.members).map(|_| AtomicU8::new(0)).collect(),
+            health: (0..geo.members).map(|_| AtomicU8::new(ACTIVE)).collect(),
+            rebuilt: (0..geo.stripes.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             failed: AtomicU32::new(0),
             locks: StripeLocks::new(1024),
             journal,
@@ -73,14 +82,38 @@ impl Volume {
         }
     }
 
-    /// Health of member `m`.
+    /// Health of member `m` (a member being rebuilt is not yet active).
     pub fn health(&self, m: u32) -> MemberHealth {
         // Relaxed is enough: a stale "active" only sends one more I/O to a failed member, whose
         // error then takes the same path as the first failure.
         match self.health[m as usize].load(Ordering::Relaxed) {
-            0 => MemberHealth::Active,
+            ACTIVE => MemberHealth::Active,
             _ => MemberHealth::Failed,
         }
+    }
+
+    /// Whether member `m` holds valid data for `stripe`: active, or being rebuilt and past
+    /// `stripe`. Callers that act on the answer for writes hold the stripe lock; the rebuild
+    /// sets a stripe's bit under that lock.
+    pub fn serves(&self, m: u32, stripe: u64) -> bool {
+        match self.health[m as usize].load(Ordering::Acquire) {
+            ACTIVE => true,
+            REBUILDING => {
+                let word = self.rebuilt[(stripe / 64) as usize].load(Ordering::Acquire);
+                word & (1 << (stripe % 64)) != 0
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether I/O may be sent to member `m` at all (active or being rebuilt).
+    pub fn reachable(&self, m: u32) -> bool {
+        self.health[m as usize].load(Ordering::Acquire) != FAILED
+    }
+
+    /// The member that does not serve `stripe`, if any (at most one while the volume is usable).
+    pub fn failed_for(&self, stripe: u64) -> Option<u32> {
+        (0..self.geo.members).find(|&m| !self.serves(m, stripe))
     }
 
     /// The failed member, when exactly one has failed.
@@ -98,20 +131,64 @@ impl Volume {
         self.failed_count() <= 1
     }
 
-    /// Mark member `m` failed. Returns true when this call changed its state.
+    /// Mark member `m` failed (also when it was being rebuilt). Returns true when this call
+    /// took it out of service.
     pub fn fail_member(&self, m: u32) -> bool {
-        if self.health[m as usize].swap(1, Ordering::AcqRel) == 0 {
-            self.failed.fetch_add(1, Ordering::AcqRel);
-            true
-        } else {
-            false
+        match self.health[m as usize].swap(FAILED, Ordering::AcqRel) {
+            ACTIVE => {
+                self.failed.fetch_add(1, Ordering::AcqRel);
+                true
+            }
+            _ => false,
         }
     }
 
-    /// Bring member `m` back (after a rebuild or a replacement).
-    pub fn restore_member(&self, m: u32) {
-        if self.health[m as usize].swap(0, Ordering::AcqRel) == 1 {
-            self.failed.fetch_sub(1, Ordering::AcqRel);
+    /// Start rebuilding failed member `m` onto a replacement: from now on it receives the
+    /// writes of stripes already rebuilt. False when `m` is not failed or another rebuild runs.
+    pub fn start_rebuild(&self, m: u32) -> bool {
+        if self.rebuilding().is_some() {
+            return false;
         }
+        for w in self.rebuilt.iter() {
+            w.store(0, Ordering::Release);
+        }
+        self.health[m as usize]
+            .compare_exchange(FAILED, REBUILDING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The member being rebuilt, if any.
+    pub fn rebuilding(&self) -> Option<u32> {
+        (0..self.geo.members)
+            .find(|&m| self.health[m as usize].load(Ordering::Acquire) == REBUILDING)
+    }
+
+    /// `stripe` of the member being rebuilt now holds valid data (called under the stripe lock).
+    pub fn mark_rebuilt(&self, stripe: u64) {
+        self.rebuilt[(stripe / 64) as usize].fetch_or(1 << (stripe % 64), Ordering::AcqRel);
+    }
+
+    /// Stripes rebuilt so far (progress).
+    pub fn rebuilt_stripes(&self) -> u64 {
+        self.rebuilt
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones() as u64)
+            .sum()
+    }
+
+    /// Every stripe is rebuilt: the member is active again. False when it is not being rebuilt
+    /// or some stripe is missing.
+    pub fn finish_rebuild(&self, m: u32) -> bool {
+        if self.rebuilt_stripes() < self.geo.stripes {
+            return false;
+        }
+        if self.health[m as usize]
+            .compare_exchange(REBUILDING, ACTIVE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.failed.fetch_sub(1, Ordering::AcqRel);
+            return true;
+        }
+        false
     }
 }

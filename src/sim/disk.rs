@@ -20,6 +20,9 @@ pub struct SimDisk {
     pub volatile: bool,
     /// Dead: every I/O fails.
     pub failed: bool,
+    /// A replacement whose contents are not valid yet (being rebuilt): it works, but assembly
+    /// must treat it as missing.
+    pub stale: bool,
 }
 
 impl SimDisk {
@@ -32,6 +35,7 @@ impl SimDisk {
             cache: BTreeMap::new(),
             volatile,
             failed: false,
+            stale: false,
         }
     }
 

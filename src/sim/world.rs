@@ -208,6 +208,11 @@ impl World {
                 cfg.member_volatile,
                 journal.clone(),
             ));
+            for (m, d) in image.volumes[i].iter().enumerate() {
+                if d.failed || d.stale {
+                    vol.fail_member(m as u32);
+                }
+            }
             volumes.push(SimVolume {
                 vol,
                 jv,
@@ -452,6 +457,16 @@ impl World {
         }
     }
 
+    /// Put a blank replacement in place of failed member `m` of volume index `vi` and start
+    /// rebuilding onto it. False when the engine refuses (member not failed, rebuild running).
+    pub fn replace_member(&mut self, vi: usize, m: u32) -> bool {
+        let old = &self.volumes[vi].disks[m as usize];
+        let mut d = SimDisk::new(old.bs, old.blocks, old.volatile);
+        d.stale = true;
+        self.volumes[vi].disks[m as usize] = d;
+        self.volumes[vi].vol.start_rebuild(m)
+    }
+
     /// Current contents of a member block range (bypassing the engine).
     pub fn peek(&self, vi: usize, m: u32, lba: u64, out: &mut [u8]) {
         self.volumes[vi].disks[m as usize].read(lba, out);
@@ -525,7 +540,7 @@ impl World {
         for vi in 0..w.volumes.len() {
             let number = w.volumes[vi].vol.number;
             let stripes = journal.carried_stripes(number);
-            let failed = w.volumes[vi].disks.iter().any(|d| d.failed);
+            let failed = w.volumes[vi].disks.iter().any(|d| d.failed || d.stale);
             if failed {
                 report.at_risk.push((number, stripes.clone()));
                 journal.release_carried(number, &stripes);
