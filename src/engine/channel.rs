@@ -28,6 +28,12 @@ pub enum UserOp {
     Resync,
     /// Rebuild stripe `lba`'s strip on the member being rebuilt from the other members.
     Rebuild,
+    /// Check stripe `lba`'s parity against its data; fails with `ParityMismatch` when they
+    /// disagree.
+    Scrub,
+    /// Rewrite stripe `lba`'s parity from its data while the volume serves I/O (marked in the
+    /// journal like a write).
+    Repair,
 }
 
 /// Why a request failed.
@@ -43,6 +49,8 @@ pub enum IoError {
     VolumeFailed,
     /// The journal failed: writes cannot be protected (reads go on).
     JournalFailed,
+    /// Scrub: the stripe's parity does not match its data.
+    ParityMismatch,
 }
 
 impl std::fmt::Display for IoError {
@@ -53,6 +61,7 @@ impl std::fmt::Display for IoError {
             IoError::BadBuffer => "buffer missing or of the wrong length",
             IoError::VolumeFailed => "two or more members missing: volume failed",
             IoError::JournalFailed => "journal failed: writes refused until a new journal is set",
+            IoError::ParityMismatch => "parity does not match the data",
         })
     }
 }
@@ -117,6 +126,8 @@ enum PieceKind {
     Write,
     Resync,
     Rebuild,
+    Scrub,
+    Repair,
 }
 
 /// One stripe's share of a user request.
@@ -300,7 +311,7 @@ impl<B: Backend> Channel<B> {
                     return err(IoError::BadBuffer, buf);
                 }
             }
-            UserOp::Resync | UserOp::Rebuild => {
+            UserOp::Resync | UserOp::Rebuild | UserOp::Scrub | UserOp::Repair => {
                 if lba >= geo.stripes {
                     return err(IoError::OutOfRange, buf);
                 }
@@ -324,12 +335,13 @@ impl<B: Backend> Channel<B> {
         }
         match op {
             UserOp::Flush => self.start_flush(ri),
-            UserOp::Resync | UserOp::Rebuild => {
+            UserOp::Resync | UserOp::Rebuild | UserOp::Scrub | UserOp::Repair => {
                 self.reqs[ri].left = 1;
-                let kind = if op == UserOp::Resync {
-                    PieceKind::Resync
-                } else {
-                    PieceKind::Rebuild
+                let kind = match op {
+                    UserOp::Resync => PieceKind::Resync,
+                    UserOp::Rebuild => PieceKind::Rebuild,
+                    UserOp::Scrub => PieceKind::Scrub,
+                    _ => PieceKind::Repair,
                 };
                 let pi = self.alloc_piece(ri, kind, lba, 0, geo.stripe_blocks(), 0);
                 self.start_piece(pi);
@@ -461,7 +473,11 @@ impl<B: Backend> Channel<B> {
     fn start_piece(&mut self, pi: usize) {
         let p = &self.pieces[pi];
         let needs_lock = match p.kind {
-            PieceKind::Write | PieceKind::Resync | PieceKind::Rebuild => true,
+            PieceKind::Write
+            | PieceKind::Resync
+            | PieceKind::Rebuild
+            | PieceKind::Scrub
+            | PieceKind::Repair => true,
             PieceKind::Read => self.read_touches_failed(pi),
         };
         if needs_lock {
@@ -494,10 +510,12 @@ impl<B: Backend> Channel<B> {
     fn locked(&mut self, pi: usize) {
         self.pieces[pi].locked = true;
         match self.pieces[pi].kind {
-            PieceKind::Write => self.mark(pi),
+            PieceKind::Write | PieceKind::Repair => self.mark(pi),
             // Resync runs before the volume serves I/O (its stripes are already listed);
-            // rebuild leaves data and parity as they are.
-            PieceKind::Read | PieceKind::Resync | PieceKind::Rebuild => self.issue_reads(pi),
+            // rebuild and scrub leave data and parity as they are.
+            PieceKind::Read | PieceKind::Resync | PieceKind::Rebuild | PieceKind::Scrub => {
+                self.issue_reads(pi)
+            }
         }
     }
 
@@ -682,13 +700,22 @@ impl<B: Backend> Channel<B> {
                     .degraded_read
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            PieceKind::Resync => {
+            PieceKind::Resync | PieceKind::Repair => {
                 if failed.is_some() {
                     // No parity can be trusted or rebuilt without every member.
                     return self.finish_piece(pi, Err(IoError::VolumeFailed));
                 }
                 for i in 0..d {
                     reads[n] = (geo.data_member(stripe, i), rows);
+                    n += 1;
+                }
+            }
+            PieceKind::Scrub => {
+                if failed.is_some() {
+                    return self.finish_piece(pi, Err(IoError::VolumeFailed));
+                }
+                for m in 0..geo.members {
+                    reads[n] = (m, rows);
                     n += 1;
                 }
             }
@@ -827,7 +854,21 @@ impl<B: Backend> Channel<B> {
                 self.finish_piece(pi, Ok(()));
             }
             PieceKind::Write => self.write_stripe(pi),
-            PieceKind::Resync => self.write_resync(pi),
+            PieceKind::Resync | PieceKind::Repair => self.write_resync(pi),
+            PieceKind::Scrub => {
+                let members = self.vol.geo.members;
+                let bufs = &self.pieces[pi].bufs;
+                let mut acc = self.pool.take(bufs[0].as_ref().map_or(0, |b| b.len()));
+                xor_others(&mut acc, bufs, members, members);
+                let clean = acc.as_slice().iter().all(|&b| b == 0);
+                self.pool.give(acc);
+                let result = if clean {
+                    Ok(())
+                } else {
+                    Err(IoError::ParityMismatch)
+                };
+                self.finish_piece(pi, result)
+            }
             PieceKind::Rebuild => self.write_rebuild(pi),
         }
     }

@@ -176,6 +176,29 @@ impl Driver {
             }
             return;
         }
+        if self.rng.chance(0.02) {
+            // A background scrub of one stripe: under concurrent writes it must never see a
+            // mismatch (it holds the stripe lock).
+            self.next_tag += 1;
+            let stripe = self.rng.range(0, geo.stripes);
+            let now = self.world.now;
+            if self
+                .world
+                .submit(reactor, vi, tag, UserOp::Scrub, stripe, 1, None)
+                .is_ok()
+            {
+                let f = InFlight {
+                    vi,
+                    op: UserOp::Scrub,
+                    lba: stripe,
+                    blocks: 1,
+                    write_id: 0,
+                    submitted: now,
+                };
+                self.inflight.insert(tag, f);
+            }
+            return;
+        }
         let op = if self.rng.chance(w.read_fraction) {
             UserOp::Read
         } else {
@@ -305,6 +328,9 @@ impl Driver {
                 continue;
             };
             self.out.completed += 1;
+            if f.op == UserOp::Scrub && c.result == Err(crate::engine::IoError::VolumeFailed) {
+                continue; // a member is missing: nothing to check
+            }
             if let Err(e) = c.result {
                 self.out.failed_requests += 1;
                 self.out.note(format!(
@@ -337,7 +363,7 @@ impl Driver {
                     }
                 }
                 UserOp::Flush => self.model.flushed(f.vi, f.submitted, now),
-                UserOp::Resync | UserOp::Rebuild => {}
+                UserOp::Resync | UserOp::Rebuild | UserOp::Scrub | UserOp::Repair => {}
             }
         }
     }

@@ -467,6 +467,13 @@ impl World {
         self.volumes[vi].vol.start_rebuild(m)
     }
 
+    /// Overwrite member blocks directly (bypassing the engine), to plant silent corruption.
+    pub fn poke(&mut self, vi: usize, m: u32, lba: u64, data: &[u8]) {
+        let d = &mut self.volumes[vi].disks[m as usize];
+        d.write(lba, data);
+        d.flush();
+    }
+
     /// Current contents of a member block range (bypassing the engine).
     pub fn peek(&self, vi: usize, m: u32, lba: u64, out: &mut [u8]) {
         self.volumes[vi].disks[m as usize].read(lba, out);
