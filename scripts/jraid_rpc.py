@@ -30,7 +30,10 @@ def bdev_jraid_create(client, name, strip_size_kb, base_bdevs, journal_bdev, vol
 
 
 def bdev_jraid_delete(client, name):
-    """Stop a jraid volume (its superblocks stay; examine re-assembles it on the next start)."""
+    """Stop a jraid volume and release its bdevs. Like SPDK's bdev_raid_delete, this writes
+    nothing: the superblocks stay, and examine re-assembles the volume when its bdevs register
+    again (the next start, or a re-created passthru). To reuse the bdevs, create a new volume
+    on them (bdev_jraid_create without a uuid formats them)."""
     return client.call('bdev_jraid_delete', {'name': name})
 
 
@@ -63,7 +66,8 @@ def spdk_rpc_plugin_initialize(subparsers):
     def delete(args):
         _print(bdev_jraid_delete(args.client, name=args.name))
 
-    p = subparsers.add_parser('bdev_jraid_delete', help='Stop a jraid volume')
+    p = subparsers.add_parser('bdev_jraid_delete',
+                              help='Stop a jraid volume (superblocks stay; examine re-assembles it)')
     p.add_argument('-n', '--name', required=True, help='volume bdev name')
     p.set_defaults(func=delete)
 

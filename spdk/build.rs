@@ -17,6 +17,7 @@ const LIBS: &[&str] = &[
     "spdk_rpc",
     "spdk_log",
     "spdk_util",
+    "spdk_env_dpdk",
 ];
 
 fn pkg_config(args: &[&str]) -> Result<String, String> {

@@ -2,9 +2,9 @@
 //! bdev channels, messages through `spdk_thread_send_msg`, time from one process-wide clock.
 //!
 //! Buffers: the engine's [`Buf`]s are ordinary page-aligned heap memory. Malloc, AIO, uring,
-//! delay, error and NVMe-oF-initiator bdevs take them as they are. Local NVMe PCIe bdevs need
-//! memory the SPDK env can translate to bus addresses (`spdk_mem_register` on the pool's pages,
-//! or buffers from `spdk_dma_malloc`); this backend does not register memory yet.
+//! delay, error and NVMe/TCP bdevs take them as they are. Devices that need memory the SPDK env
+//! can translate (NVMe PCIe, RDMA) get a bounce buffer from the channel's [`DmaPool`] when
+//! the engine's buffer is not translatable (see [`super::dma`]).
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
@@ -14,6 +14,7 @@ use spdk_sys as sys;
 
 use super::base::ENOMEM;
 use super::channel::{pump, reap_if_dead, ChanCtx, Routes};
+use super::dma::{self, DmaBuf, DmaPool};
 use super::ffi::{self, guard};
 use crate::engine::{Address, Backend, Buf, Device, DeviceIo, IoOp, Msg};
 
@@ -30,6 +31,8 @@ pub(crate) struct DevChan {
     pub block_size: u32,
     /// Size in blocks (flushes cover the whole bdev).
     pub num_blocks: u64,
+    /// I/O needs memory the SPDK env can translate (bounce the engine's buffers).
+    pub dma: bool,
 }
 
 /// A device I/O in flight; boxed so SPDK can hold its address, recycled through a free list.
@@ -46,6 +49,10 @@ struct DevIo {
     iov: sys::iovec,
     /// The engine's buffer, handed back with the completion.
     buf: Option<Buf>,
+    /// Where the segment starts in `buf`.
+    buf_offset: usize,
+    /// The bounce buffer `iov` points into, when the device needs DMA memory.
+    bounce: Option<DmaBuf>,
     /// Queue entry for `spdk_bdev_queue_io_wait` after -ENOMEM.
     wait: sys::spdk_bdev_io_wait_entry,
 }
@@ -64,12 +71,15 @@ impl DevIo {
                 ch: std::ptr::null_mut(),
                 block_size: 0,
                 num_blocks: 0,
+                dma: false,
             },
             iov: sys::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
             },
             buf: None,
+            buf_offset: 0,
+            bounce: None,
             wait: sys::spdk_bdev_io_wait_entry::default(),
         })
     }
@@ -89,6 +99,10 @@ pub(crate) struct SpdkBackend {
     pub deferred: Vec<(u64, Option<Buf>)>,
     /// Device I/O in flight.
     pub inflight: u64,
+    /// Bounce buffers for devices that need DMA memory.
+    pub dma: DmaPool,
+    /// Device I/Os that went through a bounce buffer.
+    pub bounced: u64,
     /// Recycled I/O contexts (boxed: SPDK holds their addresses while in flight).
     #[allow(clippy::vec_box)]
     free: Vec<Box<DevIo>>,
@@ -108,6 +122,8 @@ impl SpdkBackend {
             owner: std::ptr::null_mut(),
             deferred: Vec::new(),
             inflight: 0,
+            dma: DmaPool::default(),
+            bounced: 0,
             free: Vec::new(),
         }
     }
@@ -214,10 +230,18 @@ unsafe extern "C" fn dev_io_done(io: *mut sys::spdk_bdev_io, ok: bool, arg: *mut
 /// `d.owner` is a live channel context of the current thread, not borrowed elsewhere.
 unsafe fn finish(mut d: Box<DevIo>, ok: bool) {
     let owner = d.owner;
-    let (tag, buf) = (d.tag, d.buf.take());
+    let (tag, mut buf) = (d.tag, d.buf.take());
     {
         let ctx = &mut *owner;
         let be = ctx.channel.backend_mut();
+        if let Some(bounce) = d.bounce.take() {
+            if let (true, IoOp::Read, Some(b)) = (ok, d.op, buf.as_mut()) {
+                let len = d.iov.iov_len;
+                b.as_mut_slice()[d.buf_offset..d.buf_offset + len]
+                    .copy_from_slice(bounce.slice(len));
+            }
+            be.dma.give(bounce);
+        }
         be.inflight -= 1;
         be.free.push(d);
         ctx.channel.io_done(tag, ok, buf);
@@ -245,6 +269,7 @@ impl Backend for SpdkBackend {
         d.blocks = io.blocks;
         d.dev = dev;
         d.buf = io.buf;
+        d.buf_offset = io.buf_offset;
         if let Some(b) = d.buf.as_mut() {
             let len = io.blocks as usize * dev.block_size as usize;
             let seg = &mut b.as_mut_slice()[io.buf_offset..io.buf_offset + len];
@@ -252,6 +277,20 @@ impl Backend for SpdkBackend {
                 iov_base: seg.as_mut_ptr() as *mut c_void,
                 iov_len: len,
             };
+            if dev.dma && dma::untranslatable(seg.as_ptr(), len) {
+                let Some(mut bounce) = self.dma.take(len) else {
+                    ffi::warnlog!("no DMA memory for a {len}-byte bounce buffer");
+                    self.deferred.push((d.tag, d.buf.take()));
+                    self.free.push(d);
+                    return;
+                };
+                if d.op == IoOp::Write {
+                    bounce.slice_mut(len).copy_from_slice(seg);
+                }
+                d.iov.iov_base = bounce.as_mut_ptr();
+                d.bounce = Some(bounce);
+                self.bounced += 1;
+            }
         }
         self.inflight += 1;
         let raw = Box::into_raw(d);
@@ -264,6 +303,9 @@ impl Backend for SpdkBackend {
         }
         // SAFETY: the I/O did not start, so SPDK holds no reference to the box.
         let mut d = unsafe { Box::from_raw(raw) };
+        if let Some(bounce) = d.bounce.take() {
+            self.dma.give(bounce);
+        }
         self.inflight -= 1;
         self.deferred.push((d.tag, d.buf.take()));
         self.free.push(d);

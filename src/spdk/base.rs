@@ -7,6 +7,7 @@ use std::ptr::NonNull;
 
 use spdk_sys as sys;
 
+use super::dma::{self, DmaBuf};
 use super::ffi::{self, cstring, guard, warnlog};
 use crate::engine::Buf;
 
@@ -26,6 +27,8 @@ pub(crate) struct BaseBdev {
     pub write_cache: bool,
     /// Bdev uuid.
     pub uuid: [u8; 16],
+    /// I/O needs memory the SPDK env can translate (see [`super::dma`]).
+    pub dma: bool,
     /// Our claim is held.
     claimed: bool,
     /// Context of the event callback (the bdev's name), freed after close.
@@ -89,6 +92,8 @@ pub(crate) struct RawDev {
     pub num_blocks: u64,
     /// Volatile write cache.
     pub write_cache: bool,
+    /// I/O needs memory the SPDK env can translate.
+    pub dma: bool,
 }
 
 impl BaseBdev {
@@ -132,13 +137,14 @@ impl BaseBdev {
         let bdev = unsafe { sys::spdk_bdev_desc_get_bdev(desc.as_ptr()) };
         let bdev = NonNull::new(bdev).expect("open descriptor has a bdev");
         // SAFETY: `bdev` is live (descriptor open); these getters only read it.
-        let (block_size, num_blocks, write_cache, uuid) = unsafe {
+        let (block_size, num_blocks, write_cache, uuid, dma) = unsafe {
             let u = sys::spdk_bdev_get_uuid(bdev.as_ptr());
             (
                 sys::spdk_bdev_get_block_size(bdev.as_ptr()),
                 sys::spdk_bdev_get_num_blocks(bdev.as_ptr()),
                 sys::spdk_bdev_has_write_cache(bdev.as_ptr()),
                 (*u).u.raw,
+                dma::device_needs_dma(bdev.as_ptr()),
             )
         };
         Ok(BaseBdev {
@@ -149,6 +155,7 @@ impl BaseBdev {
             num_blocks,
             write_cache,
             uuid,
+            dma,
             claimed: false,
             event_ctx,
         })
@@ -169,6 +176,12 @@ impl BaseBdev {
             return Err(BaseError::Claimed(self.name.clone()));
         }
         self.claimed = true;
+        if self.dma {
+            super::ffi::noticelog!(
+                "bdev {}: needs DMA-able memory; I/O from unregistered buffers is bounced",
+                self.name
+            );
+        }
         Ok(())
     }
 
@@ -179,6 +192,7 @@ impl BaseBdev {
             block_size: self.block_size,
             num_blocks: self.num_blocks,
             write_cache: self.write_cache,
+            dma: self.dma,
         }
     }
 
@@ -233,6 +247,9 @@ pub(crate) enum RawOp {
 struct RawIo {
     iov: sys::iovec,
     buf: Option<Buf>,
+    /// The bounce buffer `iov` points into, for a device that needs DMA memory.
+    bounce: Option<DmaBuf>,
+    op: RawOp,
     ch: *mut sys::spdk_io_channel,
     done: Box<dyn FnOnce(bool, Option<Buf>)>,
 }
@@ -241,12 +258,18 @@ unsafe extern "C" fn raw_io_done(io: *mut sys::spdk_bdev_io, ok: bool, arg: *mut
     guard("setup I/O completion", || {
         // SAFETY: `arg` is the RawIo boxed by `raw_io`, handed back exactly once; `io` is the
         // completed bdev_io, freed exactly once here.
-        let r = unsafe {
+        let mut r = unsafe {
             sys::spdk_bdev_free_io(io);
             Box::from_raw(arg as *mut RawIo)
         };
         // SAFETY: the channel was got on this thread by `raw_io`.
         unsafe { sys::spdk_put_io_channel(r.ch) };
+        if let (true, RawOp::Read, Some(bounce), Some(b)) =
+            (ok, r.op, r.bounce.as_ref(), r.buf.as_mut())
+        {
+            let len = b.len();
+            b.as_mut_slice().copy_from_slice(bounce.slice(len));
+        }
         (r.done)(ok, r.buf);
     })
 }
@@ -279,6 +302,8 @@ pub(crate) fn raw_io(
             iov_len: 0,
         },
         buf,
+        bounce: None,
+        op,
         ch,
         done: Box::new(done),
     });
@@ -288,6 +313,19 @@ pub(crate) fn raw_io(
     if let Some(b) = r.buf.as_mut() {
         r.iov.iov_len = b.len();
         r.iov.iov_base = b.as_mut_slice().as_mut_ptr() as *mut c_void;
+        if dev.dma && dma::untranslatable(b.as_slice().as_ptr(), b.len()) {
+            // Setup I/O is rare: a bounce buffer of its own, freed with the RawIo.
+            match DmaBuf::alloc(b.len()) {
+                Some(mut bounce) => {
+                    if op == RawOp::Write {
+                        bounce.slice_mut(b.len()).copy_from_slice(b.as_slice());
+                    }
+                    r.iov.iov_base = bounce.as_mut_ptr();
+                    r.bounce = Some(bounce);
+                }
+                None => warnlog!("setup I/O: no DMA memory for a bounce buffer"),
+            }
+        }
     }
     let raw = Box::into_raw(r);
     // SAFETY: descriptor and channel are live; the iovec and its buffer live in the RawIo box

@@ -258,6 +258,15 @@ pub(crate) unsafe fn reap_if_dead(ptr: *mut ChanCtx) {
     let ctx = &mut *ptr;
     if ctx.dead && ctx.channel.backend().inflight == 0 {
         let mut ctx = Box::from_raw(ptr);
+        let be = ctx.channel.backend();
+        if be.bounced > 0 {
+            ffi::noticelog!(
+                "volume {}: {} device I/Os of this channel went through DMA bounce buffers ({} allocated)",
+                ctx.vol.name,
+                be.bounced,
+                be.dma.allocations
+            );
+        }
         ctx.channel.backend_mut().put_channels();
     }
 }
@@ -309,6 +318,7 @@ pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut
                             ch,
                             block_size: b.block_size,
                             num_blocks: b.num_blocks,
+                            dma: b.dma,
                         }));
                     }
                 }
@@ -330,6 +340,7 @@ pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut
                         ch,
                         block_size: b.block_size,
                         num_blocks: b.num_blocks,
+                        dma: b.dma,
                     })
                 }
             }

@@ -16,6 +16,7 @@ mod base;
 mod bdev;
 mod channel;
 mod create;
+mod dma;
 mod examine;
 mod ffi;
 mod json;

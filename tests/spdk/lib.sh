@@ -8,16 +8,20 @@ SPDK_DIR=${SPDK_DIR:-$(cd "$SPDK_LIBDIR/../.." && pwd)}
 SPDK_TGT=${SPDK_TGT:-$SPDK_DIR/build/bin/spdk_tgt}
 BDEVPERF=${BDEVPERF:-$SPDK_DIR/build/examples/bdevperf}
 RPC_PY=${RPC_PY:-$SPDK_DIR/scripts/rpc.py}
-FIO=${FIO:-fio}
+FIO=${FIO:-}
 FIO_PLUGIN=${FIO_PLUGIN:-$SPDK_DIR/build/fio/spdk_bdev}
 JRAID_LIB=${JRAID_LIB:-$root/target/release/libjraid.so}
 WORK=${WORK:-$(mktemp -d /tmp/jraid-spdk.XXXXXX)}
-# Memory for SPDK apps: hugepages when reserved, ordinary memory otherwise.
-if [ "$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)" -ge 512 ]; then
+# Memory for SPDK apps: hugepages when reserved (and NO_HUGE is not 1), ordinary memory otherwise.
+# Free (not just reserved) hugepages: other SPDK apps on the machine may hold some.
+if [ "${NO_HUGE:-0}" != 1 ] && [ "$(awk '/^HugePages_Free/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)" -ge 768 ]; then
     MEM_ARGS=(-s 1024)
 else
     MEM_ARGS=(--no-huge -s 2048)
 fi
+# No per-core lock files: other SPDK apps on this machine (benchmarks, a second test) may hold
+# them, and each app here has its own hugepage file prefix anyway.
+MEM_ARGS+=(--disable-cpumask-locks)
 
 log() { echo "[$(date +%T)] $*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -39,11 +43,13 @@ if e: sys.exit("error %s" % e)
 print(json.dumps(r.get("result")))' <<<"$out" || die "rpc $2: $out"
 }
 
-# start_tgt SOCK LOG [CONFIG]: start spdk_tgt in the background; sets TGT_PID.
+# start_tgt SOCK LOG [CONFIG]: start spdk_tgt in the background; sets TGT_PID. TGT_MASK
+# (default 0x3) is its core mask, TGT_MEM_ARGS (default MEM_ARGS) its memory arguments.
 start_tgt() {
     local sock=$1 logf=$2 cfg=${3:-}
     rm -f "$sock"
-    local args=(-m 0x3 -r "$sock" "${MEM_ARGS[@]}")
+    local args=(-m "${TGT_MASK:-0x3}" -r "$sock")
+    if [ -n "${TGT_MEM_ARGS+x}" ]; then args+=("${TGT_MEM_ARGS[@]}"); else args+=("${MEM_ARGS[@]}"); fi
     [ -n "$cfg" ] && args+=(--json "$cfg")
     # Not through spdk_env: $! must be spdk_tgt itself (env execs it), not a subshell.
     env LD_LIBRARY_PATH="$SPDK_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" LD_PRELOAD="$JRAID_LIB" \

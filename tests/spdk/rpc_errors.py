@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """(e) Every bad bdev_jraid_create / _delete / _get_bdevs input gets a clear JSON-RPC error and
-leaves nothing created or claimed; a good create, save_config and re-create by uuid work.
+leaves nothing created or claimed; a good create, save_config and re-create by uuid work;
+bdev_jraid_delete keeps the superblocks (as SPDK's bdev_raid_delete does), so examine
+re-assembles a deleted volume when its bdevs register again.
 
 Usage: rpc_errors.py SOCK (an spdk_tgt with the module preloaded and no bdevs)."""
 import sys
+import time
 
 from jrpc import call
 
@@ -125,6 +128,33 @@ ok(E, r0)
 v = ok("bdev_jraid_get_bdevs", {"name": "r0"})[0]
 assert v["uuid"] == r0["uuid"] and v["generation"] >= 1, v
 print(f"ok   delete + create by uuid re-assembled r0 (journal generation {v['generation']})")
+
+# bdev_jraid_delete stops a volume and keeps its superblocks, as bdev_raid_delete does in SPDK's
+# raid module (raid_bdev_delete unregisters and closes the base bdevs, writing nothing): the
+# volume stays down until its bdevs register again, and then examine re-assembles it. Same
+# steps as SPDK's bdev_raid.sh: passthrus over mallocs, deleted and re-created.
+for n in ("q0", "q1", "q2", "qj"):
+    ok("bdev_malloc_create", {"name": n, "num_blocks": 4096 if n != "qj" else 1024, "block_size": 4096})
+    ok("bdev_passthru_create", {"base_bdev_name": n, "name": "p" + n})
+ok(E, {"name": "r2", "strip_size_kb": 16, "base_bdevs": ["pq0", "pq1", "pq2"], "journal_bdev": "pqj"})
+u2 = ok("bdev_jraid_get_bdevs", {"name": "r2"})[0]["uuid"]
+ok("bdev_jraid_delete", {"name": "r2"})
+time.sleep(0.5)
+assert "r2" not in volumes(), "r2 came back without its bdevs registering again"
+assert not any(claimed()[n] for n in ("pq0", "pq1", "pq2", "pqj")), claimed()
+assert all(b["name"] != "r2" for b in ok("bdev_get_bdevs")), "bdev r2 still registered"
+for n in ("q0", "q1", "q2", "qj"):
+    ok("bdev_passthru_delete", {"name": "p" + n})
+for n in ("qj", "q2", "q1", "q0"):  # journal first, members in reverse: order does not matter
+    ok("bdev_passthru_create", {"base_bdev_name": n, "name": "p" + n})
+for _ in range(100):
+    if "r2" in volumes():
+        break
+    time.sleep(0.1)
+v = ok("bdev_jraid_get_bdevs", {"name": "r2"})[0]
+assert v["uuid"] == u2 and v["state"] == "online", v
+assert [m["name"] for m in v["members"]] == ["pq0", "pq1", "pq2"], v
+print("ok   delete keeps the superblocks: r2 re-assembled by examine when its bdevs came back")
 
 if failures:
     for what, problems in failures:

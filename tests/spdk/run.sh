@@ -2,12 +2,13 @@
 # SPDK integration tests of the jraid bdev module. CI runs this when `pkg-config --exists
 # spdk_bdev` (PKG_CONFIG_PATH pointing at an SPDK built --with-shared).
 #
-#   tests/spdk/run.sh [test ...]      tests: bdevperf rpc_errors crash (default: all)
+#   tests/spdk/run.sh [test ...]      tests: bdevperf rpc_errors crash fio nvmf (default: all)
 #
 # Environment: SPDK_DIR (default: derived from pkg-config's libdir), SPDK_TGT, BDEVPERF,
 # JRAID_LIB (default: target/release/libjraid.so, built here unless set), WORK (scratch dir),
-# T (bdevperf seconds per run). Hugepages are used when at least 512 are reserved
-# (echo 1024 > /proc/sys/vm/nr_hugepages), ordinary memory (--no-huge) otherwise.
+# T (bdevperf seconds per run), FIO (fio binary; FIO=none skips test_fio), LOOPS (fio write+verify
+# passes). Hugepages are used when at least 512 are reserved
+# (echo 1024 > /proc/sys/vm/nr_hugepages), ordinary memory (--no-huge) otherwise or with NO_HUGE=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pkg-config --exists spdk_bdev || { echo "run.sh: SPDK not found by pkg-config; skipping" >&2; exit 0; }
@@ -17,7 +18,7 @@ if [ -z "${JRAID_LIB:-}" ]; then
     export JRAID_LIB
 fi
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(bdevperf rpc_errors crash)
+[ ${#tests[@]} -gt 0 ] || tests=(bdevperf rpc_errors crash fio nvmf)
 for t in "${tests[@]}"; do
     echo "=== $t"
     bash "tests/spdk/test_$t.sh"

@@ -1,0 +1,146 @@
+//! DMA-able bounce buffers for devices that need memory the SPDK env can translate.
+//!
+//! The engine's [`crate::engine::Buf`]s are ordinary page-aligned heap memory. Malloc, AIO,
+//! uring, delay, error and NVMe/TCP bdevs take any memory; a local NVMe PCIe controller (and
+//! NVMe/RDMA) needs memory registered with the SPDK env (`spdk_vtophys` must translate it), and
+//! the heap is not. Registering the heap with `spdk_mem_register` needs 2 MiB-aligned regions
+//! (and, without an IOMMU, physically contiguous hugepages), which page-granular `Vec`s are not.
+//! So, until the engine's pool can take its pages from an allocator we supply, I/O to such a
+//! device goes through a bounce buffer from `spdk_dma_malloc`: writes copy in before the
+//! submission, reads copy out at completion. Buffers the env can already translate (pinned or
+//! registered memory) are used as they are, so a registering allocator turns bouncing off
+//! without a change here.
+//!
+//! Which devices: bdevs of SPDK's `nvme` module (PCIe, RDMA, and TCP, which would not need it:
+//! the module does not tell the transports apart). `JRAID_DMA_BOUNCE=all` bounces I/O to every
+//! device (for tests on machines without NVMe), `JRAID_DMA_BOUNCE=off` to none.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_void, CStr};
+use std::ptr::NonNull;
+
+use spdk_sys as sys;
+
+use crate::engine::buf::PAGE;
+
+/// A buffer from `spdk_dma_malloc` (pinned, translatable by the SPDK env).
+pub(crate) struct DmaBuf {
+    /// Start of the allocation.
+    ptr: NonNull<u8>,
+    /// Bytes allocated.
+    cap: usize,
+}
+
+impl DmaBuf {
+    /// `cap` bytes, page-aligned; `None` when the env's memory is exhausted.
+    pub fn alloc(cap: usize) -> Option<DmaBuf> {
+        // SAFETY: plain allocation; a NULL result is handled.
+        let p = unsafe { sys::spdk_dma_malloc(cap, PAGE, std::ptr::null_mut()) };
+        NonNull::new(p as *mut u8).map(|ptr| DmaBuf { ptr, cap })
+    }
+
+    /// Bytes allocated.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The start of the buffer, for an iovec SPDK reads or writes.
+    pub fn as_mut_ptr(&mut self) -> *mut c_void {
+        self.ptr.as_ptr() as *mut c_void
+    }
+
+    /// The first `len` bytes.
+    pub fn slice(&self, len: usize) -> &[u8] {
+        assert!(len <= self.cap, "bounce buffer too small");
+        // SAFETY: `cap` bytes from spdk_dma_malloc, owned by self; no device I/O is writing
+        // them while the caller holds the buffer (it is handed back only at completion).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), len) }
+    }
+
+    /// The first `len` bytes, writable.
+    pub fn slice_mut(&mut self, len: usize) -> &mut [u8] {
+        assert!(len <= self.cap, "bounce buffer too small");
+        // SAFETY: as in `slice`, with exclusive access through `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), len) }
+    }
+}
+
+impl Drop for DmaBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated by spdk_dma_malloc, freed once; callable from any thread.
+        unsafe { sys::spdk_dma_free(self.ptr.as_ptr() as *mut c_void) };
+    }
+}
+
+// SAFETY: a plain owned allocation; spdk_dma_free may run on any thread.
+unsafe impl Send for DmaBuf {}
+
+/// Free lists of bounce buffers by power-of-two page count (one per channel: no locking, and
+/// the steady state allocates nothing).
+#[derive(Default)]
+pub(crate) struct DmaPool {
+    /// `classes[k]` holds buffers of exactly `2^k` pages.
+    classes: Vec<Vec<DmaBuf>>,
+    /// Buffers allocated (warm-up; flat in steady state).
+    pub allocations: u64,
+}
+
+impl DmaPool {
+    fn class_of(len: usize) -> usize {
+        len.div_ceil(PAGE)
+            .max(1)
+            .next_power_of_two()
+            .trailing_zeros() as usize
+    }
+
+    /// A buffer of at least `len` bytes; `None` when the env's memory is exhausted.
+    pub fn take(&mut self, len: usize) -> Option<DmaBuf> {
+        let class = Self::class_of(len);
+        if let Some(b) = self.classes.get_mut(class).and_then(|c| c.pop()) {
+            return Some(b);
+        }
+        self.allocations += 1;
+        DmaBuf::alloc((1usize << class) * PAGE)
+    }
+
+    /// Return a buffer for reuse.
+    pub fn give(&mut self, b: DmaBuf) {
+        let pages = b.capacity() / PAGE;
+        if !pages.is_power_of_two() {
+            return;
+        }
+        let class = pages.trailing_zeros() as usize;
+        if self.classes.len() <= class {
+            self.classes.resize_with(class + 1, Vec::new);
+        }
+        self.classes[class].push(b);
+    }
+}
+
+/// Whether I/O to `bdev` must use memory the SPDK env can translate.
+///
+/// # Safety
+/// `bdev` is a live bdev (an open descriptor holds it).
+pub(crate) unsafe fn device_needs_dma(bdev: *const sys::spdk_bdev) -> bool {
+    match std::env::var("JRAID_DMA_BOUNCE").as_deref() {
+        Ok("all") | Ok("1") => return true,
+        Ok("off") | Ok("0") => return false,
+        _ => {}
+    }
+    let m = sys::spdk_bdev_get_module_name(bdev);
+    !m.is_null() && CStr::from_ptr(m).to_bytes() == b"nvme"
+}
+
+/// Whether the SPDK env cannot translate `len` bytes at `p` (so a device needing DMA memory
+/// must get a bounce buffer instead). Checks the first and the last byte: memory is registered
+/// in 2 MiB units, and a buffer of ours is one allocation.
+pub(crate) fn untranslatable(p: *const u8, len: usize) -> bool {
+    let last = p.wrapping_add(len.saturating_sub(1));
+    [p, last].iter().any(|&a| {
+        let mut size = 1u64;
+        // SAFETY: spdk_vtophys only looks the address up in the env's memory map.
+        unsafe {
+            sys::spdk_vtophys(a as *const c_void, &mut size) == sys::SPDK_VTOPHYS_ERROR as u64
+        }
+    })
+}
