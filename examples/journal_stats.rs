@@ -52,6 +52,7 @@ fn main() {
                 read_fraction: 0.0,
                 hot_stripes: hot,
                 single_block: true,
+                background: false,
             };
             d.run(&w, None, |_, _| {});
             assert!(d.out.clean(), "{:?}", d.out);

@@ -23,6 +23,8 @@ pub struct Workload {
     pub hot_stripes: Option<u64>,
     /// Only single-block requests.
     pub single_block: bool,
+    /// Mix in user flushes and background scrubs of single stripes.
+    pub background: bool,
 }
 
 /// What the checks found.
@@ -156,7 +158,7 @@ impl Driver {
         };
         let bs = geo.block_size as usize;
         let tag = self.next_tag;
-        if self.rng.chance(0.04) {
+        if w.background && self.rng.chance(0.04) {
             self.next_tag += 1;
             let now = self.world.now;
             if self
@@ -176,7 +178,7 @@ impl Driver {
             }
             return;
         }
-        if self.rng.chance(0.02) {
+        if w.background && self.rng.chance(0.02) {
             // A background scrub of one stripe: under concurrent writes it must never see a
             // mismatch (it holds the stripe lock).
             self.next_tag += 1;
@@ -566,6 +568,7 @@ pub fn io_check(seed: u64) -> Outcome {
         read_fraction: 0.4,
         hot_stripes: rng.chance(0.3).then_some(2),
         single_block: false,
+        background: true,
     };
     let mut d = Driver::new(World::new(cfg), rng.fork(1));
     d.run(&w, None, |d, i| {
@@ -628,6 +631,7 @@ pub fn crash_check(seed: u64, journal: bool) -> Outcome {
         read_fraction: 0.2,
         hot_stripes: rng.chance(0.3).then_some(2),
         single_block: false,
+        background: true,
     };
     let crash_after = rng.range(1, 1500);
     let mut d = Driver::new(World::new(cfg.clone()), rng.fork(1));
@@ -686,6 +690,7 @@ pub fn rebuild_check(seed: u64) -> Outcome {
         read_fraction: 0.3,
         hot_stripes: None,
         single_block: false,
+        background: true,
     };
     let victim = rng.range(0, geo.members as u64) as u32;
     let window = rng.range(1, 5) as usize;
