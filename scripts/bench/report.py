@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Aggregate a scripts/bench/run.sh results folder: raw.jsonl (+ meta.json) ->
+results.json, results.md (tables and target ratios) and results.png; prints the ratios.
+
+    report.py DIR [--no-plot | --plot-only]
+"""
+import json
+import os
+import sys
+
+TARGETS = {
+    "on_off": ("journal-on ÷ journal-off, 4 KiB randwrite QD 128", 0.95),
+    "vs_raid5f": ("jraid full-stripe write ÷ raid5f", 1.0),
+    "efficiency": ("4 KiB randwrite IOPS ÷ (members × member IOPS ÷ 4), QD 128", 0.9),
+}
+KIND_ORDER = ["malloc", "delay", "null"]
+
+
+def load(d):
+    rows = []
+    with open(os.path.join(d, "raw.jsonl")) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line)
+            res = (r.get("bdevperf") or {}).get("results") or []
+            ok = bool(res) and all(x.get("status") == "finished" and not x.get("io_failed")
+                                   for x in res)
+            if res:
+                iops = sum(x["iops"] for x in res)
+                r["iops"] = iops
+                r["mibps"] = sum(x["mibps"] for x in res)
+                r["avg_latency_us"] = (sum(x["iops"] * x["avg_latency_us"] for x in res) / iops
+                                       if iops else None)
+                r["max_latency_us"] = max(x["max_latency_us"] for x in res)
+                r["io_failed"] = sum(x.get("io_failed", 0) for x in res)
+            if not ok:
+                r["iops"] = r.get("iops") if res else None
+                r.setdefault("error", "failed I/O" if res else "no result")
+            rows.append(r)
+    meta = {}
+    mp = os.path.join(d, "meta.json")
+    if os.path.exists(mp):
+        with open(mp) as f:
+            meta = json.load(f)
+    return rows, meta
+
+
+def find(rows, **kw):
+    for r in rows:
+        if all(r.get(k) == v for k, v in kw.items()) and r.get("iops") is not None \
+                and "error" not in r:
+            return r
+    return None
+
+
+def kinds_of(rows):
+    ks = {r["kind"] for r in rows}
+    return [k for k in KIND_ORDER if k in ks] + sorted(ks - set(KIND_ORDER))
+
+
+def f_iops(r):
+    return "n/a" if r is None else f"{r['iops']:,.0f}"
+
+
+def f_mib(r):
+    return "n/a" if r is None else f"{r['mibps']:,.1f}"
+
+
+def f_lat(r):
+    return "n/a" if r is None or r.get("avg_latency_us") is None else f"{r['avg_latency_us']:,.1f}"
+
+
+def ratio(a, b, key="iops"):
+    if a is None or b is None or not b[key]:
+        return None
+    return a[key] / b[key]
+
+
+def f_ratio(x):
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def analyse(rows, meta):
+    members = meta.get("members", 4)
+    kinds = kinds_of(rows)
+    qds_w = sorted({r["queue_depth"] for r in rows if r["scenario"] == "randwrite"})
+    qds_r = sorted({r["queue_depth"] for r in rows if r["scenario"] == "randread"})
+    out = {"randwrite": [], "seqwrite": [], "randread": [], "scaling": [], "targets": []}
+    for k in kinds:
+        for q in qds_w:
+            j = find(rows, kind=k, scenario="randwrite", variant="jraid", queue_depth=q)
+            n = find(rows, kind=k, scenario="randwrite", variant="jraid-nojournal", queue_depth=q)
+            w = find(rows, kind=k, scenario="randwrite", variant="raw", queue_depth=q)
+            ideal = None if w is None else {"iops": members * w["iops"] / 4}
+            out["randwrite"].append({"kind": k, "qd": q, "jraid": j, "nojournal": n, "raw": w,
+                                     "on_off": ratio(j, n), "efficiency": ratio(j, ideal)})
+        for r in rows:
+            if r["kind"] == k and r["scenario"] == "seqwrite" and r["variant"] == "jraid":
+                j = find(rows, kind=k, scenario="seqwrite", variant="jraid")
+                f = find(rows, kind=k, scenario="seqwrite", variant="raid5f")
+                out["seqwrite"].append({"kind": k, "qd": r["queue_depth"], "io_size": r["io_size"],
+                                        "jraid": j, "raid5f": f,
+                                        "vs_raid5f": ratio(j, f, "mibps")})
+                break
+        for q in qds_r:
+            j = find(rows, kind=k, scenario="randread", variant="jraid", queue_depth=q)
+            w = find(rows, kind=k, scenario="randread", variant="raw", queue_depth=q)
+            out["randread"].append({"kind": k, "qd": q, "jraid": j, "raw": w,
+                                    "vs_raw": ratio(j, w)})
+        base = find(rows, kind=k, scenario="randwrite", variant="jraid", queue_depth=128,
+                    reactors=1)
+        sc = [(1, base)] + sorted(
+            ((r["reactors"], find(rows, kind=k, scenario="scaling", reactors=r["reactors"]))
+             for r in rows if r["kind"] == k and r["scenario"] == "scaling"),
+            key=lambda x: x[0])
+        for nr, r in sc:
+            out["scaling"].append({"kind": k, "reactors": nr, "jraid": r,
+                                   "speedup": ratio(r, base)})
+    # targets at QD 128
+    for k in kinds:
+        rw = next((x for x in out["randwrite"] if x["kind"] == k and x["qd"] == 128), None)
+        sw = next((x for x in out["seqwrite"] if x["kind"] == k), None)
+        for key, val in (("on_off", rw and rw["on_off"]), ("vs_raid5f", sw and sw["vs_raid5f"]),
+                         ("efficiency", rw and rw["efficiency"])):
+            goal = TARGETS[key][1]
+            out["targets"].append({"target": key, "what": TARGETS[key][0], "kind": k,
+                                   "value": val, "goal": goal,
+                                   "verdict": "n/a" if val is None else
+                                   ("PASS" if val >= goal else "MISS")})
+    return out
+
+
+def markdown(a, meta, rows):
+    L = []
+    L.append(f"# jraid bench {meta.get('date', '')}\n")
+    L.append(f"- {meta.get('cpus', '?')} CPU(s): {meta.get('cpu_model', '?')}; kernel "
+             f"{meta.get('kernel', '?')}; {meta.get('spdk', 'SPDK')}; jraid "
+             f"{meta.get('jraid_git', '?')}")
+    L.append(f"- {meta.get('members', 4)} members of {meta.get('member_mb', '?')} MiB, strip "
+             f"{meta.get('strip_kb', '?')} KiB (full stripe {meta.get('stripe_bytes', 0) // 1024} "
+             f"KiB); {meta.get('seconds_per_test', '?')} s per test; load average at start "
+             f"{' '.join(meta.get('loadavg_at_start', []))}")
+    d = meta.get("delay_us", {})
+    if d:
+        L.append(f"- delay members: bdev_delay over malloc, reads {d['read_avg']} µs avg / "
+                 f"{d['read_p99']} µs p99, writes {d['write_avg']} µs avg / {d['write_p99']} µs p99")
+    if not meta.get("journal_off", True):
+        L.append(f"- journal-off: `bdev_jraid_create` rejects `{meta.get('journal_off_params')}` "
+                 "in this build, so those rows read n/a")
+    if not meta.get("raid5f", True):
+        L.append("- raid5f: not available in this SPDK build")
+    L.append("- one reactor (-m 0x1) unless stated; the scaling rows use -m <N cores> -C "
+             "(one job per core, each at the QD shown)\n")
+
+    L.append("## Target ratios (QD 128, same run)\n")
+    L.append("| target | kind | value | goal | verdict |")
+    L.append("|---|---|---:|---:|---|")
+    for t in a["targets"]:
+        L.append(f"| {t['what']} | {t['kind']} | {f_ratio(t['value'])} | ≥ {t['goal']} | "
+                 f"{t['verdict']} |")
+
+    L.append("\n## 4 KiB random writes\n")
+    L.append("| kind | QD | jraid IOPS | jraid avg µs | no-journal IOPS | raw member IOPS | "
+             "raw avg µs | on ÷ off | jraid ÷ (N×raw÷4) |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for x in a["randwrite"]:
+        L.append(f"| {x['kind']} | {x['qd']} | {f_iops(x['jraid'])} | {f_lat(x['jraid'])} | "
+                 f"{f_iops(x['nojournal'])} | {f_iops(x['raw'])} | {f_lat(x['raw'])} | "
+                 f"{f_ratio(x['on_off'])} | {f_ratio(x['efficiency'])} |")
+
+    L.append("\n## Full-stripe sequential writes\n")
+    L.append("| kind | QD | I/O size | jraid MiB/s | jraid avg µs | raid5f MiB/s | raid5f avg µs "
+             "| jraid ÷ raid5f |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for x in a["seqwrite"]:
+        L.append(f"| {x['kind']} | {x['qd']} | {x['io_size'] // 1024} KiB | {f_mib(x['jraid'])} | "
+                 f"{f_lat(x['jraid'])} | {f_mib(x['raid5f'])} | {f_lat(x['raid5f'])} | "
+                 f"{f_ratio(x['vs_raid5f'])} |")
+
+    L.append("\n## 4 KiB random reads\n")
+    L.append("| kind | QD | jraid IOPS | jraid avg µs | raw member IOPS | raw avg µs | jraid ÷ raw |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|")
+    for x in a["randread"]:
+        L.append(f"| {x['kind']} | {x['qd']} | {f_iops(x['jraid'])} | {f_lat(x['jraid'])} | "
+                 f"{f_iops(x['raw'])} | {f_lat(x['raw'])} | {f_ratio(x['vs_raw'])} |")
+
+    L.append("\n## Reactor scaling: jraid 4 KiB random writes, QD 128 per reactor\n")
+    L.append("| kind | reactors | IOPS | avg µs | speed-up |")
+    L.append("|---|---:|---:|---:|---:|")
+    for x in a["scaling"]:
+        L.append(f"| {x['kind']} | {x['reactors']} | {f_iops(x['jraid'])} | {f_lat(x['jraid'])} | "
+                 f"{f_ratio(x['speedup'])} |")
+
+    errs = [r for r in rows if "error" in r]
+    if errs:
+        L.append("\n## Missing results\n")
+        for r in errs:
+            L.append(f"- {r['kind']} {r['scenario']} {r['variant']} QD {r['queue_depth']} "
+                     f"({r['reactors']} reactor(s)): {r['error']}")
+    return "\n".join(L) + "\n"
+
+
+def plot(a, d):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = []
+    for x in a["randwrite"]:
+        if x["kind"] not in kinds:
+            kinds.append(x["kind"])
+    colors = {"jraid": "tab:blue", "nojournal": "tab:orange", "raw": "tab:green",
+              "raid5f": "tab:red"}
+    fig, ax = plt.subplots(2, 2, figsize=(14, 10))
+
+    def grouped(axis, entries, series, key, ylabel, title, labels, log=False):
+        import numpy as np
+        xs = np.arange(len(entries))
+        w = 0.8 / len(series)
+        for i, s in enumerate(series):
+            vals = [(e[s][key] if e[s] is not None else 0) for e in entries]
+            axis.bar(xs + (i - (len(series) - 1) / 2) * w, vals, w, label=labels[s],
+                     color=colors.get(s))
+        axis.set_xticks(xs)
+        axis.set_xticklabels([e["_label"] for e in entries], rotation=45, ha="right", fontsize=8)
+        if log:
+            axis.set_yscale("log")
+        axis.set_ylabel(ylabel + (" (log)" if log else ""))
+        axis.set_title(title)
+        axis.legend(fontsize=8)
+        axis.grid(axis="y", alpha=0.3)
+
+    rw = [dict(x, _label=f"{x['kind']} QD{x['qd']}") for x in a["randwrite"]]
+    grouped(ax[0][0], rw, ["jraid", "nojournal", "raw"], "iops", "IOPS",
+            "4 KiB random writes (1 reactor)",
+            {"jraid": "jraid", "nojournal": "jraid, journal off", "raw": "raw member"}, log=True)
+    sw = [dict(x, _label=f"{x['kind']} QD{x['qd']} {x['io_size'] // 1024}K") for x in a["seqwrite"]]
+    grouped(ax[0][1], sw, ["jraid", "raid5f"], "mibps", "MiB/s",
+            "Full-stripe sequential writes (1 reactor)", {"jraid": "jraid", "raid5f": "SPDK raid5f"})
+    rr = [dict(x, _label=f"{x['kind']} QD{x['qd']}") for x in a["randread"]]
+    grouped(ax[1][0], rr, ["jraid", "raw"], "iops", "IOPS", "4 KiB random reads (1 reactor)",
+            {"jraid": "jraid", "raw": "raw member"}, log=True)
+    axs = ax[1][1]
+    for k in kinds:
+        pts = [(x["reactors"], x["jraid"]["iops"]) for x in a["scaling"]
+               if x["kind"] == k and x["jraid"] is not None]
+        if pts:
+            axs.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=k)
+    axs.set_xlabel("reactors")
+    axs.set_xticks(sorted({x["reactors"] for x in a["scaling"]}))
+    axs.set_ylabel("IOPS")
+    axs.set_title("jraid 4 KiB random writes, QD 128 per reactor")
+    axs.legend(fontsize=8)
+    axs.grid(alpha=0.3)
+    fig.tight_layout()
+    path = os.path.join(d, "results.png")
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main():
+    d = sys.argv[1]
+    rows, meta = load(d)
+    a = analyse(rows, meta)
+    if "--plot-only" not in sys.argv:
+        def strip(o):
+            if isinstance(o, dict):
+                return {k: strip(v) for k, v in o.items() if k != "bdevperf"}
+            if isinstance(o, list):
+                return [strip(v) for v in o]
+            return o
+        with open(os.path.join(d, "results.json"), "w") as f:
+            json.dump({"meta": meta, "summary": strip(a), "rows": rows}, f, indent=1)
+        md = markdown(a, meta, rows)
+        with open(os.path.join(d, "results.md"), "w") as f:
+            f.write(md)
+        print()
+        print("Target ratios (QD 128):")
+        for t in a["targets"]:
+            print(f"  {t['what']:<62} {t['kind']:<7} {f_ratio(t['value']):>7}  "
+                  f"(goal ≥ {t['goal']})  {t['verdict']}")
+        print(f"\ntables: {os.path.join(d, 'results.md')}")
+    if "--no-plot" not in sys.argv:
+        try:
+            print(f"plot:   {plot(a, d)}")
+        except ImportError:
+            print("plot:   skipped (matplotlib not importable)")
+
+
+if __name__ == "__main__":
+    main()
