@@ -508,6 +508,10 @@ pub fn run(o: &CrashOptions, mut say: impl FnMut(&str)) -> Result<CrashReport, E
             .map_err(|e| Error::new(format!("cannot kill the child: {e}")))?;
         let _ = child.wait();
         let killed_after = t0.elapsed().as_secs_f64();
+        // The kernel tears a dead process's io_uring down asynchronously: writes it had issued
+        // may still land after wait() returns. A power loss has no such tail; a process crash
+        // does, so recovery must not race it. Give the teardown time to finish.
+        std::thread::sleep(std::time::Duration::from_millis(300));
 
         // Expectations from the log.
         let mut bytes = Vec::new();
