@@ -43,6 +43,28 @@ def bdev_jraid_get_bdevs(client, name=None):
     return client.call('bdev_jraid_get_bdevs', params)
 
 
+def bdev_jraid_add_base_bdev(client, name, base_bdev, bandwidth_mb=None, window=None):
+    """Replace the failed member of a jraid volume with base_bdev and rebuild it in the
+    background (progress under "rebuild" in bdev_jraid_get_bdevs)."""
+    params = {'name': name, 'base_bdev': base_bdev}
+    if bandwidth_mb is not None:
+        params['bandwidth_mb'] = bandwidth_mb
+    if window is not None:
+        params['window'] = window
+    return client.call('bdev_jraid_add_base_bdev', params)
+
+
+def bdev_jraid_scrub(client, name, repair=False, window=None, bandwidth_mb=None):
+    """Check every stripe's parity in the background (results under "scrub" in
+    bdev_jraid_get_bdevs); with repair, rewrite the parity of mismatching stripes."""
+    params = {'name': name, 'repair': repair}
+    if window is not None:
+        params['window'] = window
+    if bandwidth_mb is not None:
+        params['bandwidth_mb'] = bandwidth_mb
+    return client.call('bdev_jraid_scrub', params)
+
+
 def spdk_rpc_plugin_initialize(subparsers):
     def create(args):
         _print(bdev_jraid_create(args.client, name=args.name, strip_size_kb=args.strip_size_kb,
@@ -77,3 +99,30 @@ def spdk_rpc_plugin_initialize(subparsers):
     p = subparsers.add_parser('bdev_jraid_get_bdevs', help='Show jraid volumes')
     p.add_argument('-n', '--name', help='only this volume')
     p.set_defaults(func=get_bdevs)
+
+    def add_base_bdev(args):
+        _print(bdev_jraid_add_base_bdev(args.client, name=args.name, base_bdev=args.base_bdev,
+                                        bandwidth_mb=args.bandwidth_mb, window=args.window))
+
+    p = subparsers.add_parser('bdev_jraid_add_base_bdev',
+                              help='Replace the failed member of a jraid volume and rebuild it')
+    p.add_argument('-n', '--name', required=True, help='volume bdev name')
+    p.add_argument('-b', '--base-bdev', dest='base_bdev', required=True, help='replacement bdev')
+    p.add_argument('--bandwidth-mb', dest='bandwidth_mb', type=int,
+                   help='rebuild rate cap in MiB/s (default: none)')
+    p.add_argument('--window', type=int, help='stripes rebuilt concurrently (default 16)')
+    p.set_defaults(func=add_base_bdev)
+
+    def scrub(args):
+        _print(bdev_jraid_scrub(args.client, name=args.name, repair=args.repair,
+                                window=args.window, bandwidth_mb=args.bandwidth_mb))
+
+    p = subparsers.add_parser('bdev_jraid_scrub',
+                              help='Check (and with --repair fix) the parity of every stripe')
+    p.add_argument('-n', '--name', required=True, help='volume bdev name')
+    p.add_argument('-r', '--repair', action='store_true',
+                   help='rewrite the parity of mismatching stripes')
+    p.add_argument('--window', type=int, help='stripes checked concurrently (default 32)')
+    p.add_argument('--bandwidth-mb', dest='bandwidth_mb', type=int,
+                   help='rate cap in MiB/s of stripe data (default: none)')
+    p.set_defaults(func=scrub)

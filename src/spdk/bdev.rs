@@ -48,10 +48,10 @@ pub(crate) struct SpdkVolume {
     pub jv: Arc<JournalVolume>,
     /// The journal.
     pub journal: Arc<SpdkJournal>,
-    /// Member bdev names, by index.
-    pub member_names: Vec<String>,
+    /// Member bdev names, by index (a replacement member changes its slot).
+    pub member_names: Mutex<Vec<String>>,
     /// Member identities recorded in the superblocks, by index.
-    pub member_uuids: Vec<[u8; 16]>,
+    pub member_uuids: Mutex<Vec<[u8; 16]>>,
     /// Member bdevs (`None`: missing or removed).
     pub members: Mutex<Vec<Option<BaseBdev>>>,
     /// Superblock sequence number last written.
@@ -156,8 +156,8 @@ impl SpdkVolume {
             vol,
             jv,
             journal,
-            member_names,
-            member_uuids,
+            member_names: Mutex::new(member_names),
+            member_uuids: Mutex::new(member_uuids),
             members: Mutex::new(members),
             seq: Mutex::new(seq),
             at_risk: Mutex::new(Vec::new()),
@@ -213,6 +213,22 @@ impl SpdkVolume {
         }
     }
 
+    /// Member bdev names, by index.
+    pub fn names(&self) -> Vec<String> {
+        self.member_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Member identities, by index.
+    pub fn uuids(&self) -> Vec<[u8; 16]> {
+        self.member_uuids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The raw bdev.
     pub fn bdev_ptr(&self) -> *mut sys::spdk_bdev {
         self.bdev.get()
@@ -227,12 +243,14 @@ impl SpdkVolume {
             1 => "degraded",
             _ => "failed",
         };
+        let names = self.names();
         let members: Vec<Value> = (0..self.geo.members)
             .map(|m| {
                 json!({
-                    "name": self.member_names[m as usize],
+                    "name": names[m as usize],
                     "state": match v.health(m) {
                         MemberHealth::Active => "active",
+                        MemberHealth::Failed if v.rebuilding() == Some(m) => "rebuilding",
                         MemberHealth::Failed => "failed",
                     },
                 })
@@ -259,6 +277,8 @@ impl SpdkVolume {
                 "slot_bytes": j.cfg.slot_bytes,
                 "failed": j.is_failed(),
             },
+            "rebuild": super::rebuild::rebuild_status(self),
+            "scrub": super::rebuild::scrub_status(self),
             "generation": j.durable_generation(),
             "open_generation": j.open_generation(),
             "dirty_stripes": listed,
@@ -285,7 +305,7 @@ impl SpdkVolume {
             "params": {
                 "name": self.name,
                 "strip_size_kb": self.geo.strip_blocks * self.geo.block_size as u64 / 1024,
-                "base_bdevs": self.member_names,
+                "base_bdevs": self.names(),
                 "journal_bdev": self.journal.name,
                 "volume": self.number,
                 "uuid": json::uuid_string(&self.uuid),
@@ -360,6 +380,7 @@ unsafe extern "C" fn write_config_json(
 
 unsafe extern "C" fn destruct(ctx: *mut c_void) -> i32 {
     guard("destruct", || {
+        super::rebuild::volume_stopping(ctx as *const SpdkVolume);
         // SAFETY: `ctx` is the io_device key of this volume; the unregister callback runs once
         // every channel is gone.
         unsafe { sys::spdk_io_device_unregister(ctx, Some(io_device_gone)) };
@@ -427,7 +448,7 @@ pub(crate) fn base_removed(name: &str) {
             .volumes
             .iter()
             .filter_map(|v| {
-                let m = v.member_names.iter().position(|n| n == name);
+                let m = v.names().iter().position(|n| n == name);
                 let j = v.journal.name == name;
                 (m.is_some() || j).then(|| (v.clone(), m.map(|m| m as u32)))
             })
@@ -458,7 +479,7 @@ pub(crate) fn base_removed(name: &str) {
 }
 
 /// Closes a removed journal bdev when dropped (after every volume let go of it).
-struct JournalCloser(Arc<SpdkJournal>);
+pub(crate) struct JournalCloser(Arc<SpdkJournal>);
 
 impl Drop for JournalCloser {
     fn drop(&mut self) {
@@ -474,7 +495,11 @@ struct DropCtx {
 }
 
 /// Put every reactor's channel to `member` (or to the journal) of `v`, then close it.
-fn drop_channels(v: Arc<SpdkVolume>, member: Option<u32>, journal: Option<Arc<JournalCloser>>) {
+pub(crate) fn drop_channels(
+    v: Arc<SpdkVolume>,
+    member: Option<u32>,
+    journal: Option<Arc<JournalCloser>>,
+) {
     unsafe extern "C" fn each(i: *mut sys::spdk_io_channel_iter) {
         guard("drop channels", || {
             // SAFETY: `i` is a live iterator over our io_device; its ctx is the DropCtx.

@@ -103,7 +103,7 @@ pub(crate) type Done = Box<dyn FnOnce(Result<Arc<SpdkVolume>, CreateError>)>;
 pub(crate) fn create(req: CreateRequest, done: Done) {
     if let Some(v) = bdev::find_volume(&req.name) {
         if req.uuid == Some(v.uuid)
-            && v.member_names == req.base_bdevs
+            && v.names() == req.base_bdevs
             && v.journal.name == req.journal_bdev
         {
             return done(Ok(v)); // already running (assembled by examine): nothing to do
@@ -201,17 +201,12 @@ fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
     if registry()
         .volumes
         .iter()
-        .any(|v| v.member_names.iter().any(|m| req.base_bdevs.contains(m)))
+        .any(|v| v.names().iter().any(|m| req.base_bdevs.contains(m)))
     {
         let m = req
             .base_bdevs
             .iter()
-            .find(|m| {
-                registry()
-                    .volumes
-                    .iter()
-                    .any(|v| v.member_names.contains(m))
-            })
+            .find(|m| registry().volumes.iter().any(|v| v.names().contains(m)))
             .cloned()
             .unwrap_or_default();
         return Err(err(EBUSY, format!("bdev {m} is already claimed")));
@@ -658,6 +653,7 @@ fn start_volume(spec: VolumeSpec, recover: bool, done: Done) {
                     v.geo.volume_blocks(),
                     v.geo.block_size
                 );
+                super::rebuild::watch(&v);
                 done(Ok(v))
             }
             Err(e) => {

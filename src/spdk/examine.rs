@@ -77,6 +77,9 @@ pub(crate) unsafe extern "C" fn examine_disk(bdev: *mut sys::spdk_bdev) {
             drop(b);
             if let Some(buf) = buf {
                 if let Ok(sb) = MemberSuperblock::decode(buf.as_slice()) {
+                    if super::rebuild::resume_late(&name, &sb) {
+                        return try_assemble(Box::new(examine_done), 0);
+                    }
                     noticelog!(
                         "examine {name}: member {} of jraid volume {} ({})",
                         sb.member_index,
@@ -85,7 +88,17 @@ pub(crate) unsafe extern "C" fn examine_disk(bdev: *mut sys::spdk_bdev) {
                     );
                     with_pending(|p| {
                         let v = p.members.entry(sb.volume_uuid).or_default();
-                        v.retain(|(n, s)| *n != name && s.member_index != sb.member_index);
+                        v.retain(|(n, _)| *n != name);
+                        // Two bdevs claiming one slot (a stale member and its replacement):
+                        // keep the newer superblock.
+                        match v
+                            .iter()
+                            .position(|(_, s)| s.member_index == sb.member_index)
+                        {
+                            Some(i) if v[i].1.seq > sb.seq => return,
+                            Some(i) => drop(v.remove(i)),
+                            None => {}
+                        }
                         v.push((name.clone(), sb));
                     });
                 } else if let Ok(sb) = JournalSuperblock::decode(buf.as_slice()) {
@@ -108,7 +121,7 @@ const RETRIES: u32 = 250;
 const RETRY_US: u64 = 20_000;
 
 /// Run `f` once on this thread after `us` microseconds.
-fn later(us: u64, f: Box<dyn FnOnce()>) {
+pub(crate) fn later(us: u64, f: Box<dyn FnOnce()>) {
     struct Once {
         poller: *mut sys::spdk_poller,
         f: Option<Box<dyn FnOnce()>>,
@@ -191,8 +204,21 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
     let n = newest.members as usize;
     let mut names = vec![String::new(); n];
     let mut members: Vec<Option<BaseBdev>> = (0..n).map(|_| None).collect();
+    // A replacement whose rebuild was cut short: assembled as failed, rebuilt again afterwards.
+    let mut resume: Option<(u32, String)> = None;
     for (name, s) in &list {
         let i = s.member_index as usize;
+        if newest.member_states[i] == MemberState::Rebuilding
+            && s.member_uuids == newest.member_uuids
+        {
+            noticelog!(
+                "volume {}: {name} (member {i}) was being rebuilt: assembling without it, then rebuilding it again",
+                newest.name
+            );
+            names[i] = name.clone();
+            resume = Some((i as u32, name.clone()));
+            continue;
+        }
         if newest.member_states[i] != MemberState::Active || s.member_uuids != newest.member_uuids {
             warnlog!(
                 "volume {}: not using {name} (member {i}): marked failed or stale",
@@ -219,7 +245,10 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
     let finish = move |r: Result<std::sync::Arc<super::bdev::SpdkVolume>, create::CreateError>| {
         match r {
             Ok(v) => {
-                create::note_missing(&v);
+                match resume {
+                    Some((m, bdev)) => super::rebuild::resume(&v, m, &bdev),
+                    None => create::note_missing(&v),
+                }
                 noticelog!("jraid volume {name} assembled");
             }
             Err(e) => errlog!("jraid volume {name}: assembly failed: {}", e.msg),

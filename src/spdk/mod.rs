@@ -20,7 +20,9 @@ mod dma;
 mod examine;
 mod ffi;
 mod json;
+mod rebuild;
 mod rpc;
+mod scrub;
 mod superblocks;
 
 use std::cell::UnsafeCell;

@@ -186,12 +186,92 @@ unsafe extern "C" fn rpc_get_bdevs(
     })
 }
 
+/// Parameters of `bdev_jraid_add_base_bdev`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBaseParams {
+    name: String,
+    base_bdev: String,
+    #[serde(default)]
+    bandwidth_mb: Option<u64>,
+    #[serde(default)]
+    window: Option<usize>,
+}
+
+unsafe extern "C" fn rpc_add_base_bdev(
+    req: *mut sys::spdk_jsonrpc_request,
+    params: *const sys::spdk_json_val,
+) {
+    guard("bdev_jraid_add_base_bdev", || {
+        let req = Request(req);
+        let p: AddBaseParams = match parse(params) {
+            Ok(p) => p,
+            Err(e) => return req.invalid(&e),
+        };
+        let Some(v) = bdev::find_volume(&p.name) else {
+            return req.error(-19, &format!("no jraid volume named {}", p.name));
+        };
+        let opts = super::rebuild::PassOpts {
+            window: p.window.unwrap_or(super::rebuild::DEFAULT_WINDOW),
+            bandwidth_mb: p.bandwidth_mb.unwrap_or(0),
+        };
+        super::rebuild::add_base_bdev(
+            v,
+            p.base_bdev,
+            opts,
+            Box::new(move |r| match r {
+                Ok(()) => req.result(&Value::Bool(true)),
+                Err((code, msg)) => req.error(code, &msg),
+            }),
+        );
+    })
+}
+
+/// Parameters of `bdev_jraid_scrub`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScrubParams {
+    name: String,
+    #[serde(default)]
+    repair: bool,
+    #[serde(default)]
+    window: Option<usize>,
+    #[serde(default)]
+    bandwidth_mb: Option<u64>,
+}
+
+unsafe extern "C" fn rpc_scrub(
+    req: *mut sys::spdk_jsonrpc_request,
+    params: *const sys::spdk_json_val,
+) {
+    guard("bdev_jraid_scrub", || {
+        let req = Request(req);
+        let p: ScrubParams = match parse(params) {
+            Ok(p) => p,
+            Err(e) => return req.invalid(&e),
+        };
+        let Some(v) = bdev::find_volume(&p.name) else {
+            return req.error(-19, &format!("no jraid volume named {}", p.name));
+        };
+        let opts = super::rebuild::PassOpts {
+            window: p.window.unwrap_or(2 * super::rebuild::DEFAULT_WINDOW),
+            bandwidth_mb: p.bandwidth_mb.unwrap_or(0),
+        };
+        match super::scrub::scrub(&v, p.repair, opts) {
+            Ok(()) => req.result(&Value::Bool(true)),
+            Err((code, msg)) => req.error(code, &msg),
+        }
+    })
+}
+
 /// Register the RPC methods (from the load-time constructor).
 pub(crate) fn register() {
-    let methods: [(&std::ffi::CStr, sys::spdk_rpc_method_handler); 3] = [
+    let methods: [(&std::ffi::CStr, sys::spdk_rpc_method_handler); 5] = [
         (c"bdev_jraid_create", Some(rpc_create)),
         (c"bdev_jraid_delete", Some(rpc_delete)),
         (c"bdev_jraid_get_bdevs", Some(rpc_get_bdevs)),
+        (c"bdev_jraid_add_base_bdev", Some(rpc_add_base_bdev)),
+        (c"bdev_jraid_scrub", Some(rpc_scrub)),
     ];
     for (name, f) in methods {
         // SAFETY: static NUL-terminated names; handlers match SPDK's type.

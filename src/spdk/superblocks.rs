@@ -140,6 +140,7 @@ pub(crate) fn member_sb(
         member_states: (0..v.geo.members)
             .map(|m| match v.vol.health(m) {
                 MemberHealth::Active => MemberState::Active,
+                MemberHealth::Failed if v.vol.rebuilding() == Some(m) => MemberState::Rebuilding,
                 MemberHealth::Failed => MemberState::Failed,
             })
             .collect(),
@@ -150,24 +151,40 @@ pub(crate) fn member_sb(
 /// Rewrite the superblocks of the live members of `v` with the current member states and a
 /// higher seq (a removed member then never comes back as if in sync).
 pub(crate) fn record_member_states(v: &Arc<SpdkVolume>) {
+    record_member_states_then(v, |_| {});
+}
+
+/// [`record_member_states`], then `done` with the first error once every write has ended.
+/// The member being rebuilt gets its superblock too (saying "rebuilding").
+pub(crate) fn record_member_states_then(
+    v: &Arc<SpdkVolume>,
+    done: impl FnOnce(Result<(), String>) + 'static,
+) {
     let seq = {
         let mut s = v.seq.lock().unwrap_or_else(|e| e.into_inner());
         *s += 1;
         *s
     };
-    let uuids = v.member_uuids.clone();
+    let uuids = v.uuids();
     let members = v.members.lock().unwrap_or_else(|e| e.into_inner());
-    for (i, m) in members.iter().enumerate() {
-        let Some(m) = m else { continue };
-        if v.vol.health(i as u32) != MemberHealth::Active {
-            continue;
-        }
+    let targets: Vec<(usize, &super::base::BaseBdev)> = members
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| m.as_ref().map(|m| (i, m)))
+        .filter(|&(i, _)| {
+            v.vol.health(i as u32) == MemberHealth::Active || v.vol.rebuilding() == Some(i as u32)
+        })
+        .collect();
+    let join = Join::new(targets.len(), done);
+    for (i, m) in targets {
         let sb = member_sb(v, i as u32, seq, &uuids);
         let name = m.name.clone();
+        let join = join.clone();
         write_sb(m.raw(), name.clone(), sb.encode(), move |r| {
-            if let Err(e) = r {
+            if let Err(e) = &r {
                 warnlog!("member {name}: could not record member states: {e}");
             }
+            Join::one(&join, r);
         });
     }
 }

@@ -1,0 +1,853 @@
+//! Member replacement and background stripe passes: `bdev_jraid_add_base_bdev` (claim a
+//! replacement, mark it "rebuilding" in the superblocks, rebuild every stripe onto it in a
+//! window, flush, then mark it active), the resumption of a rebuild cut short (from examine),
+//! the scrub pass ([`super::scrub`] starts it) and the watcher that records member failures
+//! found by I/O errors in the superblocks.
+//!
+//! Everything here runs on the app thread: one poller per running pass, submitting through
+//! the volume's channel on that thread; user I/O goes on meanwhile on every reactor.
+#![allow(unsafe_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::c_void;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use spdk_sys as sys;
+
+use super::backend::DevChan;
+use super::base::BaseBdev;
+use super::bdev::{registry, SpdkVolume};
+use super::channel::{self, pump, INTERNAL_TAG};
+use super::ffi::{self, guard, noticelog, warnlog};
+use super::superblocks::record_member_states_then;
+use crate::engine::{IoError, MemberHealth, UserOp};
+
+/// Stripes a pass keeps in flight unless asked otherwise.
+pub(crate) const DEFAULT_WINDOW: usize = 16;
+/// Period of a pass's poller.
+const PASS_POLL_US: u64 = 0;
+/// Period of the member-state watcher.
+const WATCH_US: u64 = 100_000;
+/// Mismatching stripes a scrub lists by number (it counts them all).
+const LIST_MAX: usize = 64;
+
+// Internal request codes (tag bits 1..4; bit 0 is INTERNAL_TAG, the stripe sits above).
+const CODE_REBUILD: u64 = 1;
+const CODE_REBUILD_FLUSH: u64 = 2;
+const CODE_SCRUB: u64 = 3;
+const CODE_REPAIR: u64 = 4;
+
+fn tag(code: u64, stripe: u64) -> u64 {
+    (stripe << 5) | (code << 1) | INTERNAL_TAG
+}
+
+fn code_of(tag: u64) -> u64 {
+    (tag >> 1) & 0xf
+}
+
+fn stripe_of(tag: u64) -> u64 {
+    tag >> 5
+}
+
+/// Status of the passes of every volume, by volume uuid: (rebuild, scrub).
+type StatusMap = HashMap<[u8; 16], (Value, Value)>;
+static STATUS: Mutex<Option<StatusMap>> = Mutex::new(None);
+/// Volumes (by address) being destroyed: their passes stop.
+static STOPPING: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+/// Member states last seen by the watcher, by volume address.
+static SEEN: Mutex<Option<HashMap<usize, Vec<u8>>>> = Mutex::new(None);
+
+fn set_status(uuid: [u8; 16], rebuild: bool, v: Value) {
+    let mut g = STATUS.lock().unwrap_or_else(|e| e.into_inner());
+    let e = g
+        .get_or_insert_with(HashMap::new)
+        .entry(uuid)
+        .or_insert((Value::Null, Value::Null));
+    if rebuild {
+        e.0 = v;
+    } else {
+        e.1 = v;
+    }
+}
+
+fn get_status(uuid: &[u8; 16], rebuild: bool) -> Value {
+    let g = STATUS.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref()
+        .and_then(|m| m.get(uuid))
+        .map(|e| if rebuild { e.0.clone() } else { e.1.clone() })
+        .unwrap_or(Value::Null)
+}
+
+/// The rebuild of `v` as JSON for `bdev_jraid_get_bdevs` (null when none ran).
+pub(crate) fn rebuild_status(v: &SpdkVolume) -> Value {
+    get_status(&v.uuid, true)
+}
+
+/// The scrub of `v` as JSON (null when none ran).
+pub(crate) fn scrub_status(v: &SpdkVolume) -> Value {
+    get_status(&v.uuid, false)
+}
+
+fn running(uuid: &[u8; 16], rebuild: bool) -> bool {
+    let s = get_status(uuid, rebuild);
+    matches!(
+        s.get("state").and_then(Value::as_str),
+        Some("starting" | "running" | "flushing" | "recording")
+    )
+}
+
+/// The volume at `ptr` is being destroyed: its passes stop (called from `destruct`).
+pub(crate) fn volume_stopping(ptr: *const SpdkVolume) {
+    STOPPING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashSet::new)
+        .insert(ptr as usize);
+}
+
+fn stopping(v: &Arc<SpdkVolume>) -> bool {
+    STOPPING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|s| s.contains(&(Arc::as_ptr(v) as usize)))
+}
+
+// ---- member-state watcher --------------------------------------------------------------------
+
+fn states(v: &SpdkVolume) -> Vec<u8> {
+    (0..v.geo.members)
+        .map(|m| match v.vol.health(m) {
+            MemberHealth::Active => 0,
+            MemberHealth::Failed if v.vol.rebuilding() == Some(m) => 2,
+            MemberHealth::Failed => 1,
+        })
+        .collect()
+}
+
+/// Watch volume `v` (now online): a member the engine fails on an I/O error is recorded as
+/// failed in the superblocks of the others. Called on the app thread.
+pub(crate) fn watch(v: &Arc<SpdkVolume>) {
+    let key = Arc::as_ptr(v) as usize;
+    if let Some(s) = STOPPING.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        s.remove(&key);
+    }
+    SEEN.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(key, states(v));
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        // SAFETY: a poller on the app thread (this one) that lives as long as the process.
+        unsafe { sys::spdk_poller_register(Some(watch_poll), std::ptr::null_mut(), WATCH_US) };
+    });
+}
+
+unsafe extern "C" fn watch_poll(_arg: *mut c_void) -> i32 {
+    guard("member watcher", || {
+        let vols = registry().volumes.clone();
+        let mut changed = Vec::new();
+        {
+            let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+            let seen = seen.get_or_insert_with(HashMap::new);
+            let live: HashSet<usize> = vols.iter().map(|v| Arc::as_ptr(v) as usize).collect();
+            seen.retain(|k, _| live.contains(k));
+            for v in &vols {
+                let key = Arc::as_ptr(v) as usize;
+                let Some(old) = seen.get_mut(&key) else {
+                    continue; // not online yet
+                };
+                let now = states(v);
+                if *old != now {
+                    let newly_failed: Vec<usize> = (0..now.len())
+                        .filter(|&i| now[i] == 1 && old[i] != 1)
+                        .collect();
+                    *old = now;
+                    changed.push((v.clone(), newly_failed));
+                }
+            }
+        }
+        for (v, failed) in changed {
+            if stopping(&v) {
+                continue;
+            }
+            let names = v.names();
+            for m in failed {
+                warnlog!(
+                    "volume {}: member {m} ({}) failed; serving degraded",
+                    v.name,
+                    names[m]
+                );
+            }
+            record_member_states_then(&v, |_| {});
+        }
+        sys::spdk_thread_poller_rc_SPDK_POLLER_IDLE as i32
+    })
+}
+
+// ---- passes ----------------------------------------------------------------------------------
+
+/// What a pass does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Rebuild { member: u32 },
+    Scrub { repair: bool },
+}
+
+/// Phase of a pass.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Stripes,
+    Flushing,
+    Over,
+}
+
+struct Pass {
+    vol: Arc<SpdkVolume>,
+    kind: Kind,
+    ch: *mut sys::spdk_io_channel,
+    poller: *mut sys::spdk_poller,
+    phase: Phase,
+    window: usize,
+    /// Bytes per second (member bytes for a rebuild, stripe data for a scrub); 0: no cap.
+    cap: u64,
+    next: u64,
+    inflight: usize,
+    done: u64,
+    started_us: u64,
+    errors: u64,
+    first_error: Option<String>,
+    mismatches: u64,
+    listed: Vec<u64>,
+    repairs: Vec<u64>,
+    repaired: u64,
+    repair_failed: u64,
+    bdev: String,
+}
+
+impl Pass {
+    fn bytes_per_stripe(&self) -> u64 {
+        let g = &self.vol.geo;
+        match self.kind {
+            Kind::Rebuild { .. } => g.strip_blocks * g.block_size as u64,
+            Kind::Scrub { .. } => g.stripe_blocks() * g.block_size as u64,
+        }
+    }
+
+    fn status(&self, state: &str) -> Value {
+        let total = self.vol.geo.stripes;
+        let elapsed = (ffi::now_us() - self.started_us).max(1) as f64 / 1e6;
+        let mib = self.done as f64 * self.bytes_per_stripe() as f64 / (1 << 20) as f64;
+        let rate = (mib / elapsed * 10.0).round() / 10.0;
+        let pct = (self.done as f64 * 1000.0 / total as f64).round() / 10.0;
+        match self.kind {
+            Kind::Rebuild { member } => json!({
+                "state": state,
+                "member": member,
+                "base_bdev": self.bdev,
+                "stripes_total": total,
+                "stripes_done": self.done,
+                "rebuilt_stripes": self.vol.vol.rebuilt_stripes(),
+                "percent": pct,
+                "elapsed_s": (elapsed * 100.0).round() / 100.0,
+                "mib_per_s": rate,
+                "bandwidth_mb": self.cap / (1 << 20),
+                "window": self.window,
+                "error": self.first_error,
+            }),
+            Kind::Scrub { repair } => json!({
+                "state": state,
+                "repair": repair,
+                "stripes_total": total,
+                "stripes_checked": self.done,
+                "percent": pct,
+                "elapsed_s": (elapsed * 100.0).round() / 100.0,
+                "mib_per_s": rate,
+                "mismatches": self.mismatches,
+                "mismatch_stripes": self.listed,
+                "repaired": self.repaired,
+                "repair_failed": self.repair_failed,
+                "errors": self.errors,
+                "error": self.first_error,
+            }),
+        }
+    }
+
+    fn publish(&self, state: &str) {
+        set_status(
+            self.vol.uuid,
+            matches!(self.kind, Kind::Rebuild { .. }),
+            self.status(state),
+        );
+    }
+
+    fn fail(&mut self, msg: String) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            warnlog!("volume {}: {msg}", self.vol.name);
+            self.first_error = Some(msg);
+        }
+    }
+
+    fn mine(&self, code: u64) -> bool {
+        match self.kind {
+            Kind::Rebuild { .. } => code == CODE_REBUILD || code == CODE_REBUILD_FLUSH,
+            Kind::Scrub { .. } => code == CODE_SCRUB || code == CODE_REPAIR,
+        }
+    }
+
+    /// One step; `Some(final state)` when the pass is over.
+    fn step(&mut self) -> Option<&'static str> {
+        // SAFETY: `ch` is our channel of the volume's io_device on this thread; its context
+        // lives while we hold the channel.
+        let ptr = unsafe { channel::ctx_of(self.ch) };
+        let mut mine = Vec::new();
+        {
+            // SAFETY: no other borrow of the context is live in this poller.
+            let ctx = unsafe { &mut *ptr };
+            ctx.internal.retain(|c| {
+                if self.mine(code_of(c.tag)) {
+                    mine.push((c.tag, c.result));
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        for (t, result) in mine {
+            self.inflight -= 1;
+            let stripe = stripe_of(t);
+            match (code_of(t), result) {
+                (CODE_REBUILD, Ok(())) => self.done += 1,
+                (CODE_REBUILD, Err(e)) => self.fail(format!("rebuild of stripe {stripe}: {e}")),
+                (CODE_REBUILD_FLUSH, Ok(())) => self.phase = Phase::Over,
+                (CODE_REBUILD_FLUSH, Err(e)) => {
+                    self.fail(format!("flush after rebuild: {e}"));
+                    self.phase = Phase::Over;
+                }
+                (CODE_SCRUB, Ok(())) => self.done += 1,
+                (CODE_SCRUB, Err(IoError::ParityMismatch)) => {
+                    self.done += 1;
+                    self.mismatches += 1;
+                    if self.listed.len() < LIST_MAX {
+                        self.listed.push(stripe);
+                    }
+                    if matches!(self.kind, Kind::Scrub { repair: true }) {
+                        self.repairs.push(stripe);
+                    }
+                }
+                (CODE_SCRUB, Err(e)) => {
+                    self.done += 1;
+                    self.fail(format!("scrub of stripe {stripe}: {e}"));
+                }
+                (CODE_REPAIR, Ok(())) => self.repaired += 1,
+                (CODE_REPAIR, Err(e)) => {
+                    self.repair_failed += 1;
+                    self.fail(format!("repair of stripe {stripe}: {e}"));
+                }
+                _ => {}
+            }
+        }
+        let stop = stopping(&self.vol);
+        if let Kind::Rebuild { member } = self.kind {
+            if self.vol.vol.rebuilding() != Some(member) && self.phase != Phase::Over {
+                self.fail(format!("member {member} failed during its rebuild"));
+                self.phase = Phase::Over;
+            }
+            if self.errors > 0 {
+                self.phase = Phase::Over;
+            }
+        }
+        if stop {
+            self.phase = Phase::Over;
+        }
+        let stripes = self.vol.geo.stripes;
+        if self.phase == Phase::Stripes {
+            let elapsed = ffi::now_us() - self.started_us;
+            loop {
+                if self.inflight >= self.window {
+                    break;
+                }
+                let repair = self.repairs.pop();
+                let (code, stripe, op) = match (repair, self.kind) {
+                    (Some(s), _) => (CODE_REPAIR, s, UserOp::Repair),
+                    (None, _) if self.next >= stripes => break,
+                    (None, Kind::Rebuild { .. }) => (CODE_REBUILD, self.next, UserOp::Rebuild),
+                    (None, Kind::Scrub { .. }) => (CODE_SCRUB, self.next, UserOp::Scrub),
+                };
+                if code != CODE_REPAIR
+                    && self.cap > 0
+                    && self.next as u128 * self.bytes_per_stripe() as u128 * 1_000_000
+                        > elapsed as u128 * self.cap as u128
+                {
+                    break; // over the bandwidth cap: wait
+                }
+                if code != CODE_REPAIR {
+                    self.next += 1;
+                }
+                // SAFETY: as above; the borrow ends before pump.
+                let r = unsafe {
+                    (*ptr)
+                        .channel
+                        .submit(tag(code, stripe), op, stripe, 1, None)
+                };
+                match r {
+                    Ok(()) => self.inflight += 1,
+                    Err(e) => {
+                        self.done += (code != CODE_REPAIR) as u64;
+                        self.fail(format!("stripe {stripe} refused: {}", e.error));
+                    }
+                }
+                // SAFETY: no borrow of the context is live.
+                unsafe { pump(ptr) };
+            }
+            if self.inflight == 0 && self.next >= stripes && self.repairs.is_empty() {
+                match self.kind {
+                    Kind::Scrub { .. } => self.phase = Phase::Over,
+                    Kind::Rebuild { .. } => {
+                        // The replacement's data must be durable before its superblock says
+                        // "active".
+                        self.phase = Phase::Flushing;
+                        // SAFETY: as above.
+                        let r = unsafe {
+                            (*ptr).channel.submit(
+                                tag(CODE_REBUILD_FLUSH, 0),
+                                UserOp::Flush,
+                                0,
+                                0,
+                                None,
+                            )
+                        };
+                        match r {
+                            Ok(()) => self.inflight += 1,
+                            Err(e) => {
+                                self.fail(format!("flush after rebuild refused: {}", e.error));
+                                self.phase = Phase::Over;
+                            }
+                        }
+                        // SAFETY: no borrow is live.
+                        unsafe { pump(ptr) };
+                    }
+                }
+            }
+        }
+        if self.phase != Phase::Over || self.inflight > 0 {
+            self.publish(match self.phase {
+                Phase::Flushing => "flushing",
+                _ if stop => "stopping",
+                _ => "running",
+            });
+            return None;
+        }
+        Some(if stop {
+            "aborted"
+        } else if matches!(self.kind, Kind::Rebuild { .. }) && self.errors > 0 {
+            "failed"
+        } else {
+            "done"
+        })
+    }
+}
+
+unsafe extern "C" fn pass_poll(arg: *mut c_void) -> i32 {
+    guard("jraid pass poller", || {
+        let p = arg as *mut Pass;
+        // SAFETY: `arg` is the boxed Pass registered with this poller, alive until it is
+        // taken back below.
+        let out = unsafe { (*p).step() };
+        let Some(state) = out else {
+            return sys::spdk_thread_poller_rc_SPDK_POLLER_BUSY as i32;
+        };
+        // SAFETY: over: unregister first (so it never runs again), take the box back, put the
+        // channel got on this thread.
+        let mut b = unsafe { Box::from_raw(p) };
+        // SAFETY: as above.
+        unsafe {
+            sys::spdk_poller_unregister(&mut b.poller);
+            sys::spdk_put_io_channel(b.ch);
+        }
+        finish(*b, state);
+        sys::spdk_thread_poller_rc_SPDK_POLLER_BUSY as i32
+    })
+}
+
+fn finish(p: Pass, state: &'static str) {
+    match p.kind {
+        Kind::Scrub { repair } => {
+            noticelog!(
+                "volume {}: scrub {state}: {} stripes checked, {} mismatches{}",
+                p.vol.name,
+                p.done,
+                p.mismatches,
+                if repair {
+                    format!(", {} repaired", p.repaired)
+                } else {
+                    String::new()
+                }
+            );
+            p.publish(state);
+        }
+        Kind::Rebuild { member } => {
+            if state != "done" {
+                if state == "failed" && p.vol.vol.rebuilding() == Some(member) {
+                    // Back to failed (the engine keeps the failed count), so another
+                    // replacement can be added.
+                    p.vol.vol.fail_member(member);
+                    record_member_states_then(&p.vol, |_| {});
+                }
+                p.publish(state);
+                return;
+            }
+            if !p.vol.vol.finish_rebuild(member) {
+                let mut p = p;
+                p.fail(format!(
+                    "rebuild of member {member} did not finish ({} of {} stripes rebuilt)",
+                    p.vol.vol.rebuilt_stripes(),
+                    p.vol.geo.stripes
+                ));
+                p.publish("failed");
+                return;
+            }
+            p.publish("recording");
+            let v = p.vol.clone();
+            record_member_states_then(&v, move |r| match r {
+                Ok(()) => {
+                    noticelog!(
+                        "volume {}: member {member} ({}) rebuilt: {} stripes at {} MiB/s",
+                        p.vol.name,
+                        p.bdev,
+                        p.done,
+                        p.status("done")["mib_per_s"]
+                    );
+                    p.publish("done");
+                }
+                Err(e) => {
+                    let mut p = p;
+                    p.fail(format!("recording the rebuilt member: {e}"));
+                    p.publish("failed");
+                }
+            });
+        }
+    }
+}
+
+/// Options of a pass.
+#[derive(Clone, Copy)]
+pub(crate) struct PassOpts {
+    /// Stripes in flight.
+    pub window: usize,
+    /// MiB/s cap (0: none).
+    pub bandwidth_mb: u64,
+}
+
+fn start_pass(v: &Arc<SpdkVolume>, kind: Kind, opts: PassOpts, bdev: String) -> Result<(), String> {
+    // SAFETY: the io_device is registered while the volume is in the registry; on this thread.
+    let ch = unsafe { sys::spdk_get_io_channel(v.io_device()) };
+    if ch.is_null() {
+        return Err("no channel for the pass".into());
+    }
+    let p = Box::into_raw(Box::new(Pass {
+        vol: v.clone(),
+        kind,
+        ch,
+        poller: std::ptr::null_mut(),
+        phase: Phase::Stripes,
+        window: opts.window.max(1),
+        cap: opts.bandwidth_mb << 20,
+        next: 0,
+        inflight: 0,
+        done: 0,
+        started_us: ffi::now_us(),
+        errors: 0,
+        first_error: None,
+        mismatches: 0,
+        listed: Vec::new(),
+        repairs: Vec::new(),
+        repaired: 0,
+        repair_failed: 0,
+        bdev,
+    }));
+    // SAFETY: `p` lives until `pass_poll` takes it back; the poller runs on this thread.
+    unsafe {
+        (*p).publish("running");
+        (*p).poller = sys::spdk_poller_register(Some(pass_poll), p as *mut c_void, PASS_POLL_US);
+    }
+    Ok(())
+}
+
+/// Start a scrub of `v` (checked by [`super::scrub`]).
+pub(crate) fn start_scrub(v: &Arc<SpdkVolume>, repair: bool, opts: PassOpts) -> Result<(), String> {
+    if running(&v.uuid, false) {
+        return Err(format!("a scrub of {} is already running", v.name));
+    }
+    start_pass(v, Kind::Scrub { repair }, opts, String::new())
+}
+
+// ---- member replacement ----------------------------------------------------------------------
+
+/// Why a replacement was refused: (negative errno, message).
+pub(crate) type AddError = (i32, String);
+
+type AddDone = Box<dyn FnOnce(Result<(), AddError>)>;
+
+fn open_replacement(v: &SpdkVolume, name: &str) -> Result<BaseBdev, AddError> {
+    let mut b = BaseBdev::open(name).map_err(|e| (-19, e.to_string()))?;
+    b.claim().map_err(|e| (-16, e.to_string()))?;
+    if b.block_size != v.geo.block_size {
+        return Err((
+            -22,
+            format!(
+                "bdev {name} has {}-byte blocks, the volume {}",
+                b.block_size, v.geo.block_size
+            ),
+        ));
+    }
+    if b.num_blocks < v.geo.member_blocks_used() {
+        return Err((
+            -28,
+            format!(
+                "bdev {name} has {} blocks, a member needs {}",
+                b.num_blocks,
+                v.geo.member_blocks_used()
+            ),
+        ));
+    }
+    Ok(b)
+}
+
+/// `bdev_jraid_add_base_bdev`: replace the failed member of `v` with `bdev` and rebuild it.
+pub(crate) fn add_base_bdev(v: Arc<SpdkVolume>, bdev: String, opts: PassOpts, done: AddDone) {
+    if v.vol.rebuilding().is_some() || running(&v.uuid, true) {
+        return done(Err((
+            -16,
+            format!("volume {}: a rebuild is running", v.name),
+        )));
+    }
+    if v.vol.failed_count() != 1 {
+        return done(Err((
+            -22,
+            format!(
+                "volume {}: {} members failed; a replacement needs exactly one",
+                v.name,
+                v.vol.failed_count()
+            ),
+        )));
+    }
+    let Some(m) = v.vol.failed_member() else {
+        return done(Err((-22, format!("volume {}: no failed member", v.name))));
+    };
+    {
+        let r = registry();
+        let used = r.volumes.iter().any(|o| o.names().contains(&bdev))
+            || r.journals.iter().any(|j| j.name == bdev);
+        let same_slot = v.names()[m as usize] == bdev;
+        if used && !same_slot {
+            return done(Err((
+                -16,
+                format!("bdev {bdev} is already in use by jraid"),
+            )));
+        }
+    }
+    // Let go of the failed member first (channels, then its descriptor and claim).
+    set_status(
+        v.uuid,
+        true,
+        json!({"state": "starting", "member": m, "base_bdev": bdev}),
+    );
+    let v2 = v.clone();
+    swap_member(&v, m, None, move || {
+        let old = v2.members.lock().unwrap_or_else(|e| e.into_inner())[m as usize].take();
+        drop(old);
+        match open_replacement(&v2, &bdev) {
+            Ok(b) => attach(v2, m, b, opts, done),
+            Err(e) => {
+                set_status(v2.uuid, true, Value::Null);
+                done(Err(e))
+            }
+        }
+    });
+}
+
+/// After examine assembled `v` without member `m`, whose superblock said "rebuilding": claim
+/// `bdev` again and rebuild it from the start.
+pub(crate) fn resume(v: &Arc<SpdkVolume>, m: u32, bdev: &str) {
+    resume_try(v.clone(), m, bdev.to_owned(), 0);
+}
+
+/// Claims fail while another module's examine still has the bdev open: retry a while.
+fn resume_try(v: Arc<SpdkVolume>, m: u32, bdev: String, attempt: u32) {
+    let name = v.name.clone();
+    let bdev_name = bdev.clone();
+    let b = match open_replacement(&v, &bdev) {
+        Ok(b) => b,
+        Err((-16, _)) if attempt < 250 && !stopping(&v) => {
+            return super::examine::later(
+                20_000,
+                Box::new(move || resume_try(v, m, bdev, attempt + 1)),
+            );
+        }
+        Err((_, e)) => {
+            warnlog!("volume {name}: cannot resume the rebuild of member {m}: {e}");
+            return super::create::note_missing(&v);
+        }
+    };
+    let opts = PassOpts {
+        window: DEFAULT_WINDOW,
+        bandwidth_mb: 0,
+    };
+    attach(
+        v.clone(),
+        m,
+        b,
+        opts,
+        Box::new(move |r| match r {
+            Ok(()) => noticelog!("volume {name}: rebuild of member {m} ({bdev_name}) restarted"),
+            Err((_, e)) => warnlog!("volume {name}: rebuild of member {m} not restarted: {e}"),
+        }),
+    );
+}
+
+/// Examine found `bdev` carrying superblock `sb` after its volume came up without it: when
+/// that volume runs with slot `sb.member_index` failed and `sb` says this bdev was being
+/// rebuilt into that slot, rebuild it again. True when it did.
+pub(crate) fn resume_late(bdev: &str, sb: &crate::superblock::MemberSuperblock) -> bool {
+    let Some(v) = registry()
+        .volumes
+        .iter()
+        .find(|v| v.uuid == sb.volume_uuid)
+        .cloned()
+    else {
+        return false;
+    };
+    let m = sb.member_index;
+    let ok = sb.member_states.get(m as usize) == Some(&crate::superblock::MemberState::Rebuilding)
+        && v.vol.failed_count() == 1
+        && v.vol.failed_member() == Some(m)
+        && v.vol.rebuilding().is_none()
+        && !running(&v.uuid, true)
+        && v.uuids().get(m as usize) == sb.member_uuids.get(m as usize);
+    if ok {
+        noticelog!(
+            "volume {}: {bdev} (member {m}) was being rebuilt: rebuilding it again",
+            v.name
+        );
+        resume(&v, m, bdev);
+    }
+    ok
+}
+
+/// Put `b` into slot `m` of every channel, mark it rebuilding, record that in the
+/// superblocks, then start the rebuild pass.
+fn attach(v: Arc<SpdkVolume>, m: u32, b: BaseBdev, opts: PassOpts, done: AddDone) {
+    let name = b.name.clone();
+    let uuid = b.uuid;
+    let dev = DevChan {
+        desc: b.desc(),
+        bdev: b.bdev(),
+        ch: std::ptr::null_mut(),
+        block_size: b.block_size,
+        num_blocks: b.num_blocks,
+        dma: b.dma,
+    };
+    {
+        // Channels created from now on get the replacement too.
+        let mut members = v.members.lock().unwrap_or_else(|e| e.into_inner());
+        members[m as usize] = Some(b);
+    }
+    v.member_names.lock().unwrap_or_else(|e| e.into_inner())[m as usize] = name.clone();
+    v.member_uuids.lock().unwrap_or_else(|e| e.into_inner())[m as usize] = uuid;
+    let v2 = v.clone();
+    swap_member(&v, m, Some(SendDev(dev)), move || {
+        if stopping(&v2) {
+            return done(Err((-19, format!("volume {} is going away", v2.name))));
+        }
+        if !v2.vol.start_rebuild(m) {
+            set_status(v2.uuid, true, Value::Null);
+            return done(Err((
+                -16,
+                format!(
+                    "volume {}: the engine refused to rebuild member {m}",
+                    v2.name
+                ),
+            )));
+        }
+        noticelog!(
+            "volume {}: rebuilding member {m} onto {name} ({} stripes)",
+            v2.name,
+            v2.geo.stripes
+        );
+        let v3 = v2.clone();
+        record_member_states_then(&v2, move |r| {
+            if let Err(e) = r {
+                warnlog!("volume {}: {e}", v3.name);
+            }
+            let r = start_pass(&v3, Kind::Rebuild { member: m }, opts, name);
+            done(r.map_err(|e| (-12, e)));
+        });
+    });
+}
+
+#[derive(Clone, Copy)]
+struct SendDev(DevChan);
+// SAFETY: the descriptor and bdev pointers are usable from any thread (SPDK allows getting a
+// channel of a descriptor on every thread); the channel field is filled per thread.
+unsafe impl Send for SendDev {}
+
+struct SwapCtx {
+    member: u32,
+    dev: Option<SendDev>,
+    then: Option<Box<dyn FnOnce()>>,
+}
+
+/// On every channel of `v`: put the channel to member `m`, and with `dev`, get one to `dev`
+/// instead. Then run `then` on this thread.
+fn swap_member(v: &Arc<SpdkVolume>, m: u32, dev: Option<SendDev>, then: impl FnOnce() + 'static) {
+    unsafe extern "C" fn each(i: *mut sys::spdk_io_channel_iter) {
+        guard("swap member channels", || {
+            // SAFETY: `i` is a live iterator over our io_device; its ctx is the SwapCtx, only
+            // read here.
+            unsafe {
+                let s = &*(sys::spdk_io_channel_iter_get_ctx(i) as *const SwapCtx);
+                let ch = sys::spdk_io_channel_iter_get_channel(i);
+                let ctx = &mut *channel::ctx_of(ch);
+                let be = ctx.channel.backend_mut();
+                let slot = &mut be.members[s.member as usize];
+                let keep =
+                    matches!((slot.as_ref(), s.dev), (Some(a), Some(b)) if a.desc == b.0.desc);
+                if !keep {
+                    if let Some(dc) = slot.take() {
+                        sys::spdk_put_io_channel(dc.ch);
+                    }
+                    if let Some(SendDev(mut d)) = s.dev {
+                        d.ch = sys::spdk_bdev_get_io_channel(d.desc);
+                        if !d.ch.is_null() {
+                            *slot = Some(d);
+                        }
+                    }
+                }
+                sys::spdk_for_each_channel_continue(i, 0);
+            }
+        })
+    }
+    unsafe extern "C" fn done(i: *mut sys::spdk_io_channel_iter, _status: i32) {
+        guard("swap member channels done", || {
+            // SAFETY: the ctx was boxed by `swap_member` and is consumed once, here.
+            let mut s =
+                unsafe { Box::from_raw(sys::spdk_io_channel_iter_get_ctx(i) as *mut SwapCtx) };
+            if let Some(f) = s.then.take() {
+                f();
+            }
+        })
+    }
+    let ctx = Box::into_raw(Box::new(SwapCtx {
+        member: m,
+        dev,
+        then: Some(Box::new(then)),
+    }));
+    // SAFETY: the io_device is registered (the volume is in the registry); `done` runs on this
+    // thread and frees the context.
+    unsafe {
+        sys::spdk_for_each_channel(v.io_device(), Some(each), ctx as *mut c_void, Some(done));
+    }
+}
