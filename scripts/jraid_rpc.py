@@ -14,7 +14,7 @@ def _print(result):
 
 
 def bdev_jraid_create(client, name, strip_size_kb, base_bdevs, journal_bdev, volume=None,
-                      uuid=None):
+                      uuid=None, journal=True):
     """Create (or, with the uuid its members carry, re-assemble) a jraid RAID-5 volume."""
     params = {
         'name': name,
@@ -26,6 +26,8 @@ def bdev_jraid_create(client, name, strip_size_kb, base_bdevs, journal_bdev, vol
         params['volume'] = volume
     if uuid is not None:
         params['uuid'] = uuid
+    if not journal:
+        params['journal'] = False  # comparison runs only; not persisted
     return client.call('bdev_jraid_create', params)
 
 
@@ -70,7 +72,7 @@ def spdk_rpc_plugin_initialize(subparsers):
         _print(bdev_jraid_create(args.client, name=args.name, strip_size_kb=args.strip_size_kb,
                                  base_bdevs=args.base_bdevs.split(),
                                  journal_bdev=args.journal_bdev, volume=args.volume,
-                                 uuid=args.uuid))
+                                 uuid=args.uuid, journal=args.journal))
 
     p = subparsers.add_parser('bdev_jraid_create',
                               help='Create a RAID-5 volume with a dirty-stripe journal')
@@ -83,6 +85,8 @@ def spdk_rpc_plugin_initialize(subparsers):
                    help='journal bdev (may be shared by several volumes)')
     p.add_argument('--volume', type=int, help='volume number on the journal')
     p.add_argument('--uuid', help='volume uuid (the members\' uuid re-assembles the volume)')
+    p.add_argument('--no-journal', dest='journal', action='store_false',
+                   help='run without the journal (write hole open; for comparisons only)')
     p.set_defaults(func=create)
 
     def delete(args):

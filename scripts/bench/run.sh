@@ -188,7 +188,9 @@ mk_config() { # KIND WITH_R5 WITH_NJ > config
     echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"jr\",\"strip_size_kb\":$strip_kb,\"base_bdevs\":[$(names "$p")],\"journal_bdev\":\"${p}jl\"}},"
     if [ "$with_nj" = 1 ]; then
         for ((i = 0; i < members; i++)); do member_cmd "$kind" "${p}n$i" "$member_blocks"; done
-        echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"jn\",\"strip_size_kb\":$strip_kb,\"base_bdevs\":[$(names "${p}n")],$JRAID_NOJOURNAL_PARAMS}},"
+        # The journal bdev still holds the superblock; records are not written with the journal off.
+        member_cmd "$kind" "${p}nj" "$journal_blocks"
+        echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"jn\",\"strip_size_kb\":$strip_kb,\"base_bdevs\":[$(names "${p}n")],\"journal_bdev\":\"${p}nj\",$JRAID_NOJOURNAL_PARAMS}},"
     fi
     if [ "$with_r5" = 1 ]; then
         for ((i = 0; i < members; i++)); do member_cmd "$kind" "${p}f$i" "$member_blocks"; done

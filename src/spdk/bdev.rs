@@ -112,6 +112,8 @@ pub(crate) struct VolumeSpec {
     pub member_uuids: Vec<[u8; 16]>,
     /// The journal.
     pub journal: Arc<SpdkJournal>,
+    /// Write through the journal (false only for comparison runs; not persisted).
+    pub journal_on: bool,
     /// Superblock seq on the members.
     pub seq: u64,
 }
@@ -129,6 +131,7 @@ impl SpdkVolume {
             member_names,
             member_uuids,
             journal,
+            journal_on,
             seq,
         } = spec;
         let volatile = members.iter().flatten().any(|m| m.write_cache);
@@ -136,7 +139,7 @@ impl SpdkVolume {
             number,
             geo,
             volatile,
-            Some(journal.journal.clone()),
+            journal_on.then(|| journal.journal.clone()),
         ));
         for (i, m) in members.iter().enumerate() {
             if m.is_none() {

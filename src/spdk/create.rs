@@ -49,6 +49,8 @@ pub(crate) struct CreateRequest {
     pub volume: Option<u32>,
     /// Volume uuid (default: a new one). A uuid the members already carry re-assembles.
     pub uuid: Option<[u8; 16]>,
+    /// Whether a new volume writes through its journal (false only for comparison runs).
+    pub journal: bool,
 }
 
 /// A failed creation, as a JSON-RPC error.
@@ -453,6 +455,7 @@ fn format(p: Prepared, done: Done) {
             members: members.into_iter().map(Some).collect(),
             member_uuids,
             journal,
+            journal_on: req.journal,
             seq: 1,
         };
         start_volume(spec, false, done);
@@ -625,6 +628,7 @@ pub(crate) fn assemble_with_journal(found: Found, journal: Arc<SpdkJournal>, don
         member_names: found.member_names,
         member_uuids: sb.member_uuids.clone(),
         journal,
+        journal_on: true,
         seq: sb.seq,
     };
     start_volume(spec, true, done);

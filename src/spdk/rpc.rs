@@ -52,6 +52,14 @@ struct CreateParams {
     volume: Option<u32>,
     #[serde(default)]
     uuid: Option<String>,
+    /// `false` runs the volume without its journal: for side-by-side comparisons only (not
+    /// persisted; a re-assembled volume always uses its journal).
+    #[serde(default = "journal_on")]
+    journal: bool,
+}
+
+fn journal_on() -> bool {
+    true
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(params: *const sys::spdk_json_val) -> Result<T, String> {
@@ -89,6 +97,7 @@ unsafe extern "C" fn rpc_create(
             journal_bdev: p.journal_bdev,
             volume: p.volume,
             uuid,
+            journal: p.journal,
         };
         create::create(
             r,
