@@ -854,7 +854,10 @@ impl<B: Backend> Channel<B> {
                 self.finish_piece(pi, Ok(()));
             }
             PieceKind::Write => self.write_stripe(pi),
-            PieceKind::Resync | PieceKind::Repair => self.write_resync(pi),
+            PieceKind::Resync | PieceKind::Repair => {
+                let pm = self.vol.geo.parity_member(self.pieces[pi].stripe);
+                self.write_xor_of_others(pi, pm)
+            }
             PieceKind::Scrub => {
                 let members = self.vol.geo.members;
                 let bufs = &self.pieces[pi].bufs;
@@ -869,7 +872,10 @@ impl<B: Backend> Channel<B> {
                 };
                 self.finish_piece(pi, result)
             }
-            PieceKind::Rebuild => self.write_rebuild(pi),
+            PieceKind::Rebuild => match self.vol.rebuilding() {
+                Some(target) => self.write_xor_of_others(pi, target),
+                None => self.finish_piece(pi, Err(IoError::VolumeFailed)),
+            },
         }
     }
 
@@ -1003,47 +1009,18 @@ impl<B: Backend> Channel<B> {
         }
     }
 
-    fn write_resync(&mut self, pi: usize) {
+    /// Write the XOR of every other member's strip to `target`: the parity for resync and repair,
+    /// the missing strip for rebuild.
+    fn write_xor_of_others(&mut self, pi: usize, target: u32) {
         let geo = self.vol.geo;
-        let p = &mut self.pieces[pi];
-        let pm = geo.parity_member(p.stripe);
-        let rows = (p.span.lo, p.span.hi);
-        let mut bufs = std::mem::take(&mut p.bufs);
+        let span = self.pieces[pi].span;
         let mut out = self
             .pool
-            .take(p.span.rows() as usize * geo.block_size as usize);
-        xor_others(&mut out, &bufs, pm, geo.members);
-        for b in bufs.iter_mut() {
-            if let Some(b) = b.take() {
-                self.pool.give(b);
-            }
-        }
-        self.pieces[pi].bufs = bufs;
+            .take(span.rows() as usize * geo.block_size as usize);
+        xor_others(&mut out, &self.pieces[pi].bufs, target, geo.members);
+        self.release_bufs(pi);
         self.pieces[pi].state = PieceState::Writing;
-        self.submit_piece_io(pi, pm, IoOp::Write, rows, out, 0);
-    }
-
-    /// Write the rebuilt strip (XOR of every other member) to the member being rebuilt.
-    fn write_rebuild(&mut self, pi: usize) {
-        let geo = self.vol.geo;
-        let Some(target) = self.vol.rebuilding() else {
-            return self.finish_piece(pi, Err(IoError::VolumeFailed));
-        };
-        let p = &mut self.pieces[pi];
-        let rows = (p.span.lo, p.span.hi);
-        let mut bufs = std::mem::take(&mut p.bufs);
-        let mut out = self
-            .pool
-            .take(p.span.rows() as usize * geo.block_size as usize);
-        xor_others(&mut out, &bufs, target, geo.members);
-        for b in bufs.iter_mut() {
-            if let Some(b) = b.take() {
-                self.pool.give(b);
-            }
-        }
-        self.pieces[pi].bufs = bufs;
-        self.pieces[pi].state = PieceState::Writing;
-        self.submit_piece_io(pi, target, IoOp::Write, rows, out, 0);
+        self.submit_piece_io(pi, target, IoOp::Write, (span.lo, span.hi), out, 0);
     }
 
     fn release_bufs(&mut self, pi: usize) {
