@@ -8,32 +8,12 @@ perform_tests takes {queue_depth, io_size, workload_type, time_in_sec, rw_percen
 bdevperf's own JSON ({"results": [{"job", "iops", "mibps", "avg_latency_us", ...}], "core_count"}).
 """
 import json
-import socket
+import os
 import sys
 import time
 
-
-def call(sock_path, method, params=None, timeout=600.0):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(sock_path)
-    req = {"jsonrpc": "2.0", "id": 1, "method": method}
-    if params is not None:
-        req["params"] = params
-    s.sendall(json.dumps(req).encode())
-    buf = b""
-    dec = json.JSONDecoder()
-    while True:
-        chunk = s.recv(1 << 16)
-        if not chunk:
-            raise RuntimeError(f"{method}: connection closed before an answer")
-        buf += chunk
-        try:
-            obj, _ = dec.raw_decode(buf.decode())
-        except ValueError:
-            continue
-        s.close()
-        return obj
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from spdk_jsonrpc import call  # noqa: E402
 
 
 def main():
@@ -51,7 +31,7 @@ def main():
         print(f"bdevperf at {sock} did not come up", file=sys.stderr)
         return 1
     params = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
-    r = call(sock, what, params)
+    r = call(sock, what, params, timeout=600.0)
     if "error" in r:
         print(f"{what} failed: {json.dumps(r['error'])}", file=sys.stderr)
         return 1
