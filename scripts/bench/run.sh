@@ -23,9 +23,8 @@
 # whose JSON answer is stored as it is (raw.jsonl). report.py turns raw.jsonl into results.json,
 # results.md (tables + target ratios) and results.png.
 #
-# raid5f: when the installed libspdk_bdev_raid lacks it (SPDK configured without --with-raid5f) and
-# SPDK's source is at SPDK_DIR, a drop-in libspdk_bdev_raid.so with raid5f is compiled from that
-# source (a few seconds) and put first in LD_LIBRARY_PATH for every run; otherwise raid5f rows read n/a.
+# raid5f: the installed SPDK must include it, or RAID5F_LIB_DIR must name a directory with a
+# libspdk_bdev_raid.so that does (put first in LD_LIBRARY_PATH); otherwise raid5f rows read n/a.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -293,31 +292,16 @@ probe() {
 }
 
 # --------------------------------------------------------------------------------------------
-# raid5f available? Else build the drop-in raid module from SPDK's source.
+# raid5f available? (RAID5F_LIB_DIR may name a directory holding an SPDK raid library with raid5f,
+# built outside this project; it goes first in the library path.)
 probe 0 0 jr || die "bdevperf with jraid over null members does not start (logs/probe-jr.log)"
 with_r5=1
+if [ -n "${RAID5F_LIB_DIR:-}" ]; then
+    LIBPATH=$RAID5F_LIB_DIR:$LIBPATH
+fi
 if ! probe 1 0 r5; then
-    src=$SPDK_DIR/module/bdev/raid
-    soname=$(readelf -d "$SPDK_LIBDIR/libspdk_bdev_raid.so" 2>/dev/null | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
-    r5dir=$root/results/.raid5f-lib
-    if [ -f "$src/raid5f.c" ] && [ -n "$soname" ] && command -v "${CC:-cc}" >/dev/null; then
-        log "installed SPDK lacks raid5f: compiling a drop-in $soname from $src"
-        mkdir -p "$r5dir"
-        if (cd "$src" && "${CC:-cc}" -O2 -g -fPIC -shared -march=native -D_GNU_SOURCE \
-            -DPAGE_SIZE="$(getconf PAGESIZE)" -I"$SPDK_DIR/include" -I"$SPDK_DIR/lib/bdev" \
-            -Wl,-soname,"$soname" -o "$r5dir/$soname" \
-            bdev_raid.c bdev_raid_rpc.c bdev_raid_sb.c raid0.c raid1.c concat.c raid5f.c \
-            -L"$SPDK_LIBDIR" -lspdk_log -lspdk_util -lspdk_json -lspdk_jsonrpc -lspdk_rpc \
-            -lspdk_bdev -lspdk_thread -lspdk_trace -lspdk_accel) >"$out/logs/raid5f-build.log" 2>&1; then
-            LIBPATH=$r5dir:$LIBPATH
-        else
-            log "raid5f drop-in build failed (logs/raid5f-build.log)"
-        fi
-        probe 1 0 r5 || with_r5=0
-    else
-        with_r5=0
-    fi
-    [ "$with_r5" = 1 ] || log "raid5f unavailable: its rows read n/a"
+    with_r5=0
+    log "the installed SPDK has no raid5f (set RAID5F_LIB_DIR to a raid library built with it): its rows read n/a"
 fi
 with_nj=1
 if ! probe 0 1 jn; then
