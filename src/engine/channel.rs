@@ -130,6 +130,27 @@ enum PieceKind {
     Repair,
 }
 
+/// The member reads a piece issues: (member, rows), at most one per member.
+#[derive(Default)]
+struct ReadList {
+    items: [(u32, (u64, u64)); MAX_MEMBERS],
+    n: usize,
+}
+
+impl ReadList {
+    fn push(&mut self, member: u32, rows: (u64, u64)) {
+        self.items[self.n] = (member, rows);
+        self.n += 1;
+    }
+
+    /// Every member but `skip`, over `rows`.
+    fn all_but(&mut self, members: u32, skip: Option<u32>, rows: (u64, u64)) {
+        for m in (0..members).filter(|&m| Some(m) != skip) {
+            self.push(m, rows);
+        }
+    }
+}
+
 /// One stripe's share of a user request.
 #[derive(Default)]
 struct Piece {
@@ -675,26 +696,18 @@ impl<B: Backend> Channel<B> {
         let row_bytes = span.rows() as usize * bs;
         let pm = geo.parity_member(stripe);
         let d = geo.data_members();
-        // (member, rows) reads to issue.
-        let mut reads: [(u32, (u64, u64)); MAX_MEMBERS] = [(0, (0, 0)); MAX_MEMBERS];
-        let mut n = 0;
+        let mut reads = ReadList::default();
         match kind {
             PieceKind::Read if !p.degraded => {
                 for i in 0..d {
                     if span.touched(i as usize) {
-                        reads[n] = (geo.data_member(stripe, i), span.ranges[i as usize]);
-                        n += 1;
+                        reads.push(geo.data_member(stripe, i), span.ranges[i as usize]);
                     }
                 }
             }
             PieceKind::Read => {
                 // Degraded read: every survivor over the rows.
-                for m in 0..geo.members {
-                    if Some(m) != failed {
-                        reads[n] = (m, rows);
-                        n += 1;
-                    }
-                }
+                reads.all_but(geo.members, failed, rows);
                 self.vol
                     .stats
                     .degraded_read
@@ -706,18 +719,14 @@ impl<B: Backend> Channel<B> {
                     return self.finish_piece(pi, Err(IoError::VolumeFailed));
                 }
                 for i in 0..d {
-                    reads[n] = (geo.data_member(stripe, i), rows);
-                    n += 1;
+                    reads.push(geo.data_member(stripe, i), rows);
                 }
             }
             PieceKind::Scrub => {
                 if failed.is_some() {
                     return self.finish_piece(pi, Err(IoError::VolumeFailed));
                 }
-                for m in 0..geo.members {
-                    reads[n] = (m, rows);
-                    n += 1;
-                }
+                reads.all_but(geo.members, None, rows);
             }
             PieceKind::Rebuild => {
                 let Some(target) = self.vol.rebuilding() else {
@@ -726,10 +735,7 @@ impl<B: Backend> Channel<B> {
                 if self.vol.serves(target, stripe) {
                     return self.finish_piece(pi, Ok(())); // already rebuilt
                 }
-                for m in (0..geo.members).filter(|&m| m != target) {
-                    reads[n] = (m, rows);
-                    n += 1;
-                }
+                reads.all_but(geo.members, Some(target), rows);
             }
             PieceKind::Write => {
                 let plan = plan::choose(&geo, stripe, &span, failed);
@@ -749,36 +755,28 @@ impl<B: Backend> Channel<B> {
                     WritePlan::ReconstructWrite => {
                         for i in 0..d {
                             if !span.covers_rows(i as usize) {
-                                reads[n] = (geo.data_member(stripe, i), rows);
-                                n += 1;
+                                reads.push(geo.data_member(stripe, i), rows);
                             }
                         }
                     }
                     WritePlan::ReadModifyWrite => {
                         for i in 0..d {
                             if span.touched(i as usize) {
-                                reads[n] = (geo.data_member(stripe, i), rows);
-                                n += 1;
+                                reads.push(geo.data_member(stripe, i), rows);
                             }
                         }
-                        reads[n] = (pm, rows);
-                        n += 1;
+                        reads.push(pm, rows);
                     }
                     WritePlan::Degraded => {
-                        for m in 0..geo.members {
-                            if Some(m) != failed {
-                                reads[n] = (m, rows);
-                                n += 1;
-                            }
-                        }
+                        reads.all_but(geo.members, failed, rows);
                     }
                 }
             }
         }
-        if n == 0 {
+        if reads.n == 0 {
             return self.reads_done(pi);
         }
-        for &(m, r) in &reads[..n] {
+        for &(m, r) in &reads.items[..reads.n] {
             let len = if kind == PieceKind::Read && !self.pieces[pi].degraded {
                 (r.1 - r.0) as usize * bs
             } else {

@@ -412,6 +412,22 @@ impl Driver {
         }
     }
 
+    /// Power loss now, then recovery as assembly runs it (`World::recover` with `cfg`). Requests
+    /// in flight die with the power (the model keeps them as never acknowledged), and so does a
+    /// running rebuild.
+    pub fn crash_and_recover(&mut self, cfg: SimConfig) -> super::world::RecoveryReport {
+        let placeholder = World::new(SimConfig {
+            volumes: vec![],
+            ..cfg.clone()
+        });
+        let world = std::mem::replace(&mut self.world, placeholder);
+        let (recovered, report) = World::recover(cfg, world.crash());
+        self.world = recovered;
+        self.inflight.clear();
+        self.rebuild = None;
+        report
+    }
+
     /// Check every stripe's parity of every volume with all members present (idle volume).
     pub fn check_parity(&mut self) {
         for vi in 0..self.world.volumes.len() {
@@ -638,16 +654,7 @@ pub fn crash_check(seed: u64, journal: bool) -> Outcome {
     d.run(&w, Some(crash_after), |_, _| {});
     let crash_time = d.world.now;
     let (record_writes, full_marks) = journal_counts(&d.world);
-    let world = std::mem::replace(
-        &mut d.world,
-        World::new(SimConfig {
-            volumes: vec![],
-            ..cfg.clone()
-        }),
-    );
-    let image = world.crash();
-    let (recovered, report) = World::recover(cfg, image);
-    d.world = recovered;
+    let report = d.crash_and_recover(cfg);
     d.out.record_writes = record_writes;
     d.out.full_marks = full_marks;
     if report.resync_errors > 0 {
@@ -707,18 +714,7 @@ pub fn rebuild_check(seed: u64) -> Outcome {
     let crashed = d.run(&load(150), crash_after, |_, _| {});
     let as_of = if crashed {
         let crash_time = d.world.now;
-        let world = std::mem::replace(
-            &mut d.world,
-            World::new(SimConfig {
-                volumes: vec![],
-                ..cfg.clone()
-            }),
-        );
-        let (recovered, report) = World::recover(cfg, world.crash());
-        d.world = recovered;
-        // Requests in flight died with the power (the model keeps them as never acknowledged).
-        d.inflight.clear();
-        d.rebuild = None;
+        let report = d.crash_and_recover(cfg);
         for (_, stripes) in &report.at_risk {
             d.excused[0].extend(stripes.iter().copied());
         }
