@@ -12,7 +12,7 @@ use super::buf::{Buf, BufPool};
 use super::lock::LockWaiter;
 use super::plan::{self, StripeSpan, WritePlan, MAX_MEMBERS};
 use super::volume::Volume;
-use crate::journal::{JournalVolume, Mark};
+use crate::journal::{Journal, JournalVolume, Mark};
 use crate::parity;
 
 /// What the user asks.
@@ -201,6 +201,11 @@ struct Request {
 /// A volume's channel on one reactor.
 pub struct Channel<B: Backend> {
     vol: Arc<Volume>,
+    /// The journal this channel writes through (the volume's, when the channel was made or
+    /// last given one).
+    journal: Option<Arc<Journal>>,
+    /// Record writes (and their flushes) of this channel in flight.
+    journal_ios: u32,
     addr: Address,
     backend: B,
     pool: BufPool,
@@ -232,7 +237,8 @@ impl<B: Backend> Channel<B> {
         addr: Address,
         backend: B,
     ) -> Self {
-        let jslot = match (&vol.journal, &jv) {
+        let journal = vol.journal();
+        let jslot = match (&journal, &jv) {
             (Some(j), Some(_)) => j
                 .register_channel(addr)
                 .expect("journal channel slots exhausted"),
@@ -240,6 +246,8 @@ impl<B: Backend> Channel<B> {
         };
         Channel {
             vol,
+            journal,
+            journal_ios: 0,
             addr,
             backend,
             pool: BufPool::new(),
@@ -305,6 +313,50 @@ impl<B: Backend> Channel<B> {
         self.reqs.len() == self.free_reqs.len() && self.member_flush.is_none()
     }
 
+    /// True when nothing of this channel depends on its journal: no piece marked or waiting
+    /// for a generation or for room, no record write and no journal-driven member flush in
+    /// flight. Only then may [`Channel::replace_journal`] run.
+    pub fn journal_quiet(&self) -> bool {
+        self.waiting.is_empty()
+            && self.journal_ios == 0
+            && self.member_flush.is_none()
+            && self.pieces.iter().all(|p| !p.marked)
+    }
+
+    /// Write through `journal` (with this volume's state `jv` on it) from now on, instead of
+    /// the journal the channel had (which failed). Refused (false, nothing changed) unless
+    /// [`Channel::journal_quiet`]: a marked stripe must be cleaned in the journal it was marked
+    /// in.
+    pub fn replace_journal(&mut self, journal: Arc<Journal>, jv: Arc<JournalVolume>) -> bool {
+        if !self.journal_quiet() {
+            return false;
+        }
+        if self
+            .journal
+            .as_ref()
+            .is_some_and(|j| Arc::ptr_eq(j, &journal))
+        {
+            return true;
+        }
+        let Some(slot) = journal.register_channel(self.addr) else {
+            return false;
+        };
+        if let Some(old) = &self.journal {
+            if self.jslot != usize::MAX {
+                old.unregister_channel(self.jslot);
+            }
+        }
+        self.journal = Some(journal);
+        self.jv = Some(jv);
+        self.jslot = slot;
+        true
+    }
+
+    /// The journal this channel writes through.
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.journal.as_ref()
+    }
+
     /// Submit a request of `blocks` blocks at volume block `lba`.
     pub fn submit(
         &mut self,
@@ -342,7 +394,7 @@ impl<B: Backend> Channel<B> {
         if !self.vol.usable() {
             return err(IoError::VolumeFailed, buf);
         }
-        if op == UserOp::Write && self.vol.journal.as_ref().is_some_and(|j| j.is_failed()) {
+        if op == UserOp::Write && self.journal.as_ref().is_some_and(|j| j.is_failed()) {
             return err(IoError::JournalFailed, buf);
         }
         let ri = self.alloc_req();
@@ -412,7 +464,7 @@ impl<B: Backend> Channel<B> {
     /// Periodic work (every few milliseconds): member flushes the journal waits for, and record
     /// writes that let clean stripes leave.
     pub fn tick(&mut self) {
-        if let (Some(j), Some(jv)) = (self.vol.journal.clone(), self.jv.clone()) {
+        if let (Some(j), Some(jv)) = (self.journal.clone(), self.jv.clone()) {
             if self.member_flush.is_none()
                 && jv
                     .member_flush_wanted
@@ -425,7 +477,12 @@ impl<B: Backend> Channel<B> {
                     .store(false, std::sync::atomic::Ordering::Release);
                 self.start_member_flush();
             }
-            if j.flush_useful(true, self.backend.now_us()) {
+            if j.is_failed() {
+                if !self.waiting.is_empty() {
+                    // Failed without a record write of ours failing (the device went away).
+                    self.durable_progress();
+                }
+            } else if j.flush_useful(true, self.backend.now_us()) {
                 self.try_flush();
             }
         }
@@ -541,7 +598,7 @@ impl<B: Backend> Channel<B> {
     }
 
     fn mark(&mut self, pi: usize) {
-        let (Some(j), Some(jv)) = (self.vol.journal.clone(), self.jv.clone()) else {
+        let (Some(j), Some(jv)) = (self.journal.clone(), self.jv.clone()) else {
             return self.issue_reads(pi); // journal switched off (comparison runs only)
         };
         if j.is_failed() {
@@ -588,7 +645,7 @@ impl<B: Backend> Channel<B> {
             }
             Msg::Durable { .. } => self.durable_progress(),
             Msg::JournalKick => {
-                if let Some(j) = &self.vol.journal {
+                if let Some(j) = &self.journal {
                     if j.flush_useful(false, 0) {
                         self.try_flush();
                     }
@@ -599,7 +656,7 @@ impl<B: Backend> Channel<B> {
 
     /// Let every waiter whose generation is durable go on; re-subscribe the rest.
     fn durable_progress(&mut self) {
-        let Some(j) = self.vol.journal.clone() else {
+        let Some(j) = self.journal.clone() else {
             return;
         };
         let jv = self
@@ -1042,7 +1099,7 @@ impl<B: Backend> Channel<B> {
         let p = &mut self.pieces[pi];
         if p.marked {
             p.marked = false;
-            if let (Some(j), Some(jv)) = (&self.vol.journal, &self.jv) {
+            if let (Some(j), Some(jv)) = (&self.journal, &self.jv) {
                 if j.clean(jv, stripe, self.backend.now_us()) {
                     self.local.push_back(Msg::JournalKick);
                 }
@@ -1189,7 +1246,7 @@ impl<B: Backend> Channel<B> {
 
     /// Become the flusher if no record write is in flight, and write the closing generation.
     fn try_flush(&mut self) {
-        let Some(j) = self.vol.journal.clone() else {
+        let Some(j) = self.journal.clone() else {
             return;
         };
         let now = self.backend.now_us();
@@ -1201,6 +1258,7 @@ impl<B: Backend> Channel<B> {
         buf.as_mut_slice().copy_from_slice(&self.record_buf);
         let blocks = (self.record_buf.len() / j.cfg.block_size as usize) as u64;
         let tag = (KIND_JOURNAL << KIND_SHIFT) | (job.generation << 2) | job.flush_after as u64;
+        self.journal_ios += 1;
         self.backend.submit(DeviceIo {
             dev: Device::Journal(job.slot.0),
             op: IoOp::Write,
@@ -1213,11 +1271,8 @@ impl<B: Backend> Channel<B> {
     }
 
     fn journal_io_done(&mut self, tag: u64, ok: bool, buf: Option<Buf>) {
-        let j = self
-            .vol
-            .journal
-            .clone()
-            .expect("journal I/O without a journal");
+        self.journal_ios -= 1;
+        let j = self.journal.clone().expect("journal I/O without a journal");
         if let Some(b) = buf {
             self.pool.give(b);
         }
@@ -1229,6 +1284,7 @@ impl<B: Backend> Channel<B> {
         } else if body & 1 == 1 {
             // Written; now the device flush that makes it durable.
             let dev = j.cfg.slots[(g % 2) as usize].0;
+            self.journal_ios += 1;
             self.backend.submit(DeviceIo {
                 dev: Device::Journal(dev),
                 op: IoOp::Flush,
@@ -1252,7 +1308,7 @@ impl<B: Backend> Channel<B> {
 
 impl<B: Backend> Drop for Channel<B> {
     fn drop(&mut self) {
-        if let Some(j) = &self.vol.journal {
+        if let Some(j) = &self.journal {
             if self.jslot != usize::MAX {
                 j.unregister_channel(self.jslot);
             }

@@ -2,7 +2,7 @@
 //! journal the volume writes through.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::journal::Journal;
 use crate::layout::Geometry;
@@ -53,8 +53,10 @@ pub struct Volume {
     failed: AtomicU32,
     /// Stripe locks.
     pub locks: StripeLocks,
-    /// The dirty-stripe journal; `None` only for comparison runs with the journal switched off.
-    pub journal: Option<Arc<Journal>>,
+    /// The dirty-stripe journal new channels write through; `None` only for comparison runs
+    /// with the journal switched off. Channels keep their own reference: a new journal (after
+    /// the old one failed) reaches each of them through [`super::Channel::replace_journal`].
+    journal: Mutex<Option<Arc<Journal>>>,
     /// Counters.
     pub stats: VolumeStats,
 }
@@ -77,9 +79,23 @@ impl Volume {
                 .collect(),
             failed: AtomicU32::new(0),
             locks: StripeLocks::new(1024),
-            journal,
+            journal: Mutex::new(journal),
             stats: VolumeStats::default(),
         }
+    }
+
+    /// The journal new channels write through.
+    pub fn journal(&self) -> Option<Arc<Journal>> {
+        self.journal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Make `journal` the one new channels write through (existing channels are moved with
+    /// [`super::Channel::replace_journal`]).
+    pub fn set_journal(&self, journal: Option<Arc<Journal>>) {
+        *self.journal.lock().unwrap_or_else(|e| e.into_inner()) = journal;
     }
 
     /// Health of member `m` (a member being rebuilt is not yet active).

@@ -474,6 +474,9 @@ impl Journal {
     /// Try to become the flusher: close the open generation and encode its record into `out`.
     /// Returns `None` when a record write is already in flight.
     pub fn begin_flush(&self, now_us: u64, out: &mut Vec<u8>) -> Option<FlushJob> {
+        if self.is_failed() {
+            return None;
+        }
         if self
             .in_flight
             .compare_exchange(false, true, SeqCst, SeqCst)
@@ -563,6 +566,12 @@ impl Journal {
         // finds the flag clear or is seen by `flush_useful` below.
         self.in_flight.swap(false, SeqCst);
         self.flush_useful(false, 0)
+    }
+
+    /// The journal device is gone: fail the journal now (writes are refused from here on;
+    /// channels let their waiters go at their next tick).
+    pub fn fail(&self) {
+        self.failed.store(true, Release);
     }
 
     /// A record write failed: the journal can no longer protect writes. Waiters are told (they

@@ -44,10 +44,8 @@ pub(crate) struct SpdkVolume {
     pub geo: Geometry,
     /// Shared engine state.
     pub vol: Arc<Volume>,
-    /// The journal's per-volume state.
-    pub jv: Arc<JournalVolume>,
-    /// The journal.
-    pub journal: Arc<SpdkJournal>,
+    /// The journal and this volume's state on it (replaced by `bdev_jraid_set_journal`).
+    attached: Mutex<Attached>,
     /// Member bdev names, by index (a replacement member changes its slot).
     pub member_names: Mutex<Vec<String>>,
     /// Member identities recorded in the superblocks, by index.
@@ -69,6 +67,15 @@ pub(crate) struct SpdkVolume {
 unsafe impl Sync for SpdkVolume {}
 // SAFETY: as above.
 unsafe impl Send for SpdkVolume {}
+
+/// A volume's journal and its state on that journal.
+#[derive(Clone)]
+pub(crate) struct Attached {
+    /// The journal.
+    pub journal: Arc<SpdkJournal>,
+    /// The journal's per-volume state.
+    pub jv: Arc<JournalVolume>,
+}
 
 /// Every journal and volume of the module.
 #[derive(Default)]
@@ -157,8 +164,7 @@ impl SpdkVolume {
             number,
             geo,
             vol,
-            jv,
-            journal,
+            attached: Mutex::new(Attached { journal, jv }),
             member_names: Mutex::new(member_names),
             member_uuids: Mutex::new(member_uuids),
             members: Mutex::new(members),
@@ -167,6 +173,24 @@ impl SpdkVolume {
             bdev: Box::new(UnsafeCell::new(bdev)),
             cname,
         })
+    }
+
+    /// The journal the volume writes through.
+    pub fn journal(&self) -> Arc<SpdkJournal> {
+        self.attached().journal
+    }
+
+    /// The journal and the volume's state on it.
+    pub fn attached(&self) -> Attached {
+        self.attached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Make `a` the volume's journal (`bdev_jraid_set_journal`; channels follow separately).
+    pub fn set_attached(&self, a: Attached) {
+        *self.attached.lock().unwrap_or_else(|e| e.into_inner()) = a;
     }
 
     /// The io_device key of this volume.
@@ -241,7 +265,7 @@ impl SpdkVolume {
     pub fn info(&self) -> Value {
         let v = &self.vol;
         let state = match v.failed_count() {
-            _ if self.journal.journal.is_failed() => "journal_failed",
+            _ if self.journal().journal.is_failed() => "journal_failed",
             0 => "online",
             1 => "degraded",
             _ => "failed",
@@ -259,9 +283,10 @@ impl SpdkVolume {
                 })
             })
             .collect();
-        let j = &self.journal.journal;
-        let jb = self.journal.base.lock().unwrap_or_else(|e| e.into_inner());
-        let listed = (0..self.geo.stripes).filter(|&s| self.jv.listed(s)).count();
+        let Attached { journal, jv } = self.attached();
+        let j = &journal.journal;
+        let jb = journal.base.lock().unwrap_or_else(|e| e.into_inner());
+        let listed = (0..self.geo.stripes).filter(|&s| jv.listed(s)).count();
         json!({
             "name": self.name,
             "uuid": json::uuid_string(&self.uuid),
@@ -274,7 +299,7 @@ impl SpdkVolume {
             "stripes": self.geo.stripes,
             "members": members,
             "journal": {
-                "name": self.journal.name,
+                "name": journal.name,
                 "present": jb.is_some(),
                 "uuid": json::uuid_string(&j.cfg.uuid),
                 "slot_bytes": j.cfg.slot_bytes,
@@ -282,6 +307,7 @@ impl SpdkVolume {
             },
             "rebuild": super::rebuild::rebuild_status(self),
             "scrub": super::rebuild::scrub_status(self),
+            "set_journal": super::rebuild::set_journal_status(self),
             "generation": j.durable_generation(),
             "open_generation": j.open_generation(),
             "dirty_stripes": listed,
@@ -309,7 +335,7 @@ impl SpdkVolume {
                 "name": self.name,
                 "strip_size_kb": self.geo.strip_blocks * self.geo.block_size as u64 / 1024,
                 "base_bdevs": self.names(),
-                "journal_bdev": self.journal.name,
+                "journal_bdev": self.journal().name,
                 "volume": self.number,
                 "uuid": json::uuid_string(&self.uuid),
             }
@@ -418,19 +444,17 @@ pub(crate) fn forget_volume(ptr: *const SpdkVolume) -> Option<Arc<SpdkVolume>> {
         let mut r = registry();
         let i = r.volumes.iter().position(|v| Arc::as_ptr(v) == ptr)?;
         let v = r.volumes.remove(i);
-        let still_used = r
-            .volumes
-            .iter()
-            .any(|o| Arc::ptr_eq(&o.journal, &v.journal));
+        let vj = v.journal();
+        let still_used = r.volumes.iter().any(|o| Arc::ptr_eq(&o.journal(), &vj));
         let gone = if still_used {
             None
         } else {
-            let j = r.journals.iter().position(|j| Arc::ptr_eq(j, &v.journal));
+            let j = r.journals.iter().position(|j| Arc::ptr_eq(j, &vj));
             j.map(|j| r.journals.remove(j))
         };
         (v, gone)
     };
-    v.journal.journal.detach_volume(v.number);
+    v.journal().journal.detach_volume(v.number);
     v.members
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -452,14 +476,15 @@ pub(crate) fn base_removed(name: &str) {
             .iter()
             .filter_map(|v| {
                 let m = v.names().iter().position(|n| n == name);
-                let j = v.journal.name == name;
+                let j = v.journal().name == name;
                 (m.is_some() || j).then(|| (v.clone(), m.map(|m| m as u32)))
             })
             .collect();
         let journal = r.journals.iter().find(|j| j.name == name).cloned();
         (vols, journal)
     };
-    if journal.is_some() {
+    if let Some(j) = &journal {
+        j.journal.fail();
         warnlog!(
             "journal bdev {name} removed: writes to its volumes fail until a new journal is set"
         );

@@ -19,9 +19,9 @@ const TICK_US: u64 = 1000;
 
 /// Where one channel lives.
 #[derive(Clone, Copy)]
-struct Route {
-    thread: SendPtr<sys::spdk_thread>,
-    ctx: SendPtr<ChanCtx>,
+pub(crate) struct Route {
+    pub thread: SendPtr<sys::spdk_thread>,
+    pub ctx: SendPtr<ChanCtx>,
 }
 
 /// Address → (thread, channel context) for every channel of every volume on one journal.
@@ -39,14 +39,14 @@ impl Routes {
             .copied()
     }
 
-    fn insert(&self, at: Address, route: Route) {
+    pub(crate) fn insert(&self, at: Address, route: Route) {
         self.map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(at, route);
     }
 
-    fn remove(&self, at: Address) {
+    pub(crate) fn remove(&self, at: Address) {
         self.map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -282,6 +282,19 @@ pub(crate) unsafe fn ctx_of(ch: *mut sys::spdk_io_channel) -> *mut ChanCtx {
 /// Bytes of channel context SPDK keeps for us: one pointer to the boxed [`ChanCtx`].
 pub(crate) const CTX_SIZE: u32 = std::mem::size_of::<*mut ChanCtx>() as u32;
 
+/// This thread's channel to `b` (`None` when SPDK has no memory for one).
+pub(crate) fn dev_chan(b: &super::base::BaseBdev) -> Option<DevChan> {
+    let ch = b.get_channel();
+    (!ch.is_null()).then(|| DevChan {
+        desc: b.desc(),
+        bdev: b.bdev(),
+        ch,
+        block_size: b.block_size,
+        num_blocks: b.num_blocks,
+        dma: b.dma,
+    })
+}
+
 /// io_device channel constructor: this thread's channels to every member and the journal.
 pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut c_void) -> i32 {
     guard("channel create", || {
@@ -306,42 +319,27 @@ pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut
                 match b {
                     None => members.push(None),
                     Some(b) => {
-                        let ch = b.get_channel();
-                        if ch.is_null() {
+                        let Some(d) = dev_chan(b) else {
                             put_all(&got);
                             return -super::base::ENOMEM;
-                        }
-                        got.push(ch);
-                        members.push(Some(DevChan {
-                            desc: b.desc(),
-                            bdev: b.bdev(),
-                            ch,
-                            block_size: b.block_size,
-                            num_blocks: b.num_blocks,
-                            dma: b.dma,
-                        }));
+                        };
+                        got.push(d.ch);
+                        members.push(Some(d));
                     }
                 }
             }
         }
+        let att = vol.attached();
         let journal = {
-            let jb = vol.journal.base.lock().unwrap_or_else(|e| e.into_inner());
+            let jb = att.journal.base.lock().unwrap_or_else(|e| e.into_inner());
             match jb.as_ref() {
                 None => None,
                 Some(b) => {
-                    let ch = b.get_channel();
-                    if ch.is_null() {
+                    let Some(d) = dev_chan(b) else {
                         put_all(&got);
                         return -super::base::ENOMEM;
-                    }
-                    Some(DevChan {
-                        desc: b.desc(),
-                        bdev: b.bdev(),
-                        ch,
-                        block_size: b.block_size,
-                        num_blocks: b.num_blocks,
-                        dma: b.dma,
-                    })
+                    };
+                    Some(d)
                 }
             }
         };
@@ -350,9 +348,17 @@ pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut
             reactor: ffi::thread_id(thread) as u32,
             volume: vol.number,
         };
-        let routes = vol.journal.routes.clone();
+        let routes = att.journal.routes.clone();
         let backend = SpdkBackend::new(members, journal, routes.clone());
-        let channel = Channel::new(vol.vol.clone(), Some(vol.jv.clone()), addr, backend);
+        let mut channel = Channel::new(vol.vol.clone(), Some(att.jv.clone()), addr, backend);
+        // `bdev_jraid_set_journal` may have replaced the journal between the two reads above:
+        // the channel follows the one whose bdev channel it holds (a new channel is quiet).
+        if channel
+            .journal()
+            .is_some_and(|j| !Arc::ptr_eq(j, &att.journal.journal))
+        {
+            channel.replace_journal(att.journal.journal.clone(), att.jv.clone());
+        }
         let ctx = Box::new(ChanCtx {
             channel,
             vol,
@@ -390,7 +396,7 @@ pub(crate) unsafe extern "C" fn channel_destroy(_io_device: *mut c_void, buf: *m
         {
             // SAFETY: the context is alive and only used on this thread.
             let ctx = unsafe { &mut *ptr };
-            ctx.vol.journal.routes.remove(ctx.addr);
+            ctx.channel.backend().routes.remove(ctx.addr);
             // SAFETY: the poller was registered on this thread by `channel_create`.
             unsafe { sys::spdk_poller_unregister(&mut ctx.poller) };
             ctx.dead = true;

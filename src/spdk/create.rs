@@ -106,7 +106,7 @@ pub(crate) fn create(req: CreateRequest, done: Done) {
     if let Some(v) = bdev::find_volume(&req.name) {
         if req.uuid == Some(v.uuid)
             && v.names() == req.base_bdevs
-            && v.journal.name == req.journal_bdev
+            && v.journal().name == req.journal_bdev
         {
             return done(Ok(v)); // already running (assembled by examine): nothing to do
         }
@@ -269,28 +269,7 @@ fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
             JournalChoice::Shared(j)
         }
         None => {
-            let mut b = BaseBdev::open(&req.journal_bdev).map_err(base_err)?;
-            b.claim().map_err(base_err)?;
-            if b.block_size != 512 && b.block_size != 4096 {
-                return Err(err(
-                    EINVAL,
-                    format!(
-                        "journal bdev {} has {}-byte blocks; 512 or 4096 are supported",
-                        b.name, b.block_size
-                    ),
-                ));
-            }
-            let bytes = b.num_blocks * b.block_size as u64;
-            let need = JournalSuperblock::min_journal_bytes(4096);
-            if bytes < need {
-                return Err(err(
-                    ENOSPC,
-                    format!(
-                        "journal bdev {} too small: {bytes} bytes, at least {need} are needed",
-                        b.name
-                    ),
-                ));
-            }
+            let b = open_journal_bdev(&req.journal_bdev)?;
             number = req.volume.unwrap_or(0);
             JournalChoice::New(b)
         }
@@ -320,6 +299,59 @@ fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
         journal,
         geo,
         number,
+    })
+}
+
+/// Open and claim `name` as a journal bdev to format, checking its block size and size.
+pub(crate) fn open_journal_bdev(name: &str) -> Result<BaseBdev, CreateError> {
+    let mut b = BaseBdev::open(name).map_err(base_err)?;
+    b.claim().map_err(base_err)?;
+    if b.block_size != 512 && b.block_size != 4096 {
+        return Err(err(
+            EINVAL,
+            format!(
+                "journal bdev {} has {}-byte blocks; 512 or 4096 are supported",
+                b.name, b.block_size
+            ),
+        ));
+    }
+    let bytes = b.num_blocks * b.block_size as u64;
+    let need = JournalSuperblock::min_journal_bytes(4096);
+    if bytes < need {
+        return Err(err(
+            ENOSPC,
+            format!(
+                "journal bdev {} too small: {bytes} bytes, at least {need} are needed",
+                b.name
+            ),
+        ));
+    }
+    Ok(b)
+}
+
+/// The superblock of a new journal on `b` serving `volumes`.
+pub(crate) fn new_journal_sb(b: &BaseBdev, volumes: Vec<JournalEntry>) -> JournalSuperblock {
+    let bs = b.block_size as u64;
+    let bytes = b.num_blocks * bs;
+    let slot = ((bytes - JOURNAL_SLOTS_OFFSET) / 2 / bs * bs).min(MAX_SLOT_BYTES);
+    JournalSuperblock {
+        journal_uuid: new_uuid(),
+        block_size: b.block_size,
+        slot_bytes: slot,
+        seq: 1,
+        volumes,
+    }
+}
+
+/// A running journal (not yet in the registry) over a bdev just formatted with `sb`.
+pub(crate) fn new_spdk_journal(b: BaseBdev, sb: JournalSuperblock) -> Arc<SpdkJournal> {
+    let cfg = journal_config(&sb, b.write_cache);
+    Arc::new(SpdkJournal {
+        name: b.name.clone(),
+        base: Mutex::new(Some(b)),
+        journal: Arc::new(Journal::new(cfg, 0, Vec::new())),
+        sb: Mutex::new(sb),
+        routes: Default::default(),
     })
 }
 
@@ -372,16 +404,7 @@ fn format(p: Prepared, done: Done) {
             (sb, Some(j), None)
         }
         JournalChoice::New(b) => {
-            let bs = b.block_size as u64;
-            let bytes = b.num_blocks * bs;
-            let slot = ((bytes - JOURNAL_SLOTS_OFFSET) / 2 / bs * bs).min(MAX_SLOT_BYTES);
-            let sb = JournalSuperblock {
-                journal_uuid: new_uuid(),
-                block_size: b.block_size,
-                slot_bytes: slot,
-                seq: 1,
-                volumes: vec![entry],
-            };
+            let sb = new_journal_sb(&b, vec![entry]);
             (sb, None, Some(b))
         }
     };
@@ -433,15 +456,7 @@ fn format(p: Prepared, done: Done) {
                 j
             }
             None => {
-                let b = new_base.expect("new journal bdev");
-                let cfg = journal_config(&jsb, b.write_cache);
-                let j = Arc::new(SpdkJournal {
-                    name: b.name.clone(),
-                    base: Mutex::new(Some(b)),
-                    journal: Arc::new(Journal::new(cfg, 0, Vec::new())),
-                    sb: Mutex::new(jsb),
-                    routes: Default::default(),
-                });
+                let j = new_spdk_journal(new_base.expect("new journal bdev"), jsb);
                 registry().journals.push(j.clone());
                 j
             }
@@ -693,7 +708,7 @@ struct Recovery {
 
 impl Recovery {
     fn start(v: Arc<SpdkVolume>, done: RecoveryDone) {
-        let j = &v.journal.journal;
+        let j = &v.journal().journal;
         let stripes = j.carried_stripes(v.number);
         let mut at_risk = Vec::new();
         let resync = if v.vol.failed_count() > 0 && !stripes.is_empty() {
@@ -764,7 +779,7 @@ impl Recovery {
         if self.inflight > 0 || self.next < self.stripes.len() {
             return None;
         }
-        let j = self.vol.journal.journal.clone();
+        let j = self.vol.journal().journal.clone();
         match self.target {
             None => {
                 if self.errors > 0 {
@@ -797,7 +812,7 @@ impl Recovery {
                 if j.is_failed() {
                     Some(Err(err(
                         EIO,
-                        format!("journal {}: record write failed", self.vol.journal.name),
+                        format!("journal {}: record write failed", self.vol.journal().name),
                     )))
                 } else if j.durable_generation() >= g {
                     noticelog!(

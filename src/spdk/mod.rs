@@ -23,6 +23,7 @@ mod json;
 mod rebuild;
 mod rpc;
 mod scrub;
+mod set_journal;
 mod superblocks;
 
 use std::cell::UnsafeCell;

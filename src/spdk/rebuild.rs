@@ -37,6 +37,7 @@ const CODE_REBUILD: u64 = 1;
 const CODE_REBUILD_FLUSH: u64 = 2;
 const CODE_SCRUB: u64 = 3;
 const CODE_REPAIR: u64 = 4;
+const CODE_RESYNC: u64 = 5;
 
 fn tag(code: u64, stripe: u64) -> u64 {
     (stripe << 5) | (code << 1) | INTERNAL_TAG
@@ -50,50 +51,63 @@ fn stripe_of(tag: u64) -> u64 {
     tag >> 5
 }
 
-/// Status of the passes of every volume, by volume uuid: (rebuild, scrub).
-type StatusMap = HashMap<[u8; 16], (Value, Value)>;
+/// Which status a pass publishes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// Member rebuild.
+    Rebuild = 0,
+    /// Scrub.
+    Scrub = 1,
+    /// Full resync before a new journal is attached (`bdev_jraid_set_journal`).
+    SetJournal = 2,
+}
+
+/// Status of the passes of every volume, by volume uuid and [`Slot`].
+type StatusMap = HashMap<[u8; 16], [Value; 3]>;
 static STATUS: Mutex<Option<StatusMap>> = Mutex::new(None);
 /// Volumes (by address) being destroyed: their passes stop.
 static STOPPING: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
 /// Member states last seen by the watcher, by volume address.
 static SEEN: Mutex<Option<HashMap<usize, Vec<u8>>>> = Mutex::new(None);
 
-fn set_status(uuid: [u8; 16], rebuild: bool, v: Value) {
+pub(crate) fn set_status(uuid: [u8; 16], slot: Slot, v: Value) {
     let mut g = STATUS.lock().unwrap_or_else(|e| e.into_inner());
-    let e = g
-        .get_or_insert_with(HashMap::new)
-        .entry(uuid)
-        .or_insert((Value::Null, Value::Null));
-    if rebuild {
-        e.0 = v;
-    } else {
-        e.1 = v;
-    }
+    let e = g.get_or_insert_with(HashMap::new).entry(uuid).or_insert([
+        Value::Null,
+        Value::Null,
+        Value::Null,
+    ]);
+    e[slot as usize] = v;
 }
 
-fn get_status(uuid: &[u8; 16], rebuild: bool) -> Value {
+pub(crate) fn get_status(uuid: &[u8; 16], slot: Slot) -> Value {
     let g = STATUS.lock().unwrap_or_else(|e| e.into_inner());
     g.as_ref()
         .and_then(|m| m.get(uuid))
-        .map(|e| if rebuild { e.0.clone() } else { e.1.clone() })
+        .map(|e| e[slot as usize].clone())
         .unwrap_or(Value::Null)
 }
 
 /// The rebuild of `v` as JSON for `bdev_jraid_get_bdevs` (null when none ran).
 pub(crate) fn rebuild_status(v: &SpdkVolume) -> Value {
-    get_status(&v.uuid, true)
+    get_status(&v.uuid, Slot::Rebuild)
 }
 
 /// The scrub of `v` as JSON (null when none ran).
 pub(crate) fn scrub_status(v: &SpdkVolume) -> Value {
-    get_status(&v.uuid, false)
+    get_status(&v.uuid, Slot::Scrub)
 }
 
-fn running(uuid: &[u8; 16], rebuild: bool) -> bool {
-    let s = get_status(uuid, rebuild);
+/// The journal replacement of `v` as JSON (null when none ran).
+pub(crate) fn set_journal_status(v: &SpdkVolume) -> Value {
+    get_status(&v.uuid, Slot::SetJournal)
+}
+
+pub(crate) fn running(uuid: &[u8; 16], slot: Slot) -> bool {
+    let s = get_status(uuid, slot);
     matches!(
         s.get("state").and_then(Value::as_str),
-        Some("starting" | "running" | "flushing" | "recording")
+        Some("starting" | "running" | "flushing" | "recording" | "attaching")
     )
 }
 
@@ -106,7 +120,7 @@ pub(crate) fn volume_stopping(ptr: *const SpdkVolume) {
         .insert(ptr as usize);
 }
 
-fn stopping(v: &Arc<SpdkVolume>) -> bool {
+pub(crate) fn stopping(v: &Arc<SpdkVolume>) -> bool {
     STOPPING
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -191,8 +205,37 @@ unsafe extern "C" fn watch_poll(_arg: *mut c_void) -> i32 {
 /// What a pass does.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Rebuild { member: u32 },
-    Scrub { repair: bool },
+    Rebuild {
+        member: u32,
+    },
+    Scrub {
+        repair: bool,
+    },
+    /// Parity of every stripe rewritten from the data (before a new journal is attached).
+    Resync,
+}
+
+impl Kind {
+    fn slot(self) -> Slot {
+        match self {
+            Kind::Rebuild { .. } => Slot::Rebuild,
+            Kind::Scrub { .. } => Slot::Scrub,
+            Kind::Resync => Slot::SetJournal,
+        }
+    }
+}
+
+/// Runs when a pass is over, with the pass and its final state.
+pub(crate) type PassThen = Box<dyn FnOnce(&PassResult)>;
+
+/// How a pass ended (for whoever started it).
+pub(crate) struct PassResult {
+    /// "done", "failed" or "aborted".
+    pub state: &'static str,
+    /// The first error.
+    pub first_error: Option<String>,
+    /// Status JSON as last published.
+    pub status: Value,
 }
 
 /// Phase of a pass.
@@ -224,6 +267,8 @@ struct Pass {
     repaired: u64,
     repair_failed: u64,
     bdev: String,
+    /// Run at the end (resync passes).
+    then: Option<PassThen>,
 }
 
 impl Pass {
@@ -231,7 +276,7 @@ impl Pass {
         let g = &self.vol.geo;
         match self.kind {
             Kind::Rebuild { .. } => g.strip_blocks * g.block_size as u64,
-            Kind::Scrub { .. } => g.stripe_blocks() * g.block_size as u64,
+            Kind::Scrub { .. } | Kind::Resync => g.stripe_blocks() * g.block_size as u64,
         }
     }
 
@@ -271,15 +316,24 @@ impl Pass {
                 "errors": self.errors,
                 "error": self.first_error,
             }),
+            Kind::Resync => json!({
+                "state": state,
+                "journal_bdev": self.bdev,
+                "stripes_total": total,
+                "stripes_resynced": self.done,
+                "percent": pct,
+                "elapsed_s": (elapsed * 100.0).round() / 100.0,
+                "mib_per_s": rate,
+                "bandwidth_mb": self.cap / (1 << 20),
+                "window": self.window,
+                "errors": self.errors,
+                "error": self.first_error,
+            }),
         }
     }
 
     fn publish(&self, state: &str) {
-        set_status(
-            self.vol.uuid,
-            matches!(self.kind, Kind::Rebuild { .. }),
-            self.status(state),
-        );
+        set_status(self.vol.uuid, self.kind.slot(), self.status(state));
     }
 
     fn fail(&mut self, msg: String) {
@@ -294,6 +348,7 @@ impl Pass {
         match self.kind {
             Kind::Rebuild { .. } => code == CODE_REBUILD || code == CODE_REBUILD_FLUSH,
             Kind::Scrub { .. } => code == CODE_SCRUB || code == CODE_REPAIR,
+            Kind::Resync => code == CODE_RESYNC,
         }
     }
 
@@ -341,6 +396,11 @@ impl Pass {
                     self.done += 1;
                     self.fail(format!("scrub of stripe {stripe}: {e}"));
                 }
+                (CODE_RESYNC, Ok(())) => self.done += 1,
+                (CODE_RESYNC, Err(e)) => {
+                    self.done += 1;
+                    self.fail(format!("resync of stripe {stripe}: {e}"));
+                }
                 (CODE_REPAIR, Ok(())) => self.repaired += 1,
                 (CODE_REPAIR, Err(e)) => {
                     self.repair_failed += 1;
@@ -354,6 +414,14 @@ impl Pass {
             if self.vol.vol.rebuilding() != Some(member) && self.phase != Phase::Over {
                 self.fail(format!("member {member} failed during its rebuild"));
                 self.phase = Phase::Over;
+            }
+            if self.errors > 0 {
+                self.phase = Phase::Over;
+            }
+        }
+        if self.kind == Kind::Resync {
+            if self.vol.vol.failed_count() > 0 && self.phase != Phase::Over {
+                self.fail("a member failed during the resync".into());
             }
             if self.errors > 0 {
                 self.phase = Phase::Over;
@@ -375,6 +443,7 @@ impl Pass {
                     (None, _) if self.next >= stripes => break,
                     (None, Kind::Rebuild { .. }) => (CODE_REBUILD, self.next, UserOp::Rebuild),
                     (None, Kind::Scrub { .. }) => (CODE_SCRUB, self.next, UserOp::Scrub),
+                    (None, Kind::Resync) => (CODE_RESYNC, self.next, UserOp::Resync),
                 };
                 if code != CODE_REPAIR
                     && self.cap > 0
@@ -404,7 +473,7 @@ impl Pass {
             }
             if self.inflight == 0 && self.next >= stripes && self.repairs.is_empty() {
                 match self.kind {
-                    Kind::Scrub { .. } => self.phase = Phase::Over,
+                    Kind::Scrub { .. } | Kind::Resync => self.phase = Phase::Over,
                     Kind::Rebuild { .. } => {
                         // The replacement's data must be durable before its superblock says
                         // "active".
@@ -442,7 +511,7 @@ impl Pass {
         }
         Some(if stop {
             "aborted"
-        } else if matches!(self.kind, Kind::Rebuild { .. }) && self.errors > 0 {
+        } else if matches!(self.kind, Kind::Rebuild { .. } | Kind::Resync) && self.errors > 0 {
             "failed"
         } else {
             "done"
@@ -472,8 +541,29 @@ unsafe extern "C" fn pass_poll(arg: *mut c_void) -> i32 {
     })
 }
 
-fn finish(p: Pass, state: &'static str) {
+fn finish(mut p: Pass, state: &'static str) {
     match p.kind {
+        Kind::Resync => {
+            let status = p.status(state);
+            noticelog!(
+                "volume {}: full resync {state}: {} of {} stripes{}",
+                p.vol.name,
+                p.done,
+                p.vol.geo.stripes,
+                p.first_error
+                    .as_ref()
+                    .map(|e| format!(" (first error: {e})"))
+                    .unwrap_or_default()
+            );
+            let r = PassResult {
+                state,
+                first_error: p.first_error.clone(),
+                status,
+            };
+            if let Some(then) = p.then.take() {
+                then(&r);
+            }
+        }
         Kind::Scrub { repair } => {
             noticelog!(
                 "volume {}: scrub {state}: {} stripes checked, {} mismatches{}",
@@ -541,7 +631,13 @@ pub(crate) struct PassOpts {
     pub bandwidth_mb: u64,
 }
 
-fn start_pass(v: &Arc<SpdkVolume>, kind: Kind, opts: PassOpts, bdev: String) -> Result<(), String> {
+fn start_pass(
+    v: &Arc<SpdkVolume>,
+    kind: Kind,
+    opts: PassOpts,
+    bdev: String,
+    then: Option<PassThen>,
+) -> Result<(), String> {
     // SAFETY: the io_device is registered while the volume is in the registry; on this thread.
     let ch = unsafe { sys::spdk_get_io_channel(v.io_device()) };
     if ch.is_null() {
@@ -567,6 +663,7 @@ fn start_pass(v: &Arc<SpdkVolume>, kind: Kind, opts: PassOpts, bdev: String) -> 
         repaired: 0,
         repair_failed: 0,
         bdev,
+        then,
     }));
     // SAFETY: `p` lives until `pass_poll` takes it back; the poller runs on this thread.
     unsafe {
@@ -578,10 +675,27 @@ fn start_pass(v: &Arc<SpdkVolume>, kind: Kind, opts: PassOpts, bdev: String) -> 
 
 /// Start a scrub of `v` (checked by [`super::scrub`]).
 pub(crate) fn start_scrub(v: &Arc<SpdkVolume>, repair: bool, opts: PassOpts) -> Result<(), String> {
-    if running(&v.uuid, false) {
+    if running(&v.uuid, Slot::Scrub) {
         return Err(format!("a scrub of {} is already running", v.name));
     }
-    start_pass(v, Kind::Scrub { repair }, opts, String::new())
+    if running(&v.uuid, Slot::SetJournal) {
+        return Err(format!(
+            "volume {}: a new journal is being attached",
+            v.name
+        ));
+    }
+    start_pass(v, Kind::Scrub { repair }, opts, String::new(), None)
+}
+
+/// Start the full resync of `v` that precedes attaching journal bdev `journal_bdev`; `then`
+/// runs when it is over (checked by [`super::set_journal`]).
+pub(crate) fn start_resync(
+    v: &Arc<SpdkVolume>,
+    journal_bdev: String,
+    opts: PassOpts,
+    then: PassThen,
+) -> Result<(), String> {
+    start_pass(v, Kind::Resync, opts, journal_bdev, Some(then))
 }
 
 // ---- member replacement ----------------------------------------------------------------------
@@ -618,10 +732,16 @@ fn open_replacement(v: &SpdkVolume, name: &str) -> Result<BaseBdev, AddError> {
 
 /// `bdev_jraid_add_base_bdev`: replace the failed member of `v` with `bdev` and rebuild it.
 pub(crate) fn add_base_bdev(v: Arc<SpdkVolume>, bdev: String, opts: PassOpts, done: AddDone) {
-    if v.vol.rebuilding().is_some() || running(&v.uuid, true) {
+    if v.vol.rebuilding().is_some() || running(&v.uuid, Slot::Rebuild) {
         return done(Err((
             -16,
             format!("volume {}: a rebuild is running", v.name),
+        )));
+    }
+    if running(&v.uuid, Slot::SetJournal) {
+        return done(Err((
+            -16,
+            format!("volume {}: a new journal is being attached", v.name),
         )));
     }
     if v.vol.failed_count() != 1 {
@@ -652,7 +772,7 @@ pub(crate) fn add_base_bdev(v: Arc<SpdkVolume>, bdev: String, opts: PassOpts, do
     // Let go of the failed member first (channels, then its descriptor and claim).
     set_status(
         v.uuid,
-        true,
+        Slot::Rebuild,
         json!({"state": "starting", "member": m, "base_bdev": bdev}),
     );
     let v2 = v.clone();
@@ -662,7 +782,7 @@ pub(crate) fn add_base_bdev(v: Arc<SpdkVolume>, bdev: String, opts: PassOpts, do
         match open_replacement(&v2, &bdev) {
             Ok(b) => attach(v2, m, b, opts, done),
             Err(e) => {
-                set_status(v2.uuid, true, Value::Null);
+                set_status(v2.uuid, Slot::Rebuild, Value::Null);
                 done(Err(e))
             }
         }
@@ -725,7 +845,7 @@ pub(crate) fn resume_late(bdev: &str, sb: &crate::superblock::MemberSuperblock) 
         && v.vol.failed_count() == 1
         && v.vol.failed_member() == Some(m)
         && v.vol.rebuilding().is_none()
-        && !running(&v.uuid, true)
+        && !running(&v.uuid, Slot::Rebuild)
         && v.uuids().get(m as usize) == sb.member_uuids.get(m as usize);
     if ok {
         noticelog!(
@@ -763,7 +883,7 @@ fn attach(v: Arc<SpdkVolume>, m: u32, b: BaseBdev, opts: PassOpts, done: AddDone
             return done(Err((-19, format!("volume {} is going away", v2.name))));
         }
         if !v2.vol.start_rebuild(m) {
-            set_status(v2.uuid, true, Value::Null);
+            set_status(v2.uuid, Slot::Rebuild, Value::Null);
             return done(Err((
                 -16,
                 format!(
@@ -782,7 +902,7 @@ fn attach(v: Arc<SpdkVolume>, m: u32, b: BaseBdev, opts: PassOpts, done: AddDone
             if let Err(e) = r {
                 warnlog!("volume {}: {e}", v3.name);
             }
-            let r = start_pass(&v3, Kind::Rebuild { member: m }, opts, name);
+            let r = start_pass(&v3, Kind::Rebuild { member: m }, opts, name, None);
             done(r.map_err(|e| (-12, e)));
         });
     });

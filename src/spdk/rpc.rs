@@ -1,4 +1,5 @@
-//! JSON-RPC methods: `bdev_jraid_create`, `bdev_jraid_delete`, `bdev_jraid_get_bdevs`.
+//! JSON-RPC methods: `bdev_jraid_create`, `bdev_jraid_delete`, `bdev_jraid_get_bdevs`,
+//! `bdev_jraid_add_base_bdev`, `bdev_jraid_scrub`, `bdev_jraid_set_journal`.
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
@@ -273,14 +274,55 @@ unsafe extern "C" fn rpc_scrub(
     })
 }
 
+/// Parameters of `bdev_jraid_set_journal`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetJournalParams {
+    name: String,
+    journal_bdev: String,
+    #[serde(default)]
+    window: Option<usize>,
+    #[serde(default)]
+    bandwidth_mb: Option<u64>,
+}
+
+unsafe extern "C" fn rpc_set_journal(
+    req: *mut sys::spdk_jsonrpc_request,
+    params: *const sys::spdk_json_val,
+) {
+    guard("bdev_jraid_set_journal", || {
+        let req = Request(req);
+        let p: SetJournalParams = match parse(params) {
+            Ok(p) => p,
+            Err(e) => return req.invalid(&e),
+        };
+        if p.journal_bdev.is_empty() {
+            return req.invalid("journal_bdev must not be empty");
+        }
+        let opts = super::rebuild::PassOpts {
+            window: p.window.unwrap_or(2 * super::rebuild::DEFAULT_WINDOW),
+            bandwidth_mb: p.bandwidth_mb.unwrap_or(0),
+        };
+        let answer: super::set_journal::SetDone = Box::new(move |r| match r {
+            Ok(()) => req.result(&Value::Bool(true)),
+            Err((code, msg)) => req.error(code, &msg),
+        });
+        match bdev::find_volume(&p.name) {
+            Some(v) => super::set_journal::set_journal(v, p.journal_bdev, opts, answer),
+            None => answer(Err((-19, format!("no jraid volume named {}", p.name)))),
+        }
+    })
+}
+
 /// Register the RPC methods (from the load-time constructor).
 pub(crate) fn register() {
-    let methods: [(&std::ffi::CStr, sys::spdk_rpc_method_handler); 5] = [
+    let methods: [(&std::ffi::CStr, sys::spdk_rpc_method_handler); 6] = [
         (c"bdev_jraid_create", Some(rpc_create)),
         (c"bdev_jraid_delete", Some(rpc_delete)),
         (c"bdev_jraid_get_bdevs", Some(rpc_get_bdevs)),
         (c"bdev_jraid_add_base_bdev", Some(rpc_add_base_bdev)),
         (c"bdev_jraid_scrub", Some(rpc_scrub)),
+        (c"bdev_jraid_set_journal", Some(rpc_set_journal)),
     ];
     for (name, f) in methods {
         // SAFETY: static NUL-terminated names; handlers match SPDK's type.

@@ -24,7 +24,7 @@ pub(crate) fn scrub(
             ),
         ));
     }
-    if repair && v.journal.journal.is_failed() {
+    if repair && v.journal().journal.is_failed() {
         return Err((
             -5,
             format!(

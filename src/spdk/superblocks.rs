@@ -128,7 +128,7 @@ pub(crate) fn member_sb(
 ) -> MemberSuperblock {
     MemberSuperblock {
         volume_uuid: v.uuid,
-        journal_uuid: v.journal.journal.cfg.uuid,
+        journal_uuid: v.journal().journal.cfg.uuid,
         volume_number: v.number,
         name: v.name.clone(),
         members: v.geo.members,

@@ -3,7 +3,8 @@
 
 Prints the stripes whose parity disagrees with their data and the newest valid journal record;
 exits 1 if some mismatching stripe is not listed in that record (the journal's invariant), and
-with --clean, if any stripe mismatches at all."""
+with --clean, if any stripe mismatches at all; also exits 1 when the newest member superblock names
+another journal."""
 import struct
 import sys
 
@@ -73,6 +74,20 @@ def main():
             acc ^= int.from_bytes(f.read(strip), "little")
         if acc:
             bad.append(s)
+    # The newest member superblock must name this journal.
+    newest = None
+    for f in files:
+        f.seek(0)
+        msb = f.read(4096)
+        if msb[:8] == b"JRAIDMSB":
+            seq, = struct.unpack_from("<Q", msb, 88)
+            if newest is None or seq > newest[0]:
+                newest = (seq, msb[40:56])
+    with open(journal, "rb") as jf:
+        juuid = jf.read(4096)[24:40]
+    if newest[1] != juuid:
+        print("the members name another journal than", journal)
+        sys.exit(1)
     gen, entries = newest_record(journal)
     listed = {st for (v, st) in entries if v == number}
     unlisted = [s for s in bad if s not in listed]

@@ -1,0 +1,478 @@
+//! `bdev_jraid_set_journal {name, journal_bdev}`: a new journal for a volume whose journal
+//! failed or was removed.
+//!
+//! Without its journal a volume refuses writes (reads go on), and nothing says any more which
+//! stripes may be inconsistent. So before a new journal is attached, every stripe's parity is
+//! rewritten from its data (a full resync, a background pass with progress under
+//! "set_journal" in `bdev_jraid_get_bdevs`; writes stay refused meanwhile, so the resync cannot
+//! race them). Then, in this order:
+//!
+//! 1. the new journal's superblock is written (a fresh bdev is formatted; a running journal
+//!    of other volumes gets this volume's entry), listing nothing dirty;
+//! 2. the member superblocks are rewritten naming the new journal — from here on a restart
+//!    assembles the volume with it, and its empty record is the truth (every stripe is clean);
+//! 3. every reactor's channel moves to the new journal (each once nothing of it depends on
+//!    the old one) and writes are accepted again;
+//! 4. the old journal lets go of the volume and is closed when no volume uses it any more.
+//!
+//! A crash before step 2 leaves the members naming the lost journal: the volume then waits in
+//! examine and `bdev_jraid_set_journal` (which also accepts such a waiting volume, see
+//! [`super::examine`]) runs the full resync again. Until step 2 nothing on the volume's
+//! members changed, and a failure up to there releases the new journal bdev untouched (a
+//! running journal keeps its other volumes).
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use spdk_sys as sys;
+
+use super::base::BaseBdev;
+use super::bdev::{registry, Attached, SpdkJournal, SpdkVolume};
+use super::channel::{self, Route};
+use super::create::{self, CreateError};
+use super::ffi::{self, guard, noticelog, warnlog, SendPtr};
+use super::rebuild::{self, PassOpts, PassResult, Slot};
+use super::superblocks::{record_member_states_then, write_sb};
+use crate::journal::JournalVolume;
+use crate::superblock::{JournalVolume as JournalEntry, MAX_VOLUMES};
+
+const EINVAL: i32 = 22;
+const EBUSY: i32 = 16;
+const EEXIST: i32 = 17;
+const ENOSPC: i32 = 28;
+const EIO: i32 = 5;
+const ENOMEM: i32 = 12;
+
+/// Why a request was refused: (negative errno, message).
+pub(crate) type SetError = (i32, String);
+
+/// Answer of the RPC.
+pub(crate) type SetDone = Box<dyn FnOnce(Result<(), SetError>)>;
+
+fn e(code: i32, msg: impl Into<String>) -> SetError {
+    (-code, msg.into())
+}
+
+fn from_create(c: CreateError) -> SetError {
+    (c.code, c.msg)
+}
+
+/// Where the new journal comes from.
+pub(crate) enum Target {
+    /// A bdev to format as a journal (opened and claimed).
+    New(BaseBdev),
+    /// A running journal that serves other volumes.
+    Shared(Arc<SpdkJournal>),
+}
+
+/// Pick the new journal `journal_bdev` for volume `number` named `name` (uuid `uuid`) whose
+/// members are `members`: a healthy running journal where the number is free, or a bdev no one
+/// uses, which is opened, claimed and checked.
+pub(crate) fn choose(
+    journal_bdev: &str,
+    name: &str,
+    uuid: [u8; 16],
+    number: u32,
+    members: &[String],
+) -> Result<Target, SetError> {
+    if members.iter().any(|m| m == journal_bdev) {
+        return Err(e(
+            EINVAL,
+            format!("bdev {journal_bdev} is a member of volume {name}"),
+        ));
+    }
+    let (running, member_of) = {
+        let r = registry();
+        let running = r
+            .journals
+            .iter()
+            .find(|j| {
+                j.name == journal_bdev && j.base.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+            })
+            .cloned();
+        let member_of = r
+            .volumes
+            .iter()
+            .find(|v| v.names().iter().any(|n| n == journal_bdev))
+            .map(|v| v.name.clone());
+        (running, member_of)
+    };
+    if let Some(v) = member_of {
+        return Err(e(
+            EBUSY,
+            format!("bdev {journal_bdev} is a member of volume {v}"),
+        ));
+    }
+    let Some(j) = running else {
+        return create::open_journal_bdev(journal_bdev)
+            .map(Target::New)
+            .map_err(from_create);
+    };
+    if j.journal.is_failed() {
+        return Err(e(
+            EBUSY,
+            format!("journal bdev {journal_bdev} has failed; choose another bdev"),
+        ));
+    }
+    let sb = j.sb.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(o) = sb
+        .volumes
+        .iter()
+        .find(|o| o.volume_number == number && o.volume_uuid != uuid)
+    {
+        return Err(e(
+            EEXIST,
+            format!(
+                "volume number {number} is already in use on journal {journal_bdev} (by {})",
+                o.name
+            ),
+        ));
+    }
+    if let Some(o) = sb
+        .volumes
+        .iter()
+        .find(|o| o.name == name && o.volume_uuid != uuid)
+    {
+        return Err(e(
+            EEXIST,
+            format!(
+                "name {name} is already in use on journal {journal_bdev} (volume {})",
+                o.volume_number
+            ),
+        ));
+    }
+    if sb.volumes.len() >= MAX_VOLUMES && sb.volumes.iter().all(|o| o.volume_uuid != uuid) {
+        return Err(e(
+            ENOSPC,
+            format!("journal {journal_bdev} already serves {MAX_VOLUMES} volumes"),
+        ));
+    }
+    Ok(Target::Shared(j))
+}
+
+/// Step 1: write the journal superblock that lists `entry` and return the running journal
+/// (a new one is put into the registry).
+pub(crate) fn install(
+    target: Target,
+    entry: JournalEntry,
+    done: impl FnOnce(Result<Arc<SpdkJournal>, SetError>) + 'static,
+) {
+    match target {
+        Target::New(b) => {
+            let sb = create::new_journal_sb(&b, vec![entry]);
+            if let Err(er) = sb.validate() {
+                return done(Err(e(EINVAL, format!("bad journal superblock: {er}"))));
+            }
+            let (raw, name, image) = (b.raw(), b.name.clone(), sb.encode());
+            write_sb(raw, name, image, move |r| match r {
+                Ok(()) => {
+                    let j = create::new_spdk_journal(b, sb);
+                    registry().journals.push(j.clone());
+                    done(Ok(j))
+                }
+                Err(m) => done(Err(e(EIO, m))),
+            });
+        }
+        Target::Shared(j) => {
+            let mut sb = j.sb.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            sb.seq += 1;
+            sb.volumes.retain(|o| o.volume_uuid != entry.volume_uuid);
+            sb.volumes.push(entry);
+            if let Err(er) = sb.validate() {
+                return done(Err(e(EINVAL, format!("bad journal superblock: {er}"))));
+            }
+            let raw = j
+                .base
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|b| b.raw());
+            let Some(raw) = raw else {
+                return done(Err(e(EIO, format!("journal bdev {} was removed", j.name))));
+            };
+            let image = sb.encode();
+            write_sb(raw, j.name.clone(), image, move |r| match r {
+                Ok(()) => {
+                    *j.sb.lock().unwrap_or_else(|e| e.into_inner()) = sb;
+                    done(Ok(j))
+                }
+                Err(m) => done(Err(e(EIO, m))),
+            });
+        }
+    }
+}
+
+fn publish(v: &SpdkVolume, status: Value) {
+    rebuild::set_status(v.uuid, Slot::SetJournal, status);
+}
+
+/// With the state of a finished pass: `status` with "state" (and "error") replaced.
+fn with_state(mut status: Value, state: &str, error: Option<&str>) -> Value {
+    if let Some(o) = status.as_object_mut() {
+        o.insert("state".into(), json!(state));
+        if let Some(m) = error {
+            o.insert("error".into(), json!(m));
+        }
+    }
+    status
+}
+
+/// `bdev_jraid_set_journal` on a running volume: checks, then the full resync in the
+/// background (answered once it started), then steps 1–4.
+pub(crate) fn set_journal(v: Arc<SpdkVolume>, journal_bdev: String, opts: PassOpts, done: SetDone) {
+    let old = v.attached();
+    if v.vol.journal().is_none() {
+        return done(Err(e(
+            EINVAL,
+            format!(
+                "volume {} runs without its journal (created with \"journal\": false)",
+                v.name
+            ),
+        )));
+    }
+    let present = old
+        .journal
+        .base
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_some();
+    if present && !old.journal.journal.is_failed() {
+        return done(Err(e(
+            EBUSY,
+            format!(
+                "volume {}: journal {} is working; a new journal is attached only after it failed or was removed",
+                v.name, old.journal.name
+            ),
+        )));
+    }
+    for (slot, what) in [
+        (Slot::SetJournal, "a new journal is being attached"),
+        (Slot::Rebuild, "a rebuild is running"),
+        (Slot::Scrub, "a scrub is running"),
+    ] {
+        if rebuild::running(&v.uuid, slot) {
+            return done(Err(e(EBUSY, format!("volume {}: {what}", v.name))));
+        }
+    }
+    if v.vol.failed_count() > 0 || v.vol.rebuilding().is_some() {
+        return done(Err(e(
+            EBUSY,
+            format!(
+                "volume {} is degraded: the full resync before a new journal needs every member; \
+                 replace the failed member first (bdev_jraid_add_base_bdev)",
+                v.name
+            ),
+        )));
+    }
+    let target = match choose(&journal_bdev, &v.name, v.uuid, v.number, &v.names()) {
+        Ok(t) => t,
+        Err(er) => return done(Err(er)),
+    };
+    noticelog!(
+        "volume {}: full resync of {} stripes before attaching journal {journal_bdev}",
+        v.name,
+        v.geo.stripes
+    );
+    publish(
+        &v,
+        json!({"state": "starting", "journal_bdev": journal_bdev}),
+    );
+    let v2 = v.clone();
+    let name = journal_bdev.clone();
+    let then = Box::new(move |r: &PassResult| {
+        if r.state != "done" {
+            let why = r
+                .first_error
+                .clone()
+                .unwrap_or_else(|| format!("resync {}", r.state));
+            warnlog!(
+                "volume {}: journal {} not attached: {why}",
+                v2.name,
+                journal_bdev
+            );
+            drop(target); // a new bdev is released untouched
+            return publish(&v2, r.status.clone());
+        }
+        publish(&v2, with_state(r.status.clone(), "attaching", None));
+        attach(v2, target, r.status.clone());
+    });
+    match rebuild::start_resync(&v, name, opts, then) {
+        Ok(()) => done(Ok(())),
+        Err(m) => {
+            publish(&v, Value::Null);
+            done(Err(e(ENOMEM, m)))
+        }
+    }
+}
+
+/// Steps 1–4 after a clean full resync of a running volume.
+fn attach(v: Arc<SpdkVolume>, target: Target, status: Value) {
+    if rebuild::stopping(&v) {
+        return publish(&v, with_state(status, "aborted", None));
+    }
+    let entry = JournalEntry {
+        volume_number: v.number,
+        volume_uuid: v.uuid,
+        name: v.name.clone(),
+    };
+    install(target, entry, move |r| {
+        let j = match r {
+            Ok(j) => j,
+            Err((_, m)) => {
+                warnlog!("volume {}: new journal not attached: {m}", v.name);
+                return publish(&v, with_state(status, "failed", Some(&m)));
+            }
+        };
+        let (jv, _) = j
+            .journal
+            .attach_volume(v.number, v.geo.stripes, v.vol.member_volatile_cache);
+        let old = v.attached();
+        v.set_attached(Attached {
+            journal: j.clone(),
+            jv: jv.clone(),
+        });
+        v.vol.set_journal(Some(j.journal.clone()));
+        let v2 = v.clone();
+        record_member_states_then(&v, move |r| {
+            if let Err(m) = &r {
+                warnlog!(
+                    "volume {}: naming the new journal in the superblocks: {m}",
+                    v2.name
+                );
+            }
+            let v3 = v2.clone();
+            move_channels(&v2, j.clone(), jv, move || {
+                retire(&v3, &old);
+                noticelog!(
+                    "volume {}: journal {} attached (journal uuid {}); writes accepted again",
+                    v3.name,
+                    j.name,
+                    super::json::uuid_string(&j.journal.cfg.uuid)
+                );
+                publish(&v3, with_state(status, "done", None));
+            });
+        });
+    });
+}
+
+/// Step 4: the old journal lets go of `v`; closed when no volume uses it.
+fn retire(v: &Arc<SpdkVolume>, old: &Attached) {
+    old.journal.journal.detach_volume(v.number);
+    let gone = {
+        let mut r = registry();
+        let used = r
+            .volumes
+            .iter()
+            .any(|o| Arc::ptr_eq(&o.journal(), &old.journal));
+        if used {
+            None
+        } else {
+            r.journals
+                .iter()
+                .position(|j| Arc::ptr_eq(j, &old.journal))
+                .map(|i| r.journals.remove(i))
+        }
+    };
+    if let Some(j) = gone {
+        drop(j.base.lock().unwrap_or_else(|e| e.into_inner()).take());
+        noticelog!("journal {} released", j.name);
+    }
+}
+
+struct MoveCtx {
+    journal: Arc<SpdkJournal>,
+    jv: Arc<JournalVolume>,
+    then: Option<Box<dyn FnOnce()>>,
+}
+
+/// Retry period of a channel not yet quiet.
+const RETRY_US: u64 = 1000;
+
+/// Step 3: on every channel of `v`, once nothing of it depends on the old journal: put the old
+/// journal's bdev channel, get one to the new journal, move the route, write through the new
+/// journal. Then `then` on this thread.
+fn move_channels(
+    v: &Arc<SpdkVolume>,
+    journal: Arc<SpdkJournal>,
+    jv: Arc<JournalVolume>,
+    then: impl FnOnce() + 'static,
+) {
+    /// One channel; retried on its own thread until it is quiet.
+    fn one(i: SendPtr<sys::spdk_io_channel_iter>) {
+        // SAFETY: `i` is a live iterator (SPDK keeps it until `continue`); the context is the
+        // MoveCtx boxed by `move_channels`, only read here; the channel belongs to this thread.
+        unsafe {
+            let m = &*(sys::spdk_io_channel_iter_get_ctx(i.0) as *const MoveCtx);
+            let ch = sys::spdk_io_channel_iter_get_channel(i.0);
+            let ptr = channel::ctx_of(ch);
+            let ctx = &mut *ptr;
+            if !ctx.channel.journal_quiet() {
+                return super::examine::later(RETRY_US, Box::new(move || one(i)));
+            }
+            let addr = ctx.addr;
+            let be = ctx.channel.backend_mut();
+            if let Some(dc) = be.journal.take() {
+                sys::spdk_put_io_channel(dc.ch);
+            }
+            be.journal = m
+                .journal
+                .base
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .and_then(channel::dev_chan);
+            if be.journal.is_none() {
+                warnlog!(
+                    "volume {}: no channel to journal {} on this reactor: its record writes fail",
+                    ctx.vol.name,
+                    m.journal.name
+                );
+            }
+            be.routes.remove(addr);
+            be.routes = m.journal.routes.clone();
+            m.journal.routes.insert(
+                addr,
+                Route {
+                    thread: SendPtr(ffi::current_thread()),
+                    ctx: SendPtr(ptr),
+                },
+            );
+            if !ctx
+                .channel
+                .replace_journal(m.journal.journal.clone(), m.jv.clone())
+            {
+                ffi::errlog!(
+                    "volume {}: a channel could not register with journal {} (too many channels)",
+                    ctx.vol.name,
+                    m.journal.name
+                );
+            }
+            sys::spdk_for_each_channel_continue(i.0, 0);
+        }
+    }
+    unsafe extern "C" fn each(i: *mut sys::spdk_io_channel_iter) {
+        guard("move channels to the new journal", || one(SendPtr(i)))
+    }
+    unsafe extern "C" fn done(i: *mut sys::spdk_io_channel_iter, _status: i32) {
+        guard("move channels done", || {
+            // SAFETY: the ctx was boxed by `move_channels` and is consumed once, here.
+            let mut m =
+                unsafe { Box::from_raw(sys::spdk_io_channel_iter_get_ctx(i) as *mut MoveCtx) };
+            if let Some(f) = m.then.take() {
+                f();
+            }
+        })
+    }
+    let ctx = Box::into_raw(Box::new(MoveCtx {
+        journal,
+        jv,
+        then: Some(Box::new(then)),
+    }));
+    // SAFETY: the io_device is registered (the volume is in the registry); `done` runs on this
+    // thread and frees the context.
+    unsafe {
+        sys::spdk_for_each_channel(v.io_device(), Some(each), ctx as *mut c_void, Some(done));
+    }
+}
