@@ -217,3 +217,82 @@ fn scrub_finds_and_repair_fixes_planted_corruption() {
     w.run_until_idle();
     assert_eq!(scrub(&mut w, UserOp::Scrub), Vec::<u64>::new());
 }
+
+/// Writes the journal can no longer protect are refused (reads go on); a new journal is only
+/// accepted once nothing depends on the old one, and writes then go through it.
+#[test]
+fn a_failed_journal_refuses_writes_until_a_new_one_is_attached() {
+    use std::sync::Arc;
+
+    use jraid::journal::{Journal, JournalConfig};
+
+    let mut w = world(4, true);
+    let stripe = w.volumes[0].vol.geo.stripe_blocks();
+    let write = |w: &mut World, reactor: u32, tag: u64, lba: u64, byte: u8| {
+        let mut b = Buf::new(4096);
+        b.as_mut_slice().fill(byte);
+        w.submit(reactor, 0, tag, UserOp::Write, lba, 1, Some(b))
+    };
+    let finish = |w: &mut World| {
+        w.run_until_idle();
+        let mut out = Vec::new();
+        w.take_completions(&mut out);
+        out
+    };
+    for s in 0..4 {
+        write(&mut w, (s % 2) as u32, s, s * stripe, 1).unwrap();
+    }
+    assert!(finish(&mut w).iter().all(|(_, _, c)| c.result.is_ok()));
+    let old = w.journal.clone().unwrap();
+
+    // The journal device is gone: every write fails (at submission or in flight), reads go on.
+    old.fail();
+    for s in 0..4 {
+        match write(&mut w, (s % 2) as u32, 10 + s, s * stripe, 2) {
+            Err(e) => assert_eq!(e.error, IoError::JournalFailed),
+            Ok(()) => panic!("a write was accepted without a journal"),
+        }
+    }
+    let b = Buf::new(4096);
+    w.submit(1, 0, 20, UserOp::Read, 2 * stripe, 1, Some(b))
+        .unwrap();
+    let done = finish(&mut w);
+    let read = done.iter().find(|(_, _, c)| c.tag == 20).unwrap();
+    assert!(read.2.result.is_ok());
+    assert!(read
+        .2
+        .buf
+        .as_ref()
+        .unwrap()
+        .as_slice()
+        .iter()
+        .all(|&x| x == 1));
+
+    // A new journal (same devices, new uuid, generation 0).
+    let mut cfg = JournalConfig::new([7; 16], 4096, 65536, old.cfg.slots);
+    cfg.volatile_cache = old.cfg.volatile_cache;
+    let new = Arc::new(Journal::new(cfg, 0, Vec::new()));
+    assert!(w.replace_journal(new.clone()));
+    for s in 0..4 {
+        write(&mut w, (s % 2) as u32, 30 + s, s * stripe, 3).unwrap();
+    }
+    // While the writes are marked in it, the journal cannot be replaced again.
+    let other = Arc::new(Journal::new(new.cfg.clone(), 0, Vec::new()));
+    assert!(!w.replace_journal(other));
+    let done = finish(&mut w);
+    assert!(done.iter().all(|(_, _, c)| c.result.is_ok()), "{done:?}");
+    assert!(new.stats.record_writes.load(Relaxed) > 0);
+    assert!(new.durable_generation() > 0);
+    let b = Buf::new(4096);
+    w.submit(0, 0, 40, UserOp::Read, 3 * stripe, 1, Some(b))
+        .unwrap();
+    let done = finish(&mut w);
+    assert!(done[0]
+        .2
+        .buf
+        .as_ref()
+        .unwrap()
+        .as_slice()
+        .iter()
+        .all(|&x| x == 3));
+}

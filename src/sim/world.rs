@@ -255,6 +255,29 @@ impl World {
         w
     }
 
+    /// Move every volume to `journal` (a new journal over the same journal devices, as
+    /// `bdev_jraid_set_journal` does after the old one failed). False, with nothing changed,
+    /// while some channel still depends on the old journal.
+    pub fn replace_journal(&mut self, journal: Arc<Journal>) -> bool {
+        if !self.channels.iter().flatten().all(|c| c.journal_quiet()) {
+            return false;
+        }
+        let member_volatile = self.cfg.member_volatile;
+        for (vi, v) in self.volumes.iter_mut().enumerate() {
+            let (jv, _) = journal.attach_volume(v.vol.number, v.vol.geo.stripes, member_volatile);
+            if let Some(old) = &self.journal {
+                old.detach_volume(v.vol.number);
+            }
+            v.vol.set_journal(Some(journal.clone()));
+            v.jv = Some(jv.clone());
+            for r in self.channels.iter_mut() {
+                assert!(r[vi].replace_journal(journal.clone(), jv.clone()));
+            }
+        }
+        self.journal = Some(journal);
+        true
+    }
+
     fn schedule(&mut self, delay: u64, ev: Event) {
         if !matches!(ev, Event::Tick { .. }) {
             self.busy += 1;
