@@ -4,6 +4,8 @@
         -n r0 -z 64 -b "m0 m1 m2 m3" -j jl
     PYTHONPATH=scripts /opt/spdk/scripts/rpc.py --plugin jraid_rpc bdev_jraid_get_bdevs [-n r0]
     PYTHONPATH=scripts /opt/spdk/scripts/rpc.py --plugin jraid_rpc bdev_jraid_delete -n r0
+    PYTHONPATH=scripts /opt/spdk/scripts/rpc.py --plugin jraid_rpc bdev_jraid_set_journal \\
+        -n r0 -j jl2
 """
 
 import json
@@ -65,6 +67,19 @@ def bdev_jraid_scrub(client, name, repair=False, window=None, bandwidth_mb=None)
     if bandwidth_mb is not None:
         params['bandwidth_mb'] = bandwidth_mb
     return client.call('bdev_jraid_scrub', params)
+
+
+def bdev_jraid_set_journal(client, name, journal_bdev, window=None, bandwidth_mb=None):
+    """Give a volume whose journal failed or was removed a new journal: every stripe's parity
+    is resynced first (progress under "set_journal" in bdev_jraid_get_bdevs; writes are refused
+    until it is attached). Also brings up a volume held back at start-up because its journal
+    is missing."""
+    params = {'name': name, 'journal_bdev': journal_bdev}
+    if window is not None:
+        params['window'] = window
+    if bandwidth_mb is not None:
+        params['bandwidth_mb'] = bandwidth_mb
+    return client.call('bdev_jraid_set_journal', params)
 
 
 def spdk_rpc_plugin_initialize(subparsers):
@@ -130,3 +145,17 @@ def spdk_rpc_plugin_initialize(subparsers):
     p.add_argument('--bandwidth-mb', dest='bandwidth_mb', type=int,
                    help='rate cap in MiB/s of stripe data (default: none)')
     p.set_defaults(func=scrub)
+
+    def set_journal(args):
+        _print(bdev_jraid_set_journal(args.client, name=args.name, journal_bdev=args.journal_bdev,
+                                      window=args.window, bandwidth_mb=args.bandwidth_mb))
+
+    p = subparsers.add_parser('bdev_jraid_set_journal',
+                              help='Attach a new journal after the old one was lost (full resync first)')
+    p.add_argument('-n', '--name', required=True, help='volume bdev name')
+    p.add_argument('-j', '--journal-bdev', dest='journal_bdev', required=True,
+                   help='new journal bdev (formatted), or a running journal of other volumes')
+    p.add_argument('--window', type=int, help='stripes resynced concurrently (default 32)')
+    p.add_argument('--bandwidth-mb', dest='bandwidth_mb', type=int,
+                   help='resync rate cap in MiB/s of stripe data (default: none)')
+    p.set_defaults(func=set_journal)

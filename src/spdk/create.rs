@@ -473,7 +473,7 @@ fn format(p: Prepared, done: Done) {
             journal_on: req.journal,
             seq: 1,
         };
-        start_volume(spec, false, done);
+        start_volume(spec, Recover::No, done);
     });
     for ((raw, name), image) in raws.into_iter().zip(images) {
         let join = join.clone();
@@ -603,6 +603,17 @@ pub(crate) fn open_journal(
 
 /// Start an assembled volume on its (running) journal, with recovery.
 pub(crate) fn assemble_with_journal(found: Found, journal: Arc<SpdkJournal>, done: Done) {
+    assemble(found, journal, Recover::Listed, done)
+}
+
+/// Start a volume whose journal was lost on a new journal `journal`: every stripe is
+/// resynced, then the member superblocks are rewritten to name the new journal, then the bdev
+/// is registered (`bdev_jraid_set_journal` on a volume examine held back).
+pub(crate) fn assemble_with_new_journal(found: Found, journal: Arc<SpdkJournal>, done: Done) {
+    assemble(found, journal, Recover::Full, done)
+}
+
+fn assemble(found: Found, journal: Arc<SpdkJournal>, recover: Recover, done: Done) {
     let sb = found.sb;
     let strip_bytes = sb.strip_blocks * sb.block_size as u64;
     let member_blocks =
@@ -646,11 +657,23 @@ pub(crate) fn assemble_with_journal(found: Found, journal: Arc<SpdkJournal>, don
         journal_on: true,
         seq: sb.seq,
     };
-    start_volume(spec, true, done);
+    start_volume(spec, recover, done);
+}
+
+/// What a volume does before it serves I/O.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Recover {
+    /// Nothing (a new volume).
+    No,
+    /// Resync the stripes its journal lists.
+    Listed,
+    /// Resync every stripe (its journal was lost), then name the new journal in the member
+    /// superblocks.
+    Full,
 }
 
 /// Attach the volume, register its io_device, recover (when asked) and register the bdev.
-fn start_volume(spec: VolumeSpec, recover: bool, done: Done) {
+fn start_volume(spec: VolumeSpec, recover: Recover, done: Done) {
     let v = SpdkVolume::new(spec);
     registry().volumes.push(v.clone());
     v.register_io_device();
@@ -683,10 +706,25 @@ fn start_volume(spec: VolumeSpec, recover: bool, done: Done) {
             }
         }
     };
-    if !recover {
-        return finish(v.clone(), Ok(()), done);
+    match recover {
+        Recover::No => finish(v.clone(), Ok(()), done),
+        Recover::Listed => Recovery::start(v, false, Box::new(move |v, r| finish(v, r, done))),
+        Recover::Full => Recovery::start(
+            v,
+            true,
+            Box::new(move |v, r| {
+                if let Err(e) = r {
+                    return finish(v, Err(e), done);
+                }
+                // Only now may a restart trust the new journal's empty record.
+                let v2 = v.clone();
+                superblocks::record_member_states_then(&v, move |r| {
+                    let r = r.map_err(|m| err(EIO, format!("naming the new journal: {m}")));
+                    finish(v2, r, done)
+                });
+            }),
+        ),
     }
-    Recovery::start(v, Box::new(move |v, r| finish(v, r, done)));
 }
 
 type RecoveryDone = Box<dyn FnOnce(Arc<SpdkVolume>, Result<(), CreateError>)>;
@@ -698,16 +736,53 @@ struct Recovery {
     vol: Arc<SpdkVolume>,
     ch: *mut sys::spdk_io_channel,
     poller: *mut sys::spdk_poller,
-    stripes: Vec<u64>,
+    stripes: Stripes,
     next: usize,
+    /// Resyncs finished (progress of a full resync).
+    completed: usize,
+    started_us: u64,
+    published_us: u64,
     inflight: usize,
     errors: u64,
     target: Option<u64>,
     done: Option<RecoveryDone>,
 }
 
+/// The stripes a recovery resyncs.
+enum Stripes {
+    /// Those the journal lists.
+    Listed(Vec<u64>),
+    /// All of them, `0..n`.
+    All(u64),
+}
+
+impl Stripes {
+    fn len(&self) -> usize {
+        match self {
+            Stripes::Listed(l) => l.len(),
+            Stripes::All(n) => *n as usize,
+        }
+    }
+
+    fn at(&self, i: usize) -> u64 {
+        match self {
+            Stripes::Listed(l) => l[i],
+            Stripes::All(_) => i as u64,
+        }
+    }
+}
+
 impl Recovery {
-    fn start(v: Arc<SpdkVolume>, done: RecoveryDone) {
+    fn start(v: Arc<SpdkVolume>, full: bool, done: RecoveryDone) {
+        if full {
+            noticelog!(
+                "volume {}: full resync of {} stripes before it serves I/O on its new journal",
+                v.name,
+                v.geo.stripes
+            );
+            let n = v.geo.stripes;
+            return Recovery::run(v, Stripes::All(n), done);
+        }
         let j = &v.journal().journal;
         let stripes = j.carried_stripes(v.number);
         let mut at_risk = Vec::new();
@@ -731,6 +806,10 @@ impl Recovery {
             );
         }
         *v.at_risk.lock().unwrap_or_else(|e| e.into_inner()) = at_risk;
+        Recovery::run(v, Stripes::Listed(resync), done)
+    }
+
+    fn run(v: Arc<SpdkVolume>, stripes: Stripes, done: RecoveryDone) {
         // SAFETY: the io_device was registered by start_volume on this thread.
         let ch = unsafe { sys::spdk_get_io_channel(v.io_device()) };
         if ch.is_null() {
@@ -740,8 +819,11 @@ impl Recovery {
             vol: v,
             ch,
             poller: std::ptr::null_mut(),
-            stripes: resync,
+            stripes,
             next: 0,
+            completed: 0,
+            started_us: ffi::now_us(),
+            published_us: 0,
             inflight: 0,
             errors: 0,
             target: None,
@@ -759,12 +841,13 @@ impl Recovery {
         let done = std::mem::take(unsafe { &mut (*ptr).internal });
         for c in done {
             self.inflight -= 1;
+            self.completed += 1;
             if c.result.is_err() {
                 self.errors += 1;
             }
         }
         while self.inflight < RESYNC_DEPTH && self.next < self.stripes.len() {
-            let s = self.stripes[self.next];
+            let s = self.stripes.at(self.next);
             let tag = ((self.next as u64) << 1) | INTERNAL_TAG;
             self.next += 1;
             // SAFETY: as above; the borrow ends before pump.
@@ -775,6 +858,30 @@ impl Recovery {
             }
             // SAFETY: no borrow of the context is live.
             unsafe { pump(ptr) };
+        }
+        if let Stripes::All(n) = self.stripes {
+            let now = ffi::now_us();
+            if now >= self.published_us + 100_000 || self.completed as u64 == n {
+                self.published_us = now;
+                let elapsed = (now - self.started_us).max(1) as f64 / 1e6;
+                let g = &self.vol.geo;
+                let mib = self.completed as f64 * (g.stripe_blocks() * g.block_size as u64) as f64
+                    / (1 << 20) as f64;
+                super::rebuild::set_status(
+                    self.vol.uuid,
+                    super::rebuild::Slot::SetJournal,
+                    serde_json::json!({
+                        "state": if (self.completed as u64) < n { "running" } else { "attaching" },
+                        "journal_bdev": self.vol.journal().name,
+                        "stripes_total": n,
+                        "stripes_resynced": self.completed,
+                        "percent": (self.completed as f64 * 1000.0 / n.max(1) as f64).round() / 10.0,
+                        "elapsed_s": (elapsed * 100.0).round() / 100.0,
+                        "mib_per_s": (mib / elapsed * 10.0).round() / 10.0,
+                        "errors": self.errors,
+                    }),
+                );
+            }
         }
         if self.inflight > 0 || self.next < self.stripes.len() {
             return None;

@@ -23,6 +23,8 @@ struct Pending {
     members: HashMap<[u8; 16], Vec<(String, MemberSuperblock)>>,
     /// Journal uuid → bdev name.
     journals: HashMap<[u8; 16], String>,
+    /// Volumes already reported as complete but for their journal.
+    told: Vec<[u8; 16]>,
 }
 
 static PENDING: Mutex<Option<Pending>> = Mutex::new(None);
@@ -115,9 +117,51 @@ pub(crate) unsafe extern "C" fn examine_disk(bdev: *mut sys::spdk_bdev) {
     })
 }
 
+/// The member superblocks (bdev name, superblock) of the volume named `name` that examine
+/// holds back because its journal is nowhere to be found, taken out of the pending set (give
+/// them back with [`put_back`]).
+pub(crate) fn take_waiting_for_journal(
+    name: &str,
+) -> Result<Vec<(String, MemberSuperblock)>, String> {
+    let running: Vec<[u8; 16]> = registry()
+        .journals
+        .iter()
+        .map(|j| j.journal.cfg.uuid)
+        .collect();
+    with_pending(|p| {
+        let (uuid, newest) = p
+            .members
+            .iter()
+            .find_map(|(u, list)| {
+                let newest = list.iter().map(|(_, s)| s).max_by_key(|s| s.seq)?;
+                (newest.name == name).then(|| (*u, newest.clone()))
+            })
+            .ok_or_else(|| {
+                format!("no jraid volume named {name} (running, or waiting for its journal)")
+            })?;
+        if p.journals.contains_key(&newest.journal_uuid) || running.contains(&newest.journal_uuid) {
+            return Err(format!(
+                "volume {name} is not missing its journal (it waits for members)"
+            ));
+        }
+        Ok(p.members.remove(&uuid).unwrap_or_default())
+    })
+}
+
+/// Give back what [`take_waiting_for_journal`] took (the volume waits again).
+pub(crate) fn put_back(list: Vec<(String, MemberSuperblock)>) {
+    if let Some((_, sb)) = list.first() {
+        let uuid = sb.volume_uuid;
+        with_pending(|p| p.members.insert(uuid, list));
+    }
+}
+
 /// Claims can fail while another module's examine still has a bdev open for writing: retry
 /// every RETRY_US, this many times.
 const RETRIES: u32 = 250;
+/// How long a volume whose members are all here may wait for its journal before examine says
+/// the journal is missing.
+const JOURNAL_GRACE_US: u64 = 2_000_000;
 const RETRY_US: u64 = 20_000;
 
 /// Run `f` once on this thread after `us` microseconds.
@@ -171,7 +215,41 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
                         .any(|(_, s)| s.member_index == i && s.member_uuids == newest.member_uuids)
             });
             (journal_known && complete).then_some(*u)
-        })?;
+        });
+        for (u, list) in &p.members {
+            let Some(newest) = list.iter().map(|(_, s)| s).max_by_key(|s| s.seq) else {
+                continue;
+            };
+            let journal_known = p.journals.contains_key(&newest.journal_uuid)
+                || running_journals
+                    .iter()
+                    .any(|j| j.journal.cfg.uuid == newest.journal_uuid);
+            if !journal_known && list.len() as u32 >= newest.members && !p.told.contains(u) {
+                // Journals are often examined after the members: say so only if it is still
+                // missing a while later.
+                p.told.push(*u);
+                let (u, name, juuid) = (*u, newest.name.clone(), newest.journal_uuid);
+                later(
+                    JOURNAL_GRACE_US,
+                    Box::new(move || {
+                        let running = registry()
+                            .journals
+                            .iter()
+                            .any(|j| j.journal.cfg.uuid == juuid);
+                        let waiting = with_pending(|p| {
+                            p.members.contains_key(&u) && !p.journals.contains_key(&juuid)
+                        });
+                        if waiting && !running {
+                            warnlog!(
+                                "volume {name}: every member is here but its journal {} is not; it stays down until the journal appears, or until bdev_jraid_set_journal gives it a new one (after a full resync)",
+                                uuid_string(&juuid)
+                            );
+                        }
+                    }),
+                );
+            }
+        }
+        let uuid = uuid?;
         let list = p.members.remove(&uuid)?;
         let newest = list.iter().map(|(_, s)| s).max_by_key(|s| s.seq)?.clone();
         let jname = p.journals.get(&newest.journal_uuid).cloned();

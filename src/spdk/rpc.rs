@@ -309,7 +309,7 @@ unsafe extern "C" fn rpc_set_journal(
         });
         match bdev::find_volume(&p.name) {
             Some(v) => super::set_journal::set_journal(v, p.journal_bdev, opts, answer),
-            None => answer(Err((-19, format!("no jraid volume named {}", p.name)))),
+            None => super::set_journal::set_journal_waiting(p.name, p.journal_bdev, answer),
         }
     })
 }

@@ -36,7 +36,7 @@ use super::ffi::{self, guard, noticelog, warnlog, SendPtr};
 use super::rebuild::{self, PassOpts, PassResult, Slot};
 use super::superblocks::{record_member_states_then, write_sb};
 use crate::journal::JournalVolume;
-use crate::superblock::{JournalVolume as JournalEntry, MAX_VOLUMES};
+use crate::superblock::{JournalVolume as JournalEntry, MemberState, MAX_VOLUMES};
 
 const EINVAL: i32 = 22;
 const EBUSY: i32 = 16;
@@ -475,4 +475,128 @@ fn move_channels(
     unsafe {
         sys::spdk_for_each_channel(v.io_device(), Some(each), ctx as *mut c_void, Some(done));
     }
+}
+
+/// `bdev_jraid_set_journal` on a volume examine holds back because its journal is lost (the
+/// process restarted after losing it): claim its members, write the new journal's superblock,
+/// then assemble it with a full resync, name the new journal in the member superblocks, and
+/// register the bdev. Answered once the volume is being brought up (it then shows in
+/// `bdev_jraid_get_bdevs` with the resync's progress).
+pub(crate) fn set_journal_waiting(name: String, journal_bdev: String, done: SetDone) {
+    let list = match super::examine::take_waiting_for_journal(&name) {
+        Ok(l) => l,
+        Err(m) => return done(Err(e(19, m))),
+    };
+    let Some(newest) = list.iter().map(|(_, s)| s).max_by_key(|s| s.seq).cloned() else {
+        super::examine::put_back(list);
+        return done(Err(e(19, format!("no jraid volume named {name}"))));
+    };
+    let n = newest.members as usize;
+    let mut names = vec![String::new(); n];
+    let mut missing = Vec::new();
+    for (i, slot) in names.iter_mut().enumerate() {
+        let found = (newest.member_states[i] == MemberState::Active)
+            .then(|| {
+                list.iter().find(|(_, s)| {
+                    s.member_index == i as u32 && s.member_uuids == newest.member_uuids
+                })
+            })
+            .flatten();
+        match found {
+            Some((b, _)) => *slot = b.clone(),
+            None => missing.push(i),
+        }
+    }
+    if !missing.is_empty() {
+        super::examine::put_back(list);
+        return done(Err(e(
+            EBUSY,
+            format!(
+                "volume {name}: its journal is lost and members {missing:?} are missing or out of date; \
+                 the full resync before a new journal needs every member"
+            ),
+        )));
+    }
+    let target = match choose(
+        &journal_bdev,
+        &name,
+        newest.volume_uuid,
+        newest.volume_number,
+        &names,
+    ) {
+        Ok(t) => t,
+        Err(er) => {
+            super::examine::put_back(list);
+            return done(Err(er));
+        }
+    };
+    let mut members = Vec::with_capacity(n);
+    for b in &names {
+        match BaseBdev::open(b).and_then(|mut x| x.claim().map(|()| x)) {
+            Ok(x) => members.push(Some(x)),
+            Err(er) => {
+                drop(members);
+                drop(target);
+                super::examine::put_back(list);
+                return done(Err(e(EBUSY, er.to_string())));
+            }
+        }
+    }
+    let found = create::Found {
+        sb: newest.clone(),
+        members,
+        member_names: names,
+    };
+    let entry = JournalEntry {
+        volume_number: newest.volume_number,
+        volume_uuid: newest.volume_uuid,
+        name: name.clone(),
+    };
+    noticelog!(
+        "volume {name}: assembling on new journal {journal_bdev} with a full resync of {} stripes",
+        newest.stripes
+    );
+    let uuid = newest.volume_uuid;
+    install(target, entry, move |r| {
+        let j = match r {
+            Ok(j) => j,
+            Err(er) => {
+                drop(found);
+                super::examine::put_back(list);
+                return done(Err(er));
+            }
+        };
+        rebuild::set_status(
+            uuid,
+            Slot::SetJournal,
+            json!({"state": "starting", "journal_bdev": j.name}),
+        );
+        let jname = j.name.clone();
+        create::assemble_with_new_journal(
+            found,
+            j,
+            Box::new(move |r| match r {
+                Ok(v) => {
+                    let st = rebuild::get_status(&v.uuid, Slot::SetJournal);
+                    publish(&v, with_state(st, "done", None));
+                    noticelog!("jraid volume {name} assembled on new journal {jname}");
+                }
+                Err(er) => {
+                    ffi::errlog!(
+                        "volume {name}: not assembled on new journal {jname}: {}",
+                        er.msg
+                    );
+                    let st = rebuild::get_status(&uuid, Slot::SetJournal);
+                    rebuild::set_status(
+                        uuid,
+                        Slot::SetJournal,
+                        with_state(st, "failed", Some(&er.msg)),
+                    );
+                    // The members still name the lost journal: the volume waits again.
+                    super::examine::put_back(list);
+                }
+            }),
+        );
+        done(Ok(()));
+    });
 }

@@ -10,11 +10,16 @@
 #      it: online, journal "jn", a scrub is clean, writes succeed again, and another
 #      set_journal is refused (the journal works);
 #  (d) offline, parity is clean and the new journal's record is valid; a restart assembles r0
-#      with the new journal (the members name it) and bdevperf verify passes.
+#      with the new journal (the members name it) and bdevperf verify passes;
+#  (e) kill -9 under write load, then the journal file is lost and three parity strips are
+#      corrupted: spdk_tgt holds r0 back (its journal is missing) and says so;
+#      set_journal is refused while a member is missing; with every member there it assembles
+#      r0 on a fresh journal after a full resync: online, scrub clean, offline check clean, and
+#      the next restart assembles r0 with that journal.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/bdevperf_rpc.sh"
-trap 'bp_stop' EXIT
+trap 'bp_stop; stop_tgt' EXIT
 
 T=${T:-3}
 dir=$WORK/jloss
@@ -160,4 +165,54 @@ spdk_env "$BDEVPERF" --json "$dir/restart.json" -m 0x3 "${BP_MEM_ARGS[@]}" -q 16
 grep -aq "jraid volume r0 online" "$dir/restart.log" || die "r0 not assembled after restart"
 res=$(bp_check_total "$dir/restart.log" "verify after restart")
 log "verify after restart: $res (IOPS MiB/s)"
+
+log "(e) kill -9 under write load, journal file lost, parity of stripes 3, 7, 11 corrupted"
+spdk_env "$BDEVPERF" --json "$dir/restart.json" -m 0x3 "${BP_MEM_ARGS[@]}" -C -q 32 -o 12288 \
+    -w randwrite -t 60 -T r0 >"$dir/load2.log" 2>&1 &
+load=$!
+for _ in $(seq 1 100); do grep -aq "Running I/O" "$dir/load2.log" && break; sleep 0.1; done
+sleep 2
+# $load is the subshell running spdk_env: kill bdevperf (its child) first.
+pkill -KILL -P "$load" 2>/dev/null || true
+kill -KILL "$load" 2>/dev/null || true
+wait "$load" 2>/dev/null || true
+grep -aq "jraid volume r0 online" "$dir/load2.log" || { tail "$dir/load2.log" >&2; die "r0 not up under load"; }
+sleep 0.3 # the killed process's AIO drains (see README)
+rm -f "$dir/jn"
+for s in 3 7 11; do
+    dd if=/dev/urandom of="$dir/a0" bs=4096 count=1 seek=$(( (1048576 + s * 65536) / 4096 + 5 )) \
+        conv=notrunc,fsync oflag=direct status=none
+done
+rm -f "$dir/j3"; truncate -s 8M "$dir/j3"
+tsock=$dir/tgt.sock
+TGT_MEM_ARGS=("${BP_MEM_ARGS[@]}")
+start_tgt "$tsock" "$dir/tgt.log"
+for f in a0 a1 a2 j3; do
+    rpc_ok "$tsock" bdev_aio_create "{\"filename\":\"$dir/$f\",\"name\":\"$f\",\"block_size\":4096}" >/dev/null
+done
+sock=$tsock
+rpc_err bdev_jraid_set_journal '{"name":"r0","journal_bdev":"j3"}' "member a3 missing" >&2
+rpc "$tsock" bdev_get_bdevs '{"name":"j3"}' | grep -q '"claimed": *false' || die "j3 left claimed"
+rpc_ok "$tsock" bdev_aio_create "{\"filename\":\"$dir/a3\",\"name\":\"a3\",\"block_size\":4096}" >/dev/null
+rpc_ok "$tsock" bdev_wait_for_examine >/dev/null
+rpc "$tsock" bdev_get_bdevs '{"name":"r0"}' | grep -q '"error"' || die "r0 came up without its journal"
+grep -aq "every member is here but its journal" "$dir/tgt.log" || die "no word on the missing journal"
+rpc_err bdev_jraid_set_journal '{"name":"r0","journal_bdev":"a2"}' "member as journal (held back volume)" >&2
+rpc_ok "$tsock" bdev_jraid_set_journal '{"name":"r0","journal_bdev":"j3"}' >/dev/null
+wait_bdev "$tsock" r0
+wait_state 'v["set_journal"]["state"]' done 600
+log "set_journal on the held-back volume: $(jget "$tsock" 'v["set_journal"]')"
+[ "$(jget "$tsock" 'v["state"], v["journal"]["name"], v["set_journal"]["stripes_resynced"] == v["stripes"]')" = "online j3 True" ] \
+    || die "after set_journal: $(jget "$tsock" 'v["state"], v["journal"], v["set_journal"]')"
+rpc_ok "$tsock" bdev_jraid_scrub '{"name":"r0"}' >/dev/null
+wait_state 'v["scrub"]["state"]' done 600
+[ "$(jget "$tsock" 'v["scrub"]["mismatches"]')" = 0 ] || die "parity not clean after the full resync"
+stop_tgt
+python3 "$here/scrub.py" --clean "$dir/j3" "$dir/a0" "$dir/a1" "$dir/a2" "$dir/a3" \
+    || die "offline: parity not clean or the members do not name j3"
+config "$dir/restart3.json" "$(aio a0 a1 a2 a3 j3)"
+spdk_env "$BDEVPERF" --json "$dir/restart3.json" -m 0x3 "${BP_MEM_ARGS[@]}" -q 16 -o 16384 \
+    -w verify -t 2 -T r0 >"$dir/restart3.log" 2>&1 || { tail -30 "$dir/restart3.log" >&2; die "verify on j3 failed"; }
+res=$(bp_check_total "$dir/restart3.log" "verify on j3")
+log "verify after restart on j3: $res (IOPS MiB/s)"
 log "test_journal_loss: OK"
