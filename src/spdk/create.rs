@@ -508,6 +508,15 @@ fn reassemble(p: Prepared, sbs: Vec<Option<MemberSuperblock>>, done: Done) {
             )));
         }
     }
+    // A member whose rebuild was cut short is left out, then rebuilt again (as examine does).
+    let resume = (0..sbs.len()).find_map(|i| {
+        let s = sbs[i].as_ref()?;
+        (newest.member_states.get(i) == Some(&MemberState::Rebuilding)
+            && s.volume_uuid == uuid
+            && s.member_index == i as u32
+            && s.member_uuids == newest.member_uuids)
+            .then(|| (i as u32, p.req.base_bdevs[i].clone()))
+    });
     let members: Vec<Option<BaseBdev>> = p
         .members
         .into_iter()
@@ -518,6 +527,19 @@ fn reassemble(p: Prepared, sbs: Vec<Option<MemberSuperblock>>, done: Done) {
         sb: newest,
         members,
         member_names: p.req.base_bdevs.clone(),
+    };
+    let done: Done = match resume {
+        None => done,
+        Some((m, bdev)) => Box::new(move |r: Result<Arc<SpdkVolume>, CreateError>| {
+            if let Ok(v) = &r {
+                noticelog!(
+                    "volume {}: {bdev} (member {m}) was being rebuilt: rebuilding it again",
+                    v.name
+                );
+                super::rebuild::resume(v, m, &bdev);
+            }
+            done(r)
+        }),
     };
     match p.journal {
         JournalChoice::Shared(j) => {
