@@ -3,7 +3,8 @@
 # writes with crc32c verification over jraid (4 malloc members + malloc journal, created by the
 # plugin's JSON config), 4 KiB blocks on two threads (two reactors' channels, cross-thread
 # stripe locks), then mixed 4 KiB..128 KiB blocks (full-stripe, reconstruct and RMW writes).
-# Every written block is read back and checked; any verify error fails the test.
+# Every written block is read back and checked; any verify error fails the test. Last, a member
+# bdev is deleted (hot-remove) under fio verify load, over the plugin's RPC socket.
 #
 # fio: $FIO, else `fio` on PATH, else the fio source tree SPDK's plugin was built against
 # (CONFIG_FIO_SOURCE_DIR in $SPDK_DIR/mk/config.mk). Without SPDK's plugin the test is skipped;
@@ -132,4 +133,44 @@ rc=0
 [ "$rc" != 0 ] && grep -aq "verify: bad magic header" "$dir/control.out" ||
     die "control: verify_only over unwritten blocks did not fail (rc $rc)"
 log "control: verify_only over a fresh volume fails as it must (rc $rc)"
+# Hot-remove under fio verify load: the plugin serves RPCs on a socket; a member bdev is
+# deleted while two threads write and verify; the volume must go degraded (seen over RPC while
+# fio runs) and every block must still verify.
+# 40 passes, each paced to at least 0.2 s (rate_iops), so the load outlasts the removal.
+sed -e '/^\[wmixed\]/,$d' -e 's/^loops=.*/loops=40\nrate_iops=50000/' "$dir/verify.fio" >"$dir/hotremove.fio"
+sed -i "s|^ioengine=spdk_bdev$|ioengine=spdk_bdev\nspdk_rpc_listen_addr=$dir/fio.sock|" "$dir/hotremove.fio"
+rm -f "$dir/fio.sock"
+log "fio randwrite + verify on two threads; member m2 deleted under the load"
+(cd "$dir" && exec timeout 300 env LD_LIBRARY_PATH="$SPDK_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    LD_PRELOAD="$FIO_PLUGIN $JRAID_LIB" \
+    "$FIO" --output-format=json --output="$dir/hot.json" "$dir/hotremove.fio" >"$dir/hot.log" 2>&1) &
+fio_pid=$!
+for _ in $(seq 1 200); do
+    [ -S "$dir/fio.sock" ] && rpc "$dir/fio.sock" bdev_jraid_get_bdevs >/dev/null 2>&1 && break
+    sleep 0.1
+done
+sleep 1.5
+rpc_ok "$dir/fio.sock" bdev_malloc_delete '{"name":"m2"}' >/dev/null || die "could not delete m2 under fio"
+sleep 1
+st=$(rpc_ok "$dir/fio.sock" bdev_jraid_get_bdevs '{"name":"r0"}' |
+    python3 -c 'import json,sys; v=json.load(sys.stdin)[0]; print(v["state"], v["members"][2]["state"], v["writes"]["degraded_write"] > 0)')
+log "during fio after deleting m2: $st"
+[ "$st" = "degraded failed True" ] || die "volume not degraded under fio after the hot-remove: $st"
+rc=0
+wait "$fio_pid" || rc=$?
+if [ "$rc" != 0 ]; then
+    tail -30 "$dir/hot.log" >&2
+    die "fio with a hot-removed member failed (rc $rc)"
+fi
+grep -aiE "verify: bad|crc32c: verify failed|bad magic" "$dir/hot.log" "$dir/hot.json" && die "verify errors after the hot-remove"
+python3 - "$dir/hot.json" <<'PY' || die "fio results after the hot-remove"
+import json, sys
+text = open(sys.argv[1]).read()
+d = json.loads(text[text.index("{"):])
+for j in d["jobs"]:
+    w, r = j["write"], j["read"]
+    print(f"{j['jobname']}: wrote {w['io_bytes']/2**20:.1f} MiB, verified {r['io_bytes']/2**20:.1f} MiB, error {j['error']}")
+    assert j["error"] == 0 and w["io_bytes"] > 0 and r["io_bytes"] == w["io_bytes"], j["jobname"]
+PY
+log "fio verify with a member hot-removed: passed"
 log "test_fio: OK"
