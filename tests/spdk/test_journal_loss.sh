@@ -15,7 +15,10 @@
 #      corrupted: spdk_tgt holds r0 back (its journal is missing) and says so;
 #      set_journal is refused while a member is missing; with every member there it assembles
 #      r0 on a fresh journal after a full resync: online, scrub clean, offline check clean, and
-#      the next restart assembles r0 with that journal.
+#      the next restart assembles r0 with that journal;
+#  (f) two volumes share a journal that is lost: set_journal gives the first a fresh journal
+#      bdev, the second joins that (now running) journal with its own volume number; both
+#      online on it, each with its own number.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/bdevperf_rpc.sh"
@@ -196,6 +199,7 @@ rpc "$tsock" bdev_get_bdevs '{"name":"j3"}' | grep -q '"claimed": *false' || die
 rpc_ok "$tsock" bdev_aio_create "{\"filename\":\"$dir/a3\",\"name\":\"a3\",\"block_size\":4096}" >/dev/null
 rpc_ok "$tsock" bdev_wait_for_examine >/dev/null
 rpc "$tsock" bdev_get_bdevs '{"name":"r0"}' | grep -q '"error"' || die "r0 came up without its journal"
+for _ in $(seq 1 50); do grep -aq "every member is here but its journal" "$dir/tgt.log" && break; sleep 0.1; done
 grep -aq "every member is here but its journal" "$dir/tgt.log" || die "no word on the missing journal"
 rpc_err bdev_jraid_set_journal '{"name":"r0","journal_bdev":"a2"}' "member as journal (held back volume)" >&2
 rpc_ok "$tsock" bdev_jraid_set_journal '{"name":"r0","journal_bdev":"j3"}' >/dev/null
@@ -215,4 +219,30 @@ spdk_env "$BDEVPERF" --json "$dir/restart3.json" -m 0x3 "${BP_MEM_ARGS[@]}" -q 1
     -w verify -t 2 -T r0 >"$dir/restart3.log" 2>&1 || { tail -30 "$dir/restart3.log" >&2; die "verify on j3 failed"; }
 res=$(bp_check_total "$dir/restart3.log" "verify on j3")
 log "verify after restart on j3: $res (IOPS MiB/s)"
+
+log "(f) a shared journal lost: both volumes move to one new journal"
+start_tgt "$tsock" "$dir/tgt2.log"
+for b in s0 s1 s2 t0 t1 t2; do
+    rpc_ok "$tsock" bdev_malloc_create "{\"name\":\"$b\",\"num_blocks\":4096,\"block_size\":4096}" >/dev/null
+done
+for b in js jt; do
+    rpc_ok "$tsock" bdev_malloc_create "{\"name\":\"$b\",\"num_blocks\":1024,\"block_size\":4096}" >/dev/null
+done
+rpc_ok "$tsock" bdev_jraid_create '{"name":"v1","strip_size_kb":16,"base_bdevs":["s0","s1","s2"],"journal_bdev":"js"}' >/dev/null
+rpc_ok "$tsock" bdev_jraid_create '{"name":"v2","strip_size_kb":16,"base_bdevs":["t0","t1","t2"],"journal_bdev":"js"}' >/dev/null
+rpc_ok "$tsock" bdev_malloc_delete '{"name":"js"}' >/dev/null
+states() { rpc_ok "$tsock" bdev_jraid_get_bdevs | python3 -c 'import json,sys; print(" ".join("%s:%s:%s:%d" % (v["name"], v["state"], v["journal"]["name"], v["volume"]) for v in json.load(sys.stdin)))'; }
+for _ in $(seq 1 50); do [ "$(states)" = "v1:journal_failed:js:0 v2:journal_failed:js:1" ] && break; sleep 0.1; done
+[ "$(states)" = "v1:journal_failed:js:0 v2:journal_failed:js:1" ] || die "after losing js: $(states)"
+for v in v1 v2; do
+    rpc_ok "$tsock" bdev_jraid_set_journal "{\"name\":\"$v\",\"journal_bdev\":\"jt\"}" >/dev/null
+    for _ in $(seq 1 100); do
+        [ "$(rpc_ok "$tsock" bdev_jraid_get_bdevs "{\"name\":\"$v\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["set_journal"]["state"])')" = done ] && break
+        sleep 0.1
+    done
+done
+log "after set_journal of both: $(states)"
+[ "$(states)" = "v1:online:jt:0 v2:online:jt:1" ] || die "shared journal: $(states)"
+rpc "$tsock" bdev_get_bdevs '{"name":"jt"}' | grep -q '"claimed": *true' || die "jt not claimed"
+stop_tgt
 log "test_journal_loss: OK"
