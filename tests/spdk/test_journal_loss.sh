@@ -18,7 +18,9 @@
 #      the next restart assembles r0 with that journal;
 #  (f) two volumes share a journal that is lost: set_journal gives the first a fresh journal
 #      bdev, the second joins that (now running) journal with its own volume number; both
-#      online on it, each with its own number.
+#      online on it, each with its own number;
+#  (g) journal and a member lost together: set_journal is refused (no full resync without every
+#      member); a rebuild onto a spare works without a journal; then set_journal succeeds.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/bdevperf_rpc.sh"
@@ -244,5 +246,26 @@ done
 log "after set_journal of both: $(states)"
 [ "$(states)" = "v1:online:jt:0 v2:online:jt:1" ] || die "shared journal: $(states)"
 rpc "$tsock" bdev_get_bdevs '{"name":"jt"}' | grep -q '"claimed": *true' || die "jt not claimed"
+
+log "(g) journal and a member lost together"
+for b in u0 u1 u2 u3; do
+    rpc_ok "$tsock" bdev_malloc_create "{\"name\":\"$b\",\"num_blocks\":4096,\"block_size\":4096}" >/dev/null
+done
+for b in jx jy; do
+    rpc_ok "$tsock" bdev_malloc_create "{\"name\":\"$b\",\"num_blocks\":1024,\"block_size\":4096}" >/dev/null
+done
+rpc_ok "$tsock" bdev_jraid_create '{"name":"v3","strip_size_kb":16,"base_bdevs":["u0","u1","u2"],"journal_bdev":"jx"}' >/dev/null
+rpc_ok "$tsock" bdev_malloc_delete '{"name":"jx"}' >/dev/null
+rpc_ok "$tsock" bdev_malloc_delete '{"name":"u2"}' >/dev/null
+sock=$tsock
+rpc_err bdev_jraid_set_journal '{"name":"v3","journal_bdev":"jy"}' "degraded volume" >&2
+v3() { rpc_ok "$tsock" bdev_jraid_get_bdevs '{"name":"v3"}' | python3 -c "import json,sys; v=json.load(sys.stdin)[0]; print($1)"; }
+rpc_ok "$tsock" bdev_jraid_add_base_bdev '{"name":"v3","base_bdev":"u3"}' >/dev/null
+for _ in $(seq 1 100); do [ "$(v3 '(v["rebuild"] or {}).get("state")')" = done ] && break; sleep 0.1; done
+[ "$(v3 '" ".join(m["state"] for m in v["members"])')" = "active active active" ] || die "rebuild without a journal: $(v3 'v["rebuild"]')"
+rpc_ok "$tsock" bdev_jraid_set_journal '{"name":"v3","journal_bdev":"jy"}' >/dev/null
+for _ in $(seq 1 100); do [ "$(v3 'v["set_journal"]["state"]')" = done ] && break; sleep 0.1; done
+log "v3 after rebuild and set_journal: $(v3 'v["state"], v["journal"]["name"]')"
+[ "$(v3 'v["state"], v["journal"]["name"]')" = "online jy" ] || die "v3: $(v3 'v["state"], v["journal"], v["set_journal"]')"
 stop_tgt
 log "test_journal_loss: OK"
