@@ -1,6 +1,8 @@
 //! I/O buffers: 4 KiB-aligned (fit for O_DIRECT and DMA-style backends) and pooled, so the steady
 //! state allocates nothing.
 
+use std::sync::Arc;
+
 use bytemuck::{Pod, Zeroable};
 
 /// Alignment and allocation unit of every buffer.
@@ -10,10 +12,17 @@ pub const PAGE: usize = 4096;
 #[repr(C, align(4096))]
 struct Page([u8; PAGE]);
 
-/// An owned, page-aligned byte buffer with a logical length.
+/// A page-aligned byte buffer with a logical length.
+///
+/// A buffer may lend read-only views of parts of itself ([`Buf::share`]) — a write request's
+/// data goes to the members straight from the request's buffer instead of through a copy. While
+/// views live, the buffer is read-only too ([`Buf::as_mut_slice`] panics: that is a bug in the
+/// caller); once they are dropped it is writable and poolable again.
 pub struct Buf {
-    /// Backing pages; their count is the capacity.
-    pages: Vec<Page>,
+    /// Backing pages; their count is the capacity of the owning buffer.
+    pages: Arc<Vec<Page>>,
+    /// Byte offset of this buffer (or view) in the pages.
+    off: usize,
     /// Bytes in use.
     len: usize,
 }
@@ -21,8 +30,8 @@ pub struct Buf {
 impl Buf {
     /// A zeroed buffer of `len` bytes.
     pub fn new(len: usize) -> Buf {
-        let pages = vec![Page([0; PAGE]); len.div_ceil(PAGE).max(1)];
-        Buf { pages, len }
+        let pages = Arc::new(vec![Page([0; PAGE]); len.div_ceil(PAGE).max(1)]);
+        Buf { pages, off: 0, len }
     }
 
     /// A buffer holding a copy of `data`.
@@ -42,9 +51,13 @@ impl Buf {
         self.len == 0
     }
 
-    /// Bytes the buffer can hold without reallocation.
+    /// Bytes the buffer can hold without reallocation (a view: its length).
     pub fn capacity(&self) -> usize {
-        self.pages.len() * PAGE
+        if self.is_view() {
+            self.len
+        } else {
+            self.pages.len() * PAGE
+        }
     }
 
     /// Change the length (contents beyond the old length are whatever was there).
@@ -56,12 +69,29 @@ impl Buf {
 
     /// The bytes in use.
     pub fn as_slice(&self) -> &[u8] {
-        &bytemuck::cast_slice(&self.pages)[..self.len]
+        &bytemuck::cast_slice::<Page, u8>(&self.pages)[self.off..self.off + self.len]
     }
 
-    /// The bytes in use, writable.
+    /// The bytes in use, writable. Panics while views of the buffer live, or on a view.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut bytemuck::cast_slice_mut(&mut self.pages)[..self.len]
+        let (off, len) = (self.off, self.len);
+        let pages = Arc::get_mut(&mut self.pages).expect("a shared buffer is read-only");
+        &mut bytemuck::cast_slice_mut::<Page, u8>(pages)[off..off + len]
+    }
+
+    /// A read-only view of bytes `off..off + len` of this buffer (sharing its memory).
+    pub fn share(&self, off: usize, len: usize) -> Buf {
+        assert!(off + len <= self.len, "view beyond the buffer");
+        Buf {
+            pages: self.pages.clone(),
+            off: self.off + off,
+            len,
+        }
+    }
+
+    /// True for a view made by [`Buf::share`].
+    pub fn is_view(&self) -> bool {
+        self.off != 0 || Arc::strong_count(&self.pages) > 1
     }
 }
 
@@ -104,8 +134,11 @@ impl BufPool {
         b
     }
 
-    /// Return a buffer for reuse.
+    /// Return a buffer for reuse (views, and buffers whose views still live, are just dropped).
     pub fn give(&mut self, buf: Buf) {
+        if buf.is_view() {
+            return;
+        }
         let pages = buf.pages.len();
         if !pages.is_power_of_two() {
             return; // not one of ours; let it go
@@ -134,5 +167,33 @@ mod tests {
         pool.give(b);
         let _ = pool.take(100);
         assert_eq!(pool.allocations, 2);
+    }
+
+    #[test]
+    fn views_share_and_block_writes_until_dropped() {
+        let mut b = Buf::from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let v = b.share(2, 4);
+        assert_eq!(v.as_slice(), &[3, 4, 5, 6]);
+        assert!(v.is_view() && b.is_view());
+        let w = v.share(1, 2);
+        assert_eq!(w.as_slice(), &[4, 5]);
+        let mut pool = BufPool::new();
+        pool.give(w);
+        assert!(
+            pool.classes.iter().all(|c| c.is_empty()),
+            "a view went into the pool"
+        );
+        drop(v);
+        assert!(!b.is_view());
+        b.as_mut_slice()[0] = 9;
+        assert_eq!(b.as_slice()[0], 9);
+    }
+
+    #[test]
+    #[should_panic(expected = "read-only")]
+    fn writing_a_shared_buffer_panics() {
+        let mut b = Buf::new(4096);
+        let _v = b.share(0, 512);
+        b.as_mut_slice()[0] = 1;
     }
 }

@@ -1008,9 +1008,6 @@ impl<B: Backend> Channel<B> {
                 continue;
             }
             let m = geo.data_member(stripe, i) as usize;
-            if bufs[m].is_none() {
-                bufs[m] = Some(self.pool.take(row_bytes));
-            }
             let range = (a - span.lo) as usize * bs..(b - span.lo) as usize * bs;
             if plan == WritePlan::ReadModifyWrite {
                 let mut par = bufs[pm].take().expect("old parity read");
@@ -1021,6 +1018,20 @@ impl<B: Backend> Channel<B> {
                     new_data(i, a, b),
                 );
                 bufs[pm] = Some(par);
+            }
+            if (a, b) == (span.lo, span.hi) {
+                // Every row this member writes is new data: write it straight from the
+                // request's buffer (a read-only view), no copy.
+                if let Some(old) = bufs[m].take() {
+                    self.pool.give(old);
+                }
+                let off = buf_off + (i as u64 * geo.strip_blocks + a - start) as usize * bs;
+                let req_buf = self.reqs[req].buf.as_ref().expect("write has a buffer");
+                bufs[m] = Some(req_buf.share(off, (b - a) as usize * bs));
+                continue;
+            }
+            if bufs[m].is_none() {
+                bufs[m] = Some(self.pool.take(row_bytes));
             }
             bufs[m].as_mut().expect("data buffer").as_mut_slice()[range]
                 .copy_from_slice(new_data(i, a, b));

@@ -272,11 +272,19 @@ impl Backend for SpdkBackend {
         d.buf_offset = io.buf_offset;
         if let Some(b) = d.buf.as_mut() {
             let len = io.blocks as usize * dev.block_size as usize;
-            let seg = &mut b.as_mut_slice()[io.buf_offset..io.buf_offset + len];
+            let range = io.buf_offset..io.buf_offset + len;
+            // A write's buffer may be a read-only view of the request's buffer: the device
+            // only reads it. A read's buffer is the engine's own.
+            let base = if d.op == IoOp::Write {
+                b.as_slice()[range].as_ptr() as *mut u8
+            } else {
+                b.as_mut_slice()[range].as_mut_ptr()
+            };
             d.iov = sys::iovec {
-                iov_base: seg.as_mut_ptr() as *mut c_void,
+                iov_base: base as *mut c_void,
                 iov_len: len,
             };
+            let seg = &b.as_slice()[io.buf_offset..io.buf_offset + len];
             if dev.dma && dma::untranslatable(seg.as_ptr(), len) {
                 let Some(mut bounce) = self.dma.take(len) else {
                     ffi::warnlog!("no DMA memory for a {len}-byte bounce buffer");
