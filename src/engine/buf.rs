@@ -1,6 +1,7 @@
 //! I/O buffers: 4 KiB-aligned (fit for O_DIRECT and DMA-style backends) and pooled, so the steady
 //! state allocates nothing.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
@@ -12,15 +13,31 @@ pub const PAGE: usize = 4096;
 #[repr(C, align(4096))]
 struct Page([u8; PAGE]);
 
-/// A page-aligned byte buffer with a logical length.
+/// Memory a caller lends the engine for one request, read-only: the data of a write, which the
+/// engine then sends to the members without copying it. Implementations (in the adapters) keep
+/// the memory valid and unchanged for as long as they live; the engine lets go of every
+/// reference before it completes the request.
+pub trait Lent: Any + Send + Sync {
+    /// The lent bytes.
+    fn bytes(&self) -> &[u8];
+}
+
+enum Store {
+    /// Pages of the engine's own; their count is the capacity of the owning buffer.
+    Pages(Arc<Vec<Page>>),
+    /// A caller's memory.
+    Lent(Arc<dyn Lent>),
+}
+
+/// A page-aligned byte buffer with a logical length (or a caller's lent memory).
 ///
 /// A buffer may lend read-only views of parts of itself ([`Buf::share`]) — a write request's
 /// data goes to the members straight from the request's buffer instead of through a copy. While
 /// views live, the buffer is read-only too ([`Buf::as_mut_slice`] panics: that is a bug in the
 /// caller); once they are dropped it is writable and poolable again.
 pub struct Buf {
-    /// Backing pages; their count is the capacity of the owning buffer.
-    pages: Arc<Vec<Page>>,
+    /// Backing memory.
+    store: Store,
     /// Byte offset of this buffer (or view) in the pages.
     off: usize,
     /// Bytes in use.
@@ -31,7 +48,40 @@ impl Buf {
     /// A zeroed buffer of `len` bytes.
     pub fn new(len: usize) -> Buf {
         let pages = Arc::new(vec![Page([0; PAGE]); len.div_ceil(PAGE).max(1)]);
-        Buf { pages, off: 0, len }
+        Buf {
+            store: Store::Pages(pages),
+            off: 0,
+            len,
+        }
+    }
+
+    /// A read-only buffer over a caller's memory (see [`Lent`]).
+    pub fn lent(memory: Arc<dyn Lent>) -> Buf {
+        let len = memory.bytes().len();
+        Buf {
+            store: Store::Lent(memory),
+            off: 0,
+            len,
+        }
+    }
+
+    /// True for a buffer over a caller's lent memory.
+    pub fn is_lent(&self) -> bool {
+        matches!(self.store, Store::Lent(_))
+    }
+
+    /// The caller's memory back from a buffer made by [`Buf::lent`] (the holder can then be
+    /// reused once no view of it lives); `None` for the engine's own buffers.
+    pub fn into_lent(self) -> Option<Arc<dyn Lent>> {
+        match self.store {
+            Store::Lent(l) => Some(l),
+            Store::Pages(_) => None,
+        }
+    }
+
+    /// Lent memory as `Any`, to get the adapter's own type back.
+    pub fn lent_any(l: Arc<dyn Lent>) -> Arc<dyn Any + Send + Sync> {
+        l
     }
 
     /// A buffer holding a copy of `data`.
@@ -53,10 +103,9 @@ impl Buf {
 
     /// Bytes the buffer can hold without reallocation (a view: its length).
     pub fn capacity(&self) -> usize {
-        if self.is_view() {
-            self.len
-        } else {
-            self.pages.len() * PAGE
+        match &self.store {
+            Store::Pages(p) if !self.is_view() => p.len() * PAGE,
+            _ => self.len,
         }
     }
 
@@ -69,29 +118,44 @@ impl Buf {
 
     /// The bytes in use.
     pub fn as_slice(&self) -> &[u8] {
-        &bytemuck::cast_slice::<Page, u8>(&self.pages)[self.off..self.off + self.len]
+        let range = self.off..self.off + self.len;
+        match &self.store {
+            Store::Pages(p) => &bytemuck::cast_slice::<Page, u8>(p)[range],
+            Store::Lent(l) => &l.bytes()[range],
+        }
     }
 
     /// The bytes in use, writable. Panics while views of the buffer live, or on a view.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         let (off, len) = (self.off, self.len);
-        let pages = Arc::get_mut(&mut self.pages).expect("a shared buffer is read-only");
+        let Store::Pages(p) = &mut self.store else {
+            panic!("lent memory is read-only");
+        };
+        let pages = Arc::get_mut(p).expect("a shared buffer is read-only");
         &mut bytemuck::cast_slice_mut::<Page, u8>(pages)[off..off + len]
     }
 
     /// A read-only view of bytes `off..off + len` of this buffer (sharing its memory).
     pub fn share(&self, off: usize, len: usize) -> Buf {
         assert!(off + len <= self.len, "view beyond the buffer");
+        let store = match &self.store {
+            Store::Pages(p) => Store::Pages(p.clone()),
+            Store::Lent(l) => Store::Lent(l.clone()),
+        };
         Buf {
-            pages: self.pages.clone(),
+            store,
             off: self.off + off,
             len,
         }
     }
 
-    /// True for a view made by [`Buf::share`].
+    /// True for a view made by [`Buf::share`] (or a buffer whose views live) and for lent
+    /// memory: buffers the pool must not keep.
     pub fn is_view(&self) -> bool {
-        self.off != 0 || Arc::strong_count(&self.pages) > 1
+        match &self.store {
+            Store::Pages(p) => self.off != 0 || Arc::strong_count(p) > 1,
+            Store::Lent(_) => true,
+        }
     }
 }
 
@@ -139,7 +203,10 @@ impl BufPool {
         if buf.is_view() {
             return;
         }
-        let pages = buf.pages.len();
+        let Store::Pages(p) = &buf.store else {
+            return;
+        };
+        let pages = p.len();
         if !pages.is_power_of_two() {
             return; // not one of ours; let it go
         }
@@ -187,6 +254,39 @@ mod tests {
         assert!(!b.is_view());
         b.as_mut_slice()[0] = 9;
         assert_eq!(b.as_slice()[0], 9);
+    }
+
+    struct Memory(Vec<u8>);
+
+    impl Lent for Memory {
+        fn bytes(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn lent_memory_is_read_and_shared_never_pooled() {
+        let m: Arc<dyn Lent> = Arc::new(Memory((0..16).collect()));
+        let b = Buf::lent(m);
+        assert_eq!(b.len(), 16);
+        let v = b.share(4, 4);
+        assert_eq!(v.as_slice(), &[4, 5, 6, 7]);
+        let mut pool = BufPool::new();
+        pool.give(v);
+        assert!(pool.classes.iter().all(|c| c.is_empty()));
+        let l = b.into_lent().expect("lent memory");
+        let m = Buf::lent_any(l)
+            .downcast::<Memory>()
+            .ok()
+            .expect("the adapter's type");
+        assert_eq!(Arc::strong_count(&m), 1, "views were dropped");
+    }
+
+    #[test]
+    #[should_panic(expected = "read-only")]
+    fn writing_lent_memory_panics() {
+        let m: Arc<dyn Lent> = Arc::new(Memory(vec![0; 8]));
+        Buf::lent(m).as_mut_slice()[0] = 1;
     }
 
     #[test]

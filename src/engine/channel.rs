@@ -383,6 +383,9 @@ impl<B: Backend> Channel<B> {
                 if buf.as_ref().is_none_or(|b| b.len() as u64 != blocks * bs) {
                     return err(IoError::BadBuffer, buf);
                 }
+                if op == UserOp::Read && buf.as_ref().is_some_and(|b| b.is_view()) {
+                    return err(IoError::BadBuffer, buf); // a read needs a writable buffer
+                }
             }
             UserOp::Resync | UserOp::Rebuild | UserOp::Scrub | UserOp::Repair => {
                 if lba >= geo.stripes {

@@ -9,6 +9,6 @@ pub mod plan;
 pub mod volume;
 
 pub use backend::{Address, Backend, Device, DeviceIo, IoOp, Msg, ReactorId};
-pub use buf::{Buf, BufPool};
+pub use buf::{Buf, BufPool, Lent};
 pub use channel::{Channel, ChannelStats, Completion, IoError, SubmitError, UserOp};
 pub use volume::{MemberHealth, Volume};

@@ -12,7 +12,7 @@ use spdk_sys as sys;
 use super::backend::{DevChan, SpdkBackend};
 use super::bdev::SpdkVolume;
 use super::ffi::{self, guard, SendPtr};
-use crate::engine::{Address, Buf, Channel, Completion, Msg, UserOp};
+use crate::engine::{Address, Buf, Channel, Completion, Lent, Msg, UserOp};
 
 /// Period of the per-channel tick poller.
 const TICK_US: u64 = 1000;
@@ -77,6 +77,31 @@ impl Routes {
     }
 }
 
+/// A user write's data (its single iovec), lent to the engine so that data strips go to the
+/// members without a copy.
+#[derive(Default)]
+struct UserData {
+    ptr: usize,
+    len: usize,
+}
+
+impl Lent for UserData {
+    fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `ptr`/`len` describe the iovec of a write bdev_io that is still outstanding:
+        // a UserData is filled in `start_write` and reaches the engine only inside that
+        // request's buffer; the engine drops every view of it before completing the request,
+        // and `ChanCtx::recycle` clears it before the bdev_io is completed. SPDK does not change
+        // a write's data while the write is outstanding.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+/// Lent-memory holders kept for reuse per channel (beyond this, they are freed).
+const LENT_KEEP: usize = 4096;
+
 /// Tags of internal requests (recovery resyncs) have the low bit set; user requests are tagged
 /// with their bdev_io address, which is aligned.
 pub(crate) const INTERNAL_TAG: u64 = 1;
@@ -99,6 +124,8 @@ pub(crate) struct ChanCtx {
     pub internal: Vec<Completion>,
     /// The io channel was destroyed; the context lives on until its device I/O drains.
     dead: bool,
+    /// Holders of lent user memory, for reuse.
+    lent: Vec<Arc<UserData>>,
 }
 
 impl ChanCtx {
@@ -118,7 +145,7 @@ impl ChanCtx {
                 // SAFETY: as above; its iovecs describe the caller's buffers.
                 unsafe { copy_to_iovs(io, buf.as_slice()) };
             }
-            self.channel.give_buf(buf);
+            self.recycle(buf);
         }
         if let Err(e) = c.result {
             ffi::infolog!("volume {}: request failed: {e}", self.vol.name);
@@ -144,7 +171,7 @@ impl ChanCtx {
         if let Err(e) = self.channel.submit(io as u64, op, lba, blocks, buf) {
             ffi::infolog!("volume {}: request refused: {}", self.vol.name, e.error);
             if let Some(b) = e.buf {
-                self.channel.give_buf(b);
+                self.recycle(b);
             }
             self.finished
                 .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_FAILED));
@@ -159,10 +186,42 @@ impl ChanCtx {
 
     fn start_write(&mut self, io: *mut sys::spdk_bdev_io) {
         let len = self.io_bytes(io);
+        // SAFETY: `io` is a live write bdev_io.
+        let v = unsafe { iovs(io) };
+        if v.len() == 1 && v[0].iov_len >= len && !v[0].iov_base.is_null() {
+            // One segment: lend it to the engine (no copy).
+            let mut holder = self.lent.pop().unwrap_or_default();
+            let data = UserData {
+                ptr: v[0].iov_base as usize,
+                len,
+            };
+            match Arc::get_mut(&mut holder) {
+                Some(h) => *h = data,
+                None => holder = Arc::new(data),
+            }
+            return self.submit_user(io, UserOp::Write, Some(Buf::lent(holder)));
+        }
         let mut buf = self.channel.take_buf(len);
         // SAFETY: `io` is a live write bdev_io; its iovecs hold `len` bytes of caller data.
         unsafe { copy_from_iovs(io, buf.as_mut_slice()) };
         self.submit_user(io, UserOp::Write, Some(buf));
+    }
+
+    /// A request's buffer is back: pool the engine's own, forget lent memory (before its
+    /// bdev_io is completed) and keep the holder for reuse.
+    fn recycle(&mut self, buf: Buf) {
+        if !buf.is_lent() {
+            return self.channel.give_buf(buf);
+        }
+        let Some(l) = buf.into_lent() else { return };
+        if let Ok(mut u) = Buf::lent_any(l).downcast::<UserData>() {
+            if let Some(h) = Arc::get_mut(&mut u) {
+                *h = UserData::default();
+                if self.lent.len() < LENT_KEEP {
+                    self.lent.push(u);
+                }
+            }
+        }
     }
 
     fn io_bytes(&self, io: *mut sys::spdk_bdev_io) -> usize {
@@ -368,6 +427,7 @@ pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut
             finished: Vec::new(),
             internal: Vec::new(),
             dead: false,
+            lent: Vec::new(),
         });
         let ptr = Box::into_raw(ctx);
         // SAFETY: `ptr` was just boxed and is only used on this thread; `buf` is SPDK's
