@@ -275,10 +275,9 @@ mod tests {
         pool.give(v);
         assert!(pool.classes.iter().all(|c| c.is_empty()));
         let l = b.into_lent().expect("lent memory");
-        let m = Buf::lent_any(l)
-            .downcast::<Memory>()
-            .ok()
-            .expect("the adapter's type");
+        let Ok(m) = Buf::lent_any(l).downcast::<Memory>() else {
+            panic!("not the adapter's type");
+        };
         assert_eq!(Arc::strong_count(&m), 1, "views were dropped");
     }
 
