@@ -5,6 +5,11 @@
 //! delay, error and NVMe/TCP bdevs take them as they are. Devices that need memory the SPDK env
 //! can translate (NVMe PCIe, RDMA) get a bounce buffer from the channel's [`DmaPool`] when
 //! the engine's buffer is not translatable (see [`super::dma`]).
+//!
+//! A user write with a single segment is lent to the engine as it is ([`crate::engine::Lent`],
+//! see `channel.rs`): data strips the write covers whole go from the caller's memory straight to
+//! the members (SPDK's own buffers are DMA memory, so NVMe needs no bounce either). Other writes,
+//! and every read, go through one copy into or out of an engine buffer.
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
