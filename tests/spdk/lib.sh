@@ -80,3 +80,26 @@ wait_bdev() {
     done
     die "bdev $2 never appeared"
 }
+
+# aio_entries DIR NAMES...: bdev_aio_create entries (4 KiB blocks) for files DIR/NAME, comma-separated.
+aio_entries() {
+    local dir=$1 sep=""; shift
+    for n in "$@"; do
+        printf '%s{"method":"bdev_aio_create","params":{"name":"%s","filename":"%s","block_size":4096}}' \
+            "$sep" "$n" "$dir/$n"
+        sep=","
+    done
+}
+
+# bdev_config FILE ENTRIES: a JSON config of the bdev subsystem with ENTRIES, then wait for examine.
+bdev_config() {
+    printf '{"subsystems":[{"subsystem":"bdev","config":[%s,{"method":"bdev_wait_for_examine"}]}]}\n' "$2" >"$1"
+}
+
+# mallocs SOCK BLOCKS NAMES...: create malloc bdevs of BLOCKS 4 KiB blocks.
+mallocs() {
+    local sock=$1 blocks=$2; shift 2
+    for b in "$@"; do
+        rpc_ok "$sock" bdev_malloc_create "{\"name\":\"$b\",\"num_blocks\":$blocks,\"block_size\":4096}" >/dev/null
+    done
+}

@@ -12,17 +12,8 @@ mkdir -p "$dir"
 for i in 0 1 2 3; do truncate -s 64M "$dir/m$i"; done
 truncate -s 8M "$dir/jl"
 
-aio() { # aio NAMES...: bdev_aio_create entries
-    local sep=""
-    for n in "$@"; do
-        printf '%s{"method":"bdev_aio_create","params":{"name":"%s","filename":"%s","block_size":4096}}' \
-            "$sep" "$n" "$dir/$n"
-        sep=","
-    done
-}
-config() { # config FILE ENTRIES
-    printf '{"subsystems":[{"subsystem":"bdev","config":[%s,{"method":"bdev_wait_for_examine"}]}]}\n' "$2" >"$1"
-}
+aio() { aio_entries "$dir" "$@"; }
+config() { bdev_config "$@"; }
 create='{"method":"bdev_jraid_create","params":{"name":"r0","strip_size_kb":16,"base_bdevs":["m0","m1","m2","m3"],"journal_bdev":"jl"}}'
 config "$dir/load.json" "$(aio m0 m1 m2 m3 jl),$create"
 config "$dir/restart.json" "$(aio m0 m1 m2 m3 jl)"

@@ -13,12 +13,8 @@ trap 'stop_tgt' EXIT
 sock=$WORK/db.sock
 TGT_MEM_ARGS=(--no-huge -s 1536 --disable-cpumask-locks)
 start_tgt "$sock" "$WORK/db.log"
-for b in m0 m1 m2 m3 sp; do
-    rpc_ok "$sock" bdev_malloc_create "{\"name\":\"$b\",\"num_blocks\":16384,\"block_size\":4096}" >/dev/null
-done
-for b in j1 j2; do
-    rpc_ok "$sock" bdev_malloc_create "{\"name\":\"$b\",\"num_blocks\":2048,\"block_size\":4096}" >/dev/null
-done
+mallocs "$sock" 16384 m0 m1 m2 m3 sp
+mallocs "$sock" 2048 j1 j2
 rpc_ok "$sock" bdev_jraid_create \
     '{"name":"r0","strip_size_kb":64,"base_bdevs":["m0","m1","m2","m3"],"journal_bdev":"j1"}' >/dev/null
 uuid=$(jget "$sock" 'v["uuid"]')

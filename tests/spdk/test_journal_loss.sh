@@ -33,17 +33,8 @@ sock=$dir/bp.sock
 for f in a0 a1 a2 a3; do rm -f "$dir/$f"; truncate -s 64M "$dir/$f"; done
 for f in j1 jn; do rm -f "$dir/$f"; truncate -s 8M "$dir/$f"; done
 rm -f "$dir/tiny"; truncate -s 64K "$dir/tiny"
-aio() { # aio NAMES...: bdev_aio_create entries
-    local sep=""
-    for n in "$@"; do
-        printf '%s{"method":"bdev_aio_create","params":{"name":"%s","filename":"%s","block_size":4096}}' \
-            "$sep" "$n" "$dir/$n"
-        sep=","
-    done
-}
-config() { # config FILE ENTRIES
-    printf '{"subsystems":[{"subsystem":"bdev","config":[%s,{"method":"bdev_wait_for_examine"}]}]}\n' "$2" >"$1"
-}
+aio() { aio_entries "$dir" "$@"; }
+config() { bdev_config "$@"; }
 create='{"method":"bdev_jraid_create","params":{"name":"r0","strip_size_kb":64,"base_bdevs":["a0","a1","a2","a3"],"journal_bdev":"j1"}}'
 config "$dir/load.json" "$(aio a0 a1 a2 a3 j1 jn tiny),$create"
 config "$dir/restart.json" "$(aio a0 a1 a2 a3 j1 jn)"
@@ -224,12 +215,8 @@ log "verify after restart on j3: $res (IOPS MiB/s)"
 
 log "(f) a shared journal lost: both volumes move to one new journal"
 start_tgt "$tsock" "$dir/tgt2.log"
-for b in s0 s1 s2 t0 t1 t2; do
-    rpc_ok "$tsock" bdev_malloc_create "{\"name\":\"$b\",\"num_blocks\":4096,\"block_size\":4096}" >/dev/null
-done
-for b in js jt; do
-    rpc_ok "$tsock" bdev_malloc_create "{\"name\":\"$b\",\"num_blocks\":1024,\"block_size\":4096}" >/dev/null
-done
+mallocs "$tsock" 4096 s0 s1 s2 t0 t1 t2
+mallocs "$tsock" 1024 js jt
 rpc_ok "$tsock" bdev_jraid_create '{"name":"v1","strip_size_kb":16,"base_bdevs":["s0","s1","s2"],"journal_bdev":"js"}' >/dev/null
 rpc_ok "$tsock" bdev_jraid_create '{"name":"v2","strip_size_kb":16,"base_bdevs":["t0","t1","t2"],"journal_bdev":"js"}' >/dev/null
 rpc_ok "$tsock" bdev_malloc_delete '{"name":"js"}' >/dev/null
@@ -248,12 +235,8 @@ log "after set_journal of both: $(states)"
 rpc "$tsock" bdev_get_bdevs '{"name":"jt"}' | grep -q '"claimed": *true' || die "jt not claimed"
 
 log "(g) journal and a member lost together"
-for b in u0 u1 u2 u3; do
-    rpc_ok "$tsock" bdev_malloc_create "{\"name\":\"$b\",\"num_blocks\":4096,\"block_size\":4096}" >/dev/null
-done
-for b in jx jy; do
-    rpc_ok "$tsock" bdev_malloc_create "{\"name\":\"$b\",\"num_blocks\":1024,\"block_size\":4096}" >/dev/null
-done
+mallocs "$tsock" 4096 u0 u1 u2 u3
+mallocs "$tsock" 1024 jx jy
 rpc_ok "$tsock" bdev_jraid_create '{"name":"v3","strip_size_kb":16,"base_bdevs":["u0","u1","u2"],"journal_bdev":"jx"}' >/dev/null
 rpc_ok "$tsock" bdev_malloc_delete '{"name":"jx"}' >/dev/null
 rpc_ok "$tsock" bdev_malloc_delete '{"name":"u2"}' >/dev/null
