@@ -13,13 +13,24 @@ pub const PAGE: usize = 4096;
 #[repr(C, align(4096))]
 struct Page([u8; PAGE]);
 
-/// Memory a caller lends the engine for one request, read-only: the data of a write, which the
-/// engine then sends to the members without copying it. Implementations (in the adapters) keep
-/// the memory valid and unchanged for as long as they live; the engine lets go of every
-/// reference before it completes the request.
+/// Memory a caller lends the engine for one request: the data of a write, which the engine then
+/// sends to the members without copying it, or the destination of a read, which members may
+/// read into directly. Implementations (in the adapters) keep the memory valid — and a write's
+/// data unchanged — for as long as they live; the engine lets go of every reference before it
+/// completes the request.
 pub trait Lent: Any + Send + Sync {
     /// The lent bytes.
     fn bytes(&self) -> &[u8];
+
+    /// The lent bytes, writable (a read's destination); `None` for read-only memory.
+    fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        None
+    }
+
+    /// Whether [`Lent::bytes_mut`] gives the bytes.
+    fn writable(&self) -> bool {
+        false
+    }
 }
 
 enum Store {
@@ -62,6 +73,15 @@ impl Buf {
             store: Store::Lent(memory),
             off: 0,
             len,
+        }
+    }
+
+    /// True when [`Buf::as_mut_slice`] may be called: the engine's own buffer with no view
+    /// alive, or writable lent memory not shared.
+    pub fn is_writable(&self) -> bool {
+        match &self.store {
+            Store::Pages(_) => !self.is_view(),
+            Store::Lent(l) => self.off == 0 && Arc::strong_count(l) == 1 && l.writable(),
         }
     }
 
@@ -128,11 +148,18 @@ impl Buf {
     /// The bytes in use, writable. Panics while views of the buffer live, or on a view.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         let (off, len) = (self.off, self.len);
-        let Store::Pages(p) = &mut self.store else {
-            panic!("lent memory is read-only");
-        };
-        let pages = Arc::get_mut(p).expect("a shared buffer is read-only");
-        &mut bytemuck::cast_slice_mut::<Page, u8>(pages)[off..off + len]
+        match &mut self.store {
+            Store::Pages(p) => {
+                let pages = Arc::get_mut(p).expect("a shared buffer is read-only");
+                &mut bytemuck::cast_slice_mut::<Page, u8>(pages)[off..off + len]
+            }
+            Store::Lent(l) => {
+                let bytes = Arc::get_mut(l)
+                    .and_then(|l| l.bytes_mut())
+                    .expect("lent memory is read-only");
+                &mut bytes[off..off + len]
+            }
+        }
     }
 
     /// A read-only view of bytes `off..off + len` of this buffer (sharing its memory).
@@ -279,6 +306,35 @@ mod tests {
             panic!("not the adapter's type");
         };
         assert_eq!(Arc::strong_count(&m), 1, "views were dropped");
+    }
+
+    struct Dest(Vec<u8>);
+
+    impl Lent for Dest {
+        fn bytes(&self) -> &[u8] {
+            &self.0
+        }
+        fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+            Some(&mut self.0)
+        }
+        fn writable(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn writable_lent_memory_takes_writes_until_shared() {
+        let d: Arc<dyn Lent> = Arc::new(Dest(vec![0; 8]));
+        let mut b = Buf::lent(d);
+        assert!(b.is_writable());
+        b.as_mut_slice()[3] = 7;
+        let v = b.share(2, 2);
+        assert!(!b.is_writable());
+        assert_eq!(v.as_slice(), &[0, 7]);
+        drop(v);
+        assert!(b.is_writable());
+        let ro: Arc<dyn Lent> = Arc::new(Memory(vec![0; 8]));
+        assert!(!Buf::lent(ro).is_writable());
     }
 
     #[test]

@@ -174,6 +174,8 @@ struct Piece {
     marked: bool,
     /// Read that rebuilds a missing member's blocks (holds the stripe lock).
     degraded: bool,
+    /// A read whose one device read goes straight into the request's buffer.
+    direct: bool,
     span: StripeSpan,
     plan: Option<WritePlan>,
     /// The member that did not serve the stripe when the reads were planned (the computation
@@ -383,7 +385,7 @@ impl<B: Backend> Channel<B> {
                 if buf.as_ref().is_none_or(|b| b.len() as u64 != blocks * bs) {
                     return err(IoError::BadBuffer, buf);
                 }
-                if op == UserOp::Read && buf.as_ref().is_some_and(|b| b.is_view()) {
+                if op == UserOp::Read && buf.as_ref().is_some_and(|b| !b.is_writable()) {
                     return err(IoError::BadBuffer, buf); // a read needs a writable buffer
                 }
             }
@@ -751,6 +753,7 @@ impl<B: Backend> Channel<B> {
         p.failed = failed;
         p.state = PieceState::Reading;
         p.io_failed = false;
+        p.direct = false;
         let (stripe, span, kind) = (p.stripe, p.span, p.kind);
         let rows = (span.lo, span.hi);
         let row_bytes = span.rows() as usize * bs;
@@ -836,6 +839,18 @@ impl<B: Backend> Channel<B> {
         if reads.n == 0 {
             return self.reads_done(pi);
         }
+        if kind == PieceKind::Read && !self.pieces[pi].degraded && reads.n == 1 {
+            // A request that is this one member range: the member reads into its buffer.
+            let (m, r) = reads.items[0];
+            let (req, buf_off) = (self.pieces[pi].req as usize, self.pieces[pi].buf_off);
+            let len = (r.1 - r.0) as usize * bs;
+            let whole = buf_off == 0 && self.reqs[req].buf.as_ref().is_some_and(|b| b.len() == len);
+            if whole {
+                let buf = self.reqs[req].buf.take().expect("read has a buffer");
+                self.pieces[pi].direct = true;
+                return self.submit_piece_io(pi, m, IoOp::Read, r, buf, 0);
+            }
+        }
         for &(m, r) in &reads.items[..reads.n] {
             let len = if kind == PieceKind::Read && !self.pieces[pi].degraded {
                 (r.1 - r.0) as usize * bs
@@ -859,6 +874,11 @@ impl<B: Backend> Channel<B> {
         let p = &mut self.pieces[pi];
         p.pending -= 1;
         match p.state {
+            PieceState::Reading if p.direct => {
+                // The request's own buffer comes home (filled when `ok`).
+                let req = p.req as usize;
+                self.reqs[req].buf = buf;
+            }
             PieceState::Reading => {
                 if let Some(b) = buf {
                     if let Some(old) = p.bufs[member as usize].replace(b) {
@@ -908,7 +928,9 @@ impl<B: Backend> Channel<B> {
     fn reads_done(&mut self, pi: usize) {
         match self.pieces[pi].kind {
             PieceKind::Read => {
-                self.copy_out(pi);
+                if !self.pieces[pi].direct {
+                    self.copy_out(pi);
+                }
                 self.finish_piece(pi, Ok(()));
             }
             PieceKind::Write => self.write_stripe(pi),

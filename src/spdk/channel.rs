@@ -77,12 +77,14 @@ impl Routes {
     }
 }
 
-/// A user write's data (its single iovec), lent to the engine so that data strips go to the
-/// members without a copy.
+/// A user request's single iovec, lent to the engine: a write's data (data strips then go to
+/// the members without a copy) or a read's destination (writable: members may read into it).
 #[derive(Default)]
 struct UserData {
     ptr: usize,
     len: usize,
+    /// A read's destination.
+    writable: bool,
 }
 
 impl Lent for UserData {
@@ -90,12 +92,25 @@ impl Lent for UserData {
         if self.len == 0 {
             return &[];
         }
-        // SAFETY: `ptr`/`len` describe the iovec of a write bdev_io that is still outstanding:
-        // a UserData is filled in `start_write` and reaches the engine only inside that
-        // request's buffer; the engine drops every view of it before completing the request,
-        // and `ChanCtx::recycle` clears it before the bdev_io is completed. SPDK does not change
-        // a write's data while the write is outstanding.
+        // SAFETY: `ptr`/`len` describe the iovec of a bdev_io that is still outstanding: a
+        // UserData is filled in `start_write`/`start_read` and reaches the engine only inside
+        // that request's buffer; the engine drops every view of it before completing the
+        // request, and `ChanCtx::recycle` clears it before the bdev_io is completed. SPDK does
+        // not change a write's data, nor read a read's buffer, while the I/O is outstanding.
         unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+
+    fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        if !self.writable || self.len == 0 {
+            return None;
+        }
+        // SAFETY: as in `bytes`; a read's buffer belongs to us until the bdev_io completes, and
+        // `&mut self` (through `Arc::get_mut`) means no other reference to it is alive.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr as *mut u8, self.len) })
+    }
+
+    fn writable(&self) -> bool {
+        self.writable
     }
 }
 
@@ -140,7 +155,9 @@ impl ChanCtx {
         if let Some(buf) = c.buf {
             // SAFETY: `io` is the user bdev_io this request was submitted for; it stays valid
             // until we complete it, which has not happened yet.
-            if ok && unsafe { (*io).type_ } as u32 == sys::spdk_bdev_io_type_SPDK_BDEV_IO_TYPE_READ
+            if ok
+                && !buf.is_lent()
+                && unsafe { (*io).type_ } as u32 == sys::spdk_bdev_io_type_SPDK_BDEV_IO_TYPE_READ
             {
                 // SAFETY: as above; its iovecs describe the caller's buffers.
                 unsafe { copy_to_iovs(io, buf.as_slice()) };
@@ -180,26 +197,38 @@ impl ChanCtx {
 
     fn start_read(&mut self, io: *mut sys::spdk_bdev_io) {
         let len = self.io_bytes(io);
+        if let Some(buf) = self.lend(io, len, true) {
+            return self.submit_user(io, UserOp::Read, Some(buf));
+        }
         let buf = self.channel.take_buf(len);
         self.submit_user(io, UserOp::Read, Some(buf));
     }
 
+    /// The single iovec of `io` as lent memory (`None` when it has several segments).
+    fn lend(&mut self, io: *mut sys::spdk_bdev_io, len: usize, writable: bool) -> Option<Buf> {
+        // SAFETY: `io` is a live read/write bdev_io.
+        let v = unsafe { iovs(io) };
+        if v.len() != 1 || v[0].iov_len < len || v[0].iov_base.is_null() {
+            return None;
+        }
+        let mut holder = self.lent.pop().unwrap_or_default();
+        let data = UserData {
+            ptr: v[0].iov_base as usize,
+            len,
+            writable,
+        };
+        match Arc::get_mut(&mut holder) {
+            Some(h) => *h = data,
+            None => holder = Arc::new(data),
+        }
+        Some(Buf::lent(holder))
+    }
+
     fn start_write(&mut self, io: *mut sys::spdk_bdev_io) {
         let len = self.io_bytes(io);
-        // SAFETY: `io` is a live write bdev_io.
-        let v = unsafe { iovs(io) };
-        if v.len() == 1 && v[0].iov_len >= len && !v[0].iov_base.is_null() {
-            // One segment: lend it to the engine (no copy).
-            let mut holder = self.lent.pop().unwrap_or_default();
-            let data = UserData {
-                ptr: v[0].iov_base as usize,
-                len,
-            };
-            match Arc::get_mut(&mut holder) {
-                Some(h) => *h = data,
-                None => holder = Arc::new(data),
-            }
-            return self.submit_user(io, UserOp::Write, Some(Buf::lent(holder)));
+        if let Some(buf) = self.lend(io, len, false) {
+            // One segment: lent to the engine (no copy).
+            return self.submit_user(io, UserOp::Write, Some(buf));
         }
         let mut buf = self.channel.take_buf(len);
         // SAFETY: `io` is a live write bdev_io; its iovecs hold `len` bytes of caller data.
