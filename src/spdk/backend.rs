@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use spdk_sys as sys;
 
-use super::base::ENOMEM;
+use super::base::{submit_blocks, ENOMEM};
 use super::channel::{pump, reap_if_dead, ChanCtx, Routes};
 use super::dma::{self, DmaBuf, DmaPool};
 use super::ffi::{self, guard};
@@ -157,32 +157,17 @@ impl SpdkBackend {
 unsafe fn start(d: *mut DevIo) -> i32 {
     let (dev, op, lba, blocks) = ((*d).dev, (*d).op, (*d).lba, (*d).blocks);
     let iov = std::ptr::addr_of_mut!((*d).iov);
-    let arg = d as *mut c_void;
-    match op {
-        IoOp::Read => sys::spdk_bdev_readv_blocks(
-            dev.desc,
-            dev.ch,
-            iov,
-            1,
-            lba,
-            blocks,
-            Some(dev_io_done),
-            arg,
-        ),
-        IoOp::Write => sys::spdk_bdev_writev_blocks(
-            dev.desc,
-            dev.ch,
-            iov,
-            1,
-            lba,
-            blocks,
-            Some(dev_io_done),
-            arg,
-        ),
-        IoOp::Flush => {
-            sys::spdk_bdev_flush_blocks(dev.desc, dev.ch, 0, dev.num_blocks, Some(dev_io_done), arg)
-        }
-    }
+    submit_blocks(
+        dev.desc,
+        dev.ch,
+        op,
+        iov,
+        lba,
+        blocks,
+        dev.num_blocks,
+        dev_io_done,
+        d as *mut c_void,
+    )
 }
 
 /// Wait for a free bdev_io and retry. Returns false when even the wait cannot be queued.

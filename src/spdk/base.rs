@@ -9,7 +9,7 @@ use spdk_sys as sys;
 
 use super::dma::{self, DmaBuf};
 use super::ffi::{self, cstring, guard, warnlog};
-use crate::engine::Buf;
+use crate::engine::{Buf, IoOp};
 
 /// An open (and, once claimed, owned) bdev below a jraid volume.
 pub(crate) struct BaseBdev {
@@ -233,23 +233,40 @@ fn libc_eperm() -> i32 {
     1
 }
 
+/// Start one single-segment read or write (`iov`), or a flush of the whole device, on `desc`
+/// through `ch`; `cb(arg)` runs when it ends. Returns SPDK's rc (0, -ENOMEM, or another error).
+///
+/// # Safety
+/// `desc` is open, `ch` is its channel on the current thread, and `iov` (for a read or write)
+/// points at a buffer of `blocks` blocks that stays alive, with `arg`, until `cb` runs.
+#[allow(clippy::too_many_arguments)] // SPDK's own calls take these, plus the op
+pub(crate) unsafe fn submit_blocks(
+    desc: *mut sys::spdk_bdev_desc,
+    ch: *mut sys::spdk_io_channel,
+    op: IoOp,
+    iov: *mut sys::iovec,
+    lba: u64,
+    blocks: u64,
+    num_blocks: u64,
+    cb: unsafe extern "C" fn(*mut sys::spdk_bdev_io, bool, *mut c_void),
+    arg: *mut c_void,
+) -> i32 {
+    match op {
+        IoOp::Read => sys::spdk_bdev_readv_blocks(desc, ch, iov, 1, lba, blocks, Some(cb), arg),
+        IoOp::Write => sys::spdk_bdev_writev_blocks(desc, ch, iov, 1, lba, blocks, Some(cb), arg),
+        IoOp::Flush => sys::spdk_bdev_flush_blocks(desc, ch, 0, num_blocks, Some(cb), arg),
+    }
+}
+
 /// ENOMEM as SPDK returns it negated.
 pub(crate) const ENOMEM: i32 = 12;
-
-/// What a one-off I/O does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RawOp {
-    Read,
-    Write,
-    Flush,
-}
 
 struct RawIo {
     iov: sys::iovec,
     buf: Option<Buf>,
     /// The bounce buffer `iov` points into, for a device that needs DMA memory.
     bounce: Option<DmaBuf>,
-    op: RawOp,
+    op: IoOp,
     ch: *mut sys::spdk_io_channel,
     done: Box<dyn FnOnce(bool, Option<Buf>)>,
 }
@@ -264,7 +281,7 @@ unsafe extern "C" fn raw_io_done(io: *mut sys::spdk_bdev_io, ok: bool, arg: *mut
         };
         // SAFETY: the channel was got on this thread by `raw_io`.
         unsafe { sys::spdk_put_io_channel(r.ch) };
-        if let (true, RawOp::Read, Some(bounce), Some(b)) =
+        if let (true, IoOp::Read, Some(bounce), Some(b)) =
             (ok, r.op, r.bounce.as_ref(), r.buf.as_mut())
         {
             let len = b.len();
@@ -279,7 +296,7 @@ unsafe extern "C" fn raw_io_done(io: *mut sys::spdk_bdev_io, ok: bool, arg: *mut
 /// (also on submission failure, after this call returns).
 pub(crate) fn raw_io(
     dev: RawDev,
-    op: RawOp,
+    op: IoOp,
     lba: u64,
     buf: Option<Buf>,
     done: impl FnOnce(bool, Option<Buf>) + 'static,
@@ -317,7 +334,7 @@ pub(crate) fn raw_io(
             // Setup I/O is rare: a bounce buffer of its own, freed with the RawIo.
             match DmaBuf::alloc(b.len()) {
                 Some(mut bounce) => {
-                    if op == RawOp::Write {
+                    if op == IoOp::Write {
                         bounce.slice_mut(b.len()).copy_from_slice(b.as_slice());
                     }
                     r.iov.iov_base = bounce.as_mut_ptr();
@@ -332,36 +349,17 @@ pub(crate) fn raw_io(
     // until `raw_io_done` takes it back.
     let rc = unsafe {
         let iov = std::ptr::addr_of_mut!((*raw).iov);
-        match op {
-            RawOp::Read => sys::spdk_bdev_readv_blocks(
-                dev.desc,
-                ch,
-                iov,
-                1,
-                lba,
-                blocks,
-                Some(raw_io_done),
-                raw as *mut c_void,
-            ),
-            RawOp::Write => sys::spdk_bdev_writev_blocks(
-                dev.desc,
-                ch,
-                iov,
-                1,
-                lba,
-                blocks,
-                Some(raw_io_done),
-                raw as *mut c_void,
-            ),
-            RawOp::Flush => sys::spdk_bdev_flush_blocks(
-                dev.desc,
-                ch,
-                0,
-                dev.num_blocks,
-                Some(raw_io_done),
-                raw as *mut c_void,
-            ),
-        }
+        submit_blocks(
+            dev.desc,
+            ch,
+            op,
+            iov,
+            lba,
+            blocks,
+            dev.num_blocks,
+            raw_io_done,
+            raw as *mut c_void,
+        )
     };
     if rc != 0 {
         // SAFETY: submission failed, so SPDK will not call back: the box is ours again, and the

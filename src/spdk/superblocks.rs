@@ -5,10 +5,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::base::{raw_io, RawDev, RawOp};
+use super::base::{raw_io, RawDev};
 use super::bdev::SpdkVolume;
 use super::ffi::warnlog;
-use crate::engine::{Buf, MemberHealth};
+use crate::engine::{Buf, IoOp, MemberHealth};
 use crate::superblock::{MemberState, MemberSuperblock, SUPERBLOCK_BYTES};
 
 /// What a [`Join`] runs at the end.
@@ -79,14 +79,14 @@ pub(crate) fn write_sb(
     let len = sb_blocks(dev.block_size) as usize * dev.block_size as usize;
     let mut buf = Buf::new(len);
     buf.as_mut_slice()[..image.len()].copy_from_slice(&image);
-    raw_io(dev, RawOp::Write, 0, Some(buf), move |ok, _| {
+    raw_io(dev, IoOp::Write, 0, Some(buf), move |ok, _| {
         if !ok {
             return done(Err(format!("{what}: superblock write failed")));
         }
         if !dev.write_cache {
             return done(Ok(()));
         }
-        raw_io(dev, RawOp::Flush, 0, None, move |ok, _| {
+        raw_io(dev, IoOp::Flush, 0, None, move |ok, _| {
             done(if ok {
                 Ok(())
             } else {
@@ -109,7 +109,7 @@ pub(crate) fn read_bytes(
         return done(None);
     }
     let buf = Buf::new((blocks * bs) as usize);
-    raw_io(dev, RawOp::Read, offset / bs, Some(buf), move |ok, buf| {
+    raw_io(dev, IoOp::Read, offset / bs, Some(buf), move |ok, buf| {
         done(if ok { buf } else { None })
     });
 }
