@@ -96,6 +96,29 @@ bdev_config() {
     printf '{"subsystems":[{"subsystem":"bdev","config":[%s,{"method":"bdev_wait_for_examine"}]}]}\n' "$2" >"$1"
 }
 
+# malloc_entries BLOCKS NAMES...: bdev_malloc_create entries (4 KiB blocks), comma-separated.
+malloc_entries() {
+    local blocks=$1 sep=""; shift
+    for n in "$@"; do
+        printf '%s{"method":"bdev_malloc_create","params":{"name":"%s","num_blocks":%d,"block_size":4096}}' \
+            "$sep" "$n" "$blocks"
+        sep=","
+    done
+}
+
+# jraid_create NAME JOURNAL MEMBERS...: a bdev_jraid_create entry with 64 KiB strips.
+jraid_create() {
+    local name=$1 journal=$2 members; shift 2
+    members=$(printf '"%s",' "$@")
+    printf '{"method":"bdev_jraid_create","params":{"name":"%s","strip_size_kb":64,"base_bdevs":[%s],"journal_bdev":"%s"}}' \
+        "$name" "${members%,}" "$journal"
+}
+
+# malloc_volume_config FILE: four 64 MiB malloc members m0..m3, malloc journal jl, volume r0.
+malloc_volume_config() {
+    bdev_config "$1" "$(malloc_entries 16384 m0 m1 m2 m3),$(malloc_entries 2048 jl),$(jraid_create r0 jl m0 m1 m2 m3)"
+}
+
 # mallocs SOCK BLOCKS NAMES...: create malloc bdevs of BLOCKS 4 KiB blocks.
 mallocs() {
     local sock=$1 blocks=$2; shift 2

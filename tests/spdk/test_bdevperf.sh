@@ -6,18 +6,7 @@ source "$(dirname "$0")/lib.sh"
 
 T=${T:-5}
 cfg=$WORK/bdevperf.json
-cat >"$cfg" <<JSON
-{"subsystems":[{"subsystem":"bdev","config":[
- {"method":"bdev_malloc_create","params":{"name":"m0","num_blocks":16384,"block_size":4096}},
- {"method":"bdev_malloc_create","params":{"name":"m1","num_blocks":16384,"block_size":4096}},
- {"method":"bdev_malloc_create","params":{"name":"m2","num_blocks":16384,"block_size":4096}},
- {"method":"bdev_malloc_create","params":{"name":"m3","num_blocks":16384,"block_size":4096}},
- {"method":"bdev_malloc_create","params":{"name":"jl","num_blocks":2048,"block_size":4096}},
- {"method":"bdev_jraid_create","params":{"name":"r0","strip_size_kb":64,
-   "base_bdevs":["m0","m1","m2","m3"],"journal_bdev":"jl"}},
- {"method":"bdev_wait_for_examine"}
-]}]}
-JSON
+malloc_volume_config "$cfg"
 
 printf '%-14s %12s %10s\n' "I/O size" "IOPS" "MiB/s"
 for size in 4096 65536 196608; do

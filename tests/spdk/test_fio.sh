@@ -34,18 +34,7 @@ log "fio: $FIO ($("$FIO" --version)), plugin: $FIO_PLUGIN"
 
 dir=$WORK/fio
 mkdir -p "$dir"
-cat >"$dir/bdev.json" <<JSON
-{"subsystems":[{"subsystem":"bdev","config":[
- {"method":"bdev_malloc_create","params":{"name":"m0","num_blocks":16384,"block_size":4096}},
- {"method":"bdev_malloc_create","params":{"name":"m1","num_blocks":16384,"block_size":4096}},
- {"method":"bdev_malloc_create","params":{"name":"m2","num_blocks":16384,"block_size":4096}},
- {"method":"bdev_malloc_create","params":{"name":"m3","num_blocks":16384,"block_size":4096}},
- {"method":"bdev_malloc_create","params":{"name":"jl","num_blocks":2048,"block_size":4096}},
- {"method":"bdev_jraid_create","params":{"name":"r0","strip_size_kb":64,
-   "base_bdevs":["m0","m1","m2","m3"],"journal_bdev":"jl"}},
- {"method":"bdev_wait_for_examine"}
-]}]}
-JSON
+malloc_volume_config "$dir/bdev.json"
 # The plugin has no --no-huge switch of its own: it goes through env_context to DPDK, with
 # --legacy-mem so that SPDK's env knows the memory is static (as spdk_tgt --no-huge does).
 if [ "${MEM_ARGS[0]}" = --no-huge ]; then

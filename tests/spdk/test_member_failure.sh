@@ -17,19 +17,8 @@ trap 'bp_stop; stop_tgt' EXIT
 T=${T:-6}
 sock=$WORK/mf.sock
 cfg=$WORK/mf.json
-cat >"$cfg" <<JSON
-{"subsystems":[{"subsystem":"bdev","config":[
- {"method":"bdev_malloc_create","params":{"name":"m0","num_blocks":16384,"block_size":4096}},
- {"method":"bdev_malloc_create","params":{"name":"m1","num_blocks":16384,"block_size":4096}},
- {"method":"bdev_malloc_create","params":{"name":"m2","num_blocks":16384,"block_size":4096}},
- {"method":"bdev_malloc_create","params":{"name":"m3","num_blocks":16384,"block_size":4096}},
- {"method":"bdev_malloc_create","params":{"name":"jl","num_blocks":2048,"block_size":4096}},
- {"method":"bdev_error_create","params":{"base_name":"m1"}},
- {"method":"bdev_jraid_create","params":{"name":"r0","strip_size_kb":64,
-   "base_bdevs":["m0","EE_m1","m2","m3"],"journal_bdev":"jl"}},
- {"method":"bdev_wait_for_examine"}
-]}]}
-JSON
+bdev_config "$cfg" "$(malloc_entries 16384 m0 m1 m2 m3),$(malloc_entries 2048 jl),\
+{\"method\":\"bdev_error_create\",\"params\":{\"base_name\":\"m1\"}},$(jraid_create r0 jl m0 EE_m1 m2 m3)"
 
 # run_case NAME ACTION...: verify load; after 2 s run ACTION; the volume must end degraded
 # with member $FAILED failed and verify clean.
