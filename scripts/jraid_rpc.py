@@ -1,10 +1,10 @@
 """rpc.py plugin for the jraid bdev module.
 
-    PYTHONPATH=scripts /opt/spdk/scripts/rpc.py --plugin jraid_rpc bdev_jraid_create \\
+    PYTHONPATH=scripts /opt/jraid-spdk/v26.01/spdk/scripts/rpc.py --plugin jraid_rpc bdev_jraid_create \\
         -n r0 -z 64 -b "m0 m1 m2 m3" -j jl
-    PYTHONPATH=scripts /opt/spdk/scripts/rpc.py --plugin jraid_rpc bdev_jraid_get_bdevs [-n r0]
-    PYTHONPATH=scripts /opt/spdk/scripts/rpc.py --plugin jraid_rpc bdev_jraid_delete -n r0
-    PYTHONPATH=scripts /opt/spdk/scripts/rpc.py --plugin jraid_rpc bdev_jraid_set_journal \\
+    PYTHONPATH=scripts /opt/jraid-spdk/v26.01/spdk/scripts/rpc.py --plugin jraid_rpc bdev_jraid_get_bdevs [-n r0]
+    PYTHONPATH=scripts /opt/jraid-spdk/v26.01/spdk/scripts/rpc.py --plugin jraid_rpc bdev_jraid_delete -n r0
+    PYTHONPATH=scripts /opt/jraid-spdk/v26.01/spdk/scripts/rpc.py --plugin jraid_rpc bdev_jraid_set_journal \\
         -n r0 -j jl2
 """
 

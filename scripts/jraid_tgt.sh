@@ -3,7 +3,7 @@
 #
 #   scripts/jraid_tgt.sh [-c config.json] [-r rpc.sock] [-m cpumask] [-s mem_mb] [--huge] [-- extra spdk_tgt args]
 #
-# SPDK is found through pkg-config (PKG_CONFIG_PATH) or SPDK_DIR (default /opt/spdk); the module
+# SPDK is found through pkg-config (PKG_CONFIG_PATH) or SPDK_DIR (default /opt/jraid-spdk/v26.01/spdk, where scripts/install_spdk.sh puts it); the module
 # through JRAID_LIB (default target/release/libjraid.so; build it with
 # `cargo build --release --features spdk`). Without --huge the target runs with --no-huge and
 # -s mem_mb (default 1024) MiB of ordinary memory; with --huge it uses the hugepages already
@@ -11,7 +11,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-SPDK_DIR=${SPDK_DIR:-/opt/spdk}
+SPDK_DIR=${SPDK_DIR:-/opt/jraid-spdk/v26.01/spdk}
 export PKG_CONFIG_PATH=${PKG_CONFIG_PATH:-$SPDK_DIR/build/lib/pkgconfig}
 libdir=$(pkg-config --libs-only-L spdk_bdev 2>/dev/null | sed -n 's/^ *-L\([^ ]*\).*/\1/p')
 libdir=${libdir:-$SPDK_DIR/build/lib}

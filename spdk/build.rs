@@ -40,8 +40,9 @@ fn main() {
     if let Err(e) = pkg_config(&["--exists", "spdk_bdev"]) {
         panic!(
             "\n\nspdk-sys: SPDK not found by pkg-config ({e}).\n\
-             Build SPDK with --with-shared and point PKG_CONFIG_PATH at it, e.g.\n\
-             \tPKG_CONFIG_PATH=/opt/spdk/build/lib/pkgconfig cargo build --features spdk\n\
+             Install the supported SPDK and point PKG_CONFIG_PATH at it:\n\
+             \tscripts/install_spdk.sh     (SPDK v26.01 under /opt/jraid-spdk/v26.01)\n\
+             \tPKG_CONFIG_PATH=/opt/jraid-spdk/v26.01/spdk/build/lib/pkgconfig cargo build --features spdk\n\
              (the `spdk` feature of jraid is off by default for machines without SPDK).\n"
         );
     }
@@ -62,8 +63,10 @@ fn main() {
         .file("shim/jraid_shim.c")
         .include("shim")
         .warnings(true);
+    // SPDK's headers as system headers: their own warnings (v26.05's histogram_data.h has unused
+    // parameters) are not the shim's.
     for i in &includes {
-        build.include(i);
+        build.flag(format!("-isystem{i}"));
     }
     build.cargo_metadata(false).compile("jraid_spdk_shim");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));

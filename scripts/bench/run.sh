@@ -14,7 +14,7 @@
 #   --reactors N   largest reactor count of the scaling test (default: number of CPUs)
 #   --no-plot      skip the PNG (no matplotlib needed)
 #
-# Environment: SPDK_DIR (default: from pkg-config spdk_bdev, else /opt/spdk), BDEVPERF, JRAID_LIB
+# Environment: SPDK_DIR (default: from pkg-config spdk_bdev, else /opt/jraid-spdk/v26.01/spdk), BDEVPERF, JRAID_LIB
 # (default target/release/libjraid.so, built with `cargo build --release --features spdk --lib` when
 # missing), PYTHON (default python3).
 #
@@ -71,9 +71,9 @@ log() { echo "[$(date +%T)] $*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
 if [ -z "${SPDK_DIR:-}" ]; then
-    export PKG_CONFIG_PATH=${PKG_CONFIG_PATH:-/opt/spdk/build/lib/pkgconfig}
+    export PKG_CONFIG_PATH=${PKG_CONFIG_PATH:-/opt/jraid-spdk/v26.01/spdk/build/lib/pkgconfig}
     libdir=$(pkg-config --libs-only-L spdk_bdev 2>/dev/null | sed -n 's/^ *-L\([^ ]*\).*/\1/p' || true)
-    if [ -n "$libdir" ]; then SPDK_DIR=$(cd "$libdir/../.." && pwd); else SPDK_DIR=/opt/spdk; fi
+    if [ -n "$libdir" ]; then SPDK_DIR=$(cd "$libdir/../.." && pwd); else SPDK_DIR=/opt/jraid-spdk/v26.01/spdk; fi
 fi
 export PKG_CONFIG_PATH=${PKG_CONFIG_PATH:-$SPDK_DIR/build/lib/pkgconfig}
 SPDK_LIBDIR=${SPDK_LIBDIR:-$SPDK_DIR/build/lib}

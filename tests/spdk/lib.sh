@@ -7,6 +7,7 @@ SPDK_LIBDIR=$(pkg-config --libs-only-L spdk_bdev | sed -n 's/^ *-L\([^ ]*\).*/\1
 SPDK_DIR=${SPDK_DIR:-$(cd "$SPDK_LIBDIR/../.." && pwd)}
 SPDK_TGT=${SPDK_TGT:-$SPDK_DIR/build/bin/spdk_tgt}
 BDEVPERF=${BDEVPERF:-$SPDK_DIR/build/examples/bdevperf}
+BDEVIO=${BDEVIO:-$SPDK_DIR/test/bdev/bdevio/bdevio}
 RPC_PY=${RPC_PY:-$SPDK_DIR/scripts/rpc.py}
 FIO=${FIO:-}
 FIO_PLUGIN=${FIO_PLUGIN:-$SPDK_DIR/build/fio/spdk_bdev}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Every test jraid has: the engine, journal, simulator and io_uring tests (cargo test), the loom
+# models, then the SPDK bdev module's integration tests (tests/spdk/run.sh: bdevperf, bdevio, fio,
+# NVMe-oF/TCP, crash, failure, rebuild, scrub, journal loss) against the supported SPDK, which
+# scripts/install_spdk.sh builds first when pkg-config finds none (root, about 10 minutes once).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf '\n=== %s\n' "$*"; }
+
+say "cargo test"
+cargo test
+say "loom"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --lib loom
+say "SPDK"
+# shellcheck source=scripts/spdk_env.sh
+source scripts/spdk_env.sh
+say "SPDK integration tests"
+tests/spdk/run.sh
