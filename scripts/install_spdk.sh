@@ -18,7 +18,7 @@
 # (or in $JRAID_SPDK_SOURCES); else `git clone --branch <V> --recurse-submodules` of SPDK's public
 # repository. A second run with the same version, flags and source finds the stamp and returns.
 # Needs root (apt-get) unless every Debian package below is already installed.
-set -euo pipefail
+set -Eeuo pipefail
 
 VERSION=v26.01
 PREFIX=
@@ -79,6 +79,9 @@ phase() {
 }
 fail() {
     local rc=$?
+    trap - ERR
+    # In a ( subshell ): leave the report to the parent, which sees the subshell fail.
+    [ "$BASH_SUBSHELL" -gt 0 ] && exit "$rc"
     echo "install_spdk.sh: FAILED in phase '$phase_name' (exit $rc); last lines of $LOG:" >&2
     tail -n 40 "$LOG" >&2 || true
     exit "$rc"
@@ -161,6 +164,7 @@ elif [ -f "$SHARED/spdk-$VERSION.tar.gz" ]; then
     run tar -xzf "$SHARED/spdk-$VERSION.tar.gz" -C "$SPDK.new" --strip-components=1
 else
     rmdir "$SPDK.new"
+    echo "no $SHARED/spdk-$VERSION.tar.gz: cloning SPDK $VERSION from $SPDK_GIT (needs internet access)" | tee -a "$LOG"
     run git clone --depth 1 --branch "$VERSION" --recurse-submodules --shallow-submodules "$SPDK_GIT" "$SPDK.new"
 fi
 [ -f "$SPDK.new/configure" ] || die "the SPDK source has no configure script"

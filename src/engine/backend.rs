@@ -48,7 +48,7 @@ pub struct DeviceIo {
 }
 
 /// Identity of a reactor (a thread that owns channels).
-pub type ReactorId = u32;
+pub type ReactorId = u64;
 
 /// A message between channels of one volume (or volumes sharing a journal) on different reactors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -433,7 +433,7 @@ pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut
         };
         let thread = ffi::current_thread();
         let addr = Address {
-            reactor: ffi::thread_id(thread) as u32,
+            reactor: ffi::thread_id(thread),
             volume: vol.number,
         };
         let routes = att.journal.routes.clone();

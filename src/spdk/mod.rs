@@ -64,7 +64,9 @@ unsafe extern "C" fn module_init() -> i32 {
 }
 
 unsafe extern "C" fn module_fini() {
-    // Volumes are unregistered (destruct) by the bdev layer before this runs.
+    // Volumes are unregistered (destruct) by the bdev layer before this runs; what is left is
+    // the module's own poller.
+    ffi::guard("module_fini", rebuild::stop_watch)
 }
 
 unsafe extern "C" fn get_ctx_size() -> i32 {

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
@@ -151,11 +152,28 @@ pub(crate) fn watch(v: &Arc<SpdkVolume>) {
         .unwrap_or_else(|e| e.into_inner())
         .get_or_insert_with(HashMap::new)
         .insert(key, states(v));
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    STARTED.call_once(|| {
-        // SAFETY: a poller on the app thread (this one) that lives as long as the process.
-        unsafe { sys::spdk_poller_register(Some(watch_poll), std::ptr::null_mut(), WATCH_US) };
-    });
+    if WATCHER.load(Ordering::Acquire).is_null() {
+        // SAFETY: a poller on the app thread (this one), unregistered by `stop_watch` at module
+        // fini (also on the app thread).
+        let p =
+            unsafe { sys::spdk_poller_register(Some(watch_poll), std::ptr::null_mut(), WATCH_US) };
+        WATCHER.store(p, Ordering::Release);
+    }
+}
+
+/// The member watcher's poller (null until the first volume comes online). Touched only on
+/// the app thread.
+static WATCHER: AtomicPtr<sys::spdk_poller> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Unregister the member watcher (module fini, app thread): SPDK's threads must exit with no
+/// poller registered, or the app waits for a timeout at exit.
+pub(crate) fn stop_watch() {
+    let mut p = WATCHER.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    if !p.is_null() {
+        // SAFETY: `p` was registered by `watch` on this (app) thread and not unregistered since
+        // (swapped out above, so exactly once).
+        unsafe { sys::spdk_poller_unregister(&mut p) };
+    }
 }
 
 unsafe extern "C" fn watch_poll(_arg: *mut c_void) -> i32 {

@@ -56,6 +56,7 @@ start_tgt() {
     env LD_LIBRARY_PATH="$SPDK_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" LD_PRELOAD="$JRAID_LIB" \
         "$SPDK_TGT" "${args[@]}" >"$logf" 2>&1 &
     TGT_PID=$!
+    TGT_LOG=$logf
     for _ in $(seq 1 200); do
         [ -S "$sock" ] && rpc "$sock" spdk_get_version >/dev/null 2>&1 && return 0
         kill -0 "$TGT_PID" 2>/dev/null || { cat "$logf" >&2; die "spdk_tgt exited"; }
@@ -71,6 +72,16 @@ stop_tgt() {
     kill -KILL "$TGT_PID" 2>/dev/null || true
     wait "$TGT_PID" 2>/dev/null || true
     TGT_PID=
+    check_clean_exit "${TGT_LOG:-/dev/null}" spdk_tgt
+}
+
+# check_clean_exit LOG WHAT: an SPDK app that stopped must have stopped cleanly: every thread
+# exited with no poller left registered (a poller left by the module makes the app wait for a
+# timeout at exit and then free the thread by force).
+check_clean_exit() {
+    if grep -aE "still registered at thread exit|move it to the exited state forcefully" "$1" >&2; then
+        die "$2 did not exit cleanly (a poller or thread left at exit; log $1)"
+    fi
 }
 
 # wait_bdev SOCK NAME: wait until a bdev exists.

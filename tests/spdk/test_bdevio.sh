@@ -19,4 +19,5 @@ summary=$(grep -aE '^ +tests +[0-9]' "$out" | tail -1)
 read -r _ total ran passed failed _ <<<"$summary"
 [ "${failed:-1}" = 0 ] && [ "${ran:-0}" -gt 0 ] || { tail -60 "$out" >&2; die "bdevio: $summary"; }
 grep -aE '^ +(suites|tests|asserts) ' "$out" >&2
+check_clean_exit "$out" bdevio
 log "test_bdevio: OK ($passed of $total test cases passed on r0)"

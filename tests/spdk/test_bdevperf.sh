@@ -18,6 +18,7 @@ for size in 4096 65536 196608; do
     [ -n "$total" ] || { tail -30 "$out" >&2; die "bdevperf -o $size: no result"; }
     read -r iops mibs fails _ <<<"$total"
     awk -v f="$fails" 'BEGIN{exit !(f == 0)}' || die "bdevperf -o $size: $fails failed I/O per second"
+    check_clean_exit "$out" bdevperf
     label=$size
     [ "$size" = 196608 ] && label="192K (stripe)"
     printf '%-14s %12s %10s\n' "$label" "$iops" "$mibs"
