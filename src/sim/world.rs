@@ -225,7 +225,7 @@ impl World {
                     .iter()
                     .map(|v| {
                         let addr = Address {
-                            reactor: r,
+                            reactor: u64::from(r),
                             volume: v.vol.number,
                         };
                         Channel::new(v.vol.clone(), v.jv.clone(), addr, SimPort::default())
@@ -353,7 +353,7 @@ impl World {
             self.schedule(
                 lat,
                 Event::Msg {
-                    reactor: to.reactor,
+                    reactor: u32::try_from(to.reactor).expect("simulated reactor index"),
                     vi: tvi,
                     msg,
                 },

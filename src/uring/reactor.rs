@@ -253,7 +253,7 @@ impl Io {
     }
 
     fn route(&mut self, to: Address, msg: Msg) {
-        if to.reactor == self.me {
+        if to.reactor == u64::from(self.me) {
             if let Some(vi) = self.vols.iter().position(|v| v.vol.number == to.volume) {
                 self.local.push_back((vi, msg));
             }
@@ -670,7 +670,7 @@ impl Runtime {
                         .iter()
                         .map(|v| {
                             let addr = Address {
-                                reactor: me,
+                                reactor: u64::from(me),
                                 volume: v.vol.number,
                             };
                             let be = UringBackend {
