@@ -2,8 +2,11 @@
 # Build and install the SPDK release jraid supports, with everything jraid's tests and benchmarks use.
 #
 #   scripts/install_spdk.sh [--version V] [--prefix DIR] [--source DIR|TARBALL] [--jobs N] [--force]
+#                           [--debug]
 #
-# V: v26.01 (default, SPDK's LTS release) or v26.05. DIR: default /opt/jraid-spdk/<V>.
+# V: v26.01 (default, SPDK's LTS release) or v26.05. DIR: default /opt/jraid-spdk/<V>, or
+# /opt/jraid-spdk/<V>-debug with --debug (SPDK --enable-debug: its asserts on, which the fault
+# tests use to catch lifetime errors such as a channel put with I/O in flight).
 # What it builds: SPDK --with-shared against Debian's libdpdk-dev, with raid5f, ISA-L, bdevperf,
 # bdevio and SPDK's fio plugin (against fio's Debian source, built beside it). Layout under DIR:
 #
@@ -25,12 +28,13 @@ PREFIX=
 SOURCE=
 JOBS=$(nproc 2>/dev/null || echo 2)
 FORCE=0
+DEBUG=0
 ISAL_VERSION=v2.31.1
 # The build-tree patches below, by name: a new one changes the stamp and forces a rebuild.
 PATCHES="dpdk-22.11-minor env-dpdk-libs bdevio-lcores isal-crypto-placeholder isal-beside-libspdk"
 SPDK_GIT=${SPDK_GIT:-https://github.com/spdk/spdk.git}
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --version) VERSION=$2; shift 2 ;;
@@ -41,6 +45,7 @@ while [ $# -gt 0 ]; do
         --source=*) SOURCE=${1#*=}; shift ;;
         --jobs|-j) JOBS=$2; shift 2 ;;
         --force) FORCE=1; shift ;;
+        --debug) DEBUG=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install_spdk.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -50,13 +55,14 @@ case "$VERSION" in
     v26.01|v26.05) ;;
     *) echo "install_spdk.sh: warning: $VERSION is not a release jraid is tested with (v26.01, v26.05)" >&2 ;;
 esac
-PREFIX=${PREFIX:-/opt/jraid-spdk/$VERSION}
+if [ "$DEBUG" = 1 ]; then PREFIX=${PREFIX:-/opt/jraid-spdk/$VERSION-debug}; else PREFIX=${PREFIX:-/opt/jraid-spdk/$VERSION}; fi
 repo=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${JRAID_SPDK_SOURCES:-$repo/../shared/spdk}
 
 # The configuration every jraid test and benchmark relies on.
 CONFIGURE_FLAGS=(--with-shared --with-raid5f --without-crypto --with-dpdk --disable-unit-tests
     --without-vhost --without-virtio --without-xnvme --without-usdt)
+[ "$DEBUG" = 1 ] && CONFIGURE_FLAGS+=(--enable-debug)
 # Debian packages: SPDK's build and runtime needs, ISA-L's autotools and nasm, fio's source.
 PACKAGES=(gcc g++ make pkgconf python3 libdpdk-dev libnuma-dev uuid-dev libssl-dev libaio-dev
     libkeyutils-dev libncurses-dev libjson-c-dev libfuse3-dev zlib1g-dev

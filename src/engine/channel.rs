@@ -239,14 +239,29 @@ impl<B: Backend> Channel<B> {
         addr: Address,
         backend: B,
     ) -> Self {
+        match Self::try_new(vol, jv, addr, backend) {
+            Ok(c) => c,
+            Err(_) => panic!("journal channel slots exhausted"),
+        }
+    }
+
+    /// As [`Channel::new`], but when the journal has no free channel slot left, nothing is
+    /// registered and the backend comes back.
+    pub fn try_new(
+        vol: Arc<Volume>,
+        jv: Option<Arc<JournalVolume>>,
+        addr: Address,
+        backend: B,
+    ) -> Result<Self, B> {
         let journal = vol.journal();
         let jslot = match (&journal, &jv) {
-            (Some(j), Some(_)) => j
-                .register_channel(addr)
-                .expect("journal channel slots exhausted"),
+            (Some(j), Some(_)) => match j.register_channel(addr) {
+                Some(slot) => slot,
+                None => return Err(backend),
+            },
             _ => usize::MAX,
         };
-        Channel {
+        Ok(Channel {
             vol,
             journal,
             journal_ios: 0,
@@ -267,7 +282,7 @@ impl<B: Backend> Channel<B> {
             notify: Vec::new(),
             member_flush: None,
             stats: ChannelStats::default(),
-        }
+        })
     }
 
     /// The backend (the runtime drains its requests).

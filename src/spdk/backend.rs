@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use spdk_sys as sys;
 
-use super::base::{submit_blocks, ENOMEM};
+use super::base::{submit_blocks, BaseBdev, ENOMEM};
 use super::channel::{pump, reap_if_dead, ChanCtx, Routes};
 use super::dma::{self, DmaBuf, DmaPool};
 use super::ffi::{self, guard};
@@ -40,6 +40,62 @@ pub(crate) struct DevChan {
     pub dma: bool,
 }
 
+/// This reactor's channel to one device, and what keeps it safe to put.
+///
+/// The lifetime rule of the adapter lives here: a channel is put only when no I/O issued
+/// through it is in flight (every completion, and every queued ENOMEM retry, still uses it),
+/// on the thread that got it; and it holds the device's [`BaseBdev`] handle, so the
+/// descriptor closes only after the last channel to it is put. A slot taken out of service
+/// while I/O is in flight ([`SpdkBackend::retire`]) waits in `retiring` until its count drains.
+/// Boxed: device I/Os point at their slot.
+pub(crate) struct DevSlot {
+    /// The raw handles.
+    pub dev: DevChan,
+    /// Device I/Os in flight (or queued for a retry) through this channel.
+    inflight: u64,
+    /// Taken out of service: put the channel when `inflight` reaches zero.
+    retired: bool,
+    /// Keeps the descriptor open.
+    _hold: BaseBdev,
+}
+
+impl DevSlot {
+    /// This thread's channel to `b` (`None` when SPDK has no channel for us).
+    pub fn open(b: &BaseBdev) -> Option<Box<DevSlot>> {
+        let ch = b.get_channel();
+        (!ch.is_null()).then(|| {
+            Box::new(DevSlot {
+                dev: DevChan {
+                    desc: b.desc(),
+                    bdev: b.bdev(),
+                    ch,
+                    block_size: b.block_size,
+                    num_blocks: b.num_blocks,
+                    dma: b.dma,
+                },
+                inflight: 0,
+                retired: false,
+                _hold: b.clone(),
+            })
+        })
+    }
+
+    /// Same device (descriptor) as `b`?
+    pub fn is(&self, b: &BaseBdev) -> bool {
+        self.dev.desc == b.desc()
+    }
+}
+
+impl Drop for DevSlot {
+    fn drop(&mut self) {
+        debug_assert_eq!(self.inflight, 0, "device channel put with I/O in flight");
+        // SAFETY: got on this thread by `open` (slots never leave their backend's thread), and
+        // nothing is in flight on it: slots are dropped only by `retire`/`finish` at zero, or
+        // by `put_channels` once the whole backend has drained.
+        unsafe { sys::spdk_put_io_channel(self.dev.ch) };
+    }
+}
+
 /// A device I/O in flight; boxed so SPDK can hold its address, recycled through a free list.
 struct DevIo {
     /// The channel context whose engine asked for it.
@@ -49,6 +105,9 @@ struct DevIo {
     op: IoOp,
     lba: u64,
     blocks: u64,
+    /// The slot of the channel it goes through (alive while this I/O is counted in it).
+    slot: *mut DevSlot,
+    /// A copy of the slot's handles.
     dev: DevChan,
     /// The single segment SPDK reads or writes.
     iov: sys::iovec,
@@ -58,6 +117,8 @@ struct DevIo {
     buf_offset: usize,
     /// The bounce buffer `iov` points into, when the device needs DMA memory.
     bounce: Option<DmaBuf>,
+    /// The device needs DMA memory and the buffer is not: bounce before starting.
+    needs_bounce: bool,
     /// Queue entry for `spdk_bdev_queue_io_wait` after -ENOMEM.
     wait: sys::spdk_bdev_io_wait_entry,
 }
@@ -70,6 +131,7 @@ impl DevIo {
             op: IoOp::Flush,
             lba: 0,
             blocks: 0,
+            slot: std::ptr::null_mut(),
             dev: DevChan {
                 desc: std::ptr::null_mut(),
                 bdev: std::ptr::null_mut(),
@@ -85,6 +147,7 @@ impl DevIo {
             buf: None,
             buf_offset: 0,
             bounce: None,
+            needs_bounce: false,
             wait: sys::spdk_bdev_io_wait_entry::default(),
         })
     }
@@ -93,15 +156,24 @@ impl DevIo {
 /// The backend of one channel.
 pub(crate) struct SpdkBackend {
     /// Per member: this reactor's channel, `None` once the member is gone.
-    pub members: Vec<Option<DevChan>>,
+    pub members: Vec<Option<Box<DevSlot>>>,
     /// This reactor's channel to the journal bdev, `None` once it is gone.
-    pub journal: Option<DevChan>,
-    /// Where the channels of every volume on the journal live.
+    pub journal: Option<Box<DevSlot>>,
+    /// Slots taken out of service with I/O still in flight on them.
+    #[allow(clippy::vec_box)]
+    retiring: Vec<Box<DevSlot>>,
+    /// Where the channels of every volume on the journal live (journal messages).
     pub routes: Arc<Routes>,
+    /// Where the channels of this volume live (stripe-lock messages): unlike `routes`, it
+    /// never changes, so no lock grant is lost while channels move to a new journal.
+    pub vol_routes: Arc<Routes>,
     /// The channel context that owns this backend (set right after it is boxed).
     pub owner: *mut ChanCtx,
     /// Requests that failed at submission: fed back as failed completions by `pump`.
     pub deferred: Vec<(u64, Option<Buf>)>,
+    /// Counted device I/Os waiting for memory (a bounce buffer, a bdev_io).
+    #[allow(clippy::vec_box)]
+    parked: Vec<Box<DevIo>>,
     /// Device I/O in flight.
     pub inflight: u64,
     /// Bounce buffers for devices that need DMA memory.
@@ -116,14 +188,18 @@ pub(crate) struct SpdkBackend {
 impl SpdkBackend {
     /// A backend over these channels.
     pub fn new(
-        members: Vec<Option<DevChan>>,
-        journal: Option<DevChan>,
+        members: Vec<Option<Box<DevSlot>>>,
+        journal: Option<Box<DevSlot>>,
         routes: Arc<Routes>,
+        vol_routes: Arc<Routes>,
     ) -> Self {
         SpdkBackend {
             members,
             journal,
+            retiring: Vec::new(),
+            parked: Vec::new(),
             routes,
+            vol_routes,
             owner: std::ptr::null_mut(),
             deferred: Vec::new(),
             inflight: 0,
@@ -135,16 +211,89 @@ impl SpdkBackend {
 
     /// Put back every device channel (on the owning thread, once nothing is in flight).
     pub fn put_channels(&mut self) {
-        for d in self
-            .members
-            .iter_mut()
-            .chain(std::iter::once(&mut self.journal))
-        {
-            if let Some(d) = d.take() {
-                // SAFETY: the channel was got on this thread by the channel context and no I/O
-                // of ours is in flight on it.
-                unsafe { sys::spdk_put_io_channel(d.ch) };
+        debug_assert_eq!(self.inflight, 0);
+        for d in self.members.iter_mut() {
+            drop(d.take());
+        }
+        drop(self.journal.take());
+        self.retiring.clear();
+    }
+
+    /// Start a counted device I/O: bounce it if it needs DMA memory, submit it. What cannot
+    /// start for want of memory (no bounce buffer, no bdev_io and no way to wait for one) is
+    /// parked and retried by [`SpdkBackend::retry_parked`]: transient shortage is never an I/O
+    /// error (which would fail a member or the journal). Only a real submission error fails it.
+    fn launch(&mut self, mut d: Box<DevIo>) {
+        if d.needs_bounce && d.bounce.is_none() {
+            let len = d.iov.iov_len;
+            let Some(mut bounce) = self.dma.take(len) else {
+                if self.parked.is_empty() {
+                    ffi::warnlog!("no DMA memory for a {len}-byte bounce buffer: I/O waits");
+                }
+                self.parked.push(d);
+                return;
+            };
+            if d.op == IoOp::Write {
+                // SAFETY: `iov` describes `len` bytes of the buffer `d` owns.
+                let seg = unsafe { std::slice::from_raw_parts(d.iov.iov_base as *const u8, len) };
+                bounce.slice_mut(len).copy_from_slice(seg);
             }
+            d.iov.iov_base = bounce.as_mut_ptr();
+            d.bounce = Some(bounce);
+            self.bounced += 1;
+        }
+        let raw = Box::into_raw(d);
+        // SAFETY: `raw` is a boxed DevIo counted in its slot (so its channel is alive); the
+        // channel was got on this thread (backends never leave their thread) and `iov` points
+        // into the buffer (or bounce buffer) the box owns.
+        let rc = unsafe { start(raw) };
+        // SAFETY: as above; on -ENOMEM the box stays alive until the retry.
+        if rc == 0 || (rc == -ENOMEM && unsafe { queue_retry(raw) }) {
+            return;
+        }
+        // SAFETY: the I/O did not start, so SPDK holds no reference to the box.
+        let d = unsafe { Box::from_raw(raw) };
+        if rc == -ENOMEM {
+            self.parked.push(d);
+            return;
+        }
+        self.fail_unstarted(d);
+    }
+
+    /// A counted device I/O that could not start: fail it (after this call returns).
+    fn fail_unstarted(&mut self, mut d: Box<DevIo>) {
+        if let Some(bounce) = d.bounce.take() {
+            self.dma.give(bounce);
+        }
+        self.inflight -= 1;
+        let slot = std::mem::replace(&mut d.slot, std::ptr::null_mut());
+        // SAFETY: counted I/Os keep their slot alive.
+        unsafe {
+            (*slot).inflight -= 1;
+            if (*slot).retired && (*slot).inflight == 0 {
+                self.retiring.retain(|s| !std::ptr::eq(&**s, slot));
+            }
+        }
+        self.deferred.push((d.tag, d.buf.take()));
+        self.free.push(d);
+    }
+
+    /// Try again what waits for memory (from the channel's tick and after completions).
+    pub fn retry_parked(&mut self) {
+        if self.parked.is_empty() {
+            return;
+        }
+        for d in std::mem::take(&mut self.parked) {
+            self.launch(d);
+        }
+    }
+
+    /// Take a device channel out of service: put now when nothing is in flight on it, else
+    /// when its last I/O completes.
+    pub fn retire(&mut self, mut slot: Box<DevSlot>) {
+        if slot.inflight > 0 {
+            slot.retired = true;
+            self.retiring.push(slot);
         }
     }
 }
@@ -196,8 +345,18 @@ unsafe extern "C" fn dev_io_retry(arg: *mut c_void) {
             return;
         }
         // SAFETY: the I/O did not start, so the box is ours; its owner context is alive
-        // (contexts live until their last device I/O is finished).
-        unsafe { finish(Box::from_raw(d), false) };
+        // (contexts live until their last device I/O is finished) and not borrowed here.
+        unsafe {
+            let d = Box::from_raw(d);
+            let owner = d.owner;
+            let be = (*owner).channel.backend_mut();
+            if rc == -ENOMEM {
+                be.parked.push(d);
+            } else {
+                be.fail_unstarted(d);
+                pump(owner);
+            }
+        }
     })
 }
 
@@ -233,7 +392,15 @@ unsafe fn finish(mut d: Box<DevIo>, ok: bool) {
             be.dma.give(bounce);
         }
         be.inflight -= 1;
+        let slot = std::mem::replace(&mut d.slot, std::ptr::null_mut());
+        (*slot).inflight -= 1;
+        if (*slot).retired && (*slot).inflight == 0 {
+            // Its last I/O: the channel can go (DevSlot's drop puts it).
+            be.retiring.retain(|s| !std::ptr::eq(&**s, slot));
+        }
         be.free.push(d);
+        // Memory may have come back (this I/O's bounce buffer, its bdev_io).
+        be.retry_parked();
         ctx.channel.io_done(tag, ok, buf);
     }
     pump(owner);
@@ -242,17 +409,20 @@ unsafe fn finish(mut d: Box<DevIo>, ok: bool) {
 
 impl Backend for SpdkBackend {
     fn submit(&mut self, io: DeviceIo) {
-        let dev = match io.dev {
-            Device::Member(m) => self.members.get(m as usize).copied().flatten(),
-            Device::Journal(_) => self.journal,
+        let slot = match io.dev {
+            Device::Member(m) => self.members.get_mut(m as usize).and_then(|s| s.as_mut()),
+            Device::Journal(_) => self.journal.as_mut(),
         };
-        let Some(dev) = dev else {
+        let Some(slot) = slot else {
             // The device is gone: fail the request (after this call returns).
             self.deferred.push((io.tag, io.buf));
             return;
         };
+        let dev = slot.dev;
+        let slot: *mut DevSlot = &mut **slot;
         let mut d = self.free.pop().unwrap_or_else(DevIo::boxed);
         d.owner = self.owner;
+        d.slot = slot;
         d.tag = io.tag;
         d.op = io.op;
         d.lba = io.lba;
@@ -260,6 +430,7 @@ impl Backend for SpdkBackend {
         d.dev = dev;
         d.buf = io.buf;
         d.buf_offset = io.buf_offset;
+        d.needs_bounce = false;
         if let Some(b) = d.buf.as_mut() {
             let len = io.blocks as usize * dev.block_size as usize;
             let range = io.buf_offset..io.buf_offset + len;
@@ -274,43 +445,19 @@ impl Backend for SpdkBackend {
                 iov_base: base as *mut c_void,
                 iov_len: len,
             };
-            let seg = &b.as_slice()[io.buf_offset..io.buf_offset + len];
-            if dev.dma && dma::untranslatable(seg.as_ptr(), len) {
-                let Some(mut bounce) = self.dma.take(len) else {
-                    ffi::warnlog!("no DMA memory for a {len}-byte bounce buffer");
-                    self.deferred.push((d.tag, d.buf.take()));
-                    self.free.push(d);
-                    return;
-                };
-                if d.op == IoOp::Write {
-                    bounce.slice_mut(len).copy_from_slice(seg);
-                }
-                d.iov.iov_base = bounce.as_mut_ptr();
-                d.bounce = Some(bounce);
-                self.bounced += 1;
-            }
+            d.needs_bounce = dev.dma && dma::untranslatable(base, len);
         }
         self.inflight += 1;
-        let raw = Box::into_raw(d);
-        // SAFETY: `raw` is a fresh boxed DevIo; its channel was got on this thread (backends
-        // never leave their thread) and `iov` points into the buffer the box owns.
-        let rc = unsafe { start(raw) };
-        // SAFETY: as above; on -ENOMEM the box stays alive until the retry.
-        if rc == 0 || (rc == -ENOMEM && unsafe { queue_retry(raw) }) {
-            return;
-        }
-        // SAFETY: the I/O did not start, so SPDK holds no reference to the box.
-        let mut d = unsafe { Box::from_raw(raw) };
-        if let Some(bounce) = d.bounce.take() {
-            self.dma.give(bounce);
-        }
-        self.inflight -= 1;
-        self.deferred.push((d.tag, d.buf.take()));
-        self.free.push(d);
+        // SAFETY: `slot` points into a box this backend owns (members or journal, just above).
+        unsafe { (*slot).inflight += 1 };
+        self.launch(d);
     }
 
     fn send(&mut self, to: Address, msg: Msg) {
-        self.routes.send(to, msg);
+        match msg {
+            Msg::LockGranted { .. } => self.vol_routes.send(to, msg),
+            Msg::Durable { .. } | Msg::JournalKick => self.routes.send(to, msg),
+        }
     }
 
     fn now_us(&self) -> u64 {

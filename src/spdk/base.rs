@@ -4,15 +4,33 @@
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use spdk_sys as sys;
 
 use super::dma::{self, DmaBuf};
-use super::ffi::{self, cstring, guard, warnlog};
+use super::ffi::{self, cstring, guard, warnlog, SendPtr};
 use crate::engine::{Buf, IoOp};
 
-/// An open (and, once claimed, owned) bdev below a jraid volume.
-pub(crate) struct BaseBdev {
+/// An open (and, once claimed, owned) bdev below a jraid volume: a shared handle.
+///
+/// Everything that does I/O on the bdev holds a clone — the volume, each reactor's channel slot
+/// (see `backend::DevSlot`) and each one-off I/O ([`RawDev`]) — so the descriptor stays open
+/// until the last I/O issued through it has completed, whoever lets go first. The descriptor
+/// is closed when the last clone is dropped, on the thread that opened it (SPDK requires it):
+/// directly when that is the current thread, by a message to it otherwise.
+#[derive(Clone)]
+pub(crate) struct BaseBdev(Arc<BaseInner>);
+
+impl std::ops::Deref for BaseBdev {
+    type Target = BaseInner;
+    fn deref(&self) -> &BaseInner {
+        &self.0
+    }
+}
+
+/// The open descriptor behind a [`BaseBdev`].
+pub(crate) struct BaseInner {
     /// Bdev name.
     pub name: String,
     /// Open descriptor (read-write).
@@ -29,18 +47,43 @@ pub(crate) struct BaseBdev {
     pub uuid: [u8; 16],
     /// I/O needs memory the SPDK env can translate (see [`super::dma`]).
     pub dma: bool,
-    /// Our claim is held.
-    claimed: bool,
     /// Context of the event callback (the bdev's name), freed after close.
     event_ctx: *mut String,
+    /// The thread that opened the descriptor (and must close it).
+    thread: *mut sys::spdk_thread,
 }
 
-// SAFETY: the descriptor is used from any reactor only to get I/O channels (thread-safe in
-// SPDK); it is opened and closed on the app thread, which is the only place a BaseBdev is
-// created or dropped.
-unsafe impl Send for BaseBdev {}
+// SAFETY: the descriptor is used from any reactor only to get I/O channels and submit I/O on
+// them (thread-safe in SPDK); it is opened on the app thread and closed on the thread that
+// opened it (see Drop), whichever thread drops the last handle.
+unsafe impl Send for BaseInner {}
 // SAFETY: see Send; shared access only reads the fields or gets I/O channels.
-unsafe impl Sync for BaseBdev {}
+unsafe impl Sync for BaseInner {}
+
+impl Drop for BaseInner {
+    fn drop(&mut self) {
+        let (desc, ctx) = (SendPtr(self.desc.as_ptr()), SendPtr(self.event_ctx));
+        let close = move || {
+            let (desc, ctx) = (desc, ctx);
+            // SAFETY: the descriptor was opened by `open` on this thread and is closed once
+            // (the last handle is gone, so no I/O of ours is in flight on it and every
+            // channel of ours to it has been put); closing releases a claim taken through it.
+            unsafe { sys::spdk_bdev_close(desc.0) };
+            // SAFETY: after close no event can arrive, so the context is ours again.
+            drop(unsafe { Box::from_raw(ctx.0) });
+        };
+        if self.thread == ffi::current_thread() || !ffi::send_to(self.thread, close) {
+            // On the opening thread (always so for the app thread's own drops); or that thread
+            // has exited, and with it every reactor that could still use the descriptor.
+            let (desc, ctx) = (desc, ctx);
+            // SAFETY: as in `close`.
+            unsafe {
+                sys::spdk_bdev_close(desc.0);
+                drop(Box::from_raw(ctx.0));
+            }
+        }
+    }
+}
 
 /// Why a base bdev cannot be used.
 #[derive(Debug)]
@@ -81,11 +124,11 @@ unsafe extern "C" fn base_event(
     })
 }
 
-/// What one-off I/O needs of a base bdev; copied into callbacks (the owner keeps the
-/// descriptor open until they have run).
-#[derive(Debug, Clone, Copy)]
+/// What one-off I/O needs of a base bdev: a handle that keeps the descriptor open until the
+/// I/O is over, whatever the volume does meanwhile.
+#[derive(Clone)]
 pub(crate) struct RawDev {
-    desc: *mut sys::spdk_bdev_desc,
+    base: BaseBdev,
     /// Bytes per block.
     pub block_size: u32,
     /// Size in blocks.
@@ -147,7 +190,7 @@ impl BaseBdev {
                 dma::device_needs_dma(bdev.as_ptr()),
             )
         };
-        Ok(BaseBdev {
+        Ok(BaseBdev(Arc::new(BaseInner {
             name: name.to_owned(),
             desc,
             bdev,
@@ -156,12 +199,13 @@ impl BaseBdev {
             write_cache,
             uuid,
             dma,
-            claimed: false,
             event_ctx,
-        })
+            thread: ffi::current_thread(),
+        })))
     }
 
-    /// Claim the bdev for the jraid module (one writer: us).
+    /// Claim the bdev for the jraid module (one writer: us); released when the descriptor
+    /// closes.
     pub fn claim(&mut self) -> Result<(), BaseError> {
         // SAFETY: the descriptor is open; NULL options are allowed; the module is a static.
         let rc = unsafe {
@@ -175,7 +219,6 @@ impl BaseBdev {
         if rc != 0 {
             return Err(BaseError::Claimed(self.name.clone()));
         }
-        self.claimed = true;
         if self.dma {
             super::ffi::noticelog!(
                 "bdev {}: needs DMA-able memory; I/O from unregistered buffers is bounced",
@@ -185,10 +228,10 @@ impl BaseBdev {
         Ok(())
     }
 
-    /// Handle for one-off I/O.
+    /// Handle for one-off I/O (holds the descriptor open until that I/O is over).
     pub fn raw(&self) -> RawDev {
         RawDev {
-            desc: self.desc.as_ptr(),
+            base: self.clone(),
             block_size: self.block_size,
             num_blocks: self.num_blocks,
             write_cache: self.write_cache,
@@ -211,17 +254,6 @@ impl BaseBdev {
     pub fn get_channel(&self) -> *mut sys::spdk_io_channel {
         // SAFETY: the descriptor is open; SPDK returns this thread's channel or NULL.
         unsafe { sys::spdk_bdev_get_io_channel(self.desc.as_ptr()) }
-    }
-}
-
-impl Drop for BaseBdev {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor was opened by `open` on this (app) thread and is closed once;
-        // closing releases a claim taken through it. No I/O channel of ours is outstanding:
-        // volumes put their channels before dropping their bases.
-        unsafe { sys::spdk_bdev_close(self.desc.as_ptr()) };
-        // SAFETY: after close no event can arrive, so the context is ours again.
-        drop(unsafe { Box::from_raw(self.event_ctx) });
     }
 }
 
@@ -268,6 +300,8 @@ struct RawIo {
     bounce: Option<DmaBuf>,
     op: IoOp,
     ch: *mut sys::spdk_io_channel,
+    /// Keeps the descriptor open (and `ch` valid) until the I/O is over.
+    _dev: RawDev,
     done: Box<dyn FnOnce(bool, Option<Buf>)>,
 }
 
@@ -301,8 +335,9 @@ pub(crate) fn raw_io(
     buf: Option<Buf>,
     done: impl FnOnce(bool, Option<Buf>) + 'static,
 ) {
-    // SAFETY: the owner of `dev` keeps the descriptor open until `done` has run.
-    let ch = unsafe { sys::spdk_bdev_get_io_channel(dev.desc) };
+    let desc = dev.base.desc();
+    // SAFETY: `dev` holds the descriptor open; the RawIo below keeps holding it until `done`.
+    let ch = unsafe { sys::spdk_bdev_get_io_channel(desc) };
     if ch.is_null() {
         warnlog!("setup I/O: no I/O channel");
         let thread = ffi::current_thread();
@@ -322,6 +357,7 @@ pub(crate) fn raw_io(
         bounce: None,
         op,
         ch,
+        _dev: dev.clone(),
         done: Box::new(done),
     });
     let blocks = r.buf.as_ref().map_or(dev.num_blocks, |b| {
@@ -350,7 +386,7 @@ pub(crate) fn raw_io(
     let rc = unsafe {
         let iov = std::ptr::addr_of_mut!((*raw).iov);
         submit_blocks(
-            dev.desc,
+            desc,
             ch,
             op,
             iov,

@@ -56,6 +56,8 @@ pub(crate) struct SpdkVolume {
     pub seq: Mutex<u64>,
     /// Listed stripes left at risk by a recovery that ran with a member missing.
     pub at_risk: Mutex<Vec<u64>>,
+    /// Where this volume's channels live (stripe-lock messages between them).
+    pub routes: Arc<super::channel::Routes>,
     /// The bdev SPDK holds a pointer to.
     bdev: Box<UnsafeCell<sys::spdk_bdev>>,
     /// NUL-terminated name for `bdev.name`.
@@ -170,6 +172,7 @@ impl SpdkVolume {
             members: Mutex::new(members),
             seq: Mutex::new(seq),
             at_risk: Mutex::new(Vec::new()),
+            routes: Arc::default(),
             bdev: Box::new(UnsafeCell::new(bdev)),
             cname,
         })
@@ -541,8 +544,9 @@ pub(crate) fn drop_channels(
                     None => Some(&mut be.journal),
                 };
                 if let Some(dc) = slot.and_then(|s| s.take()) {
-                    // I/O in flight on it completes through the bdev layer (with errors).
-                    sys::spdk_put_io_channel(dc.ch);
+                    // I/O in flight on it completes through the bdev layer (with errors); the
+                    // channel is put after the last of it.
+                    be.retire(dc);
                 }
                 sys::spdk_for_each_channel_continue(i, 0);
             }

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use spdk_sys as sys;
 
-use super::backend::{DevChan, SpdkBackend};
+use super::backend::{DevSlot, SpdkBackend};
 use super::bdev::SpdkVolume;
 use super::ffi::{self, guard, SendPtr};
+use super::life::Poller;
 use crate::engine::{Address, Buf, Channel, Completion, Lent, Msg, UserOp};
 
 /// Period of the per-channel tick poller.
@@ -130,7 +131,7 @@ pub(crate) struct ChanCtx {
     /// Our address among the journal's channels.
     pub addr: Address,
     /// The tick poller.
-    poller: *mut sys::spdk_poller,
+    poller: Poller,
     /// Scratch: completions drained from the engine.
     done: Vec<Completion>,
     /// User bdev_ios to complete once the engine is no longer borrowed.
@@ -370,19 +371,6 @@ pub(crate) unsafe fn ctx_of(ch: *mut sys::spdk_io_channel) -> *mut ChanCtx {
 /// Bytes of channel context SPDK keeps for us: one pointer to the boxed [`ChanCtx`].
 pub(crate) const CTX_SIZE: u32 = std::mem::size_of::<*mut ChanCtx>() as u32;
 
-/// This thread's channel to `b` (`None` when SPDK has no memory for one).
-pub(crate) fn dev_chan(b: &super::base::BaseBdev) -> Option<DevChan> {
-    let ch = b.get_channel();
-    (!ch.is_null()).then(|| DevChan {
-        desc: b.desc(),
-        bdev: b.bdev(),
-        ch,
-        block_size: b.block_size,
-        num_blocks: b.num_blocks,
-        dma: b.dma,
-    })
-}
-
 /// io_device channel constructor: this thread's channels to every member and the journal.
 pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut c_void) -> i32 {
     guard("channel create", || {
@@ -393,13 +381,7 @@ pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut
             Arc::increment_strong_count(vp);
             Arc::from_raw(vp)
         };
-        let mut got: Vec<*mut sys::spdk_io_channel> = Vec::new();
-        let put_all = |got: &[*mut sys::spdk_io_channel]| {
-            for &c in got {
-                // SAFETY: got on this thread just above.
-                unsafe { sys::spdk_put_io_channel(c) };
-            }
-        };
+        // Slots got here are put again (DevSlot's drop) if a later one fails.
         let mut members = Vec::new();
         {
             let bases = vol.members.lock().unwrap_or_else(|e| e.into_inner());
@@ -407,11 +389,9 @@ pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut
                 match b {
                     None => members.push(None),
                     Some(b) => {
-                        let Some(d) = dev_chan(b) else {
-                            put_all(&got);
+                        let Some(d) = DevSlot::open(b) else {
                             return -super::base::ENOMEM;
                         };
-                        got.push(d.ch);
                         members.push(Some(d));
                     }
                 }
@@ -423,8 +403,7 @@ pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut
             match jb.as_ref() {
                 None => None,
                 Some(b) => {
-                    let Some(d) = dev_chan(b) else {
-                        put_all(&got);
+                    let Some(d) = DevSlot::open(b) else {
                         return -super::base::ENOMEM;
                     };
                     Some(d)
@@ -437,8 +416,25 @@ pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut
             volume: vol.number,
         };
         let routes = att.journal.routes.clone();
-        let backend = SpdkBackend::new(members, journal, routes.clone());
-        let mut channel = Channel::new(vol.vol.clone(), Some(att.jv.clone()), addr, backend);
+        let backend = SpdkBackend::new(members, journal, routes.clone(), vol.routes.clone());
+        let mut channel = match Channel::try_new(
+            vol.vol.clone(),
+            Some(att.jv.clone()),
+            addr,
+            backend,
+        ) {
+            Ok(c) => c,
+            Err(_backend) => {
+                // Dropping the backend puts the device channels got above.
+                ffi::errlog!(
+                    "volume {}: journal {} has no free channel slot (at most {} channels per journal: volumes x threads, plus recovery and background passes)",
+                    vol.name,
+                    att.journal.name,
+                    att.journal.journal.cfg.max_channels
+                );
+                return -super::base::ENOMEM;
+            }
+        };
         // `bdev_jraid_set_journal` may have replaced the journal between the two reads above:
         // the channel follows the one whose bdev channel it holds (a new channel is quiet).
         if channel
@@ -451,7 +447,7 @@ pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut
             channel,
             vol,
             addr,
-            poller: std::ptr::null_mut(),
+            poller: Poller::none(),
             done: Vec::new(),
             finished: Vec::new(),
             internal: Vec::new(),
@@ -463,16 +459,16 @@ pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut
         // context area of CTX_SIZE bytes for this channel.
         unsafe {
             (*ptr).channel.backend_mut().owner = ptr;
-            (*ptr).poller = sys::spdk_poller_register(Some(tick), ptr as *mut c_void, TICK_US);
+            (*ptr).poller = Poller::register(tick, ptr as *mut c_void, TICK_US);
             *(buf as *mut *mut ChanCtx) = ptr;
         }
-        routes.insert(
-            addr,
-            Route {
-                thread: SendPtr(thread),
-                ctx: SendPtr(ptr),
-            },
-        );
+        let route = Route {
+            thread: SendPtr(thread),
+            ctx: SendPtr(ptr),
+        };
+        routes.insert(addr, route);
+        // SAFETY: `ptr` is live (just boxed).
+        unsafe { &*ptr }.vol.routes.insert(addr, route);
         0
     })
 }
@@ -486,8 +482,9 @@ pub(crate) unsafe extern "C" fn channel_destroy(_io_device: *mut c_void, buf: *m
             // SAFETY: the context is alive and only used on this thread.
             let ctx = unsafe { &mut *ptr };
             ctx.channel.backend().routes.remove(ctx.addr);
-            // SAFETY: the poller was registered on this thread by `channel_create`.
-            unsafe { sys::spdk_poller_unregister(&mut ctx.poller) };
+            ctx.vol.routes.remove(ctx.addr);
+            // The tick poller stays until the context is freed: device I/O still in flight or
+            // waiting for memory is retried from it.
             ctx.dead = true;
         }
         // SAFETY: no borrow is live; nothing uses `ptr` after this.
@@ -498,11 +495,18 @@ pub(crate) unsafe extern "C" fn channel_destroy(_io_device: *mut c_void, buf: *m
 unsafe extern "C" fn tick(arg: *mut c_void) -> i32 {
     guard("channel tick", || {
         let ptr = arg as *mut ChanCtx;
-        // SAFETY: the poller is unregistered before its context is marked dead, so `ptr` is
-        // a live context of this thread.
+        // SAFETY: the poller is dropped (unregistered) with its context, so `ptr` is a live
+        // context of this thread.
         unsafe {
-            (*ptr).channel.tick();
+            if !(*ptr).dead {
+                (*ptr).channel.tick();
+            }
+            (*ptr).channel.backend_mut().retry_parked();
             pump(ptr);
+            if (*ptr).dead {
+                // Last use of `ptr` here: it may be freed.
+                reap_if_dead(ptr);
+            }
         }
         sys::spdk_thread_poller_rc_SPDK_POLLER_IDLE as i32
     })
@@ -543,10 +547,9 @@ pub(crate) unsafe extern "C" fn submit_request(
                     ctx.submit_user(io, UserOp::Flush, None)
                 }
                 // Nothing is queued outside the engine, and the engine finishes what it
-                // started: a reset has nothing to abort.
-                sys::spdk_bdev_io_type_SPDK_BDEV_IO_TYPE_RESET => ctx
-                    .finished
-                    .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_SUCCESS)),
+                // started: a reset aborts nothing, it completes once every channel of the
+                // volume has drained what it had in flight.
+                sys::spdk_bdev_io_type_SPDK_BDEV_IO_TYPE_RESET => reset(ctx, io),
                 _ => ctx
                     .finished
                     .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_FAILED)),
@@ -555,6 +558,33 @@ pub(crate) unsafe extern "C" fn submit_request(
         // SAFETY: no borrow of the context is live.
         unsafe { pump(ptr) };
     })
+}
+
+/// Retry period while a reset waits for a channel to drain.
+const RESET_POLL_US: u64 = 100;
+
+/// A RESET of the volume: complete it (on this thread) once every channel of the volume has
+/// nothing in flight. SPDK's bdev layer holds new I/O back while a reset runs.
+fn reset(ctx: &mut ChanCtx, io: *mut sys::spdk_bdev_io) {
+    let io = SendPtr(io);
+    let name = ctx.vol.name.clone();
+    super::life::each_channel_until(
+        ctx.vol.io_device(),
+        RESET_POLL_US,
+        Box::new(|c: &mut ChanCtx| c.channel.idle()),
+        move || {
+            let io = io;
+            ffi::infolog!("volume {name}: reset: every channel drained");
+            // SAFETY: the reset bdev_io was submitted on this thread (`then` runs where
+            // `each_channel_until` was called) and is completed once, here.
+            unsafe {
+                sys::spdk_bdev_io_complete(
+                    io.0,
+                    sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_SUCCESS,
+                )
+            };
+        },
+    );
 }
 
 unsafe extern "C" fn get_buf_done(
@@ -571,8 +601,15 @@ unsafe extern "C" fn get_buf_done(
             if ok {
                 ctx.start_read(io);
             } else {
+                // SPDK waits for a buffer itself when none is free; `false` means the read is
+                // larger than any buffer it has. NOMEM would be retried forever: fail it.
+                ffi::errlog!(
+                    "volume {}: a {}-byte read without a buffer is larger than SPDK's largest I/O buffer",
+                    ctx.vol.name,
+                    ctx.io_bytes(io)
+                );
                 ctx.finished
-                    .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_NOMEM));
+                    .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_FAILED));
             }
         }
         // SAFETY: no borrow is live.

@@ -575,7 +575,7 @@ pub(crate) fn open_journal(
     done: impl FnOnce(Result<Arc<SpdkJournal>, CreateError>) + 'static,
 ) {
     let raw = b.raw();
-    read_sb(raw, move |buf| {
+    read_sb(raw.clone(), move |buf| {
         let Some(buf) = buf else {
             return done(Err(err(
                 EIO,
@@ -593,7 +593,7 @@ pub(crate) fn open_journal(
         };
         let slot = sb.slot_bytes as usize;
         let (o0, o1) = (sb.slot_offset(0), sb.slot_offset(1));
-        read_bytes(raw, o0, slot, move |s0| {
+        read_bytes(raw.clone(), o0, slot, move |s0| {
             read_bytes(raw, o1, slot, move |s1| {
                 let (Some(s0), Some(s1)) = (s0, s1) else {
                     return done(Err(err(

@@ -75,6 +75,9 @@ impl Drop for DmaBuf {
 // SAFETY: a plain owned allocation; spdk_dma_free may run on any thread.
 unsafe impl Send for DmaBuf {}
 
+/// Bounce memory a channel keeps for reuse, per size class (the rest goes back to the env).
+pub(crate) const DMA_KEEP_BYTES: usize = 4 << 20;
+
 /// Free lists of bounce buffers by power-of-two page count (one per channel: no locking, and
 /// the steady state allocates nothing).
 #[derive(Default)]
@@ -103,7 +106,8 @@ impl DmaPool {
         DmaBuf::alloc((1usize << class) * PAGE)
     }
 
-    /// Return a buffer for reuse.
+    /// Return a buffer for reuse; beyond [`DMA_KEEP_BYTES`] per size class it is freed, so a
+    /// peak of bounced I/O does not pin its memory for good.
     pub fn give(&mut self, b: DmaBuf) {
         let pages = b.capacity() / PAGE;
         if !pages.is_power_of_two() {
@@ -113,7 +117,10 @@ impl DmaPool {
         if self.classes.len() <= class {
             self.classes.resize_with(class + 1, Vec::new);
         }
-        self.classes[class].push(b);
+        let keep = (DMA_KEEP_BYTES / b.capacity()).max(4);
+        if self.classes[class].len() < keep {
+            self.classes[class].push(b);
+        }
     }
 }
 
@@ -131,16 +138,20 @@ pub(crate) unsafe fn device_needs_dma(bdev: *const sys::spdk_bdev) -> bool {
     !m.is_null() && CStr::from_ptr(m).to_bytes() == b"nvme"
 }
 
-/// Whether the SPDK env cannot translate `len` bytes at `p` (so a device needing DMA memory
-/// must get a bounce buffer instead). Checks the first and the last byte: memory is registered
-/// in 2 MiB units, and a buffer of ours is one allocation.
+/// Whether the SPDK env cannot translate all of the `len` bytes at `p` (so a device needing
+/// DMA memory must get a bounce buffer instead). Walks the whole range, one translated region
+/// at a time: lent user memory may span separately registered regions with a hole between.
 pub(crate) fn untranslatable(p: *const u8, len: usize) -> bool {
-    let last = p.wrapping_add(len.saturating_sub(1));
-    [p, last].iter().any(|&a| {
-        let mut size = 1u64;
-        // SAFETY: spdk_vtophys only looks the address up in the env's memory map.
-        unsafe {
-            sys::spdk_vtophys(a as *const c_void, &mut size) == sys::SPDK_VTOPHYS_ERROR as u64
+    let mut off = 0usize;
+    while off < len {
+        let mut size = (len - off) as u64;
+        // SAFETY: spdk_vtophys only looks the address up in the env's memory map; it shrinks
+        // `size` to the length translated in one piece.
+        let pa = unsafe { sys::spdk_vtophys(p.wrapping_add(off) as *const c_void, &mut size) };
+        if pa == sys::SPDK_VTOPHYS_ERROR as u64 {
+            return true;
         }
-    })
+        off += (size as usize).max(1);
+    }
+    false
 }

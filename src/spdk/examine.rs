@@ -164,33 +164,6 @@ const RETRIES: u32 = 250;
 const JOURNAL_GRACE_US: u64 = 2_000_000;
 const RETRY_US: u64 = 20_000;
 
-/// Run `f` once on this thread after `us` microseconds.
-pub(crate) fn later(us: u64, f: Box<dyn FnOnce()>) {
-    struct Once {
-        poller: *mut sys::spdk_poller,
-        f: Option<Box<dyn FnOnce()>>,
-    }
-    unsafe extern "C" fn fire(arg: *mut std::ffi::c_void) -> i32 {
-        guard("examine retry", || {
-            // SAFETY: `arg` is the boxed Once registered below; taken back exactly once, after
-            // unregistering the poller so it never fires again.
-            let mut o = unsafe { Box::from_raw(arg as *mut Once) };
-            // SAFETY: our poller, on this thread.
-            unsafe { sys::spdk_poller_unregister(&mut o.poller) };
-            if let Some(f) = o.f.take() {
-                f();
-            }
-            sys::spdk_thread_poller_rc_SPDK_POLLER_BUSY as i32
-        })
-    }
-    let o = Box::into_raw(Box::new(Once {
-        poller: std::ptr::null_mut(),
-        f: Some(f),
-    }));
-    // SAFETY: `o` lives until `fire` takes it back; the poller runs on this thread.
-    unsafe { (*o).poller = sys::spdk_poller_register(Some(fire), o as *mut std::ffi::c_void, us) };
-}
-
 /// Open and claim `name` for writing.
 fn claim(name: &str) -> Result<BaseBdev, super::base::BaseError> {
     BaseBdev::open(name).and_then(|mut b| b.claim().map(|()| b))
@@ -229,7 +202,7 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
                 // missing a while later.
                 p.told.push(*u);
                 let (u, name, juuid) = (*u, newest.name.clone(), newest.journal_uuid);
-                later(
+                super::life::later(
                     JOURNAL_GRACE_US,
                     Box::new(move || {
                         let running = registry()
@@ -269,7 +242,7 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
             return then();
         }
         with_pending(|p| p.members.insert(newest.volume_uuid, list));
-        later(RETRY_US, Box::new(move || try_assemble(then, attempt + 1)));
+        super::life::later(RETRY_US, Box::new(move || try_assemble(then, attempt + 1)));
     };
     let jbase = match (&running, &jname) {
         (Some(_), _) => None,

@@ -20,6 +20,7 @@ mod dma;
 mod examine;
 mod ffi;
 mod json;
+mod life;
 mod rebuild;
 mod rpc;
 mod scrub;

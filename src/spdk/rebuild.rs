@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Value};
 use spdk_sys as sys;
 
-use super::backend::DevChan;
+use super::backend::DevSlot;
 use super::base::BaseBdev;
 use super::bdev::{registry, SpdkVolume};
 use super::channel::{self, pump, INTERNAL_TAG};
@@ -820,7 +820,7 @@ fn resume_try(v: Arc<SpdkVolume>, m: u32, bdev: String, attempt: u32) {
     let b = match open_replacement(&v, &bdev) {
         Ok(b) => b,
         Err((-16, _)) if attempt < 250 && !stopping(&v) => {
-            return super::examine::later(
+            return super::life::later(
                 20_000,
                 Box::new(move || resume_try(v, m, bdev, attempt + 1)),
             );
@@ -880,14 +880,7 @@ pub(crate) fn resume_late(bdev: &str, sb: &crate::superblock::MemberSuperblock) 
 fn attach(v: Arc<SpdkVolume>, m: u32, b: BaseBdev, opts: PassOpts, done: AddDone) {
     let name = b.name.clone();
     let uuid = b.uuid;
-    let dev = DevChan {
-        desc: b.desc(),
-        bdev: b.bdev(),
-        ch: std::ptr::null_mut(),
-        block_size: b.block_size,
-        num_blocks: b.num_blocks,
-        dma: b.dma,
-    };
+    let dev = b.clone();
     {
         // Channels created from now on get the replacement too.
         let mut members = v.members.lock().unwrap_or_else(|e| e.into_inner());
@@ -896,7 +889,7 @@ fn attach(v: Arc<SpdkVolume>, m: u32, b: BaseBdev, opts: PassOpts, done: AddDone
     v.member_names.lock().unwrap_or_else(|e| e.into_inner())[m as usize] = name.clone();
     v.member_uuids.lock().unwrap_or_else(|e| e.into_inner())[m as usize] = uuid;
     let v2 = v.clone();
-    swap_member(&v, m, Some(SendDev(dev)), move || {
+    swap_member(&v, m, Some(dev), move || {
         if stopping(&v2) {
             return done(Err((-19, format!("volume {} is going away", v2.name))));
         }
@@ -926,21 +919,15 @@ fn attach(v: Arc<SpdkVolume>, m: u32, b: BaseBdev, opts: PassOpts, done: AddDone
     });
 }
 
-#[derive(Clone, Copy)]
-struct SendDev(DevChan);
-// SAFETY: the descriptor and bdev pointers are usable from any thread (SPDK allows getting a
-// channel of a descriptor on every thread); the channel field is filled per thread.
-unsafe impl Send for SendDev {}
-
 struct SwapCtx {
     member: u32,
-    dev: Option<SendDev>,
+    dev: Option<BaseBdev>,
     then: Option<Box<dyn FnOnce()>>,
 }
 
 /// On every channel of `v`: put the channel to member `m`, and with `dev`, get one to `dev`
 /// instead. Then run `then` on this thread.
-fn swap_member(v: &Arc<SpdkVolume>, m: u32, dev: Option<SendDev>, then: impl FnOnce() + 'static) {
+fn swap_member(v: &Arc<SpdkVolume>, m: u32, dev: Option<BaseBdev>, then: impl FnOnce() + 'static) {
     unsafe extern "C" fn each(i: *mut sys::spdk_io_channel_iter) {
         guard("swap member channels", || {
             // SAFETY: `i` is a live iterator over our io_device; its ctx is the SwapCtx, only
@@ -950,18 +937,15 @@ fn swap_member(v: &Arc<SpdkVolume>, m: u32, dev: Option<SendDev>, then: impl FnO
                 let ch = sys::spdk_io_channel_iter_get_channel(i);
                 let ctx = &mut *channel::ctx_of(ch);
                 let be = ctx.channel.backend_mut();
-                let slot = &mut be.members[s.member as usize];
-                let keep =
-                    matches!((slot.as_ref(), s.dev), (Some(a), Some(b)) if a.desc == b.0.desc);
+                let m = s.member as usize;
+                let keep = matches!((be.members[m].as_ref(), s.dev.as_ref()), (Some(a), Some(b)) if a.is(b));
                 if !keep {
-                    if let Some(dc) = slot.take() {
-                        sys::spdk_put_io_channel(dc.ch);
+                    if let Some(old) = be.members[m].take() {
+                        // Put once the I/O still in flight on it has completed.
+                        be.retire(old);
                     }
-                    if let Some(SendDev(mut d)) = s.dev {
-                        d.ch = sys::spdk_bdev_get_io_channel(d.desc);
-                        if !d.ch.is_null() {
-                            *slot = Some(d);
-                        }
+                    if let Some(b) = s.dev.as_ref() {
+                        be.members[m] = DevSlot::open(b);
                     }
                 }
                 sys::spdk_for_each_channel_continue(i, 0);

@@ -22,17 +22,17 @@
 //! running journal keeps its other volumes).
 #![allow(unsafe_code)]
 
-use std::ffi::c_void;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use spdk_sys as sys;
 
+use super::backend::DevSlot;
 use super::base::BaseBdev;
 use super::bdev::{registry, Attached, SpdkJournal, SpdkVolume};
-use super::channel::{self, Route};
+use super::channel::{ChanCtx, Route};
 use super::create::{self, CreateError};
-use super::ffi::{self, guard, noticelog, warnlog, SendPtr};
+use super::ffi::{self, noticelog, warnlog, SendPtr};
+use super::life;
 use super::rebuild::{self, PassOpts, PassResult, Slot};
 use super::superblocks::{record_member_states_then, write_sb};
 use crate::journal::JournalVolume;
@@ -381,100 +381,64 @@ fn retire(v: &Arc<SpdkVolume>, old: &Attached) {
     }
 }
 
-struct MoveCtx {
-    journal: Arc<SpdkJournal>,
-    jv: Arc<JournalVolume>,
-    then: Option<Box<dyn FnOnce()>>,
-}
-
 /// Retry period of a channel not yet quiet.
 const RETRY_US: u64 = 1000;
 
-/// Step 3: on every channel of `v`, once nothing of it depends on the old journal: put the old
-/// journal's bdev channel, get one to the new journal, move the route, write through the new
-/// journal. Then `then` on this thread.
+/// Step 3: on every channel of `v`, once nothing of it depends on the old journal: retire the
+/// old journal's bdev channel (put after its last I/O), get one to the new journal, move the
+/// route, write through the new journal. Then `then` on this thread.
 fn move_channels(
     v: &Arc<SpdkVolume>,
     journal: Arc<SpdkJournal>,
     jv: Arc<JournalVolume>,
     then: impl FnOnce() + 'static,
 ) {
-    /// One channel; retried on its own thread until it is quiet.
-    fn one(i: SendPtr<sys::spdk_io_channel_iter>) {
-        // SAFETY: `i` is a live iterator (SPDK keeps it until `continue`); the context is the
-        // MoveCtx boxed by `move_channels`, only read here; the channel belongs to this thread.
-        unsafe {
-            let m = &*(sys::spdk_io_channel_iter_get_ctx(i.0) as *const MoveCtx);
-            let ch = sys::spdk_io_channel_iter_get_channel(i.0);
-            let ptr = channel::ctx_of(ch);
-            let ctx = &mut *ptr;
-            if !ctx.channel.journal_quiet() {
-                return super::examine::later(RETRY_US, Box::new(move || one(i)));
-            }
-            let addr = ctx.addr;
-            let be = ctx.channel.backend_mut();
-            if let Some(dc) = be.journal.take() {
-                sys::spdk_put_io_channel(dc.ch);
-            }
-            be.journal = m
-                .journal
-                .base
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-                .and_then(channel::dev_chan);
-            if be.journal.is_none() {
-                warnlog!(
-                    "volume {}: no channel to journal {} on this reactor: its record writes fail",
-                    ctx.vol.name,
-                    m.journal.name
-                );
-            }
-            be.routes.remove(addr);
-            be.routes = m.journal.routes.clone();
-            m.journal.routes.insert(
-                addr,
-                Route {
-                    thread: SendPtr(ffi::current_thread()),
-                    ctx: SendPtr(ptr),
-                },
-            );
-            if !ctx
-                .channel
-                .replace_journal(m.journal.journal.clone(), m.jv.clone())
-            {
-                ffi::errlog!(
-                    "volume {}: a channel could not register with journal {} (too many channels)",
-                    ctx.vol.name,
-                    m.journal.name
-                );
-            }
-            sys::spdk_for_each_channel_continue(i.0, 0);
+    let step = move |ctx: &mut ChanCtx| -> bool {
+        if !ctx.channel.journal_quiet() {
+            return false;
         }
-    }
-    unsafe extern "C" fn each(i: *mut sys::spdk_io_channel_iter) {
-        guard("move channels to the new journal", || one(SendPtr(i)))
-    }
-    unsafe extern "C" fn done(i: *mut sys::spdk_io_channel_iter, _status: i32) {
-        guard("move channels done", || {
-            // SAFETY: the ctx was boxed by `move_channels` and is consumed once, here.
-            let mut m =
-                unsafe { Box::from_raw(sys::spdk_io_channel_iter_get_ctx(i) as *mut MoveCtx) };
-            if let Some(f) = m.then.take() {
-                f();
-            }
-        })
-    }
-    let ctx = Box::into_raw(Box::new(MoveCtx {
-        journal,
-        jv,
-        then: Some(Box::new(then)),
-    }));
-    // SAFETY: the io_device is registered (the volume is in the registry); `done` runs on this
-    // thread and frees the context.
-    unsafe {
-        sys::spdk_for_each_channel(v.io_device(), Some(each), ctx as *mut c_void, Some(done));
-    }
+        let addr = ctx.addr;
+        let ptr: *mut ChanCtx = ctx;
+        let be = ctx.channel.backend_mut();
+        if let Some(old) = be.journal.take() {
+            be.retire(old);
+        }
+        be.journal = journal
+            .base
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(DevSlot::open);
+        if be.journal.is_none() {
+            warnlog!(
+                "volume {}: no channel to journal {} on this reactor: its record writes fail",
+                ctx.vol.name,
+                journal.name
+            );
+        }
+        let be = ctx.channel.backend_mut();
+        be.routes.remove(addr);
+        be.routes = journal.routes.clone();
+        journal.routes.insert(
+            addr,
+            Route {
+                thread: SendPtr(ffi::current_thread()),
+                ctx: SendPtr(ptr),
+            },
+        );
+        if !ctx
+            .channel
+            .replace_journal(journal.journal.clone(), jv.clone())
+        {
+            ffi::errlog!(
+                "volume {}: a channel could not register with journal {} (too many channels)",
+                ctx.vol.name,
+                journal.name
+            );
+        }
+        true
+    };
+    life::each_channel_until(v.io_device(), RETRY_US, Box::new(step), then);
 }
 
 /// `bdev_jraid_set_journal` on a volume examine holds back because its journal is lost (the

@@ -79,7 +79,9 @@ pub(crate) fn write_sb(
     let len = sb_blocks(dev.block_size) as usize * dev.block_size as usize;
     let mut buf = Buf::new(len);
     buf.as_mut_slice()[..image.len()].copy_from_slice(&image);
-    raw_io(dev, IoOp::Write, 0, Some(buf), move |ok, _| {
+    // The flush goes through a handle of its own: whatever happens to the volume meanwhile,
+    // the descriptor stays open until the flush is over.
+    raw_io(dev.clone(), IoOp::Write, 0, Some(buf), move |ok, _| {
         if !ok {
             return done(Err(format!("{what}: superblock write failed")));
         }
