@@ -16,3 +16,11 @@ say "SPDK"
 source scripts/spdk_env.sh
 say "SPDK integration tests"
 tests/spdk/run.sh
+
+# The fault tests once more on SPDK's debug build, whose asserts catch what a release build does
+# silently (a bdev channel put or a descriptor closed with I/O still in flight on it).
+say "SPDK fault tests on SPDK --enable-debug"
+debug_version=${JRAID_SPDK_VERSION:-v26.01}
+scripts/install_spdk.sh --version "$debug_version" --debug
+PKG_CONFIG_PATH=/opt/jraid-spdk/$debug_version-debug/spdk/build/lib/pkgconfig \
+    CARGO_TARGET_DIR=target/spdk-debug JRAID_LIB= tests/spdk/run.sh faults
