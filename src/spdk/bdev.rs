@@ -30,6 +30,34 @@ pub(crate) struct SpdkJournal {
     pub sb: Mutex<JournalSuperblock>,
     /// Where the channels of its volumes live.
     pub routes: Arc<Routes>,
+    /// What is updating the superblock now (see [`SpdkJournal::lease`]).
+    pub busy: Mutex<Option<String>>,
+}
+
+impl SpdkJournal {
+    /// Take the right to change this journal's volume list (pick a volume number, write the
+    /// superblock) until the lease is dropped: taken synchronously, so two requests sent back
+    /// to back can neither pick the same number nor overwrite each other's superblock write.
+    pub fn lease(self: &Arc<Self>, what: String) -> Result<SbLease, String> {
+        let mut b = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(other) = b.as_ref() {
+            return Err(format!(
+                "journal {}: {other} is in progress; retry when it is done",
+                self.name
+            ));
+        }
+        *b = Some(what);
+        Ok(SbLease(self.clone()))
+    }
+}
+
+/// The right to change a journal's volume list; released when dropped.
+pub(crate) struct SbLease(Arc<SpdkJournal>);
+
+impl Drop for SbLease {
+    fn drop(&mut self) {
+        *self.0.busy.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 /// A jraid volume registered (or being brought up) as an SPDK bdev.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use spdk_sys as sys;
 
 use super::base::{BaseBdev, BaseError};
-use super::bdev::{self, registry, SpdkJournal, SpdkVolume, VolumeSpec};
+use super::bdev::{self, registry, SbLease, SpdkJournal, SpdkVolume, VolumeSpec};
 use super::channel::{self, pump, INTERNAL_TAG};
 use super::ffi::{self, cstring, guard, noticelog, warnlog};
 use super::json::uuid_string;
@@ -95,6 +95,8 @@ struct Prepared {
     journal: JournalChoice,
     geo: Geometry,
     number: u32,
+    /// A shared journal's volume list is ours to change until the create is over.
+    lease: Option<SbLease>,
 }
 
 /// Completion of a create or an assembly.
@@ -141,6 +143,19 @@ pub(crate) fn create(req: CreateRequest, done: Done) {
             .count();
         if ours == 0 {
             return format(p, done);
+        }
+        if let Some(s) = sbs
+            .iter()
+            .flatten()
+            .find(|s| s.volume_uuid == uuid && s.block_size != p.geo.block_size)
+        {
+            return done(Err(err(
+                EINVAL,
+                format!(
+                    "volume {}: its members were written with {}-byte blocks, but the bdevs have {}-byte blocks",
+                    s.name, s.block_size, p.geo.block_size
+                ),
+            )));
         }
         reassemble(p, sbs, done);
     });
@@ -220,8 +235,13 @@ fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
         .find(|j| j.name == req.journal_bdev)
         .cloned();
     let number;
+    let mut lease = None;
     let journal = match shared {
         Some(j) => {
+            lease = Some(
+                j.lease(format!("bdev_jraid_create {}", req.name))
+                    .map_err(|e| err(EBUSY, e))?,
+            );
             let mut sb = j.sb.lock().unwrap_or_else(|e| e.into_inner()).clone();
             // The same volume coming back (re-created by its uuid): its entry is its own.
             sb.volumes.retain(|e| {
@@ -299,6 +319,7 @@ fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
         journal,
         geo,
         number,
+        lease,
     })
 }
 
@@ -352,6 +373,7 @@ pub(crate) fn new_spdk_journal(b: BaseBdev, sb: JournalSuperblock) -> Arc<SpdkJo
         journal: Arc::new(Journal::new(cfg, 0, Vec::new())),
         sb: Mutex::new(sb),
         routes: Default::default(),
+        busy: Mutex::new(None),
     })
 }
 
@@ -385,6 +407,7 @@ fn format(p: Prepared, done: Done) {
         journal,
         geo,
         number,
+        lease,
     } = p;
     let uuid = req.uuid.unwrap_or_else(new_uuid);
     let member_uuids: Vec<[u8; 16]> = members.iter().map(|m| m.uuid).collect();
@@ -443,10 +466,10 @@ fn format(p: Prepared, done: Done) {
     let raws: Vec<_> = members.iter().map(|m| (m.raw(), m.name.clone())).collect();
     let jimage = jsb.encode();
     let jname = req.journal_bdev.clone();
-    // Hold everything open until the writes are done.
-    let state = Box::new((req, members, journal_obj, new_base, jsb));
+    // Hold everything open (and the journal's volume list leased) until the writes are done.
+    let state = Box::new((req, members, journal_obj, new_base, jsb, lease));
     let join = Join::new(raws.len() + 1, move |r| {
-        let (req, members, journal_obj, new_base, jsb) = *state;
+        let (req, members, journal_obj, new_base, jsb, _lease) = *state;
         if let Err(e) = r {
             return done(Err(err(EIO, e)));
         }
@@ -591,6 +614,15 @@ pub(crate) fn open_journal(
                 )))
             }
         };
+        if sb.block_size != b.block_size {
+            return done(Err(err(
+                EINVAL,
+                format!(
+                    "journal {} was written with {}-byte blocks, but the bdev has {}-byte blocks",
+                    b.name, sb.block_size, b.block_size
+                ),
+            )));
+        }
         let slot = sb.slot_bytes as usize;
         let (o0, o1) = (sb.slot_offset(0), sb.slot_offset(1));
         read_bytes(raw.clone(), o0, slot, move |s0| {
@@ -615,6 +647,7 @@ pub(crate) fn open_journal(
                     journal: Arc::new(Journal::new(cfg, g, entries)),
                     sb: Mutex::new(sb),
                     routes: Default::default(),
+                    busy: Mutex::new(None),
                 });
                 registry().journals.push(j.clone());
                 done(Ok(j));

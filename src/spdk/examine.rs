@@ -75,10 +75,21 @@ pub(crate) unsafe extern "C" fn examine_disk(bdev: *mut sys::spdk_bdev) {
             return examine_done();
         }
         let raw = b.raw();
+        let block_size = b.block_size;
         read_sb(raw, move |buf| {
             drop(b);
             if let Some(buf) = buf {
                 if let Ok(sb) = MemberSuperblock::decode(buf.as_slice()) {
+                    if sb.block_size != block_size {
+                        warnlog!(
+                            "examine {name}: member {} of jraid volume {} was written with {}-byte blocks, but the bdev now has {block_size}-byte blocks: not assembled (re-create the bdev with {}-byte blocks)",
+                            sb.member_index,
+                            sb.name,
+                            sb.block_size,
+                            sb.block_size
+                        );
+                        return try_assemble(Box::new(examine_done), 0);
+                    }
                     if super::rebuild::resume_late(&name, &sb) {
                         return try_assemble(Box::new(examine_done), 0);
                     }
@@ -104,6 +115,15 @@ pub(crate) unsafe extern "C" fn examine_disk(bdev: *mut sys::spdk_bdev) {
                         v.push((name.clone(), sb));
                     });
                 } else if let Ok(sb) = JournalSuperblock::decode(buf.as_slice()) {
+                    if sb.block_size != block_size {
+                        warnlog!(
+                            "examine {name}: jraid journal {} was written with {}-byte blocks, but the bdev now has {block_size}-byte blocks: not used (re-create the bdev with {}-byte blocks)",
+                            uuid_string(&sb.journal_uuid),
+                            sb.block_size,
+                            sb.block_size
+                        );
+                        return try_assemble(Box::new(examine_done), 0);
+                    }
                     noticelog!(
                         "examine {name}: jraid journal {} serving {} volumes",
                         uuid_string(&sb.journal_uuid),
@@ -304,7 +324,9 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
             }
             Err(e) => errlog!("jraid volume {name}: assembly failed: {}", e.msg),
         }
-        then();
+        // One bdev (a shared journal examined last) can complete several volumes: go on with
+        // the next one (the one just tried has left the pending set either way).
+        try_assemble(then, 0);
     };
     match (running, jbase) {
         (Some(j), _) => assemble_with_journal(found, j, Box::new(finish)),

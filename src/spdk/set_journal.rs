@@ -176,7 +176,23 @@ pub(crate) fn install(
             });
         }
         Target::Shared(j) => {
+            let lease = match j.lease(format!("bdev_jraid_set_journal {}", entry.name)) {
+                Ok(l) => l,
+                Err(m) => return done(Err(e(EBUSY, m))),
+            };
             let mut sb = j.sb.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(o) = sb.volumes.iter().find(|o| {
+                o.volume_uuid != entry.volume_uuid
+                    && (o.volume_number == entry.volume_number || o.name == entry.name)
+            }) {
+                return done(Err(e(
+                    EEXIST,
+                    format!(
+                        "journal {}: volume number {} or name {} is already in use (by {})",
+                        j.name, entry.volume_number, entry.name, o.name
+                    ),
+                )));
+            }
             sb.seq += 1;
             sb.volumes.retain(|o| o.volume_uuid != entry.volume_uuid);
             sb.volumes.push(entry);
@@ -196,6 +212,7 @@ pub(crate) fn install(
             write_sb(raw, j.name.clone(), image, move |r| match r {
                 Ok(()) => {
                     *j.sb.lock().unwrap_or_else(|e| e.into_inner()) = sb;
+                    drop(lease);
                     done(Ok(j))
                 }
                 Err(m) => done(Err(e(EIO, m))),
