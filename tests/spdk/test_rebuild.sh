@@ -19,9 +19,13 @@ sock=$WORK/rb.sock
 
 # wait_rebuild SOCK [LABEL]: poll until the rebuild is over; prints progress; fails unless done.
 wait_rebuild() {
-    local st
+    local st none=0
     for _ in $(seq 1 480); do
         st=$(jget "$1" 'v["rebuild"]["state"] if v["rebuild"] else "none"')
+        if [ "$st" = none ]; then
+            none=$((none + 1))
+            [ "$none" -lt 40 ] || die "${2:-rebuild}: no rebuild running"
+        fi
         case $st in
             done) log "${2:-rebuild}: $(jget "$1" 'v["rebuild"]')"; return 0 ;;
             failed|aborted) die "${2:-rebuild}: $(jget "$1" 'v["rebuild"]')" ;;
@@ -126,9 +130,10 @@ rpc_ok "$sock" bdev_jraid_create \
     '{"name":"r1","strip_size_kb":64,"base_bdevs":["a0","a1","a2","a3"],"journal_bdev":"aj"}' >/dev/null
 rpc_ok "$sock" bdev_aio_delete '{"name":"a1"}' >/dev/null
 sleep 0.3
-rpc_ok "$sock" bdev_jraid_add_base_bdev '{"name":"r1","base_bdev":"asp","bandwidth_mb":20}' >/dev/null
+rpc_ok "$sock" bdev_jraid_add_base_bdev '{"name":"r1","base_bdev":"asp","bandwidth_mb":5}' >/dev/null
 sleep 1
 pct=$(jget "$sock" 'v["rebuild"]["percent"]')
+awk -v p="$pct" 'BEGIN{exit !(p < 100)}' || die "(c) the rebuild was over before the kill ($pct%): nothing to test"
 log "(c) killing spdk_tgt at $pct% of the rebuild"
 kill -KILL "$TGT_PID"; wait "$TGT_PID" 2>/dev/null || true; TGT_PID=
 start_tgt "$sock" "$WORK/rb-c2.log"
