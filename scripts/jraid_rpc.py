@@ -16,7 +16,7 @@ def _print(result):
 
 
 def bdev_jraid_create(client, name, strip_size_kb, base_bdevs, journal_bdev, volume=None,
-                      uuid=None, journal=True):
+                      uuid=None, journal=True, max_stripe_state_mb=None):
     """Create (or, with the uuid its members carry, re-assemble) a jraid RAID-5 volume."""
     params = {
         'name': name,
@@ -30,6 +30,8 @@ def bdev_jraid_create(client, name, strip_size_kb, base_bdevs, journal_bdev, vol
         params['uuid'] = uuid
     if not journal:
         params['journal'] = False  # comparison runs only; not persisted
+    if max_stripe_state_mb is not None:
+        params['max_stripe_state_mb'] = max_stripe_state_mb
     return client.call('bdev_jraid_create', params)
 
 
@@ -87,7 +89,8 @@ def spdk_rpc_plugin_initialize(subparsers):
         _print(bdev_jraid_create(args.client, name=args.name, strip_size_kb=args.strip_size_kb,
                                  base_bdevs=args.base_bdevs.split(),
                                  journal_bdev=args.journal_bdev, volume=args.volume,
-                                 uuid=args.uuid, journal=args.journal))
+                                 uuid=args.uuid, journal=args.journal,
+                                 max_stripe_state_mb=args.max_stripe_state_mb))
 
     p = subparsers.add_parser('bdev_jraid_create',
                               help='Create a RAID-5 volume with a dirty-stripe journal')
@@ -102,6 +105,8 @@ def spdk_rpc_plugin_initialize(subparsers):
     p.add_argument('--uuid', help='volume uuid (the members\' uuid re-assembles the volume)')
     p.add_argument('--no-journal', dest='journal', action='store_false',
                    help='run without the journal (write hole open; for comparisons only)')
+    p.add_argument('--max-stripe-state-mb', dest='max_stripe_state_mb', type=int,
+                   help='memory a new volume may take for per-stripe state, MiB (default 1024)')
     p.set_defaults(func=create)
 
     def delete(args):

@@ -33,6 +33,7 @@ const EEXIST: i32 = 17;
 const EBUSY: i32 = 16;
 const EIO: i32 = 5;
 const ENOSPC: i32 = 28;
+const ENOMEM: i32 = 12;
 
 /// `bdev_jraid_create` parameters.
 #[derive(Debug, Clone)]
@@ -51,6 +52,17 @@ pub(crate) struct CreateRequest {
     pub uuid: Option<[u8; 16]>,
     /// Whether a new volume writes through its journal (false only for comparison runs).
     pub journal: bool,
+    /// Per-stripe state a new volume may allocate, in MiB.
+    pub max_stripe_state_mb: u64,
+}
+
+/// Default bound on a new volume's per-stripe state (`max_stripe_state_mb`).
+pub(crate) const DEFAULT_MAX_STRIPE_STATE_MB: u64 = 1024;
+
+/// Bytes of memory a volume of `stripes` stripes keeps per stripe: the journal's state word and
+/// clean time (8 + 8 bytes) and the rebuild bitmap (1 bit).
+pub(crate) fn stripe_state_bytes(stripes: u64) -> u64 {
+    stripes.saturating_mul(16) + stripes.div_ceil(64) * 8
 }
 
 /// A failed creation, as a JSON-RPC error.
@@ -401,6 +413,20 @@ fn journal_config(sb: &JournalSuperblock, write_cache: bool) -> JournalConfig {
 
 /// Write superblocks for a new volume, then start it.
 fn format(p: Prepared, done: Done) {
+    let need = stripe_state_bytes(p.geo.stripes);
+    let limit = p.req.max_stripe_state_mb.saturating_mul(1 << 20);
+    if need > limit {
+        return done(Err(err(
+            ENOMEM,
+            format!(
+                "volume {}: {} stripes need {} MiB of per-stripe state, above the limit of {} MiB: use larger strips, or raise max_stripe_state_mb",
+                p.req.name,
+                p.geo.stripes,
+                need.div_ceil(1 << 20),
+                p.req.max_stripe_state_mb
+            ),
+        )));
+    }
     let Prepared {
         req,
         members,

@@ -57,10 +57,35 @@ struct CreateParams {
     /// persisted; a re-assembled volume always uses its journal).
     #[serde(default = "journal_on")]
     journal: bool,
+    /// Per-stripe state a new volume may allocate, in MiB (default
+    /// [`create::DEFAULT_MAX_STRIPE_STATE_MB`]).
+    #[serde(default)]
+    max_stripe_state_mb: Option<u64>,
 }
 
 fn journal_on() -> bool {
     true
+}
+
+/// Most stripes a background pass (rebuild, scrub, resync) may keep in flight.
+const MAX_WINDOW: usize = 1024;
+
+/// A background pass's options from RPC parameters, checked.
+fn pass_opts(
+    window: Option<usize>,
+    default_window: usize,
+    bandwidth_mb: Option<u64>,
+) -> Result<super::rebuild::PassOpts, String> {
+    let window = window.unwrap_or(default_window);
+    if !(1..=MAX_WINDOW).contains(&window) {
+        return Err(format!(
+            "window must be 1 to {MAX_WINDOW} stripes, got {window}"
+        ));
+    }
+    Ok(super::rebuild::PassOpts {
+        window,
+        bandwidth_mb: bandwidth_mb.unwrap_or(0),
+    })
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(params: *const sys::spdk_json_val) -> Result<T, String> {
@@ -99,6 +124,9 @@ unsafe extern "C" fn rpc_create(
             volume: p.volume,
             uuid,
             journal: p.journal,
+            max_stripe_state_mb: p
+                .max_stripe_state_mb
+                .unwrap_or(create::DEFAULT_MAX_STRIPE_STATE_MB),
         };
         create::create(
             r,
@@ -221,9 +249,9 @@ unsafe extern "C" fn rpc_add_base_bdev(
         let Some(v) = bdev::find_volume(&p.name) else {
             return req.error(-19, &format!("no jraid volume named {}", p.name));
         };
-        let opts = super::rebuild::PassOpts {
-            window: p.window.unwrap_or(super::rebuild::DEFAULT_WINDOW),
-            bandwidth_mb: p.bandwidth_mb.unwrap_or(0),
+        let opts = match pass_opts(p.window, super::rebuild::DEFAULT_WINDOW, p.bandwidth_mb) {
+            Ok(o) => o,
+            Err(e) => return req.invalid(&e),
         };
         super::rebuild::add_base_bdev(
             v,
@@ -263,9 +291,9 @@ unsafe extern "C" fn rpc_scrub(
         let Some(v) = bdev::find_volume(&p.name) else {
             return req.error(-19, &format!("no jraid volume named {}", p.name));
         };
-        let opts = super::rebuild::PassOpts {
-            window: p.window.unwrap_or(2 * super::rebuild::DEFAULT_WINDOW),
-            bandwidth_mb: p.bandwidth_mb.unwrap_or(0),
+        let opts = match pass_opts(p.window, 2 * super::rebuild::DEFAULT_WINDOW, p.bandwidth_mb) {
+            Ok(o) => o,
+            Err(e) => return req.invalid(&e),
         };
         match super::scrub::scrub(&v, p.repair, opts) {
             Ok(()) => req.result(&Value::Bool(true)),
@@ -299,9 +327,9 @@ unsafe extern "C" fn rpc_set_journal(
         if p.journal_bdev.is_empty() {
             return req.invalid("journal_bdev must not be empty");
         }
-        let opts = super::rebuild::PassOpts {
-            window: p.window.unwrap_or(2 * super::rebuild::DEFAULT_WINDOW),
-            bandwidth_mb: p.bandwidth_mb.unwrap_or(0),
+        let opts = match pass_opts(p.window, 2 * super::rebuild::DEFAULT_WINDOW, p.bandwidth_mb) {
+            Ok(o) => o,
+            Err(e) => return req.invalid(&e),
         };
         let answer: super::set_journal::SetDone = Box::new(move |r| match r {
             Ok(()) => req.result(&Value::Bool(true)),

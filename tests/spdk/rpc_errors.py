@@ -92,6 +92,7 @@ expect_error("unknown parameter", E, create(colour="blue"), INVALID, ["unknown f
 expect_error("bad uuid", E, create(uuid="not-a-uuid"), INVALID, ["uuid"])
 expect_error("wrong type", E, create(strip_size_kb="64"), INVALID, ["invalid"])
 expect_error("no parameters", E, None, INVALID, [])
+expect_error("per-stripe state above the limit", E, create(max_stripe_state_mb=0), -12, ["per-stripe state", "max_stripe_state_mb"])
 
 ok(E, create())
 expect_error("name already exists", E, create(base_bdevs=["m4", "m1", "m2"]), -17, ["already exists"])
@@ -107,6 +108,9 @@ vols = {v["name"]: v for v in ok("bdev_jraid_get_bdevs")}
 assert vols["r1"]["volume"] == 1 and vols["r1"]["journal"]["name"] == "jl", vols["r1"]
 assert vols["r0"]["journal"]["uuid"] == vols["r1"]["journal"]["uuid"]
 print("ok   second volume shares journal jl as volume 1")
+expect_error("scrub window zero", "bdev_jraid_scrub", {"name": "r1", "window": 0}, INVALID, ["window"])
+expect_error("rebuild window too large", "bdev_jraid_add_base_bdev", {"name": "r1", "base_bdev": "m4", "window": 100000}, INVALID, ["window"])
+expect_error("set_journal window too large", "bdev_jraid_set_journal", {"name": "r1", "journal_bdev": "jl2", "window": 5000}, INVALID, ["window"])
 
 expect_error("delete unknown", "bdev_jraid_delete", {"name": "nope"}, -19, ["nope"])
 expect_error("delete without name", "bdev_jraid_delete", {}, INVALID, ["name"])
