@@ -7,8 +7,18 @@
 //! listed set, drops stripes that stayed clean long enough, encodes the whole set as one record
 //! and writes it; when it is durable every channel with a waiter is told by message.
 //!
-//! State word of a stripe: bits 0..16 active marks, bit 16 listed, bits 17.. the generation the
-//! stripe was listed in.
+//! State word of a stripe: bits 0..15 active marks, bit 15 removing (the flusher's claim, see
+//! below), bit 16 listed, bits 17.. the generation the stripe was listed in.
+//!
+//! Removal rule: a stripe leaves the record only if no write to it started after the member flush
+//! that covers it (and, always, only once it has stayed clean for the hysteresis). Comparing the
+//! word's value is not enough to enforce it: a fast-path mark, write and clean restore the very
+//! same word, so a flusher that checked the clean time and then compare-and-swapped the word would
+//! drop a stripe whose newest write may still sit in a volatile member cache. The flusher
+//! therefore first claims the word (sets the removing bit), then reads the clean time, then swaps
+//! the claimed word to "not listed". Every mark clears the claim, so the swap fails when any write
+//! started after the claim, and every write that started before it has gone clean before it, at a
+//! time the check after the claim sees. See [`Journal::try_remove`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -19,7 +29,9 @@ use super::record::{self, Entry};
 use crate::engine::Address;
 
 const ACTIVE_ONE: u64 = 1;
-const ACTIVE_MASK: u64 = 0xffff;
+const ACTIVE_MASK: u64 = 0x7fff;
+/// The flusher is deciding whether the stripe leaves; any mark clears it.
+const REMOVING: u64 = 1 << 15;
 const LISTED: u64 = 1 << 16;
 const GEN_SHIFT: u32 = 17;
 
@@ -316,6 +328,15 @@ impl Journal {
         // AcqRel: the increment must be visible to a flusher deciding on removal (it CASes the
         // word from an active count of 0), and we must see its LISTED/generation bits.
         let w = word.fetch_add(ACTIVE_ONE, AcqRel);
+        debug_assert!(w & ACTIVE_MASK < ACTIVE_MASK, "active marks overflow");
+        if w & REMOVING != 0 {
+            // A flusher claimed the stripe for removal and may already have checked its clean
+            // time: withdraw the claim so that its swap fails even after this write went clean
+            // again (the count alone would come back to the value it checked). Rare: the claim
+            // lasts a few instructions. Relaxed: this only has to change the value; from our
+            // increment to the clear the count is non-zero, so the swap fails in between too.
+            word.fetch_and(!REMOVING, Relaxed);
+        }
         if w & LISTED != 0 {
             let g = gen_of(w);
             if g <= self.durable.load(SeqCst) {
@@ -454,21 +475,74 @@ impl Journal {
         by_time.min(by_gen)
     }
 
+    /// Whether `stripe` looks ready to leave: no marks, clean long enough and covered. A hint
+    /// only (a write may start right after); [`Journal::try_remove`] decides.
     fn removable(&self, v: &JournalVolume, stripe: u64, threshold: u64) -> bool {
         let w = v.words[stripe as usize].load(Acquire);
         if w & ACTIVE_MASK != 0 {
             return false;
         }
-        let t = v.clean_us[stripe as usize].load(Relaxed);
-        if t >= threshold {
+        self.clean_covered(v, v.clean_us[stripe as usize].load(Relaxed), threshold)
+    }
+
+    /// Whether a stripe whose writes all went clean by `clean_us` may leave: clean before
+    /// `threshold` (the hysteresis), and with volatile member caches covered by a member flush
+    /// that started after it (else one is asked for).
+    fn clean_covered(&self, v: &JournalVolume, clean_us: u64, threshold: u64) -> bool {
+        if clean_us >= threshold {
             return false;
         }
         // Data and parity must be durable on the members before the stripe may leave.
-        if v.volatile_members && v.flushed_before_us.load(Acquire) <= t {
+        if v.volatile_members && v.flushed_before_us.load(Acquire) <= clean_us {
             v.member_flush_wanted.store(true, Release);
             return false;
         }
         true
+    }
+
+    /// Take `stripe` out of the listed set if it may leave; true when it did (the word is then
+    /// "not listed" and the caller drops its entry). Enforces the removal rule of the module
+    /// comment: a stripe leaves the record only if no write to it started after the member flush
+    /// that covers it. Claim, check, swap: see [`Journal::claim_removal`] and
+    /// [`Journal::finish_removal`].
+    fn try_remove(&self, v: &JournalVolume, stripe: u64, threshold: u64) -> bool {
+        self.claim_removal(v, stripe)
+            .is_some_and(|claimed| self.finish_removal(v, stripe, claimed, threshold))
+    }
+
+    /// Removal, step 1: claim a listed stripe without marks by setting its removing bit.
+    /// Returns the claimed word. From here on every mark clears the claim.
+    fn claim_removal(&self, v: &JournalVolume, stripe: u64) -> Option<u64> {
+        let word = &v.words[stripe as usize];
+        let cur = word.load(Acquire);
+        if cur & (ACTIVE_MASK | REMOVING) != 0 || cur & LISTED == 0 {
+            return None;
+        }
+        let claimed = cur | REMOVING;
+        // AcqRel: every change of the word is a read-modify-write, so each earlier `clean`'s
+        // Release decrement heads a release sequence that reaches this swap: the clean time
+        // read next is at least the one its last writer stored.
+        word.compare_exchange(cur, claimed, AcqRel, Acquire)
+            .ok()
+            .map(|_| claimed)
+    }
+
+    /// Removal, step 2: check the clean time now that every write which started before the
+    /// claim has gone clean and is visible, then swap the claimed word to "not listed". The
+    /// swap fails when any write started after the claim (its mark changed the count or
+    /// withdrew the claim, and a clean does not put the claim back), so the stripe stays
+    /// listed; the claim is then withdrawn.
+    fn finish_removal(&self, v: &JournalVolume, stripe: u64, claimed: u64, threshold: u64) -> bool {
+        let word = &v.words[stripe as usize];
+        let t = v.clean_us[stripe as usize].load(Relaxed);
+        if self.clean_covered(v, t, threshold)
+            && word.compare_exchange(claimed, 0, AcqRel, Acquire).is_ok()
+        {
+            return true;
+        }
+        // Only the flusher sets the bit (one flusher at a time), so this clears our own claim.
+        word.fetch_and(!REMOVING, Relaxed);
+        false
     }
 
     /// Try to become the flusher: close the open generation and encode its record into `out`.
@@ -506,18 +580,12 @@ impl Journal {
                     self.reserved.fetch_sub(1, AcqRel);
                     continue;
                 };
-                if self.removable(v, e.stripe, threshold) {
-                    let word = &v.words[e.stripe as usize];
-                    let cur = word.load(Acquire);
-                    // Only from "listed, no marks": a writer that marked meanwhile keeps it.
-                    if cur & ACTIVE_MASK == 0
-                        && cur & LISTED != 0
-                        && word.compare_exchange(cur, 0, AcqRel, Acquire).is_ok()
-                    {
-                        l.entries.swap_remove(i);
-                        self.reserved.fetch_sub(1, AcqRel);
-                        continue;
-                    }
+                // `removable` is a cheap filter; `try_remove` re-checks under its claim.
+                if self.removable(v, e.stripe, threshold) && self.try_remove(v, e.stripe, threshold)
+                {
+                    l.entries.swap_remove(i);
+                    self.reserved.fetch_sub(1, AcqRel);
+                    continue;
                 }
                 i += 1;
             }
@@ -592,4 +660,96 @@ impl Journal {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const UUID: [u8; 16] = [7; 16];
+
+    /// A journal with no hysteresis and one volume of 2 stripes whose members cache volatilely.
+    fn rig() -> (Journal, Arc<JournalVolume>) {
+        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
+        cfg.max_channels = 1;
+        cfg.hysteresis_generations = 0;
+        cfg.hysteresis_us = 0;
+        let j = Journal::new(cfg, 0, Vec::new());
+        let (jv, _) = j.attach_volume(0, 2, true);
+        (j, jv)
+    }
+
+    /// Write one record at `now_us` and make it durable; returns its stripes.
+    fn flush(j: &Journal, now_us: u64) -> Vec<u64> {
+        let mut buf = Vec::new();
+        let job = j
+            .begin_flush(now_us, &mut buf)
+            .expect("no record in flight");
+        let rec = record::decode(&buf, (job.generation % 2) as usize, &UUID).expect("valid");
+        j.finish_flush(job.generation, &mut Vec::new());
+        rec.entries.iter().map(|e| e.stripe).collect()
+    }
+
+    /// Stripe 0 written once (clean at 1 µs) and listed in a durable record.
+    fn written_once() -> (Journal, Arc<JournalVolume>) {
+        let (j, jv) = rig();
+        assert_eq!(j.mark(&jv, 0), Mark::Wait(1));
+        assert_eq!(flush(&j, 1), vec![0]);
+        j.clean(&jv, 0, 1);
+        (j, jv)
+    }
+
+    #[test]
+    fn stripe_leaves_only_once_a_member_flush_covers_its_last_write() {
+        let (j, jv) = written_once();
+        // Not covered yet: stays, and a member flush is asked for.
+        assert_eq!(flush(&j, 1000), vec![0]);
+        assert!(jv.member_flush_wanted.load(Relaxed));
+        jv.member_flush_done(2);
+        // A fast-path write going clean after that flush started: still not covered.
+        assert_eq!(j.mark(&jv, 0), Mark::Ready);
+        j.clean(&jv, 0, 3);
+        assert_eq!(flush(&j, 1000), vec![0]);
+        jv.member_flush_done(4);
+        assert_eq!(flush(&j, 1000), Vec::<u64>::new());
+        assert!(!jv.listed(0));
+    }
+
+    /// The flusher's check-then-swap in the bad order: a fast-path mark, write and clean land
+    /// between the claim (after which the flusher reads the clean time) and the swap, putting
+    /// the word's count back where it was. The swap must still fail.
+    #[test]
+    fn fast_path_write_between_claim_and_swap_keeps_stripe() {
+        let (j, jv) = written_once();
+        jv.member_flush_done(2); // covers the clean at 1 µs
+        let claimed = j.claim_removal(&jv, 0).expect("listed, no marks");
+        assert_eq!(j.mark(&jv, 0), Mark::Ready);
+        j.clean(&jv, 0, 3); // after the member flush started: not covered
+        assert_eq!(jv.words[0].load(Relaxed) & ACTIVE_MASK, 0);
+        assert!(!j.finish_removal(&jv, 0, claimed, u64::MAX));
+        assert!(jv.listed(0));
+        assert_eq!(jv.words[0].load(Relaxed) & REMOVING, 0, "claim withdrawn");
+        // The next record keeps it too, and with its write covered it leaves.
+        assert_eq!(flush(&j, 1000), vec![0]);
+        jv.member_flush_done(4);
+        assert_eq!(flush(&j, 1000), Vec::<u64>::new());
+    }
+
+    /// The same with the write's clean still covered (before the flush started): the check
+    /// alone would pass, but a write that started after the claim keeps the stripe anyway.
+    #[test]
+    fn mark_after_claim_withdraws_it() {
+        let (j, jv) = written_once();
+        jv.member_flush_done(5);
+        let claimed = j.claim_removal(&jv, 0).expect("listed, no marks");
+        assert_eq!(j.mark(&jv, 0), Mark::Ready);
+        assert_eq!(jv.words[0].load(Relaxed) & REMOVING, 0);
+        j.clean(&jv, 0, 2);
+        assert!(!j.finish_removal(&jv, 0, claimed, u64::MAX));
+        assert!(jv.listed(0));
+        // Without a write in between, the claim goes through.
+        let claimed = j.claim_removal(&jv, 0).expect("listed, no marks");
+        assert!(j.finish_removal(&jv, 0, claimed, u64::MAX));
+        assert!(!jv.listed(0));
+    }
 }
