@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::files::VolumeFiles;
-use super::reactor::{Ctx, Driver, Runtime, VolumeDevices};
+use super::reactor::{Ctx, Driver, Runtime, RuntimeOptions, VolumeDevices};
 use super::Error;
 use crate::engine::{Completion, Msg, UserOp, Volume};
 use crate::journal::Journal;
@@ -125,7 +125,7 @@ pub struct StartOptions {
     pub reactors: u32,
     /// Serve with the journal (false: comparison runs, the write hole is open again).
     pub journal: bool,
-    /// Torture mode of the reactors (see [`Runtime::start_with`]).
+    /// Torture mode of the reactors (see [`RuntimeOptions::split_writes`]).
     pub split_writes: bool,
 }
 
@@ -160,7 +160,14 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
     let devs = devices(files, vol.clone(), Some(jv))?;
     let n = if use_journal { reactors } else { 1 };
     let split = o.split_writes && use_journal;
-    let runtime = Runtime::start_with(vec![devs], n, split)?;
+    let runtime = Runtime::start_with(
+        vec![devs],
+        n,
+        RuntimeOptions {
+            split_writes: split,
+            wait: None,
+        },
+    )?;
     let rec = Recovery {
         journal: journal.clone(),
         number,
@@ -204,7 +211,14 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
     runtime.stop();
     let vol = Arc::new(Volume::new(number, geo, true, None));
     let devs = devices(files, vol.clone(), None)?;
-    let runtime = Runtime::start_with(vec![devs], reactors, o.split_writes)?;
+    let runtime = Runtime::start_with(
+        vec![devs],
+        reactors,
+        RuntimeOptions {
+            split_writes: o.split_writes,
+            wait: None,
+        },
+    )?;
     Ok(Engine {
         vol,
         journal: None,

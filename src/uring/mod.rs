@@ -14,16 +14,25 @@
 //! are durable (write + fdatasync) before the writes they protect go on.
 //!
 //! `unsafe` code in the crate lives only in this module (ring submissions, eventfd, fallocate);
-//! each block states its safety condition.
+//! each block states its safety condition. A buffer handed to the kernel is never freed before
+//! its completion: a reactor that panics with device I/O in flight aborts the process rather
+//! than unwind through its slab (`inflight.rs`).
+//!
+//! Kernel: Linux 5.6 or later (`IORING_OP_READ`/`WRITE`); from 5.11 (`IORING_FEAT_EXT_ARG`)
+//! reactors sleep with a timeout in the wait itself, before it with a timeout request
+//! (`ring.rs`).
 
 pub mod engine;
 pub mod files;
+mod inflight;
 pub mod reactor;
+pub mod ring;
 pub mod sys;
 
 pub use engine::{start, start_with, Engine, RecoveryReport, StartOptions};
 pub use files::{create, CreateOptions, VolumeFiles};
-pub use reactor::{Ctx, Driver, Runtime, UringBackend, VolumeDevices};
+pub use reactor::{Ctx, Driver, Runtime, RuntimeOptions, UringBackend, VolumeDevices};
+pub use ring::WaitMode;
 
 use std::fmt;
 

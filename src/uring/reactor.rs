@@ -12,10 +12,19 @@
 //! [`Runtime::run`] submits user requests through a [`Ctx`] and gets their completions on the same
 //! thread, so the hot path never crosses threads.
 //!
-//! Buffer lifetime: every [`DeviceIo`] (which owns its [`Buf`]) is moved into the reactor's slab
-//! before its SQE is pushed and stays there, untouched, until its CQE arrives; only then is it
-//! taken out and handed back to the channel. A reactor that must exit with I/O still in flight
-//! leaks its slab instead of freeing buffers the kernel may still write.
+//! Buffer lifetime: every [`DeviceIo`] (which owns its [`Buf`]) is parked in the reactor's
+//! `InFlight` slab before its SQE is pushed and stays there, untouched, until its CQE arrives;
+//! only then is it taken out and handed back to the channel. The slab never frees a parked
+//! entry: a reactor that must exit with I/O still in flight (its stop grace ran out, its ring
+//! failed) leaks them, and a panic on the reactor thread with I/O in flight aborts the process
+//! instead of unwinding through the slab (see `inflight.rs`).
+//!
+//! Failures of the ring itself (`io_uring_enter` errors other than the transient EINTR, EAGAIN
+//! and EBUSY, a completion for no parked request) are errors, not panics: the reactor stops, and
+//! [`Runtime::run`] returns the message.
+//!
+//! Waiting for the next tick uses `IORING_FEAT_EXT_ARG` (Linux 5.11) when the kernel has it and
+//! a kept-armed `IORING_OP_TIMEOUT` otherwise (see [`super::ring`]).
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -30,6 +39,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::{opcode, types, IoUring};
 
+use super::inflight::InFlight;
+use super::ring::{self, WaitMode};
 use super::Error;
 use crate::engine::{
     Address, Backend, Buf, Channel, Completion, Device, DeviceIo, IoOp, Msg, SubmitError, UserOp,
@@ -43,6 +54,8 @@ const RING_ENTRIES: u32 = 512;
 const TICK: Duration = Duration::from_millis(1);
 /// user_data of the parked eventfd read.
 const WAKE_TAG: u64 = u64::MAX;
+/// user_data of the tick timeout (in [`WaitMode::TimeoutSqe`]).
+const TIMER_TAG: u64 = u64::MAX - 1;
 /// How long a stopping reactor waits for in-flight I/O before it gives up (and leaks).
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -108,6 +121,10 @@ impl Ctx<'_> {
     }
 
     /// Submit a user request to volume index `volume` (see [`Channel::submit`]).
+    ///
+    /// Here and in the other methods taking a volume index, an index beyond the runtime's
+    /// volumes is a bug in the driver and panics (aborting the process if device I/O is in
+    /// flight on this reactor).
     pub fn submit(
         &mut self,
         volume: usize,
@@ -179,6 +196,14 @@ enum Cmd {
     Stop,
 }
 
+/// What a reactor reports to [`Runtime::run`].
+enum Done {
+    /// The driver it ran is finished: (reactor, driver).
+    Job(u32, Box<dyn Job>),
+    /// The reactor stopped on a ring failure: (reactor, message).
+    Failed(u32, String),
+}
+
 /// How other threads reach a reactor.
 struct Peer {
     tx: Sender<Cmd>,
@@ -201,21 +226,39 @@ impl Peer {
     }
 }
 
+/// A device request parked in the slab, with what its SQEs need (checked once, in
+/// [`Io::slot`]).
 struct Slot {
+    /// Volume index.
     vi: usize,
+    /// The request; it owns the buffer the kernel reads or writes.
     io: DeviceIo,
+    /// The device's descriptor.
+    fd: i32,
+    /// Byte offset of the request on the device.
+    pos: u64,
     /// Bytes done so far (short reads and writes are resubmitted for the rest).
     done: usize,
+    /// Bytes of the request (0 for a flush).
     len: usize,
 }
 
 /// The reactor's I/O side: ring, slab of in-flight requests, routes to peers.
 struct Io {
     me: u32,
+    /// Declared before `timer`, so it is dropped first (see [`Io::push`]).
     ring: IoUring,
-    slab: Vec<Option<Slot>>,
-    free: Vec<usize>,
-    inflight: usize,
+    /// Device requests the kernel owns until their CQEs.
+    slab: InFlight<Slot>,
+    /// How [`Reactor::wait`] sleeps.
+    wait_mode: WaitMode,
+    /// Expiry of the armed tick timeout ([`WaitMode::TimeoutSqe`]); boxed so that it does not
+    /// move, and rewritten only while no timeout is armed.
+    timer: Box<types::Timespec>,
+    /// A tick timeout is in the ring.
+    timer_armed: bool,
+    /// Why the ring failed; the reactor stops when set.
+    fatal: Option<String>,
     vols: Vec<Arc<VolumeDevices>>,
     peers: Arc<Vec<Peer>>,
     /// Messages to channels of this reactor: (volume index, message).
@@ -266,7 +309,7 @@ impl Io {
     }
 
     fn fd_and_bs(&self, vi: usize, dev: Device) -> Option<(i32, u64)> {
-        let v = &self.vols[vi];
+        let v = self.vols.get(vi)?;
         match dev {
             Device::Member(m) => v
                 .members
@@ -279,107 +322,140 @@ impl Io {
         }
     }
 
-    /// Park a device request in the slab and push its SQE.
-    fn start(&mut self, vi: usize, io: DeviceIo) {
-        let Some((_, bs)) = self.fd_and_bs(vi, io.dev) else {
-            self.refused.push((vi, io.tag, io.buf));
-            return;
-        };
-        let len = (io.blocks * bs) as usize;
-        if io.op != IoOp::Flush
-            && io
-                .buf
-                .as_ref()
-                .is_none_or(|b| io.buf_offset + len > b.len() || len > u32::MAX as usize)
-        {
-            self.refused.push((vi, io.tag, io.buf));
-            return;
-        }
-        let idx = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slab.push(None);
-                self.slab.len() - 1
-            }
-        };
-        self.slab[idx] = Some(Slot {
-            vi,
-            io,
-            done: 0,
-            len,
-        });
-        self.inflight += 1;
-        self.push_sqe(idx);
-        if self.split_writes
-            && self.slab[idx]
-                .as_ref()
-                .is_some_and(|s| s.io.op == IoOp::Write)
-        {
-            if let Err(e) = self.ring.submit() {
-                if !matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EINTR)) {
-                    panic!("io_uring submit failed: {e}");
+    /// Check a device request and work out its slot; the request back when it cannot go to
+    /// the kernel (no such device, a range that overflows, a buffer too short, a read into a
+    /// read-only buffer): it then fails back to its channel.
+    fn slot(&self, vi: usize, io: DeviceIo) -> Result<Slot, DeviceIo> {
+        let checked = || {
+            let (fd, bs) = self.fd_and_bs(vi, io.dev)?;
+            let pos = io.lba.checked_mul(bs)?;
+            let bytes = io.blocks.checked_mul(bs)?;
+            pos.checked_add(bytes)?;
+            let len = usize::try_from(bytes).ok()?;
+            if io.op != IoOp::Flush {
+                let buf = io.buf.as_ref()?;
+                let fits = io.buf_offset.checked_add(len)? <= buf.len();
+                let writable = io.op != IoOp::Read || buf.is_writable();
+                if !fits || !writable || u32::try_from(len).is_err() {
+                    return None;
                 }
             }
+            Some((fd, pos, len))
+        };
+        match checked() {
+            Some((fd, pos, len)) => Ok(Slot {
+                vi,
+                io,
+                fd,
+                pos,
+                done: 0,
+                len,
+            }),
+            None => Err(io),
+        }
+    }
+
+    /// Park a device request in the slab and push its SQE.
+    fn start(&mut self, vi: usize, io: DeviceIo) {
+        let slot = match self.slot(vi, io) {
+            Ok(slot) => slot,
+            Err(io) => {
+                self.refused.push((vi, io.tag, io.buf));
+                return;
+            }
+        };
+        let is_write = slot.io.op == IoOp::Write;
+        let idx = self.slab.park(slot);
+        self.push_sqe(idx);
+        if self.split_writes && is_write {
+            self.submit();
             std::thread::sleep(Duration::from_micros(50));
         }
     }
 
-    /// Build and push the SQE for slab entry `idx` (from its `done` bytes on).
+    /// Build and push the SQE for slab entry `idx` (from its `done` bytes on). The kernel does
+    /// not own the entry now (it is new, or its last CQE arrived); if no SQE can be built it
+    /// leaves the slab and fails back to its channel.
     fn push_sqe(&mut self, idx: usize) {
-        let slot = self.slab[idx].as_mut().expect("live slab entry");
-        let (vi, dev) = (slot.vi, slot.io.dev);
-        let v = &self.vols[vi];
-        let (fd, bs) = match dev {
-            Device::Member(m) => (
-                v.members[m as usize].as_raw_fd(),
-                v.vol.geo.block_size as u64,
-            ),
-            Device::Journal(k) => (
-                v.journal[k as usize].as_raw_fd(),
-                v.journal_block_size as u64,
-            ),
+        let Some(slot) = self.slab.get_mut(idx) else {
+            return;
         };
-        let off = slot.io.lba * bs + slot.done as u64;
+        let fd = types::Fd(slot.fd);
+        let off = slot.pos + slot.done as u64;
+        // `slot.done < slot.len <= u32::MAX` (checked in `slot`, kept by `reap`).
         let rest = (slot.len - slot.done) as u32;
         let start = slot.io.buf_offset + slot.done;
-        let fd = types::Fd(fd);
-        let sqe = match slot.io.op {
-            IoOp::Read => {
-                let buf = slot.io.buf.as_mut().expect("checked in start");
-                let ptr = buf.as_mut_slice()[start..].as_mut_ptr();
-                opcode::Read::new(fd, ptr, rest).offset(off).build()
+        let sqe = match (slot.io.op, slot.io.buf.as_mut()) {
+            (IoOp::Read, Some(buf)) => buf.as_mut_slice().get_mut(start..).map(|b| {
+                opcode::Read::new(fd, b.as_mut_ptr(), rest)
+                    .offset(off)
+                    .build()
+            }),
+            (IoOp::Write, Some(buf)) => buf
+                .as_slice()
+                .get(start..)
+                .map(|b| opcode::Write::new(fd, b.as_ptr(), rest).offset(off).build()),
+            (IoOp::Flush, _) => Some(
+                opcode::Fsync::new(fd)
+                    .flags(types::FsyncFlags::DATASYNC)
+                    .build(),
+            ),
+            (_, None) => None,
+        };
+        match sqe {
+            Some(sqe) => {
+                self.push(&sqe.user_data(idx as u64));
             }
-            IoOp::Write => {
-                let buf = slot.io.buf.as_ref().expect("checked in start");
-                let ptr = buf.as_slice()[start..].as_ptr();
-                opcode::Write::new(fd, ptr, rest).offset(off).build()
+            None => {
+                if let Some(slot) = self.slab.unpark(idx) {
+                    self.refused.push((slot.vi, slot.io.tag, slot.io.buf));
+                }
             }
-            IoOp::Flush => opcode::Fsync::new(fd)
-                .flags(types::FsyncFlags::DATASYNC)
-                .build(),
         }
-        .user_data(idx as u64);
-        self.push(&sqe);
     }
 
-    fn push(&mut self, sqe: &io_uring::squeue::Entry) {
+    /// Push `sqe`, handing queued entries to the kernel while the submission queue is full.
+    /// Returns false (and sets `fatal`) when the ring failed: the entry then never reaches the
+    /// kernel, and whatever it points to stays where it is until the reactor exits.
+    fn push(&mut self, sqe: &io_uring::squeue::Entry) -> bool {
         loop {
+            if self.fatal.is_some() {
+                return false;
+            }
             // SAFETY: every pointer in `sqe` stays valid until its CQE: read/write SQEs point into
             // the heap pages of a Buf owned by a DeviceIo parked in `self.slab` (moving the slab
-            // entry does not move those pages), and the slab entry is neither dropped nor
-            // touched until `reap` takes it on the CQE; the wake read points at a leaked u64.
+            // entry does not move those pages), and `InFlight` neither hands out nor frees the
+            // entry until `reap` unparks it on the CQE (on exit it leaks it, on a panic it
+            // aborts); the wake read points at a leaked u64; a timeout points at `self.timer`,
+            // which is not rewritten while the timeout is armed and is dropped after the ring.
             // File descriptors belong to `self.vols`, which outlives the ring.
             let pushed = unsafe { self.ring.submission().push(sqe) };
             if pushed.is_ok() {
-                return;
+                return true;
             }
             // Submission queue full: hand the queued entries to the kernel and retry.
-            if let Err(e) = self.ring.submit() {
-                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
-                    panic!("io_uring submit failed: {e}");
-                }
-                // Completion queue overflowing: make room by reaping later; spin briefly.
-                std::thread::yield_now();
+            self.submit();
+            // Completion queue overflowing: make room by reaping later; spin briefly.
+            std::thread::yield_now();
+        }
+    }
+
+    /// Hand queued entries to the kernel without waiting.
+    fn submit(&mut self) {
+        let r = self.ring.submit();
+        self.check("submit", r.map(drop));
+    }
+
+    /// Note the result of an `io_uring_enter`: transient failures pass (the caller retries or
+    /// reaps first), any other sets `fatal`.
+    fn check(&mut self, what: &str, r: io::Result<()>) {
+        if let Err(e) = r {
+            let transient = matches!(
+                e.raw_os_error(),
+                Some(libc::EBUSY | libc::EINTR | libc::EAGAIN | libc::ETIME)
+            );
+            if !transient && self.fatal.is_none() {
+                self.fatal = Some(format!("io_uring {what} failed: {e}"));
             }
         }
     }
@@ -391,13 +467,25 @@ impl Io {
             .user_data(WAKE_TAG);
         self.push(&sqe);
     }
+
+    /// Arm the tick timeout to expire after `after`, unless one is armed already (it expires
+    /// within a tick anyway).
+    fn arm_timer(&mut self, after: Duration) {
+        if self.timer_armed {
+            return;
+        }
+        *self.timer = types::Timespec::new().nsec(after.as_nanos().min(999_999_999) as u32);
+        let ptr: *const types::Timespec = &*self.timer;
+        let sqe = opcode::Timeout::new(ptr).build().user_data(TIMER_TAG);
+        self.timer_armed = self.push(&sqe);
+    }
 }
 
 struct Reactor {
     io: Io,
     chans: Vec<Channel<UringBackend>>,
     rx: Receiver<Cmd>,
-    done_tx: Sender<(u32, Box<dyn Job>)>,
+    done_tx: Sender<Done>,
     cqes: Vec<(u64, i32)>,
     completions: Vec<Completion>,
 }
@@ -415,14 +503,25 @@ impl Reactor {
         let any = !self.cqes.is_empty();
         for i in 0..self.cqes.len() {
             let (ud, res) = self.cqes[i];
-            if ud == WAKE_TAG {
-                self.io.arm_wake();
-                continue;
+            match ud {
+                WAKE_TAG => {
+                    self.io.arm_wake();
+                    continue;
+                }
+                TIMER_TAG => {
+                    self.io.timer_armed = false;
+                    continue;
+                }
+                _ => {}
             }
             let idx = ud as usize;
-            let slot = self.io.slab[idx]
-                .as_mut()
-                .expect("CQE for a live slab entry");
+            let Some(slot) = self.io.slab.get_mut(idx) else {
+                // Not a request of ours: the bookkeeping is broken, trust nothing parked.
+                self.io.fatal = Some(format!(
+                    "io_uring completed request {ud}, which is not in flight"
+                ));
+                return any;
+            };
             if res > 0 && slot.io.op != IoOp::Flush && slot.done + (res as usize) < slot.len {
                 // Short transfer: go on from where it stopped.
                 slot.done += res as usize;
@@ -433,13 +532,12 @@ impl Reactor {
                 IoOp::Flush => res >= 0,
                 _ => res >= 0 && slot.done + res as usize == slot.len,
             };
-            let slot = self.io.slab[idx].take().expect("live slab entry");
-            self.io.free.push(idx);
-            self.io.inflight -= 1;
+            let Some(Slot { vi, mut io, .. }) = self.io.slab.unpark(idx) else {
+                continue; // just seen in the slab
+            };
             if !ok {
                 self.io.errors += 1;
             }
-            let Slot { vi, mut io, .. } = slot;
             self.chans[vi].io_done(io.tag, ok, io.buf.take());
             self.io.pump(&mut self.chans[vi], vi);
         }
@@ -503,12 +601,17 @@ impl Reactor {
         any
     }
 
-    fn run(mut self) {
+    /// Serve until stopped; an error is a ring failure (the reactor then exits at once, and its
+    /// slab leaks whatever is still in flight).
+    fn run(mut self) -> Result<(), String> {
         self.io.arm_wake();
         let mut job: Option<Box<dyn Job>> = None;
         let mut last_tick = Instant::now();
         let mut stop_at: Option<Instant> = None;
         loop {
+            if let Some(e) = self.io.fatal.take() {
+                return Err(e);
+            }
             let mut progress = false;
             while let Ok(cmd) = self.rx.try_recv() {
                 progress = true;
@@ -547,87 +650,104 @@ impl Reactor {
                 progress |= self.deliver(&mut job);
                 let finished = job.as_mut().is_some_and(|j| j.driver().finished());
                 if finished && self.idle() {
-                    let j = job.take().expect("job present");
-                    let _ = self.done_tx.send((self.io.me, j));
+                    if let Some(j) = job.take() {
+                        let _ = self.done_tx.send(Done::Job(self.io.me, j));
+                    }
                     progress = true;
                 }
             }
             if let Some(t) = stop_at {
-                if job.is_none() && self.idle() && self.io.inflight == 0 {
-                    break;
+                if job.is_none() && self.idle() && self.io.slab.parked() == 0 {
+                    return Ok(());
                 }
                 if t.elapsed() > STOP_GRACE {
-                    eprintln!(
-                        "jraid: reactor {} stopping with {} device I/O still in flight",
-                        self.io.me, self.io.inflight
+                    // Dropping the slab leaks what is still in flight, and says so.
+                    let _ = writeln!(
+                        io::stderr(),
+                        "jraid: reactor {}: device I/O did not complete within {} s of the stop",
+                        self.io.me,
+                        STOP_GRACE.as_secs()
                     );
-                    // The kernel may still write into parked buffers: never free them.
-                    std::mem::forget(std::mem::take(&mut self.io.slab));
-                    break;
+                    return Ok(());
                 }
             }
             if progress {
-                if let Err(e) = self.io.ring.submit() {
-                    if !matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EINTR)) {
-                        panic!("io_uring submit failed: {e}");
-                    }
-                }
+                self.io.submit();
                 continue;
             }
             self.wait(last_tick);
-        }
-        if self.io.inflight > 0 {
-            std::mem::forget(std::mem::take(&mut self.io.slab));
         }
     }
 
     /// Block until a CQE, a posted command (eventfd) or the next tick.
     fn wait(&mut self, last_tick: Instant) {
-        let peer = &self.io.peers[self.io.me as usize];
-        peer.sleeping.store(true, SeqCst);
+        let peers = Arc::clone(&self.io.peers);
+        let peer = peers.get(self.io.me as usize);
+        if let Some(p) = peer {
+            p.sleeping.store(true, SeqCst);
+        }
         fence(SeqCst);
         let r = if self.rx.is_empty() && self.io.local.is_empty() {
             let left = TICK.saturating_sub(last_tick.elapsed());
             let left = left.max(Duration::from_micros(20));
-            let ts = types::Timespec::new().nsec(left.as_nanos() as u32);
-            let args = types::SubmitArgs::new().timespec(&ts);
-            self.io.ring.submitter().submit_with_args(1, &args)
+            match self.io.wait_mode {
+                WaitMode::ExtArg => {
+                    let ts = types::Timespec::new().nsec(left.as_nanos() as u32);
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.io.ring.submitter().submit_with_args(1, &args)
+                }
+                WaitMode::TimeoutSqe => {
+                    self.io.arm_timer(left);
+                    if self.io.timer_armed {
+                        self.io.ring.submit_and_wait(1)
+                    } else {
+                        self.io.ring.submit() // the ring failed: do not sleep unbounded
+                    }
+                }
+            }
         } else {
             self.io.ring.submit()
         };
-        peer.sleeping.store(false, SeqCst);
-        if let Err(e) = r {
-            if !matches!(
-                e.raw_os_error(),
-                Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-            ) {
-                panic!("io_uring wait failed: {e}");
-            }
+        if let Some(p) = peer {
+            p.sleeping.store(false, SeqCst);
         }
+        self.io.check("wait", r.map(drop));
     }
+}
+
+/// How to run reactors.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuntimeOptions {
+    /// Torture mode: every device write enters the kernel on its own followed by a short pause,
+    /// so that a process kill can leave a stripe's data and parity writes half issued (crash
+    /// tests use it; it is slow).
+    pub split_writes: bool,
+    /// How reactors wait for their next tick; `None`: the best the kernel offers (see
+    /// [`WaitMode`]). Tests force [`WaitMode::TimeoutSqe`] to run the fallback of kernels
+    /// before 5.11 on any kernel.
+    pub wait: Option<WaitMode>,
 }
 
 /// A set of reactor threads serving some volumes.
 pub struct Runtime {
     peers: Arc<Vec<Peer>>,
     threads: Vec<JoinHandle<()>>,
-    done_rx: Receiver<(u32, Box<dyn Job>)>,
+    done_rx: Receiver<Done>,
     vols: Vec<Arc<VolumeDevices>>,
+    wait_mode: WaitMode,
 }
 
 impl Runtime {
     /// Start `reactors` reactor threads, each with a ring and a channel per volume.
     pub fn start(vols: Vec<Arc<VolumeDevices>>, reactors: u32) -> Result<Runtime, Error> {
-        Runtime::start_with(vols, reactors, false)
+        Runtime::start_with(vols, reactors, RuntimeOptions::default())
     }
 
-    /// [`Runtime::start`], optionally in torture mode: with `split_writes` every device write
-    /// enters the kernel on its own followed by a short pause, so that a process kill can leave
-    /// a stripe's data and parity writes half issued (crash tests use it; it is slow).
+    /// [`Runtime::start`] with options.
     pub fn start_with(
         vols: Vec<Arc<VolumeDevices>>,
         reactors: u32,
-        split_writes: bool,
+        o: RuntimeOptions,
     ) -> Result<Runtime, Error> {
         if reactors == 0 {
             return Err(Error::new("at least one reactor is needed"));
@@ -648,7 +768,7 @@ impl Runtime {
         }
         let peers = Arc::new(peers);
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
-        let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<io::Result<()>>();
+        let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<WaitMode, String>>();
         let mut threads = Vec::new();
         for (r, rx) in rxs.into_iter().enumerate() {
             let peers2 = peers.clone();
@@ -660,6 +780,16 @@ impl Runtime {
                 .spawn(move || {
                     let ring = match IoUring::new(RING_ENTRIES) {
                         Ok(ring) => ring,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(format!(
+                                "cannot set up io_uring ({e}); is io_uring disabled \
+                                 (kernel.io_uring_disabled) or blocked by seccomp?"
+                            )));
+                            return;
+                        }
+                    };
+                    let wait_mode = match ring::wait_mode(&ring::probe(&ring), o.wait) {
+                        Ok(w) => w,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
                             return;
@@ -686,50 +816,56 @@ impl Runtime {
                         io: Io {
                             me,
                             ring,
-                            slab: Vec::new(),
-                            free: Vec::new(),
-                            inflight: 0,
+                            slab: InFlight::new(me),
+                            wait_mode,
+                            timer: Box::new(types::Timespec::new()),
+                            timer_armed: false,
+                            fatal: None,
                             vols: vols2,
                             peers: peers2,
                             local: VecDeque::new(),
                             refused: Vec::new(),
                             epoch,
                             errors: 0,
-                            split_writes,
+                            split_writes: o.split_writes,
                             wake_buf: Box::into_raw(Box::new(0u64)),
                             wake_fd,
                         },
                         chans,
                         rx,
-                        done_tx,
+                        done_tx: done_tx.clone(),
                         cqes: Vec::new(),
                         completions: Vec::new(),
                     };
-                    let _ = ready_tx.send(Ok(()));
-                    reactor.run();
+                    let _ = ready_tx.send(Ok(wait_mode));
+                    if let Err(e) = reactor.run() {
+                        let _ = done_tx.send(Done::Failed(me, e));
+                    }
                 })
                 .map_err(|e| Error::new(format!("cannot start a reactor thread: {e}")))?;
             threads.push(t);
         }
         drop(ready_tx);
-        let rt = Runtime {
+        let mut rt = Runtime {
             peers,
             threads,
             done_rx,
             vols,
+            wait_mode: WaitMode::ExtArg,
         };
         for _ in 0..reactors {
             match ready_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    return Err(Error::new(format!(
-                        "cannot set up io_uring ({e}); is io_uring disabled (kernel.io_uring_disabled) or blocked by seccomp?"
-                    )))
-                }
+                Ok(Ok(w)) => rt.wait_mode = w,
+                Ok(Err(e)) => return Err(Error::new(e)),
                 Err(_) => return Err(Error::new("a reactor thread died while starting")),
             }
         }
         Ok(rt)
+    }
+
+    /// How the reactors wait for their ticks.
+    pub fn wait_mode(&self) -> WaitMode {
+        self.wait_mode
     }
 
     /// Number of reactors.
@@ -767,17 +903,30 @@ impl Runtime {
         let mut got = 0;
         while got < n {
             match self.done_rx.recv_timeout(Duration::from_millis(100)) {
-                Ok((r, job)) => {
-                    let i = order.iter().position(|&x| x == r).expect("known reactor");
-                    let d = job
-                        .into_any()
-                        .downcast::<D>()
-                        .expect("driver of the type sent");
-                    back[i] = Some(*d);
-                    got += 1;
+                Ok(Done::Job(r, job)) => {
+                    // A job of another reactor or type is left from an earlier run that
+                    // returned early: drop it.
+                    let Some(i) = order.iter().position(|&x| x == r) else {
+                        continue;
+                    };
+                    let Ok(d) = job.into_any().downcast::<D>() else {
+                        continue;
+                    };
+                    if back[i].replace(*d).is_none() {
+                        got += 1;
+                    }
+                }
+                Ok(Done::Failed(r, e)) => {
+                    return Err(Error::new(format!("reactor {r} stopped: {e}")));
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                     if self.threads.iter().any(|t| t.is_finished()) {
+                        // A failure is reported before the thread ends.
+                        while let Ok(d) = self.done_rx.try_recv() {
+                            if let Done::Failed(r, e) = d {
+                                return Err(Error::new(format!("reactor {r} stopped: {e}")));
+                            }
+                        }
                         return Err(Error::new("a reactor thread died (see the message above)"));
                     }
                     progress();
@@ -787,10 +936,7 @@ impl Runtime {
                 }
             }
         }
-        Ok(back
-            .into_iter()
-            .map(|d| d.expect("every driver back"))
-            .collect())
+        Ok(back.into_iter().flatten().collect())
     }
 
     /// Stop every reactor (after its in-flight I/O completes) and join the threads.
