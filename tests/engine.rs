@@ -296,3 +296,33 @@ fn a_failed_journal_refuses_writes_until_a_new_one_is_attached() {
         .iter()
         .all(|&x| x == 3));
 }
+
+#[test]
+fn exhausted_journal_channel_slots_refuse_a_channel_instead_of_panicking() {
+    use std::sync::Arc;
+
+    use jraid::engine::{Address, Channel, Volume};
+    use jraid::journal::{Journal, JournalConfig};
+    use jraid::sim::world::SimPort;
+
+    let geo = Geometry::new(4, 16384, 4096, 256 + 16 * 4 * 8).unwrap();
+    let mut cfg = JournalConfig::new([3; 16], 4096, 65536, [(0, 65536), (0, 131072)]);
+    cfg.max_channels = 2;
+    let j = Arc::new(Journal::new(cfg, 0, Vec::new()));
+    let (jv, _) = j.attach_volume(0, geo.stripes, false);
+    let vol = Arc::new(Volume::new(0, geo, false, Some(j.clone())));
+    let chan = |reactor| {
+        Channel::try_new(
+            vol.clone(),
+            Some(jv.clone()),
+            Address { reactor, volume: 0 },
+            SimPort::default(),
+        )
+    };
+    let a = chan(0).ok().expect("first slot");
+    let _b = chan(1).ok().expect("second slot");
+    assert!(chan(2).is_err(), "a third channel must be refused");
+    // A channel that goes gives its slot back.
+    drop(a);
+    assert!(chan(2).is_ok(), "the freed slot is usable again");
+}

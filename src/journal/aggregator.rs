@@ -108,9 +108,17 @@ pub struct JournalVolume {
     pub member_flush_wanted: AtomicBool,
     /// Set while one of the volume's channels runs that member flush.
     pub member_flush_running: AtomicBool,
+    /// Stripes of this volume in the newest record built (kept by `begin_flush`, so status
+    /// never scans the stripes).
+    listed_entries: AtomicU64,
 }
 
 impl JournalVolume {
+    /// Stripes of this volume listed in the newest record built (a counter, O(1)).
+    pub fn listed_entries(&self) -> u64 {
+        self.listed_entries.load(Relaxed)
+    }
+
     /// Record that a member flush which started at `started_us` completed.
     pub fn member_flush_done(&self, started_us: u64) {
         self.flushed_before_us.fetch_max(started_us, AcqRel);
@@ -249,12 +257,14 @@ impl Journal {
             flushed_before_us: AtomicU64::new(0),
             member_flush_wanted: AtomicBool::new(false),
             member_flush_running: AtomicBool::new(false),
+            listed_entries: AtomicU64::new(0),
         });
         lock(&self.volumes).push(jv.clone());
+        // Only stripes this volume has: a carried entry past its end cannot be its own.
         let carried = lock(&self.listed)
             .carried
             .iter()
-            .filter(|e| e.volume == number)
+            .filter(|e| e.volume == number && e.stripe < stripes)
             .map(|e| e.stripe)
             .collect();
         (jv, carried)
@@ -282,7 +292,18 @@ impl Journal {
 
     /// Remove a volume (its listed stripes leave with the next record).
     pub fn detach_volume(&self, number: u32) {
+        // Under the record lock (as `begin_flush`): the volume's listed entries leave now, not
+        // at the next record, so a volume attached later under the same number never takes
+        // them for its own (they would index its stripes, possibly past its end).
+        let mut l = lock(&self.listed);
         lock(&self.volumes).retain(|v| v.number != number);
+        while let Some(e) = self.queue.pop() {
+            l.entries.push(e);
+        }
+        let before = l.entries.len();
+        l.entries.retain(|e| e.volume != number);
+        self.reserved
+            .fetch_sub((before - l.entries.len()) as u64, AcqRel);
     }
 
     /// Register a channel for durability notifications; returns its slot.
@@ -571,15 +592,17 @@ impl Journal {
         let threshold = self.hysteresis_threshold(l, now_us);
         {
             let vols = lock(&self.volumes);
+            let mut kept = vec![0u64; vols.len()];
             let mut i = 0;
             while i < l.entries.len() {
                 let e = l.entries[i];
-                let Some(v) = vols.iter().find(|v| v.number == e.volume) else {
+                let Some(vi) = vols.iter().position(|v| v.number == e.volume) else {
                     // Volume detached: its entries leave.
                     l.entries.swap_remove(i);
                     self.reserved.fetch_sub(1, AcqRel);
                     continue;
                 };
+                let v = &vols[vi];
                 // `removable` is a cheap filter; `try_remove` re-checks under its claim.
                 if self.removable(v, e.stripe, threshold) && self.try_remove(v, e.stripe, threshold)
                 {
@@ -587,7 +610,11 @@ impl Journal {
                     self.reserved.fetch_sub(1, AcqRel);
                     continue;
                 }
+                kept[vi] += 1;
                 i += 1;
+            }
+            for (v, n) in vols.iter().zip(kept) {
+                v.listed_entries.store(n, Relaxed);
             }
         }
         l.scratch.clear();
@@ -697,6 +724,27 @@ mod tests {
         assert_eq!(flush(&j, 1), vec![0]);
         j.clean(&jv, 0, 1);
         (j, jv)
+    }
+
+    #[test]
+    fn a_detached_volumes_entries_never_reach_a_volume_attached_under_its_number() {
+        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
+        cfg.max_channels = 1;
+        let j = Journal::new(cfg, 0, Vec::new());
+        let (big, _) = j.attach_volume(3, 100, false);
+        for s in [10, 50, 99] {
+            assert!(matches!(j.mark(&big, s), Mark::Wait(_)));
+        }
+        assert_eq!(flush(&j, 1).len(), 3);
+        assert_eq!(big.listed_entries(), 3);
+        j.detach_volume(3);
+        // A smaller volume takes number 3 before the next record: it must not inherit (and
+        // index, past its end) the old volume's stripes.
+        let (small, carried) = j.attach_volume(3, 8, false);
+        assert!(carried.is_empty());
+        assert!(flush(&j, 2).is_empty());
+        assert_eq!(small.listed_entries(), 0);
+        assert_eq!(j.listed_count(), 0);
     }
 
     #[test]

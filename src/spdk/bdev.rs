@@ -317,7 +317,7 @@ impl SpdkVolume {
         let Attached { journal, jv } = self.attached();
         let j = &journal.journal;
         let jb = journal.base.lock().unwrap_or_else(|e| e.into_inner());
-        let listed = (0..self.geo.stripes).filter(|&s| jv.listed(s)).count();
+        let listed = jv.listed_entries();
         json!({
             "name": self.name,
             "uuid": json::uuid_string(&self.uuid),
