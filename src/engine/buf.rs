@@ -33,9 +33,72 @@ pub trait Lent: Any + Send + Sync {
     }
 }
 
+/// Page memory a runtime supplies for the engine's own buffers (see [`set_page_allocator`]):
+/// under SPDK, memory the SPDK env can translate for DMA, so that no bdev stack ever receives
+/// heap memory. `bytes` is page-aligned, zeroed when handed out, and a whole number of pages.
+pub trait PageMemory: Send + Sync {
+    /// The memory.
+    fn bytes(&self) -> &[u8];
+    /// The memory, writable.
+    fn bytes_mut(&mut self) -> &mut [u8];
+}
+
+/// Allocates `pages` zeroed pages of runtime memory; `None` when there is none left (the buffer
+/// then comes from the heap).
+pub type PageAllocator = fn(pages: usize) -> Option<Box<dyn PageMemory>>;
+
+static PAGE_ALLOCATOR: std::sync::OnceLock<PageAllocator> = std::sync::OnceLock::new();
+
+/// Make every engine buffer created from now on come from `alloc` (once per process; later
+/// calls are ignored and return false). Without it buffers are heap memory.
+pub fn set_page_allocator(alloc: PageAllocator) -> bool {
+    PAGE_ALLOCATOR.set(alloc).is_ok()
+}
+
+/// The engine's own memory.
+enum PageMem {
+    /// Heap pages.
+    Heap(Vec<Page>),
+    /// Pages from the runtime's allocator.
+    Runtime(Box<dyn PageMemory>),
+}
+
+impl PageMem {
+    fn new(pages: usize) -> PageMem {
+        if let Some(m) = PAGE_ALLOCATOR.get().and_then(|alloc| alloc(pages)) {
+            if m.bytes().len() == pages * PAGE && (m.bytes().as_ptr() as usize).is_multiple_of(PAGE)
+            {
+                return PageMem::Runtime(m);
+            }
+        }
+        PageMem::Heap(vec![Page([0; PAGE]); pages])
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            PageMem::Heap(p) => bytemuck::cast_slice::<Page, u8>(p),
+            PageMem::Runtime(m) => m.bytes(),
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            PageMem::Heap(p) => bytemuck::cast_slice_mut::<Page, u8>(p),
+            PageMem::Runtime(m) => m.bytes_mut(),
+        }
+    }
+
+    fn pages(&self) -> usize {
+        match self {
+            PageMem::Heap(p) => p.len(),
+            PageMem::Runtime(m) => m.bytes().len() / PAGE,
+        }
+    }
+}
+
 enum Store {
     /// Pages of the engine's own; their count is the capacity of the owning buffer.
-    Pages(Arc<Vec<Page>>),
+    Pages(Arc<PageMem>),
     /// A caller's memory.
     Lent(Arc<dyn Lent>),
 }
@@ -58,7 +121,7 @@ pub struct Buf {
 impl Buf {
     /// A zeroed buffer of `len` bytes.
     pub fn new(len: usize) -> Buf {
-        let pages = Arc::new(vec![Page([0; PAGE]); len.div_ceil(PAGE).max(1)]);
+        let pages = Arc::new(PageMem::new(len.div_ceil(PAGE).max(1)));
         Buf {
             store: Store::Pages(pages),
             off: 0,
@@ -83,6 +146,12 @@ impl Buf {
             Store::Pages(_) => !self.is_view(),
             Store::Lent(l) => self.off == 0 && Arc::strong_count(l) == 1 && l.writable(),
         }
+    }
+
+    /// True for the engine's own buffer whose pages came from the runtime's allocator (see
+    /// [`set_page_allocator`]).
+    pub fn is_runtime_memory(&self) -> bool {
+        matches!(&self.store, Store::Pages(p) if matches!(**p, PageMem::Runtime(_)))
     }
 
     /// True for a buffer over a caller's lent memory.
@@ -124,7 +193,7 @@ impl Buf {
     /// Bytes the buffer can hold without reallocation (a view: its length).
     pub fn capacity(&self) -> usize {
         match &self.store {
-            Store::Pages(p) if !self.is_view() => p.len() * PAGE,
+            Store::Pages(p) if !self.is_view() => p.pages() * PAGE,
             _ => self.len,
         }
     }
@@ -140,7 +209,7 @@ impl Buf {
     pub fn as_slice(&self) -> &[u8] {
         let range = self.off..self.off + self.len;
         match &self.store {
-            Store::Pages(p) => &bytemuck::cast_slice::<Page, u8>(p)[range],
+            Store::Pages(p) => &p.bytes()[range],
             Store::Lent(l) => &l.bytes()[range],
         }
     }
@@ -151,7 +220,7 @@ impl Buf {
         match &mut self.store {
             Store::Pages(p) => {
                 let pages = Arc::get_mut(p).expect("a shared buffer is read-only");
-                &mut bytemuck::cast_slice_mut::<Page, u8>(pages)[off..off + len]
+                &mut pages.bytes_mut()[off..off + len]
             }
             Store::Lent(l) => {
                 let bytes = Arc::get_mut(l)
@@ -233,7 +302,7 @@ impl BufPool {
         let Store::Pages(p) = &buf.store else {
             return;
         };
-        let pages = p.len();
+        let pages = p.pages();
         if !pages.is_power_of_two() {
             return; // not one of ours; let it go
         }

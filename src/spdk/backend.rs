@@ -445,7 +445,7 @@ impl Backend for SpdkBackend {
                 iov_base: base as *mut c_void,
                 iov_len: len,
             };
-            d.needs_bounce = dev.dma && dma::untranslatable(base, len);
+            d.needs_bounce = dev.dma && !b.is_runtime_memory() && dma::untranslatable(base, len);
         }
         self.inflight += 1;
         // SAFETY: `slot` points into a box this backend owns (members or journal, just above).

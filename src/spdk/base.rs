@@ -366,7 +366,8 @@ pub(crate) fn raw_io(
     if let Some(b) = r.buf.as_mut() {
         r.iov.iov_len = b.len();
         r.iov.iov_base = b.as_mut_slice().as_mut_ptr() as *mut c_void;
-        if dev.dma && dma::untranslatable(b.as_slice().as_ptr(), b.len()) {
+        if dev.dma && !b.is_runtime_memory() && dma::untranslatable(b.as_slice().as_ptr(), b.len())
+        {
             // Setup I/O is rare: a bounce buffer of its own, freed with the RawIo.
             match DmaBuf::alloc(b.len()) {
                 Some(mut bounce) => {

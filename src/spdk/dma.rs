@@ -11,9 +11,11 @@
 //! registered memory) are used as they are, so a registering allocator turns bouncing off
 //! without a change here.
 //!
-//! Which devices: bdevs of SPDK's `nvme` module (PCIe, RDMA, and TCP, which would not need it:
-//! the module does not tell the transports apart). `JRAID_DMA_BOUNCE=all` bounces I/O to every
-//! device (for tests on machines without NVMe), `JRAID_DMA_BOUNCE=off` to none.
+//! The engine's own buffers come from `spdk_dma_zmalloc` under SPDK ([`install_page_allocator`]),
+//! so they need no bounce; what may need one is lent user memory and, when the env's memory
+//! runs out, heap buffers. Which devices are checked: every bdev but those of modules known to
+//! take any memory (malloc, null, aio, uring). `JRAID_DMA_BOUNCE=all` checks every device (for
+//! tests on machines without NVMe), `JRAID_DMA_BOUNCE=off` none.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_void, CStr};
@@ -22,6 +24,7 @@ use std::ptr::NonNull;
 use spdk_sys as sys;
 
 use crate::engine::buf::PAGE;
+use crate::engine::{set_page_allocator, PageMemory};
 
 /// A buffer from `spdk_dma_malloc` (pinned, translatable by the SPDK env).
 pub(crate) struct DmaBuf {
@@ -36,6 +39,13 @@ impl DmaBuf {
     pub fn alloc(cap: usize) -> Option<DmaBuf> {
         // SAFETY: plain allocation; a NULL result is handled.
         let p = unsafe { sys::spdk_dma_malloc(cap, PAGE, std::ptr::null_mut()) };
+        NonNull::new(p as *mut u8).map(|ptr| DmaBuf { ptr, cap })
+    }
+
+    /// `cap` bytes, page-aligned and zeroed; `None` when the env's memory is exhausted.
+    pub fn alloc_zeroed(cap: usize) -> Option<DmaBuf> {
+        // SAFETY: plain allocation; a NULL result is handled.
+        let p = unsafe { sys::spdk_dma_zmalloc(cap, PAGE, std::ptr::null_mut()) };
         NonNull::new(p as *mut u8).map(|ptr| DmaBuf { ptr, cap })
     }
 
@@ -74,6 +84,36 @@ impl Drop for DmaBuf {
 
 // SAFETY: a plain owned allocation; spdk_dma_free may run on any thread.
 unsafe impl Send for DmaBuf {}
+// SAFETY: shared access only reads the bytes (`slice`); writing needs `&mut`.
+unsafe impl Sync for DmaBuf {}
+
+/// The engine's page memory from SPDK's DMA allocator.
+struct DmaPages(DmaBuf);
+
+impl PageMemory for DmaPages {
+    fn bytes(&self) -> &[u8] {
+        self.0.slice(self.0.capacity())
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        let cap = self.0.capacity();
+        self.0.slice_mut(cap)
+    }
+}
+
+fn dma_pages(pages: usize) -> Option<Box<dyn PageMemory>> {
+    DmaBuf::alloc_zeroed(pages * PAGE).map(|b| Box::new(DmaPages(b)) as Box<dyn PageMemory>)
+}
+
+/// From now on the engine's own buffers (parity, read-modify-write reads, journal records,
+/// superblocks, copies) are DMA memory of the SPDK env, so any bdev stack can take them
+/// (`JRAID_HEAP_BUFFERS=1` keeps them on the heap: for tests of the bounce path).
+pub(crate) fn install_page_allocator() {
+    if std::env::var("JRAID_HEAP_BUFFERS").as_deref() == Ok("1") {
+        super::ffi::noticelog!("JRAID_HEAP_BUFFERS=1: engine buffers are heap memory");
+        return;
+    }
+    set_page_allocator(dma_pages);
+}
 
 /// Bounce memory a channel keeps for reuse, per size class (the rest goes back to the env).
 pub(crate) const DMA_KEEP_BYTES: usize = 4 << 20;
@@ -134,8 +174,18 @@ pub(crate) unsafe fn device_needs_dma(bdev: *const sys::spdk_bdev) -> bool {
         Ok("off") | Ok("0") => return false,
         _ => {}
     }
+    // Modules known to take any memory (they copy, or hand it to the kernel); every other
+    // module (nvme, and virtual bdevs that pass I/O down to who knows what) gets memory the env
+    // can translate: the engine's own buffers are (see `install_page_allocator`), lent memory
+    // is checked per I/O.
     let m = sys::spdk_bdev_get_module_name(bdev);
-    !m.is_null() && CStr::from_ptr(m).to_bytes() == b"nvme"
+    if m.is_null() {
+        return true;
+    }
+    !matches!(
+        CStr::from_ptr(m).to_bytes(),
+        b"malloc" | b"null" | b"aio" | b"uring"
+    )
 }
 
 /// Whether the SPDK env cannot translate all of the `len` bytes at `p` (so a device needing

@@ -59,6 +59,7 @@ pub(crate) fn module_ptr() -> *mut sys::spdk_bdev_module {
 
 unsafe extern "C" fn module_init() -> i32 {
     ffi::guard("module_init", || {
+        dma::install_page_allocator();
         ffi::noticelog!("jraid module initialised");
         0
     })
