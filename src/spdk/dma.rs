@@ -138,6 +138,9 @@ impl DmaPool {
 
     /// A buffer of at least `len` bytes; `None` when the env's memory is exhausted.
     pub fn take(&mut self, len: usize) -> Option<DmaBuf> {
+        if injected_failure() {
+            return None;
+        }
         let class = Self::class_of(len);
         if let Some(b) = self.classes.get_mut(class).and_then(|c| c.pop()) {
             return Some(b);
@@ -162,6 +165,22 @@ impl DmaPool {
             self.classes[class].push(b);
         }
     }
+}
+
+/// Fault injection for tests: `JRAID_DMA_FAIL_EVERY=N` makes every Nth bounce-buffer request
+/// fail as if the env's memory were exhausted (a transient shortage).
+fn injected_failure() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static EVERY: OnceLock<u64> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let every = *EVERY.get_or_init(|| {
+        std::env::var("JRAID_DMA_FAIL_EVERY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    });
+    every > 0 && COUNT.fetch_add(1, Ordering::Relaxed) % every == every - 1
 }
 
 /// Whether I/O to `bdev` must use memory the SPDK env can translate.

@@ -46,4 +46,12 @@ fi
 out=$WORK/bdevperf-bounce.log
 bounce_run "12K (bounce)" "$out" JRAID_DMA_BOUNCE=all JRAID_HEAP_BUFFERS=1
 grep -aq "went through DMA bounce buffers" "$out" || { tail -30 "$out" >&2; die "DMA bounce path not taken"; }
+# (3) A transient shortage is not a failure: one bounce-buffer request in three fails as if DMA
+# memory ran out; the I/O waits and is retried, verify passes and no member or journal fails.
+out=$WORK/bdevperf-nomem.log
+bounce_run "12K (no DMA)" "$out" JRAID_DMA_BOUNCE=all JRAID_HEAP_BUFFERS=1 JRAID_DMA_FAIL_EVERY=3
+grep -aq "no DMA memory for a" "$out" || { tail -30 "$out" >&2; die "the DMA shortage was not injected"; }
+if grep -aE "member [0-9]+ \(.*\) failed|journal failed" "$out" >&2; then
+    die "a transient DMA shortage failed a member or the journal"
+fi
 log "test_bdevperf: OK"
