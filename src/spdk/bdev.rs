@@ -546,61 +546,32 @@ impl Drop for JournalCloser {
     }
 }
 
-struct DropCtx {
-    vol: Arc<SpdkVolume>,
-    member: Option<u32>,
-    /// Set when the journal (not a member) is dropped; closes it when the last holder goes.
-    _journal: Option<Arc<JournalCloser>>,
-}
-
-/// Put every reactor's channel to `member` (or to the journal) of `v`, then close it.
+/// Retire every reactor's channel to `member` (or to the journal) of `v` (each put after its
+/// last I/O), then let go of the member (a journal closer in `journal` lets go of the journal
+/// when its last holder goes); descriptors close when their last holder lets go.
 pub(crate) fn drop_channels(
     v: Arc<SpdkVolume>,
     member: Option<u32>,
     journal: Option<Arc<JournalCloser>>,
 ) {
-    unsafe extern "C" fn each(i: *mut sys::spdk_io_channel_iter) {
-        guard("drop channels", || {
-            // SAFETY: `i` is a live iterator over our io_device; its ctx is the DropCtx.
-            unsafe {
-                let d = &*(sys::spdk_io_channel_iter_get_ctx(i) as *const DropCtx);
-                let ch = sys::spdk_io_channel_iter_get_channel(i);
-                let ctx = &mut *channel::ctx_of(ch);
-                let be = ctx.channel.backend_mut();
-                let slot = match d.member {
-                    Some(m) => be.members.get_mut(m as usize),
-                    None => Some(&mut be.journal),
-                };
-                if let Some(dc) = slot.and_then(|s| s.take()) {
-                    // I/O in flight on it completes through the bdev layer (with errors); the
-                    // channel is put after the last of it.
-                    be.retire(dc);
-                }
-                sys::spdk_for_each_channel_continue(i, 0);
-            }
-        })
-    }
-    unsafe extern "C" fn done(i: *mut sys::spdk_io_channel_iter, _status: i32) {
-        guard("drop channels done", || {
-            // SAFETY: the ctx was boxed by `drop_channels` and is consumed once, here.
-            let d = unsafe { Box::from_raw(sys::spdk_io_channel_iter_get_ctx(i) as *mut DropCtx) };
-            if let Some(m) = d.member {
-                let b = d.vol.members.lock().unwrap_or_else(|e| e.into_inner())[m as usize].take();
-                drop(b);
-            }
-            // A journal closer in `d` closes the journal if this was its last holder.
-            drop(d);
-        })
-    }
+    let step = move |ctx: &mut super::channel::ChanCtx| -> bool {
+        let be = ctx.channel.backend_mut();
+        let slot = match member {
+            Some(m) => be.members.get_mut(m as usize).and_then(|s| s.take()),
+            None => be.journal.take(),
+        };
+        if let Some(dc) = slot {
+            // I/O in flight on it completes through the bdev layer (with errors).
+            be.retire(dc);
+        }
+        true
+    };
     let io_device = v.io_device();
-    let ctx = Box::into_raw(Box::new(DropCtx {
-        vol: v,
-        member,
-        _journal: journal,
-    }));
-    // SAFETY: the io_device is registered (the volume is in the registry); both callbacks run
-    // on SPDK threads and the context lives until `done` frees it.
-    unsafe {
-        sys::spdk_for_each_channel(io_device, Some(each), ctx as *mut c_void, Some(done));
-    }
+    super::life::each_channel_until(io_device, 0, Box::new(step), move || {
+        if let Some(m) = member {
+            let b = v.members.lock().unwrap_or_else(|e| e.into_inner())[m as usize].take();
+            drop(b);
+        }
+        drop(journal);
+    });
 }

@@ -919,57 +919,22 @@ fn attach(v: Arc<SpdkVolume>, m: u32, b: BaseBdev, opts: PassOpts, done: AddDone
     });
 }
 
-struct SwapCtx {
-    member: u32,
-    dev: Option<BaseBdev>,
-    then: Option<Box<dyn FnOnce()>>,
-}
-
-/// On every channel of `v`: put the channel to member `m`, and with `dev`, get one to `dev`
-/// instead. Then run `then` on this thread.
+/// On every channel of `v`: retire the channel to member `m` (put after its last I/O), and with
+/// `dev`, get one to `dev` instead. Then run `then` on this thread.
 fn swap_member(v: &Arc<SpdkVolume>, m: u32, dev: Option<BaseBdev>, then: impl FnOnce() + 'static) {
-    unsafe extern "C" fn each(i: *mut sys::spdk_io_channel_iter) {
-        guard("swap member channels", || {
-            // SAFETY: `i` is a live iterator over our io_device; its ctx is the SwapCtx, only
-            // read here.
-            unsafe {
-                let s = &*(sys::spdk_io_channel_iter_get_ctx(i) as *const SwapCtx);
-                let ch = sys::spdk_io_channel_iter_get_channel(i);
-                let ctx = &mut *channel::ctx_of(ch);
-                let be = ctx.channel.backend_mut();
-                let m = s.member as usize;
-                let keep = matches!((be.members[m].as_ref(), s.dev.as_ref()), (Some(a), Some(b)) if a.is(b));
-                if !keep {
-                    if let Some(old) = be.members[m].take() {
-                        // Put once the I/O still in flight on it has completed.
-                        be.retire(old);
-                    }
-                    if let Some(b) = s.dev.as_ref() {
-                        be.members[m] = DevSlot::open(b);
-                    }
-                }
-                sys::spdk_for_each_channel_continue(i, 0);
+    let step = move |ctx: &mut channel::ChanCtx| -> bool {
+        let be = ctx.channel.backend_mut();
+        let i = m as usize;
+        let keep = matches!((be.members[i].as_ref(), dev.as_ref()), (Some(a), Some(b)) if a.is(b));
+        if !keep {
+            if let Some(old) = be.members[i].take() {
+                be.retire(old);
             }
-        })
-    }
-    unsafe extern "C" fn done(i: *mut sys::spdk_io_channel_iter, _status: i32) {
-        guard("swap member channels done", || {
-            // SAFETY: the ctx was boxed by `swap_member` and is consumed once, here.
-            let mut s =
-                unsafe { Box::from_raw(sys::spdk_io_channel_iter_get_ctx(i) as *mut SwapCtx) };
-            if let Some(f) = s.then.take() {
-                f();
+            if let Some(b) = dev.as_ref() {
+                be.members[i] = DevSlot::open(b);
             }
-        })
-    }
-    let ctx = Box::into_raw(Box::new(SwapCtx {
-        member: m,
-        dev,
-        then: Some(Box::new(then)),
-    }));
-    // SAFETY: the io_device is registered (the volume is in the registry); `done` runs on this
-    // thread and frees the context.
-    unsafe {
-        sys::spdk_for_each_channel(v.io_device(), Some(each), ctx as *mut c_void, Some(done));
-    }
+        }
+        true
+    };
+    super::life::each_channel_until(v.io_device(), 0, Box::new(step), then);
 }
