@@ -107,8 +107,6 @@ struct DevIo {
     blocks: u64,
     /// The slot of the channel it goes through (alive while this I/O is counted in it).
     slot: *mut DevSlot,
-    /// A copy of the slot's handles.
-    dev: DevChan,
     /// The single segment SPDK reads or writes.
     iov: sys::iovec,
     /// The engine's buffer, handed back with the completion.
@@ -132,14 +130,6 @@ impl DevIo {
             lba: 0,
             blocks: 0,
             slot: std::ptr::null_mut(),
-            dev: DevChan {
-                desc: std::ptr::null_mut(),
-                bdev: std::ptr::null_mut(),
-                ch: std::ptr::null_mut(),
-                block_size: 0,
-                num_blocks: 0,
-                dma: false,
-            },
             iov: sys::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
@@ -301,10 +291,10 @@ impl SpdkBackend {
 /// Start `d` on its device. Returns SPDK's rc (0, -ENOMEM, or another error).
 ///
 /// # Safety
-/// `d` is a live boxed DevIo whose device channel belongs to the current thread and whose
-/// buffer (if any) covers `iov`.
+/// `d` is a live boxed DevIo counted in its slot (so the slot and its channel, which belongs
+/// to the current thread, are alive) whose buffer (if any) covers `iov`.
 unsafe fn start(d: *mut DevIo) -> i32 {
-    let (dev, op, lba, blocks) = ((*d).dev, (*d).op, (*d).lba, (*d).blocks);
+    let (dev, op, lba, blocks) = ((*(*d).slot).dev, (*d).op, (*d).lba, (*d).blocks);
     let iov = std::ptr::addr_of_mut!((*d).iov);
     submit_blocks(
         dev.desc,
@@ -324,14 +314,11 @@ unsafe fn start(d: *mut DevIo) -> i32 {
 /// # Safety
 /// As for [`start`]; `d` stays boxed until the retry runs.
 unsafe fn queue_retry(d: *mut DevIo) -> bool {
-    (*d).wait.bdev = (*d).dev.bdev;
+    let dev = (*(*d).slot).dev;
+    (*d).wait.bdev = dev.bdev;
     (*d).wait.cb_fn = Some(dev_io_retry);
     (*d).wait.cb_arg = d as *mut c_void;
-    sys::spdk_bdev_queue_io_wait(
-        (*d).dev.bdev,
-        (*d).dev.ch,
-        std::ptr::addr_of_mut!((*d).wait),
-    ) == 0
+    sys::spdk_bdev_queue_io_wait(dev.bdev, dev.ch, std::ptr::addr_of_mut!((*d).wait)) == 0
 }
 
 unsafe extern "C" fn dev_io_retry(arg: *mut c_void) {
@@ -427,7 +414,6 @@ impl Backend for SpdkBackend {
         d.op = io.op;
         d.lba = io.lba;
         d.blocks = io.blocks;
-        d.dev = dev;
         d.buf = io.buf;
         d.buf_offset = io.buf_offset;
         d.needs_bounce = false;
