@@ -403,8 +403,11 @@ impl Pass {
                 (CODE_SCRUB, Err(IoError::ParityMismatch)) => {
                     self.done += 1;
                     self.mismatches += 1;
-                    if self.listed.len() < LIST_MAX {
-                        self.listed.push(stripe);
+                    // Ascending, the lowest LIST_MAX: stripes finish out of order.
+                    let at = self.listed.partition_point(|&s| s < stripe);
+                    if at < LIST_MAX {
+                        self.listed.insert(at, stripe);
+                        self.listed.truncate(LIST_MAX);
                     }
                     if matches!(self.kind, Kind::Scrub { repair: true }) {
                         self.repairs.push(stripe);
