@@ -85,3 +85,31 @@ pub trait Backend {
     /// Monotonic time in microseconds.
     fn now_us(&self) -> u64;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// SPDK thread ids are u64: reactors whose ids differ only above bit 31 are different
+    /// addresses (a u32 id would merge them and deliver one channel's messages to the other).
+    #[test]
+    fn reactor_ids_keep_all_64_bits() {
+        let low = Address {
+            reactor: 7,
+            volume: 0,
+        };
+        let high = Address {
+            reactor: 7 | 1 << 32,
+            volume: 0,
+        };
+        assert_ne!(low, high);
+        let mut routes = HashMap::new();
+        routes.insert(low, "low");
+        routes.insert(high, "high");
+        assert_eq!(routes.len(), 2);
+        assert_eq!(routes[&high], "high");
+        assert_eq!(routes[&low], "low");
+        assert_eq!(u64::MAX as ReactorId, u64::MAX);
+    }
+}
