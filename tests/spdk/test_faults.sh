@@ -7,6 +7,7 @@
 #      and bdevperf exits cleanly.
 #  (b) the journal (a delay bdev too) is hot-removed under load: writes fail from then on but
 #      nothing hangs or crashes; bdev_jraid_set_journal onto a new journal brings writes back.
+#  (c) the same with set_journal sent while writes from both reactors are in flight: see below.
 # Run against SPDK built --enable-debug (scripts/install_spdk.sh --debug; FAULT_SPDK_DIR) its
 # asserts catch what a release build does silently: a bdev channel put, or a descriptor closed,
 # with I/O of ours still in flight on it. ROUNDS repeats (a).
@@ -98,4 +99,37 @@ res=$(bp_check_total "$WORK/faults-b.log" "(b) writes on the new journal")
 log "(b) writes on the new journal: $res IOPS MiB/s"
 bp_stop
 check_clean_exit "$WORK/faults-b.log" bdevperf
+# (c) set_journal while both reactors write to r0 (-C) and stripes are contended across them
+# (stripe-lock grants travel between channels as messages): the per-channel move must wait on
+# each channel, holding it, while bdevperf's job ends and puts its channels (the timing shifts
+# each round), and grants sent across the move must arrive. Then a second run on the new
+# journal completes (a lost grant would wedge it: the watchdog fails the test) with no failed
+# I/O, and a scrub finds parity clean.
+for round in $(seq 1 "${C_ROUNDS:-3}"); do
+    log "(c) round $round: journal removed under two-reactor writes, set_journal racing the job's end"
+    bp_start "$sock" "$WORK/faults-c$round.log" "$cfg" -C -f -q 64 -o 4096 -w randwrite -t 3 -T r0
+    bp_perform "$sock" "$WORK/faults-c$round.out"
+    sleep "$(awk -v r="$round" 'BEGIN{print 1.5 + 0.6 * r}')"
+    rpc_ok "$sock" bdev_delay_delete '{"name":"djl"}' >/dev/null
+    rpc_ok "$sock" bdev_jraid_set_journal '{"name":"r0","journal_bdev":"jl2"}' >/dev/null
+    end=$((SECONDS + 120))
+    while [ "$SECONDS" -lt "$end" ]; do
+        [ "$(jget "$sock" "$jstate")" = "jl2:ok" ] && break
+        sleep 0.1
+    done
+    [ "$(jget "$sock" "$jstate")" = "jl2:ok" ] || die "(c) new journal not in use: $(jget "$sock" 'v["journal"]')"
+    wait "$PERF_PID" || true # writes between the loss and the move fail (-f: bdevperf goes on)
+    bp_perform "$sock" "$WORK/faults-c$round-2.out"
+    end=$((SECONDS + 60))
+    while kill -0 "$PERF_PID" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do sleep 0.2; done
+    kill -0 "$PERF_PID" 2>/dev/null && die "(c) writes on the new journal never finished (a lost stripe-lock grant?)"
+    wait "$PERF_PID" || { cat "$WORK/faults-c$round-2.out" >&2; die "(c) writes after set_journal failed"; }
+    res=$(bp_check_total "$WORK/faults-c$round.log" "(c) writes on the new journal")
+    rpc_ok "$sock" bdev_jraid_scrub '{"name":"r0"}' >/dev/null
+    wait_pass "$sock" scrub "(c) scrub"
+    [ "$(jget "$sock" 'v["scrub"]["mismatches"]')" = 0 ] || die "(c) scrub: $(jget "$sock" 'v["scrub"]')"
+    bp_stop
+    check_clean_exit "$WORK/faults-c$round.log" bdevperf
+    log "(c) round $round: moved under load, then $res IOPS MiB/s on jl2, parity clean"
+done
 log "test_faults: OK"
