@@ -1,37 +1,68 @@
 //! Crash simulation: `cargo run --release --example crash_sim -- --seeds N [--seed-base B]
-//! [--no-journal]`. Per seed: volumes sharing a journal, a random concurrent workload, power loss
-//! at a random instant, recovery, one member of every volume lost, then every acknowledged write
-//! read back and every stripe's parity checked. Last line: `seeds=N lost_acked=X
-//! inconsistent_stripes=Y`; exits non-zero when X or Y is above zero.
+//! [--crashes K] [--no-journal] [--control no-recovery-flush]`. Per seed: volumes sharing a
+//! journal, a random concurrent workload, power loss at a random instant, recovery; with
+//! `--crashes K`, K power losses in all (more writes or none between them, and each recovery
+//! after the first may itself lose power at a random point inside it); then one member of every
+//! volume lost, every acknowledged write read back and every stripe's parity checked. Controls
+//! that must find loss: `--no-journal`; `--control no-recovery-flush` (recovery releases the
+//! resynced stripes without flushing the members first; needs `--crashes 2` or more). Last
+//! line: `seeds=N lost_acked=X inconsistent_stripes=Y`; exits non-zero when X or Y is above
+//! zero.
 
+use jraid::control::RecoveryOptions;
 use jraid::sim::cli::SeedArgs;
-use jraid::sim::workload::crash_check;
+use jraid::sim::workload::crash_check_with;
 
 fn main() {
     let args = match SeedArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--no-journal]");
+            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--no-journal] [--control no-recovery-flush]");
             std::process::exit(2);
         }
     };
     let mut journal = true;
     let mut verbose = false;
-    for flag in &args.rest {
+    let mut crashes = 1u32;
+    let mut opts = RecoveryOptions::default();
+    let mut flags = args.rest.iter();
+    let usage = |m: String| -> ! {
+        eprintln!("crash_sim: {m}");
+        std::process::exit(2);
+    };
+    while let Some(flag) = flags.next() {
         match flag.as_str() {
             "--no-journal" => journal = false,
             "-v" | "--verbose" => verbose = true,
-            other => {
-                eprintln!("crash_sim: unknown argument {other}");
-                std::process::exit(2);
+            "--crashes" => {
+                crashes = flags
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&k| k >= 1)
+                    .unwrap_or_else(|| usage("--crashes needs a count of at least 1".into()));
             }
+            "--control" => match flags.next().map(String::as_str) {
+                Some("no-recovery-flush") => opts.skip_member_flush = true,
+                other => usage(format!("unknown control {other:?} (no-recovery-flush)")),
+            },
+            other => usage(format!("unknown argument {other}")),
         }
+    }
+    let mut extra = String::new();
+    if crashes > 1 {
+        extra += &format!(" --crashes {crashes}");
+    }
+    if !journal {
+        extra += " --no-journal";
+    }
+    if opts.skip_member_flush {
+        extra += " --control no-recovery-flush";
     }
     let start = std::time::Instant::now();
     let (mut lost, mut inconsistent, mut failed_seeds, mut other) = (0u64, 0u64, 0u64, 0u64);
     let (mut writes, mut records, mut full) = (0u64, 0u64, 0u64);
     for seed in args.base..args.base + args.count {
-        let out = crash_check(seed, journal);
+        let out = crash_check_with(seed, journal, crashes, &opts);
         lost += out.lost_acked;
         inconsistent += out.inconsistent_stripes;
         other += out.failed_requests + out.bad_reads;
@@ -45,8 +76,9 @@ fn main() {
                     "seed {seed}: lost_acked={} inconsistent_stripes={} failed_requests={} bad_reads={} {:?}",
                     out.lost_acked, out.inconsistent_stripes, out.failed_requests, out.bad_reads, out.notes
                 );
-                let nj = if journal { "" } else { " --no-journal" };
-                println!("  replay: cargo run --release --example crash_sim -- --seed {seed}{nj}");
+                println!(
+                    "  replay: cargo run --release --example crash_sim -- --seed {seed}{extra}"
+                );
             }
         }
         if args.count >= 1000 && (seed - args.base + 1) % (args.count / 10) == 0 {
@@ -59,9 +91,11 @@ fn main() {
         }
     }
     eprintln!(
-        "journal={} failed_seeds={failed_seeds} other_errors={other} user_writes={writes} \
-         record_writes={records} full_record_waits={full} elapsed={:.1}s",
+        "journal={} crashes={crashes} recovery_flush={} failed_seeds={failed_seeds} \
+         other_errors={other} user_writes={writes} record_writes={records} \
+         full_record_waits={full} elapsed={:.1}s",
         if journal { "on" } else { "off" },
+        if opts.skip_member_flush { "off" } else { "on" },
         start.elapsed().as_secs_f64()
     );
     println!(

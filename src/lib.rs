@@ -4,6 +4,7 @@
 //! io_uring and in the deterministic simulator; see DESIGN in the README.
 #![deny(unsafe_code)]
 
+pub mod control;
 pub mod engine;
 pub mod journal;
 pub mod layout;

@@ -22,6 +22,8 @@ pub struct Model {
     volatile: Vec<bool>,
     /// Per volume: completed user flushes (submitted, completed).
     flushes: Vec<Vec<(u64, u64)>>,
+    /// Power losses so far (times, ascending).
+    crashes: Vec<u64>,
 }
 
 /// What a block held.
@@ -47,7 +49,14 @@ impl Model {
                 .collect(),
             volatile: vec![volatile; volume_blocks.len()],
             flushes: vec![Vec::new(); volume_blocks.len()],
+            crashes: Vec::new(),
         }
+    }
+
+    /// The power went at `t`: what volatile caches held then is gone, and a flush after it no
+    /// longer makes an earlier write durable.
+    pub fn crashed(&mut self, t: u64) {
+        self.crashes.push(t);
     }
 
     /// A flush of volume `vi` ran from `submit` to `complete`.
@@ -62,11 +71,30 @@ impl Model {
         if !self.volatile[vi] || id == 0 {
             return Some(ack);
         }
+        // Only a flush before the next power loss: the cache's copy dies with the power.
+        let epoch_end = self
+            .crashes
+            .iter()
+            .copied()
+            .find(|&c| c >= ack)
+            .unwrap_or(u64::MAX);
         self.flushes[vi]
             .iter()
-            .filter(|f| f.0 >= ack)
+            .filter(|f| f.0 >= ack && f.1 <= epoch_end)
             .map(|f| f.1)
             .min()
+    }
+
+    /// Whether acknowledged write `id` of volume `vi` survived every power loss between its
+    /// acknowledgement and `t`: none came, or it was durable before the first one.
+    fn survived(&self, vi: usize, id: u64, t: u64) -> bool {
+        let Some(ack) = self.writes[id as usize].ack else {
+            return false;
+        };
+        match self.crashes.iter().copied().find(|&c| c >= ack && c < t) {
+            None => true,
+            Some(c) => self.durable_at(vi, id).is_some_and(|d| d <= c),
+        }
     }
 
     /// Whether block `lba` of volume `vi` may hold `seen` after a power loss at `crash`:
@@ -138,11 +166,12 @@ impl Model {
             return false;
         }
         let Some(ack) = w.ack else { return true };
-        // Superseded by a write submitted after `id` was acknowledged and acknowledged itself
-        // before the read started?
+        // Superseded by a write submitted after `id` was acknowledged, acknowledged itself
+        // before the read started, and not lost to a power loss since (a volatile cache's
+        // unflushed copy dies with the power)?
         !hist.iter().any(|&o| {
             let ow = self.writes[o as usize];
-            ow.submit > ack && ow.ack.is_some_and(|a| a < start)
+            ow.submit > ack && ow.ack.is_some_and(|a| a < start) && self.survived(vi, o, start)
         })
     }
 }
@@ -222,5 +251,25 @@ mod tests {
         assert!(!m.valid_after_crash(0, 1, Seen::Write(a), 100));
         assert!(m.valid_after_crash(0, 1, Seen::Write(a), 49));
         assert!(m.valid_after_crash(0, 1, Seen::Write(b), 100));
+    }
+
+    #[test]
+    fn a_flush_after_a_power_loss_does_not_revive_a_lost_write() {
+        let mut m = Model::new(&[4], true);
+        let mut buf = vec![0u8; 512];
+        let a = m.begin_write(0, 1, 1, 512, 10, &mut buf);
+        m.ack(a, 20);
+        m.crashed(30); // a was never flushed: it may be gone
+        m.flushed(0, 40, 50);
+        // Still the old content is fine, after the second power loss and on a read meanwhile.
+        assert!(m.valid_after_crash(0, 1, Seen::Write(0), 100));
+        assert!(m.valid(0, 1, Seen::Write(0), 60, 70));
+        // Without the first power loss the flush would have made a durable.
+        let mut n = Model::new(&[4], true);
+        let a = n.begin_write(0, 1, 1, 512, 10, &mut buf);
+        n.ack(a, 20);
+        n.flushed(0, 40, 50);
+        assert!(!n.valid_after_crash(0, 1, Seen::Write(0), 100));
+        assert!(!n.valid(0, 1, Seen::Write(0), 60, 70));
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::model::{identify, Model, Seen};
 use super::rng::Rng;
 use super::world::{SimConfig, SimJournal, World};
+use crate::control::RecoveryOptions;
 use crate::engine::{Buf, UserOp};
 use crate::layout::Geometry;
 use crate::parity;
@@ -106,6 +107,8 @@ pub struct Driver {
     pub rebuilds_done: u64,
     /// Per volume: stripes whose loss is excused (reported at risk by recovery).
     pub excused: Vec<std::collections::BTreeSet<u64>>,
+    /// Power losses inside recovery.
+    pub recovery_crashes: u64,
 }
 
 impl Driver {
@@ -128,6 +131,7 @@ impl Driver {
             rebuild: None,
             rebuilds_done: 0,
             excused: vec![Default::default(); nvol],
+            recovery_crashes: 0,
         }
     }
 
@@ -416,16 +420,41 @@ impl Driver {
     /// in flight die with the power (the model keeps them as never acknowledged), and so does a
     /// running rebuild.
     pub fn crash_and_recover(&mut self, cfg: SimConfig) -> super::world::RecoveryReport {
+        self.crash_and_recover_with(cfg, 0.0, &RecoveryOptions::default())
+    }
+
+    /// [`Driver::crash_and_recover`] where each recovery attempt itself loses power, with chance
+    /// `p_crash`, at a random point inside it (then recovery starts again from what is
+    /// durable), with the control plane's recovery options `opts`.
+    pub fn crash_and_recover_with(
+        &mut self,
+        cfg: SimConfig,
+        p_crash: f64,
+        opts: &RecoveryOptions,
+    ) -> super::world::RecoveryReport {
         let placeholder = World::new(SimConfig {
             volumes: vec![],
             ..cfg.clone()
         });
         let world = std::mem::replace(&mut self.world, placeholder);
-        let (recovered, report) = World::recover(cfg, world.crash());
-        self.world = recovered;
+        self.model.crashed(world.now);
+        let mut image = world.crash();
         self.inflight.clear();
         self.rebuild = None;
-        report
+        loop {
+            let at = self.rng.chance(p_crash).then(|| self.rng.range(0, 400));
+            match World::recover_until(cfg.clone(), image, at, opts) {
+                Ok((recovered, report)) => {
+                    self.world = recovered;
+                    return report;
+                }
+                Err(again) => {
+                    self.model.crashed(again.now);
+                    self.recovery_crashes += 1;
+                    image = again;
+                }
+            }
+        }
     }
 
     /// Check every stripe's parity of every volume with all members present (idle volume).
@@ -625,6 +654,14 @@ fn journal_counts(w: &World) -> (u64, u64) {
 /// workload, power loss at a random instant, recovery, then one member of every volume lost; every
 /// acknowledged write must read back and every stripe's parity must match after recovery.
 pub fn crash_check(seed: u64, journal: bool) -> Outcome {
+    crash_check_with(seed, journal, 1, &RecoveryOptions::default())
+}
+
+/// [`crash_check`] with `crashes` power losses per seed: after each recovery more writes, then
+/// the power goes again at a random point (sometimes at once, before anything else runs); every
+/// recovery after the first may itself lose power at a random point inside it. `opts` are the
+/// control plane's recovery options (the simulator's controls switch ordering rules off).
+pub fn crash_check_with(seed: u64, journal: bool, crashes: u32, opts: &RecoveryOptions) -> Outcome {
     let mut rng = Rng::new(seed);
     let nvol = rng.range(2, 4) as usize;
     let volumes: Vec<(u32, Geometry)> = (0..nvol)
@@ -652,16 +689,30 @@ pub fn crash_check(seed: u64, journal: bool) -> Outcome {
     let crash_after = rng.range(1, 1500);
     let mut d = Driver::new(World::new(cfg.clone()), rng.fork(1));
     d.run(&w, Some(crash_after), |_, _| {});
-    let crash_time = d.world.now;
-    let (record_writes, full_marks) = journal_counts(&d.world);
-    let report = d.crash_and_recover(cfg);
+    let mut crash_time = d.world.now;
+    let (mut record_writes, mut full_marks) = journal_counts(&d.world);
+    for k in 0..crashes.max(1) {
+        if k > 0 {
+            // The power goes again: right after recovery, or after more writes.
+            if !rng.chance(0.3) {
+                let after = rng.range(1, 1500);
+                d.run(&w, Some(after), |_, _| {});
+            }
+            crash_time = d.world.now;
+            let (r, f) = journal_counts(&d.world);
+            record_writes += r;
+            full_marks += f;
+        }
+        let p_crash = if crashes > 1 { 0.3 } else { 0.0 };
+        let report = d.crash_and_recover_with(cfg.clone(), p_crash, opts);
+        if report.resync_errors > 0 {
+            d.out.failed_requests += report.resync_errors;
+            d.out
+                .note(format!("{} resyncs failed", report.resync_errors));
+        }
+    }
     d.out.record_writes = record_writes;
     d.out.full_marks = full_marks;
-    if report.resync_errors > 0 {
-        d.out.failed_requests += report.resync_errors;
-        d.out
-            .note(format!("{} resyncs failed", report.resync_errors));
-    }
     d.check_parity();
     for vi in 0..d.world.volumes.len() {
         let m = rng.range(0, d.world.volumes[vi].vol.geo.members as u64) as u32;

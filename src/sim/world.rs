@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::disk::SimDisk;
 use super::rng::Rng;
+use crate::control::{Recovery, RecoveryError, RecoveryOptions, Step, Stripes};
 use crate::engine::{
     Address, Backend, Buf, Channel, Completion, Device, DeviceIo, IoOp, Msg, SubmitError, UserOp,
     Volume,
@@ -130,6 +131,8 @@ pub struct CrashImage {
     pub volumes: Vec<Vec<SimDisk>>,
     /// Journal devices.
     pub journal: Vec<SimDisk>,
+    /// When the power went (the recovered world's clock goes on from here).
+    pub now: u64,
 }
 
 /// The simulation.
@@ -183,6 +186,7 @@ impl World {
             CrashImage {
                 volumes: disks,
                 journal: journal.unwrap_or_default(),
+                now: 0,
             },
             None,
         )
@@ -234,8 +238,9 @@ impl World {
             })
             .collect();
         let mut w = World {
-            // Time 0 belongs to the initial contents in the model.
-            now: 1,
+            // Time 0 belongs to the initial contents in the model; after a crash the clock goes
+            // on (the model's times stay ordered across power losses).
+            now: image.now + 1,
             rng,
             seq: 0,
             events: BTreeMap::new(),
@@ -537,17 +542,33 @@ impl World {
         CrashImage {
             volumes,
             journal: self.journal_disks,
+            now: self.now,
         }
     }
 
     /// Recovery, as assembly runs it: read both journal slots, take the newest valid record,
-    /// resync each volume's listed stripes, then write a record with a higher generation that
-    /// no longer lists them. Returns the stripes resynced per volume and those at risk (a
+    /// then run the control plane's recovery ([`crate::control::Recovery`]) for each volume:
+    /// resync its listed stripes, flush its members, write a record with a higher generation
+    /// that no longer lists them. Returns the stripes resynced per volume and those at risk (a
     /// member missing).
     pub fn recover(cfg: SimConfig, image: CrashImage) -> (World, RecoveryReport) {
+        match World::recover_until(cfg, image, None, &RecoveryOptions::default()) {
+            Ok(r) => r,
+            Err(_) => unreachable!("no crash was asked for"),
+        }
+    }
+
+    /// [`World::recover`] that loses power itself after `crash_after` events, when given and
+    /// reached before recovery is over: `Err` holds the durable contents then.
+    pub fn recover_until(
+        cfg: SimConfig,
+        image: CrashImage,
+        crash_after: Option<u64>,
+        opts: &RecoveryOptions,
+    ) -> Result<(World, RecoveryReport), CrashImage> {
         let mut report = RecoveryReport::default();
         let Some(sj) = cfg.journal.clone() else {
-            return (World::from_image(cfg, image, None), report);
+            return Ok((World::from_image(cfg, image, None), report));
         };
         let jcfg = sj.config();
         let slot = |k: usize| {
@@ -567,39 +588,91 @@ impl World {
         let journal = Arc::new(Journal::new(jcfg, last_gen, entries));
         let mut w = World::from_image(cfg, image, Some(journal.clone()));
         // The journal attached every volume in from_image; fetch each one's carried stripes.
+        let mut recs = Vec::new();
         for vi in 0..w.volumes.len() {
             let number = w.volumes[vi].vol.number;
             let stripes = journal.carried_stripes(number);
             let failed = w.volumes[vi].disks.iter().any(|d| d.failed || d.stale);
-            if failed {
+            let (resync, at_risk) = if failed {
                 report.at_risk.push((number, stripes.clone()));
-                journal.release_carried(number, &stripes);
-                continue;
-            }
-            for (k, &s) in stripes.iter().enumerate() {
-                let r = (k as u32) % w.cfg.reactors;
-                w.submit(r, vi, u64::MAX - k as u64, UserOp::Resync, s, 1, None)
-                    .expect("resync of a listed stripe");
-            }
-            report.resynced.push((number, stripes));
+                (Vec::new(), stripes)
+            } else {
+                report.resynced.push((number, stripes.clone()));
+                (stripes, Vec::new())
+            };
+            let opts = RecoveryOptions {
+                window: 64,
+                ..opts.clone()
+            };
+            recs.push(Some(Recovery::new(
+                number,
+                Stripes::Listed(resync),
+                at_risk,
+                opts,
+            )));
         }
-        w.run_until_idle();
+        let (mut events, mut idle) = (0u64, 0u64);
+        let mut sent = 0u64;
         let mut done = Vec::new();
-        w.take_completions(&mut done);
-        for (_, _, c) in &done {
-            if c.result.is_err() {
-                report.resync_errors += 1;
+        loop {
+            for (vi, slot) in recs.iter_mut().enumerate() {
+                let Some(rec) = slot else { continue };
+                loop {
+                    match rec.poll(&journal) {
+                        Step::Submit(list) => {
+                            for s in list {
+                                // Spread the resyncs over the reactors, as the runtimes may.
+                                let r = (sent % w.cfg.reactors as u64) as u32;
+                                sent += 1;
+                                let tag = u64::MAX - sent;
+                                if let Err(e) = w.submit(r, vi, tag, s.op, s.lba, s.blocks, None) {
+                                    rec.refused(e.error);
+                                }
+                            }
+                        }
+                        Step::Kick => {
+                            w.channels[0][vi].message(Msg::JournalKick);
+                            w.pump(0, vi);
+                        }
+                        Step::Wait => break,
+                        Step::Done(result) => {
+                            match result {
+                                Ok(_) => {}
+                                Err(RecoveryError::Resync { failed }) => {
+                                    report.resync_errors += failed
+                                }
+                                Err(_) => report.resync_errors += 1,
+                            }
+                            *slot = None;
+                            break;
+                        }
+                    }
+                }
+            }
+            if recs.iter().all(Option::is_none) {
+                break;
+            }
+            if crash_after.is_some_and(|c| events >= c) {
+                return Err(w.crash());
+            }
+            if w.step() {
+                events += 1;
+            } else {
+                // Idle: only ticks remain (a record may wait for a timer).
+                idle += 1;
+                assert!(idle < 1_000_000, "recovery never finished");
+                let t = w.cfg.tick_us;
+                w.advance(t);
+            }
+            w.take_completions(&mut done);
+            for (_, vi, c) in done.drain(..) {
+                if let Some(rec) = recs[vi].as_mut() {
+                    rec.complete(c.result);
+                }
             }
         }
-        for (number, _) in &report.resynced {
-            journal.release_carried(*number, &[]);
-        }
-        // A record above every generation seen, without the resynced stripes.
-        journal.request(journal.open_generation());
-        w.channels[0][0].message(Msg::JournalKick);
-        w.pump(0, 0);
         w.run_until_idle();
-        (w, report)
+        Ok((w, report))
     }
 }
 

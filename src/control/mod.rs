@@ -1,0 +1,11 @@
+//! The control plane: the steps around the data path (recovery today), written once as state
+//! machines whose steps are values, and driven by every runtime: the SPDK adapter, the io_uring
+//! runtime and the simulator (which crashes inside them). Safe Rust, no SPDK or io_uring types.
+//!
+//! Each ordering rule that protects data is enforced in one place here and named in that
+//! module's docs:
+//! - [`recovery`]: members are flushed before resynced stripes leave the record.
+
+pub mod recovery;
+
+pub use recovery::{Outcome, Recovery, RecoveryError, RecoveryOptions, Step, Stripes, Submit};
