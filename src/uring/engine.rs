@@ -5,7 +5,8 @@ use std::sync::Arc;
 use super::files::VolumeFiles;
 use super::reactor::{Ctx, Driver, Runtime, RuntimeOptions, VolumeDevices};
 use super::Error;
-use crate::engine::{Completion, Msg, UserOp, Volume};
+use crate::control;
+use crate::engine::{Completion, Msg, Volume};
 use crate::journal::Journal;
 
 /// Resyncs kept in flight during recovery.
@@ -170,18 +171,29 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
     )?;
     let rec = Recovery {
         journal: journal.clone(),
-        number,
-        stripes: carried.clone(),
-        next: 0,
-        inflight: 0,
-        errors: 0,
-        target: None,
-        done: false,
+        rec: control::Recovery::new(
+            number,
+            control::Stripes::Listed(carried.clone()),
+            Vec::new(),
+            control::RecoveryOptions {
+                window: RESYNC_DEPTH,
+                ..Default::default()
+            },
+        ),
+        tag: 0,
+        result: None,
     };
     let rec = runtime
         .run(vec![(0, rec)], || {})?
         .pop()
         .expect("one driver");
+    let errors = match &rec.result {
+        Some(Err(control::RecoveryError::Resync { failed })) => *failed,
+        _ => 0,
+    };
+    if let Some(Err(e @ control::RecoveryError::Flush(_))) = &rec.result {
+        return Err(Error::new(format!("recovery: {e}")));
+    }
     if journal.is_failed() {
         return Err(Error::new(format!(
             "{}: journal record write failed during recovery",
@@ -191,13 +203,12 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
     let recovery = RecoveryReport {
         generation,
         resynced: carried,
-        resync_errors: rec.errors,
+        resync_errors: errors,
         new_generation: journal.durable_generation(),
     };
-    if rec.errors > 0 {
+    if errors > 0 {
         return Err(Error::new(format!(
-            "recovery: {} listed stripes could not be resynced (member I/O errors)",
-            rec.errors
+            "recovery: {errors} listed stripes could not be resynced (member I/O errors)"
         )));
     }
     if use_journal {
@@ -227,55 +238,40 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
     })
 }
 
-/// Recovery on one reactor: resync the carried stripes, then force a record write.
+/// Recovery on one reactor: the control plane's recovery ([`control::Recovery`]: resync the
+/// carried stripes, flush the members, then release them and force a record write), driven
+/// through this reactor's channel.
 struct Recovery {
     journal: Arc<Journal>,
-    number: u32,
-    stripes: Vec<u64>,
-    next: usize,
-    inflight: usize,
-    errors: u64,
-    target: Option<u64>,
-    done: bool,
+    rec: control::Recovery,
+    tag: u64,
+    result: Option<Result<control::Outcome, control::RecoveryError>>,
 }
 
 impl Driver for Recovery {
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
-        while self.inflight < RESYNC_DEPTH && self.next < self.stripes.len() {
-            let s = self.stripes[self.next];
-            self.next += 1;
-            match ctx.submit(0, s, UserOp::Resync, s, 1, None) {
-                Ok(()) => self.inflight += 1,
-                Err(_) => self.errors += 1,
-            }
-        }
-        if self.inflight > 0 || self.next < self.stripes.len() {
-            return;
-        }
-        match self.target {
-            None => {
-                self.journal.release_carried(self.number, &[]);
-                let g = self.journal.open_generation();
-                self.target = Some(g);
-                self.journal.request(g);
-                ctx.message(0, Msg::JournalKick);
-            }
-            Some(g) => {
-                if self.journal.durable_generation() >= g || self.journal.is_failed() {
-                    self.done = true;
+        while self.result.is_none() {
+            match self.rec.poll(&self.journal) {
+                control::Step::Submit(list) => {
+                    for s in list {
+                        self.tag += 1;
+                        if let Err(e) = ctx.submit(0, self.tag, s.op, s.lba, s.blocks, None) {
+                            self.rec.refused(e.error);
+                        }
+                    }
                 }
+                control::Step::Kick => ctx.message(0, Msg::JournalKick),
+                control::Step::Wait => return,
+                control::Step::Done(r) => self.result = Some(r),
             }
         }
     }
 
     fn complete(&mut self, _ctx: &mut Ctx<'_>, _volume: usize, c: Completion) {
-        self.inflight -= 1;
-        if c.result.is_err() {
-            self.errors += 1;
-        }
+        self.rec.complete(c.result);
     }
 
     fn finished(&self) -> bool {
-        self.done
+        self.result.is_some()
     }
 }
