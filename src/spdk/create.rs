@@ -14,7 +14,8 @@ use super::channel::{self, pump, INTERNAL_TAG};
 use super::ffi::{self, cstring, guard, noticelog, warnlog};
 use super::json::uuid_string;
 use super::superblocks::{self, read_bytes, read_sb, write_sb, Join};
-use crate::engine::{Msg, UserOp};
+use crate::control::{self, Stripes};
+use crate::engine::Msg;
 use crate::journal::{record, Journal, JournalConfig};
 use crate::layout::{Geometry, MAX_STRIP_BYTES, MIN_STRIP_BYTES};
 use crate::superblock::{
@@ -810,47 +811,21 @@ fn start_volume(spec: VolumeSpec, recover: Recover, done: Done) {
 
 type RecoveryDone = Box<dyn FnOnce(Arc<SpdkVolume>, Result<(), CreateError>)>;
 
-/// Recovery of one volume on the app thread, through a channel of its own: resync every
-/// stripe the journal lists for it, stop carrying them, and write a record above every
-/// generation seen.
+/// Recovery of one volume on the app thread, through a channel of its own: the control
+/// plane's recovery ([`control::Recovery`]: resync every stripe the journal lists for it, flush
+/// the members, stop carrying the stripes and write a record above every generation seen),
+/// driven by a poller.
 struct Recovery {
     vol: Arc<SpdkVolume>,
     ch: *mut sys::spdk_io_channel,
     poller: *mut sys::spdk_poller,
-    stripes: Stripes,
-    next: usize,
-    /// Resyncs finished (progress of a full resync).
-    completed: usize,
+    rec: control::Recovery,
+    /// A full resync (progress is published), of this many stripes.
+    full: Option<u64>,
+    seq: u64,
     started_us: u64,
     published_us: u64,
-    inflight: usize,
-    errors: u64,
-    target: Option<u64>,
     done: Option<RecoveryDone>,
-}
-
-/// The stripes a recovery resyncs.
-enum Stripes {
-    /// Those the journal lists.
-    Listed(Vec<u64>),
-    /// All of them, `0..n`.
-    All(u64),
-}
-
-impl Stripes {
-    fn len(&self) -> usize {
-        match self {
-            Stripes::Listed(l) => l.len(),
-            Stripes::All(n) => *n as usize,
-        }
-    }
-
-    fn at(&self, i: usize) -> u64 {
-        match self {
-            Stripes::Listed(l) => l[i],
-            Stripes::All(_) => i as u64,
-        }
-    }
 }
 
 impl Recovery {
@@ -862,7 +837,7 @@ impl Recovery {
                 v.geo.stripes
             );
             let n = v.geo.stripes;
-            return Recovery::run(v, Stripes::All(n), done);
+            return Recovery::run(v, Stripes::All(n), Vec::new(), done);
         }
         let j = &v.journal().journal;
         let stripes = j.carried_stripes(v.number);
@@ -886,28 +861,38 @@ impl Recovery {
                 resync.len()
             );
         }
-        *v.at_risk.lock().unwrap_or_else(|e| e.into_inner()) = at_risk;
-        Recovery::run(v, Stripes::Listed(resync), done)
+        *v.at_risk.lock().unwrap_or_else(|e| e.into_inner()) = at_risk.clone();
+        Recovery::run(v, Stripes::Listed(resync), at_risk, done)
     }
 
-    fn run(v: Arc<SpdkVolume>, stripes: Stripes, done: RecoveryDone) {
+    fn run(v: Arc<SpdkVolume>, stripes: Stripes, at_risk: Vec<u64>, done: RecoveryDone) {
         // SAFETY: the io_device was registered by start_volume on this thread.
         let ch = unsafe { sys::spdk_get_io_channel(v.io_device()) };
         if ch.is_null() {
             return done(v, Err(err(12, "no channel for recovery")));
         }
+        let full = match stripes {
+            Stripes::All(n) => Some(n),
+            Stripes::Listed(_) => None,
+        };
+        let rec = control::Recovery::new(
+            v.number,
+            stripes,
+            at_risk,
+            control::RecoveryOptions {
+                window: RESYNC_DEPTH,
+                ..Default::default()
+            },
+        );
         let r = Box::into_raw(Box::new(Recovery {
             vol: v,
             ch,
             poller: std::ptr::null_mut(),
-            stripes,
-            next: 0,
-            completed: 0,
+            rec,
+            full,
+            seq: 0,
             started_us: ffi::now_us(),
             published_us: 0,
-            inflight: 0,
-            errors: 0,
-            target: None,
             done: Some(done),
         }));
         // SAFETY: `r` lives until `poll` finishes it; the poller runs on this thread.
@@ -921,100 +906,76 @@ impl Recovery {
         // SAFETY: no other borrow of the context is live in this poller.
         let done = std::mem::take(unsafe { &mut (*ptr).internal });
         for c in done {
-            self.inflight -= 1;
-            self.completed += 1;
-            if c.result.is_err() {
-                self.errors += 1;
-            }
+            self.rec.complete(c.result);
         }
-        while self.inflight < RESYNC_DEPTH && self.next < self.stripes.len() {
-            let s = self.stripes.at(self.next);
-            let tag = ((self.next as u64) << 1) | INTERNAL_TAG;
-            self.next += 1;
-            // SAFETY: as above; the borrow ends before pump.
-            let r = unsafe { (*ptr).channel.submit(tag, UserOp::Resync, s, 1, None) };
-            match r {
-                Ok(()) => self.inflight += 1,
-                Err(_) => self.errors += 1,
+        let j = self.vol.journal().journal.clone();
+        let out = loop {
+            match self.rec.poll(&j) {
+                control::Step::Submit(list) => {
+                    for s in list {
+                        let tag = (self.seq << 1) | INTERNAL_TAG;
+                        self.seq += 1;
+                        // SAFETY: as above; the borrow ends before pump.
+                        let r = unsafe { (*ptr).channel.submit(tag, s.op, s.lba, s.blocks, None) };
+                        if let Err(e) = r {
+                            self.rec.refused(e.error);
+                        }
+                        // SAFETY: no borrow of the context is live.
+                        unsafe { pump(ptr) };
+                    }
+                }
+                control::Step::Kick => {
+                    // SAFETY: no other borrow of the context is live.
+                    unsafe {
+                        (*ptr).channel.message(Msg::JournalKick);
+                        pump(ptr);
+                    }
+                }
+                control::Step::Wait => break None,
+                control::Step::Done(r) => break Some(r),
             }
-            // SAFETY: no borrow of the context is live.
-            unsafe { pump(ptr) };
-        }
-        if let Stripes::All(n) = self.stripes {
+        };
+        if let Some(n) = self.full {
             let now = ffi::now_us();
-            if now >= self.published_us + 100_000 || self.completed as u64 == n {
+            let completed = self.rec.completed();
+            if now >= self.published_us + 100_000 || completed == n {
                 self.published_us = now;
                 let elapsed = (now - self.started_us).max(1) as f64 / 1e6;
                 let g = &self.vol.geo;
-                let mib = self.completed as f64 * (g.stripe_blocks() * g.block_size as u64) as f64
+                let mib = completed as f64 * (g.stripe_blocks() * g.block_size as u64) as f64
                     / (1 << 20) as f64;
                 super::rebuild::set_status(
                     self.vol.uuid,
                     super::rebuild::Slot::SetJournal,
                     serde_json::json!({
-                        "state": if (self.completed as u64) < n { "running" } else { "attaching" },
+                        "state": if completed < n { "running" } else { "attaching" },
                         "journal_bdev": self.vol.journal().name,
                         "stripes_total": n,
-                        "stripes_resynced": self.completed,
-                        "percent": (self.completed as f64 * 1000.0 / n.max(1) as f64).round() / 10.0,
+                        "stripes_resynced": completed,
+                        "percent": (completed as f64 * 1000.0 / n.max(1) as f64).round() / 10.0,
                         "elapsed_s": (elapsed * 100.0).round() / 100.0,
                         "mib_per_s": (mib / elapsed * 10.0).round() / 10.0,
-                        "errors": self.errors,
+                        "errors": self.rec.failed(),
                     }),
                 );
             }
         }
-        if self.inflight > 0 || self.next < self.stripes.len() {
-            return None;
-        }
-        let j = self.vol.journal().journal.clone();
-        match self.target {
-            None => {
-                if self.errors > 0 {
-                    return Some(Err(err(
-                        EIO,
-                        format!(
-                            "volume {}: {} listed stripes could not be resynced",
-                            self.vol.name, self.errors
-                        ),
-                    )));
-                }
-                let at_risk = self
-                    .vol
-                    .at_risk
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                j.release_carried(self.vol.number, &at_risk);
-                let g = j.open_generation();
-                j.request(g);
-                self.target = Some(g);
-                // SAFETY: no other borrow of the context is live.
-                unsafe {
-                    (*ptr).channel.message(Msg::JournalKick);
-                    pump(ptr);
-                }
-                None
+        let name = &self.vol.name;
+        Some(match out? {
+            Ok(o) => {
+                noticelog!(
+                    "volume {name}: recovered ({} stripes resynced, members flushed), journal at generation {}",
+                    o.resynced,
+                    o.generation
+                );
+                Ok(())
             }
-            Some(g) => {
-                if j.is_failed() {
-                    Some(Err(err(
-                        EIO,
-                        format!("journal {}: record write failed", self.vol.journal().name),
-                    )))
-                } else if j.durable_generation() >= g {
-                    noticelog!(
-                        "volume {}: recovered ({} stripes resynced), journal at generation {}",
-                        self.vol.name,
-                        self.stripes.len(),
-                        j.durable_generation()
-                    );
-                    Some(Ok(()))
-                } else {
-                    None
-                }
-            }
-        }
+            Err(control::RecoveryError::Journal) => Err(err(
+                EIO,
+                format!("journal {}: record write failed", self.vol.journal().name),
+            )),
+            Err(e) => Err(err(EIO, format!("volume {name}: {e}"))),
+        })
     }
 }
 
