@@ -366,7 +366,7 @@ impl Pass {
         match self.kind {
             Kind::Rebuild { .. } => code == CODE_REBUILD || code == CODE_REBUILD_FLUSH,
             Kind::Scrub { .. } => code == CODE_SCRUB || code == CODE_REPAIR,
-            Kind::Resync => code == CODE_RESYNC,
+            Kind::Resync => code == CODE_RESYNC || code == CODE_REBUILD_FLUSH,
         }
     }
 
@@ -396,7 +396,7 @@ impl Pass {
                 (CODE_REBUILD, Err(e)) => self.fail(format!("rebuild of stripe {stripe}: {e}")),
                 (CODE_REBUILD_FLUSH, Ok(())) => self.phase = Phase::Over,
                 (CODE_REBUILD_FLUSH, Err(e)) => {
-                    self.fail(format!("flush after rebuild: {e}"));
+                    self.fail(format!("member flush after the pass: {e}"));
                     self.phase = Phase::Over;
                 }
                 (CODE_SCRUB, Ok(())) => self.done += 1,
@@ -494,10 +494,13 @@ impl Pass {
             }
             if self.inflight == 0 && self.next >= stripes && self.repairs.is_empty() {
                 match self.kind {
-                    Kind::Scrub { .. } | Kind::Resync => self.phase = Phase::Over,
-                    Kind::Rebuild { .. } => {
-                        // The replacement's data must be durable before its superblock says
-                        // "active".
+                    Kind::Scrub { .. } => self.phase = Phase::Over,
+                    Kind::Resync if self.errors > 0 => self.phase = Phase::Over,
+                    Kind::Rebuild { .. } | Kind::Resync => {
+                        // A rebuild: the replacement's data must be durable before its
+                        // superblock says "active". A full resync: the recomputed parity must
+                        // be durable before a new journal is named (from then on the old
+                        // journal's stripes are no longer listed anywhere).
                         self.phase = Phase::Flushing;
                         // SAFETY: as above.
                         let r = unsafe {
@@ -512,7 +515,7 @@ impl Pass {
                         match r {
                             Ok(()) => self.inflight += 1,
                             Err(e) => {
-                                self.fail(format!("flush after rebuild refused: {}", e.error));
+                                self.fail(format!("member flush after the pass refused: {}", e.error));
                                 self.phase = Phase::Over;
                             }
                         }
