@@ -5,19 +5,22 @@
 //! after the first may itself lose power at a random point inside it); then one member of every
 //! volume lost, every acknowledged write read back and every stripe's parity checked. Controls
 //! that must find loss: `--no-journal`; `--control no-recovery-flush` (recovery releases the
-//! resynced stripes without flushing the members first; needs `--crashes 2` or more). Last
+//! resynced stripes without flushing the members first; needs `--crashes 2` or more).
+//! `--scenario transient`: a member fails transiently under writes, the power goes, the member
+//! works again after the restart (control: `--control no-failure-record`, degraded writes
+//! acknowledged before the failure is recorded). Last
 //! line: `seeds=N lost_acked=X inconsistent_stripes=Y`; exits non-zero when X or Y is above
 //! zero.
 
 use jraid::control::RecoveryOptions;
 use jraid::sim::cli::SeedArgs;
-use jraid::sim::workload::crash_check_with;
+use jraid::sim::workload::{crash_check_with, transient_check};
 
 fn main() {
     let args = match SeedArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--no-journal] [--control no-recovery-flush]");
+            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient] [--no-journal] [--control no-recovery-flush|no-failure-record]");
             std::process::exit(2);
         }
     };
@@ -25,6 +28,8 @@ fn main() {
     let mut verbose = false;
     let mut crashes = 1u32;
     let mut opts = RecoveryOptions::default();
+    let mut transient = false;
+    let mut record_failures = true;
     let mut flags = args.rest.iter();
     let usage = |m: String| -> ! {
         eprintln!("crash_sim: {m}");
@@ -43,7 +48,15 @@ fn main() {
             }
             "--control" => match flags.next().map(String::as_str) {
                 Some("no-recovery-flush") => opts.skip_member_flush = true,
-                other => usage(format!("unknown control {other:?} (no-recovery-flush)")),
+                Some("no-failure-record") => record_failures = false,
+                other => usage(format!(
+                    "unknown control {other:?} (no-recovery-flush, no-failure-record)"
+                )),
+            },
+            "--scenario" => match flags.next().map(String::as_str) {
+                Some("crash") => transient = false,
+                Some("transient") => transient = true,
+                other => usage(format!("unknown scenario {other:?} (crash, transient)")),
             },
             other => usage(format!("unknown argument {other}")),
         }
@@ -58,11 +71,21 @@ fn main() {
     if opts.skip_member_flush {
         extra += " --control no-recovery-flush";
     }
+    if transient {
+        extra += " --scenario transient";
+    }
+    if !record_failures {
+        extra += " --control no-failure-record";
+    }
     let start = std::time::Instant::now();
     let (mut lost, mut inconsistent, mut failed_seeds, mut other) = (0u64, 0u64, 0u64, 0u64);
     let (mut writes, mut records, mut full) = (0u64, 0u64, 0u64);
     for seed in args.base..args.base + args.count {
-        let out = crash_check_with(seed, journal, crashes, &opts);
+        let out = if transient {
+            transient_check(seed, record_failures)
+        } else {
+            crash_check_with(seed, journal, crashes, &opts)
+        };
         lost += out.lost_acked;
         inconsistent += out.inconsistent_stripes;
         other += out.failed_requests + out.bad_reads;
@@ -91,11 +114,13 @@ fn main() {
         }
     }
     eprintln!(
-        "journal={} crashes={crashes} recovery_flush={} failed_seeds={failed_seeds} \
+        "journal={} crashes={crashes} recovery_flush={} failure_record={record_failures} \
+         scenario={} failed_seeds={failed_seeds} \
          other_errors={other} user_writes={writes} record_writes={records} \
          full_record_waits={full} elapsed={:.1}s",
         if journal { "on" } else { "off" },
         if opts.skip_member_flush { "off" } else { "on" },
+        if transient { "transient" } else { "crash" },
         start.elapsed().as_secs_f64()
     );
     println!(

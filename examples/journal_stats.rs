@@ -44,6 +44,7 @@ fn main() {
                 max_latency_us: 20,
                 error_rate: 0.0,
                 tick_us: 1000,
+                record_failures: true,
             };
             let mut d = Driver::new(World::new(cfg), Rng::new(qd as u64));
             let w = Workload {

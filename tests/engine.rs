@@ -26,6 +26,7 @@ fn world(members: u32, journal: bool) -> World {
         max_latency_us: 50,
         error_rate: 0.0,
         tick_us: 1000,
+        record_failures: true,
     })
 }
 

@@ -27,6 +27,7 @@ fn cfg(seed: u64) -> SimConfig {
         max_latency_us: 30,
         error_rate: 0.0,
         tick_us: 1000,
+        record_failures: true,
     }
 }
 

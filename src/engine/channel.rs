@@ -3,6 +3,16 @@
 //!
 //! Everything here runs on the channel's own thread; other reactors are reached only through the
 //! shared [`Volume`] (stripe locks, member health, journal) and [`Backend::send`].
+//!
+//! # Ordering rule: a member failure is durable before a write that depends on it is acknowledged
+//! Enforced in `complete_req`, and nowhere else: while a member failure is not yet recorded
+//! by the runtime ([`Volume::unrecorded_failures`]; the runtime writes it into the surviving
+//! members' superblocks and reports it with [`Volume::failures_recorded`]), a successful write
+//! is held, not acknowledged; `tick` releases the held writes once every failure is recorded.
+//! Without it, a member that errored transiently and comes back after a power loss is trusted
+//! again, and recovery recomputes parity from its stale data, losing what the degraded writes
+//! put only in parity. The simulator's control (`crash_sim --scenario transient --control
+//! no-failure-record`) finds that loss.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -218,6 +228,8 @@ pub struct Channel<B: Backend> {
     pieces: Vec<Piece>,
     free_pieces: Vec<u32>,
     done: Vec<Completion>,
+    /// Writes finished while a member failure was unrecorded: acknowledged once it is.
+    held: Vec<Completion>,
     /// Messages to this channel itself, run before returning to the runtime.
     local: VecDeque<Msg>,
     /// Pieces waiting for durability or room.
@@ -275,6 +287,7 @@ impl<B: Backend> Channel<B> {
             pieces: Vec::new(),
             free_pieces: Vec::new(),
             done: Vec::new(),
+            held: Vec::new(),
             local: VecDeque::new(),
             waiting: Vec::new(),
             waiting_spare: Vec::new(),
@@ -327,7 +340,9 @@ impl<B: Backend> Channel<B> {
 
     /// True when nothing is in flight on this channel.
     pub fn idle(&self) -> bool {
-        self.reqs.len() == self.free_reqs.len() && self.member_flush.is_none()
+        self.reqs.len() == self.free_reqs.len()
+            && self.member_flush.is_none()
+            && self.held.is_empty()
     }
 
     /// True when nothing of this channel depends on its journal: no piece marked or waiting
@@ -506,6 +521,7 @@ impl<B: Backend> Channel<B> {
                 self.try_flush();
             }
         }
+        self.release_held();
         self.run_local();
     }
 
@@ -1189,13 +1205,30 @@ impl<B: Backend> Channel<B> {
             Some(UserOp::Write) => self.stats.writes += 1,
             _ => {}
         }
-        self.done.push(Completion {
+        let c = Completion {
             tag: r.tag,
             result,
             buf: r.buf.take(),
-        });
+        };
+        // The ordering rule of the module docs: a successful write waits for every member
+        // failure before it to be recorded.
+        let hold = r.op == Some(UserOp::Write)
+            && c.result.is_ok()
+            && (!self.held.is_empty() || self.vol.unrecorded_failures().is_some());
+        if hold {
+            self.held.push(c);
+        } else {
+            self.done.push(c);
+        }
         r.op = None;
         self.free_reqs.push(ri as u32);
+    }
+
+    /// Acknowledge the held writes once every member failure is recorded.
+    fn release_held(&mut self) {
+        if !self.held.is_empty() && self.vol.unrecorded_failures().is_none() {
+            self.done.append(&mut self.held);
+        }
     }
 
     fn send(&mut self, to: Address, msg: Msg) {

@@ -1,7 +1,7 @@
 //! The state of one volume that every reactor shares: geometry, member health, stripe locks and the
 //! journal the volume writes through.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::journal::Journal;
@@ -51,6 +51,13 @@ pub struct Volume {
     rebuilt: Box<[AtomicU64]>,
     /// Number of failed members.
     failed: AtomicU32,
+    /// Members taken out of service so far (a sequence number of failures).
+    failures: AtomicU64,
+    /// Failures the runtime has recorded durably (in the surviving members' superblocks).
+    recorded: AtomicU64,
+    /// Whether the runtime records failures (writes are then acknowledged only once every
+    /// failure before them is recorded).
+    records_failures: AtomicBool,
     /// Stripe locks.
     pub locks: StripeLocks,
     /// The dirty-stripe journal new channels write through; `None` only for comparison runs
@@ -78,6 +85,9 @@ impl Volume {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             failed: AtomicU32::new(0),
+            failures: AtomicU64::new(0),
+            recorded: AtomicU64::new(0),
+            records_failures: AtomicBool::new(false),
             locks: StripeLocks::new(1024),
             journal: Mutex::new(journal),
             stats: VolumeStats::default(),
@@ -150,6 +160,12 @@ impl Volume {
     /// Mark member `m` failed (also when it was being rebuilt). Returns true when this call
     /// took it out of service.
     pub fn fail_member(&self, m: u32) -> bool {
+        if self.health[m as usize].load(Ordering::Acquire) == FAILED {
+            return false;
+        }
+        // Counted before the state changes: whoever sees the member failed (and writes
+        // degraded) also sees this failure unrecorded.
+        self.failures.fetch_add(1, Ordering::AcqRel);
         match self.health[m as usize].swap(FAILED, Ordering::AcqRel) {
             ACTIVE => {
                 self.failed.fetch_add(1, Ordering::AcqRel);
@@ -157,6 +173,31 @@ impl Volume {
             }
             _ => false,
         }
+    }
+
+    /// The runtime records member failures durably (in the surviving members' superblocks)
+    /// and reports each with [`Volume::failures_recorded`]. From then on a write completed
+    /// while a failure is unrecorded is acknowledged only once it is recorded; see
+    /// [`super::Channel`] ("a member failure is durable before a write that depends on it is
+    /// acknowledged").
+    pub fn set_records_failures(&self, on: bool) {
+        self.records_failures.store(on, Ordering::Release);
+    }
+
+    /// The failure count the runtime must record, when some failure is not recorded yet (and
+    /// the runtime records failures).
+    pub fn unrecorded_failures(&self) -> Option<u64> {
+        if !self.records_failures.load(Ordering::Acquire) {
+            return None;
+        }
+        let f = self.failures.load(Ordering::Acquire);
+        (f > self.recorded.load(Ordering::Acquire)).then_some(f)
+    }
+
+    /// Every failure up to count `upto` (from [`Volume::unrecorded_failures`], read before the
+    /// member states were captured for writing) is now durable.
+    pub fn failures_recorded(&self, upto: u64) {
+        self.recorded.fetch_max(upto, Ordering::AcqRel);
     }
 
     /// Start rebuilding failed member `m` onto a replacement: from now on it receives the

@@ -20,9 +20,13 @@ pub struct SimDisk {
     pub volatile: bool,
     /// Dead: every I/O fails.
     pub failed: bool,
-    /// A replacement whose contents are not valid yet (being rebuilt): it works, but assembly
-    /// must treat it as missing.
+    /// A replacement whose contents are not valid yet (being rebuilt), or a member recorded
+    /// as failed in the others' superblocks: it may work, but assembly must treat it as
+    /// missing.
     pub stale: bool,
+    /// Its failure is transient: after a power loss it works again (with the contents it had),
+    /// and only a recorded failure (`stale`) keeps it out.
+    pub transient: bool,
 }
 
 impl SimDisk {
@@ -36,6 +40,7 @@ impl SimDisk {
             volatile,
             failed: false,
             stale: false,
+            transient: false,
         }
     }
 
@@ -71,6 +76,10 @@ impl SimDisk {
     /// Power loss: each cached block independently survives or not (the cache may have written
     /// any of them back already).
     pub fn crash(&mut self, rng: &mut Rng) {
+        if self.failed && self.transient {
+            self.failed = false;
+            self.transient = false;
+        }
         let cache = std::mem::take(&mut self.cache);
         for (b, d) in cache {
             if rng.chance(0.5) {

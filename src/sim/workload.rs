@@ -604,6 +604,7 @@ pub fn io_check(seed: u64) -> Outcome {
         max_latency_us: rng.range(2, 200),
         error_rate: if rng.chance(0.2) { 0.01 } else { 0.0 },
         tick_us: 1000,
+        record_failures: true,
     };
     let kill_at = rng.chance(0.2).then(|| rng.range(0, 150) as usize);
     let victim = rng.range(0, geo.members as u64) as u32;
@@ -677,6 +678,7 @@ pub fn crash_check_with(seed: u64, journal: bool, crashes: u32, opts: &RecoveryO
         max_latency_us: rng.range(2, 200),
         error_rate: 0.0,
         tick_us: 500,
+        record_failures: true,
     };
     let w = Workload {
         ops: 120,
@@ -722,6 +724,70 @@ pub fn crash_check_with(seed: u64, journal: bool, crashes: u32, opts: &RecoveryO
     d.out
 }
 
+/// Transient member failure check for one seed: a member starts failing every I/O in the
+/// middle of a write workload (the engine fails it and writes go on degraded), then the power
+/// goes, either in the middle of the workload or after an idle spell (clean stripes have left
+/// the record), and the member works again after the restart. Unless its failure was recorded
+/// before the degraded writes were acknowledged, the volume takes it back with stale data.
+/// Every acknowledged write must read back (stripes recovery reports at risk excepted); with
+/// `record_failures` false (the control) loss is expected.
+pub fn transient_check(seed: u64, record_failures: bool) -> Outcome {
+    let mut rng = Rng::new(seed ^ 0x7EA5_1E57);
+    let geo = random_geometry(&mut rng);
+    let journal = random_journal(&mut rng);
+    let hysteresis = journal.hysteresis_us;
+    let cfg = SimConfig {
+        seed,
+        reactors: rng.range(1, 4) as u32,
+        volumes: vec![(0, geo)],
+        member_volatile: rng.chance(0.5),
+        journal: Some(journal),
+        max_latency_us: rng.range(2, 200),
+        error_rate: 0.0,
+        tick_us: 500,
+        record_failures,
+    };
+    let w = Workload {
+        ops: 150,
+        qd: rng.range(1, 17) as usize,
+        read_fraction: 0.1,
+        hot_stripes: None,
+        single_block: false,
+        background: false,
+    };
+    let fail_at = rng.range(0, 60) as usize;
+    let victim = rng.range(0, geo.members as u64) as u32;
+    let mid_run = rng.chance(0.5);
+    let mut d = Driver::new(World::new(cfg.clone()), rng.fork(1));
+    let before = |d: &mut Driver, i: usize| {
+        if i == fail_at {
+            d.world.fail_member_transiently(0, victim);
+        }
+    };
+    if mid_run {
+        let crash_after = rng.range(200, 3000);
+        d.run(&w, Some(crash_after), before);
+    } else {
+        d.run(&w, None, before);
+        d.world.advance(hysteresis * 4 + 10_000);
+    }
+    let crash_time = d.world.now;
+    let report = d.crash_and_recover_with(cfg, 0.2, &RecoveryOptions::default());
+    for (_, stripes) in &report.at_risk {
+        d.excused[0].extend(stripes.iter().copied());
+    }
+    if report.resync_errors > 0 {
+        d.out.failed_requests += report.resync_errors;
+        d.out
+            .note(format!("{} resyncs failed", report.resync_errors));
+    }
+    if d.world.volumes[0].disks.iter().all(|disk| !disk.stale) {
+        d.check_parity();
+    }
+    d.out.lost_acked = d.read_back(Some(crash_time));
+    d.out
+}
+
 /// Rebuild check for one seed: writes healthy, a member lost, writes degraded, a blank
 /// replacement rebuilt under load, sometimes a power loss in the middle (then recovery and a
 /// restarted rebuild). Afterwards every stripe's parity matches, every acknowledged write reads
@@ -740,6 +806,7 @@ pub fn rebuild_check(seed: u64) -> Outcome {
         max_latency_us: rng.range(2, 200),
         error_rate: 0.0,
         tick_us: 1000,
+        record_failures: true,
     };
     let qd = rng.range(1, 17) as usize;
     let load = |ops| Workload {

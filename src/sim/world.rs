@@ -95,6 +95,11 @@ pub struct SimConfig {
     pub error_rate: f64,
     /// Period of channel ticks (µs).
     pub tick_us: u64,
+    /// The runtime records member failures in the surviving members' superblocks (here: the
+    /// failed disk's `stale` mark, written after a device latency, lost if the power goes
+    /// first), and writes wait for that record before they are acknowledged. Off only in the
+    /// simulator's control run.
+    pub record_failures: bool,
 }
 
 /// A volume in the world.
@@ -121,6 +126,12 @@ enum Event {
     },
     Tick {
         reactor: u32,
+    },
+    /// The superblock write recording volume `vi`'s failed members (failure count `seq`).
+    Record {
+        vi: usize,
+        seq: u64,
+        failed: Vec<u32>,
     },
 }
 
@@ -156,6 +167,8 @@ pub struct World {
     done: Vec<(u32, usize, Completion)>,
     /// Writes in flight: id → (volume index or journal, device, lba, data).
     inflight: BTreeMap<u64, (Option<usize>, u32, u64, Vec<u8>)>,
+    /// Per volume: a failure record is being written.
+    recording: Vec<bool>,
 }
 
 impl World {
@@ -212,6 +225,7 @@ impl World {
                 cfg.member_volatile,
                 journal.clone(),
             ));
+            vol.set_records_failures(cfg.record_failures);
             for (m, d) in image.volumes[i].iter().enumerate() {
                 if d.failed || d.stale {
                     vol.fail_member(m as u32);
@@ -237,6 +251,7 @@ impl World {
                     .collect()
             })
             .collect();
+        let nvol = volumes.len();
         let mut w = World {
             // Time 0 belongs to the initial contents in the model; after a crash the clock goes
             // on (the model's times stay ordered across power losses).
@@ -251,6 +266,7 @@ impl World {
             channels,
             done: Vec::new(),
             inflight: BTreeMap::new(),
+            recording: vec![false; nvol],
             cfg,
         };
         for r in 0..w.cfg.reactors {
@@ -414,6 +430,15 @@ impl World {
                 ch.message(msg);
                 self.pump(reactor, vi);
             }
+            Event::Record { vi, seq, failed } => {
+                self.busy -= 1;
+                self.recording[vi] = false;
+                let v = &mut self.volumes[vi];
+                for m in failed {
+                    v.disks[m as usize].stale = true;
+                }
+                v.vol.failures_recorded(seq);
+            }
             Event::Tick { reactor } => {
                 for vi in 0..self.volumes.len() {
                     let ch = &mut self.channels[reactor as usize][vi];
@@ -425,7 +450,31 @@ impl World {
                 self.schedule(p, Event::Tick { reactor });
             }
         }
+        self.record_failures();
         true
+    }
+
+    /// Start recording member failures the engine made and nobody recorded yet, as a
+    /// runtime does (a superblock write to the surviving members).
+    fn record_failures(&mut self) {
+        for vi in 0..self.volumes.len() {
+            if self.recording[vi] {
+                continue;
+            }
+            let vol = &self.volumes[vi].vol;
+            let Some(seq) = vol.unrecorded_failures() else {
+                continue;
+            };
+            let failed: Vec<u32> = (0..vol.geo.members)
+                .filter(|&m| {
+                    vol.health(m) == crate::engine::MemberHealth::Failed
+                        && vol.rebuilding() != Some(m)
+                })
+                .collect();
+            self.recording[vi] = true;
+            let lat = self.rng.range(1, self.cfg.max_latency_us + 1);
+            self.schedule(lat, Event::Record { vi, seq, failed });
+        }
     }
 
     fn run_io(&mut self, vi: usize, io: &mut DeviceIo, id: u64) -> bool {
@@ -482,7 +531,17 @@ impl World {
         self.volumes[vi].disks[m as usize].failed = true;
         if tell_engine {
             self.volumes[vi].vol.fail_member(m);
+            self.record_failures();
         }
+    }
+
+    /// Member `m` of volume index `vi` fails transiently: every I/O fails until the next power
+    /// loss, after which it works again with the contents it had (the engine learns on first
+    /// use). Only a recorded failure keeps it out of the volume then.
+    pub fn fail_member_transiently(&mut self, vi: usize, m: u32) {
+        let d = &mut self.volumes[vi].disks[m as usize];
+        d.failed = true;
+        d.transient = true;
     }
 
     /// Put a blank replacement in place of failed member `m` of volume index `vi` and start

@@ -515,7 +515,10 @@ impl Pass {
                         match r {
                             Ok(()) => self.inflight += 1,
                             Err(e) => {
-                                self.fail(format!("member flush after the pass refused: {}", e.error));
+                                self.fail(format!(
+                                    "member flush after the pass refused: {}",
+                                    e.error
+                                ));
                                 self.phase = Phase::Over;
                             }
                         }
