@@ -178,6 +178,9 @@ impl SpdkVolume {
             volatile,
             journal_on.then(|| journal.journal.clone()),
         ));
+        // Member failures are recorded in the superblocks by the member watcher
+        // (rebuild::watch), and writes are acknowledged only after that.
+        vol.set_records_failures(true);
         for (i, m) in members.iter().enumerate() {
             if m.is_none() {
                 vol.fail_member(i as u32);

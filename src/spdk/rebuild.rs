@@ -28,8 +28,10 @@ use crate::engine::{IoError, MemberHealth, UserOp};
 pub(crate) const DEFAULT_WINDOW: usize = 16;
 /// Period of a pass's poller.
 const PASS_POLL_US: u64 = 0;
-/// Period of the member-state watcher.
-const WATCH_US: u64 = 100_000;
+/// Period of the member-state watcher (writes wait for it after a member fails).
+const WATCH_US: u64 = 10_000;
+/// After a failed attempt to record member states, the next one waits this long.
+const RECORD_RETRY_US: u64 = 1_000_000;
 /// Mismatching stripes a scrub lists by number (it counts them all).
 const LIST_MAX: usize = 64;
 
@@ -70,6 +72,9 @@ static STATUS: Mutex<Option<StatusMap>> = Mutex::new(None);
 static STOPPING: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
 /// Member states last seen by the watcher, by volume address.
 static SEEN: Mutex<Option<HashMap<usize, Vec<u8>>>> = Mutex::new(None);
+/// Volumes (by address) whose member states are being recorded, or when the next attempt may
+/// start after a failed one (µs).
+static RECORDING: Mutex<Option<HashMap<usize, Option<u64>>>> = Mutex::new(None);
 
 pub(crate) fn set_status(uuid: [u8; 16], slot: Slot, v: Value) {
     let mut g = STATUS.lock().unwrap_or_else(|e| e.into_inner());
@@ -142,7 +147,10 @@ fn states(v: &SpdkVolume) -> Vec<u8> {
 }
 
 /// Watch volume `v` (now online): a member the engine fails on an I/O error is recorded as
-/// failed in the superblocks of the others. Called on the app thread.
+/// failed in the superblocks of the others, and then the engine is told
+/// ([`crate::engine::Volume::failures_recorded`]): writes completed meanwhile are held until
+/// then (the engine's rule "a member failure is durable before a write that depends on it is
+/// acknowledged"). Called on the app thread.
 pub(crate) fn watch(v: &Arc<SpdkVolume>) {
     let key = Arc::as_ptr(v) as usize;
     if let Some(s) = STOPPING.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
@@ -180,6 +188,7 @@ unsafe extern "C" fn watch_poll(_arg: *mut c_void) -> i32 {
     guard("member watcher", || {
         let vols = registry().volumes.clone();
         let mut changed = Vec::new();
+        let mut online = Vec::new();
         {
             let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
             let seen = seen.get_or_insert_with(HashMap::new);
@@ -190,6 +199,7 @@ unsafe extern "C" fn watch_poll(_arg: *mut c_void) -> i32 {
                 let Some(old) = seen.get_mut(&key) else {
                     continue; // not online yet
                 };
+                online.push(v.clone());
                 let now = states(v);
                 if *old != now {
                     let newly_failed: Vec<usize> = (0..now.len())
@@ -200,19 +210,67 @@ unsafe extern "C" fn watch_poll(_arg: *mut c_void) -> i32 {
                 }
             }
         }
-        for (v, failed) in changed {
-            if stopping(&v) {
+        for (v, failed) in &changed {
+            if stopping(v) {
                 continue;
             }
             let names = v.names();
-            for m in failed {
+            for &m in failed {
                 warnlog!(
                     "volume {}: member {m} ({}) failed; serving degraded",
                     v.name,
                     names[m]
                 );
             }
-            record_member_states_then(&v, |_| {});
+        }
+        let now = ffi::now_us();
+        if let Some(rec) = RECORDING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            rec.retain(|k, _| vols.iter().any(|v| Arc::as_ptr(v) as usize == *k));
+        }
+        for v in online {
+            let key = Arc::as_ptr(&v) as usize;
+            let unrecorded = v.vol.unrecorded_failures();
+            let state_changed = changed.iter().any(|(c, _)| Arc::ptr_eq(c, &v));
+            if unrecorded.is_none() && !state_changed {
+                continue;
+            }
+            {
+                let mut rec = RECORDING.lock().unwrap_or_else(|e| e.into_inner());
+                let rec = rec.get_or_insert_with(HashMap::new);
+                match rec.get(&key) {
+                    Some(None) => continue, // being recorded; the next poll looks again
+                    Some(Some(next)) if now < *next => continue,
+                    _ => {}
+                }
+                rec.insert(key, None);
+            }
+            // Read before the states are captured (synchronously, in the call below): every
+            // failure up to `upto` is in what gets written.
+            let upto = unrecorded;
+            let v2 = v.clone();
+            record_member_states_then(&v, move |r| {
+                let mut rec = RECORDING.lock().unwrap_or_else(|e| e.into_inner());
+                let rec = rec.get_or_insert_with(HashMap::new);
+                match r {
+                    Ok(()) => {
+                        if let Some(upto) = upto {
+                            v2.vol.failures_recorded(upto);
+                        }
+                        rec.remove(&key);
+                    }
+                    Err(e) => {
+                        warnlog!(
+                            "volume {}: member states not recorded ({e}); writes wait, retrying",
+                            v2.name
+                        );
+                        rec.insert(key, Some(ffi::now_us() + RECORD_RETRY_US));
+                    }
+                }
+            });
         }
         sys::spdk_thread_poller_rc_SPDK_POLLER_IDLE as i32
     })
