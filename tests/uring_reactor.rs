@@ -226,3 +226,77 @@ fn timeout_request_fallback_serves_io_and_ticks() {
     let (errors, mismatches) = got.expect("run").expect("the driver back");
     assert_eq!((errors, mismatches), (0, 0));
 }
+
+/// Fails member 1 (as an I/O error would), then writes: each write's completion checks that the
+/// surviving members' superblocks on disk already say member 1 failed.
+struct WriteAfterFailure {
+    dir: std::path::PathBuf,
+    sent: bool,
+    done: bool,
+    recorded_at_ack: Option<bool>,
+}
+
+fn recorded_failed(dir: &Path, member: u32) -> bool {
+    let files = VolumeFiles::open(dir, false).expect("reopen read-only");
+    files.recorded_states()[member as usize] != jraid::superblock::MemberState::Active
+}
+
+impl Driver for WriteAfterFailure {
+    fn poll(&mut self, ctx: &mut Ctx<'_>) {
+        if self.sent {
+            return;
+        }
+        self.sent = true;
+        ctx.volume(0).fail_member(1);
+        let mut buf = ctx.take_buf(0, 8 * BS);
+        buf.as_mut_slice().fill(0xA5);
+        ctx.submit(0, 1, UserOp::Write, 0, 8, Some(buf))
+            .expect("submit the write");
+    }
+    fn complete(&mut self, _ctx: &mut Ctx<'_>, _volume: usize, c: Completion) {
+        assert!(c.result.is_ok(), "degraded write failed: {:?}", c.result);
+        self.recorded_at_ack = Some(recorded_failed(&self.dir, 1));
+        self.done = true;
+    }
+    fn finished(&self) -> bool {
+        self.done
+    }
+}
+
+/// The io_uring runtime records a member failure in the surviving members' superblocks before
+/// it acknowledges a write made after it, and a restart keeps the member out (degraded open).
+#[test]
+fn member_failure_is_recorded_before_a_write_is_acknowledged() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    create(dir.path());
+    let files = VolumeFiles::open(dir.path(), true).expect("open the volume");
+    let engine = uring::start(&files, 1, true).expect("start the volume");
+    let d = WriteAfterFailure {
+        dir: dir.path().to_path_buf(),
+        sent: false,
+        done: false,
+        recorded_at_ack: None,
+    };
+    let d = engine
+        .runtime
+        .run(vec![(0, d)], || {})
+        .expect("run")
+        .pop()
+        .expect("one driver");
+    engine.stop();
+    assert_eq!(
+        d.recorded_at_ack,
+        Some(true),
+        "the write was acknowledged before the failure was recorded"
+    );
+    drop(files);
+    let files = VolumeFiles::open(dir.path(), true).expect("reopen");
+    let engine = uring::start(&files, 1, true).expect("restart degraded");
+    assert_eq!(
+        engine.vol.failed_count(),
+        1,
+        "member 1 came back after the restart"
+    );
+    assert!(!engine.vol.reachable(1));
+    engine.stop();
+}

@@ -224,11 +224,7 @@ unsafe extern "C" fn watch_poll(_arg: *mut c_void) -> i32 {
             }
         }
         let now = ffi::now_us();
-        if let Some(rec) = RECORDING
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-        {
+        if let Some(rec) = RECORDING.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             rec.retain(|k, _| vols.iter().any(|v| Arc::as_ptr(v) as usize == *k));
         }
         for v in online {

@@ -1,13 +1,16 @@
 //! Bring a volume up on reactors: journal from the newest record, recovery, then service.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::files::VolumeFiles;
+use super::files::{StateRecorder, VolumeFiles};
 use super::reactor::{Ctx, Driver, Runtime, RuntimeOptions, VolumeDevices};
 use super::Error;
 use crate::control;
-use crate::engine::{Completion, Msg, Volume};
+use crate::engine::{Completion, MemberHealth, Msg, Volume};
 use crate::journal::Journal;
+use crate::superblock::MemberState;
 
 /// Resyncs kept in flight during recovery.
 const RESYNC_DEPTH: usize = 64;
@@ -23,6 +26,10 @@ pub struct RecoveryReport {
     pub resync_errors: u64,
     /// Generation of the record written at the end of recovery.
     pub new_generation: u64,
+    /// Listed stripes that could not be resynced because a member is out of service (recorded
+    /// failed): their parity may disagree with their data, so the missing member's blocks of
+    /// them may be lost.
+    pub at_risk: Vec<u64>,
 }
 
 /// A volume served by reactor threads.
@@ -35,6 +42,76 @@ pub struct Engine {
     pub runtime: Runtime,
     /// What recovery did.
     pub recovery: RecoveryReport,
+    /// Records member failures in the superblocks (stops with the engine).
+    _recorder: Recorder,
+}
+
+/// A thread that records the member failures the engine makes into the surviving members'
+/// superblocks and then tells the engine ([`Volume::failures_recorded`]): writes completed
+/// meanwhile are acknowledged only after that (the engine's rule "a member failure is durable
+/// before a write that depends on it is acknowledged").
+struct Recorder {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Recorder {
+    fn start(vol: Arc<Volume>, mut rec: StateRecorder) -> Recorder {
+        vol.set_records_failures(true);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let handle = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Acquire) {
+                let Some(upto) = vol.unrecorded_failures() else {
+                    std::thread::sleep(Duration::from_micros(500));
+                    continue;
+                };
+                let states: Vec<MemberState> = (0..vol.geo.members)
+                    .map(|m| match vol.health(m) {
+                        MemberHealth::Active => MemberState::Active,
+                        MemberHealth::Failed => MemberState::Failed,
+                    })
+                    .collect();
+                match rec.record(&states) {
+                    Ok(()) => vol.failures_recorded(upto),
+                    Err(e) => {
+                        eprintln!("jraid: member states not recorded ({e}); writes wait, retrying");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            }
+        });
+        Recorder {
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The shared volume state, with the member states the superblocks record (a member recorded
+/// failed stays out of service: a degraded open).
+fn volume(
+    files: &VolumeFiles,
+    number: u32,
+    geo: crate::layout::Geometry,
+    journal: Option<Arc<Journal>>,
+) -> Arc<Volume> {
+    let vol = Arc::new(Volume::new(number, geo, true, journal));
+    for (m, st) in files.recorded_states().iter().enumerate() {
+        if *st != MemberState::Active {
+            vol.fail_member(m as u32);
+        }
+    }
+    vol
 }
 
 impl Engine {
@@ -156,8 +233,15 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
         None => (0, Vec::new()),
     };
     let journal = Arc::new(Journal::new(files.journal_config(), generation, entries));
-    let vol = Arc::new(Volume::new(number, geo, true, Some(journal.clone())));
+    let vol = volume(files, number, geo, Some(journal.clone()));
+    let recorder = Recorder::start(vol.clone(), files.state_recorder()?);
     let (jv, carried) = journal.attach_volume(number, geo.stripes, true);
+    // With a member out of service the listed stripes cannot be resynced: they are at risk.
+    let (resync, at_risk) = if vol.failed_count() > 0 {
+        (Vec::new(), carried)
+    } else {
+        (carried, Vec::new())
+    };
     let devs = devices(files, vol.clone(), Some(jv))?;
     let n = if use_journal { reactors } else { 1 };
     let split = o.split_writes && use_journal;
@@ -173,8 +257,8 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
         journal: journal.clone(),
         rec: control::Recovery::new(
             number,
-            control::Stripes::Listed(carried.clone()),
-            Vec::new(),
+            control::Stripes::Listed(resync.clone()),
+            at_risk.clone(),
             control::RecoveryOptions {
                 window: RESYNC_DEPTH,
                 ..Default::default()
@@ -202,8 +286,9 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
     }
     let recovery = RecoveryReport {
         generation,
-        resynced: carried,
+        resynced: resync,
         resync_errors: errors,
+        at_risk,
         new_generation: journal.durable_generation(),
     };
     if errors > 0 {
@@ -217,10 +302,13 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
             journal: Some(journal),
             runtime,
             recovery,
+            _recorder: recorder,
         });
     }
     runtime.stop();
-    let vol = Arc::new(Volume::new(number, geo, true, None));
+    drop(recorder);
+    let vol = volume(files, number, geo, None);
+    let recorder = Recorder::start(vol.clone(), files.state_recorder()?);
     let devs = devices(files, vol.clone(), None)?;
     let runtime = Runtime::start_with(
         vec![devs],
@@ -235,6 +323,7 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
         journal: None,
         runtime,
         recovery,
+        _recorder: recorder,
     })
 }
 

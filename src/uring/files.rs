@@ -314,6 +314,35 @@ impl VolumeFiles {
         })
     }
 
+    /// Member states as the newest member superblock (highest seq) records them: a member
+    /// recorded failed (or still being rebuilt) stays out of service.
+    pub fn recorded_states(&self) -> Vec<MemberState> {
+        self.member_sbs
+            .iter()
+            .max_by_key(|sb| sb.seq)
+            .map(|sb| sb.member_states.clone())
+            .unwrap_or_default()
+    }
+
+    /// A recorder of member states into these members' superblocks.
+    pub fn state_recorder(&self) -> Result<StateRecorder, Error> {
+        let members = self
+            .members
+            .iter()
+            .map(|d| {
+                d.file
+                    .try_clone()
+                    .map(|f| (d.path.clone(), f))
+                    .map_err(|e| io_err(&d.path, e))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(StateRecorder {
+            members,
+            template: self.member_sbs[0].clone(),
+            seq: self.member_sbs.iter().map(|sb| sb.seq).max().unwrap_or(0),
+        })
+    }
+
     /// The volume's number on its journal.
     pub fn volume_number(&self) -> u32 {
         self.member_sbs[0].volume_number
@@ -399,6 +428,39 @@ impl VolumeFiles {
             progress(s);
         }
         Ok(report)
+    }
+}
+
+/// Writes member states into the members' superblocks (each with the next seq), as SPDK's
+/// member watcher does: a failure recorded there keeps the member out after a restart.
+pub struct StateRecorder {
+    members: Vec<(PathBuf, File)>,
+    template: MemberSuperblock,
+    seq: u64,
+}
+
+impl StateRecorder {
+    /// Write `states` to every member it does not mark out of service, then make them durable.
+    pub fn record(&mut self, states: &[MemberState]) -> Result<(), Error> {
+        self.seq += 1;
+        for (i, (path, file)) in self.members.iter().enumerate() {
+            if states[i] != MemberState::Active {
+                continue;
+            }
+            let sb = MemberSuperblock {
+                member_index: i as u32,
+                seq: self.seq,
+                member_states: states.to_vec(),
+                ..self.template.clone()
+            };
+            let image = sb.encode();
+            let mut b = Buf::new(SUPERBLOCK_BYTES);
+            b.as_mut_slice()[..image.len()].copy_from_slice(&image);
+            file.write_all_at(b.as_slice(), 0)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| io_err(path, e))?;
+        }
+        Ok(())
     }
 }
 

@@ -265,6 +265,13 @@ pub fn run(o: &BenchOptions) -> Result<BenchResult, Error> {
             engine.recovery.generation
         );
     }
+    if !engine.recovery.at_risk.is_empty() {
+        eprintln!(
+            "jraid: a member is out of service; {} listed stripes could not be resynced and are at risk: {:?}",
+            engine.recovery.at_risk.len(),
+            &engine.recovery.at_risk[..engine.recovery.at_risk.len().min(16)]
+        );
+    }
     let ops_left = o.bytes.map(|b| Arc::new(AtomicU64::new(b.div_ceil(o.bs))));
     let seconds = match (o.seconds, o.bytes) {
         (Some(s), _) => Some(s),
