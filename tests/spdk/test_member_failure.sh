@@ -8,7 +8,9 @@
 # After (a) the same bdev is added back (bdev_jraid_add_base_bdev) and rebuilt: online again.
 # The member states must also be in the superblocks: (d) spdk_tgt over AIO files, member
 # deleted, volume deleted, files re-attached: examine assembles it degraded, without the
-# stale member.
+# stale member. (e) A transient write error on an AIO member under write load, then kill -9:
+# after the restart the member works again, but its failure was recorded before any degraded
+# write was acknowledged, so examine keeps it out (degraded, the member failed).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/bdevperf_rpc.sh"
@@ -87,5 +89,35 @@ log "re-assembled from superblocks: $st"
 [ "$st" = "degraded active active active failed" ] || die "re-assembly: $st"
 # a3 must not be claimed by the volume.
 rpc "$sock" bdev_get_bdevs '{"name":"a3"}' | grep -q '"claimed": *false' || die "stale a3 is claimed"
+stop_tgt
+
+# (e) A transient failure, then a crash: the member comes back and must stay out.
+ed=$WORK/mf-e
+mkdir -p "$ed"
+for f in b0 b1 b2 b3 bj; do truncate -s 64M "$ed/$f"; done
+cfg_e=$WORK/mf-e.json
+bdev_config "$cfg_e" "$(aio_entries "$ed" b0 b1 b2 b3 bj),\
+{\"method\":\"bdev_error_create\",\"params\":{\"base_name\":\"b1\"}},$(jraid_create r2 bj b0 EE_b1 b2 b3)"
+bp_start "$sock" "$WORK/mf-e.log" "$cfg_e" -q 32 -o 4096 -w randwrite -t 30 -T r2
+bp_perform "$sock" "$WORK/mf-e.out"
+sleep 1
+rpc_ok "$sock" bdev_error_inject_error '{"name":"EE_b1","io_type":"write","error_type":"failure","num":1}' >/dev/null
+for _ in $(seq 1 50); do
+    [ "$(jget "$sock" 'v["writes"]["degraded_write"]')" -gt 100 ] && break
+    sleep 0.05
+done
+[ "$(jget "$sock" 'v["members"][1]["state"]')" = failed ] || die "(e) b1 not failed after the write error"
+kill -9 "$BP_PID"
+wait "$BP_PID" 2>/dev/null || true
+BP_PID=
+start_tgt "$sock" "$WORK/mf-tgt-e.log"
+for f in b0 b1 b2 b3 bj; do
+    rpc_ok "$sock" bdev_aio_create "{\"filename\":\"$ed/$f\",\"name\":\"$f\",\"block_size\":4096}" >/dev/null
+done
+wait_bdev "$sock" r2
+sleep 0.3
+st=$(jget "$sock" 'v["state"] + " " + " ".join(m["state"] for m in v["members"])')
+log "(e) after a transient write error on b1 and kill -9, b1 back: $st"
+[ "$st" = "degraded active failed active active" ] || die "(e) the transiently failed member was taken back: $st"
 stop_tgt
 log "test_member_failure: OK"
