@@ -13,7 +13,7 @@ use super::base::BaseBdev;
 use super::channel::{self, Routes};
 use super::ffi::{self, cstring, errlog, guard, noticelog, warnlog};
 use super::json;
-use crate::engine::{MemberHealth, Volume};
+use crate::engine::{IoOp, MemberHealth, Volume};
 use crate::journal::{Journal, JournalVolume};
 use crate::layout::Geometry;
 use crate::superblock::JournalSuperblock;
@@ -453,6 +453,50 @@ unsafe extern "C" fn destruct(ctx: *mut c_void) -> i32 {
 
 unsafe extern "C" fn io_device_gone(io_device: *mut c_void) {
     guard("io_device unregistered", || {
+        // Ordering rule: a volume leaves its (shared) journal only after its members are
+        // flushed. Its stripes leave the journal with it; data and parity still in a volatile
+        // member cache would otherwise be neither durable nor listed, and a re-assembly after
+        // a power loss would trust their parity.
+        let key = ffi::SendPtr(io_device);
+        let members: Vec<(String, super::base::RawDev)> = {
+            let r = registry();
+            r.volumes
+                .iter()
+                .find(|v| Arc::as_ptr(v) as *mut c_void == io_device)
+                .map(|v| {
+                    v.members
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter()
+                        .flatten()
+                        .filter(|m| m.write_cache)
+                        .map(|m| (m.name.clone(), m.raw()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let join = super::superblocks::Join::new(members.len(), move |r| {
+            let key = key;
+            if let Err(e) = r {
+                warnlog!("a member flush before leaving the journal failed: {e}");
+            }
+            volume_gone(key.0);
+        });
+        for (name, m) in members {
+            let join = join.clone();
+            super::base::raw_io(m, IoOp::Flush, 0, None, move |ok, _| {
+                super::superblocks::Join::one(
+                    &join,
+                    if ok { Ok(()) } else { Err(format!("member {name}")) },
+                )
+            });
+        }
+    })
+}
+
+/// The rest of `io_device_gone`, once the members are flushed.
+fn volume_gone(io_device: *mut c_void) {
+    {
         let Some(v) = forget_volume(io_device as *const SpdkVolume) else {
             errlog!("unregistered io_device of an unknown volume");
             return;
@@ -468,7 +512,7 @@ unsafe extern "C" fn io_device_gone(io_device: *mut c_void) {
             // SAFETY: the pointer came from Arc::into_raw just above and is consumed once.
             drop(unsafe { Arc::from_raw(v.0 as *const SpdkVolume) });
         });
-    })
+    }
 }
 
 /// Take a volume out of the registry, detach it from its journal, close its members, and
