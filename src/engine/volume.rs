@@ -43,8 +43,9 @@ pub struct Volume {
     pub number: u32,
     /// Shape.
     pub geo: Geometry,
-    /// Whether members keep written data in a volatile cache until flushed.
-    pub member_volatile_cache: bool,
+    /// Whether members keep written data in a volatile cache until flushed (re-evaluated when
+    /// a replacement joins).
+    member_volatile_cache: AtomicBool,
     /// Member state: ACTIVE, FAILED or REBUILDING.
     health: Vec<AtomicU8>,
     /// While a member is rebuilt: one bit per stripe already rebuilt.
@@ -79,7 +80,7 @@ impl Volume {
         Volume {
             number,
             geo,
-            member_volatile_cache,
+            member_volatile_cache: AtomicBool::new(member_volatile_cache),
             health: (0..geo.members).map(|_| AtomicU8::new(ACTIVE)).collect(),
             rebuilt: (0..geo.stripes.div_ceil(64))
                 .map(|_| AtomicU64::new(0))
@@ -92,6 +93,18 @@ impl Volume {
             journal: Mutex::new(journal),
             stats: VolumeStats::default(),
         }
+    }
+
+    /// Whether members keep written data in a volatile cache until flushed.
+    pub fn member_volatile_cache(&self) -> bool {
+        self.member_volatile_cache.load(Ordering::Acquire)
+    }
+
+    /// Members now do (or no longer do) keep written data in a volatile cache (a replacement
+    /// joined); the journal's per-volume state must be told as well
+    /// ([`crate::journal::JournalVolume::set_volatile_members`]).
+    pub fn set_member_volatile_cache(&self, on: bool) {
+        self.member_volatile_cache.store(on, Ordering::Release);
     }
 
     /// The journal new channels write through.

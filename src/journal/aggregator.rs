@@ -100,8 +100,9 @@ pub struct JournalVolume {
     words: Box<[AtomicU64]>,
     /// When each stripe last went clean (µs).
     clean_us: Box<[AtomicU64]>,
-    /// Whether the volume's members cache writes volatilely.
-    volatile_members: bool,
+    /// Whether the volume's members cache writes volatilely (re-evaluated when a replacement
+    /// member joins: [`JournalVolume::set_volatile_members`]).
+    volatile_members: AtomicBool,
     /// Start time of the latest completed member flush (µs); covers stripes cleaned before it.
     flushed_before_us: AtomicU64,
     /// Set when removals wait for a member flush; a channel of the volume then flushes members.
@@ -117,6 +118,18 @@ impl JournalVolume {
     /// Stripes of this volume listed in the newest record built (a counter, O(1)).
     pub fn listed_entries(&self) -> u64 {
         self.listed_entries.load(Relaxed)
+    }
+
+    /// The volume's members now do (or no longer do) cache writes volatilely: a replacement
+    /// member joined. Set before any write reaches the new member: from then on a stripe
+    /// leaves the record only after a member flush that started after it went clean.
+    pub fn set_volatile_members(&self, on: bool) {
+        self.volatile_members.store(on, Release);
+    }
+
+    /// Whether the volume's members cache writes volatilely.
+    pub fn volatile_members(&self) -> bool {
+        self.volatile_members.load(Acquire)
     }
 
     /// Record that a member flush which started at `started_us` completed.
@@ -253,7 +266,7 @@ impl Journal {
             number,
             words: (0..stripes).map(|_| AtomicU64::new(0)).collect(),
             clean_us: (0..stripes).map(|_| AtomicU64::new(0)).collect(),
-            volatile_members,
+            volatile_members: AtomicBool::new(volatile_members),
             flushed_before_us: AtomicU64::new(0),
             member_flush_wanted: AtomicBool::new(false),
             member_flush_running: AtomicBool::new(false),
@@ -514,7 +527,7 @@ impl Journal {
             return false;
         }
         // Data and parity must be durable on the members before the stripe may leave.
-        if v.volatile_members && v.flushed_before_us.load(Acquire) <= clean_us {
+        if v.volatile_members.load(Acquire) && v.flushed_before_us.load(Acquire) <= clean_us {
             v.member_flush_wanted.store(true, Release);
             return false;
         }
@@ -761,6 +774,27 @@ mod tests {
         jv.member_flush_done(4);
         assert_eq!(flush(&j, 1000), Vec::<u64>::new());
         assert!(!jv.listed(0));
+    }
+
+    /// A replacement with a volatile cache joins a volume whose members had none: from then
+    /// on a stripe leaves only once a member flush covers its last write.
+    #[test]
+    fn a_volatile_replacement_makes_stripes_wait_for_a_member_flush() {
+        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
+        cfg.max_channels = 1;
+        cfg.hysteresis_generations = 0;
+        cfg.hysteresis_us = 0;
+        let j = Journal::new(cfg, 0, Vec::new());
+        let (jv, _) = j.attach_volume(0, 2, false);
+        assert!(!jv.volatile_members());
+        assert_eq!(j.mark(&jv, 0), Mark::Wait(1));
+        assert_eq!(flush(&j, 1), vec![0]);
+        jv.set_volatile_members(true);
+        j.clean(&jv, 0, 2);
+        assert_eq!(flush(&j, 1000), vec![0], "left without a member flush");
+        assert!(jv.member_flush_wanted.load(Relaxed));
+        jv.member_flush_done(3);
+        assert_eq!(flush(&j, 1000), Vec::<u64>::new());
     }
 
     /// The flusher's check-then-swap in the bad order: a fast-path mark, write and clean land

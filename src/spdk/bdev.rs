@@ -487,7 +487,11 @@ unsafe extern "C" fn io_device_gone(io_device: *mut c_void) {
             super::base::raw_io(m, IoOp::Flush, 0, None, move |ok, _| {
                 super::superblocks::Join::one(
                     &join,
-                    if ok { Ok(()) } else { Err(format!("member {name}")) },
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(format!("member {name}"))
+                    },
                 )
             });
         }

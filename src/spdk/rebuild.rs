@@ -948,6 +948,18 @@ fn attach(v: Arc<SpdkVolume>, m: u32, b: BaseBdev, opts: PassOpts, done: AddDone
         // Channels created from now on get the replacement too.
         let mut members = v.members.lock().unwrap_or_else(|e| e.into_inner());
         members[m as usize] = Some(b);
+        // Cache volatility re-evaluated before any write reaches the replacement: a volatile
+        // one makes stripes wait for a member flush before they leave the record.
+        let volatile = members.iter().flatten().any(|d| d.write_cache);
+        if volatile != v.vol.member_volatile_cache() {
+            noticelog!(
+                "volume {}: members {} cache writes volatilely now ({name} joined)",
+                v.name,
+                if volatile { "may" } else { "no longer" }
+            );
+        }
+        v.vol.set_member_volatile_cache(volatile);
+        v.attached().jv.set_volatile_members(volatile);
     }
     v.member_names.lock().unwrap_or_else(|e| e.into_inner())[m as usize] = name.clone();
     v.member_uuids.lock().unwrap_or_else(|e| e.into_inner())[m as usize] = uuid;

@@ -342,9 +342,9 @@ fn attach(v: Arc<SpdkVolume>, target: Target, status: Value) {
                 return publish(&v, with_state(status, "failed", Some(&m)));
             }
         };
-        let (jv, _) = j
-            .journal
-            .attach_volume(v.number, v.geo.stripes, v.vol.member_volatile_cache);
+        let (jv, _) =
+            j.journal
+                .attach_volume(v.number, v.geo.stripes, v.vol.member_volatile_cache());
         let old = v.attached();
         v.set_attached(Attached {
             journal: j.clone(),
