@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::model::{identify, Model, Seen};
 use super::rng::Rng;
 use super::world::{SimConfig, SimJournal, World};
-use crate::control::RecoveryOptions;
+use crate::control::{Pass, PassEnd, PassKind, PassOptions, PassStep, RecoveryOptions};
 use crate::engine::{Buf, UserOp};
 use crate::layout::Geometry;
 use crate::parity;
@@ -67,19 +67,34 @@ impl Outcome {
     }
 }
 
-/// Tags of rebuild requests start here (user requests count up from 1).
-const REBUILD_TAG: u64 = 1 << 62;
+/// Tags of background pass requests have this bit (user requests count up from 1); the
+/// request's op sits at bit 48, its stripe below.
+const PASS_TAG: u64 = 1 << 62;
 
-/// A rebuild the driver runs alongside the workload.
-struct RebuildRun {
+fn op_code(op: UserOp) -> u64 {
+    match op {
+        UserOp::Rebuild => 1,
+        UserOp::Scrub => 2,
+        UserOp::Repair => 3,
+        UserOp::Resync => 4,
+        _ => 5,
+    }
+}
+
+fn code_op(code: u64) -> UserOp {
+    match code {
+        1 => UserOp::Rebuild,
+        2 => UserOp::Scrub,
+        3 => UserOp::Repair,
+        4 => UserOp::Resync,
+        _ => UserOp::Flush,
+    }
+}
+
+/// A background pass (the control plane's, as every runtime runs it) alongside the workload.
+struct PassRun {
     vi: usize,
-    member: u32,
-    /// Next stripe to submit.
-    next: u64,
-    inflight: usize,
-    window: usize,
-    /// Every stripe written; the member flush that must precede "active" is in flight.
-    flushing: bool,
+    pass: Pass,
 }
 
 struct InFlight {
@@ -102,9 +117,11 @@ pub struct Driver {
     next_tag: u64,
     /// Findings.
     pub out: Outcome,
-    rebuild: Option<RebuildRun>,
+    pass: Option<PassRun>,
     /// Rebuilds that completed.
     pub rebuilds_done: u64,
+    /// Scrubs that completed.
+    pub scrubs_done: u64,
     /// Per volume: stripes whose loss is excused (reported at risk by recovery).
     pub excused: Vec<std::collections::BTreeSet<u64>>,
     /// Power losses inside recovery.
@@ -128,8 +145,9 @@ impl Driver {
             inflight: BTreeMap::new(),
             next_tag: 1,
             out: Outcome::default(),
-            rebuild: None,
+            pass: None,
             rebuilds_done: 0,
+            scrubs_done: 0,
             excused: vec![Default::default(); nvol],
             recovery_crashes: 0,
         }
@@ -244,72 +262,94 @@ impl Driver {
     }
 
     /// Rebuild member `m` of volume index `vi` onto a blank replacement, `window` stripes at a
-    /// time, alongside whatever `run` issues. False when the engine refuses.
+    /// time, alongside whatever `run` issues. False when the engine refuses (or another pass
+    /// runs).
     pub fn start_rebuild(&mut self, vi: usize, m: u32, window: usize) -> bool {
+        if self.pass.is_some() {
+            return false;
+        }
         let ok = if self.world.volumes[vi].vol.rebuilding() == Some(m) {
             true
         } else {
             self.world.replace_member(vi, m)
         };
         if ok {
-            self.rebuild = Some(RebuildRun {
-                vi,
-                member: m,
-                next: 0,
-                inflight: 0,
-                window,
-                flushing: false,
-            });
+            self.start_pass(vi, PassKind::Rebuild { member: m }, window);
         }
         ok
     }
 
-    fn pump_rebuild(&mut self) {
-        let Some(r) = self.rebuild.as_mut() else {
+    /// Scrub volume index `vi` (with `repair`) alongside the workload. False when another pass
+    /// runs.
+    pub fn start_scrub(&mut self, vi: usize, repair: bool, window: usize) -> bool {
+        if self.pass.is_some() {
+            return false;
+        }
+        self.start_pass(vi, PassKind::Scrub { repair }, window);
+        true
+    }
+
+    fn start_pass(&mut self, vi: usize, kind: PassKind, window: usize) {
+        let geo = self.world.volumes[vi].vol.geo;
+        let opts = PassOptions {
+            window,
+            bytes_per_s: 0,
+        };
+        self.pass = Some(PassRun {
+            vi,
+            pass: Pass::new(kind, &geo, opts),
+        });
+    }
+
+    /// Whether a background pass runs.
+    pub fn pass_running(&self) -> bool {
+        self.pass.is_some()
+    }
+
+    fn pump_pass(&mut self) {
+        let Some(r) = self.pass.as_mut() else {
             return;
         };
-        let (vi, stripes) = (r.vi, self.world.volumes[r.vi].vol.geo.stripes);
-        while r.inflight < r.window && r.next < stripes {
-            let tag = REBUILD_TAG + r.next;
-            let reactor = (r.next % self.world.cfg.reactors as u64) as u32;
-            match self
-                .world
-                .submit(reactor, vi, tag, UserOp::Rebuild, r.next, 1, None)
-            {
-                Ok(()) => r.inflight += 1,
-                Err(e) => {
-                    self.out.failed_requests += 1;
-                    self.out.note(format!(
-                        "rebuild of stripe {} refused: {:?}",
-                        r.next, e.error
-                    ));
+        let vi = r.vi;
+        let step = r
+            .pass
+            .poll(self.world.now, &self.world.volumes[vi].vol, false);
+        match step {
+            PassStep::Submit(list) => {
+                for s in list {
+                    let tag = PASS_TAG | (op_code(s.op) << 48) | s.lba;
+                    let reactor = (s.lba % self.world.cfg.reactors as u64) as u32;
+                    if let Err(e) = self
+                        .world
+                        .submit(reactor, vi, tag, s.op, s.lba, s.blocks, None)
+                    {
+                        r.pass.refused(s, e.error);
+                    }
                 }
             }
-            r.next += 1;
-        }
-        if r.inflight == 0 && r.next >= stripes && !r.flushing {
-            // The replacement's data must be durable before it counts as active (its
-            // superblock would say so next).
-            r.flushing = true;
-            r.inflight = 1;
-            if let Err(e) = self
-                .world
-                .submit(0, vi, REBUILD_TAG - 1, UserOp::Flush, 0, 0, None)
-            {
-                self.out.failed_requests += 1;
-                self.out
-                    .note(format!("flush after rebuild refused: {:?}", e.error));
-            }
-        } else if r.inflight == 0 && r.flushing {
-            let (vi, m) = (r.vi, r.member);
-            self.rebuild = None;
-            if self.world.volumes[vi].vol.finish_rebuild(m) {
-                self.world.volumes[vi].disks[m as usize].stale = false;
-                self.rebuilds_done += 1;
-            } else {
-                self.out.failed_requests += 1;
-                self.out
-                    .note(format!("rebuild of member {m} did not finish"));
+            PassStep::Done(end) => {
+                let r = self.pass.take().expect("a pass runs");
+                match (r.pass.kind(), end) {
+                    (PassKind::Rebuild { member }, PassEnd::Done) => {
+                        // The members were flushed (the pass's rule): now active.
+                        if self.world.volumes[vi].vol.finish_rebuild(member) {
+                            self.world.volumes[vi].disks[member as usize].stale = false;
+                            self.rebuilds_done += 1;
+                        } else {
+                            self.out.failed_requests += 1;
+                            self.out
+                                .note(format!("rebuild of member {member} did not finish"));
+                        }
+                    }
+                    (PassKind::Scrub { .. }, PassEnd::Done) => self.scrubs_done += 1,
+                    (kind, end) => {
+                        self.out.failed_requests += 1;
+                        self.out.note(format!(
+                            "{kind:?} ended {end:?}: {:?}",
+                            r.pass.first_error()
+                        ));
+                    }
+                }
             }
         }
     }
@@ -319,14 +359,19 @@ impl Driver {
         self.world.take_completions(&mut done);
         let now = self.world.now;
         for (_, _, c) in done {
-            if c.tag >= REBUILD_TAG - 1 {
-                if let Some(r) = self.rebuild.as_mut() {
-                    r.inflight -= 1;
+            if c.tag & PASS_TAG != 0 {
+                let op = code_op((c.tag >> 48) & 0xff);
+                let stripe = c.tag & ((1 << 48) - 1);
+                match c.result {
+                    Ok(()) | Err(crate::engine::IoError::ParityMismatch) => {}
+                    Err(e) => {
+                        self.out.failed_requests += 1;
+                        self.out
+                            .note(format!("{op:?} of stripe {stripe} failed: {e}"));
+                    }
                 }
-                if let Err(e) = c.result {
-                    self.out.failed_requests += 1;
-                    self.out
-                        .note(format!("rebuild request {} failed: {e}", c.tag));
+                if let Some(r) = self.pass.as_mut() {
+                    r.pass.complete(op, stripe, c.result);
                 }
                 continue;
             }
@@ -394,10 +439,10 @@ impl Driver {
             if max_events.is_some_and(|m| events >= m) {
                 return true;
             }
-            self.pump_rebuild();
+            self.pump_pass();
             if !self.world.step() {
                 self.collect();
-                if self.rebuild.is_some() {
+                if self.pass.is_some() {
                     continue;
                 }
                 if issued >= w.ops && self.inflight.is_empty() {
@@ -440,7 +485,7 @@ impl Driver {
         self.model.crashed(world.now);
         let mut image = world.crash();
         self.inflight.clear();
-        self.rebuild = None;
+        self.pass = None;
         loop {
             let at = self.rng.chance(p_crash).then(|| self.rng.range(0, 400));
             match World::recover_until(cfg.clone(), image, at, opts) {

@@ -22,7 +22,8 @@ use super::bdev::{registry, SpdkVolume};
 use super::channel::{self, pump, INTERNAL_TAG};
 use super::ffi::{self, guard, noticelog, warnlog};
 use super::superblocks::record_member_states_then;
-use crate::engine::{IoError, MemberHealth, UserOp};
+use crate::control;
+use crate::engine::{MemberHealth, UserOp};
 
 /// Stripes a pass keeps in flight unless asked otherwise.
 pub(crate) const DEFAULT_WINDOW: usize = 16;
@@ -32,8 +33,6 @@ const PASS_POLL_US: u64 = 0;
 const WATCH_US: u64 = 10_000;
 /// After a failed attempt to record member states, the next one waits this long.
 const RECORD_RETRY_US: u64 = 1_000_000;
-/// Mismatching stripes a scrub lists by number (it counts them all).
-const LIST_MAX: usize = 64;
 
 // Internal request codes (tag bits 1..4; bit 0 is INTERNAL_TAG, the stripe sits above).
 const CODE_REBUILD: u64 = 1;
@@ -274,26 +273,34 @@ unsafe extern "C" fn watch_poll(_arg: *mut c_void) -> i32 {
 
 // ---- passes ----------------------------------------------------------------------------------
 
-/// What a pass does.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Rebuild {
-        member: u32,
-    },
-    Scrub {
-        repair: bool,
-    },
-    /// Parity of every stripe rewritten from the data (before a new journal is attached).
-    Resync,
+/// What a pass does (the control plane's pass kinds).
+type Kind = control::PassKind;
+
+fn slot(kind: Kind) -> Slot {
+    match kind {
+        Kind::Rebuild { .. } => Slot::Rebuild,
+        Kind::Scrub { .. } => Slot::Scrub,
+        Kind::Resync => Slot::SetJournal,
+    }
 }
 
-impl Kind {
-    fn slot(self) -> Slot {
-        match self {
-            Kind::Rebuild { .. } => Slot::Rebuild,
-            Kind::Scrub { .. } => Slot::Scrub,
-            Kind::Resync => Slot::SetJournal,
-        }
+fn code_of_op(op: UserOp) -> u64 {
+    match op {
+        UserOp::Rebuild => CODE_REBUILD,
+        UserOp::Scrub => CODE_SCRUB,
+        UserOp::Repair => CODE_REPAIR,
+        UserOp::Resync => CODE_RESYNC,
+        _ => CODE_REBUILD_FLUSH,
+    }
+}
+
+fn op_of_code(code: u64) -> UserOp {
+    match code {
+        CODE_REBUILD => UserOp::Rebuild,
+        CODE_SCRUB => UserOp::Scrub,
+        CODE_REPAIR => UserOp::Repair,
+        CODE_RESYNC => UserOp::Resync,
+        _ => UserOp::Flush,
     }
 }
 
@@ -310,114 +317,99 @@ pub(crate) struct PassResult {
     pub status: Value,
 }
 
-/// Phase of a pass.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Phase {
-    Stripes,
-    Flushing,
-    Over,
-}
-
+/// A pass on the app thread: the control plane's [`control::Pass`] driven through a channel
+/// of the volume, with its status published for `bdev_jraid_get_bdevs`.
 struct Pass {
     vol: Arc<SpdkVolume>,
-    kind: Kind,
+    pass: control::Pass,
     ch: *mut sys::spdk_io_channel,
     poller: *mut sys::spdk_poller,
-    phase: Phase,
     window: usize,
     /// Bytes per second (member bytes for a rebuild, stripe data for a scrub); 0: no cap.
     cap: u64,
-    next: u64,
-    inflight: usize,
-    done: u64,
     started_us: u64,
-    errors: u64,
-    first_error: Option<String>,
-    mismatches: u64,
-    listed: Vec<u64>,
-    repairs: Vec<u64>,
-    repaired: u64,
-    repair_failed: u64,
+    /// An error after the stripes (recording the rebuilt member).
+    late_error: Option<String>,
+    /// The first error was logged.
+    logged: bool,
     bdev: String,
     /// Run at the end (resync passes).
     then: Option<PassThen>,
 }
 
 impl Pass {
-    fn bytes_per_stripe(&self) -> u64 {
-        let g = &self.vol.geo;
-        match self.kind {
-            Kind::Rebuild { .. } => g.strip_blocks * g.block_size as u64,
-            Kind::Scrub { .. } | Kind::Resync => g.stripe_blocks() * g.block_size as u64,
-        }
+    fn first_error(&self) -> Option<String> {
+        self.pass
+            .first_error()
+            .map(str::to_owned)
+            .or_else(|| self.late_error.clone())
     }
 
     fn status(&self, state: &str) -> Value {
         let total = self.vol.geo.stripes;
+        let done = self.pass.done();
         let elapsed = (ffi::now_us() - self.started_us).max(1) as f64 / 1e6;
-        let mib = self.done as f64 * self.bytes_per_stripe() as f64 / (1 << 20) as f64;
+        let mib = done as f64 * self.pass.bytes_per_stripe() as f64 / (1 << 20) as f64;
         let rate = (mib / elapsed * 10.0).round() / 10.0;
-        let pct = (self.done as f64 * 1000.0 / total as f64).round() / 10.0;
-        match self.kind {
+        let pct = (done as f64 * 1000.0 / total as f64).round() / 10.0;
+        let errors = self.pass.errors() + self.late_error.is_some() as u64;
+        match self.pass.kind() {
             Kind::Rebuild { member } => json!({
                 "state": state,
                 "member": member,
                 "base_bdev": self.bdev,
                 "stripes_total": total,
-                "stripes_done": self.done,
+                "stripes_done": done,
                 "rebuilt_stripes": self.vol.vol.rebuilt_stripes(),
                 "percent": pct,
                 "elapsed_s": (elapsed * 100.0).round() / 100.0,
                 "mib_per_s": rate,
                 "bandwidth_mb": self.cap / (1 << 20),
                 "window": self.window,
-                "error": self.first_error,
+                "error": self.first_error(),
             }),
             Kind::Scrub { repair } => json!({
                 "state": state,
                 "repair": repair,
                 "stripes_total": total,
-                "stripes_checked": self.done,
+                "stripes_checked": done,
                 "percent": pct,
                 "elapsed_s": (elapsed * 100.0).round() / 100.0,
                 "mib_per_s": rate,
-                "mismatches": self.mismatches,
-                "mismatch_stripes": self.listed,
-                "repaired": self.repaired,
-                "repair_failed": self.repair_failed,
-                "errors": self.errors,
-                "error": self.first_error,
+                "mismatches": self.pass.mismatches(),
+                "mismatch_stripes": self.pass.mismatch_stripes(),
+                "repaired": self.pass.repaired(),
+                "repair_failed": self.pass.repair_failed(),
+                "errors": errors,
+                "error": self.first_error(),
             }),
             Kind::Resync => json!({
                 "state": state,
                 "journal_bdev": self.bdev,
                 "stripes_total": total,
-                "stripes_resynced": self.done,
+                "stripes_resynced": done,
                 "percent": pct,
                 "elapsed_s": (elapsed * 100.0).round() / 100.0,
                 "mib_per_s": rate,
                 "bandwidth_mb": self.cap / (1 << 20),
                 "window": self.window,
-                "errors": self.errors,
-                "error": self.first_error,
+                "errors": errors,
+                "error": self.first_error(),
             }),
         }
     }
 
     fn publish(&self, state: &str) {
-        set_status(self.vol.uuid, self.kind.slot(), self.status(state));
+        set_status(self.vol.uuid, slot(self.pass.kind()), self.status(state));
     }
 
-    fn fail(&mut self, msg: String) {
-        self.errors += 1;
-        if self.first_error.is_none() {
-            warnlog!("volume {}: {msg}", self.vol.name);
-            self.first_error = Some(msg);
-        }
+    fn fail_late(&mut self, msg: String) {
+        warnlog!("volume {}: {msg}", self.vol.name);
+        self.late_error.get_or_insert(msg);
     }
 
     fn mine(&self, code: u64) -> bool {
-        match self.kind {
+        match self.pass.kind() {
             Kind::Rebuild { .. } => code == CODE_REBUILD || code == CODE_REBUILD_FLUSH,
             Kind::Scrub { .. } => code == CODE_SCRUB || code == CODE_REPAIR,
             Kind::Resync => code == CODE_RESYNC || code == CODE_REBUILD_FLUSH,
@@ -443,160 +435,42 @@ impl Pass {
             });
         }
         for (t, result) in mine {
-            self.inflight -= 1;
-            let stripe = stripe_of(t);
-            match (code_of(t), result) {
-                (CODE_REBUILD, Ok(())) => self.done += 1,
-                (CODE_REBUILD, Err(e)) => self.fail(format!("rebuild of stripe {stripe}: {e}")),
-                (CODE_REBUILD_FLUSH, Ok(())) => self.phase = Phase::Over,
-                (CODE_REBUILD_FLUSH, Err(e)) => {
-                    self.fail(format!("member flush after the pass: {e}"));
-                    self.phase = Phase::Over;
-                }
-                (CODE_SCRUB, Ok(())) => self.done += 1,
-                (CODE_SCRUB, Err(IoError::ParityMismatch)) => {
-                    self.done += 1;
-                    self.mismatches += 1;
-                    // Ascending, the lowest LIST_MAX: stripes finish out of order.
-                    let at = self.listed.partition_point(|&s| s < stripe);
-                    if at < LIST_MAX {
-                        self.listed.insert(at, stripe);
-                        self.listed.truncate(LIST_MAX);
+            self.pass
+                .complete(op_of_code(code_of(t)), stripe_of(t), result);
+        }
+        let step = self
+            .pass
+            .poll(ffi::now_us(), &self.vol.vol, stopping(&self.vol));
+        if !self.logged {
+            if let Some(e) = self.pass.first_error() {
+                warnlog!("volume {}: {e}", self.vol.name);
+                self.logged = true;
+            }
+        }
+        match step {
+            control::PassStep::Submit(list) => {
+                for s in list {
+                    // SAFETY: as above; the borrow ends before pump.
+                    let r = unsafe {
+                        (*ptr).channel.submit(
+                            tag(code_of_op(s.op), s.lba),
+                            s.op,
+                            s.lba,
+                            s.blocks,
+                            None,
+                        )
+                    };
+                    if let Err(e) = r {
+                        self.pass.refused(s, e.error);
                     }
-                    if matches!(self.kind, Kind::Scrub { repair: true }) {
-                        self.repairs.push(stripe);
-                    }
+                    // SAFETY: no borrow of the context is live.
+                    unsafe { pump(ptr) };
                 }
-                (CODE_SCRUB, Err(e)) => {
-                    self.done += 1;
-                    self.fail(format!("scrub of stripe {stripe}: {e}"));
-                }
-                (CODE_RESYNC, Ok(())) => self.done += 1,
-                (CODE_RESYNC, Err(e)) => {
-                    self.done += 1;
-                    self.fail(format!("resync of stripe {stripe}: {e}"));
-                }
-                (CODE_REPAIR, Ok(())) => self.repaired += 1,
-                (CODE_REPAIR, Err(e)) => {
-                    self.repair_failed += 1;
-                    self.fail(format!("repair of stripe {stripe}: {e}"));
-                }
-                _ => {}
+                self.publish(self.pass.state());
+                None
             }
+            control::PassStep::Done(end) => Some(end.as_str()),
         }
-        let stop = stopping(&self.vol);
-        if let Kind::Rebuild { member } = self.kind {
-            if self.vol.vol.rebuilding() != Some(member) && self.phase != Phase::Over {
-                self.fail(format!("member {member} failed during its rebuild"));
-                self.phase = Phase::Over;
-            }
-            if self.errors > 0 {
-                self.phase = Phase::Over;
-            }
-        }
-        if self.kind == Kind::Resync {
-            if self.vol.vol.failed_count() > 0 && self.phase != Phase::Over {
-                self.fail("a member failed during the resync".into());
-            }
-            if self.errors > 0 {
-                self.phase = Phase::Over;
-            }
-        }
-        if stop {
-            self.phase = Phase::Over;
-        }
-        let stripes = self.vol.geo.stripes;
-        if self.phase == Phase::Stripes {
-            let elapsed = ffi::now_us() - self.started_us;
-            loop {
-                if self.inflight >= self.window {
-                    break;
-                }
-                let repair = self.repairs.pop();
-                let (code, stripe, op) = match (repair, self.kind) {
-                    (Some(s), _) => (CODE_REPAIR, s, UserOp::Repair),
-                    (None, _) if self.next >= stripes => break,
-                    (None, Kind::Rebuild { .. }) => (CODE_REBUILD, self.next, UserOp::Rebuild),
-                    (None, Kind::Scrub { .. }) => (CODE_SCRUB, self.next, UserOp::Scrub),
-                    (None, Kind::Resync) => (CODE_RESYNC, self.next, UserOp::Resync),
-                };
-                if code != CODE_REPAIR
-                    && self.cap > 0
-                    && self.next as u128 * self.bytes_per_stripe() as u128 * 1_000_000
-                        > elapsed as u128 * self.cap as u128
-                {
-                    break; // over the bandwidth cap: wait
-                }
-                if code != CODE_REPAIR {
-                    self.next += 1;
-                }
-                // SAFETY: as above; the borrow ends before pump.
-                let r = unsafe {
-                    (*ptr)
-                        .channel
-                        .submit(tag(code, stripe), op, stripe, 1, None)
-                };
-                match r {
-                    Ok(()) => self.inflight += 1,
-                    Err(e) => {
-                        self.done += (code != CODE_REPAIR) as u64;
-                        self.fail(format!("stripe {stripe} refused: {}", e.error));
-                    }
-                }
-                // SAFETY: no borrow of the context is live.
-                unsafe { pump(ptr) };
-            }
-            if self.inflight == 0 && self.next >= stripes && self.repairs.is_empty() {
-                match self.kind {
-                    Kind::Scrub { .. } => self.phase = Phase::Over,
-                    Kind::Resync if self.errors > 0 => self.phase = Phase::Over,
-                    Kind::Rebuild { .. } | Kind::Resync => {
-                        // A rebuild: the replacement's data must be durable before its
-                        // superblock says "active". A full resync: the recomputed parity must
-                        // be durable before a new journal is named (from then on the old
-                        // journal's stripes are no longer listed anywhere).
-                        self.phase = Phase::Flushing;
-                        // SAFETY: as above.
-                        let r = unsafe {
-                            (*ptr).channel.submit(
-                                tag(CODE_REBUILD_FLUSH, 0),
-                                UserOp::Flush,
-                                0,
-                                0,
-                                None,
-                            )
-                        };
-                        match r {
-                            Ok(()) => self.inflight += 1,
-                            Err(e) => {
-                                self.fail(format!(
-                                    "member flush after the pass refused: {}",
-                                    e.error
-                                ));
-                                self.phase = Phase::Over;
-                            }
-                        }
-                        // SAFETY: no borrow is live.
-                        unsafe { pump(ptr) };
-                    }
-                }
-            }
-        }
-        if self.phase != Phase::Over || self.inflight > 0 {
-            self.publish(match self.phase {
-                Phase::Flushing => "flushing",
-                _ if stop => "stopping",
-                _ => "running",
-            });
-            return None;
-        }
-        Some(if stop {
-            "aborted"
-        } else if matches!(self.kind, Kind::Rebuild { .. } | Kind::Resync) && self.errors > 0 {
-            "failed"
-        } else {
-            "done"
-        })
     }
 }
 
@@ -623,22 +497,21 @@ unsafe extern "C" fn pass_poll(arg: *mut c_void) -> i32 {
 }
 
 fn finish(mut p: Pass, state: &'static str) {
-    match p.kind {
+    match p.pass.kind() {
         Kind::Resync => {
             let status = p.status(state);
             noticelog!(
                 "volume {}: full resync {state}: {} of {} stripes{}",
                 p.vol.name,
-                p.done,
+                p.pass.done(),
                 p.vol.geo.stripes,
-                p.first_error
-                    .as_ref()
+                p.first_error()
                     .map(|e| format!(" (first error: {e})"))
                     .unwrap_or_default()
             );
             let r = PassResult {
                 state,
-                first_error: p.first_error.clone(),
+                first_error: p.first_error(),
                 status,
             };
             if let Some(then) = p.then.take() {
@@ -649,10 +522,10 @@ fn finish(mut p: Pass, state: &'static str) {
             noticelog!(
                 "volume {}: scrub {state}: {} stripes checked, {} mismatches{}",
                 p.vol.name,
-                p.done,
-                p.mismatches,
+                p.pass.done(),
+                p.pass.mismatches(),
                 if repair {
-                    format!(", {} repaired", p.repaired)
+                    format!(", {} repaired", p.pass.repaired())
                 } else {
                     String::new()
                 }
@@ -672,7 +545,7 @@ fn finish(mut p: Pass, state: &'static str) {
             }
             if !p.vol.vol.finish_rebuild(member) {
                 let mut p = p;
-                p.fail(format!(
+                p.fail_late(format!(
                     "rebuild of member {member} did not finish ({} of {} stripes rebuilt)",
                     p.vol.vol.rebuilt_stripes(),
                     p.vol.geo.stripes
@@ -688,14 +561,14 @@ fn finish(mut p: Pass, state: &'static str) {
                         "volume {}: member {member} ({}) rebuilt: {} stripes at {} MiB/s",
                         p.vol.name,
                         p.bdev,
-                        p.done,
+                        p.pass.done(),
                         p.status("done")["mib_per_s"]
                     );
                     p.publish("done");
                 }
                 Err(e) => {
                     let mut p = p;
-                    p.fail(format!("recording the rebuilt member: {e}"));
+                    p.fail_late(format!("recording the rebuilt member: {e}"));
                     p.publish("failed");
                 }
             });
@@ -724,25 +597,26 @@ fn start_pass(
     if ch.is_null() {
         return Err("no channel for the pass".into());
     }
+    let window = opts.window.max(1);
+    let cap = opts.bandwidth_mb << 20;
+    let pass = control::Pass::new(
+        kind,
+        &v.geo,
+        control::PassOptions {
+            window,
+            bytes_per_s: cap,
+        },
+    );
     let p = Box::into_raw(Box::new(Pass {
         vol: v.clone(),
-        kind,
+        pass,
         ch,
         poller: std::ptr::null_mut(),
-        phase: Phase::Stripes,
-        window: opts.window.max(1),
-        cap: opts.bandwidth_mb << 20,
-        next: 0,
-        inflight: 0,
-        done: 0,
+        window,
+        cap,
         started_us: ffi::now_us(),
-        errors: 0,
-        first_error: None,
-        mismatches: 0,
-        listed: Vec::new(),
-        repairs: Vec::new(),
-        repaired: 0,
-        repair_failed: 0,
+        late_error: None,
+        logged: false,
         bdev,
         then,
     }));
