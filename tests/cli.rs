@@ -250,3 +250,56 @@ fn bad_inputs() {
         "not a multiple of the volume's block size",
     );
 }
+
+/// Scrub finds planted parity corruption, repairs it with --repair (the offline check agrees);
+/// `fail` marks a member failed in the superblocks: status shows it, the volume serves
+/// degraded, a scrub of the degraded volume is refused, a second failure too.
+#[test]
+fn scrub_repair_and_fail() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let d = dir.path().to_str().expect("utf-8 path");
+    create(dir.path(), "4096");
+    ok(&[
+        "bench",
+        "--dir",
+        d,
+        "--rw",
+        "randwrite",
+        "--bytes",
+        "2M",
+        "--qd",
+        "8",
+    ]);
+    // Stripe 5's strip on member 2 (1 MiB reserved area, 16 KiB strips): one block changed.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("m2"))
+        .expect("open m2");
+    f.write_all_at(&[0x5A; 4096], (1 << 20) + 5 * 16384)
+        .expect("corrupt a block");
+    drop(f);
+    let o = jraid(&["scrub", "--dir", d]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("mismatching stripes: [5]"),
+        "{}",
+        text(&o.stdout)
+    );
+    let out = ok(&["scrub", "--dir", d, "--repair"]);
+    assert!(out.contains("1 parity mismatches, 1 repaired"), "{out}");
+    ok(&["check", "--dir", d]);
+    ok(&["scrub", "--dir", d]);
+    ok(&["fail", "--dir", d, "--member", "1"]);
+    let st = ok(&["status", "--dir", d]);
+    assert!(st.contains("m1   Failed"), "{st}");
+    ok(&[
+        "bench", "--dir", d, "--rw", "randrw", "--bytes", "1M", "--qd", "4",
+    ]);
+    fails(&["scrub", "--dir", d], "a member is out of service");
+    fails(
+        &["fail", "--dir", d, "--member", "2"],
+        "already out of service",
+    );
+    fails(&["fail", "--dir", d, "--member", "7"], "no member 7");
+}

@@ -364,3 +364,123 @@ impl Driver for Recovery {
         self.result.is_some()
     }
 }
+
+/// What a background pass did (`jraid scrub`).
+#[derive(Debug, Clone)]
+pub struct PassReport {
+    /// How it ended.
+    pub end: control::PassEnd,
+    /// Stripes done.
+    pub done: u64,
+    /// Stripes whose parity disagreed (scrub).
+    pub mismatches: u64,
+    /// The lowest mismatching stripes, ascending.
+    pub mismatch_stripes: Vec<u64>,
+    /// Stripes repaired.
+    pub repaired: u64,
+    /// Errors.
+    pub errors: u64,
+    /// The first error, in words.
+    pub first_error: Option<String>,
+}
+
+impl Engine {
+    /// Run a background pass of `kind` (the control plane's [`control::Pass`]) on reactor 0,
+    /// `window` stripes at a time; `progress(done, total)` about every 100 ms.
+    pub fn run_pass(
+        &self,
+        kind: control::PassKind,
+        window: usize,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<PassReport, Error> {
+        let pass = control::Pass::new(
+            kind,
+            &self.vol.geo,
+            control::PassOptions {
+                window,
+                bytes_per_s: 0,
+            },
+        );
+        let total = pass.total();
+        let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let d = PassDriver {
+            pass,
+            end: None,
+            done: done.clone(),
+        };
+        let d = self
+            .runtime
+            .run(vec![(0, d)], || {
+                progress(done.load(Ordering::Relaxed), total)
+            })?
+            .pop()
+            .expect("one driver");
+        progress(d.pass.done(), total);
+        Ok(PassReport {
+            end: d.end.unwrap_or(control::PassEnd::Aborted),
+            done: d.pass.done(),
+            mismatches: d.pass.mismatches(),
+            mismatch_stripes: d.pass.mismatch_stripes().to_vec(),
+            repaired: d.pass.repaired(),
+            errors: d.pass.errors(),
+            first_error: d.pass.first_error().map(str::to_owned),
+        })
+    }
+}
+
+/// Drives a [`control::Pass`] through reactor 0's channel. Tags: the op at bit 48, the stripe
+/// below.
+struct PassDriver {
+    pass: control::Pass,
+    end: Option<control::PassEnd>,
+    done: Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn pass_op_code(op: crate::engine::UserOp) -> u64 {
+    use crate::engine::UserOp;
+    match op {
+        UserOp::Rebuild => 1,
+        UserOp::Scrub => 2,
+        UserOp::Repair => 3,
+        UserOp::Resync => 4,
+        _ => 5,
+    }
+}
+
+impl Driver for PassDriver {
+    fn poll(&mut self, ctx: &mut Ctx<'_>) {
+        if self.end.is_some() {
+            return;
+        }
+        let now = ctx.now_us();
+        let vol = ctx.volume(0).clone();
+        match self.pass.poll(now, &vol, false) {
+            control::PassStep::Submit(list) => {
+                for s in list {
+                    let tag = (pass_op_code(s.op) << 48) | s.lba;
+                    if let Err(e) = ctx.submit(0, tag, s.op, s.lba, s.blocks, None) {
+                        self.pass.refused(s, e.error);
+                    }
+                }
+            }
+            control::PassStep::Done(end) => self.end = Some(end),
+        }
+        self.done.store(self.pass.done(), Ordering::Relaxed);
+    }
+
+    fn complete(&mut self, _ctx: &mut Ctx<'_>, _volume: usize, c: Completion) {
+        use crate::engine::UserOp;
+        let op = match c.tag >> 48 {
+            1 => UserOp::Rebuild,
+            2 => UserOp::Scrub,
+            3 => UserOp::Repair,
+            4 => UserOp::Resync,
+            _ => UserOp::Flush,
+        };
+        self.pass.complete(op, c.tag & ((1 << 48) - 1), c.result);
+    }
+
+    fn finished(&self) -> bool {
+        self.end.is_some()
+    }
+}

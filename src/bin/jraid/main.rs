@@ -32,8 +32,14 @@ enum Cmd {
     Bench(BenchArgs),
     /// Kill a writing process at random moments and check every acknowledged write survives.
     CrashTest(CrashArgs),
-    /// Scrub: check every stripe's parity against its data.
+    /// Offline parity check of every stripe (the volume must not be in use).
     Check(DirArgs),
+    /// Open the volume (recovery first) and scrub it: every stripe's parity checked against
+    /// its data under the stripe lock, mismatches listed, and rewritten with --repair.
+    Scrub(ScrubArgs),
+    /// Mark a member failed in the other members' superblocks, as an operator does before
+    /// pulling it: from then on the volume opens degraded without it.
+    Fail(FailArgs),
     /// Show geometry, member states and the journal's newest record.
     Status(DirArgs),
     /// Create a volume in a temporary directory, bench it, crash it once, check it.
@@ -48,6 +54,29 @@ struct DirArgs {
     /// Volume directory.
     #[arg(long)]
     dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ScrubArgs {
+    /// Volume directory.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Rewrite the parity of mismatching stripes.
+    #[arg(long)]
+    repair: bool,
+    /// Stripes in flight.
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+}
+
+#[derive(Args, Debug)]
+struct FailArgs {
+    /// Volume directory.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The member to mark failed (its index, m<N>).
+    #[arg(long)]
+    member: u32,
 }
 
 #[derive(Args, Debug)]
@@ -173,6 +202,8 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => cmd_bench(a),
         Cmd::CrashTest(a) => cmd_crash(a),
         Cmd::Check(a) => cmd_check(&a.dir),
+        Cmd::Scrub(a) => cmd_scrub(a),
+        Cmd::Fail(a) => cmd_fail(a),
         Cmd::Status(a) => cmd_status(&a.dir),
         Cmd::Demo(a) => cmd_demo(a),
         Cmd::CrashChild(a) => crash::child(&a.dir, &a.log, a.seed, a.reactors, a.qd, !a.no_journal)
@@ -332,6 +363,90 @@ fn cmd_check(dir: &Path) -> Result<(), Fail> {
     Ok(())
 }
 
+fn cmd_scrub(a: ScrubArgs) -> Result<(), Fail> {
+    let files = VolumeFiles::open(&a.dir, true)?;
+    let engine = uring::start(&files, 1, true)?;
+    if !engine.recovery.resynced.is_empty() {
+        eprintln!(
+            "jraid: recovery resynced {} stripes listed in journal record {}",
+            engine.recovery.resynced.len(),
+            engine.recovery.generation
+        );
+    }
+    if engine.vol.failed_count() > 0 {
+        engine.stop();
+        return Err(Fail::Error(Error::new(
+            "a member is out of service: parity cannot be checked on a degraded volume",
+        )));
+    }
+    let pb = indicatif::ProgressBar::new(files.geo.stripes);
+    let kind = jraid::control::PassKind::Scrub { repair: a.repair };
+    let r = engine.run_pass(kind, a.window.max(1), |done, _| pb.set_position(done));
+    pb.finish_and_clear();
+    let left = engine.shutdown(std::time::Duration::from_secs(10))?;
+    let r = r?;
+    println!(
+        "scrubbed {} stripes of {}: {} parity mismatches{}",
+        r.done,
+        a.dir.display(),
+        r.mismatches,
+        if a.repair {
+            format!(", {} repaired", r.repaired)
+        } else {
+            String::new()
+        }
+    );
+    if !r.mismatch_stripes.is_empty() {
+        println!("  mismatching stripes: {:?}", r.mismatch_stripes);
+    }
+    if left > 0 {
+        eprintln!("jraid: {left} stripes still listed in the journal at the end (resynced at the next open)");
+    }
+    if let Some(e) = r.first_error.filter(|_| r.errors > 0) {
+        return Err(Fail::Error(Error::new(format!("scrub: {e}"))));
+    }
+    if r.mismatches > r.repaired {
+        return Err(Fail::Found(format!(
+            "{} stripes with parity mismatches",
+            r.mismatches - r.repaired
+        )));
+    }
+    Ok(())
+}
+
+fn cmd_fail(a: FailArgs) -> Result<(), Fail> {
+    use jraid::superblock::MemberState;
+    let files = VolumeFiles::open(&a.dir, true)?;
+    let n = files.geo.members;
+    if a.member >= n {
+        return Err(Fail::Error(Error::new(format!(
+            "no member {} (the volume has members 0..{})",
+            a.member,
+            n - 1
+        ))));
+    }
+    let mut states = files.recorded_states();
+    if states[a.member as usize] != MemberState::Active {
+        println!("member {} is already out of service", a.member);
+        return Ok(());
+    }
+    if let Some(other) = states.iter().position(|s| *s != MemberState::Active) {
+        return Err(Fail::Error(Error::new(format!(
+            "member {other} is already out of service: failing member {} too would leave the \
+             volume unable to serve its data",
+            a.member
+        ))));
+    }
+    states[a.member as usize] = MemberState::Failed;
+    files.state_recorder()?.record(&states)?;
+    println!(
+        "member {} ({}) marked failed; the volume opens degraded without it",
+        a.member,
+        files.members[a.member as usize].path.display()
+    );
+    Ok(())
+}
+
 fn uuid(u: &[u8; 16]) -> String {
     let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
     format!(
@@ -372,10 +487,11 @@ fn cmd_status(dir: &Path) -> Result<(), Fail> {
         }
     );
     println!("members");
+    let states = f.recorded_states();
     for (i, (d, s)) in f.members.iter().zip(&f.member_sbs).enumerate() {
         println!(
             "  m{i:<3} {:<10} {:>10}  {}  seq {}",
-            format!("{:?}", s.member_states[i]),
+            format!("{:?}", states[i]),
             fmt_size(d.len),
             d.path.display(),
             s.seq
