@@ -8,19 +8,21 @@
 //! resynced stripes without flushing the members first; needs `--crashes 2` or more).
 //! `--scenario transient`: a member fails transiently under writes, the power goes, the member
 //! works again after the restart (control: `--control no-failure-record`, degraded writes
-//! acknowledged before the failure is recorded). Last
+//! acknowledged before the failure is recorded). `--scenario admin`: a scrub, then a member
+//! lost and rebuilt, racing the workload, with `--crashes K` power losses inside them (control:
+//! `--control no-pass-flush`, the replacement counts as active before a member flush). Last
 //! line: `seeds=N lost_acked=X inconsistent_stripes=Y`; exits non-zero when X or Y is above
 //! zero.
 
 use jraid::control::RecoveryOptions;
 use jraid::sim::cli::SeedArgs;
-use jraid::sim::workload::{crash_check_with, transient_check};
+use jraid::sim::workload::{admin_check, crash_check_with, transient_check};
 
 fn main() {
     let args = match SeedArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient] [--no-journal] [--control no-recovery-flush|no-failure-record]");
+            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush]");
             std::process::exit(2);
         }
     };
@@ -29,6 +31,8 @@ fn main() {
     let mut crashes = 1u32;
     let mut opts = RecoveryOptions::default();
     let mut transient = false;
+    let mut admin = false;
+    let mut skip_pass_flush = false;
     let mut record_failures = true;
     let mut flags = args.rest.iter();
     let usage = |m: String| -> ! {
@@ -49,14 +53,16 @@ fn main() {
             "--control" => match flags.next().map(String::as_str) {
                 Some("no-recovery-flush") => opts.skip_member_flush = true,
                 Some("no-failure-record") => record_failures = false,
+                Some("no-pass-flush") => skip_pass_flush = true,
                 other => usage(format!(
-                    "unknown control {other:?} (no-recovery-flush, no-failure-record)"
+                    "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush)"
                 )),
             },
             "--scenario" => match flags.next().map(String::as_str) {
-                Some("crash") => transient = false,
-                Some("transient") => transient = true,
-                other => usage(format!("unknown scenario {other:?} (crash, transient)")),
+                Some("crash") => (transient, admin) = (false, false),
+                Some("transient") => (transient, admin) = (true, false),
+                Some("admin") => (transient, admin) = (false, true),
+                other => usage(format!("unknown scenario {other:?} (crash, transient, admin)")),
             },
             other => usage(format!("unknown argument {other}")),
         }
@@ -74,6 +80,12 @@ fn main() {
     if transient {
         extra += " --scenario transient";
     }
+    if admin {
+        extra += " --scenario admin";
+    }
+    if skip_pass_flush {
+        extra += " --control no-pass-flush";
+    }
     if !record_failures {
         extra += " --control no-failure-record";
     }
@@ -83,6 +95,8 @@ fn main() {
     for seed in args.base..args.base + args.count {
         let out = if transient {
             transient_check(seed, record_failures)
+        } else if admin {
+            admin_check(seed, crashes, skip_pass_flush)
         } else {
             crash_check_with(seed, journal, crashes, &opts)
         };
@@ -120,7 +134,13 @@ fn main() {
          full_record_waits={full} elapsed={:.1}s",
         if journal { "on" } else { "off" },
         if opts.skip_member_flush { "off" } else { "on" },
-        if transient { "transient" } else { "crash" },
+        if transient {
+            "transient"
+        } else if admin {
+            "admin"
+        } else {
+            "crash"
+        },
         start.elapsed().as_secs_f64()
     );
     println!(

@@ -44,6 +44,9 @@ pub struct PassOptions {
     pub window: usize,
     /// Bandwidth cap in bytes per second (0: none).
     pub bytes_per_s: u64,
+    /// Simulator control only: end a rebuild or resync without the member flush. The crash
+    /// simulation must then find loss; no runtime sets it.
+    pub skip_member_flush: bool,
 }
 
 /// An engine request the driver submits for the pass.
@@ -312,7 +315,7 @@ impl Pass {
                 self.inflight += 1;
             }
             if self.inflight == 0 && self.next >= self.stripes && self.repairs.is_empty() {
-                if fatal && self.errors == 0 {
+                if fatal && self.errors == 0 && !self.opts.skip_member_flush {
                     // The ordering rule of the module docs.
                     self.phase = Phase::Flushing;
                     self.inflight += 1;

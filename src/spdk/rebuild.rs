@@ -605,6 +605,7 @@ fn start_pass(
         control::PassOptions {
             window,
             bytes_per_s: cap,
+            skip_member_flush: false,
         },
     );
     let p = Box::into_raw(Box::new(Pass {

@@ -399,6 +399,7 @@ impl Engine {
             control::PassOptions {
                 window,
                 bytes_per_s: 0,
+                skip_member_flush: false,
             },
         );
         let total = pass.total();
