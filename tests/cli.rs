@@ -303,3 +303,54 @@ fn scrub_repair_and_fail() {
     );
     fails(&["fail", "--dir", d, "--member", "7"], "no member 7");
 }
+
+/// create, bench, fail, bench degraded, replace (rebuild onto a new file), check: parity
+/// matches everywhere, every member is active, the volume serves; replacing a member in
+/// service, or from a degraded volume with a second member out, is refused.
+#[test]
+fn fail_replace_check() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spare = tempfile::tempdir().expect("temporary directory");
+    let d = dir.path().to_str().expect("utf-8 path");
+    create(dir.path(), "4096");
+    ok(&[
+        "bench",
+        "--dir",
+        d,
+        "--rw",
+        "randwrite",
+        "--bytes",
+        "2M",
+        "--qd",
+        "8",
+    ]);
+    ok(&["fail", "--dir", d, "--member", "2"]);
+    ok(&[
+        "bench",
+        "--dir",
+        d,
+        "--rw",
+        "randwrite",
+        "--bytes",
+        "1M",
+        "--qd",
+        "8",
+    ]);
+    let new = spare.path().join("new-m2");
+    let new = new.to_str().expect("utf-8 path");
+    fails(
+        &["replace", "--dir", d, "--member", "0", "--with", new],
+        "is in service",
+    );
+    let out = ok(&["replace", "--dir", d, "--member", "2", "--with", new]);
+    assert!(out.contains("member 2 rebuilt"), "{out}");
+    let st = ok(&["status", "--dir", d]);
+    assert_eq!(st.matches("Active").count(), 3, "{st}");
+    ok(&["check", "--dir", d]);
+    ok(&["scrub", "--dir", d]);
+    fails(&["replace", "--dir", d, "--member", "2"], "is in service");
+    ok(&[
+        "bench", "--dir", d, "--rw", "randrw", "--bytes", "1M", "--qd", "4",
+    ]);
+    ok(&["check", "--dir", d]);
+}

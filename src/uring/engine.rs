@@ -53,26 +53,40 @@ pub struct Engine {
 struct Recorder {
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
+    rec: Arc<std::sync::Mutex<StateRecorder>>,
+}
+
+/// The member states of `vol` as superblocks record them.
+fn states_of(vol: &Volume) -> Vec<MemberState> {
+    (0..vol.geo.members)
+        .map(|m| match vol.health(m) {
+            MemberHealth::Active => MemberState::Active,
+            MemberHealth::Failed if vol.rebuilding() == Some(m) => MemberState::Rebuilding,
+            MemberHealth::Failed => MemberState::Failed,
+        })
+        .collect()
 }
 
 impl Recorder {
-    fn start(vol: Arc<Volume>, mut rec: StateRecorder) -> Recorder {
+    fn start(vol: Arc<Volume>, rec: StateRecorder) -> Recorder {
         vol.set_records_failures(true);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let rec = Arc::new(std::sync::Mutex::new(rec));
+        let rec2 = rec.clone();
         let handle = std::thread::spawn(move || {
             while !stop2.load(Ordering::Acquire) {
                 let Some(upto) = vol.unrecorded_failures() else {
                     std::thread::sleep(Duration::from_micros(500));
                     continue;
                 };
-                let states: Vec<MemberState> = (0..vol.geo.members)
-                    .map(|m| match vol.health(m) {
-                        MemberHealth::Active => MemberState::Active,
-                        MemberHealth::Failed => MemberState::Failed,
-                    })
-                    .collect();
-                match rec.record(&states) {
+                let r = {
+                    // States read under the lock: a record never goes out with older states
+                    // than one before it.
+                    let mut rec = rec2.lock().unwrap_or_else(|e| e.into_inner());
+                    rec.record(&states_of(&vol))
+                };
+                match r {
                     Ok(()) => vol.failures_recorded(upto),
                     Err(e) => {
                         eprintln!("jraid: member states not recorded ({e}); writes wait, retrying");
@@ -84,7 +98,14 @@ impl Recorder {
         Recorder {
             stop,
             handle: Some(handle),
+            rec,
         }
+    }
+
+    /// Record the current member states now.
+    fn record(&self, vol: &Volume) -> Result<(), Error> {
+        let mut rec = self.rec.lock().unwrap_or_else(|e| e.into_inner());
+        rec.record(&states_of(vol))
     }
 }
 
@@ -362,6 +383,39 @@ impl Driver for Recovery {
 
     fn finished(&self) -> bool {
         self.result.is_some()
+    }
+}
+
+impl Engine {
+    /// Rebuild member `member` (recorded "rebuilding": [`VolumeFiles::prepare_replacement`])
+    /// from the others while the volume serves I/O, `window` stripes at a time; then, with
+    /// the members flushed (the pass's rule), it is active and the superblocks say so.
+    /// `progress(done, total)` about every 100 ms.
+    pub fn rebuild(
+        &self,
+        member: u32,
+        window: usize,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<PassReport, Error> {
+        if !self.vol.start_rebuild(member) {
+            return Err(Error::new(format!(
+                "member {member} cannot be rebuilt: it is not out of service, or a rebuild runs"
+            )));
+        }
+        // The superblocks say "rebuilding" before the first stripe lands on it.
+        self._recorder.record(&self.vol)?;
+        let r = self.run_pass(control::PassKind::Rebuild { member }, window, progress)?;
+        if r.end == control::PassEnd::Done {
+            if !self.vol.finish_rebuild(member) {
+                return Err(Error::new(format!(
+                    "rebuild of member {member} did not finish ({} of {} stripes)",
+                    self.vol.rebuilt_stripes(),
+                    self.vol.geo.stripes
+                )));
+            }
+            self._recorder.record(&self.vol)?;
+        }
+        Ok(r)
     }
 }
 

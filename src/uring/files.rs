@@ -235,13 +235,14 @@ impl VolumeFiles {
                     sb.member_index
                 )));
             }
+            // Member identities are checked below, against the newest superblock: a member
+            // replaced since has another identity in it.
             if sb.members != n
                 || sb.block_size != bs
                 || sb.strip_blocks != sb0.strip_blocks
                 || sb.stripes != sb0.stripes
                 || sb.journal_uuid != sb0.journal_uuid
                 || sb.volume_number != sb0.volume_number
-                || sb.member_uuids != sb0.member_uuids
             {
                 return Err(Error::new(format!(
                     "{}: superblock disagrees with {} on the volume's geometry or identity",
@@ -251,6 +252,24 @@ impl VolumeFiles {
             }
             sbs.push(sb);
             members.push(dev);
+        }
+        // The newest superblock says which device each member is: a file that is another
+        // device (the member it held was replaced) may only sit where that member is out of
+        // service (a replacement not yet swapped in after a crash).
+        let newest = sbs
+            .iter()
+            .max_by_key(|sb| sb.seq)
+            .cloned()
+            .expect("members");
+        for (i, sb) in sbs.iter().enumerate() {
+            if sb.member_uuids[i] != newest.member_uuids[i]
+                && newest.member_states[i] == MemberState::Active
+            {
+                return Err(Error::new(format!(
+                    "{}: holds another device than member {i} of this volume (replaced?)",
+                    members[i].path.display()
+                )));
+            }
         }
         let mut devs = Vec::new();
         for d in members {
@@ -324,6 +343,113 @@ impl VolumeFiles {
             .unwrap_or_default()
     }
 
+    /// Prepare `with` (a file, created or truncated to the member size, or a block device) to
+    /// replace member `member`: it gets a superblock saying "rebuilding" under a new identity,
+    /// the other members' superblocks say so too, then `<dir>/m<member>` becomes a symlink to
+    /// it (the old file, if any, is kept as `m<member>.replaced`). Opening the volume then
+    /// serves it degraded until [`super::Engine::rebuild`] has rebuilt the member. Safe to
+    /// repeat after a crash.
+    pub fn prepare_replacement(&self, member: u32, with: &Path) -> Result<(), Error> {
+        let n = self.geo.members;
+        if member >= n {
+            return Err(Error::new(format!(
+                "no member {member} (the volume has members 0..{})",
+                n - 1
+            )));
+        }
+        let mut states = self.recorded_states();
+        if states[member as usize] == MemberState::Active {
+            return Err(Error::new(format!(
+                "member {member} is in service: mark it failed first (jraid fail)"
+            )));
+        }
+        if let Some(other) =
+            (0..n as usize).find(|&i| i != member as usize && states[i] != MemberState::Active)
+        {
+            return Err(Error::new(format!(
+                "member {other} is out of service too: the volume has nothing to rebuild from"
+            )));
+        }
+        let target = std::fs::canonicalize(with).unwrap_or_else(|_| with.to_owned());
+        if self.members.iter().enumerate().any(|(i, d)| {
+            i != member as usize && std::fs::canonicalize(&d.path).ok().as_deref() == Some(&target)
+        }) {
+            return Err(Error::new(format!(
+                "{}: already a member of this volume",
+                with.display()
+            )));
+        }
+        let need = self.geo.member_blocks_used() * self.geo.block_size as u64;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(with)
+            .map_err(|e| io_err(with, e))?;
+        let meta = f.metadata().map_err(|e| io_err(with, e))?;
+        if meta.is_file() && meta.len() < need {
+            f.set_len(need).map_err(|e| io_err(with, e))?;
+        }
+        let mut dev = Dev {
+            path: with.to_owned(),
+            len: 0,
+            direct: false,
+            file: f,
+        };
+        dev.len = dev_len(&mut dev.file).map_err(|e| io_err(with, e))?;
+        if dev.len < need {
+            return Err(Error::new(format!(
+                "{}: too short: {} bytes, the volume needs {need} bytes per member",
+                with.display(),
+                dev.len
+            )));
+        }
+        let newest = self
+            .member_sbs
+            .iter()
+            .max_by_key(|sb| sb.seq)
+            .cloned()
+            .expect("members");
+        let mut uuids = newest.member_uuids.clone();
+        uuids[member as usize] = random_bytes::<16>()?;
+        states[member as usize] = MemberState::Rebuilding;
+        let seq = newest.seq + 1;
+        let sb_for = |i: u32| MemberSuperblock {
+            member_index: i,
+            seq,
+            member_states: states.clone(),
+            member_uuids: uuids.clone(),
+            ..newest.clone()
+        };
+        let write = |file: &File, path: &Path, sb: MemberSuperblock| -> Result<(), Error> {
+            let image = sb.encode();
+            let mut b = Buf::new(SUPERBLOCK_BYTES);
+            b.as_mut_slice()[..image.len()].copy_from_slice(&image);
+            file.write_all_at(b.as_slice(), 0)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| io_err(path, e))
+        };
+        write(&dev.file, with, sb_for(member))?;
+        for (i, d) in self.members.iter().enumerate() {
+            if i != member as usize {
+                write(&d.file, &d.path, sb_for(i as u32))?;
+            }
+        }
+        let slot = member_path(&self.dir, member);
+        if std::fs::canonicalize(&slot).ok().as_deref() != Some(&target) {
+            let tmp = self.dir.join(format!("m{member}.new"));
+            let _ = std::fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(&target, &tmp).map_err(|e| io_err(&tmp, e))?;
+            if slot.exists() {
+                let old = self.dir.join(format!("m{member}.replaced"));
+                std::fs::rename(&slot, &old).map_err(|e| io_err(&slot, e))?;
+            }
+            std::fs::rename(&tmp, &slot).map_err(|e| io_err(&slot, e))?;
+        }
+        Ok(())
+    }
+
     /// A recorder of member states into these members' superblocks.
     pub fn state_recorder(&self) -> Result<StateRecorder, Error> {
         let members = self
@@ -338,7 +464,12 @@ impl VolumeFiles {
             .collect::<Result<_, _>>()?;
         Ok(StateRecorder {
             members,
-            template: self.member_sbs[0].clone(),
+            template: self
+                .member_sbs
+                .iter()
+                .max_by_key(|sb| sb.seq)
+                .cloned()
+                .expect("members"),
             seq: self.member_sbs.iter().map(|sb| sb.seq).max().unwrap_or(0),
         })
     }

@@ -40,6 +40,9 @@ enum Cmd {
     /// Mark a member failed in the other members' superblocks, as an operator does before
     /// pulling it: from then on the volume opens degraded without it.
     Fail(FailArgs),
+    /// Replace a failed member with a new file or device and rebuild it from the others
+    /// (progress bar); after a crash, run it again to resume.
+    Replace(ReplaceArgs),
     /// Show geometry, member states and the journal's newest record.
     Status(DirArgs),
     /// Create a volume in a temporary directory, bench it, crash it once, check it.
@@ -64,6 +67,23 @@ struct ScrubArgs {
     /// Rewrite the parity of mismatching stripes.
     #[arg(long)]
     repair: bool,
+    /// Stripes in flight.
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+}
+
+#[derive(Args, Debug)]
+struct ReplaceArgs {
+    /// Volume directory.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The failed member (its index, m<N>).
+    #[arg(long)]
+    member: u32,
+    /// The replacement: a file (created or extended to the member size) or a block device.
+    /// Without it, an interrupted replacement resumes.
+    #[arg(long)]
+    with: Option<PathBuf>,
     /// Stripes in flight.
     #[arg(long, default_value_t = 16)]
     window: usize,
@@ -204,6 +224,7 @@ fn main() -> ExitCode {
         Cmd::Check(a) => cmd_check(&a.dir),
         Cmd::Scrub(a) => cmd_scrub(a),
         Cmd::Fail(a) => cmd_fail(a),
+        Cmd::Replace(a) => cmd_replace(a),
         Cmd::Status(a) => cmd_status(&a.dir),
         Cmd::Demo(a) => cmd_demo(a),
         Cmd::CrashChild(a) => crash::child(&a.dir, &a.log, a.seed, a.reactors, a.qd, !a.no_journal)
@@ -411,6 +432,54 @@ fn cmd_scrub(a: ScrubArgs) -> Result<(), Fail> {
             r.mismatches - r.repaired
         )));
     }
+    Ok(())
+}
+
+fn cmd_replace(a: ReplaceArgs) -> Result<(), Fail> {
+    use jraid::superblock::MemberState;
+    if let Some(with) = &a.with {
+        let files = VolumeFiles::open(&a.dir, true)?;
+        files.prepare_replacement(a.member, with)?;
+    }
+    let files = VolumeFiles::open(&a.dir, true)?;
+    if files.recorded_states().get(a.member as usize) == Some(&MemberState::Active) {
+        return Err(Fail::Error(Error::new(format!(
+            "member {} is in service: nothing to rebuild (give --with to replace a failed member)",
+            a.member
+        ))));
+    }
+    let engine = uring::start(&files, 1, true)?;
+    if !engine.recovery.at_risk.is_empty() {
+        eprintln!(
+            "jraid: {} listed stripes could not be resynced before the rebuild and are at risk: {:?}",
+            engine.recovery.at_risk.len(),
+            &engine.recovery.at_risk[..engine.recovery.at_risk.len().min(16)]
+        );
+    }
+    let pb = indicatif::ProgressBar::new(files.geo.stripes);
+    let t = std::time::Instant::now();
+    let r = engine.rebuild(a.member, a.window.max(1), |done, _| pb.set_position(done));
+    pb.finish_and_clear();
+    let left = engine.shutdown(std::time::Duration::from_secs(10));
+    let r = r?;
+    left?;
+    if r.end != jraid::control::PassEnd::Done {
+        return Err(Fail::Error(Error::new(format!(
+            "rebuild of member {} {}: {}",
+            a.member,
+            r.end.as_str(),
+            r.first_error.unwrap_or_default()
+        ))));
+    }
+    let g = files.geo;
+    let secs = t.elapsed().as_secs_f64().max(1e-6);
+    println!(
+        "member {} rebuilt: {} stripes in {:.1} s ({:.0} MiB/s)",
+        a.member,
+        r.done,
+        secs,
+        (r.done * g.strip_blocks * g.block_size as u64) as f64 / (1 << 20) as f64 / secs
+    );
     Ok(())
 }
 
