@@ -192,6 +192,11 @@ struct Piece {
     /// after the reads uses the same view; a member failing later fails its I/O and the piece
     /// is planned again).
     failed: Option<u32>,
+    /// A read of this member failed under a user read: its blocks are rebuilt from the others
+    /// and written back (the member stays in service unless that write fails).
+    bad_member: Option<u32>,
+    /// The write-back of `bad_member`'s rebuilt blocks is in flight.
+    repairing: bool,
     /// Generation a durable-waiter needs.
     wait_gen: u64,
     /// Per member buffer.
@@ -567,6 +572,8 @@ impl<B: Backend> Channel<B> {
         p.locked = false;
         p.marked = false;
         p.degraded = false;
+        p.bad_member = None;
+        p.repairing = false;
         p.plan = None;
         p.span = StripeSpan::new(&geo, start, len);
         p.bufs.resize_with(members, || None);
@@ -779,7 +786,15 @@ impl<B: Backend> Channel<B> {
         }
         let geo = self.vol.geo;
         let bs = geo.block_size as usize;
-        let failed = self.vol.failed_for(self.pieces[pi].stripe);
+        let mut failed = self.vol.failed_for(self.pieces[pi].stripe);
+        if let Some(bad) = self.pieces[pi].bad_member {
+            if failed.is_some_and(|f| f != bad) {
+                // Another member went meanwhile: nothing left to rebuild the bad blocks from.
+                self.vol.fail_member(bad);
+                return self.finish_piece(pi, Err(IoError::VolumeFailed));
+            }
+            failed = Some(bad);
+        }
         let p = &mut self.pieces[pi];
         p.failed = failed;
         p.state = PieceState::Reading;
@@ -924,11 +939,38 @@ impl<B: Backend> Channel<B> {
             }
         }
         if !ok {
-            self.vol.fail_member(member);
-            self.pieces[pi].io_failed = true;
+            let p = &mut self.pieces[pi];
+            if p.repairing {
+                // The rewrite of the rebuilt blocks failed too: now the member goes.
+                self.vol.fail_member(member);
+            } else if p.kind == PieceKind::Read
+                && p.state == PieceState::Reading
+                && p.bad_member.is_none()
+                && self.vol.failed_count() == 0
+            {
+                // A read error on a healthy volume: rebuild the blocks from the others and
+                // write them back before giving up on the member (as md does).
+                p.bad_member = Some(member);
+                p.io_failed = true;
+            } else {
+                self.vol.fail_member(member);
+                self.pieces[pi].io_failed = true;
+            }
         }
         if self.pieces[pi].pending > 0 {
             return;
+        }
+        if self.pieces[pi].repairing {
+            self.pieces[pi].repairing = false;
+            if ok {
+                self.vol
+                    .stats
+                    .read_repaired
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            // The data was rebuilt either way.
+            self.copy_out(pi);
+            return self.finish_piece(pi, Ok(()));
         }
         if self.pieces[pi].io_failed {
             return self.retry(pi);
@@ -959,6 +1001,11 @@ impl<B: Backend> Channel<B> {
     fn reads_done(&mut self, pi: usize) {
         match self.pieces[pi].kind {
             PieceKind::Read => {
+                if let Some(bad) = self.pieces[pi].bad_member {
+                    if self.vol.health(bad) == super::volume::MemberHealth::Active {
+                        return self.write_back_rebuilt(pi, bad);
+                    }
+                }
                 if !self.pieces[pi].direct {
                     self.copy_out(pi);
                 }
@@ -988,6 +1035,23 @@ impl<B: Backend> Channel<B> {
                 None => self.finish_piece(pi, Err(IoError::VolumeFailed)),
             },
         }
+    }
+
+    /// A user read met a read error on `bad`: its rows were read from every other member
+    /// (under the stripe lock); write `bad`'s rebuilt rows back to it. The stripe stays
+    /// consistent whatever becomes of that write (the rebuilt rows are what parity says), and
+    /// the read completes with the rebuilt data in any case.
+    fn write_back_rebuilt(&mut self, pi: usize, bad: u32) {
+        let geo = self.vol.geo;
+        let bs = geo.block_size as usize;
+        let p = &self.pieces[pi];
+        let rows = (p.span.lo, p.span.hi);
+        let mut out = self.pool.take(p.span.rows() as usize * bs);
+        xor_others(&mut out, &self.pieces[pi].bufs, bad, geo.members);
+        let p = &mut self.pieces[pi];
+        p.state = PieceState::Writing;
+        p.repairing = true;
+        self.submit_piece_io(pi, bad, IoOp::Write, rows, out, 0);
     }
 
     /// Copy read data into the request buffer, rebuilding the missing member if needed.

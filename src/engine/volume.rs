@@ -35,6 +35,9 @@ pub struct VolumeStats {
     pub degraded_write: AtomicU64,
     /// Reads that rebuilt a missing member's blocks from parity.
     pub degraded_read: AtomicU64,
+    /// Read errors repaired: the blocks rebuilt from the others and written back (the member
+    /// stayed in service).
+    pub read_repaired: AtomicU64,
 }
 
 /// Shared state of one volume.

@@ -1,7 +1,7 @@
 //! A simulated block device: durable blocks, a volatile write cache, in-flight writes that a crash
 //! may apply in part, failure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::rng::Rng;
 
@@ -27,6 +27,9 @@ pub struct SimDisk {
     /// Its failure is transient: after a power loss it works again (with the contents it had),
     /// and only a recorded failure (`stale`) keeps it out.
     pub transient: bool,
+    /// Unreadable blocks: a read touching one fails (the device works otherwise); writing the
+    /// block makes it readable again (the drive remaps it).
+    pub bad: BTreeSet<u64>,
 }
 
 impl SimDisk {
@@ -41,13 +44,20 @@ impl SimDisk {
             failed: false,
             stale: false,
             transient: false,
+            bad: BTreeSet::new(),
         }
+    }
+
+    /// Whether a read of `blocks` blocks at `lba` touches an unreadable block.
+    pub fn unreadable(&self, lba: u64, blocks: u64) -> bool {
+        self.bad.range(lba..lba + blocks).next().is_some()
     }
 
     /// Apply a completed write of whole blocks.
     pub fn write(&mut self, lba: u64, data: &[u8]) {
         for (i, chunk) in data.chunks(self.bs).enumerate() {
             let b = lba + i as u64;
+            self.bad.remove(&b);
             if self.volatile {
                 self.cache.insert(b, chunk.into());
             } else {

@@ -966,6 +966,69 @@ pub fn admin_check(seed: u64, crashes: u32, skip_pass_flush: bool) -> Outcome {
     d.out
 }
 
+/// Read error check for one seed: after a random workload, bad sectors appear on data blocks
+/// of random members; reading every block back must return the acknowledged data, repair the
+/// bad sectors from the others (rewriting them) and keep every member in service; parity then
+/// matches, and everything still reads back with a member lost.
+pub fn read_error_check(seed: u64) -> Outcome {
+    let mut rng = Rng::new(seed ^ 0xBAD5_EC70);
+    let geo = random_geometry(&mut rng);
+    let cfg = SimConfig {
+        seed,
+        reactors: rng.range(1, 4) as u32,
+        volumes: vec![(0, geo)],
+        member_volatile: rng.chance(0.5),
+        journal: Some(random_journal(&mut rng)),
+        max_latency_us: rng.range(2, 200),
+        error_rate: 0.0,
+        tick_us: 1000,
+        record_failures: true,
+    };
+    let w = Workload {
+        ops: 100,
+        qd: rng.range(1, 17) as usize,
+        read_fraction: 0.0,
+        hot_stripes: None,
+        single_block: false,
+        background: false,
+    };
+    let mut d = Driver::new(World::new(cfg), rng.fork(1));
+    d.run(&w, None, |_, _| {});
+    // Bad sectors in distinct stripes (two members unreadable in one stripe is a double
+    // fault RAID-5 cannot serve).
+    let planted = rng.range(1, 9);
+    let mut used = std::collections::BTreeSet::new();
+    for _ in 0..planted {
+        let lba = rng.range(0, geo.volume_blocks());
+        let sb = geo.stripe_blocks();
+        let (stripe, o) = (lba / sb, lba % sb);
+        if !used.insert(stripe) {
+            continue;
+        }
+        let m = geo.data_member(stripe, (o / geo.strip_blocks) as u32);
+        let mlba = geo.member_lba(stripe, o % geo.strip_blocks);
+        d.world.plant_bad_block(0, m, mlba);
+    }
+    d.out.bad_reads += d.read_back(None);
+    let vol = d.world.volumes[0].vol.clone();
+    if vol.failed_count() > 0 {
+        d.out.failed_requests += 1;
+        d.out
+            .note("a member was failed for a repairable read error".into());
+    }
+    let left = d.world.bad_blocks(0);
+    if left > 0 {
+        d.out.failed_requests += 1;
+        d.out
+            .note(format!("{left} bad blocks left after reading every block"));
+    }
+    d.check_parity();
+    let m = rng.range(0, geo.members as u64) as u32;
+    d.world.fail_member(0, m, true);
+    d.out.bad_reads += d.read_back(None);
+    d.out
+}
+
 /// Rebuild check for one seed: writes healthy, a member lost, writes degraded, a blank
 /// replacement rebuilt under load, sometimes a power loss in the middle (then recovery and a
 /// restarted rebuild). Afterwards every stripe's parity matches, every acknowledged write reads

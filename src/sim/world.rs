@@ -494,6 +494,9 @@ impl World {
         if disk.failed {
             return false;
         }
+        if io.op == IoOp::Read && disk.unreadable(io.lba, io.blocks) {
+            return false; // a read error; the device stays in service
+        }
         let bs = disk.bs;
         let range = io.buf_offset..io.buf_offset + io.blocks as usize * bs;
         match io.op {
@@ -542,6 +545,17 @@ impl World {
         let d = &mut self.volumes[vi].disks[m as usize];
         d.failed = true;
         d.transient = true;
+    }
+
+    /// Make block `lba` of member `m` of volume index `vi` unreadable (a bad sector): reads
+    /// touching it fail until it is written.
+    pub fn plant_bad_block(&mut self, vi: usize, m: u32, lba: u64) {
+        self.volumes[vi].disks[m as usize].bad.insert(lba);
+    }
+
+    /// Unreadable blocks left on the members of volume index `vi`.
+    pub fn bad_blocks(&self, vi: usize) -> usize {
+        self.volumes[vi].disks.iter().map(|d| d.bad.len()).sum()
     }
 
     /// Put a blank replacement in place of failed member `m` of volume index `vi` and start
