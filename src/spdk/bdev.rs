@@ -357,6 +357,7 @@ impl SpdkVolume {
                 "read_modify_write": v.stats.read_modify_write.load(std::sync::atomic::Ordering::Relaxed),
                 "degraded_write": v.stats.degraded_write.load(std::sync::atomic::Ordering::Relaxed),
                 "degraded_read": v.stats.degraded_read.load(std::sync::atomic::Ordering::Relaxed),
+                "read_repaired": v.stats.read_repaired.load(std::sync::atomic::Ordering::Relaxed),
             },
         })
     }
