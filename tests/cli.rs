@@ -354,3 +354,76 @@ fn fail_replace_check() {
     ]);
     ok(&["check", "--dir", d]);
 }
+
+/// The operator's scenario end to end: create, bench, fail a member, bench degraded, replace
+/// it, scrub, lose the journal, set a new one (refused while the old one works), check, and
+/// the volume serves again with nothing listed dirty.
+#[test]
+fn operator_scenario_create_bench_fail_replace_scrub_set_journal_check() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spare = tempfile::tempdir().expect("temporary directory");
+    let d = dir.path().to_str().expect("utf-8 path");
+    create(dir.path(), "4096");
+    ok(&[
+        "bench",
+        "--dir",
+        d,
+        "--rw",
+        "randwrite",
+        "--bytes",
+        "2M",
+        "--qd",
+        "8",
+    ]);
+    ok(&["fail", "--dir", d, "--member", "0"]);
+    ok(&[
+        "bench",
+        "--dir",
+        d,
+        "--rw",
+        "randwrite",
+        "--bytes",
+        "1M",
+        "--qd",
+        "8",
+    ]);
+    let m0 = spare.path().join("m0-new");
+    ok(&[
+        "replace",
+        "--dir",
+        d,
+        "--member",
+        "0",
+        "--with",
+        m0.to_str().unwrap(),
+    ]);
+    ok(&["scrub", "--dir", d]);
+    let nj = spare.path().join("journal-new");
+    let nj = nj.to_str().unwrap();
+    fails(
+        &["set-journal", "--dir", d, "--journal", nj],
+        "journal is working",
+    );
+    std::fs::remove_file(dir.path().join("journal")).expect("lose the journal");
+    fails(
+        &["bench", "--dir", d, "--bytes", "1M"],
+        "missing journal file",
+    );
+    let out = ok(&[
+        "set-journal",
+        "--dir",
+        d,
+        "--journal",
+        nj,
+        "--journal-size",
+        "1M",
+    ]);
+    assert!(out.contains("is the journal of"), "{out}");
+    ok(&["check", "--dir", d]);
+    let st = ok(&["status", "--dir", d]);
+    assert!(st.contains("dirty      none"), "{st}");
+    ok(&[
+        "bench", "--dir", d, "--rw", "randrw", "--bytes", "1M", "--qd", "4",
+    ]);
+    ok(&["check", "--dir", d]);
+}

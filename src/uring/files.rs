@@ -189,6 +189,21 @@ impl VolumeFiles {
     /// and at its index, with the same geometry; the journal present, long enough, the one the
     /// members name, and listing this volume.
     pub fn open(dir: &Path, writable: bool) -> Result<VolumeFiles, Error> {
+        Self::open_inner(dir, writable, None)
+    }
+
+    /// Open the volume in `dir` with the journal at `journal` instead of its own (which may be
+    /// lost): every member check applies, but the members need not name this journal yet
+    /// (a new journal before [`VolumeFiles::name_journal`]).
+    pub fn open_with_journal(dir: &Path, journal: &Path) -> Result<VolumeFiles, Error> {
+        Self::open_inner(dir, true, Some(journal))
+    }
+
+    fn open_inner(
+        dir: &Path,
+        writable: bool,
+        new_journal: Option<&Path>,
+    ) -> Result<VolumeFiles, Error> {
         if !dir.is_dir() {
             return Err(Error::new(format!(
                 "{}: no such volume directory",
@@ -282,7 +297,7 @@ impl VolumeFiles {
             }
             devs.push(check_block_size(d, bs, writable)?);
         }
-        let jp = journal_path(dir);
+        let jp = new_journal.map_or_else(|| journal_path(dir), Path::to_owned);
         let jd = open_dev(&jp, writable, "journal file")?;
         if jd.len < SUPERBLOCK_BYTES as u64 {
             return Err(Error::new(format!(
@@ -294,7 +309,7 @@ impl VolumeFiles {
         let jbuf = read_at(&jd, 0, SUPERBLOCK_BYTES).map_err(|e| io_err(&jp, e))?;
         let jsb =
             JournalSuperblock::decode(jbuf.as_slice()).map_err(|e| sb_error(&jp, "journal", e))?;
-        if jsb.journal_uuid != sb0.journal_uuid {
+        if new_journal.is_none() && jsb.journal_uuid != sb0.journal_uuid {
             return Err(Error::new(format!(
                 "{}: a foreign journal (journal uuid {}, the members expect {})",
                 jp.display(),
@@ -450,6 +465,47 @@ impl VolumeFiles {
         Ok(())
     }
 
+    /// Rewrite every member's superblock to name this journal (after a full resync onto it),
+    /// then make `<dir>/journal` a symlink to it (the old file, if any, kept as
+    /// `journal.replaced`).
+    pub fn name_journal(&self) -> Result<(), Error> {
+        let newest = self
+            .member_sbs
+            .iter()
+            .max_by_key(|sb| sb.seq)
+            .cloned()
+            .expect("members");
+        for (i, d) in self.members.iter().enumerate() {
+            let sb = MemberSuperblock {
+                member_index: i as u32,
+                seq: newest.seq + 1,
+                journal_uuid: self.journal_sb.journal_uuid,
+                ..newest.clone()
+            };
+            let image = sb.encode();
+            let mut b = Buf::new(SUPERBLOCK_BYTES);
+            b.as_mut_slice()[..image.len()].copy_from_slice(&image);
+            d.file
+                .write_all_at(b.as_slice(), 0)
+                .and_then(|()| d.file.sync_data())
+                .map_err(|e| io_err(&d.path, e))?;
+        }
+        let slot = journal_path(&self.dir);
+        let target =
+            std::fs::canonicalize(&self.journal.path).unwrap_or_else(|_| self.journal.path.clone());
+        if std::fs::canonicalize(&slot).ok().as_deref() != Some(&target) {
+            let tmp = self.dir.join("journal.new");
+            let _ = std::fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(&target, &tmp).map_err(|e| io_err(&tmp, e))?;
+            if slot.symlink_metadata().is_ok() {
+                let old = self.dir.join("journal.replaced");
+                std::fs::rename(&slot, &old).map_err(|e| io_err(&slot, e))?;
+            }
+            std::fs::rename(&tmp, &slot).map_err(|e| io_err(&slot, e))?;
+        }
+        Ok(())
+    }
+
     /// A recorder of member states into these members' superblocks.
     pub fn state_recorder(&self) -> Result<StateRecorder, Error> {
         let members = self
@@ -472,6 +528,21 @@ impl VolumeFiles {
                 .expect("members"),
             seq: self.member_sbs.iter().map(|sb| sb.seq).max().unwrap_or(0),
         })
+    }
+
+    /// The superblocks of the members in `dir` (no other check): for tools that work on a
+    /// volume whose journal is lost.
+    pub fn open_members(dir: &Path) -> Result<Vec<MemberSuperblock>, Error> {
+        let mut out = Vec::new();
+        for i in 0.. {
+            let p = member_path(dir, i);
+            if i > 0 && i >= out.first().map_or(0, |sb: &MemberSuperblock| sb.members) {
+                break;
+            }
+            let d = open_dev(&p, false, "member file (no jraid volume here?)")?;
+            out.push(read_member_sb(&d)?);
+        }
+        Ok(out)
     }
 
     /// The volume's number on its journal.
@@ -653,6 +724,56 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
     f.read_exact_at(&mut b, 0)
         .map_err(|e| Error::new(format!("/dev/urandom: {e}")))?;
     Ok(b)
+}
+
+/// Create a new journal file at `path` (`size` bytes: superblock area and two record slots)
+/// for the volume in `dir`, serving it under its current number. The file must not exist.
+pub fn create_journal(dir: &Path, path: &Path, size: u64) -> Result<(), Error> {
+    let members = VolumeFiles::open_members(dir)?;
+    let sb = members
+        .iter()
+        .max_by_key(|sb| sb.seq)
+        .cloned()
+        .expect("members");
+    let bs = sb.block_size as u64;
+    let slot_bytes = (size.saturating_sub(JOURNAL_SLOTS_OFFSET) / 2) / bs * bs;
+    let min_slot = 4096u64.max(bs);
+    if slot_bytes < min_slot {
+        return Err(Error::new(format!(
+            "journal size {size} too small: at least {} bytes are needed",
+            JournalSuperblock::min_journal_bytes(min_slot)
+        )));
+    }
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| io_err(path, e))?;
+    let len = JournalSuperblock::min_journal_bytes(slot_bytes);
+    let r = (|| {
+        f.set_len(len).map_err(|e| io_err(path, e))?;
+        let jsb = JournalSuperblock {
+            journal_uuid: random_bytes()?,
+            block_size: sb.block_size,
+            slot_bytes,
+            seq: 1,
+            volumes: vec![JournalEntry {
+                volume_number: sb.volume_number,
+                volume_uuid: sb.volume_uuid,
+                name: sb.name.chars().take(JOURNAL_NAME_MAX).collect(),
+            }],
+        };
+        jsb.validate()
+            .map_err(|e| Error::new(format!("bad journal: {e}")))?;
+        f.write_all_at(&jsb.encode(), 0)
+            .map_err(|e| io_err(path, e))?;
+        f.sync_all().map_err(|e| io_err(path, e))
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    r
 }
 
 /// Create a volume: member files with their superblocks and a journal with its superblock.

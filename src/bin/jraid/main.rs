@@ -43,6 +43,9 @@ enum Cmd {
     /// Replace a failed member with a new file or device and rebuild it from the others
     /// (progress bar); after a crash, run it again to resume.
     Replace(ReplaceArgs),
+    /// Give a volume whose journal is lost a new journal: a full resync of every stripe (all
+    /// members needed), then the members name the new journal.
+    SetJournal(SetJournalArgs),
     /// Show geometry, member states and the journal's newest record.
     Status(DirArgs),
     /// Create a volume in a temporary directory, bench it, crash it once, check it.
@@ -86,6 +89,22 @@ struct ReplaceArgs {
     with: Option<PathBuf>,
     /// Stripes in flight.
     #[arg(long, default_value_t = 16)]
+    window: usize,
+}
+
+#[derive(Args, Debug)]
+struct SetJournalArgs {
+    /// Volume directory.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The new journal: a file to create (or one an interrupted set-journal created).
+    #[arg(long)]
+    journal: PathBuf,
+    /// Size of a journal file to create.
+    #[arg(long, value_parser = parse_size, default_value = "4M")]
+    journal_size: u64,
+    /// Stripes in flight during the resync.
+    #[arg(long, default_value_t = 32)]
     window: usize,
 }
 
@@ -225,6 +244,7 @@ fn main() -> ExitCode {
         Cmd::Scrub(a) => cmd_scrub(a),
         Cmd::Fail(a) => cmd_fail(a),
         Cmd::Replace(a) => cmd_replace(a),
+        Cmd::SetJournal(a) => cmd_set_journal(a),
         Cmd::Status(a) => cmd_status(&a.dir),
         Cmd::Demo(a) => cmd_demo(a),
         Cmd::CrashChild(a) => crash::child(&a.dir, &a.log, a.seed, a.reactors, a.qd, !a.no_journal)
@@ -479,6 +499,68 @@ fn cmd_replace(a: ReplaceArgs) -> Result<(), Fail> {
         r.done,
         secs,
         (r.done * g.strip_blocks * g.block_size as u64) as f64 / (1 << 20) as f64 / secs
+    );
+    Ok(())
+}
+
+fn cmd_set_journal(a: SetJournalArgs) -> Result<(), Fail> {
+    use jraid::superblock::MemberState;
+    if VolumeFiles::open(&a.dir, false).is_ok() {
+        return Err(Fail::Error(Error::new(format!(
+            "{}: the volume's journal is working; a new journal is set only after it is lost",
+            a.dir.display()
+        ))));
+    }
+    if !a.journal.exists() {
+        files::create_journal(&a.dir, &a.journal, a.journal_size)?;
+    }
+    let files = VolumeFiles::open_with_journal(&a.dir, &a.journal)?;
+    if let Some(m) = files
+        .recorded_states()
+        .iter()
+        .position(|s| *s != MemberState::Active)
+    {
+        return Err(Fail::Error(Error::new(format!(
+            "member {m} is out of service: the full resync before a new journal needs every \
+             member (replace it first)"
+        ))));
+    }
+    eprintln!(
+        "jraid: full resync of {} stripes before {} becomes the journal",
+        files.geo.stripes,
+        a.journal.display()
+    );
+    let engine = uring::start_with(
+        &files,
+        &uring::StartOptions {
+            reactors: 1,
+            journal: false,
+            split_writes: false,
+        },
+    )?;
+    let pb = indicatif::ProgressBar::new(files.geo.stripes);
+    let r = engine.run_pass(
+        jraid::control::PassKind::Resync,
+        a.window.max(1),
+        |done, _| pb.set_position(done),
+    );
+    pb.finish_and_clear();
+    engine.stop();
+    let r = r?;
+    if r.end != jraid::control::PassEnd::Done {
+        return Err(Fail::Error(Error::new(format!(
+            "full resync {}: {}",
+            r.end.as_str(),
+            r.first_error.unwrap_or_default()
+        ))));
+    }
+    // Only now (members flushed by the pass) may the members name the new journal.
+    files.name_journal()?;
+    println!(
+        "{} is the journal of {} now ({} stripes resynced)",
+        a.journal.display(),
+        a.dir.display(),
+        r.done
     );
     Ok(())
 }
