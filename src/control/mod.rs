@@ -1,6 +1,13 @@
-//! The control plane: the steps around the data path (recovery today), written once as state
-//! machines whose steps are values, and driven by every runtime: the SPDK adapter, the io_uring
-//! runtime and the simulator (which crashes inside them). Safe Rust, no SPDK or io_uring types.
+//! The control plane: the steps around the data path, written once and driven by every
+//! runtime — the SPDK adapter, the io_uring runtime and the simulator (which crashes inside
+//! them). Safe Rust, no SPDK or io_uring types:
+//! - [`assembly`]: which members a volume uses, from the superblocks found;
+//! - [`recovery`]: after a crash, before the volume serves I/O;
+//! - [`pass`]: rebuild, scrub (and repair) and the full resync before a new journal.
+//!
+//! The drivers' contract is small: submit engine requests on a channel of the volume and
+//! report their completions, send the journal a kick, read the clock, poll again on a
+//! completion or a timer tick, and (outside these modules) write and flush superblocks.
 //!
 //! Each ordering rule that protects data is enforced in one place here and named in that
 //! module's docs:
@@ -8,6 +15,7 @@
 //! - [`pass`]: a rebuild or full resync flushes the members before it is done (before the
 //!   replacement is marked active, or the new journal named).
 
+pub mod assembly;
 pub mod pass;
 pub mod recovery;
 

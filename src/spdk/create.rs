@@ -558,20 +558,19 @@ fn reassemble(p: Prepared, sbs: Vec<Option<MemberSuperblock>>, done: Done) {
             )));
         }
     }
-    // A member whose rebuild was cut short is left out, then rebuilt again (as examine does).
-    let resume = (0..sbs.len()).find_map(|i| {
-        let s = sbs[i].as_ref()?;
-        (newest.member_states.get(i) == Some(&MemberState::Rebuilding)
-            && s.volume_uuid == uuid
-            && s.member_index == i as u32
-            && s.member_uuids == newest.member_uuids)
-            .then(|| (i as u32, p.req.base_bdevs[i].clone()))
-    });
+    // The control plane's assembly rule (as examine): a member whose rebuild was cut short is
+    // left out, then rebuilt again; a failed or stale one is left out.
+    let found: Vec<Option<&MemberSuperblock>> = sbs.iter().map(Option::as_ref).collect();
+    let uses = crate::control::assembly::decide(&newest, &found);
+    let resume = uses
+        .iter()
+        .position(|u| *u == crate::control::assembly::MemberUse::Resume)
+        .map(|i| (i as u32, p.req.base_bdevs[i].clone()));
     let members: Vec<Option<BaseBdev>> = p
         .members
         .into_iter()
         .enumerate()
-        .map(|(i, m)| (newest.member_states.get(i) == Some(&MemberState::Active)).then_some(m))
+        .map(|(i, m)| uses[i].in_service().then_some(m))
         .collect();
     let found = Found {
         sb: newest,

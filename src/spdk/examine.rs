@@ -14,6 +14,7 @@ use super::create::{self, assemble_with_journal, open_journal, Found};
 use super::ffi::{errlog, guard, infolog, noticelog, warnlog};
 use super::json::uuid_string;
 use super::superblocks::read_sb;
+use crate::control::assembly::{self, MemberUse};
 use crate::superblock::{JournalSuperblock, MemberState, MemberSuperblock};
 
 /// Superblocks seen but not yet assembled.
@@ -277,11 +278,25 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
     let mut members: Vec<Option<BaseBdev>> = (0..n).map(|_| None).collect();
     // A replacement whose rebuild was cut short: assembled as failed, rebuilt again afterwards.
     let mut resume: Option<(u32, String)> = None;
+    // What to do with each member: the control plane's assembly rule (shared with create by
+    // uuid and the io_uring runtime).
+    let mut found: Vec<Option<&MemberSuperblock>> = vec![None; n];
+    for (_, s) in &list {
+        if let Some(f) = found.get_mut(s.member_index as usize) {
+            if f.is_none_or(|o| o.seq < s.seq) {
+                *f = Some(s);
+            }
+        }
+    }
+    let uses = assembly::decide(&newest, &found);
     for (name, s) in &list {
         let i = s.member_index as usize;
-        if newest.member_states[i] == MemberState::Rebuilding
-            && s.member_uuids == newest.member_uuids
-        {
+        let chosen = found
+            .get(i)
+            .copied()
+            .flatten()
+            .is_some_and(|f| std::ptr::eq(f, s));
+        if chosen && uses[i] == MemberUse::Resume {
             noticelog!(
                 "volume {}: {name} (member {i}) was being rebuilt: assembling without it, then rebuilding it again",
                 newest.name
@@ -290,7 +305,7 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
             resume = Some((i as u32, name.clone()));
             continue;
         }
-        if newest.member_states[i] != MemberState::Active || s.member_uuids != newest.member_uuids {
+        if !chosen || uses[i] != MemberUse::Use {
             warnlog!(
                 "volume {}: not using {name} (member {i}): marked failed or stale",
                 newest.name

@@ -118,21 +118,41 @@ impl Drop for Recorder {
     }
 }
 
-/// The shared volume state, with the member states the superblocks record (a member recorded
-/// failed stays out of service: a degraded open).
+/// The shared volume state, assembled as the superblocks say (a member recorded failed, or a
+/// stale file, stays out of service: a degraded open).
 fn volume(
     files: &VolumeFiles,
     number: u32,
     geo: crate::layout::Geometry,
     journal: Option<Arc<Journal>>,
-) -> Arc<Volume> {
+) -> Result<Arc<Volume>, Error> {
+    let uses = files.member_uses();
+    if !control::assembly::servable(&uses) {
+        let out: Vec<String> = uses
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| !u.in_service())
+            .map(|(i, u)| format!("m{i} {u:?}"))
+            .collect();
+        return Err(Error::new(format!(
+            "{}: two or more members out of service ({}): the volume cannot serve its data",
+            files.dir.display(),
+            out.join(", ")
+        )));
+    }
     let vol = Arc::new(Volume::new(number, geo, true, journal));
-    for (m, st) in files.recorded_states().iter().enumerate() {
-        if *st != MemberState::Active {
+    for (m, u) in uses.iter().enumerate() {
+        if !u.in_service() {
+            if *u == control::assembly::MemberUse::Stale {
+                eprintln!(
+                    "jraid: {}: member {m} missed a state change or held a replaced member: left out",
+                    files.members[m].path.display()
+                );
+            }
             vol.fail_member(m as u32);
         }
     }
-    vol
+    Ok(vol)
 }
 
 impl Engine {
@@ -254,7 +274,7 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
         None => (0, Vec::new()),
     };
     let journal = Arc::new(Journal::new(files.journal_config(), generation, entries));
-    let vol = volume(files, number, geo, Some(journal.clone()));
+    let vol = volume(files, number, geo, Some(journal.clone()))?;
     let recorder = Recorder::start(vol.clone(), files.state_recorder()?);
     let (jv, carried) = journal.attach_volume(number, geo.stripes, true);
     // With a member out of service the listed stripes cannot be resynced: they are at risk.
@@ -328,7 +348,7 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
     }
     runtime.stop();
     drop(recorder);
-    let vol = volume(files, number, geo, None);
+    let vol = volume(files, number, geo, None)?;
     let recorder = Recorder::start(vol.clone(), files.state_recorder()?);
     let devs = devices(files, vol.clone(), None)?;
     let runtime = Runtime::start_with(

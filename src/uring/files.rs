@@ -268,24 +268,6 @@ impl VolumeFiles {
             sbs.push(sb);
             members.push(dev);
         }
-        // The newest superblock says which device each member is: a file that is another
-        // device (the member it held was replaced) may only sit where that member is out of
-        // service (a replacement not yet swapped in after a crash).
-        let newest = sbs
-            .iter()
-            .max_by_key(|sb| sb.seq)
-            .cloned()
-            .expect("members");
-        for (i, sb) in sbs.iter().enumerate() {
-            if sb.member_uuids[i] != newest.member_uuids[i]
-                && newest.member_states[i] == MemberState::Active
-            {
-                return Err(Error::new(format!(
-                    "{}: holds another device than member {i} of this volume (replaced?)",
-                    members[i].path.display()
-                )));
-            }
-        }
         let mut devs = Vec::new();
         for d in members {
             if d.len < need {
@@ -346,6 +328,16 @@ impl VolumeFiles {
             journal_sb: jsb,
             geo,
         })
+    }
+
+    /// What assembly does with each member ([`crate::control::assembly`], as SPDK's examine):
+    /// a member recorded failed, or a file that missed a state change or held a replaced
+    /// member, stays out of service.
+    pub fn member_uses(&self) -> Vec<crate::control::assembly::MemberUse> {
+        use crate::control::assembly;
+        let newest = assembly::newest(&self.member_sbs).expect("members");
+        let found: Vec<Option<&MemberSuperblock>> = self.member_sbs.iter().map(Some).collect();
+        assembly::decide(newest, &found)
     }
 
     /// Member states as the newest member superblock (highest seq) records them: a member
