@@ -10,19 +10,22 @@
 //! works again after the restart (control: `--control no-failure-record`, degraded writes
 //! acknowledged before the failure is recorded). `--scenario admin`: a scrub, then a member
 //! lost and rebuilt, racing the workload, with `--crashes K` power losses inside them (control:
-//! `--control no-pass-flush`, the replacement counts as active before a member flush). Last
+//! `--control no-pass-flush`, the replacement counts as active before a member flush).
+//! `--scenario journal`: the journal devices die under writes, every stripe is resynced and a
+//! fresh journal named, with power losses inside (control: `--control no-pass-flush`, the
+//! new journal named before the resync's member flush). Last
 //! line: `seeds=N lost_acked=X inconsistent_stripes=Y`; exits non-zero when X or Y is above
 //! zero.
 
 use jraid::control::RecoveryOptions;
 use jraid::sim::cli::SeedArgs;
-use jraid::sim::workload::{admin_check, crash_check_with, transient_check};
+use jraid::sim::workload::{admin_check, crash_check_with, journal_loss_check, transient_check};
 
 fn main() {
     let args = match SeedArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush]");
+            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|journal] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush]");
             std::process::exit(2);
         }
     };
@@ -32,6 +35,7 @@ fn main() {
     let mut opts = RecoveryOptions::default();
     let mut transient = false;
     let mut admin = false;
+    let mut journal_loss = false;
     let mut skip_pass_flush = false;
     let mut record_failures = true;
     let mut flags = args.rest.iter();
@@ -59,10 +63,13 @@ fn main() {
                 )),
             },
             "--scenario" => match flags.next().map(String::as_str) {
-                Some("crash") => (transient, admin) = (false, false),
-                Some("transient") => (transient, admin) = (true, false),
-                Some("admin") => (transient, admin) = (false, true),
-                other => usage(format!("unknown scenario {other:?} (crash, transient, admin)")),
+                Some("crash") => (transient, admin, journal_loss) = (false, false, false),
+                Some("transient") => (transient, admin, journal_loss) = (true, false, false),
+                Some("admin") => (transient, admin, journal_loss) = (false, true, false),
+                Some("journal") => (transient, admin, journal_loss) = (false, false, true),
+                other => usage(format!(
+                    "unknown scenario {other:?} (crash, transient, admin, journal)"
+                )),
             },
             other => usage(format!("unknown argument {other}")),
         }
@@ -83,6 +90,9 @@ fn main() {
     if admin {
         extra += " --scenario admin";
     }
+    if journal_loss {
+        extra += " --scenario journal";
+    }
     if skip_pass_flush {
         extra += " --control no-pass-flush";
     }
@@ -97,6 +107,8 @@ fn main() {
             transient_check(seed, record_failures)
         } else if admin {
             admin_check(seed, crashes, skip_pass_flush)
+        } else if journal_loss {
+            journal_loss_check(seed, crashes, skip_pass_flush)
         } else {
             crash_check_with(seed, journal, crashes, &opts)
         };
@@ -138,6 +150,8 @@ fn main() {
             "transient"
         } else if admin {
             "admin"
+        } else if journal_loss {
+            "journal"
         } else {
             "crash"
         },

@@ -130,6 +130,12 @@ pub struct Driver {
     pub skip_pass_flush: bool,
     /// `run` stops (as if at its event limit) the moment a background pass ends.
     pub stop_at_pass_end: bool,
+    /// Writes refused because the journal is lost are expected (counted, not failures).
+    pub journal_may_fail: bool,
+    /// Writes refused because the journal was lost.
+    pub journal_refused: u64,
+    /// Full resyncs that completed.
+    pub resyncs_done: u64,
     pass_ended: bool,
 }
 
@@ -158,6 +164,9 @@ impl Driver {
             skip_pass_flush: false,
             stop_at_pass_end: false,
             pass_ended: false,
+            journal_may_fail: false,
+            journal_refused: 0,
+            resyncs_done: 0,
         }
     }
 
@@ -262,6 +271,9 @@ impl Driver {
                     },
                 );
             }
+            Err(e) if self.journal_may_fail && e.error == crate::engine::IoError::JournalFailed => {
+                self.journal_refused += 1;
+            }
             Err(e) => {
                 self.out.failed_requests += 1;
                 self.out.note(format!("submit refused: {:?}", e.error));
@@ -285,6 +297,16 @@ impl Driver {
             self.start_pass(vi, PassKind::Rebuild { member: m }, window);
         }
         ok
+    }
+
+    /// Resync every stripe of volume index `vi` (before a new journal is named) alongside the
+    /// workload. False when another pass runs.
+    pub fn start_resync(&mut self, vi: usize, window: usize) -> bool {
+        if self.pass.is_some() {
+            return false;
+        }
+        self.start_pass(vi, PassKind::Resync, window);
+        true
     }
 
     /// Scrub volume index `vi` (with `repair`) alongside the workload. False when another pass
@@ -352,6 +374,7 @@ impl Driver {
                         }
                     }
                     (PassKind::Scrub { .. }, PassEnd::Done) => self.scrubs_done += 1,
+                    (PassKind::Resync, PassEnd::Done) => self.resyncs_done += 1,
                     (kind, end) => {
                         self.out.failed_requests += 1;
                         self.out.note(format!(
@@ -391,6 +414,10 @@ impl Driver {
             self.out.completed += 1;
             if f.op == UserOp::Scrub && c.result == Err(crate::engine::IoError::VolumeFailed) {
                 continue; // a member is missing: nothing to check
+            }
+            if self.journal_may_fail && c.result == Err(crate::engine::IoError::JournalFailed) {
+                self.journal_refused += 1;
+                continue; // the journal is lost: writes are refused, never acknowledged
             }
             if let Err(e) = c.result {
                 self.out.failed_requests += 1;
@@ -963,6 +990,127 @@ pub fn admin_check(seed: u64, crashes: u32, skip_pass_flush: bool) -> Outcome {
     } else {
         d.out.bad_reads += bad + bad_degraded;
     }
+    d.out
+}
+
+/// Journal loss check for one seed: the journal devices die under a write workload (writes
+/// are refused from then on, reads go on); the operator resyncs every stripe (the control
+/// plane's pass, members flushed at its end) and names a fresh journal, and writes go on.
+/// `crashes` power losses come at random points: in the workload, in the resync, right after
+/// the new journal is named, inside recovery — a restart before the new journal is named
+/// resyncs every stripe onto a fresh journal. In the end parity matches and every
+/// acknowledged write reads back, also with a member lost. With `skip_pass_flush` (the
+/// control) the resync ends without its member flush: loss is expected.
+pub fn journal_loss_check(seed: u64, crashes: u32, skip_pass_flush: bool) -> Outcome {
+    let mut rng = Rng::new(seed ^ 0x10_57_10_55);
+    let nvol = rng.range(1, 3) as usize;
+    let volumes: Vec<(u32, Geometry)> = (0..nvol)
+        .map(|i| (i as u32, random_geometry(&mut rng)))
+        .collect();
+    let mut sj = random_journal(&mut rng);
+    sj.slot_bytes = sj.slot_bytes.max(4096);
+    let cfg = SimConfig {
+        seed,
+        reactors: rng.range(1, 4) as u32,
+        volumes,
+        member_volatile: rng.chance(0.7),
+        journal: Some(sj),
+        max_latency_us: rng.range(2, 200),
+        error_rate: 0.0,
+        tick_us: 1000,
+        record_failures: true,
+    };
+    let qd = rng.range(1, 17) as usize;
+    let load = |ops| Workload {
+        ops,
+        qd,
+        read_fraction: 0.3,
+        hot_stripes: None,
+        single_block: false,
+        background: false,
+    };
+    let window = rng.range(1, 33) as usize;
+    let lose_at = rng.range(0, 100) as usize;
+    let mut d = Driver::new(World::new(cfg.clone()), rng.fork(1));
+    d.skip_pass_flush = skip_pass_flush;
+    d.journal_may_fail = true;
+    let mut crashes_left = crashes;
+    let crash = |d: &mut Driver, crashes_left: &mut u32| {
+        *crashes_left -= 1;
+        let report = d.crash_and_recover_with(cfg.clone(), 0.3, &RecoveryOptions::default());
+        if report.resync_errors > 0 {
+            d.out.failed_requests += report.resync_errors;
+            d.out
+                .note(format!("{} resyncs failed", report.resync_errors));
+        }
+    };
+    // Phase 0: writes; the journal dies at op `lose_at`.
+    let crash_at = (crashes_left > 0 && rng.chance(0.5)).then(|| rng.range(1, 3000));
+    let lost = std::cell::Cell::new(false);
+    if d.run(&load(150), crash_at, |d, i| {
+        if i == lose_at && !lost.get() {
+            d.world.lose_journal();
+            lost.set(true);
+        }
+    }) {
+        crash(&mut d, &mut crashes_left);
+    }
+    if !lost.get() {
+        d.world.lose_journal();
+    }
+    // Phase 1: while the journal is lost (a restart in between resynced onto a fresh one),
+    // resync every stripe with reads going on, then name a fresh journal.
+    for vi in 0..nvol {
+        if !d.world.journal_lost {
+            break;
+        }
+        let reads = Workload {
+            read_fraction: 1.0,
+            ..load(40)
+        };
+        d.start_resync(vi, window);
+        d.stop_at_pass_end = true;
+        let crash_at = (crashes_left > 0 && rng.chance(0.5)).then(|| rng.range(1, 3000));
+        d.run(&reads, crash_at, |_, _| {});
+        d.stop_at_pass_end = false;
+        if d.pass_running() {
+            // Lost power inside the resync: the restart resynced onto a fresh journal.
+            crash(&mut d, &mut crashes_left);
+        }
+    }
+    if d.world.journal_lost {
+        for _ in 0..1000 {
+            if d.world.name_new_journal() {
+                break;
+            }
+            d.world.advance(1000);
+        }
+        if d.world.journal_lost {
+            d.out.failed_requests += 1;
+            d.out.note("the new journal could not be named".into());
+            return d.out;
+        }
+        if crashes_left > 0 && rng.chance(0.5) {
+            // The power goes right after the new journal is named.
+            crash(&mut d, &mut crashes_left);
+        }
+    }
+    // Phase 2: writes on the new journal.
+    d.journal_may_fail = false;
+    loop {
+        let crash_at = (crashes_left > 0 && rng.chance(0.5)).then(|| rng.range(1, 2000));
+        if !d.run(&load(80), crash_at, |_, _| {}) {
+            break;
+        }
+        crash(&mut d, &mut crashes_left);
+    }
+    d.check_parity();
+    d.out.lost_acked += d.read_back(None);
+    for vi in 0..nvol {
+        let m = rng.range(0, d.world.volumes[vi].vol.geo.members as u64) as u32;
+        d.world.fail_member(vi, m, true);
+    }
+    d.out.lost_acked += d.read_back(None);
     d.out
 }
 

@@ -144,6 +144,9 @@ pub struct CrashImage {
     pub journal: Vec<SimDisk>,
     /// When the power went (the recovered world's clock goes on from here).
     pub now: u64,
+    /// The journal is lost and no new one is named yet (the member superblocks still name
+    /// the lost one): recovery must resync every stripe onto a fresh journal.
+    pub journal_lost: bool,
 }
 
 /// The simulation.
@@ -169,6 +172,8 @@ pub struct World {
     inflight: BTreeMap<u64, (Option<usize>, u32, u64, Vec<u8>)>,
     /// Per volume: a failure record is being written.
     recording: Vec<bool>,
+    /// The journal is lost and no new one is named yet.
+    pub journal_lost: bool,
 }
 
 impl World {
@@ -200,6 +205,7 @@ impl World {
                 volumes: disks,
                 journal: journal.unwrap_or_default(),
                 now: 0,
+                journal_lost: false,
             },
             None,
         )
@@ -267,6 +273,7 @@ impl World {
             done: Vec::new(),
             inflight: BTreeMap::new(),
             recording: vec![false; nvol],
+            journal_lost: image.journal_lost,
             cfg,
         };
         for r in 0..w.cfg.reactors {
@@ -274,6 +281,34 @@ impl World {
             w.schedule(t, Event::Tick { reactor: r });
         }
         w
+    }
+
+    /// The journal devices die (every record write fails from now on): the journal fails,
+    /// writes are refused, reads go on. Until [`World::name_new_journal`], a restart must
+    /// resync every stripe onto a fresh journal.
+    pub fn lose_journal(&mut self) {
+        for d in &mut self.journal_disks {
+            d.failed = true;
+        }
+        self.journal_lost = true;
+    }
+
+    /// After a full resync (flushed), a fresh journal on fresh journal devices becomes the
+    /// volumes' journal, durably named (as the member superblocks do). False while a channel
+    /// still depends on the old one.
+    pub fn name_new_journal(&mut self) -> bool {
+        let Some(sj) = self.cfg.journal.clone() else {
+            return false;
+        };
+        let journal = Arc::new(Journal::new(sj.config(), 0, Vec::new()));
+        if !self.replace_journal(journal) {
+            return false;
+        }
+        self.journal_disks = (0..sj.devices)
+            .map(|_| SimDisk::new(sj.block_size as usize, sj.device_blocks(), sj.volatile))
+            .collect();
+        self.journal_lost = false;
+        true
     }
 
     /// Move every volume to `journal` (a new journal over the same journal devices, as
@@ -616,6 +651,7 @@ impl World {
             volumes,
             journal: self.journal_disks,
             now: self.now,
+            journal_lost: self.journal_lost,
         }
     }
 
@@ -644,18 +680,27 @@ impl World {
             return Ok((World::from_image(cfg, image, None), report));
         };
         let jcfg = sj.config();
-        let slot = |k: usize| {
+        let slot = |image: &CrashImage, k: usize| {
             let (dev, lba) = jcfg.slots[k];
             let disk = &image.journal[dev as usize];
             let mut buf = vec![0u8; sj.slot_bytes as usize];
             disk.read(lba, &mut buf);
             buf
         };
-        let (s0, s1) = (slot(0), slot(1));
-        let newest = record::newest(&s0, &s1, &sj.uuid);
-        let (last_gen, entries) = match newest {
-            Some(r) => (r.generation, r.entries),
-            None => (0, Vec::new()),
+        let lost = image.journal_lost;
+        let mut image = image;
+        let (last_gen, entries) = if lost {
+            // The journal is lost: a fresh one, and every stripe resynced onto it.
+            image.journal = (0..sj.devices)
+                .map(|_| SimDisk::new(sj.block_size as usize, sj.device_blocks(), sj.volatile))
+                .collect();
+            (0, Vec::new())
+        } else {
+            let (s0, s1) = (slot(&image, 0), slot(&image, 1));
+            match record::newest(&s0, &s1, &sj.uuid) {
+                Some(r) => (r.generation, r.entries),
+                None => (0, Vec::new()),
+            }
         };
         report.generation = last_gen;
         let journal = Arc::new(Journal::new(jcfg, last_gen, entries));
@@ -666,16 +711,32 @@ impl World {
             let number = w.volumes[vi].vol.number;
             let stripes = journal.carried_stripes(number);
             let failed = w.volumes[vi].disks.iter().any(|d| d.failed || d.stale);
+            let opts = RecoveryOptions {
+                window: 64,
+                ..opts.clone()
+            };
+            if lost {
+                // As bdev_jraid_set_journal on a held-back volume: every member needed.
+                assert!(
+                    !failed,
+                    "a full resync onto a new journal needs every member"
+                );
+                let all = w.volumes[vi].vol.geo.stripes;
+                report.resynced.push((number, (0..all).collect()));
+                recs.push(Some(Recovery::new(
+                    number,
+                    Stripes::All(all),
+                    Vec::new(),
+                    opts,
+                )));
+                continue;
+            }
             let (resync, at_risk) = if failed {
                 report.at_risk.push((number, stripes.clone()));
                 (Vec::new(), stripes)
             } else {
                 report.resynced.push((number, stripes.clone()));
                 (stripes, Vec::new())
-            };
-            let opts = RecoveryOptions {
-                window: 64,
-                ..opts.clone()
             };
             recs.push(Some(Recovery::new(
                 number,
@@ -745,6 +806,8 @@ impl World {
             }
         }
         w.run_until_idle();
+        // The fresh journal is named only now, after the resync and its member flush.
+        w.journal_lost = false;
         Ok((w, report))
     }
 }
