@@ -13,19 +13,24 @@
 //! `--control no-pass-flush`, the replacement counts as active before a member flush).
 //! `--scenario journal`: the journal devices die under writes, every stripe is resynced and a
 //! fresh journal named, with power losses inside (control: `--control no-pass-flush`, the
-//! new journal named before the resync's member flush). Last
+//! new journal named before the resync's member flush). `--scenario delete`: one of the
+//! volumes sharing a journal is deleted under writes, then power losses, then it is
+//! re-assembled (control: `--control no-detach-flush`, its entries leave before its members
+//! are flushed). Last
 //! line: `seeds=N lost_acked=X inconsistent_stripes=Y`; exits non-zero when X or Y is above
 //! zero.
 
 use jraid::control::RecoveryOptions;
 use jraid::sim::cli::SeedArgs;
-use jraid::sim::workload::{admin_check, crash_check_with, journal_loss_check, transient_check};
+use jraid::sim::workload::{
+    admin_check, crash_check_with, delete_check, journal_loss_check, transient_check,
+};
 
 fn main() {
     let args = match SeedArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|journal] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush]");
+            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|journal|delete] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush]");
             std::process::exit(2);
         }
     };
@@ -36,6 +41,8 @@ fn main() {
     let mut transient = false;
     let mut admin = false;
     let mut journal_loss = false;
+    let mut delete = false;
+    let mut skip_detach_flush = false;
     let mut skip_pass_flush = false;
     let mut record_failures = true;
     let mut flags = args.rest.iter();
@@ -58,17 +65,19 @@ fn main() {
                 Some("no-recovery-flush") => opts.skip_member_flush = true,
                 Some("no-failure-record") => record_failures = false,
                 Some("no-pass-flush") => skip_pass_flush = true,
+                Some("no-detach-flush") => skip_detach_flush = true,
                 other => usage(format!(
-                    "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush)"
+                    "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush)"
                 )),
             },
             "--scenario" => match flags.next().map(String::as_str) {
-                Some("crash") => (transient, admin, journal_loss) = (false, false, false),
-                Some("transient") => (transient, admin, journal_loss) = (true, false, false),
-                Some("admin") => (transient, admin, journal_loss) = (false, true, false),
-                Some("journal") => (transient, admin, journal_loss) = (false, false, true),
+                Some("crash") => {}
+                Some("transient") => transient = true,
+                Some("admin") => admin = true,
+                Some("journal") => journal_loss = true,
+                Some("delete") => delete = true,
                 other => usage(format!(
-                    "unknown scenario {other:?} (crash, transient, admin, journal)"
+                    "unknown scenario {other:?} (crash, transient, admin, journal, delete)"
                 )),
             },
             other => usage(format!("unknown argument {other}")),
@@ -93,6 +102,12 @@ fn main() {
     if journal_loss {
         extra += " --scenario journal";
     }
+    if delete {
+        extra += " --scenario delete";
+    }
+    if skip_detach_flush {
+        extra += " --control no-detach-flush";
+    }
     if skip_pass_flush {
         extra += " --control no-pass-flush";
     }
@@ -109,6 +124,8 @@ fn main() {
             admin_check(seed, crashes, skip_pass_flush)
         } else if journal_loss {
             journal_loss_check(seed, crashes, skip_pass_flush)
+        } else if delete {
+            delete_check(seed, crashes, skip_detach_flush)
         } else {
             crash_check_with(seed, journal, crashes, &opts)
         };
@@ -152,6 +169,8 @@ fn main() {
             "admin"
         } else if journal_loss {
             "journal"
+        } else if delete {
+            "delete"
         } else {
             "crash"
         },

@@ -3,8 +3,8 @@
 
 use jraid::control::RecoveryOptions;
 use jraid::sim::workload::{
-    admin_check, crash_check, crash_check_with, io_check, journal_loss_check, read_error_check,
-    transient_check,
+    admin_check, crash_check, crash_check_with, delete_check, io_check, journal_loss_check,
+    read_error_check, transient_check,
 };
 
 fn seeds(var: &str, default: u64) -> u64 {
@@ -238,6 +238,42 @@ fn journal_loss_scenario_without_pass_flush_finds_loss() {
     assert!(
         found.is_some(),
         "1,000 seeds found no loss without the resync's member flush"
+    );
+}
+
+/// One of the volumes sharing a journal is deleted under writes (members flushed, then it
+/// leaves the journal), power losses follow, and it is re-assembled: every acknowledged write
+/// reads back and parity matches.
+#[test]
+fn delete_scenario_1000_seeds() {
+    let n = seeds("JRAID_CRASH_SEEDS", 5000).min(1000);
+    let mut failures = Vec::new();
+    for seed in 0..n {
+        let out = delete_check(seed, 2, false);
+        if !out.clean() {
+            failures.push(format!(
+                "seed {seed}: {out:?}\n  replay: cargo run --release --example crash_sim -- --seed {seed} --scenario delete --crashes 2"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}",
+        failures[..failures.len().min(10)].join("\n")
+    );
+}
+
+/// Control of the rule "a volume's members are flushed before its entries leave the journal"
+/// (control::detach).
+#[test]
+fn delete_scenario_without_detach_flush_finds_loss() {
+    let found = (0..1000).find(|&seed| {
+        let out = delete_check(seed, 2, true);
+        out.lost_acked > 0 || out.inconsistent_stripes > 0
+    });
+    assert!(
+        found.is_some(),
+        "1,000 seeds found no loss without the detach flush"
     );
 }
 

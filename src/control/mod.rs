@@ -3,7 +3,8 @@
 //! them). Safe Rust, no SPDK or io_uring types:
 //! - [`assembly`]: which members a volume uses, from the superblocks found;
 //! - [`recovery`]: after a crash, before the volume serves I/O;
-//! - [`pass`]: rebuild, scrub (and repair) and the full resync before a new journal.
+//! - [`pass`]: rebuild, scrub (and repair) and the full resync before a new journal;
+//! - [`detach`]: a volume leaving its journal (delete, stop).
 //!
 //! The drivers' contract is small: submit engine requests on a channel of the volume and
 //! report their completions, send the journal a kick, read the clock, poll again on a
@@ -14,8 +15,10 @@
 //! - [`recovery`]: members are flushed before resynced stripes leave the record.
 //! - [`pass`]: a rebuild or full resync flushes the members before it is done (before the
 //!   replacement is marked active, or the new journal named).
+//! - [`detach`]: a volume's members are flushed before its entries leave the journal.
 
 pub mod assembly;
+pub mod detach;
 pub mod pass;
 pub mod recovery;
 

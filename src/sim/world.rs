@@ -283,6 +283,37 @@ impl World {
         w
     }
 
+    /// Volume index `vi` leaves the journal (it is deleted; its superblocks, and so a later
+    /// re-assembly after a restart, survive), through the control plane's
+    /// [`crate::control::detach::Detach`]: its members are flushed first. Nothing of the
+    /// volume may be in flight. `skip_flush` is the simulator's control only.
+    pub fn delete_volume(&mut self, vi: usize, skip_flush: bool) {
+        use crate::control::detach::{Detach, DetachStep};
+        let Some(journal) = self.journal.clone() else {
+            return;
+        };
+        let mut d = Detach::new(self.volumes[vi].vol.number, skip_flush);
+        loop {
+            match d.poll(&journal) {
+                DetachStep::FlushMembers => {
+                    for disk in &mut self.volumes[vi].disks {
+                        if !disk.failed {
+                            disk.flush();
+                        }
+                    }
+                    d.flushed(Ok(()));
+                }
+                DetachStep::Wait => unreachable!("the flush above is synchronous"),
+                DetachStep::Done(_) => break,
+            }
+        }
+    }
+
+    /// Whether nothing of volume index `vi` is in flight on any reactor.
+    pub fn volume_idle(&self, vi: usize) -> bool {
+        self.channels.iter().all(|r| r[vi].idle())
+    }
+
     /// The journal devices die (every record write fails from now on): the journal fails,
     /// writes are refused, reads go on. Until [`World::name_new_journal`], a restart must
     /// resync every stripe onto a fresh journal.

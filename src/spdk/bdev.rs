@@ -454,33 +454,40 @@ unsafe extern "C" fn destruct(ctx: *mut c_void) -> i32 {
 
 unsafe extern "C" fn io_device_gone(io_device: *mut c_void) {
     guard("io_device unregistered", || {
-        // Ordering rule: a volume leaves its (shared) journal only after its members are
-        // flushed. Its stripes leave the journal with it; data and parity still in a volatile
-        // member cache would otherwise be neither durable nor listed, and a re-assembly after
-        // a power loss would trust their parity.
+        // The volume leaves its (shared) journal through control::detach: its members are
+        // flushed first (that module's ordering rule), then its entries leave.
         let key = ffi::SendPtr(io_device);
-        let members: Vec<(String, super::base::RawDev)> = {
-            let r = registry();
-            r.volumes
-                .iter()
-                .find(|v| Arc::as_ptr(v) as *mut c_void == io_device)
-                .map(|v| {
-                    v.members
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .iter()
-                        .flatten()
-                        .filter(|m| m.write_cache)
-                        .map(|m| (m.name.clone(), m.raw()))
-                        .collect()
-                })
-                .unwrap_or_default()
+        let found = registry()
+            .volumes
+            .iter()
+            .find(|v| Arc::as_ptr(v) as *mut c_void == io_device)
+            .cloned();
+        let Some(v) = found else {
+            return volume_gone(io_device);
         };
+        let journal = v.journal().journal.clone();
+        let mut detach = crate::control::detach::Detach::new(v.number, false);
+        if detach.poll(&journal) != crate::control::detach::DetachStep::FlushMembers {
+            return volume_gone(io_device);
+        }
+        let members: Vec<(String, super::base::RawDev)> = v
+            .members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .flatten()
+            .filter(|m| m.write_cache)
+            .map(|m| (m.name.clone(), m.raw()))
+            .collect();
+        let name = v.name.clone();
+        drop(v);
         let join = super::superblocks::Join::new(members.len(), move |r| {
             let key = key;
-            if let Err(e) = r {
-                warnlog!("a member flush before leaving the journal failed: {e}");
+            if let Err(e) = &r {
+                warnlog!("volume {name}: a member flush before leaving the journal failed: {e}");
             }
+            detach.flushed(r.map_err(|_| ()));
+            let _ = detach.poll(&journal);
             volume_gone(key.0);
         });
         for (name, m) in members {
@@ -537,6 +544,9 @@ pub(crate) fn forget_volume(ptr: *const SpdkVolume) -> Option<Arc<SpdkVolume>> {
         };
         (v, gone)
     };
+    // A volume that served (io_device_gone) has left through control::detach already (this
+    // call then changes nothing); one whose creation failed never served a write, and what
+    // its recovery wrote was flushed before the record (control::recovery).
     v.journal().journal.detach_volume(v.number);
     v.members
         .lock()
