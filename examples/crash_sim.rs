@@ -8,8 +8,10 @@
 //! resynced stripes without flushing the members first; needs `--crashes 2` or more).
 //! `--scenario transient`: a member fails transiently under writes, the power goes, the member
 //! works again after the restart (control: `--control no-failure-record`, degraded writes
-//! acknowledged before the failure is recorded). `--scenario admin`: a scrub, then a member
-//! lost and rebuilt, racing the workload, with `--crashes K` power losses inside them (control:
+//! acknowledged before the failure is recorded). `--scenario admin`: per seed in turn, one of
+//! the three administrative scenarios below (passes, journal, delete). `--scenario passes`: a
+//! scrub, then a member lost and rebuilt, racing the workload, with `--crashes K` power losses
+//! inside them (control:
 //! `--control no-pass-flush`, the replacement counts as active before a member flush).
 //! `--scenario journal`: the journal devices die under writes, every stripe is resynced and a
 //! fresh journal named, with power losses inside (control: `--control no-pass-flush`, the
@@ -30,7 +32,7 @@ fn main() {
     let args = match SeedArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|journal|delete] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush]");
+            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|delete] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush]");
             std::process::exit(2);
         }
     };
@@ -40,6 +42,7 @@ fn main() {
     let mut opts = RecoveryOptions::default();
     let mut transient = false;
     let mut admin = false;
+    let mut passes = false;
     let mut journal_loss = false;
     let mut delete = false;
     let mut skip_detach_flush = false;
@@ -74,10 +77,11 @@ fn main() {
                 Some("crash") => {}
                 Some("transient") => transient = true,
                 Some("admin") => admin = true,
+                Some("passes") => passes = true,
                 Some("journal") => journal_loss = true,
                 Some("delete") => delete = true,
                 other => usage(format!(
-                    "unknown scenario {other:?} (crash, transient, admin, journal, delete)"
+                    "unknown scenario {other:?} (crash, transient, admin, passes, journal, delete)"
                 )),
             },
             other => usage(format!("unknown argument {other}")),
@@ -98,6 +102,9 @@ fn main() {
     }
     if admin {
         extra += " --scenario admin";
+    }
+    if passes {
+        extra += " --scenario passes";
     }
     if journal_loss {
         extra += " --scenario journal";
@@ -121,6 +128,13 @@ fn main() {
         let out = if transient {
             transient_check(seed, record_failures)
         } else if admin {
+            // Every administrative operation in turn, seed by seed.
+            match seed % 3 {
+                0 => admin_check(seed, crashes, skip_pass_flush),
+                1 => journal_loss_check(seed, crashes, skip_pass_flush),
+                _ => delete_check(seed, crashes, skip_detach_flush),
+            }
+        } else if passes {
             admin_check(seed, crashes, skip_pass_flush)
         } else if journal_loss {
             journal_loss_check(seed, crashes, skip_pass_flush)
@@ -167,6 +181,8 @@ fn main() {
             "transient"
         } else if admin {
             "admin"
+        } else if passes {
+            "passes"
         } else if journal_loss {
             "journal"
         } else if delete {
