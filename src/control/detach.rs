@@ -1,5 +1,7 @@
 //! A volume leaves its journal (delete, or stop): the one copy the SPDK adapter and the
-//! simulator drive.
+//! simulator drive. Steps: flush the members, detach the volume from the journal, then make
+//! a record without it durable — the volume stops clean: when it is assembled again (its
+//! superblocks survive), nothing of it is listed and nothing is resynced.
 //!
 //! # Ordering rule: a volume's members are flushed before its entries leave the journal
 //! Enforced here: [`Detach::poll`] asks for a member flush and detaches the volume (its
@@ -11,7 +13,9 @@
 //!
 //! The driver's contract: no I/O of the volume is in flight any more (its channels are
 //! gone); on [`DetachStep::FlushMembers`] flush every member and report with
-//! [`Detach::flushed`]; poll again; [`DetachStep::Done`] ends it.
+//! [`Detach::flushed`]; on [`DetachStep::WriteRecord`] write one record if the journal lets it
+//! ([`Journal::begin_flush`]: none while another record write is in flight), as a channel
+//! does, and poll again later; [`DetachStep::Done`] ends it.
 
 use crate::journal::Journal;
 
@@ -22,6 +26,9 @@ pub enum DetachStep {
     FlushMembers,
     /// Wait for the flush.
     Wait,
+    /// Write a record now if none is in flight (begin_flush, write, flush, finish_flush),
+    /// then poll again.
+    WriteRecord,
     /// Detached (the flush result says whether the members were durable).
     Done(Result<(), ()>),
 }
@@ -33,6 +40,8 @@ pub struct Detach {
     skip_flush: bool,
     asked: bool,
     flushed: Option<Result<(), ()>>,
+    /// The generation that must be durable (a record written after the detach).
+    target: Option<u64>,
     done: bool,
 }
 
@@ -44,6 +53,7 @@ impl Detach {
             skip_flush,
             asked: false,
             flushed: None,
+            target: None,
             done: false,
         }
     }
@@ -70,9 +80,21 @@ impl Detach {
         let Some(r) = self.flushed else {
             return DetachStep::Wait;
         };
-        // The ordering rule of the module docs.
-        journal.detach_volume(self.number);
-        self.done = true;
-        DetachStep::Done(r)
+        let target = match self.target {
+            Some(t) => t,
+            None => {
+                // The ordering rule of the module docs.
+                journal.detach_volume(self.number);
+                let t = journal.open_generation();
+                journal.request(t);
+                self.target = Some(t);
+                t
+            }
+        };
+        if journal.is_failed() || journal.durable_generation() >= target {
+            self.done = true;
+            return DetachStep::Done(r);
+        }
+        DetachStep::WriteRecord
     }
 }

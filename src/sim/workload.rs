@@ -1131,9 +1131,10 @@ pub fn journal_loss_check(seed: u64, crashes: u32, skip_pass_flush: bool) -> Out
 /// of them is deleted (it leaves the journal through the control plane's detach: members
 /// flushed, then its entries leave), the others go on writing (records no longer list it),
 /// then `crashes` power losses at random points; after each restart the deleted volume is
-/// re-assembled from its superblocks (as SPDK's examine does). Every acknowledged write of
-/// every volume reads back and parity matches, also with a member lost. With
-/// `skip_detach_flush` (the control) loss is expected.
+/// re-assembled from its superblocks (as SPDK's examine does), and the first re-assembly
+/// finds nothing of it listed (it stopped clean). Every acknowledged write of every volume
+/// reads back and parity matches, also with a member lost. With `skip_detach_flush` (the
+/// control) loss is expected.
 pub fn delete_check(seed: u64, crashes: u32, skip_detach_flush: bool) -> Outcome {
     let mut rng = Rng::new(seed ^ 0xDE1E_7E00);
     let nvol = rng.range(2, 4) as usize;
@@ -1174,7 +1175,9 @@ pub fn delete_check(seed: u64, crashes: u32, skip_detach_flush: bool) -> Outcome
         d.collect();
     }
     d.world.delete_volume(victim, skip_detach_flush);
+    let victim_number = d.world.volumes[victim].vol.number;
     let mut crashes_left = crashes;
+    let mut first = true;
     while crashes_left > 0 {
         crashes_left -= 1;
         // The power goes after some writes to the others (records without the deleted
@@ -1184,6 +1187,21 @@ pub fn delete_check(seed: u64, crashes: u32, skip_detach_flush: bool) -> Outcome
             d.run(&load(100), Some(at), |_, _| {});
         }
         let report = d.crash_and_recover_with(cfg.clone(), 0.3, &RecoveryOptions::default());
+        // The deletion stopped the volume clean: re-assembled, it has nothing to resync.
+        let listed = report
+            .resynced
+            .iter()
+            .chain(&report.at_risk)
+            .filter(|(n, _)| *n == victim_number)
+            .map(|(_, s)| s.len())
+            .sum::<usize>();
+        if first && listed > 0 {
+            d.out.failed_requests += 1;
+            d.out.note(format!(
+                "the deleted volume came back with {listed} listed stripes"
+            ));
+        }
+        first = false;
         if report.resync_errors > 0 {
             d.out.failed_requests += report.resync_errors;
             d.out

@@ -304,6 +304,37 @@ impl World {
                     d.flushed(Ok(()));
                 }
                 DetachStep::Wait => unreachable!("the flush above is synchronous"),
+                DetachStep::WriteRecord => {
+                    let mut buf = Vec::new();
+                    let Some(job) = journal.begin_flush(self.now, &mut buf) else {
+                        // A record write of a channel is in flight: let it finish.
+                        if !self.step() {
+                            let t = self.cfg.tick_us;
+                            self.advance(t);
+                        }
+                        continue;
+                    };
+                    let mut notify = Vec::new();
+                    let disk = &mut self.journal_disks[job.slot.0 as usize];
+                    if disk.failed {
+                        journal.fail_flush(&mut notify);
+                    } else {
+                        disk.write(job.slot.1, &buf);
+                        if job.flush_after {
+                            disk.flush();
+                        }
+                        journal.finish_flush(job.generation, &mut notify);
+                    }
+                    for a in notify {
+                        // As a channel tells its waiters (they see a failed journal then).
+                        let msg = Msg::Durable {
+                            generation: job.generation,
+                        };
+                        let vi = self.vi(a.volume);
+                        let reactor = u32::try_from(a.reactor).expect("simulated reactor index");
+                        self.schedule(1, Event::Msg { reactor, vi, msg });
+                    }
+                }
                 DetachStep::Done(_) => break,
             }
         }

@@ -465,7 +465,8 @@ unsafe extern "C" fn io_device_gone(io_device: *mut c_void) {
         let Some(v) = found else {
             return volume_gone(io_device);
         };
-        let journal = v.journal().journal.clone();
+        let sj = v.journal();
+        let journal = sj.journal.clone();
         let mut detach = crate::control::detach::Detach::new(v.number, false);
         if detach.poll(&journal) != crate::control::detach::DetachStep::FlushMembers {
             return volume_gone(io_device);
@@ -487,8 +488,7 @@ unsafe extern "C" fn io_device_gone(io_device: *mut c_void) {
                 warnlog!("volume {name}: a member flush before leaving the journal failed: {e}");
             }
             detach.flushed(r.map_err(|_| ()));
-            let _ = detach.poll(&journal);
-            volume_gone(key.0);
+            detach_step(key, detach, sj, name);
         });
         for (name, m) in members {
             let join = join.clone();
@@ -504,6 +504,67 @@ unsafe extern "C" fn io_device_gone(io_device: *mut c_void) {
             });
         }
     })
+}
+
+/// The volume's detach after its member flush: a record without it made durable (written
+/// here, on the app thread, as a channel writes one; retried while another record write is
+/// in flight), then the rest of `io_device_gone`.
+fn detach_step(
+    key: ffi::SendPtr<c_void>,
+    mut d: crate::control::detach::Detach,
+    sj: Arc<SpdkJournal>,
+    name: String,
+) {
+    use crate::control::detach::DetachStep;
+    match d.poll(&sj.journal) {
+        DetachStep::WriteRecord => {}
+        _ => return volume_gone(key.0),
+    }
+    let raw = sj
+        .base
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|b| b.raw());
+    let Some(raw) = raw else {
+        // The journal bdev is gone: it fails its records anyway.
+        return volume_gone(key.0);
+    };
+    let mut rec = Vec::new();
+    let Some(job) = sj.journal.begin_flush(ffi::now_us(), &mut rec) else {
+        return super::life::later(1000, Box::new(move || detach_step(key, d, sj, name)));
+    };
+    let mut buf = crate::engine::Buf::new(rec.len());
+    buf.as_mut_slice().copy_from_slice(&rec);
+    let raw2 = raw.clone();
+    super::base::raw_io(raw, IoOp::Write, job.slot.1, Some(buf), move |ok, _| {
+        let finish = move |ok: bool| {
+            let mut notify = Vec::new();
+            if ok {
+                sj.journal.finish_flush(job.generation, &mut notify);
+            } else {
+                warnlog!(
+                    "volume {name}: the record written as it left journal {} failed",
+                    sj.name
+                );
+                sj.journal.fail_flush(&mut notify);
+            }
+            for a in notify {
+                sj.routes.send(
+                    a,
+                    crate::engine::Msg::Durable {
+                        generation: job.generation,
+                    },
+                );
+            }
+            detach_step(key, d, sj, name);
+        };
+        if ok && job.flush_after {
+            super::base::raw_io(raw2, IoOp::Flush, 0, None, move |ok, _| finish(ok));
+        } else {
+            finish(ok);
+        }
+    });
 }
 
 /// The rest of `io_device_gone`, once the members are flushed.

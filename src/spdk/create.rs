@@ -859,6 +859,12 @@ impl Recovery {
                 v.name,
                 resync.len()
             );
+        } else if at_risk.is_empty() {
+            noticelog!(
+                "volume {}: clean: nothing listed, nothing to resync (journal at generation {})",
+                v.name,
+                j.durable_generation()
+            );
         }
         *v.at_risk.lock().unwrap_or_else(|e| e.into_inner()) = at_risk.clone();
         Recovery::run(v, Stripes::Listed(resync), at_risk, done)

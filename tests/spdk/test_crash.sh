@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # (d) kill -9 under write load on AIO bdevs over files; every stripe whose parity disagrees is
 # listed in the journal; restart: examine re-assembles and recovery resyncs (parity clean);
+# a clean stop (bdevperf exits normally after writing) leaves nothing listed, and the next
+# start says it has nothing to resync;
 # member removal: the volume goes degraded, records it in the superblocks, re-assembles
 # degraded after another kill -9, and serves bdevperf verify.
 set -euo pipefail
@@ -40,6 +42,20 @@ python3 -c 'import json,sys; v=json.loads(sys.argv[1])[0]; assert v["state"]=="o
 grep -a "recovered\|resyncing" "$dir/restart.log" >&2 || true
 stop_tgt
 python3 "$here/scrub.py" --clean "$dir/jl" "${members[@]}" || die "parity not clean after recovery"
+
+log "clean stop: bdevperf writes for 2 s and exits normally; the next start resyncs nothing"
+spdk_env "$BDEVPERF" --json "$dir/restart.json" -m 0x3 "${MEM_ARGS[@]}" -C -q 64 -o 12288 \
+    -w randwrite -t 2 -T r0 >"$dir/clean.log" 2>&1 || { tail -30 "$dir/clean.log" >&2; die "clean-stop load failed"; }
+grep -aq "jraid volume r0 stopped" "$dir/clean.log" || { tail -20 "$dir/clean.log" >&2; die "r0 did not stop"; }
+check_clean_exit "$dir/clean.log" bdevperf
+out=$(python3 "$here/scrub.py" --clean "$dir/jl" "${members[@]}") || die "parity not clean after a clean stop"
+echo "$out"
+grep -q "lists 0 stripes of volume 0" <<<"$out" || die "a clean stop left stripes listed: $out"
+start_tgt "$sock" "$dir/clean-restart.log" "$dir/restart.json"
+wait_bdev "$sock" r0
+grep -a "clean: nothing listed, nothing to resync" "$dir/clean-restart.log" >&2 ||
+    { grep -a "resync" "$dir/clean-restart.log" >&2; die "the start after a clean stop did not find the volume clean"; }
+stop_tgt
 
 log "member removal: bdev_aio_delete m3 while running"
 start_tgt "$sock" "$dir/remove.log" "$dir/restart.json"
