@@ -14,7 +14,7 @@ use super::channel::{self, pump, INTERNAL_TAG};
 use super::ffi::{self, cstring, guard, noticelog, warnlog};
 use super::json::uuid_string;
 use super::superblocks::{self, read_bytes, read_sb, write_sb, Join};
-use crate::control::{self, Stripes};
+use crate::control::{self, PassKind, Stripes};
 use crate::engine::Msg;
 use crate::journal::{record, Journal, JournalConfig};
 use crate::layout::{Geometry, MAX_STRIP_BYTES, MIN_STRIP_BYTES};
@@ -949,20 +949,19 @@ impl Recovery {
                 let g = &self.vol.geo;
                 let mib = completed as f64 * (g.stripe_blocks() * g.block_size as u64) as f64
                     / (1 << 20) as f64;
-                super::rebuild::set_status(
-                    self.vol.uuid,
-                    super::rebuild::Slot::SetJournal,
-                    serde_json::json!({
-                        "state": if completed < n { "running" } else { "attaching" },
-                        "journal_bdev": self.vol.journal().name,
-                        "stripes_total": n,
-                        "stripes_resynced": completed,
-                        "percent": (completed as f64 * 1000.0 / n.max(1) as f64).round() / 10.0,
-                        "elapsed_s": (elapsed * 100.0).round() / 100.0,
-                        "mib_per_s": (mib / elapsed * 10.0).round() / 10.0,
-                        "errors": self.rec.failed(),
-                    }),
-                );
+                use super::status::{ProcState, ProcStatus};
+                let mut st = ProcStatus::starting(PassKind::Resync, &self.vol.journal().name);
+                st.state = if completed < n {
+                    ProcState::Running
+                } else {
+                    ProcState::Attaching
+                };
+                st.total = n;
+                st.done = completed;
+                st.elapsed_s = elapsed;
+                st.mib_per_s = (mib / elapsed * 10.0).round() / 10.0;
+                st.errors = self.rec.failed();
+                super::status::set(self.vol.uuid, super::status::Slot::SetJournal, Some(st));
             }
         }
         let name = &self.vol.name;

@@ -25,6 +25,7 @@ mod rebuild;
 mod rpc;
 mod scrub;
 mod set_journal;
+mod status;
 mod superblocks;
 
 use std::cell::UnsafeCell;

@@ -13,7 +13,7 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use spdk_sys as sys;
 
 use super::backend::DevSlot;
@@ -53,20 +53,9 @@ fn stripe_of(tag: u64) -> u64 {
     tag >> 5
 }
 
-/// Which status a pass publishes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Slot {
-    /// Member rebuild.
-    Rebuild = 0,
-    /// Scrub.
-    Scrub = 1,
-    /// Full resync before a new journal is attached (`bdev_jraid_set_journal`).
-    SetJournal = 2,
-}
+pub(crate) use super::status::Slot;
+use super::status::{ProcState, ProcStatus};
 
-/// Status of the passes of every volume, by volume uuid and [`Slot`].
-type StatusMap = HashMap<[u8; 16], [Value; 3]>;
-static STATUS: Mutex<Option<StatusMap>> = Mutex::new(None);
 /// Volumes (by address) being destroyed: their passes stop.
 static STOPPING: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
 /// Member states last seen by the watcher, by volume address.
@@ -75,46 +64,22 @@ static SEEN: Mutex<Option<HashMap<usize, Vec<u8>>>> = Mutex::new(None);
 /// start after a failed one (µs).
 static RECORDING: Mutex<Option<HashMap<usize, Option<u64>>>> = Mutex::new(None);
 
-pub(crate) fn set_status(uuid: [u8; 16], slot: Slot, v: Value) {
-    let mut g = STATUS.lock().unwrap_or_else(|e| e.into_inner());
-    let e = g.get_or_insert_with(HashMap::new).entry(uuid).or_insert([
-        Value::Null,
-        Value::Null,
-        Value::Null,
-    ]);
-    e[slot as usize] = v;
-}
-
-pub(crate) fn get_status(uuid: &[u8; 16], slot: Slot) -> Value {
-    let g = STATUS.lock().unwrap_or_else(|e| e.into_inner());
-    g.as_ref()
-        .and_then(|m| m.get(uuid))
-        .map(|e| e[slot as usize].clone())
-        .unwrap_or(Value::Null)
-}
-
 /// The rebuild of `v` as JSON for `bdev_jraid_get_bdevs` (null when none ran).
 pub(crate) fn rebuild_status(v: &SpdkVolume) -> Value {
-    get_status(&v.uuid, Slot::Rebuild)
+    super::status::json(&v.uuid, Slot::Rebuild)
 }
 
 /// The scrub of `v` as JSON (null when none ran).
 pub(crate) fn scrub_status(v: &SpdkVolume) -> Value {
-    get_status(&v.uuid, Slot::Scrub)
+    super::status::json(&v.uuid, Slot::Scrub)
 }
 
 /// The journal replacement of `v` as JSON (null when none ran).
 pub(crate) fn set_journal_status(v: &SpdkVolume) -> Value {
-    get_status(&v.uuid, Slot::SetJournal)
+    super::status::json(&v.uuid, Slot::SetJournal)
 }
 
-pub(crate) fn running(uuid: &[u8; 16], slot: Slot) -> bool {
-    let s = get_status(uuid, slot);
-    matches!(
-        s.get("state").and_then(Value::as_str),
-        Some("starting" | "running" | "flushing" | "recording" | "attaching")
-    )
-}
+pub(crate) use super::status::running;
 
 /// The volume at `ptr` is being destroyed: its passes stop (called from `destruct`).
 pub(crate) fn volume_stopping(ptr: *const SpdkVolume) {
@@ -313,8 +278,8 @@ pub(crate) struct PassResult {
     pub state: &'static str,
     /// The first error.
     pub first_error: Option<String>,
-    /// Status JSON as last published.
-    pub status: Value,
+    /// Status as last published.
+    pub status: ProcStatus,
 }
 
 /// A pass on the app thread: the control plane's [`control::Pass`] driven through a channel
@@ -345,62 +310,36 @@ impl Pass {
             .or_else(|| self.late_error.clone())
     }
 
-    fn status(&self, state: &str) -> Value {
-        let total = self.vol.geo.stripes;
+    fn status(&self, state: &str) -> ProcStatus {
         let done = self.pass.done();
         let elapsed = (ffi::now_us() - self.started_us).max(1) as f64 / 1e6;
         let mib = done as f64 * self.pass.bytes_per_stripe() as f64 / (1 << 20) as f64;
-        let rate = (mib / elapsed * 10.0).round() / 10.0;
-        let pct = (done as f64 * 1000.0 / total as f64).round() / 10.0;
-        let errors = self.pass.errors() + self.late_error.is_some() as u64;
-        match self.pass.kind() {
-            Kind::Rebuild { member } => json!({
-                "state": state,
-                "member": member,
-                "base_bdev": self.bdev,
-                "stripes_total": total,
-                "stripes_done": done,
-                "rebuilt_stripes": self.vol.vol.rebuilt_stripes(),
-                "percent": pct,
-                "elapsed_s": (elapsed * 100.0).round() / 100.0,
-                "mib_per_s": rate,
-                "bandwidth_mb": self.cap / (1 << 20),
-                "window": self.window,
-                "error": self.first_error(),
-            }),
-            Kind::Scrub { repair } => json!({
-                "state": state,
-                "repair": repair,
-                "stripes_total": total,
-                "stripes_checked": done,
-                "percent": pct,
-                "elapsed_s": (elapsed * 100.0).round() / 100.0,
-                "mib_per_s": rate,
-                "mismatches": self.pass.mismatches(),
-                "mismatch_stripes": self.pass.mismatch_stripes(),
-                "repaired": self.pass.repaired(),
-                "repair_failed": self.pass.repair_failed(),
-                "errors": errors,
-                "error": self.first_error(),
-            }),
-            Kind::Resync => json!({
-                "state": state,
-                "journal_bdev": self.bdev,
-                "stripes_total": total,
-                "stripes_resynced": done,
-                "percent": pct,
-                "elapsed_s": (elapsed * 100.0).round() / 100.0,
-                "mib_per_s": rate,
-                "bandwidth_mb": self.cap / (1 << 20),
-                "window": self.window,
-                "errors": errors,
-                "error": self.first_error(),
-            }),
+        ProcStatus {
+            kind: self.pass.kind(),
+            state: ProcState::from_pass(state),
+            bdev: self.bdev.clone(),
+            total: self.vol.geo.stripes,
+            done,
+            rebuilt: self.vol.vol.rebuilt_stripes(),
+            elapsed_s: elapsed,
+            mib_per_s: (mib / elapsed * 10.0).round() / 10.0,
+            bandwidth_mb: self.cap / (1 << 20),
+            window: self.window,
+            errors: self.pass.errors() + self.late_error.is_some() as u64,
+            error: self.first_error(),
+            mismatches: self.pass.mismatches(),
+            mismatch_stripes: self.pass.mismatch_stripes().to_vec(),
+            repaired: self.pass.repaired(),
+            repair_failed: self.pass.repair_failed(),
         }
     }
 
     fn publish(&self, state: &str) {
-        set_status(self.vol.uuid, slot(self.pass.kind()), self.status(state));
+        super::status::set(
+            self.vol.uuid,
+            slot(self.pass.kind()),
+            Some(self.status(state)),
+        );
     }
 
     fn fail_late(&mut self, msg: String) {
@@ -562,7 +501,7 @@ fn finish(mut p: Pass, state: &'static str) {
                         p.vol.name,
                         p.bdev,
                         p.pass.done(),
-                        p.status("done")["mib_per_s"]
+                        p.status("done").mib_per_s
                     );
                     p.publish("done");
                 }
@@ -726,10 +665,10 @@ pub(crate) fn add_base_bdev(v: Arc<SpdkVolume>, bdev: String, opts: PassOpts, do
         }
     }
     // Let go of the failed member first (channels, then its descriptor and claim).
-    set_status(
+    super::status::set(
         v.uuid,
         Slot::Rebuild,
-        json!({"state": "starting", "member": m, "base_bdev": bdev}),
+        Some(ProcStatus::starting(Kind::Rebuild { member: m }, &bdev)),
     );
     let v2 = v.clone();
     swap_member(&v, m, None, move || {
@@ -738,7 +677,7 @@ pub(crate) fn add_base_bdev(v: Arc<SpdkVolume>, bdev: String, opts: PassOpts, do
         match open_replacement(&v2, &bdev) {
             Ok(b) => attach(v2, m, b, opts, done),
             Err(e) => {
-                set_status(v2.uuid, Slot::Rebuild, Value::Null);
+                super::status::set(v2.uuid, Slot::Rebuild, None);
                 done(Err(e))
             }
         }
@@ -844,7 +783,7 @@ fn attach(v: Arc<SpdkVolume>, m: u32, b: BaseBdev, opts: PassOpts, done: AddDone
             return done(Err((-19, format!("volume {} is going away", v2.name))));
         }
         if !v2.vol.start_rebuild(m) {
-            set_status(v2.uuid, Slot::Rebuild, Value::Null);
+            super::status::set(v2.uuid, Slot::Rebuild, None);
             return done(Err((
                 -16,
                 format!(

@@ -24,8 +24,6 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-
 use super::backend::DevSlot;
 use super::base::BaseBdev;
 use super::bdev::{registry, Attached, SpdkJournal, SpdkVolume};
@@ -34,7 +32,9 @@ use super::create::{self, CreateError};
 use super::ffi::{self, noticelog, warnlog, SendPtr};
 use super::life;
 use super::rebuild::{self, PassOpts, PassResult, Slot};
+use super::status::{ProcState, ProcStatus};
 use super::superblocks::{record_member_states_then, write_sb};
+use crate::control::PassKind;
 use crate::journal::JournalVolume;
 use crate::superblock::{JournalVolume as JournalEntry, MemberState, MAX_VOLUMES};
 
@@ -221,19 +221,8 @@ pub(crate) fn install(
     }
 }
 
-fn publish(v: &SpdkVolume, status: Value) {
-    rebuild::set_status(v.uuid, Slot::SetJournal, status);
-}
-
-/// With the state of a finished pass: `status` with "state" (and "error") replaced.
-fn with_state(mut status: Value, state: &str, error: Option<&str>) -> Value {
-    if let Some(o) = status.as_object_mut() {
-        o.insert("state".into(), json!(state));
-        if let Some(m) = error {
-            o.insert("error".into(), json!(m));
-        }
-    }
-    status
+fn publish(v: &SpdkVolume, status: Option<ProcStatus>) {
+    super::status::set(v.uuid, Slot::SetJournal, status);
 }
 
 /// `bdev_jraid_set_journal` on a running volume: checks, then the full resync in the
@@ -294,7 +283,7 @@ pub(crate) fn set_journal(v: Arc<SpdkVolume>, journal_bdev: String, opts: PassOp
     );
     publish(
         &v,
-        json!({"state": "starting", "journal_bdev": journal_bdev}),
+        Some(ProcStatus::starting(PassKind::Resync, &journal_bdev)),
     );
     let v2 = v.clone();
     let name = journal_bdev.clone();
@@ -310,24 +299,27 @@ pub(crate) fn set_journal(v: Arc<SpdkVolume>, journal_bdev: String, opts: PassOp
                 journal_bdev
             );
             drop(target); // a new bdev is released untouched
-            return publish(&v2, r.status.clone());
+            return publish(&v2, Some(r.status.clone()));
         }
-        publish(&v2, with_state(r.status.clone(), "attaching", None));
+        publish(
+            &v2,
+            Some(r.status.clone().with_state(ProcState::Attaching, None)),
+        );
         attach(v2, target, r.status.clone());
     });
     match rebuild::start_resync(&v, name, opts, then) {
         Ok(()) => done(Ok(())),
         Err(m) => {
-            publish(&v, Value::Null);
+            publish(&v, None);
             done(Err(e(ENOMEM, m)))
         }
     }
 }
 
 /// Steps 1–4 after a clean full resync of a running volume.
-fn attach(v: Arc<SpdkVolume>, target: Target, status: Value) {
+fn attach(v: Arc<SpdkVolume>, target: Target, status: ProcStatus) {
     if rebuild::stopping(&v) {
-        return publish(&v, with_state(status, "aborted", None));
+        return publish(&v, Some(status.with_state(ProcState::Aborted, None)));
     }
     let entry = JournalEntry {
         volume_number: v.number,
@@ -339,7 +331,7 @@ fn attach(v: Arc<SpdkVolume>, target: Target, status: Value) {
             Ok(j) => j,
             Err((_, m)) => {
                 warnlog!("volume {}: new journal not attached: {m}", v.name);
-                return publish(&v, with_state(status, "failed", Some(&m)));
+                return publish(&v, Some(status.with_state(ProcState::Failed, Some(&m))));
             }
         };
         let (jv, _) =
@@ -368,7 +360,7 @@ fn attach(v: Arc<SpdkVolume>, target: Target, status: Value) {
                     j.name,
                     super::json::uuid_string(&j.journal.cfg.uuid)
                 );
-                publish(&v3, with_state(status, "done", None));
+                publish(&v3, Some(status.with_state(ProcState::Done, None)));
             });
         });
     });
@@ -547,10 +539,10 @@ pub(crate) fn set_journal_waiting(name: String, journal_bdev: String, done: SetD
                 return done(Err(er));
             }
         };
-        rebuild::set_status(
+        super::status::set(
             uuid,
             Slot::SetJournal,
-            json!({"state": "starting", "journal_bdev": j.name}),
+            Some(ProcStatus::starting(PassKind::Resync, &j.name)),
         );
         let jname = j.name.clone();
         create::assemble_with_new_journal(
@@ -558,8 +550,8 @@ pub(crate) fn set_journal_waiting(name: String, journal_bdev: String, done: SetD
             j,
             Box::new(move |r| match r {
                 Ok(v) => {
-                    let st = rebuild::get_status(&v.uuid, Slot::SetJournal);
-                    publish(&v, with_state(st, "done", None));
+                    let st = super::status::get(&v.uuid, Slot::SetJournal);
+                    publish(&v, st.map(|s| s.with_state(ProcState::Done, None)));
                     noticelog!("jraid volume {name} assembled on new journal {jname}");
                 }
                 Err(er) => {
@@ -567,11 +559,11 @@ pub(crate) fn set_journal_waiting(name: String, journal_bdev: String, done: SetD
                         "volume {name}: not assembled on new journal {jname}: {}",
                         er.msg
                     );
-                    let st = rebuild::get_status(&uuid, Slot::SetJournal);
-                    rebuild::set_status(
+                    let st = super::status::get(&uuid, Slot::SetJournal);
+                    super::status::set(
                         uuid,
                         Slot::SetJournal,
-                        with_state(st, "failed", Some(&er.msg)),
+                        st.map(|s| s.with_state(ProcState::Failed, Some(&er.msg))),
                     );
                     // The members still name the lost journal: the volume waits again.
                     super::examine::put_back(list);
