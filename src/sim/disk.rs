@@ -20,12 +20,11 @@ pub struct SimDisk {
     pub volatile: bool,
     /// Dead: every I/O fails.
     pub failed: bool,
-    /// A replacement whose contents are not valid yet (being rebuilt), or a member recorded
-    /// as failed in the others' superblocks: it may work, but assembly must treat it as
-    /// missing.
-    pub stale: bool,
+    /// Its member superblock (written durably, with its own write and flush): what assembly
+    /// reads after a restart ([`crate::control::assembly`]).
+    pub sb: Option<crate::superblock::MemberSuperblock>,
     /// Its failure is transient: after a power loss it works again (with the contents it had),
-    /// and only a recorded failure (`stale`) keeps it out.
+    /// and only a failure recorded in the others' superblocks keeps it out.
     pub transient: bool,
     /// Unreadable blocks: a read touching one fails (the device works otherwise); writing the
     /// block makes it readable again (the drive remaps it).
@@ -42,7 +41,7 @@ impl SimDisk {
             cache: BTreeMap::new(),
             volatile,
             failed: false,
-            stale: false,
+            sb: None,
             transient: false,
             bad: BTreeSet::new(),
         }

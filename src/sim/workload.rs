@@ -375,8 +375,7 @@ impl Driver {
                 match (r.pass.kind(), end) {
                     (PassKind::Rebuild { member }, PassEnd::Done) => {
                         // The members were flushed (the pass's rule): now active.
-                        if self.world.volumes[vi].vol.finish_rebuild(member) {
-                            self.world.volumes[vi].disks[member as usize].stale = false;
+                        if self.world.finish_rebuild(vi, member) {
                             self.rebuilds_done += 1;
                         } else {
                             self.out.failed_requests += 1;
@@ -883,7 +882,7 @@ pub fn transient_check(seed: u64, record_failures: bool) -> Outcome {
         d.out
             .note(format!("{} resyncs failed", report.resync_errors));
     }
-    if d.world.volumes[0].disks.iter().all(|disk| !disk.stale) {
+    if d.world.volumes[0].vol.failed_count() == 0 {
         d.check_parity();
     }
     d.out.lost_acked = d.read_back(Some(crash_time));

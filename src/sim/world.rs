@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::disk::SimDisk;
 use super::rng::Rng;
+use crate::control::assembly;
 use crate::control::{Recovery, RecoveryError, RecoveryOptions, Step, Stripes};
 use crate::engine::{
     Address, Backend, Buf, Channel, Completion, Device, DeviceIo, IoOp, Msg, SubmitError, UserOp,
@@ -13,6 +14,7 @@ use crate::engine::{
 };
 use crate::journal::{record, Journal, JournalConfig, JournalVolume};
 use crate::layout::Geometry;
+use crate::superblock::{MemberState, MemberSuperblock};
 
 /// The backend a simulated channel talks to: it only collects requests; the world runs them.
 #[derive(Default)]
@@ -95,10 +97,10 @@ pub struct SimConfig {
     pub error_rate: f64,
     /// Period of channel ticks (µs).
     pub tick_us: u64,
-    /// The runtime records member failures in the surviving members' superblocks (here: the
-    /// failed disk's `stale` mark, written after a device latency, lost if the power goes
-    /// first), and writes wait for that record before they are acknowledged. Off only in the
-    /// simulator's control run.
+    /// The runtime records member failures in the surviving members' superblocks (here: a
+    /// superblock write event after a device latency, lost if the power goes first), and
+    /// writes wait for that record before they are acknowledged. Off only in the simulator's
+    /// control run.
     pub record_failures: bool,
 }
 
@@ -199,6 +201,28 @@ impl World {
                 .map(|_| SimDisk::new(j.block_size as usize, j.device_blocks(), j.volatile))
                 .collect()
         });
+        let mut disks: Vec<Vec<SimDisk>> = disks;
+        for (vi, (number, geo)) in cfg.volumes.iter().enumerate() {
+            let uuids: Vec<[u8; 16]> = (0..geo.members)
+                .map(|m| member_uuid(*number, m, 0))
+                .collect();
+            for (m, d) in disks[vi].iter_mut().enumerate() {
+                d.sb = Some(MemberSuperblock {
+                    volume_uuid: volume_uuid(*number),
+                    journal_uuid: cfg.journal.as_ref().map_or([0; 16], |j| j.uuid),
+                    volume_number: *number,
+                    name: format!("sim{number}"),
+                    members: geo.members,
+                    member_index: m as u32,
+                    strip_blocks: geo.strip_blocks,
+                    block_size: geo.block_size,
+                    stripes: geo.stripes,
+                    seq: 1,
+                    member_states: vec![MemberState::Active; geo.members as usize],
+                    member_uuids: uuids.clone(),
+                });
+            }
+        }
         World::from_image(
             cfg,
             CrashImage {
@@ -232,9 +256,17 @@ impl World {
                 journal.clone(),
             ));
             vol.set_records_failures(cfg.record_failures);
-            for (m, d) in image.volumes[i].iter().enumerate() {
-                if d.failed || d.stale {
-                    vol.fail_member(m as u32);
+            // Assembly as every runtime does it, from the superblocks of the disks that
+            // answer (a dead disk's superblock cannot be read).
+            let found: Vec<Option<&MemberSuperblock>> = image.volumes[i]
+                .iter()
+                .map(|d| d.sb.as_ref().filter(|_| !d.failed))
+                .collect();
+            if let Some(newest) = assembly::newest(found.iter().flatten().copied()) {
+                for (m, u) in assembly::decide(newest, &found).iter().enumerate() {
+                    if !u.in_service() {
+                        vol.fail_member(m as u32);
+                    }
                 }
             }
             volumes.push(SimVolume {
@@ -530,11 +562,8 @@ impl World {
             Event::Record { vi, seq, failed } => {
                 self.busy -= 1;
                 self.recording[vi] = false;
-                let v = &mut self.volumes[vi];
-                for m in failed {
-                    v.disks[m as usize].stale = true;
-                }
-                v.vol.failures_recorded(seq);
+                self.write_member_states(vi, &failed);
+                self.volumes[vi].vol.failures_recorded(seq);
             }
             Event::Tick { reactor } => {
                 for vi in 0..self.volumes.len() {
@@ -655,14 +684,77 @@ impl World {
         self.volumes[vi].disks.iter().map(|d| d.bad.len()).sum()
     }
 
-    /// Put a blank replacement in place of failed member `m` of volume index `vi` and start
-    /// rebuilding onto it. False when the engine refuses (member not failed, rebuild running).
+    /// Put a blank replacement (a new device identity) in place of failed member `m` of
+    /// volume index `vi` and start rebuilding onto it: the superblocks say "rebuilding" (the
+    /// replacement's too) before the first stripe lands. False when the engine refuses
+    /// (member not failed, rebuild running).
     pub fn replace_member(&mut self, vi: usize, m: u32) -> bool {
-        let old = &self.volumes[vi].disks[m as usize];
+        let v = &mut self.volumes[vi];
+        let old = &v.disks[m as usize];
         let mut d = SimDisk::new(old.bs, old.blocks, old.volatile);
-        d.stale = true;
-        self.volumes[vi].disks[m as usize] = d;
-        self.volumes[vi].vol.start_rebuild(m)
+        let mut newest = newest_sb(&v.disks).expect("superblocks");
+        newest.member_uuids[m as usize] = member_uuid(v.vol.number, m, newest.seq + 1);
+        d.sb = Some(MemberSuperblock {
+            member_index: m,
+            ..newest.clone()
+        });
+        v.disks[m as usize] = d;
+        // The new identity goes into every superblock with the states.
+        for (i, disk) in v.disks.iter_mut().enumerate() {
+            if let Some(sb) = disk.sb.as_mut() {
+                sb.member_uuids = newest.member_uuids.clone();
+                sb.member_index = i as u32;
+            }
+        }
+        if !v.vol.start_rebuild(m) {
+            return false;
+        }
+        self.write_member_states(vi, &[]);
+        true
+    }
+
+    /// The rebuild of member `m` of volume index `vi` is over (members flushed): it is
+    /// active, and the superblocks say so.
+    pub fn finish_rebuild(&mut self, vi: usize, m: u32) -> bool {
+        if !self.volumes[vi].vol.finish_rebuild(m) {
+            return false;
+        }
+        self.write_member_states(vi, &[]);
+        true
+    }
+
+    /// Write the volume's member states (as the engine has them, `failed` out of service too)
+    /// into the superblocks of the members that answer, with the next seq: a superblock write
+    /// and flush, durable at once.
+    fn write_member_states(&mut self, vi: usize, failed: &[u32]) {
+        let v = &mut self.volumes[vi];
+        let Some(newest) = newest_sb(&v.disks) else {
+            return;
+        };
+        let states: Vec<MemberState> = (0..v.vol.geo.members)
+            .map(|m| {
+                if v.vol.rebuilding() == Some(m) {
+                    MemberState::Rebuilding
+                } else if failed.contains(&m)
+                    || v.vol.health(m) == crate::engine::MemberHealth::Failed
+                {
+                    MemberState::Failed
+                } else {
+                    MemberState::Active
+                }
+            })
+            .collect();
+        for (i, d) in v.disks.iter_mut().enumerate() {
+            if d.failed || states[i] == MemberState::Failed {
+                continue;
+            }
+            d.sb = Some(MemberSuperblock {
+                member_index: i as u32,
+                seq: newest.seq + 1,
+                member_states: states.clone(),
+                ..newest.clone()
+            });
+        }
     }
 
     /// Overwrite member blocks directly (bypassing the engine), to plant silent corruption.
@@ -772,7 +864,7 @@ impl World {
         for vi in 0..w.volumes.len() {
             let number = w.volumes[vi].vol.number;
             let stripes = journal.carried_stripes(number);
-            let failed = w.volumes[vi].disks.iter().any(|d| d.failed || d.stale);
+            let failed = w.volumes[vi].vol.failed_count() > 0;
             let opts = RecoveryOptions {
                 window: 64,
                 ..opts.clone()
@@ -885,4 +977,26 @@ pub struct RecoveryReport {
     pub at_risk: Vec<(u32, Vec<u64>)>,
     /// Resyncs that failed.
     pub resync_errors: u64,
+}
+
+/// The identity of volume `number` in the simulation.
+fn volume_uuid(number: u32) -> [u8; 16] {
+    let mut u = [0x5Au8; 16];
+    u[..4].copy_from_slice(&number.to_le_bytes());
+    u
+}
+
+/// The identity of the device holding member `m` of volume `number` (`gen` tells a
+/// replacement from the device it replaced).
+fn member_uuid(number: u32, m: u32, gen: u64) -> [u8; 16] {
+    let mut u = [0u8; 16];
+    u[..4].copy_from_slice(&number.to_le_bytes());
+    u[4..8].copy_from_slice(&m.to_le_bytes());
+    u[8..].copy_from_slice(&gen.to_le_bytes());
+    u
+}
+
+/// The newest superblock among `disks` (any, readable or not: the simulator's own view).
+fn newest_sb(disks: &[SimDisk]) -> Option<MemberSuperblock> {
+    assembly::newest(disks.iter().filter_map(|d| d.sb.as_ref())).cloned()
 }
