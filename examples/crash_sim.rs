@@ -18,21 +18,23 @@
 //! new journal named before the resync's member flush). `--scenario delete`: one of the
 //! volumes sharing a journal is deleted under writes, then power losses, then it is
 //! re-assembled (control: `--control no-detach-flush`, its entries leave before its members
-//! are flushed). Last
+//! are flushed). `--scenario read-errors`: bad sectors under reads, repaired from parity.
+//! Last
 //! line: `seeds=N lost_acked=X inconsistent_stripes=Y`; exits non-zero when X or Y is above
 //! zero.
 
 use jraid::control::RecoveryOptions;
 use jraid::sim::cli::SeedArgs;
 use jraid::sim::workload::{
-    admin_check, crash_check_with, delete_check, journal_loss_check, transient_check,
+    admin_check, crash_check_with, delete_check, journal_loss_check, read_error_check,
+    transient_check,
 };
 
 fn main() {
     let args = match SeedArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|delete] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush]");
+            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|delete|read-errors] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush]");
             std::process::exit(2);
         }
     };
@@ -45,6 +47,7 @@ fn main() {
     let mut passes = false;
     let mut journal_loss = false;
     let mut delete = false;
+    let mut read_errors = false;
     let mut skip_detach_flush = false;
     let mut skip_pass_flush = false;
     let mut record_failures = true;
@@ -80,8 +83,9 @@ fn main() {
                 Some("passes") => passes = true,
                 Some("journal") => journal_loss = true,
                 Some("delete") => delete = true,
+                Some("read-errors") => read_errors = true,
                 other => usage(format!(
-                    "unknown scenario {other:?} (crash, transient, admin, passes, journal, delete)"
+                    "unknown scenario {other:?} (crash, transient, admin, passes, journal, delete, read-errors)"
                 )),
             },
             other => usage(format!("unknown argument {other}")),
@@ -112,6 +116,9 @@ fn main() {
     if delete {
         extra += " --scenario delete";
     }
+    if read_errors {
+        extra += " --scenario read-errors";
+    }
     if skip_detach_flush {
         extra += " --control no-detach-flush";
     }
@@ -140,6 +147,8 @@ fn main() {
             journal_loss_check(seed, crashes, skip_pass_flush)
         } else if delete {
             delete_check(seed, crashes, skip_detach_flush)
+        } else if read_errors {
+            read_error_check(seed)
         } else {
             crash_check_with(seed, journal, crashes, &opts)
         };
@@ -187,6 +196,8 @@ fn main() {
             "journal"
         } else if delete {
             "delete"
+        } else if read_errors {
+            "read-errors"
         } else {
             "crash"
         },

@@ -4,7 +4,7 @@
 use jraid::control::RecoveryOptions;
 use jraid::sim::workload::{
     admin_check, crash_check, crash_check_with, delete_check, io_check, journal_loss_check,
-    read_error_check, transient_check,
+    read_error_check, transient_check, Outcome,
 };
 
 fn seeds(var: &str, default: u64) -> u64 {
@@ -88,33 +88,47 @@ fn crash_simulation_without_journal_finds_loss() {
     );
 }
 
+/// Every seed in `0..n` must come out clean under `check`; a failure names its seed and the
+/// crash_sim command (`replay` holds its flags) that replays it.
+fn all_clean(n: u64, check: impl Fn(u64) -> Outcome, replay: &str) {
+    let failures: Vec<String> = (0..n)
+        .filter_map(|seed| {
+            let out = check(seed);
+            (!out.clean()).then(|| {
+                format!(
+                    "seed {seed}: {out:?}\n  replay: cargo run --release --example crash_sim -- --seed {seed}{replay}"
+                )
+            })
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {n} seeds failed:\n{}",
+        failures.len(),
+        failures[..failures.len().min(10)].join("\n")
+    );
+}
+
+/// A control: some seed in `0..n` must lose acknowledged writes or leave stripes inconsistent
+/// under `check` (the rule it switches off is needed).
+fn finds_loss(n: u64, check: impl Fn(u64) -> Outcome, what: &str) {
+    let found = (0..n).find(|&seed| {
+        let out = check(seed);
+        out.lost_acked > 0 || out.inconsistent_stripes > 0
+    });
+    assert!(
+        found.is_some(),
+        "{n} seeds {what} found no loss: the checker is blind"
+    );
+}
+
 /// Three power losses per seed (more writes, or none, between them; recoveries that lose power
 /// themselves at random points inside): no acknowledged write is lost and parity matches.
 #[test]
 fn crash_simulation_3_crashes_5000_seeds() {
     let n = seeds("JRAID_CRASH_SEEDS", 5000);
-    let (mut lost, mut inconsistent) = (0, 0);
-    let mut failures = Vec::new();
-    for seed in 0..n {
-        let out = crash_check_with(seed, true, 3, &RecoveryOptions::default());
-        lost += out.lost_acked;
-        inconsistent += out.inconsistent_stripes;
-        if !out.clean() {
-            failures.push(format!(
-                "seed {seed}: {out:?}\n  replay: cargo run --release --example crash_sim -- --seed {seed} --crashes 3"
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "seeds={n} lost_acked={lost} inconsistent_stripes={inconsistent}\n{}",
-        failures
-            .iter()
-            .take(10)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let opts = RecoveryOptions::default();
+    all_clean(n, |s| crash_check_with(s, true, 3, &opts), " --crashes 3");
 }
 
 /// Control of the rule "members are flushed before resynced stripes leave the record"
@@ -125,13 +139,10 @@ fn crash_simulation_without_recovery_flush_finds_loss() {
         skip_member_flush: true,
         ..RecoveryOptions::default()
     };
-    let found = (0..2000).find(|&seed| {
-        let out = crash_check_with(seed, true, 3, &opts);
-        out.lost_acked > 0
-    });
-    assert!(
-        found.is_some(),
-        "2,000 seeds with three power losses and no member flush in recovery found no loss"
+    finds_loss(
+        2000,
+        |s| crash_check_with(s, true, 3, &opts),
+        "with three power losses and no member flush in recovery",
     );
 }
 
@@ -141,20 +152,7 @@ fn crash_simulation_without_recovery_flush_finds_loss() {
 #[test]
 fn transient_member_failure_2000_seeds() {
     let n = seeds("JRAID_CRASH_SEEDS", 5000).min(2000);
-    let mut failures = Vec::new();
-    for seed in 0..n {
-        let out = transient_check(seed, true);
-        if !out.clean() {
-            failures.push(format!(
-                "seed {seed}: {out:?}\n  replay: cargo run --release --example crash_sim -- --seed {seed} --scenario transient"
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{}",
-        failures[..failures.len().min(10)].join("\n")
-    );
+    all_clean(n, |s| transient_check(s, true), " --scenario transient");
 }
 
 /// Control of the rule "a member failure is durable before a write that depends on it is
@@ -162,10 +160,10 @@ fn transient_member_failure_2000_seeds() {
 /// data and acknowledged writes are lost.
 #[test]
 fn transient_member_failure_without_record_finds_loss() {
-    let found = (0..500).find(|&seed| transient_check(seed, false).lost_acked > 0);
-    assert!(
-        found.is_some(),
-        "500 seeds with unrecorded transient failures found no loss"
+    finds_loss(
+        500,
+        |s| transient_check(s, false),
+        "with unrecorded transient failures",
     );
 }
 
@@ -175,19 +173,10 @@ fn transient_member_failure_without_record_finds_loss() {
 #[test]
 fn admin_scenario_1000_seeds() {
     let n = seeds("JRAID_CRASH_SEEDS", 5000).min(1000);
-    let mut failures = Vec::new();
-    for seed in 0..n {
-        let out = admin_check(seed, 3, false);
-        if !out.clean() {
-            failures.push(format!(
-                "seed {seed}: {out:?}\n  replay: cargo run --release --example crash_sim -- --seed {seed} --scenario admin --crashes 3"
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{}",
-        failures[..failures.len().min(10)].join("\n")
+    all_clean(
+        n,
+        |s| admin_check(s, 3, false),
+        " --scenario passes --crashes 3",
     );
 }
 
@@ -195,13 +184,10 @@ fn admin_scenario_1000_seeds() {
 /// active" (control::pass): without that flush, a power loss right after a rebuild loses data.
 #[test]
 fn admin_scenario_without_pass_flush_finds_loss() {
-    let found = (0..3000).find(|&seed| {
-        let out = admin_check(seed, 3, true);
-        out.lost_acked > 0 || out.inconsistent_stripes > 0
-    });
-    assert!(
-        found.is_some(),
-        "3,000 seeds with rebuilds ending without a member flush found no loss"
+    finds_loss(
+        3000,
+        |s| admin_check(s, 3, true),
+        "with rebuilds ending without a member flush",
     );
 }
 
@@ -211,19 +197,10 @@ fn admin_scenario_without_pass_flush_finds_loss() {
 #[test]
 fn journal_loss_scenario_1000_seeds() {
     let n = seeds("JRAID_CRASH_SEEDS", 5000).min(1000);
-    let mut failures = Vec::new();
-    for seed in 0..n {
-        let out = journal_loss_check(seed, 3, false);
-        if !out.clean() {
-            failures.push(format!(
-                "seed {seed}: {out:?}\n  replay: cargo run --release --example crash_sim -- --seed {seed} --scenario journal --crashes 3"
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{}",
-        failures[..failures.len().min(10)].join("\n")
+    all_clean(
+        n,
+        |s| journal_loss_check(s, 3, false),
+        " --scenario journal --crashes 3",
     );
 }
 
@@ -231,13 +208,10 @@ fn journal_loss_scenario_1000_seeds() {
 /// (control::pass): without the flush, a power loss after the naming finds loss.
 #[test]
 fn journal_loss_scenario_without_pass_flush_finds_loss() {
-    let found = (0..1000).find(|&seed| {
-        let out = journal_loss_check(seed, 3, true);
-        out.lost_acked > 0 || out.inconsistent_stripes > 0
-    });
-    assert!(
-        found.is_some(),
-        "1,000 seeds found no loss without the resync's member flush"
+    finds_loss(
+        1000,
+        |s| journal_loss_check(s, 3, true),
+        "without the resync's member flush",
     );
 }
 
@@ -247,19 +221,10 @@ fn journal_loss_scenario_without_pass_flush_finds_loss() {
 #[test]
 fn delete_scenario_1000_seeds() {
     let n = seeds("JRAID_CRASH_SEEDS", 5000).min(1000);
-    let mut failures = Vec::new();
-    for seed in 0..n {
-        let out = delete_check(seed, 2, false);
-        if !out.clean() {
-            failures.push(format!(
-                "seed {seed}: {out:?}\n  replay: cargo run --release --example crash_sim -- --seed {seed} --scenario delete --crashes 2"
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{}",
-        failures[..failures.len().min(10)].join("\n")
+    all_clean(
+        n,
+        |s| delete_check(s, 2, false),
+        " --scenario delete --crashes 2",
     );
 }
 
@@ -267,13 +232,10 @@ fn delete_scenario_1000_seeds() {
 /// (control::detach).
 #[test]
 fn delete_scenario_without_detach_flush_finds_loss() {
-    let found = (0..1000).find(|&seed| {
-        let out = delete_check(seed, 2, true);
-        out.lost_acked > 0 || out.inconsistent_stripes > 0
-    });
-    assert!(
-        found.is_some(),
-        "1,000 seeds found no loss without the detach flush"
+    finds_loss(
+        1000,
+        |s| delete_check(s, 2, true),
+        "without the detach flush",
     );
 }
 
@@ -283,18 +245,7 @@ fn delete_scenario_without_detach_flush_finds_loss() {
 /// fails its member and the check reports it.)
 #[test]
 fn read_errors_are_repaired_2000_seeds() {
-    let mut failures = Vec::new();
-    for seed in 0..2000 {
-        let out = read_error_check(seed);
-        if !out.clean() {
-            failures.push(format!("seed {seed}: {out:?}"));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{}",
-        failures[..failures.len().min(10)].join("\n")
-    );
+    all_clean(2000, read_error_check, " --scenario read-errors");
 }
 
 /// A member lost, writes degraded, a blank replacement rebuilt under load, sometimes a power

@@ -60,6 +60,29 @@ pub struct PassSubmit {
     pub blocks: u64,
 }
 
+/// A small number for each op a pass submits (1..=5), for drivers that carry the op in a
+/// request tag; [`op_of_code`] reverses it.
+pub fn op_code(op: UserOp) -> u64 {
+    match op {
+        UserOp::Rebuild => 1,
+        UserOp::Scrub => 2,
+        UserOp::Repair => 3,
+        UserOp::Resync => 4,
+        _ => 5,
+    }
+}
+
+/// The op of a code from [`op_code`] (anything else: Flush).
+pub fn op_of_code(code: u64) -> UserOp {
+    match code {
+        1 => UserOp::Rebuild,
+        2 => UserOp::Scrub,
+        3 => UserOp::Repair,
+        4 => UserOp::Resync,
+        _ => UserOp::Flush,
+    }
+}
+
 /// How a pass ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PassEnd {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::model::{identify, Model, Seen};
 use super::rng::Rng;
 use super::world::{SimConfig, SimJournal, World};
+use crate::control::pass::{op_code, op_of_code};
 use crate::control::{Pass, PassEnd, PassKind, PassOptions, PassStep, RecoveryOptions};
 use crate::engine::{Buf, UserOp};
 use crate::layout::Geometry;
@@ -70,26 +71,6 @@ impl Outcome {
 /// Tags of background pass requests have this bit (user requests count up from 1); the
 /// request's op sits at bit 48, its stripe below.
 const PASS_TAG: u64 = 1 << 62;
-
-fn op_code(op: UserOp) -> u64 {
-    match op {
-        UserOp::Rebuild => 1,
-        UserOp::Scrub => 2,
-        UserOp::Repair => 3,
-        UserOp::Resync => 4,
-        _ => 5,
-    }
-}
-
-fn code_op(code: u64) -> UserOp {
-    match code {
-        1 => UserOp::Rebuild,
-        2 => UserOp::Scrub,
-        3 => UserOp::Repair,
-        4 => UserOp::Resync,
-        _ => UserOp::Flush,
-    }
-}
 
 /// A background pass (the control plane's, as every runtime runs it) alongside the workload.
 struct PassRun {
@@ -403,7 +384,7 @@ impl Driver {
         let now = self.world.now;
         for (_, _, c) in done {
             if c.tag & PASS_TAG != 0 {
-                let op = code_op((c.tag >> 48) & 0xff);
+                let op = op_of_code((c.tag >> 48) & 0xff);
                 let stripe = c.tag & ((1 << 48) - 1);
                 match c.result {
                     Ok(()) | Err(crate::engine::IoError::ParityMismatch) => {}

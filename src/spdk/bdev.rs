@@ -35,6 +35,15 @@ pub(crate) struct SpdkJournal {
 }
 
 impl SpdkJournal {
+    /// A raw handle on the journal bdev for one-off I/O (`None` once it was hot-removed).
+    pub fn raw(&self) -> Option<super::base::RawDev> {
+        self.base
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|b| b.raw())
+    }
+
     /// Take the right to change this journal's volume list (pick a volume number, write the
     /// superblock) until the lease is dropped: taken synchronously, so two requests sent back
     /// to back can neither pick the same number nor overwrite each other's superblock write.
@@ -520,13 +529,7 @@ fn detach_step(
         DetachStep::WriteRecord => {}
         _ => return volume_gone(key.0),
     }
-    let raw = sj
-        .base
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .map(|b| b.raw());
-    let Some(raw) = raw else {
+    let Some(raw) = sj.raw() else {
         // The journal bdev is gone: it fails its records anyway.
         return volume_gone(key.0);
     };

@@ -199,13 +199,7 @@ pub(crate) fn install(
             if let Err(er) = sb.validate() {
                 return done(Err(e(EINVAL, format!("bad journal superblock: {er}"))));
             }
-            let raw = j
-                .base
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-                .map(|b| b.raw());
-            let Some(raw) = raw else {
+            let Some(raw) = j.raw() else {
                 return done(Err(e(EIO, format!("journal bdev {} was removed", j.name))));
             };
             let image = sb.encode();

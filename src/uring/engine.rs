@@ -511,17 +511,6 @@ struct PassDriver {
     done: Arc<std::sync::atomic::AtomicU64>,
 }
 
-fn pass_op_code(op: crate::engine::UserOp) -> u64 {
-    use crate::engine::UserOp;
-    match op {
-        UserOp::Rebuild => 1,
-        UserOp::Scrub => 2,
-        UserOp::Repair => 3,
-        UserOp::Resync => 4,
-        _ => 5,
-    }
-}
-
 impl Driver for PassDriver {
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
         if self.end.is_some() {
@@ -532,7 +521,7 @@ impl Driver for PassDriver {
         match self.pass.poll(now, &vol, false) {
             control::PassStep::Submit(list) => {
                 for s in list {
-                    let tag = (pass_op_code(s.op) << 48) | s.lba;
+                    let tag = (control::pass::op_code(s.op) << 48) | s.lba;
                     if let Err(e) = ctx.submit(0, tag, s.op, s.lba, s.blocks, None) {
                         self.pass.refused(s, e.error);
                     }
@@ -544,14 +533,7 @@ impl Driver for PassDriver {
     }
 
     fn complete(&mut self, _ctx: &mut Ctx<'_>, _volume: usize, c: Completion) {
-        use crate::engine::UserOp;
-        let op = match c.tag >> 48 {
-            1 => UserOp::Rebuild,
-            2 => UserOp::Scrub,
-            3 => UserOp::Repair,
-            4 => UserOp::Resync,
-            _ => UserOp::Flush,
-        };
+        let op = control::pass::op_of_code(c.tag >> 48);
         self.pass.complete(op, c.tag & ((1 << 48) - 1), c.result);
     }
 

@@ -429,18 +429,10 @@ impl VolumeFiles {
             member_uuids: uuids.clone(),
             ..newest.clone()
         };
-        let write = |file: &File, path: &Path, sb: MemberSuperblock| -> Result<(), Error> {
-            let image = sb.encode();
-            let mut b = Buf::new(SUPERBLOCK_BYTES);
-            b.as_mut_slice()[..image.len()].copy_from_slice(&image);
-            file.write_all_at(b.as_slice(), 0)
-                .and_then(|()| file.sync_data())
-                .map_err(|e| io_err(path, e))
-        };
-        write(&dev.file, with, sb_for(member))?;
+        write_member_sb(&dev.file, with, &sb_for(member))?;
         for (i, d) in self.members.iter().enumerate() {
             if i != member as usize {
-                write(&d.file, &d.path, sb_for(i as u32))?;
+                write_member_sb(&d.file, &d.path, &sb_for(i as u32))?;
             }
         }
         let slot = member_path(&self.dir, member);
@@ -474,13 +466,7 @@ impl VolumeFiles {
                 journal_uuid: self.journal_sb.journal_uuid,
                 ..newest.clone()
             };
-            let image = sb.encode();
-            let mut b = Buf::new(SUPERBLOCK_BYTES);
-            b.as_mut_slice()[..image.len()].copy_from_slice(&image);
-            d.file
-                .write_all_at(b.as_slice(), 0)
-                .and_then(|()| d.file.sync_data())
-                .map_err(|e| io_err(&d.path, e))?;
+            write_member_sb(&d.file, &d.path, &sb)?;
         }
         let slot = journal_path(&self.dir);
         let target =
@@ -647,15 +633,21 @@ impl StateRecorder {
                 member_states: states.to_vec(),
                 ..self.template.clone()
             };
-            let image = sb.encode();
-            let mut b = Buf::new(SUPERBLOCK_BYTES);
-            b.as_mut_slice()[..image.len()].copy_from_slice(&image);
-            file.write_all_at(b.as_slice(), 0)
-                .and_then(|()| file.sync_data())
-                .map_err(|e| io_err(path, e))?;
+            write_member_sb(file, path, &sb)?;
         }
         Ok(())
     }
+}
+
+/// Write `sb` at the start of member device `file` (an aligned, whole superblock area, fit for
+/// O_DIRECT) and make it durable.
+fn write_member_sb(file: &File, path: &Path, sb: &MemberSuperblock) -> Result<(), Error> {
+    let image = sb.encode();
+    let mut b = Buf::new(SUPERBLOCK_BYTES);
+    b.as_mut_slice()[..image.len()].copy_from_slice(&image);
+    file.write_all_at(b.as_slice(), 0)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| io_err(path, e))
 }
 
 fn read_member_sb(d: &Dev) -> Result<MemberSuperblock, Error> {
