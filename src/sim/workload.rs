@@ -670,6 +670,26 @@ pub fn random_journal(rng: &mut Rng) -> SimJournal {
     }
 }
 
+/// One volume with a journal (slots of at least 4 KiB), members volatile half of the time:
+/// the set-up of the rebuild and administrative checks.
+fn one_volume_with_journal(seed: u64, rng: &mut Rng) -> (Geometry, SimConfig) {
+    let geo = random_geometry(rng);
+    let mut sj = random_journal(rng);
+    sj.slot_bytes = sj.slot_bytes.max(4096);
+    let cfg = SimConfig {
+        seed,
+        reactors: rng.range(1, 4) as u32,
+        volumes: vec![(0, geo)],
+        member_volatile: rng.chance(0.5),
+        journal: Some(sj),
+        max_latency_us: rng.range(2, 200),
+        error_rate: 0.0,
+        tick_us: 1000,
+        record_failures: true,
+    };
+    (geo, cfg)
+}
+
 /// Engine check for one seed: random concurrent reads and writes (overlapping, sub-stripe,
 /// multi-stripe) on one volume, sometimes losing a member mid-run; every read checked, parity
 /// checked when idle, everything read back healthy and then degraded.
@@ -881,20 +901,7 @@ pub fn transient_check(seed: u64, record_failures: bool) -> Outcome {
 /// the replacement counts as active): loss is expected then.
 pub fn admin_check(seed: u64, crashes: u32, skip_pass_flush: bool) -> Outcome {
     let mut rng = Rng::new(seed ^ 0xAD31_0000);
-    let geo = random_geometry(&mut rng);
-    let mut sj = random_journal(&mut rng);
-    sj.slot_bytes = sj.slot_bytes.max(4096);
-    let cfg = SimConfig {
-        seed,
-        reactors: rng.range(1, 4) as u32,
-        volumes: vec![(0, geo)],
-        member_volatile: rng.chance(0.5),
-        journal: Some(sj),
-        max_latency_us: rng.range(2, 200),
-        error_rate: 0.0,
-        tick_us: 1000,
-        record_failures: true,
-    };
+    let (geo, cfg) = one_volume_with_journal(seed, &mut rng);
     let qd = rng.range(1, 17) as usize;
     let load = |ops| Workload {
         ops,
@@ -1268,20 +1275,7 @@ pub fn read_error_check(seed: u64) -> Outcome {
 /// back (except in stripes recovery reported at risk), and still does with another member lost.
 pub fn rebuild_check(seed: u64) -> Outcome {
     let mut rng = Rng::new(seed);
-    let geo = random_geometry(&mut rng);
-    let mut sj = random_journal(&mut rng);
-    sj.slot_bytes = sj.slot_bytes.max(4096);
-    let cfg = SimConfig {
-        seed,
-        reactors: rng.range(1, 4) as u32,
-        volumes: vec![(0, geo)],
-        member_volatile: rng.chance(0.5),
-        journal: Some(sj),
-        max_latency_us: rng.range(2, 200),
-        error_rate: 0.0,
-        tick_us: 1000,
-        record_failures: true,
-    };
+    let (geo, cfg) = one_volume_with_journal(seed, &mut rng);
     let qd = rng.range(1, 17) as usize;
     let load = |ops| Workload {
         ops,

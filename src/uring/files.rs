@@ -340,14 +340,17 @@ impl VolumeFiles {
         assembly::decide(newest, &found)
     }
 
+    /// The newest member superblock (highest seq): the volume's truth.
+    pub fn newest_sb(&self) -> MemberSuperblock {
+        crate::control::assembly::newest(&self.member_sbs)
+            .cloned()
+            .expect("a volume has members")
+    }
+
     /// Member states as the newest member superblock (highest seq) records them: a member
     /// recorded failed (or still being rebuilt) stays out of service.
     pub fn recorded_states(&self) -> Vec<MemberState> {
-        self.member_sbs
-            .iter()
-            .max_by_key(|sb| sb.seq)
-            .map(|sb| sb.member_states.clone())
-            .unwrap_or_default()
+        self.newest_sb().member_states
     }
 
     /// Prepare `with` (a file, created or truncated to the member size, or a block device) to
@@ -412,12 +415,7 @@ impl VolumeFiles {
                 dev.len
             )));
         }
-        let newest = self
-            .member_sbs
-            .iter()
-            .max_by_key(|sb| sb.seq)
-            .cloned()
-            .expect("members");
+        let newest = self.newest_sb();
         let mut uuids = newest.member_uuids.clone();
         uuids[member as usize] = random_bytes::<16>()?;
         states[member as usize] = MemberState::Rebuilding;
@@ -453,12 +451,7 @@ impl VolumeFiles {
     /// then make `<dir>/journal` a symlink to it (the old file, if any, kept as
     /// `journal.replaced`).
     pub fn name_journal(&self) -> Result<(), Error> {
-        let newest = self
-            .member_sbs
-            .iter()
-            .max_by_key(|sb| sb.seq)
-            .cloned()
-            .expect("members");
+        let newest = self.newest_sb();
         for (i, d) in self.members.iter().enumerate() {
             let sb = MemberSuperblock {
                 member_index: i as u32,
@@ -498,12 +491,7 @@ impl VolumeFiles {
             .collect::<Result<_, _>>()?;
         Ok(StateRecorder {
             members,
-            template: self
-                .member_sbs
-                .iter()
-                .max_by_key(|sb| sb.seq)
-                .cloned()
-                .expect("members"),
+            template: self.newest_sb(),
             seq: self.member_sbs.iter().map(|sb| sb.seq).max().unwrap_or(0),
         })
     }
@@ -714,11 +702,9 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
 /// for the volume in `dir`, serving it under its current number. The file must not exist.
 pub fn create_journal(dir: &Path, path: &Path, size: u64) -> Result<(), Error> {
     let members = VolumeFiles::open_members(dir)?;
-    let sb = members
-        .iter()
-        .max_by_key(|sb| sb.seq)
+    let sb = crate::control::assembly::newest(&members)
         .cloned()
-        .expect("members");
+        .expect("a volume has members");
     let bs = sb.block_size as u64;
     let slot_bytes = (size.saturating_sub(JOURNAL_SLOTS_OFFSET) / 2) / bs * bs;
     let min_slot = 4096u64.max(bs);
