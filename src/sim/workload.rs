@@ -674,20 +674,30 @@ pub fn random_journal(rng: &mut Rng) -> SimJournal {
 /// the set-up of the rebuild and administrative checks.
 fn one_volume_with_journal(seed: u64, rng: &mut Rng) -> (Geometry, SimConfig) {
     let geo = random_geometry(rng);
+    (geo, volumes_with_journal(seed, rng, vec![(0, geo)], 0.5))
+}
+
+/// `volumes` on one journal (slots of at least 4 KiB), members volatile with chance
+/// `p_volatile`, no injected errors, failures recorded.
+fn volumes_with_journal(
+    seed: u64,
+    rng: &mut Rng,
+    volumes: Vec<(u32, Geometry)>,
+    p_volatile: f64,
+) -> SimConfig {
     let mut sj = random_journal(rng);
     sj.slot_bytes = sj.slot_bytes.max(4096);
-    let cfg = SimConfig {
+    SimConfig {
         seed,
         reactors: rng.range(1, 4) as u32,
-        volumes: vec![(0, geo)],
-        member_volatile: rng.chance(0.5),
+        volumes,
+        member_volatile: rng.chance(p_volatile),
         journal: Some(sj),
         max_latency_us: rng.range(2, 200),
         error_rate: 0.0,
         tick_us: 1000,
         record_failures: true,
-    };
-    (geo, cfg)
+    }
 }
 
 /// Engine check for one seed: random concurrent reads and writes (overlapping, sub-stripe,
@@ -1007,19 +1017,7 @@ pub fn journal_loss_check(seed: u64, crashes: u32, skip_pass_flush: bool) -> Out
     let volumes: Vec<(u32, Geometry)> = (0..nvol)
         .map(|i| (i as u32, random_geometry(&mut rng)))
         .collect();
-    let mut sj = random_journal(&mut rng);
-    sj.slot_bytes = sj.slot_bytes.max(4096);
-    let cfg = SimConfig {
-        seed,
-        reactors: rng.range(1, 4) as u32,
-        volumes,
-        member_volatile: rng.chance(0.7),
-        journal: Some(sj),
-        max_latency_us: rng.range(2, 200),
-        error_rate: 0.0,
-        tick_us: 1000,
-        record_failures: true,
-    };
+    let cfg = volumes_with_journal(seed, &mut rng, volumes, 0.7);
     let qd = rng.range(1, 17) as usize;
     let load = |ops| Workload {
         ops,
@@ -1128,19 +1126,7 @@ pub fn delete_check(seed: u64, crashes: u32, skip_detach_flush: bool) -> Outcome
     let volumes: Vec<(u32, Geometry)> = (0..nvol)
         .map(|i| (i as u32 * 5 + 2, random_geometry(&mut rng)))
         .collect();
-    let mut sj = random_journal(&mut rng);
-    sj.slot_bytes = sj.slot_bytes.max(4096);
-    let cfg = SimConfig {
-        seed,
-        reactors: rng.range(1, 4) as u32,
-        volumes,
-        member_volatile: rng.chance(0.7),
-        journal: Some(sj),
-        max_latency_us: rng.range(2, 200),
-        error_rate: 0.0,
-        tick_us: 1000,
-        record_failures: true,
-    };
+    let cfg = volumes_with_journal(seed, &mut rng, volumes, 0.7);
     let qd = rng.range(1, 17) as usize;
     let load = |ops| Workload {
         ops,
