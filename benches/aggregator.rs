@@ -19,7 +19,7 @@ fn journal(keep: bool) -> (Arc<Journal>, Arc<JournalVolume>) {
         cfg.hysteresis_us = 0;
         cfg.hysteresis_generations = 0;
     }
-    let j = Arc::new(Journal::new(cfg, 0, Vec::new()));
+    let j = Arc::new(Journal::new(cfg, None));
     let (jv, _) = j.attach_volume(0, STRIPES, false);
     (j, jv)
 }

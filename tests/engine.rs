@@ -272,13 +272,13 @@ fn a_failed_journal_refuses_writes_until_a_new_one_is_attached() {
     // A new journal (same devices, new uuid, generation 0).
     let mut cfg = JournalConfig::new([7; 16], 4096, 65536, old.cfg.slots);
     cfg.volatile_cache = old.cfg.volatile_cache;
-    let new = Arc::new(Journal::new(cfg, 0, Vec::new()));
+    let new = Arc::new(Journal::new(cfg, None));
     assert!(w.replace_journal(new.clone()));
     for s in 0..4 {
         write(&mut w, (s % 2) as u32, 30 + s, s * stripe, 3).unwrap();
     }
     // While the writes are marked in it, the journal cannot be replaced again.
-    let other = Arc::new(Journal::new(new.cfg.clone(), 0, Vec::new()));
+    let other = Arc::new(Journal::new(new.cfg.clone(), None));
     assert!(!w.replace_journal(other));
     let done = finish(&mut w);
     assert!(done.iter().all(|(_, _, c)| c.result.is_ok()), "{done:?}");
@@ -309,7 +309,7 @@ fn exhausted_journal_channel_slots_refuse_a_channel_instead_of_panicking() {
     let geo = Geometry::new(4, 16384, 4096, 256 + 16 * 4 * 8).unwrap();
     let mut cfg = JournalConfig::new([3; 16], 4096, 65536, [(0, 65536), (0, 131072)]);
     cfg.max_channels = 2;
-    let j = Arc::new(Journal::new(cfg, 0, Vec::new()));
+    let j = Arc::new(Journal::new(cfg, None));
     let (jv, _) = j.attach_volume(0, geo.stripes, false);
     let vol = Arc::new(Volume::new(0, geo, false, Some(j.clone())));
     let chan = |reactor| {

@@ -111,15 +111,28 @@ fn one_volume_recovers_without_touching_another() {
             stripe: 11,
         },
     ];
-    let j = Journal::new(c, 7, carried);
+    let j = Journal::new(
+        c,
+        Some(record::Record {
+            generation: 7,
+            entries: carried,
+            area: 1,
+            base: 7,
+            records: 1,
+            bytes: 512,
+        }),
+    );
     let (_jv, mine) = j.attach_volume(1, 32, false);
     assert_eq!(mine, vec![10, 11]);
     j.release_carried(1, &[]);
-    // The next record (generation 8) still carries volume 4's entry, and only it.
+    // The next record (generation 8, a checkpoint in the other area) still carries volume 4's
+    // entry, and only it.
     let mut out = Vec::new();
     let job = j.begin_flush(0, &mut out).unwrap();
     assert_eq!(job.generation, 8);
-    let rec = record::decode(&out, 0, &[9; 16]).unwrap();
+    assert_eq!(job.kind, record::Kind::Checkpoint);
+    assert_eq!(job.slot, (0, 0));
+    let rec = record::read_area(&out, 0, &[9; 16], 512).unwrap();
     assert_eq!(
         rec.entries,
         vec![Entry {

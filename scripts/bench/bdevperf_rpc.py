@@ -3,6 +3,8 @@
 
     bdevperf_rpc.py SOCK wait                 wait until the socket answers (bdevperf is up)
     bdevperf_rpc.py SOCK perform_tests JSON   run one test; print the result object as JSON
+    bdevperf_rpc.py SOCK METHOD [JSON]        any other RPC the app serves (bdev_jraid_get_bdevs,
+                                              bdev_get_bdevs, ...); print its result as JSON
 
 perform_tests takes {queue_depth, io_size, workload_type, time_in_sec, rw_percentage}; its answer is
 bdevperf's own JSON ({"results": [{"job", "iops", "mibps", "avg_latency_us", ...}], "core_count"}).

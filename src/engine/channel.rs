@@ -141,6 +141,14 @@ enum PieceKind {
 }
 
 /// The member reads a piece issues: (member, rows), at most one per member.
+/// Journal counts of a channel not yet added to its journal's.
+#[derive(Default)]
+struct JournalCounts {
+    marks: u64,
+    fast_path: u64,
+    user_writes: u64,
+}
+
 #[derive(Default)]
 struct ReadList {
     items: [(u32, (u64, u64)); MAX_MEMBERS],
@@ -241,6 +249,10 @@ pub struct Channel<B: Backend> {
     waiting: Vec<u32>,
     waiting_spare: Vec<u32>,
     record_buf: Vec<u8>,
+    /// Journal counts not yet added to the journal's ([`Channel::publish_journal_counts`]).
+    journal_counts: JournalCounts,
+    /// Journal device of the record write in flight (its flush goes there).
+    record_dev: u32,
     notify: Vec<Address>,
     /// Journal-driven member flush in flight: (members left, start time).
     member_flush: Option<(u32, u64)>,
@@ -297,6 +309,8 @@ impl<B: Backend> Channel<B> {
             waiting: Vec::new(),
             waiting_spare: Vec::new(),
             record_buf: Vec::new(),
+            journal_counts: JournalCounts::default(),
+            record_dev: 0,
             notify: Vec::new(),
             member_flush: None,
             stats: ChannelStats::default(),
@@ -375,6 +389,7 @@ impl<B: Backend> Channel<B> {
         {
             return true;
         }
+        self.publish_journal_counts();
         let Some(slot) = journal.register_channel(self.addr) else {
             return false;
         };
@@ -434,8 +449,13 @@ impl<B: Backend> Channel<B> {
         if !self.vol.usable() {
             return err(IoError::VolumeFailed, buf);
         }
-        if op == UserOp::Write && self.journal.as_ref().is_some_and(|j| j.is_failed()) {
-            return err(IoError::JournalFailed, buf);
+        if op == UserOp::Write {
+            if let Some(j) = &self.journal {
+                if j.is_failed() {
+                    return err(IoError::JournalFailed, buf);
+                }
+                self.journal_counts.user_writes += 1;
+            }
         }
         let ri = self.alloc_req();
         {
@@ -504,6 +524,7 @@ impl<B: Backend> Channel<B> {
     /// Periodic work (every few milliseconds): member flushes the journal waits for, and record
     /// writes that let clean stripes leave.
     pub fn tick(&mut self) {
+        self.publish_journal_counts();
         if let (Some(j), Some(jv)) = (self.journal.clone(), self.jv.clone()) {
             if self.member_flush.is_none()
                 && jv
@@ -641,14 +662,20 @@ impl<B: Backend> Channel<B> {
     }
 
     fn mark(&mut self, pi: usize) {
-        let (Some(j), Some(jv)) = (self.journal.clone(), self.jv.clone()) else {
+        // Borrowed, not cloned: two reference-count round trips per write are measurable.
+        let stripe = self.pieces[pi].stripe;
+        let mark = match (&self.journal, &self.jv) {
+            (Some(j), Some(jv)) if !j.is_failed() => Some(j.mark(jv, stripe)),
+            (Some(_), Some(_)) => return self.finish_piece(pi, Err(IoError::JournalFailed)),
+            _ => None,
+        };
+        let Some(mark) = mark else {
             return self.issue_reads(pi); // journal switched off (comparison runs only)
         };
-        if j.is_failed() {
-            return self.finish_piece(pi, Err(IoError::JournalFailed));
-        }
-        match j.mark(&jv, self.pieces[pi].stripe) {
+        self.journal_counts.marks += 1;
+        match mark {
             Mark::Ready => {
+                self.journal_counts.fast_path += 1;
                 self.pieces[pi].marked = true;
                 self.issue_reads(pi);
             }
@@ -659,6 +686,7 @@ impl<B: Backend> Channel<B> {
                 p.wait_gen = g;
                 p.state = PieceState::WaitDurable;
                 self.waiting.push(pi as u32);
+                let j = self.journal.as_ref().expect("marked above");
                 j.request(g);
                 if j.subscribe(self.jslot, g) {
                     self.local.push_back(Msg::Durable { generation: g });
@@ -668,6 +696,7 @@ impl<B: Backend> Channel<B> {
             Mark::Full => {
                 self.pieces[pi].state = PieceState::WaitSpace;
                 self.waiting.push(pi as u32);
+                let j = self.journal.as_ref().expect("marked above");
                 j.space_wait();
                 let g = j.open_generation();
                 if j.subscribe(self.jslot, g) {
@@ -675,6 +704,16 @@ impl<B: Backend> Channel<B> {
                 }
                 self.try_flush();
             }
+        }
+    }
+
+    /// Add this channel's journal counts to the journal's (at each tick, when the channel
+    /// leaves its journal, and when it is dropped): shared counters bumped per write would
+    /// cost an atomic read-modify-write each.
+    fn publish_journal_counts(&mut self) {
+        let c = std::mem::take(&mut self.journal_counts);
+        if let Some(j) = &self.journal {
+            j.stats.add(c.marks, c.fast_path, c.user_writes);
         }
     }
 
@@ -1402,6 +1441,7 @@ impl<B: Backend> Channel<B> {
             return;
         };
         self.stats.record_writes += 1;
+        self.record_dev = job.slot.0;
         let mut buf = self.pool.take(self.record_buf.len());
         buf.as_mut_slice().copy_from_slice(&self.record_buf);
         let blocks = (self.record_buf.len() / j.cfg.block_size as usize) as u64;
@@ -1431,7 +1471,7 @@ impl<B: Backend> Channel<B> {
             j.fail_flush(&mut notify);
         } else if body & 1 == 1 {
             // Written; now the device flush that makes it durable.
-            let dev = j.cfg.slots[(g % 2) as usize].0;
+            let dev = self.record_dev;
             self.journal_ios += 1;
             self.backend.submit(DeviceIo {
                 dev: Device::Journal(dev),
@@ -1456,6 +1496,7 @@ impl<B: Backend> Channel<B> {
 
 impl<B: Backend> Drop for Channel<B> {
     fn drop(&mut self) {
+        self.publish_journal_counts();
         if let Some(j) = &self.journal {
             if self.jslot != usize::MAX {
                 j.unregister_channel(self.jslot);

@@ -4,8 +4,17 @@
 //! in a durable record is the fast path. Otherwise the writer enters the open generation (a
 //! two-counter handshake with the flusher), tags the stripe with it and pushes the entry onto a
 //! bounded queue. One flusher at a time closes the open generation, drains the queue into the
-//! listed set, drops stripes that stayed clean long enough, encodes the whole set as one record
-//! and writes it; when it is durable every channel with a waiter is told by message.
+//! listed set, drops stripes that stayed clean long enough, encodes what changed (a delta behind
+//! the area's chain, or a checkpoint of the whole set in the other area when the delta no longer
+//! fits: see [`super::record`]) and writes it; when it is durable every channel with a waiter is
+//! told by message.
+//!
+//! Cost per record: the flusher touches only what changed. New marks come from the queue. The
+//! listed set is a queue ordered by when each entry is next due for a removal check (the
+//! hysteresis); a generation examines only the entries whose time has come, and an entry still in
+//! use goes to the back, due again one hysteresis later. Nothing walks the listed set per record
+//! except a checkpoint (amortised: see the record module) and, while writers wait for room in a
+//! full record, the search for stripes that may leave.
 //!
 //! State word of a stripe: bits 0..15 active marks, bit 15 removing (the flusher's claim, see
 //! below), bit 16 listed, bits 17.. the generation the stripe was listed in.
@@ -20,7 +29,7 @@
 //! started after the claim, and every write that started before it has gone clean before it, at a
 //! time the check after the claim sees. See [`Journal::try_remove`].
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use super::sync::{spin, AtomicBool, AtomicU64, MarkQueue, Mutex, MutexGuard, Ordering::*};
@@ -75,9 +84,9 @@ impl JournalConfig {
         }
     }
 
-    /// Entries a record can hold.
+    /// Most stripes listed at once (a checkpoint of them fills at most half an area).
     pub fn max_entries(&self) -> usize {
-        record::max_entries(self.slot_bytes as usize)
+        record::max_listed(self.slot_bytes as usize)
     }
 }
 
@@ -96,10 +105,9 @@ pub enum Mark {
 pub struct JournalVolume {
     /// Volume number.
     pub number: u32,
-    /// State word per stripe (see the module comment).
-    words: Box<[AtomicU64]>,
-    /// When each stripe last went clean (µs).
-    clean_us: Box<[AtomicU64]>,
+    /// Per stripe: its state word (see the module comment) and when it last went clean (µs),
+    /// side by side so a mark, a clean or a removal check touches one cache line.
+    states: Box<[StripeState]>,
     /// Whether the volume's members cache writes volatilely (re-evaluated when a replacement
     /// member joins: [`JournalVolume::set_volatile_members`]).
     volatile_members: AtomicBool,
@@ -114,7 +122,22 @@ pub struct JournalVolume {
     listed_entries: AtomicU64,
 }
 
+/// A stripe's journal state.
+#[repr(align(16))]
+struct StripeState {
+    word: AtomicU64,
+    clean_us: AtomicU64,
+}
+
 impl JournalVolume {
+    fn word(&self, stripe: u64) -> &AtomicU64 {
+        &self.states[stripe as usize].word
+    }
+
+    fn clean_at(&self, stripe: u64) -> &AtomicU64 {
+        &self.states[stripe as usize].clean_us
+    }
+
     /// Stripes of this volume listed in the newest record built (a counter, O(1)).
     pub fn listed_entries(&self) -> u64 {
         self.listed_entries.load(Relaxed)
@@ -140,12 +163,12 @@ impl JournalVolume {
 
     /// Number of marks currently held on `stripe` (for tests and status).
     pub fn active(&self, stripe: u64) -> u64 {
-        self.words[stripe as usize].load(Acquire) & ACTIVE_MASK
+        self.word(stripe).load(Acquire) & ACTIVE_MASK
     }
 
     /// Whether `stripe` is listed (durable or about to be).
     pub fn listed(&self, stripe: u64) -> bool {
-        self.words[stripe as usize].load(Acquire) & LISTED != 0
+        self.word(stripe).load(Acquire) & LISTED != 0
     }
 }
 
@@ -154,12 +177,58 @@ impl JournalVolume {
 pub struct JournalStats {
     /// Record writes issued.
     pub record_writes: AtomicU64,
-    /// Marks taken.
+    /// Marks taken (counted by the channels, added at their ticks).
     pub marks: AtomicU64,
-    /// Marks that found their stripe already durable.
+    /// Marks that found their stripe already durable (likewise).
     pub fast_path: AtomicU64,
     /// Marks that found the record full.
     pub full: AtomicU64,
+    /// Record bytes written (checkpoints and deltas, padding included).
+    pub bytes_written: AtomicU64,
+    /// Checkpoints among the records written.
+    pub checkpoints: AtomicU64,
+    /// User write I/Os on the journal's volumes (counted by their channels).
+    pub user_writes: AtomicU64,
+}
+
+impl JournalStats {
+    /// Add a channel's counts (channels count marks, fast-path marks and user writes locally
+    /// and add them here now and then).
+    pub fn add(&self, marks: u64, fast_path: u64, user_writes: u64) {
+        if marks > 0 {
+            self.marks.fetch_add(marks, Relaxed);
+        }
+        if fast_path > 0 {
+            self.fast_path.fetch_add(fast_path, Relaxed);
+        }
+        if user_writes > 0 {
+            self.user_writes.fetch_add(user_writes, Relaxed);
+        }
+    }
+
+    /// Record bytes written per user write so far (0 before the first write).
+    pub fn bytes_per_write(&self) -> f64 {
+        ratio(
+            self.bytes_written.load(Relaxed),
+            self.user_writes.load(Relaxed),
+        )
+    }
+
+    /// Records written per user write so far (0 before the first write).
+    pub fn records_per_write(&self) -> f64 {
+        ratio(
+            self.record_writes.load(Relaxed),
+            self.user_writes.load(Relaxed),
+        )
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
 }
 
 /// What the flusher must write, from [`Journal::begin_flush`].
@@ -167,22 +236,34 @@ pub struct JournalStats {
 pub struct FlushJob {
     /// Generation of the record.
     pub generation: u64,
-    /// Journal device and block of its slot.
+    /// Journal device and first block of the record (in its area).
     pub slot: (u32, u64),
+    /// Checkpoint or delta.
+    pub kind: record::Kind,
     /// Whether a device flush must follow the write.
     pub flush_after: bool,
 }
 
 /// Flusher-only state.
 struct Listed {
-    /// Every listed entry, in no particular order.
-    entries: Vec<Entry>,
-    /// Entries of volumes not yet recovered (or stripes at risk): always carried.
-    carried: Vec<Entry>,
+    /// Every listed entry (of attached volumes), with the time (µs) it is next due for a removal
+    /// check; in order of that time (entries join at the back, due "now").
+    due: VecDeque<(Entry, u64)>,
+    /// Entries of volumes not yet recovered (or stripes at risk): always in the record.
+    carried: HashSet<Entry>,
     /// Close times of recent generations, newest last: (generation, µs).
     closes: VecDeque<(u64, u64)>,
-    /// Scratch record.
-    scratch: Vec<Entry>,
+    /// Entries added since the last record.
+    adds: Vec<Entry>,
+    /// Entries removed since the last record.
+    removes: Vec<Entry>,
+    /// Area holding the chain the next delta extends.
+    area: usize,
+    /// Bytes of that area the chain occupies; 0: the next record is a checkpoint in the other
+    /// area (always so for the first record after a restart).
+    used: u64,
+    /// Generation of the chain's checkpoint.
+    base: u64,
 }
 
 /// A dirty-stripe journal shared by the volumes on it.
@@ -211,7 +292,8 @@ pub struct Journal {
     queue: MarkQueue<Entry>,
     /// Per channel: lowest generation it waits for (u64::MAX: none).
     waits: Box<[AtomicU64]>,
-    /// Address of each registered channel.
+    /// Address of each registered channel, by slot; no longer than the highest slot in use
+    /// (a record's completion looks at these slots only).
     channels: Mutex<Vec<Option<Address>>>,
     /// Volumes on this journal.
     volumes: Mutex<Vec<Arc<JournalVolume>>>,
@@ -222,9 +304,12 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// A journal whose newest record seen on disk had generation `last_generation` (0 for a new
-    /// journal) and whose `carried` entries belong to volumes not yet recovered.
-    pub fn new(cfg: JournalConfig, last_generation: u64, carried: Vec<Entry>) -> Journal {
+    /// A journal resuming from `last`, the newest state read from disk ([`record::newest`];
+    /// `None` for a new journal). Its entries are carried until their volumes are recovered.
+    /// The first record written is a checkpoint in the area `last` is not in.
+    pub fn new(cfg: JournalConfig, last: Option<record::Record>) -> Journal {
+        let (last_generation, carried, area) =
+            last.map_or((0, Vec::new(), 1), |r| (r.generation, r.entries, r.area));
         let cap = cfg.max_entries().max(1);
         let waits = (0..cfg.max_channels)
             .map(|_| AtomicU64::new(u64::MAX))
@@ -241,13 +326,17 @@ impl Journal {
             next_scan_us: AtomicU64::new(0),
             queue: MarkQueue::new(cap),
             waits,
-            channels: Mutex::new(vec![None; cfg.max_channels]),
+            channels: Mutex::new(Vec::new()),
             volumes: Mutex::new(Vec::new()),
             listed: Mutex::new(Listed {
-                entries: Vec::with_capacity(cap),
-                carried,
+                due: VecDeque::new(),
+                carried: carried.into_iter().collect(),
                 closes: VecDeque::new(),
-                scratch: Vec::with_capacity(cap),
+                adds: Vec::new(),
+                removes: Vec::new(),
+                area,
+                used: 0,
+                base: 0,
             }),
             stats: JournalStats::default(),
             cfg,
@@ -264,8 +353,12 @@ impl Journal {
     ) -> (Arc<JournalVolume>, Vec<u64>) {
         let jv = Arc::new(JournalVolume {
             number,
-            words: (0..stripes).map(|_| AtomicU64::new(0)).collect(),
-            clean_us: (0..stripes).map(|_| AtomicU64::new(0)).collect(),
+            states: (0..stripes)
+                .map(|_| StripeState {
+                    word: AtomicU64::new(0),
+                    clean_us: AtomicU64::new(0),
+                })
+                .collect(),
             volatile_members: AtomicBool::new(volatile_members),
             flushed_before_us: AtomicU64::new(0),
             member_flush_wanted: AtomicBool::new(false),
@@ -274,32 +367,55 @@ impl Journal {
         });
         lock(&self.volumes).push(jv.clone());
         // Only stripes this volume has: a carried entry past its end cannot be its own.
-        let carried = lock(&self.listed)
+        let mut carried: Vec<u64> = lock(&self.listed)
             .carried
             .iter()
             .filter(|e| e.volume == number && e.stripe < stripes)
             .map(|e| e.stripe)
             .collect();
+        carried.sort_unstable();
         (jv, carried)
     }
 
-    /// Stripes of `volume` carried from the record recovery started from.
+    /// Stripes of `volume` carried from the record recovery started from, ascending.
     pub fn carried_stripes(&self, volume: u32) -> Vec<u64> {
         let l = lock(&self.listed);
-        l.carried
+        let mut v: Vec<u64> = l
+            .carried
             .iter()
             .filter(|e| e.volume == volume)
             .map(|e| e.stripe)
-            .collect()
+            .collect();
+        v.sort_unstable();
+        v
     }
 
-    /// Stop carrying `volume`'s old entries, except `at_risk` ones (which stay listed).
+    /// Stop carrying `volume`'s old entries, except `at_risk` ones (which stay listed). They
+    /// leave with the next record, except those a write listed again meanwhile.
     pub fn release_carried(&self, volume: u32, at_risk: &[u64]) {
-        let mut l = lock(&self.listed);
-        let before = l.carried.len();
-        l.carried
-            .retain(|e| e.volume != volume || at_risk.contains(&e.stripe));
-        let dropped = before - l.carried.len();
+        let mut guard = lock(&self.listed);
+        let l = &mut *guard;
+        let jv = lock(&self.volumes)
+            .iter()
+            .find(|v| v.number == volume)
+            .cloned();
+        let keep: HashSet<u64> = at_risk.iter().copied().collect();
+        let (removes, carried) = (&mut l.removes, &mut l.carried);
+        let before = carried.len();
+        carried.retain(|e| {
+            let stays = e.volume != volume || keep.contains(&e.stripe);
+            // A stripe a write has listed since is in the record as the write's: it leaves
+            // when that write's entry does. (A mark racing this check adds it again in this
+            // record or a later one; a record applies its removals before its additions.)
+            let relisted = jv
+                .as_ref()
+                .is_some_and(|v| e.stripe < v.states.len() as u64 && v.listed(e.stripe));
+            if !stays && !relisted {
+                removes.push(*e);
+            }
+            stays
+        });
+        let dropped = before - carried.len();
         self.reserved.fetch_sub(dropped as u64, AcqRel);
     }
 
@@ -308,21 +424,38 @@ impl Journal {
         // Under the record lock (as `begin_flush`): the volume's listed entries leave now, not
         // at the next record, so a volume attached later under the same number never takes
         // them for its own (they would index its stripes, possibly past its end).
-        let mut l = lock(&self.listed);
+        let mut guard = lock(&self.listed);
+        let l = &mut *guard;
         lock(&self.volumes).retain(|v| v.number != number);
+        // Queued marks belong to the next record; take them in now so the volume's leave too.
         while let Some(e) = self.queue.pop() {
-            l.entries.push(e);
+            l.adds.push(e);
+            l.due.push_back((e, 0));
         }
-        let before = l.entries.len();
-        l.entries.retain(|e| e.volume != number);
-        self.reserved
-            .fetch_sub((before - l.entries.len()) as u64, AcqRel);
+        // Entries not yet written leave silently; written ones leave as removals.
+        l.adds.retain(|e| e.volume != number);
+        let (removes, due) = (&mut l.removes, &mut l.due);
+        let before = due.len();
+        due.retain(|(e, _)| {
+            if e.volume == number {
+                removes.push(*e);
+            }
+            e.volume != number
+        });
+        self.reserved.fetch_sub((before - due.len()) as u64, AcqRel);
     }
 
     /// Register a channel for durability notifications; returns its slot.
     pub fn register_channel(&self, addr: Address) -> Option<usize> {
         let mut c = lock(&self.channels);
-        let i = c.iter().position(|a| a.is_none())?;
+        let i = match c.iter().position(|a| a.is_none()) {
+            Some(i) => i,
+            None if c.len() < self.waits.len() => {
+                c.push(None);
+                c.len() - 1
+            }
+            None => return None,
+        };
         c[i] = Some(addr);
         self.waits[i].store(u64::MAX, SeqCst);
         Some(i)
@@ -330,7 +463,11 @@ impl Journal {
 
     /// Forget a channel slot.
     pub fn unregister_channel(&self, slot: usize) {
-        lock(&self.channels)[slot] = None;
+        let mut c = lock(&self.channels);
+        c[slot] = None;
+        while c.last().is_some_and(|a| a.is_none()) {
+            c.pop();
+        }
         self.waits[slot].store(u64::MAX, SeqCst);
     }
 
@@ -357,8 +494,7 @@ impl Journal {
     /// Mark `stripe` of `jv` dirty before writing it. Lock-free. The caller holds the stripe
     /// lock (one mark at a time per stripe; marks of different stripes run in parallel).
     pub fn mark(&self, jv: &JournalVolume, stripe: u64) -> Mark {
-        self.stats.marks.fetch_add(1, Relaxed);
-        let word = &jv.words[stripe as usize];
+        let word = &jv.word(stripe);
         // AcqRel: the increment must be visible to a flusher deciding on removal (it CASes the
         // word from an active count of 0), and we must see its LISTED/generation bits.
         let w = word.fetch_add(ACTIVE_ONE, AcqRel);
@@ -374,7 +510,6 @@ impl Journal {
         if w & LISTED != 0 {
             let g = gen_of(w);
             if g <= self.durable.load(SeqCst) {
-                self.stats.fast_path.fetch_add(1, Relaxed);
                 return Mark::Ready;
             }
             return Mark::Wait(g);
@@ -420,9 +555,9 @@ impl Journal {
     /// The writer of `stripe` is done (data and parity written). Returns true when a record
     /// write would help (writers wait for room).
     pub fn clean(&self, jv: &JournalVolume, stripe: u64, now_us: u64) -> bool {
-        jv.clean_us[stripe as usize].store(now_us, Relaxed);
+        jv.clean_at(stripe).store(now_us, Relaxed);
         // Release: the flusher that sees the count reach 0 also sees the time above.
-        let w = jv.words[stripe as usize].fetch_sub(ACTIVE_ONE, Release);
+        let w = jv.word(stripe).fetch_sub(ACTIVE_ONE, Release);
         debug_assert!(w & ACTIVE_MASK > 0, "clean without mark");
         self.space_waiters.load(SeqCst) > 0
     }
@@ -476,17 +611,25 @@ impl Journal {
             .is_ok()
     }
 
+    /// Whether the next record would remove something: looks at the first few entries due.
     fn removable_exists(&self, now_us: u64) -> bool {
         let Ok(l) = self.listed.try_lock() else {
             return false;
         };
+        if !l.removes.is_empty() {
+            return true;
+        }
         let vols = lock(&self.volumes);
         let threshold = self.hysteresis_threshold(&l, now_us);
-        l.entries.iter().any(|e| {
-            vols.iter()
-                .find(|v| v.number == e.volume)
-                .is_none_or(|v| self.removable(v, e.stripe, threshold))
-        })
+        l.due
+            .iter()
+            .take(64)
+            .take_while(|(_, due)| *due < threshold)
+            .any(|(e, _)| {
+                vols.iter()
+                    .find(|v| v.number == e.volume)
+                    .is_none_or(|v| self.removable(v, e.stripe, threshold))
+            })
     }
 
     /// Stripes that went clean strictly before this time may leave the record.
@@ -512,11 +655,11 @@ impl Journal {
     /// Whether `stripe` looks ready to leave: no marks, clean long enough and covered. A hint
     /// only (a write may start right after); [`Journal::try_remove`] decides.
     fn removable(&self, v: &JournalVolume, stripe: u64, threshold: u64) -> bool {
-        let w = v.words[stripe as usize].load(Acquire);
+        let w = v.word(stripe).load(Acquire);
         if w & ACTIVE_MASK != 0 {
             return false;
         }
-        self.clean_covered(v, v.clean_us[stripe as usize].load(Relaxed), threshold)
+        self.clean_covered(v, v.clean_at(stripe).load(Relaxed), threshold)
     }
 
     /// Whether a stripe whose writes all went clean by `clean_us` may leave: clean before
@@ -547,7 +690,7 @@ impl Journal {
     /// Removal, step 1: claim a listed stripe without marks by setting its removing bit.
     /// Returns the claimed word. From here on every mark clears the claim.
     fn claim_removal(&self, v: &JournalVolume, stripe: u64) -> Option<u64> {
-        let word = &v.words[stripe as usize];
+        let word = &v.word(stripe);
         let cur = word.load(Acquire);
         if cur & (ACTIVE_MASK | REMOVING) != 0 || cur & LISTED == 0 {
             return None;
@@ -567,8 +710,8 @@ impl Journal {
     /// withdrew the claim, and a clean does not put the claim back), so the stripe stays
     /// listed; the claim is then withdrawn.
     fn finish_removal(&self, v: &JournalVolume, stripe: u64, claimed: u64, threshold: u64) -> bool {
-        let word = &v.words[stripe as usize];
-        let t = v.clean_us[stripe as usize].load(Relaxed);
+        let word = &v.word(stripe);
+        let t = v.clean_at(stripe).load(Relaxed);
         if self.clean_covered(v, t, threshold)
             && word.compare_exchange(claimed, 0, AcqRel, Acquire).is_ok()
         {
@@ -599,57 +742,167 @@ impl Journal {
         }
         let mut guard = lock(&self.listed);
         let l = &mut *guard;
-        while let Some(e) = self.queue.pop() {
-            l.entries.push(e);
-        }
+        let vols = lock(&self.volumes);
+        self.take_marks(l, &vols, now_us);
         let threshold = self.hysteresis_threshold(l, now_us);
-        {
-            let vols = lock(&self.volumes);
-            let mut kept = vec![0u64; vols.len()];
-            let mut i = 0;
-            while i < l.entries.len() {
-                let e = l.entries[i];
-                let Some(vi) = vols.iter().position(|v| v.number == e.volume) else {
-                    // Volume detached: its entries leave.
-                    l.entries.swap_remove(i);
-                    self.reserved.fetch_sub(1, AcqRel);
-                    continue;
-                };
-                let v = &vols[vi];
-                // `removable` is a cheap filter; `try_remove` re-checks under its claim.
-                if self.removable(v, e.stripe, threshold) && self.try_remove(v, e.stripe, threshold)
-                {
-                    l.entries.swap_remove(i);
-                    self.reserved.fetch_sub(1, AcqRel);
-                    continue;
-                }
-                kept[vi] += 1;
-                i += 1;
-            }
-            for (v, n) in vols.iter().zip(kept) {
-                v.listed_entries.store(n, Relaxed);
-            }
-        }
-        l.scratch.clear();
-        l.scratch.extend_from_slice(&l.carried);
-        l.scratch.extend_from_slice(&l.entries);
-        record::encode(
-            &self.cfg.uuid,
-            g,
-            &l.scratch,
-            self.cfg.block_size as usize,
-            out,
-        );
+        self.scan_removals(l, &vols, threshold, now_us);
+        drop(vols);
+        let (kind, offset) = self.encode_record(l, g, out);
         l.closes.push_back((g, now_us));
         if l.closes.len() > 64 {
             l.closes.pop_front();
         }
         self.stats.record_writes.fetch_add(1, Relaxed);
+        self.stats
+            .bytes_written
+            .fetch_add(out.len() as u64, Relaxed);
+        if kind == record::Kind::Checkpoint {
+            self.stats.checkpoints.fetch_add(1, Relaxed);
+        }
+        let (dev, first) = self.cfg.slots[l.area];
         Some(FlushJob {
             generation: g,
-            slot: self.cfg.slots[(g % 2) as usize],
+            slot: (dev, first + offset / u64::from(self.cfg.block_size)),
+            kind,
             flush_after: self.cfg.volatile_cache,
         })
+    }
+
+    /// Move the queued marks into the listed set (due for a removal check from `now_us` on) and
+    /// into the next record's additions.
+    fn take_marks(&self, l: &mut Listed, vols: &[Arc<JournalVolume>], now_us: u64) {
+        while let Some(e) = self.queue.pop() {
+            l.adds.push(e);
+            l.due.push_back((e, now_us));
+            if let Some(v) = vols.iter().find(|v| v.number == e.volume) {
+                v.listed_entries.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Take out of the listed set the entries due for a check that may leave (clean before
+    /// `threshold`, covered by a member flush, no write since: [`Journal::try_remove`]). Entries
+    /// still in use go to the back, due again at `now_us`; the scan stops at the first entry not
+    /// yet due, or at one waiting for a member flush. Each entry is looked at once at most.
+    fn scan_removals(
+        &self,
+        l: &mut Listed,
+        vols: &[Arc<JournalVolume>],
+        threshold: u64,
+        now_us: u64,
+    ) {
+        let mut budget = l.due.len();
+        let mut touched = 0;
+        while budget > 0 {
+            if touched == 0 {
+                touched = Self::touch_due(l, vols, threshold);
+            }
+            touched -= 1;
+            let Some(&(e, due)) = l.due.front() else {
+                break;
+            };
+            if due >= threshold {
+                break;
+            }
+            budget -= 1;
+            l.due.pop_front();
+            let Some(v) = vols.iter().find(|v| v.number == e.volume) else {
+                // Volume detached (its entries already left with `detach_volume`).
+                self.reserved.fetch_sub(1, AcqRel);
+                continue;
+            };
+            let w = v.word(e.stripe).load(Acquire);
+            let clean_us = v.clean_at(e.stripe).load(Relaxed);
+            if w & ACTIVE_MASK == 0 && clean_us < threshold {
+                if !self.clean_covered(v, clean_us, threshold) {
+                    // A member flush is asked for; nothing behind this entry is covered either.
+                    l.due.push_front((e, due));
+                    break;
+                }
+                if self.try_remove(v, e.stripe, threshold) {
+                    self.reserved.fetch_sub(1, AcqRel);
+                    v.listed_entries.fetch_sub(1, Relaxed);
+                    // Still carried (at risk, or not yet resynced): it stays in the record.
+                    if l.carried.is_empty() || !l.carried.contains(&e) {
+                        l.removes.push(e);
+                    }
+                    continue;
+                }
+            }
+            l.due.push_back((e, now_us));
+        }
+    }
+
+    /// Load the state of the next few entries due, before deciding on any: the loads are
+    /// independent, so their cache misses overlap (the decisions' atomic read-modify-writes
+    /// would each wait for the one before). On volumes of millions of stripes the listed
+    /// entries are rarely in cache. Returns how many entries it looked at (at least 1).
+    fn touch_due(l: &Listed, vols: &[Arc<JournalVolume>], threshold: u64) -> usize {
+        const AHEAD: usize = 16;
+        let mut acc = 0u64;
+        for (e, _) in l
+            .due
+            .iter()
+            .take(AHEAD)
+            .take_while(|(_, due)| *due < threshold)
+        {
+            if let Some(v) = vols.iter().find(|v| v.number == e.volume) {
+                acc ^= v.word(e.stripe).load(Relaxed);
+            }
+        }
+        std::hint::black_box(acc);
+        AHEAD
+    }
+
+    /// Encode record `g` into `out`: a delta of the changes behind the chain when it fits, else
+    /// a checkpoint of the whole set at the start of the other area. Returns its kind and its
+    /// byte offset in its area (`l.area` afterwards).
+    fn encode_record(&self, l: &mut Listed, g: u64, out: &mut Vec<u8>) -> (record::Kind, u64) {
+        use record::{Header, Kind};
+        let bs = self.cfg.block_size as usize;
+        let changes = l.adds.len() + l.removes.len();
+        let delta_bytes = record::record_bytes(changes, bs) as u64;
+        let result = if l.used == 0 || l.used + delta_bytes > self.cfg.slot_bytes {
+            l.area = 1 - l.area;
+            l.base = g;
+            let header = Header {
+                kind: Kind::Checkpoint,
+                generation: g,
+                base: g,
+                area: l.area,
+            };
+            let carried = &l.carried;
+            let listed = l
+                .due
+                .iter()
+                .map(|d| d.0)
+                .filter(|e| carried.is_empty() || !carried.contains(e));
+            let all: Vec<Entry> = carried.iter().copied().chain(listed).collect();
+            record::encode(&self.cfg.uuid, &header, all, [], bs, out);
+            l.used = out.len() as u64;
+            (Kind::Checkpoint, 0)
+        } else {
+            let header = Header {
+                kind: Kind::Delta,
+                generation: g,
+                base: l.base,
+                area: l.area,
+            };
+            record::encode(
+                &self.cfg.uuid,
+                &header,
+                l.adds.iter().copied(),
+                l.removes.iter().copied(),
+                bs,
+                out,
+            );
+            let offset = l.used;
+            l.used += out.len() as u64;
+            (Kind::Delta, offset)
+        };
+        l.adds.clear();
+        l.removes.clear();
+        result
     }
 
     /// The record of generation `g` is durable. Fills `notify` with the channels to tell; returns
@@ -658,7 +911,7 @@ impl Journal {
         self.durable.fetch_max(g, SeqCst);
         {
             let chans = lock(&self.channels);
-            for (i, w) in self.waits.iter().enumerate() {
+            for (i, w) in self.waits[..chans.len()].iter().enumerate() {
                 let v = w.swap(u64::MAX, SeqCst);
                 if v <= g {
                     // Told now; whatever still waits is subscribed again by the channel.
@@ -687,7 +940,7 @@ impl Journal {
     pub fn fail_flush(&self, notify: &mut Vec<Address>) {
         self.failed.store(true, Release);
         let chans = lock(&self.channels);
-        for (i, w) in self.waits.iter().enumerate() {
+        for (i, w) in self.waits[..chans.len()].iter().enumerate() {
             if w.swap(u64::MAX, SeqCst) != u64::MAX {
                 if let Some(a) = chans[i] {
                     notify.push(a);
@@ -708,26 +961,62 @@ mod tests {
 
     const UUID: [u8; 16] = [7; 16];
 
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// The journal device of this test's journal (areas of 8 × 512 bytes at blocks 0 and 8,
+        /// or as [`disk_for`] sized it).
+        static DISK: RefCell<Vec<u8>> = RefCell::new(vec![0; 16 * 512]);
+    }
+
+    fn disk_for(cfg: &JournalConfig) {
+        let len = cfg.slots[1].1 * u64::from(cfg.block_size) + cfg.slot_bytes;
+        DISK.with(|d| *d.borrow_mut() = vec![0; len as usize]);
+    }
+
+    /// The newest state on this test's journal device.
+    fn on_disk(cfg: &JournalConfig) -> Option<record::Record> {
+        DISK.with(|d| {
+            let d = d.borrow();
+            let bs = u64::from(cfg.block_size);
+            let area = |k: usize| {
+                let off = (cfg.slots[k].1 * bs) as usize;
+                &d[off..off + cfg.slot_bytes as usize]
+            };
+            record::newest(area(0), area(1), &cfg.uuid, bs as usize).expect("current format")
+        })
+    }
+
     /// A journal with no hysteresis and one volume of 2 stripes whose members cache volatilely.
     fn rig() -> (Journal, Arc<JournalVolume>) {
         let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
         cfg.max_channels = 1;
         cfg.hysteresis_generations = 0;
         cfg.hysteresis_us = 0;
-        let j = Journal::new(cfg, 0, Vec::new());
+        disk_for(&cfg);
+        let j = Journal::new(cfg, None);
         let (jv, _) = j.attach_volume(0, 2, true);
         (j, jv)
     }
 
-    /// Write one record at `now_us` and make it durable; returns its stripes.
-    fn flush(j: &Journal, now_us: u64) -> Vec<u64> {
+    /// Write one record at `now_us` to the test's journal device and make it durable; returns
+    /// the job and the stripes the device then lists.
+    fn flush_job(j: &Journal, now_us: u64) -> (FlushJob, Vec<u64>) {
         let mut buf = Vec::new();
         let job = j
             .begin_flush(now_us, &mut buf)
             .expect("no record in flight");
-        let rec = record::decode(&buf, (job.generation % 2) as usize, &UUID).expect("valid");
+        let at = (job.slot.1 * u64::from(j.cfg.block_size)) as usize;
+        DISK.with(|d| d.borrow_mut()[at..at + buf.len()].copy_from_slice(&buf));
         j.finish_flush(job.generation, &mut Vec::new());
-        rec.entries.iter().map(|e| e.stripe).collect()
+        let rec = on_disk(&j.cfg).expect("a record");
+        assert_eq!(rec.generation, job.generation);
+        (job, rec.entries.iter().map(|e| e.stripe).collect())
+    }
+
+    /// [`flush_job`]'s stripes.
+    fn flush(j: &Journal, now_us: u64) -> Vec<u64> {
+        flush_job(j, now_us).1
     }
 
     /// Stripe 0 written once (clean at 1 µs) and listed in a durable record.
@@ -743,7 +1032,8 @@ mod tests {
     fn a_detached_volumes_entries_never_reach_a_volume_attached_under_its_number() {
         let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
         cfg.max_channels = 1;
-        let j = Journal::new(cfg, 0, Vec::new());
+        disk_for(&cfg);
+        let j = Journal::new(cfg, None);
         let (big, _) = j.attach_volume(3, 100, false);
         for s in [10, 50, 99] {
             assert!(matches!(j.mark(&big, s), Mark::Wait(_)));
@@ -784,7 +1074,8 @@ mod tests {
         cfg.max_channels = 1;
         cfg.hysteresis_generations = 0;
         cfg.hysteresis_us = 0;
-        let j = Journal::new(cfg, 0, Vec::new());
+        disk_for(&cfg);
+        let j = Journal::new(cfg, None);
         let (jv, _) = j.attach_volume(0, 2, false);
         assert!(!jv.volatile_members());
         assert_eq!(j.mark(&jv, 0), Mark::Wait(1));
@@ -807,10 +1098,10 @@ mod tests {
         let claimed = j.claim_removal(&jv, 0).expect("listed, no marks");
         assert_eq!(j.mark(&jv, 0), Mark::Ready);
         j.clean(&jv, 0, 3); // after the member flush started: not covered
-        assert_eq!(jv.words[0].load(Relaxed) & ACTIVE_MASK, 0);
+        assert_eq!(jv.word(0).load(Relaxed) & ACTIVE_MASK, 0);
         assert!(!j.finish_removal(&jv, 0, claimed, u64::MAX));
         assert!(jv.listed(0));
-        assert_eq!(jv.words[0].load(Relaxed) & REMOVING, 0, "claim withdrawn");
+        assert_eq!(jv.word(0).load(Relaxed) & REMOVING, 0, "claim withdrawn");
         // The next record keeps it too, and with its write covered it leaves.
         assert_eq!(flush(&j, 1000), vec![0]);
         jv.member_flush_done(4);
@@ -825,7 +1116,7 @@ mod tests {
         jv.member_flush_done(5);
         let claimed = j.claim_removal(&jv, 0).expect("listed, no marks");
         assert_eq!(j.mark(&jv, 0), Mark::Ready);
-        assert_eq!(jv.words[0].load(Relaxed) & REMOVING, 0);
+        assert_eq!(jv.word(0).load(Relaxed) & REMOVING, 0);
         j.clean(&jv, 0, 2);
         assert!(!j.finish_removal(&jv, 0, claimed, u64::MAX));
         assert!(jv.listed(0));

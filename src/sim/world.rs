@@ -241,7 +241,7 @@ impl World {
         let rng = Rng::new(cfg.seed);
         let journal = match (&cfg.journal, journal) {
             (Some(_), Some(j)) => Some(j),
-            (Some(sj), None) => Some(Arc::new(Journal::new(sj.config(), 0, Vec::new()))),
+            (Some(sj), None) => Some(Arc::new(Journal::new(sj.config(), None))),
             (None, _) => None,
         };
         let mut volumes = Vec::new();
@@ -394,7 +394,7 @@ impl World {
         let Some(sj) = self.cfg.journal.clone() else {
             return false;
         };
-        let journal = Arc::new(Journal::new(sj.config(), 0, Vec::new()));
+        let journal = Arc::new(Journal::new(sj.config(), None));
         if !self.replace_journal(journal) {
             return false;
         }
@@ -843,21 +843,19 @@ impl World {
         };
         let lost = image.journal_lost;
         let mut image = image;
-        let (last_gen, entries) = if lost {
+        let last = if lost {
             // The journal is lost: a fresh one, and every stripe resynced onto it.
             image.journal = (0..sj.devices)
                 .map(|_| SimDisk::new(sj.block_size as usize, sj.device_blocks(), sj.volatile))
                 .collect();
-            (0, Vec::new())
+            None
         } else {
             let (s0, s1) = (slot(&image, 0), slot(&image, 1));
-            match record::newest(&s0, &s1, &sj.uuid) {
-                Some(r) => (r.generation, r.entries),
-                None => (0, Vec::new()),
-            }
+            record::newest(&s0, &s1, &sj.uuid, sj.block_size as usize)
+                .expect("the simulator writes the current record format")
         };
-        report.generation = last_gen;
-        let journal = Arc::new(Journal::new(jcfg, last_gen, entries));
+        report.generation = last.as_ref().map_or(0, |r| r.generation);
+        let journal = Arc::new(Journal::new(jcfg, last));
         let mut w = World::from_image(cfg, image, Some(journal.clone()));
         // The journal attached every volume in from_image; fetch each one's carried stripes.
         let mut recs = Vec::new();

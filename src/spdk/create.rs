@@ -383,7 +383,7 @@ pub(crate) fn new_spdk_journal(b: BaseBdev, sb: JournalSuperblock) -> Arc<SpdkJo
     Arc::new(SpdkJournal {
         name: b.name.clone(),
         base: Mutex::new(Some(b)),
-        journal: Arc::new(Journal::new(cfg, 0, Vec::new())),
+        journal: Arc::new(Journal::new(cfg, None)),
         sb: Mutex::new(sb),
         routes: Default::default(),
         busy: Mutex::new(None),
@@ -659,18 +659,33 @@ pub(crate) fn open_journal(
                         format!("journal {}: record slot read failed", b.name),
                     )));
                 };
-                let newest = record::newest(s0.as_slice(), s1.as_slice(), &sb.journal_uuid);
-                let (g, entries) = newest.map_or((0, Vec::new()), |r| (r.generation, r.entries));
-                noticelog!(
-                    "journal {}: newest record generation {g}, {} dirty stripes listed",
-                    b.name,
-                    entries.len()
-                );
+                let newest = match record::newest(
+                    s0.as_slice(),
+                    s1.as_slice(),
+                    &sb.journal_uuid,
+                    sb.block_size as usize,
+                ) {
+                    Ok(n) => n,
+                    Err(e) => return done(Err(err(EINVAL, format!("journal {}: {e}", b.name)))),
+                };
+                match &newest {
+                    Some(r) => noticelog!(
+                        "journal {}: newest record generation {} ({} records from the checkpoint \
+                         of generation {} in area {}), {} dirty stripes listed",
+                        b.name,
+                        r.generation,
+                        r.records,
+                        r.base,
+                        r.area,
+                        r.entries.len()
+                    ),
+                    None => noticelog!("journal {}: no record written yet", b.name),
+                }
                 let cfg = journal_config(&sb, b.write_cache);
                 let j = Arc::new(SpdkJournal {
                     name: b.name.clone(),
                     base: Mutex::new(Some(b)),
-                    journal: Arc::new(Journal::new(cfg, g, entries)),
+                    journal: Arc::new(Journal::new(cfg, newest)),
                     sb: Mutex::new(sb),
                     routes: Default::default(),
                     busy: Mutex::new(None),

@@ -269,11 +269,8 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
     let geo = files.geo;
     let number = files.volume_number();
     let newest = files.newest_record()?;
-    let (generation, entries) = match newest {
-        Some(r) => (r.generation, r.entries),
-        None => (0, Vec::new()),
-    };
-    let journal = Arc::new(Journal::new(files.journal_config(), generation, entries));
+    let generation = newest.as_ref().map_or(0, |r| r.generation);
+    let journal = Arc::new(Journal::new(files.journal_config(), newest));
     let vol = volume(files, number, geo, Some(journal.clone()))?;
     let recorder = Recorder::start(vol.clone(), files.state_recorder()?);
     let (jv, carried) = journal.attach_volume(number, geo.stripes, true);

@@ -544,11 +544,13 @@ impl VolumeFiles {
                 .map_err(|e| io_err(&self.journal.path, e))
         };
         let (s0, s1) = (read(0)?, read(1)?);
-        Ok(record::newest(
+        record::newest(
             s0.as_slice(),
             s1.as_slice(),
             &j.journal_uuid,
-        ))
+            j.block_size as usize,
+        )
+        .map_err(|e| Error::new(format!("{}: {e}", self.journal.path.display())))
     }
 
     /// Check every stripe's parity by reading all members directly (the volume must be

@@ -101,6 +101,12 @@ pub struct BenchResult {
     pub journal_record_writes: u64,
     /// Record writes per user write.
     pub journal_records_per_write: f64,
+    /// Journal bytes written per user write (records, padding included).
+    pub journal_bytes_per_write: f64,
+    /// Checkpoints among the records written.
+    pub journal_checkpoints: u64,
+    /// Stripes listed in the journal when the load ended.
+    pub journal_listed: u64,
     /// Share of marks that found their stripe already durable.
     pub journal_fast_path: f64,
     /// Stripes recovery resynced before the load.
@@ -340,6 +346,12 @@ pub fn run(o: &BenchOptions) -> Result<BenchResult, Error> {
     let rec0 = journal
         .as_ref()
         .map_or(0, |j| j.stats.record_writes.load(Ordering::Relaxed));
+    let (bytes0, cp0) = journal.as_ref().map_or((0, 0), |j| {
+        (
+            j.stats.bytes_written.load(Ordering::Relaxed),
+            j.stats.checkpoints.load(Ordering::Relaxed),
+        )
+    });
     let marks0 = journal.as_ref().map_or((0, 0), |j| {
         (
             j.stats.marks.load(Ordering::Relaxed),
@@ -369,14 +381,17 @@ pub fn run(o: &BenchOptions) -> Result<BenchResult, Error> {
             first_error = l.first_error.clone();
         }
     }
-    let (records, fast) = match &journal {
+    let (records, fast, bytes, checkpoints, listed) = match &journal {
         Some(j) => {
             let r = j.stats.record_writes.load(Ordering::Relaxed) - rec0;
             let m = j.stats.marks.load(Ordering::Relaxed) - marks0.0;
             let f = j.stats.fast_path.load(Ordering::Relaxed) - marks0.1;
-            (r, if m == 0 { 0.0 } else { f as f64 / m as f64 })
+            let b = j.stats.bytes_written.load(Ordering::Relaxed) - bytes0;
+            let c = j.stats.checkpoints.load(Ordering::Relaxed) - cp0;
+            let fp = if m == 0 { 0.0 } else { f as f64 / m as f64 };
+            (r, fp, b, c, j.listed_count())
         }
-        None => (0, 0.0),
+        None => (0, 0.0, 0, 0, 0),
     };
     let recovered = engine.recovery.resynced.len();
     let direct = files.direct();
@@ -412,6 +427,13 @@ pub fn run(o: &BenchOptions) -> Result<BenchResult, Error> {
         } else {
             records as f64 / writes as f64
         },
+        journal_bytes_per_write: if writes == 0 {
+            0.0
+        } else {
+            bytes as f64 / writes as f64
+        },
+        journal_checkpoints: checkpoints,
+        journal_listed: listed,
         journal_fast_path: fast,
         recovered_stripes: recovered,
     })
@@ -438,10 +460,14 @@ pub fn print(r: &BenchResult) {
     );
     if r.journal {
         println!(
-            "  journal: {} record writes, {:.4} per user write, {:.1}% of marks on the fast path",
+            "  journal: {} record writes ({} checkpoints), {:.4} per user write, {:.0} bytes per \
+             user write, {:.1}% of marks on the fast path, {} stripes listed at the end",
             r.journal_record_writes,
+            r.journal_checkpoints,
             r.journal_records_per_write,
-            r.journal_fast_path * 100.0
+            r.journal_bytes_per_write,
+            r.journal_fast_path * 100.0,
+            r.journal_listed
         );
     } else {
         println!("  journal: off (write hole open)");

@@ -352,16 +352,17 @@ fn cmd_crash(a: CrashArgs) -> Result<(), Fail> {
 fn dirty_of(files: &VolumeFiles) -> Result<(u64, Vec<u64>), Error> {
     let number = files.volume_number();
     Ok(match files.newest_record()? {
-        Some(r) => (
-            r.generation,
-            r.entries
-                .iter()
-                .filter(|e| e.volume == number)
-                .map(|e| e.stripe)
-                .collect(),
-        ),
+        Some(r) => (r.generation, stripes_of(&r, number)),
         None => (0, Vec::new()),
     })
+}
+
+fn stripes_of(r: &record::Record, volume: u32) -> Vec<u64> {
+    r.entries
+        .iter()
+        .filter(|e| e.volume == volume)
+        .map(|e| e.stripe)
+        .collect()
 }
 
 fn check(dir: &Path, show: bool) -> Result<files::ScrubReport, Error> {
@@ -650,18 +651,30 @@ fn cmd_status(dir: &Path) -> Result<(), Fail> {
     }
     let j = &f.journal_sb;
     println!(
-        "journal    {} uuid {}, block {} B, slots 2 × {} ({} entries each)",
+        "journal    {} uuid {}, block {} B, areas 2 × {} (at most {} stripes listed)",
         f.journal.path.display(),
         uuid(&j.journal_uuid),
         j.block_size,
         fmt_size(j.slot_bytes),
-        record::max_entries(j.slot_bytes as usize)
+        record::max_listed(j.slot_bytes as usize)
     );
-    let (gen, dirty) = dirty_of(&f)?;
-    if gen == 0 && dirty.is_empty() {
-        println!("record     none written yet (generation 0)");
-    } else {
-        println!("record     generation {gen} (slot {})", gen % 2);
+    let newest = f.newest_record()?;
+    let dirty = newest
+        .as_ref()
+        .map_or(Vec::new(), |r| stripes_of(r, f.volume_number()));
+    match &newest {
+        None => println!("record     none written yet (generation 0)"),
+        Some(r) => println!(
+            "record     generation {} in area {}: checkpoint {} + {} deltas, {} of {} used, \
+             {} stripes listed (all volumes)",
+            r.generation,
+            r.area,
+            r.base,
+            r.records - 1,
+            fmt_size(r.bytes),
+            fmt_size(j.slot_bytes),
+            r.entries.len()
+        ),
     }
     if dirty.is_empty() {
         println!("dirty      none: every stripe's parity is known good");

@@ -1,0 +1,350 @@
+#!/usr/bin/env bash
+# jraid journal cost vs volume size: the same jraid volume with its journal on and off, side by
+# side, over 4 null members of each size (null bdevs cost no memory), one reactor.
+#
+#   scripts/bench/journal_scale.sh [--quick] [-t SECONDS] [--reps N] [--sizes "64M 8G 1T"]
+#                                  [--seq-size SIZE|none] [--out DIR]
+#
+#   -t SECONDS      seconds per test (default 5)
+#   --reps N        repetitions of each (size, journal on/off) pair (default 3); the median IOPS of
+#                   each side is compared
+#   --quick         1 s per test, 1 repetition (smoke)
+#   --sizes LIST    member sizes for the random-write rows, K/M/G/T suffixes (default "64M 8G 1T")
+#   --seq-size SIZE member size of the full-stripe sequential row (default 1T; "none" skips it)
+#   --out DIR       results folder (default results/journal-scale-<date>-<time>/ at the repository root)
+#
+# Environment: SPDK_DIR (default: from pkg-config spdk_bdev, else /opt/jraid-spdk/v26.01/spdk), BDEVPERF, JRAID_LIB
+# (default target/release/libjraid.so, built with `cargo build --release --features spdk --lib` when
+# missing), PYTHON (default python3), NO_HUGE=1 (ordinary memory even where hugepages could be had).
+#
+# Tests (bdevperf -m 0x1, one target bdev per process via -T):
+#   random:     4 KiB randwrite, QD 128, at every member size
+#   sequential: full-stripe writes (strip x (members - 1) = 192 KiB), QD 32, at --seq-size
+# Journal on and off are interleaved (on, off, on, off, ... for --reps rounds), each test in a fresh
+# bdevperf process over a fresh volume, so a test drives only the volume under test and starts from
+# the same state. Around each perform_tests RPC the script reads bdev_jraid_get_bdevs over the same
+# socket; journal_scale_report.py turns the before/after counters into journal bytes and records
+# per user write and the listed (dirty) count at the end (n/a where this build lacks a counter).
+#
+# Output: raw.jsonl (one line per test: perform_tests answer + volume objects before/after),
+# meta.json, results.json, results.md (printed at the end), logs/.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+PYTHON=${PYTHON:-python3}
+
+# --------------------------------------------------------------------------------------------
+# Options
+T=5 reps=3 sizes="64M 8G 1T" seq_size=1T out="" quick=0
+members=4 strip_kb=64
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) quick=1; T=1; reps=1; shift ;;
+        -t|--time) T=$2; shift 2 ;;
+        --reps) reps=$2; shift 2 ;;
+        --sizes) sizes=$2; shift 2 ;;
+        --seq-size) seq_size=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        *) echo "journal_scale.sh: unknown option $1 (--help)" >&2; exit 2 ;;
+    esac
+done
+
+QD_RAND=128
+QD_SEQ=32
+blk=4096
+journal_blocks=2048 # 8 MiB malloc journal
+stripe_bytes=$(((members - 1) * strip_kb * 1024))
+
+log() { echo "[$(date +%T)] $*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+
+case "$T" in '' | *[!0-9]* | 0) die "-t wants a whole number of seconds > 0 (got '$T')" ;; esac
+case "$reps" in '' | *[!0-9]* | 0) die "--reps wants a whole number > 0 (got '$reps')" ;; esac
+
+to_bytes() { # 64M, 8G, 1T, 4096 -> bytes
+    local s=${1^^} n m=1
+    case "$s" in
+        *K) m=1024 ;; *M) m=$((1024 ** 2)) ;; *G) m=$((1024 ** 3)) ;; *T) m=$((1024 ** 4)) ;;
+    esac
+    n=${s%[KMGT]}
+    case "$n" in '' | *[!0-9]*) return 1 ;; esac
+    echo $((n * m))
+}
+size_bytes=()
+for s in $sizes; do
+    b=$(to_bytes "$s") || die "bad size '$s' (want e.g. 64M, 8G, 1T)"
+    [ $((b % (strip_kb * 1024))) = 0 ] && [ "$b" -ge $((strip_kb * 1024)) ] ||
+        die "size $s is not a whole number of ${strip_kb} KiB strips"
+    size_bytes+=("$b")
+done
+[ ${#size_bytes[@]} -gt 0 ] || die "--sizes is empty"
+seq_bytes=""
+if [ "$seq_size" != none ]; then
+    seq_bytes=$(to_bytes "$seq_size") || die "bad --seq-size '$seq_size'"
+fi
+
+# --------------------------------------------------------------------------------------------
+# SPDK, bdevperf, the module (as run.sh)
+if [ -z "${SPDK_DIR:-}" ]; then
+    export PKG_CONFIG_PATH=${PKG_CONFIG_PATH:-/opt/jraid-spdk/v26.01/spdk/build/lib/pkgconfig}
+    libdir=$(pkg-config --libs-only-L spdk_bdev 2>/dev/null | sed -n 's/^ *-L\([^ ]*\).*/\1/p' || true)
+    if [ -n "$libdir" ]; then SPDK_DIR=$(cd "$libdir/../.." && pwd); else SPDK_DIR=/opt/jraid-spdk/v26.01/spdk; fi
+fi
+export PKG_CONFIG_PATH=${PKG_CONFIG_PATH:-$SPDK_DIR/build/lib/pkgconfig}
+SPDK_LIBDIR=${SPDK_LIBDIR:-$SPDK_DIR/build/lib}
+BDEVPERF=${BDEVPERF:-$SPDK_DIR/build/examples/bdevperf}
+JRAID_LIB=${JRAID_LIB:-$root/target/release/libjraid.so}
+[ -x "$BDEVPERF" ] || die "bdevperf not found at $BDEVPERF (set SPDK_DIR or BDEVPERF)"
+if [ ! -f "$JRAID_LIB" ]; then
+    log "building $JRAID_LIB"
+    (cd "$root" && cargo build --release --features spdk --lib) || die "cargo build failed"
+    [ -f "$JRAID_LIB" ] || die "$JRAID_LIB still missing (CARGO_TARGET_DIR set? then set JRAID_LIB)"
+fi
+LIBPATH=$SPDK_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
+stamp=$(date +%Y%m%d-%H%M%S)
+out=${out:-$root/results/journal-scale-$stamp}
+mkdir -p "$out/logs"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d /tmp/jraid-jscale.XXXXXX)
+raw=$out/raw.jsonl
+: >"$raw"
+
+# --------------------------------------------------------------------------------------------
+# Cleanup: the bdevperf we started, the hugepage setting, the temp dir.
+BP_PID=""
+hp_orig=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
+hp_changed=0
+cleanup() {
+    if [ -n "$BP_PID" ]; then
+        kill -INT "$BP_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$BP_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$BP_PID" 2>/dev/null || true
+        wait "$BP_PID" 2>/dev/null || true
+        BP_PID=""
+    fi
+    if [ "$hp_changed" = 1 ]; then
+        echo "$hp_orig" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+        log "nr_hugepages restored to $hp_orig"
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --------------------------------------------------------------------------------------------
+# Memory: null members take none; DPDK memory holds the 8 MiB malloc journal, bdevperf's buffers
+# and jraid's DMA buffers (jraid's per-stripe state is ordinary heap). Hugepages when a hugetlbfs is
+# mounted and free pages can be had (nr_hugepages raised when short, restored at exit), else
+# --no-huge (also with NO_HUGE=1). DPDK needs the mount: reserved pages alone do not do.
+mem_mb=512
+MEM_ARGS=(--no-huge -s "$mem_mb")
+if [ "${NO_HUGE:-0}" = 1 ]; then
+    log "NO_HUGE=1: --no-huge"
+elif ! awk '$3 == "hugetlbfs" {found = 1} END {exit !found}' /proc/mounts 2>/dev/null; then
+    log "no hugetlbfs mounted: --no-huge"
+else
+    hp_size_kb=$(awk '/Hugepagesize/ {print $2}' /proc/meminfo 2>/dev/null || echo 2048)
+    need=$(((mem_mb * 1024 + hp_size_kb - 1) / hp_size_kb))
+    free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
+    if [ "$free" -lt "$need" ]; then
+        total=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
+        if echo $((total + need - free)) >/proc/sys/vm/nr_hugepages 2>/dev/null; then
+            hp_changed=1
+            log "nr_hugepages $total -> $(cat /proc/sys/vm/nr_hugepages) (restored to $hp_orig at exit)"
+        fi
+        free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
+    fi
+    if [ "$free" -ge "$need" ]; then
+        MEM_ARGS=(-s "$mem_mb")
+    else
+        log "only $free free hugepages ($need needed): --no-huge"
+    fi
+fi
+
+# --------------------------------------------------------------------------------------------
+# JSON config: members m0..m3 (null), journal jl (malloc), volume jr (journal on) or jn (off).
+mk_config() { # MEMBER-BYTES on|off > config
+    local nb=$(($1 / blk)) var=$2 i names="" name=jr extra=""
+    [ "$var" = off ] && { name=jn; extra=',"journal":false'; }
+    echo '{"subsystems":[{"subsystem":"bdev","config":['
+    for ((i = 0; i < members; i++)); do
+        echo "{\"method\":\"bdev_null_create\",\"params\":{\"name\":\"m$i\",\"num_blocks\":$nb,\"block_size\":$blk}},"
+        names="$names${names:+,}\"m$i\""
+    done
+    echo "{\"method\":\"bdev_malloc_create\",\"params\":{\"name\":\"jl\",\"num_blocks\":$journal_blocks,\"block_size\":$blk}},"
+    echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"$name\",\"strip_size_kb\":$strip_kb,\"base_bdevs\":[$names],\"journal_bdev\":\"jl\"$extra}},"
+    echo '{"method":"bdev_wait_for_examine"}'
+    echo ']}]}'
+}
+target_of() { if [ "$1" = on ]; then echo jr; else echo jn; fi; }
+
+# --------------------------------------------------------------------------------------------
+# bdevperf sessions (one per test)
+start_bdevperf() { # CONFIG TARGET LOG -> BP_PID, BP_SOCK; returns 1 if it did not come up
+    local cfg=$1 target=$2 logf=$3
+    BP_SOCK=$work/bp.sock
+    rm -f "$BP_SOCK"
+    env LD_LIBRARY_PATH="$LIBPATH" LD_PRELOAD="$JRAID_LIB" \
+        "$BDEVPERF" --json "$cfg" -m 0x1 "${MEM_ARGS[@]}" -u -r "$BP_SOCK" -z \
+        -q 1 -o 4096 -w randwrite -t "$T" -T "$target" >"$logf" 2>&1 &
+    BP_PID=$!
+    for _ in $(seq 1 1200); do
+        if [ -S "$BP_SOCK" ] && "$PYTHON" "$here/bdevperf_rpc.py" "$BP_SOCK" wait 1 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$BP_PID" 2>/dev/null || { wait "$BP_PID" 2>/dev/null || true; BP_PID=""; return 1; }
+        sleep 0.1
+    done
+    stop_bdevperf
+    return 1
+}
+
+stop_bdevperf() {
+    [ -n "$BP_PID" ] || return 0
+    kill -INT "$BP_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$BP_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$BP_PID" 2>/dev/null || true
+    wait "$BP_PID" 2>/dev/null || true
+    BP_PID=""
+}
+
+rpc() { "$PYTHON" "$here/bdevperf_rpc.py" "$BP_SOCK" "$@"; }
+
+# The volume's bdev_jraid_get_bdevs object, or "" (the row then lacks it and the report says n/a).
+vol_info() { # TARGET
+    rpc bdev_jraid_get_bdevs "{\"name\":\"$1\"}" 2>>"$work/rpc.err" |
+        "$PYTHON" -c 'import json,sys; v=json.load(sys.stdin); print(json.dumps(v[0] if v else None))' \
+            2>>"$work/rpc.err" || true
+}
+
+# record SCENARIO VARIANT SIZE-BYTES REP WORKLOAD QD IOSIZE RESULT BEFORE AFTER LOADAVG [ERROR]
+record() {
+    "$PYTHON" - "$raw" "$@" <<'PY'
+import json, sys
+raw, scen, var, size, rep, wl, qd, io, res, before, after, load = sys.argv[1:13]
+err = sys.argv[13] if len(sys.argv) > 13 else None
+j = lambda s: json.loads(s) if s and s != "null" else None
+row = {"scenario": scen, "variant": var, "target": "jr" if var == "on" else "jn",
+       "member_bytes": int(size), "rep": int(rep), "workload": wl, "queue_depth": int(qd),
+       "io_size": int(io), "loadavg_before": load.split(), "bdevperf": j(res),
+       "before": j(before), "after": j(after)}
+if err:
+    row["error"] = err
+with open(raw, "a") as f:
+    f.write(json.dumps(row) + "\n")
+PY
+}
+
+human() { # bytes -> 64 MiB / 8 GiB / 1 TiB
+    "$PYTHON" -c 'import sys
+b=int(sys.argv[1])
+for u in ("TiB","GiB","MiB","KiB"):
+    m={"TiB":1<<40,"GiB":1<<30,"MiB":1<<20,"KiB":1<<10}[u]
+    if b>=m and b%m==0: print(f"{b//m} {u}"); break
+else: print(f"{b} B")' "$1"
+}
+
+# one_test SCENARIO on|off MEMBER-BYTES REP WORKLOAD QD IOSIZE
+one_test() {
+    local scen=$1 var=$2 size=$3 rep=$4 wl=$5 qd=$6 io=$7 target cfg logf res="" before="" after="" err="" load
+    target=$(target_of "$var")
+    cfg=$work/config-$size-$var.json
+    [ -f "$cfg" ] || mk_config "$size" "$var" >"$cfg"
+    logf=$out/logs/$scen-$size-$var-$rep.log
+    local what
+    what="$scen $(human "$size") journal $var #$rep"
+    if ! start_bdevperf "$cfg" "$target" "$logf"; then
+        log "  $what: bdevperf did not start (see $logf)"
+        record "$scen" "$var" "$size" "$rep" "$wl" "$qd" "$io" "" "" "" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+            "bdevperf did not start: $(grep -m1 -i 'error\|invalid\|unknown' "$logf" 2>/dev/null | cut -c1-300)"
+        return 0
+    fi
+    : >"$work/rpc.err"
+    before=$(vol_info "$target")
+    load=$(cut -d' ' -f1-3 /proc/loadavg)
+    if ! res=$(rpc perform_tests \
+        "{\"workload_type\":\"$wl\",\"queue_depth\":$qd,\"io_size\":\"$io\",\"time_in_sec\":$T}" \
+        2>"$work/perf.err"); then
+        err=$(cat "$work/perf.err"); res=""
+        log "  $what: $err"
+    fi
+    after=$(vol_info "$target")
+    stop_bdevperf
+    [ -n "$res" ] && log "  $what: $("$PYTHON" -c '
+import json, sys
+r = json.loads(sys.argv[1])["results"]
+print("%.0f IOPS, %.1f MiB/s" % (sum(x["iops"] for x in r), sum(x["mibps"] for x in r)))' "$res")"
+    record "$scen" "$var" "$size" "$rep" "$wl" "$qd" "$io" "$res" "$before" "$after" "$load" ${err:+"$err"}
+}
+
+# --------------------------------------------------------------------------------------------
+# Probe: the smallest size, journal on must come up; journal off may be refused by an older build.
+probe_size=${size_bytes[0]}
+mk_config "$probe_size" on >"$work/probe-on.json"
+start_bdevperf "$work/probe-on.json" jr "$out/logs/probe-on.log" ||
+    die "bdevperf with jraid over null members does not start (logs/probe-on.log)"
+[ -n "$(vol_info jr)" ] || die "bdev_jraid_get_bdevs does not answer over the bdevperf socket"
+stop_bdevperf
+with_off=1
+mk_config "$probe_size" off >"$work/probe-off.json"
+if ! start_bdevperf "$work/probe-off.json" jn "$out/logs/probe-off.log"; then
+    with_off=0
+    log "bdev_jraid_create rejects \"journal\": false in this build: journal-off columns read n/a"
+fi
+stop_bdevperf
+
+# --------------------------------------------------------------------------------------------
+# Metadata
+"$PYTHON" - "$out/meta.json" <<PY
+import json, platform, subprocess, sys
+def sh(c):
+    try:
+        return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+    except Exception:
+        return ""
+meta = {
+    "date": "$stamp", "seconds_per_test": $T, "reps": $reps, "quick": bool($quick),
+    "member_bytes": [int(x) for x in "${size_bytes[*]}".split()],
+    "seq_member_bytes": int("${seq_bytes:-0}") or None,
+    "members": $members, "strip_kb": $strip_kb, "stripe_bytes": $stripe_bytes,
+    "qd_random": $QD_RAND, "qd_seq": $QD_SEQ, "journal_mb": $((journal_blocks * blk / 1048576)),
+    "mem_args": "${MEM_ARGS[*]}",
+    "cpus": int(sh("nproc") or 0), "cpu_model": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
+    "kernel": platform.release(), "spdk": sh("$BDEVPERF --version 2>/dev/null | tail -1") or "$SPDK_DIR",
+    "jraid_git": sh("git -C '$root' describe --always --dirty 2>/dev/null"),
+    "jraid_lib": "$JRAID_LIB", "loadavg_at_start": open("/proc/loadavg").read().split()[:3],
+    "journal_off": bool($with_off),
+}
+json.dump(meta, open(sys.argv[1], "w"), indent=2)
+PY
+
+# --------------------------------------------------------------------------------------------
+# The runs: per size, on/off interleaved for --reps rounds.
+variants="on"
+[ "$with_off" = 1 ] && variants="on off"
+t0=$(date +%s)
+for size in "${size_bytes[@]}"; do
+    log "random 4 KiB writes, QD $QD_RAND, members of $(human "$size"): $reps round(s) of [$variants]"
+    for ((rep = 1; rep <= reps; rep++)); do
+        for var in $variants; do
+            one_test randwrite "$var" "$size" "$rep" randwrite "$QD_RAND" 4096
+        done
+    done
+done
+if [ -n "$seq_bytes" ]; then
+    log "full-stripe writes ($((stripe_bytes / 1024)) KiB), QD $QD_SEQ, members of $(human "$seq_bytes"): $reps round(s) of [$variants]"
+    for ((rep = 1; rep <= reps; rep++)); do
+        for var in $variants; do
+            one_test seqwrite "$var" "$seq_bytes" "$rep" write "$QD_SEQ" "$stripe_bytes"
+        done
+    done
+fi
+log "runs took $(($(date +%s) - t0)) s"
+
+# --------------------------------------------------------------------------------------------
+# Report
+"$PYTHON" "$here/journal_scale_report.py" "$out"
+log "results in $out"
