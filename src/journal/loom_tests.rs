@@ -15,8 +15,11 @@ use super::record;
 struct Rig {
     j: Journal,
     jv: StdArc<JournalVolume>,
-    /// Records written, in generation order: (generation, entries).
+    /// Records written, in generation order: (generation, stripes the journal device then
+    /// lists).
     log: Mutex<Vec<(u64, Vec<u64>)>>,
+    /// The journal device: two areas of 8 blocks of 512 bytes, at blocks 0 and 8.
+    disk: Mutex<Vec<u8>>,
 }
 
 fn rig() -> Arc<Rig> {
@@ -25,16 +28,22 @@ fn rig() -> Arc<Rig> {
 
 /// A rig whose volume's members cache writes volatilely when `volatile_members`.
 fn rig_with(volatile_members: bool) -> Arc<Rig> {
+    rig_from(volatile_members, None)
+}
+
+/// A rig resuming from `last` (recovered from an earlier run).
+fn rig_from(volatile_members: bool, last: Option<record::Record>) -> Arc<Rig> {
     let mut cfg = JournalConfig::new([7; 16], 512, 4096, [(0, 0), (0, 8)]);
     cfg.max_channels = 1;
     cfg.hysteresis_generations = 0;
     cfg.hysteresis_us = 0;
-    let j = Journal::new(cfg, 0, Vec::new());
+    let j = Journal::new(cfg, last);
     let (jv, _) = j.attach_volume(0, 2, volatile_members);
     Arc::new(Rig {
         j,
         jv,
         log: Mutex::new(Vec::new()),
+        disk: Mutex::new(vec![0; 16 * 512]),
     })
 }
 
@@ -44,8 +53,18 @@ fn flush_once(r: &Rig) -> bool {
     let Some(job) = r.j.begin_flush(1000, &mut buf) else {
         return false;
     };
-    let rec = record::decode(&buf, (job.generation % 2) as usize, &[7; 16]).expect("valid record");
-    let stripes = rec.entries.iter().map(|e| e.stripe).collect();
+    // "Write" the record where the journal placed it (a delta behind its area's chain, or a
+    // checkpoint at the start of the other area), then read the device back as recovery would.
+    let stripes = {
+        let mut disk = r.disk.lock().unwrap();
+        let at = job.slot.1 as usize * 512;
+        disk[at..at + buf.len()].copy_from_slice(&buf);
+        let rec = record::newest(&disk[..4096], &disk[4096..], &[7; 16], 512)
+            .expect("current format")
+            .expect("a record");
+        assert_eq!(rec.generation, job.generation);
+        rec.entries.iter().map(|e| e.stripe).collect()
+    };
     r.log.lock().unwrap().push((job.generation, stripes));
     let mut notify = Vec::new();
     r.j.finish_flush(job.generation, &mut notify);
@@ -146,5 +165,33 @@ fn loom_fast_path_write_races_removal_check() {
              covered by the member flush (started at 2 us); log {:?}",
             *log
         );
+    });
+}
+
+#[test]
+fn loom_release_of_carried_stripe_races_its_write() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(|| {
+        // Recovery found stripe 0 listed (a record of generation 4, area 1) and resynced it. As
+        // the volume lets the carried entry go, a write to stripe 0 starts: the release (which
+        // writes a removal) must never take the write's listing with it.
+        let last = record::Record {
+            generation: 4,
+            entries: vec![record::Entry {
+                volume: 0,
+                stripe: 0,
+            }],
+            area: 1,
+            base: 4,
+            records: 1,
+            bytes: 512,
+        };
+        let r = rig_from(false, Some(last));
+        let r2 = r.clone();
+        let t = thread::spawn(move || write_stripe(&r2, 0));
+        r.j.release_carried(0, &[]);
+        flush_once(&r);
+        t.join().unwrap();
     });
 }
