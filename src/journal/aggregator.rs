@@ -189,6 +189,8 @@ pub struct JournalStats {
     pub checkpoints: AtomicU64,
     /// User write I/Os on the journal's volumes (counted by their channels).
     pub user_writes: AtomicU64,
+    /// Listed entries looked at for removal (a record looks only at those due).
+    pub removal_checks: AtomicU64,
 }
 
 impl JournalStats {
@@ -792,6 +794,7 @@ impl Journal {
         now_us: u64,
     ) {
         let mut budget = l.due.len();
+        let start = budget;
         let mut touched = 0;
         while budget > 0 {
             if touched == 0 {
@@ -831,6 +834,9 @@ impl Journal {
             }
             l.due.push_back((e, now_us));
         }
+        self.stats
+            .removal_checks
+            .fetch_add((start - budget) as u64, Relaxed);
     }
 
     /// Load the state of the next few entries due, before deciding on any: the loads are
@@ -1124,5 +1130,144 @@ mod tests {
         let claimed = j.claim_removal(&jv, 0).expect("listed, no marks");
         assert!(j.finish_removal(&jv, 0, claimed, u64::MAX));
         assert!(!jv.listed(0));
+    }
+
+    /// A generation writes its changes: with 20,000 stripes listed, each record marking three
+    /// more is one 4 KiB delta and looks at no listed entry; the chain wraps into a checkpoint
+    /// of the whole set now and then; the device lists exactly what the journal does throughout.
+    #[test]
+    fn a_record_costs_its_changes_not_the_listed_set() {
+        let mut cfg = JournalConfig::new(UUID, 4096, 1 << 20, [(0, 16), (0, 16 + 256)]);
+        cfg.max_channels = 1;
+        cfg.hysteresis_us = 1_000_000;
+        disk_for(&cfg);
+        let j = Journal::new(cfg, None);
+        let (jv, _) = j.attach_volume(0, 1 << 20, false);
+        for s in 0..20_000u64 {
+            assert!(matches!(j.mark(&jv, s * 50), Mark::Wait(_)));
+        }
+        let (job, listed) = flush_job(&j, 1);
+        assert_eq!(job.kind, record::Kind::Checkpoint);
+        assert_eq!(listed.len(), 20_000);
+        for s in 0..20_000u64 {
+            j.clean(&jv, s * 50, 2);
+        }
+        let (bytes0, checks0) = (
+            j.stats.bytes_written.load(Relaxed),
+            j.stats.removal_checks.load(Relaxed),
+        );
+        let mut next = 20_000 * 50 + 1;
+        let (mut deltas, mut checkpoints, mut delta_bytes) = (0u64, 0u64, 0u64);
+        for g in 0..600u64 {
+            for _ in 0..3 {
+                assert!(matches!(j.mark(&jv, next), Mark::Wait(_)));
+                next += 1;
+            }
+            let before = j.stats.bytes_written.load(Relaxed);
+            let (job, listed) = flush_job(&j, 10 + g);
+            let wrote = j.stats.bytes_written.load(Relaxed) - before;
+            match job.kind {
+                record::Kind::Delta => {
+                    assert_eq!(wrote, 4096, "generation {}", job.generation);
+                    deltas += 1;
+                    delta_bytes += wrote;
+                }
+                record::Kind::Checkpoint => checkpoints += 1,
+            }
+            assert_eq!(listed.len() as u64, 20_000 + 3 * (g + 1));
+            assert_eq!(j.listed_count(), 20_000 + 3 * (g + 1));
+            assert_eq!(jv.listed_entries(), 20_000 + 3 * (g + 1));
+        }
+        // Nothing was due (all within the hysteresis): no record looked at a listed entry.
+        assert_eq!(j.stats.removal_checks.load(Relaxed), checks0);
+        assert!(
+            checkpoints >= 2,
+            "{checkpoints} checkpoints in 600 generations"
+        );
+        assert!(
+            deltas > 100 * checkpoints,
+            "{deltas} deltas, {checkpoints} checkpoints"
+        );
+        // Checkpoints cost no more than the deltas they follow.
+        let total = j.stats.bytes_written.load(Relaxed) - bytes0;
+        assert!(
+            total <= 2 * delta_bytes,
+            "{total} bytes, {delta_bytes} in deltas"
+        );
+        // Once the hysteresis has passed, the first 20,000 leave: one record of removals.
+        let (job, listed) = flush_job(&j, 2_000_000);
+        assert_eq!(listed.len(), 1800);
+        assert_eq!(j.listed_count(), 1800);
+        assert!(job.generation > 600);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Whatever the journal does — marks, cleans, records of removals after hysteresis,
+        /// carried entries released with some at risk, checkpoints when the chain wraps — after
+        /// each record its device lists exactly the stripes the journal lists (and those it
+        /// carries), read back as recovery reads it.
+        #[test]
+        fn the_device_lists_what_the_journal_lists(
+            ops in proptest::collection::vec((0u8..4, 0u64..48), 1..300),
+            carried in proptest::collection::btree_set(0u64..48, 0..10),
+            at_risk_pick in proptest::collection::vec(proptest::bool::ANY, 10),
+            hyst in 0u64..4,
+            slot_blocks in 4u64..9,
+        ) {
+            let mut cfg = JournalConfig::new(UUID, 512, slot_blocks * 512, [(0, 0), (0, 8)]);
+            cfg.max_channels = 1;
+            cfg.hysteresis_generations = hyst;
+            cfg.hysteresis_us = hyst * 10;
+            disk_for(&cfg);
+            let carried: Vec<Entry> = carried.into_iter().map(|stripe| Entry { volume: 0, stripe }).collect();
+            let last = (!carried.is_empty()).then(|| record::Record {
+                generation: 9,
+                entries: carried.clone(),
+                area: 0,
+                base: 9,
+                records: 1,
+                bytes: 512,
+            });
+            let j = Journal::new(cfg, last);
+            let (jv, mine) = j.attach_volume(0, 48, false);
+            proptest::prop_assert_eq!(&mine, &carried.iter().map(|e| e.stripe).collect::<Vec<_>>());
+            let at_risk: Vec<u64> = mine.iter().zip(&at_risk_pick).filter(|(_, &k)| k).map(|(s, _)| *s).collect();
+            let mut released = false;
+            let mut marked: Vec<u64> = Vec::new();
+            let mut now = 100;
+            for (op, s) in ops {
+                now += 3;
+                match op {
+                    0 => {
+                        // A write starts (if the record has room).
+                        if j.mark(&jv, s) != Mark::Full {
+                            marked.push(s);
+                        }
+                    }
+                    1 => {
+                        if let Some(s) = marked.pop() {
+                            j.clean(&jv, s, now);
+                        }
+                    }
+                    2 => {
+                        if !released {
+                            j.release_carried(0, &at_risk);
+                            released = true;
+                        }
+                    }
+                    _ => {
+                        let (_, on_disk) = flush_job(&j, now);
+                        let mut want: Vec<u64> = (0..48).filter(|&s| jv.listed(s)).collect();
+                        let still: Vec<u64> = if released { at_risk.clone() } else { mine.clone() };
+                        want.extend(still);
+                        want.sort_unstable();
+                        want.dedup();
+                        proptest::prop_assert_eq!(on_disk, want);
+                    }
+                }
+            }
+        }
     }
 }
