@@ -1,6 +1,10 @@
 //! Mark aggregation throughput: marks (mark + clean) per second from 1 and 2 threads, on the
 //! fast path (stripes already listed in a durable record) and with group commit (fresh stripes,
 //! one record per generation). `cargo bench --bench aggregator`.
+//!
+//! Also `recovery/largest_journal`: reading the newest state of the largest journal jraid formats
+//! (two 16 MiB areas, each a checkpoint of the most stripes that may be listed followed by full
+//! one-block deltas up to the area's end), as every start-up does after reading the areas.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -122,5 +126,72 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Two full 16 MiB areas in their worst case for recovery: the largest checkpoint, then deltas
+/// of 336 entries (one 4 KiB block each, half additions, half removals) up to the end.
+fn largest_journal() -> (Vec<u8>, Vec<u8>) {
+    use jraid::journal::record::{self, Entry, Header, Kind};
+    const SLOT: usize = 16 << 20;
+    const BS: usize = 4096;
+    let area = |k: usize, g0: u64| {
+        let mut buf = Vec::with_capacity(SLOT);
+        let mut out = Vec::new();
+        let n = record::max_listed(SLOT) as u64;
+        let e = |i: u64| Entry {
+            volume: (i % 3) as u32,
+            stripe: i * 7,
+        };
+        let h = Header {
+            kind: Kind::Checkpoint,
+            generation: g0,
+            base: g0,
+            area: k,
+        };
+        record::encode(
+            &[5; 16],
+            &h,
+            (0..n as u32).map(|i| e(u64::from(i))),
+            [],
+            BS,
+            &mut out,
+        );
+        buf.extend_from_slice(&out);
+        let mut g = g0;
+        let mut next = n;
+        while buf.len() + BS <= SLOT {
+            g += 1;
+            let h = Header {
+                kind: Kind::Delta,
+                generation: g,
+                base: g0,
+                area: k,
+            };
+            let adds = (0..168u32).map(|i| e(next + u64::from(i)));
+            let removes = (0..168u32).map(|i| e(next - n + u64::from(i)));
+            record::encode(&[5; 16], &h, adds, removes, BS, &mut out);
+            assert_eq!(out.len(), BS);
+            buf.extend_from_slice(&out);
+            next += 168;
+        }
+        buf.resize(SLOT, 0);
+        buf
+    };
+    (area(0, 1_000_000), area(1, 10))
+}
+
+fn recovery(c: &mut Criterion) {
+    let (a0, a1) = largest_journal();
+    let mut g = c.benchmark_group("recovery");
+    g.measurement_time(Duration::from_secs(5)).sample_size(10);
+    g.bench_function("largest_journal", |b| {
+        b.iter(|| {
+            let r = jraid::journal::record::newest(&a0, &a1, &[5; 16], 4096)
+                .unwrap()
+                .unwrap();
+            black_box(r.entries.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, recovery);
 criterion_main!(benches);

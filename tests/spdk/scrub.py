@@ -30,29 +30,60 @@ def crc32c(data, crc=0):
 crc32c.table = None
 
 
+def decode(buf, off, uuid, area):
+    """The record at buf[off:] of this journal and area (format 2), or None."""
+    if off + 64 > len(buf):
+        return None
+    h = buf[off:off + 64]
+    if h[:8] != b"JRAIDREC" or h[16:32] != uuid:
+        return None
+    version, kind = struct.unpack_from("<II", h, 8)
+    assert version == 2, f"journal record format {version}: this checker reads format 2"
+    gen, adds, removes, crc, rec_area, base = struct.unpack_from("<QIIIIQ", h, 32)
+    end = off + 64 + 12 * (adds + removes)
+    if rec_area != area or kind not in (1, 2) or end > len(buf):
+        return None
+    if kind == 1 and (removes != 0 or base != gen):
+        return None
+    if crc32c(h[:48] + b"\0" * 4 + h[52:] + buf[off + 64:end]) != crc:
+        return None
+    entries = [struct.unpack_from("<IQ", buf, off + 64 + 12 * i) for i in range(adds + removes)]
+    return kind, gen, base, entries[:adds], entries[adds:], end - off
+
+
+def read_area(buf, uuid, area, bs):
+    """(generation, set) of the chain in an area: a checkpoint, then consecutive deltas."""
+    first = decode(buf, 0, uuid, area)
+    if first is None or first[0] != 1:
+        return None
+    _, gen, base, adds, _, size = first
+    listed = set(adds)
+    off = -(-size // bs) * bs
+    while True:
+        d = decode(buf, off, uuid, area)
+        if d is None or d[0] != 2 or d[2] != base or d[1] != gen + 1:
+            break
+        _, gen, _, adds, removes, size = d
+        listed.difference_update(removes)
+        listed.update(adds)
+        off += -(-size // bs) * bs
+    return gen, listed
+
+
 def newest_record(path):
     with open(path, "rb") as f:
         sb = f.read(4096)
         assert sb[:8] == b"JRAIDJSB", "no journal superblock"
         uuid = sb[24:40]
+        bs, = struct.unpack_from("<I", sb, 40)
         slot_bytes = struct.unpack_from("<Q", sb, 48)[0]
         best = None
         for k in range(2):
             f.seek(SLOTS + k * slot_bytes)
-            rec = f.read(slot_bytes)
-            if rec[:8] != b"JRAIDREC" or rec[16:32] != uuid:
-                continue
-            gen, count = struct.unpack_from("<QI", rec, 32)
-            crc = struct.unpack_from("<I", rec, 48)[0]
-            end = 64 + 12 * count
-            if gen % 2 != k or end > len(rec):
-                continue
-            if crc32c(rec[:48] + b"\0" * 4 + rec[52:end]) != crc:
-                continue
-            entries = [struct.unpack_from("<IQ", rec, 64 + 12 * i) for i in range(count)]
-            if best is None or gen > best[0]:
-                best = (gen, entries)
-        return best or (0, [])
+            got = read_area(f.read(slot_bytes), uuid, k, bs)
+            if got is not None and (best is None or got[0] > best[0]):
+                best = got
+        return best or (0, set())
 
 
 def main():
