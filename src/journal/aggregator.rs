@@ -122,20 +122,31 @@ pub struct JournalVolume {
     listed_entries: AtomicU64,
 }
 
-/// A stripe's journal state.
-#[repr(align(16))]
-struct StripeState {
-    word: AtomicU64,
-    clean_us: AtomicU64,
+/// A stripe's journal state: its state word (see the module comment) and when it last went
+/// clean (µs), side by side.
+type StripeState = [AtomicU64; 2];
+const WORD: usize = 0;
+const CLEAN: usize = 1;
+
+/// Zeroed states for `n` stripes, allocated zeroed rather than written: on a large volume the
+/// memory is committed as stripes are first written, and creating a volume of terabyte members
+/// does not write hundreds of MiB first.
+fn new_states(n: u64) -> Box<[StripeState]> {
+    #[cfg(not(loom))]
+    return bytemuck::allocation::zeroed_slice_box(n as usize);
+    #[cfg(loom)]
+    return (0..n)
+        .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
+        .collect();
 }
 
 impl JournalVolume {
     fn word(&self, stripe: u64) -> &AtomicU64 {
-        &self.states[stripe as usize].word
+        &self.states[stripe as usize][WORD]
     }
 
     fn clean_at(&self, stripe: u64) -> &AtomicU64 {
-        &self.states[stripe as usize].clean_us
+        &self.states[stripe as usize][CLEAN]
     }
 
     /// Stripes of this volume listed in the newest record built (a counter, O(1)).
@@ -355,12 +366,7 @@ impl Journal {
     ) -> (Arc<JournalVolume>, Vec<u64>) {
         let jv = Arc::new(JournalVolume {
             number,
-            states: (0..stripes)
-                .map(|_| StripeState {
-                    word: AtomicU64::new(0),
-                    clean_us: AtomicU64::new(0),
-                })
-                .collect(),
+            states: new_states(stripes),
             volatile_members: AtomicBool::new(volatile_members),
             flushed_before_us: AtomicU64::new(0),
             member_flush_wanted: AtomicBool::new(false),
