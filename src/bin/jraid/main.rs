@@ -282,7 +282,7 @@ fn cmd_create(a: CreateArgs) -> Result<(), Fail> {
     let c = create(&a)?;
     let g = c.geo;
     println!(
-        "created {}: {} members × {}, strip {} KiB, block {} B, {} stripes, capacity {}, journal slots {} ({} entries)",
+        "created {}: {} members × {}, strip {} KiB, block {} B, {} stripes, capacity {}, journal areas 2 × {} (at most {} stripes listed)",
         a.dir.display(),
         g.members,
         fmt_size(a.member_size),
@@ -291,7 +291,7 @@ fn cmd_create(a: CreateArgs) -> Result<(), Fail> {
         g.stripes,
         fmt_size(g.volume_blocks() * g.block_size as u64),
         fmt_size(c.slot_bytes),
-        record::max_entries(c.slot_bytes as usize)
+        record::max_listed(c.slot_bytes as usize)
     );
     Ok(())
 }
