@@ -19,6 +19,10 @@
 //! volumes sharing a journal is deleted under writes, then power losses, then it is
 //! re-assembled (control: `--control no-detach-flush`, its entries leave before its members
 //! are flushed). `--scenario read-errors`: bad sectors under reads, repaired from parity.
+//! `--scenario large`: large volumes, thousands of stripes listed, a few changed per
+//! generation, the record chain wrapping between its areas many times, `--crashes K` power
+//! losses (some while a checkpoint is written); a seed also fails unless it exercised that
+//! (controls: `--no-journal`; `--control checkpoint-only`, recovery ignores the chain's deltas).
 //! Last
 //! line: `seeds=N lost_acked=X inconsistent_stripes=Y`; exits non-zero when X or Y is above
 //! zero.
@@ -26,15 +30,16 @@
 use jraid::control::RecoveryOptions;
 use jraid::sim::cli::SeedArgs;
 use jraid::sim::workload::{
-    admin_check, crash_check_with, delete_check, journal_loss_check, read_error_check,
+    admin_check, crash_check_with, delete_check, journal_loss_check, large_check, read_error_check,
     transient_check,
 };
+use jraid::sim::RecordRead;
 
 fn main() {
     let args = match SeedArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|delete|read-errors] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush]");
+            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|delete|read-errors|large] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush|checkpoint-only]");
             std::process::exit(2);
         }
     };
@@ -48,6 +53,8 @@ fn main() {
     let mut journal_loss = false;
     let mut delete = false;
     let mut read_errors = false;
+    let mut large = false;
+    let mut record_read = RecordRead::Chain;
     let mut skip_detach_flush = false;
     let mut skip_pass_flush = false;
     let mut record_failures = true;
@@ -72,8 +79,9 @@ fn main() {
                 Some("no-failure-record") => record_failures = false,
                 Some("no-pass-flush") => skip_pass_flush = true,
                 Some("no-detach-flush") => skip_detach_flush = true,
+                Some("checkpoint-only") => record_read = RecordRead::CheckpointOnly,
                 other => usage(format!(
-                    "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush)"
+                    "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush, checkpoint-only)"
                 )),
             },
             "--scenario" => match flags.next().map(String::as_str) {
@@ -84,8 +92,9 @@ fn main() {
                 Some("journal") => journal_loss = true,
                 Some("delete") => delete = true,
                 Some("read-errors") => read_errors = true,
+                Some("large") => large = true,
                 other => usage(format!(
-                    "unknown scenario {other:?} (crash, transient, admin, passes, journal, delete, read-errors)"
+                    "unknown scenario {other:?} (crash, transient, admin, passes, journal, delete, read-errors, large)"
                 )),
             },
             other => usage(format!("unknown argument {other}")),
@@ -119,6 +128,12 @@ fn main() {
     if read_errors {
         extra += " --scenario read-errors";
     }
+    if large {
+        extra += " --scenario large";
+    }
+    if record_read == RecordRead::CheckpointOnly {
+        extra += " --control checkpoint-only";
+    }
     if skip_detach_flush {
         extra += " --control no-detach-flush";
     }
@@ -131,6 +146,13 @@ fn main() {
     let start = std::time::Instant::now();
     let (mut lost, mut inconsistent, mut failed_seeds, mut other) = (0u64, 0u64, 0u64, 0u64);
     let (mut writes, mut records, mut full) = (0u64, 0u64, 0u64);
+    // Large scenario: the fewest listed / wraps / deltas per checkpoint of any seed, the most
+    // entries of any delta, checkpoints and deltas in all, the most stripes one recovery
+    // resynced.
+    let (mut min_listed, mut max_delta, mut min_wraps, mut min_ratio) =
+        (u64::MAX, 0u64, u64::MAX, f64::INFINITY);
+    let (mut checkpoints, mut deltas, mut max_resynced) = (0u64, 0u64, 0u64);
+    let (mut torn, mut fallbacks) = (0u64, 0u64);
     for seed in args.base..args.base + args.count {
         let out = if transient {
             transient_check(seed, record_failures)
@@ -149,21 +171,56 @@ fn main() {
             delete_check(seed, crashes, skip_detach_flush)
         } else if read_errors {
             read_error_check(seed)
+        } else if large {
+            large_check(seed, journal, crashes, record_read)
         } else {
             crash_check_with(seed, journal, crashes, &opts)
         };
         lost += out.lost_acked;
         inconsistent += out.inconsistent_stripes;
-        other += out.failed_requests + out.bad_reads;
+        other += out.failed_requests + out.bad_reads + out.unexercised + out.journal.malformed;
         writes += out.writes;
         records += out.record_writes;
         full += out.full_marks;
+        let t = &out.journal;
+        min_listed = min_listed.min(t.max_listed);
+        max_delta = max_delta.max(t.max_delta);
+        min_wraps = min_wraps.min(t.wraps);
+        min_ratio = min_ratio.min(t.deltas() as f64 / t.checkpoints.max(1) as f64);
+        checkpoints += t.checkpoints;
+        deltas += t.deltas();
+        max_resynced = max_resynced.max(out.max_resynced);
+        torn += out.torn_checkpoints;
+        fallbacks += out.checkpoint_fallbacks;
+        if verbose && large {
+            println!(
+                "seed {seed}: writes={} max_listed={} max_delta={} checkpoints={} wraps={} deltas={} \
+                 delta_entries={} delta_removes={} bytes={} max_resynced={} torn_checkpoints={} \
+                 fallbacks={} full={} odd={} malformed={}",
+                out.writes,
+                t.max_listed,
+                t.max_delta,
+                t.checkpoints,
+                t.wraps,
+                t.deltas(),
+                t.delta_entries,
+                t.delta_removes,
+                t.bytes,
+                out.max_resynced,
+                out.torn_checkpoints,
+                out.checkpoint_fallbacks,
+                out.full_marks,
+                t.odd_entries,
+                t.malformed
+            );
+        }
         if !out.clean() {
             failed_seeds += 1;
             if verbose || failed_seeds <= 5 {
                 println!(
-                    "seed {seed}: lost_acked={} inconsistent_stripes={} failed_requests={} bad_reads={} {:?}",
-                    out.lost_acked, out.inconsistent_stripes, out.failed_requests, out.bad_reads, out.notes
+                    "seed {seed}: lost_acked={} inconsistent_stripes={} failed_requests={} bad_reads={} unexercised={} malformed_records={} {:?} {:?}",
+                    out.lost_acked, out.inconsistent_stripes, out.failed_requests, out.bad_reads,
+                    out.unexercised, out.journal.malformed, out.notes, out.journal.notes
                 );
                 println!(
                     "  replay: cargo run --release --example crash_sim -- --seed {seed}{extra}"
@@ -198,11 +255,21 @@ fn main() {
             "delete"
         } else if read_errors {
             "read-errors"
+        } else if large {
+            "large"
         } else {
             "crash"
         },
         start.elapsed().as_secs_f64()
     );
+    if large && args.count > 0 {
+        eprintln!(
+            "large: min_max_listed={min_listed} max_delta_entries={max_delta} min_wraps={min_wraps} \
+             min_deltas_per_checkpoint={min_ratio:.1} checkpoints={checkpoints} deltas={deltas} \
+             max_resynced={max_resynced} torn_checkpoints={torn} (previous chain read after \
+             {fallbacks})"
+        );
+    }
     println!(
         "seeds={} lost_acked={lost} inconsistent_stripes={inconsistent}",
         args.count

@@ -52,6 +52,13 @@ impl SimDisk {
         self.bad.range(lba..lba + blocks).next().is_some()
     }
 
+    /// Whether any of `blocks` blocks at `lba` was ever written (durable or cached; a block
+    /// never written reads as zeros).
+    pub fn stored(&self, lba: u64, blocks: u64) -> bool {
+        let r = lba..lba + blocks;
+        self.durable.range(r.clone()).next().is_some() || self.cache.range(r).next().is_some()
+    }
+
     /// Apply a completed write of whole blocks.
     pub fn write(&mut self, lba: u64, data: &[u8]) {
         for (i, chunk) in data.chunks(self.bs).enumerate() {

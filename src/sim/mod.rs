@@ -10,4 +10,6 @@ pub mod world;
 
 pub use disk::SimDisk;
 pub use rng::Rng;
-pub use world::{CrashImage, RecoveryReport, SimConfig, SimJournal, SimVolume, World};
+pub use world::{
+    CrashImage, JournalTrace, RecordRead, RecoveryReport, SimConfig, SimJournal, SimVolume, World,
+};

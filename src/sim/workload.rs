@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::model::{identify, Model, Seen};
 use super::rng::Rng;
-use super::world::{SimConfig, SimJournal, World};
+use super::world::{JournalTrace, RecordRead, SimConfig, SimJournal, World};
 use crate::control::pass::{op_code, op_of_code};
 use crate::control::{Pass, PassEnd, PassKind, PassOptions, PassStep, RecoveryOptions};
 use crate::engine::{Buf, UserOp};
@@ -48,6 +48,17 @@ pub struct Outcome {
     pub record_writes: u64,
     /// Marks that found the record full and waited for room.
     pub full_marks: u64,
+    /// What the journal wrote (checks that record it).
+    pub journal: JournalTrace,
+    /// Most stripes one recovery resynced.
+    pub max_resynced: u64,
+    /// Power losses while a checkpoint was being written.
+    pub torn_checkpoints: u64,
+    /// Of those, the ones after which recovery read the chain before that checkpoint (it did
+    /// not survive whole).
+    pub checkpoint_fallbacks: u64,
+    /// The run did not exercise what its check is about (see the note).
+    pub unexercised: u64,
     /// First few problems, for the report.
     pub notes: Vec<String>,
 }
@@ -59,6 +70,8 @@ impl Outcome {
             && self.inconsistent_stripes == 0
             && self.lost_acked == 0
             && self.failed_requests == 0
+            && self.unexercised == 0
+            && self.journal.malformed == 0
     }
 
     fn note(&mut self, s: String) {
@@ -119,6 +132,26 @@ pub struct Driver {
     pub resyncs_done: u64,
     /// Per volume: deleted (no requests go to it until a restart re-assembles it).
     pub deleted: Vec<bool>,
+    /// `run` stops (as if at its event limit) while a checkpoint write is in flight, once the
+    /// world has started this many checkpoint writes.
+    pub stop_at_checkpoint: Option<u64>,
+    /// `run` stops (as if at its event limit) once the clock reaches this time.
+    pub stop_at_time: Option<u64>,
+    /// How recovery reads the journal (anything but the chain is a control).
+    pub record_read: RecordRead,
+    /// What the journal wrote in the worlds that ended in a power loss, recoveries' records
+    /// apart (the current world's is `world.trace`; see [`Driver::journal_trace`]).
+    pub trace: JournalTrace,
+    /// What the journal wrote during the recoveries that finished.
+    pub recovery_trace: JournalTrace,
+    /// Most stripes one recovery resynced.
+    pub max_resynced: u64,
+    /// Marks that found the record full, in the worlds that ended in a power loss.
+    pub full_marks: u64,
+    /// Power losses while a checkpoint was being written (outside recoveries).
+    pub torn_checkpoints: u64,
+    /// Of those, the ones after which recovery read the chain before that checkpoint.
+    pub checkpoint_fallbacks: u64,
     pass_ended: bool,
 }
 
@@ -151,6 +184,15 @@ impl Driver {
             journal_refused: 0,
             resyncs_done: 0,
             deleted: vec![false; nvol],
+            stop_at_checkpoint: None,
+            stop_at_time: None,
+            record_read: RecordRead::Chain,
+            trace: JournalTrace::default(),
+            recovery_trace: JournalTrace::default(),
+            max_resynced: 0,
+            full_marks: 0,
+            torn_checkpoints: 0,
+            checkpoint_fallbacks: 0,
         }
     }
 
@@ -471,6 +513,12 @@ impl Driver {
             if max_events.is_some_and(|m| events >= m) {
                 return true;
             }
+            if self.stop_at_checkpoint.is_some_and(|n| {
+                self.world.trace.checkpoints >= n && self.world.checkpoint_writing()
+            }) || self.stop_at_time.is_some_and(|t| self.world.now >= t)
+            {
+                return true;
+            }
             self.pump_pass();
             if std::mem::take(&mut self.pass_ended) && self.stop_at_pass_end {
                 return true;
@@ -518,6 +566,15 @@ impl Driver {
         });
         let world = std::mem::replace(&mut self.world, placeholder);
         self.model.crashed(world.now);
+        self.trace.absorb(&world.trace);
+        self.full_marks += journal_counts(&world).1;
+        let torn = world.checkpoint_in_flight();
+        self.torn_checkpoints += u64::from(torn.is_some());
+        // Every generation durable before the power went must be found again.
+        let durable = match &world.journal {
+            Some(j) if !world.journal_lost => j.durable_generation(),
+            _ => 0,
+        };
         let mut image = world.crash();
         self.inflight.clear();
         self.pass = None;
@@ -525,9 +582,22 @@ impl Driver {
         self.deleted.iter_mut().for_each(|d| *d = false);
         loop {
             let at = self.rng.chance(p_crash).then(|| self.rng.range(0, 400));
-            match World::recover_until(cfg.clone(), image, at, opts) {
-                Ok((recovered, report)) => {
+            match World::recover_until_with(cfg.clone(), image, at, opts, self.record_read) {
+                Ok((mut recovered, report)) => {
+                    self.recovery_trace.absorb(&recovered.trace.split());
                     self.world = recovered;
+                    if report.generation < durable {
+                        self.out.failed_requests += 1;
+                        self.out.note(format!(
+                            "recovery started from generation {} but {durable} was durable",
+                            report.generation
+                        ));
+                    }
+                    if torn.is_some_and(|g| report.generation < g) {
+                        self.checkpoint_fallbacks += 1;
+                    }
+                    let resynced = report.resynced.iter().map(|(_, s)| s.len() as u64).sum();
+                    self.max_resynced = self.max_resynced.max(resynced);
                     return report;
                 }
                 Err(again) => {
@@ -551,9 +621,35 @@ impl Driver {
         }
     }
 
+    /// Fold the findings about every record write so far (recoveries' too: malformed or odd
+    /// writes, see [`JournalTrace`]) into the outcome.
+    pub fn check_records(&mut self) {
+        let t = self.journal_trace();
+        self.out.journal.absorb_checks(&t);
+        self.out.journal.absorb_checks(&self.recovery_trace);
+    }
+
+    /// What the journal wrote so far, in every world of this driver, outside recoveries.
+    pub fn journal_trace(&self) -> JournalTrace {
+        let mut t = self.trace.clone();
+        t.absorb(&self.world.trace);
+        t
+    }
+
     /// Read every block of every volume through the engine and check it against the model as
     /// of the read time (`as_of`: check as of that past instant instead, for crash runs).
     pub fn read_back(&mut self, as_of: Option<u64>) -> u64 {
+        self.read_back_where(as_of, false)
+    }
+
+    /// [`Driver::read_back`] that skips stripes no write ever touched whose member blocks were
+    /// never written either (they read as zeros, which is what the model expects of them): the
+    /// same verdict, in time proportional to the stripes written, for large volumes.
+    pub fn read_back_sparse(&mut self, as_of: Option<u64>) -> u64 {
+        self.read_back_where(as_of, true)
+    }
+
+    fn read_back_where(&mut self, as_of: Option<u64>, sparse: bool) -> u64 {
         let mut bad = 0;
         for vi in 0..self.world.volumes.len() {
             let geo = self.world.volumes[vi].vol.geo;
@@ -563,6 +659,12 @@ impl Driver {
                     continue; // reported at risk by recovery: loss there is expected
                 }
                 let lba = stripe * geo.stripe_blocks();
+                if sparse
+                    && !self.model.touched(vi, lba, geo.stripe_blocks())
+                    && !stripe_stored(&self.world, vi, stripe)
+                {
+                    continue;
+                }
                 let buf = Buf::new(geo.stripe_blocks() as usize * bs);
                 let tag = u64::MAX / 2 + stripe;
                 if let Err(e) = self.world.submit(
@@ -614,7 +716,17 @@ impl Driver {
     }
 }
 
-/// Stripes of volume `vi` whose parity is not the XOR of their data (all members read raw).
+/// Whether any member block of `stripe` of volume `vi` was ever written (else all read zeros).
+fn stripe_stored(world: &World, vi: usize, stripe: u64) -> bool {
+    let v = &world.volumes[vi];
+    let lba = v.vol.geo.member_lba(stripe, 0);
+    v.disks
+        .iter()
+        .any(|d| d.stored(lba, v.vol.geo.strip_blocks))
+}
+
+/// Stripes of volume `vi` whose parity is not the XOR of their data (all members read raw;
+/// a stripe no member block of which was ever written is zeros, consistent).
 pub fn count_inconsistent(world: &World, vi: usize) -> u64 {
     let geo = world.volumes[vi].vol.geo;
     let len = (geo.strip_blocks * geo.block_size as u64) as usize;
@@ -622,6 +734,9 @@ pub fn count_inconsistent(world: &World, vi: usize) -> u64 {
     let mut strip = vec![0u8; len];
     let mut bad = 0;
     for s in 0..geo.stripes {
+        if !stripe_stored(world, vi, s) {
+            continue;
+        }
         acc.fill(0);
         for m in 0..geo.members {
             world.peek(vi, m, geo.member_lba(s, 0), &mut strip);
@@ -749,6 +864,7 @@ pub fn io_check(seed: u64) -> Outcome {
         d.out.bad_reads += bad;
     }
     (d.out.record_writes, d.out.full_marks) = journal_counts(&d.world);
+    d.check_records();
     d.out
 }
 
@@ -833,6 +949,7 @@ pub fn crash_check_with(seed: u64, journal: bool, crashes: u32, opts: &RecoveryO
         d.world.fail_member(vi, m, true);
     }
     d.out.lost_acked = d.read_back(Some(crash_time));
+    d.check_records();
     d.out
 }
 
@@ -897,6 +1014,7 @@ pub fn transient_check(seed: u64, record_failures: bool) -> Outcome {
         d.check_parity();
     }
     d.out.lost_acked = d.read_back(Some(crash_time));
+    d.check_records();
     d.out
 }
 
@@ -1000,6 +1118,7 @@ pub fn admin_check(seed: u64, crashes: u32, skip_pass_flush: bool) -> Outcome {
     } else {
         d.out.bad_reads += bad + bad_degraded;
     }
+    d.check_records();
     d.out
 }
 
@@ -1109,6 +1228,7 @@ pub fn journal_loss_check(seed: u64, crashes: u32, skip_pass_flush: bool) -> Out
         d.world.fail_member(vi, m, true);
     }
     d.out.lost_acked += d.read_back(None);
+    d.check_records();
     d.out
 }
 
@@ -1189,6 +1309,7 @@ pub fn delete_check(seed: u64, crashes: u32, skip_detach_flush: bool) -> Outcome
         d.world.fail_member(vi, m, true);
     }
     d.out.lost_acked += d.read_back(None);
+    d.check_records();
     d.out
 }
 
@@ -1252,6 +1373,7 @@ pub fn read_error_check(seed: u64) -> Outcome {
     let m = rng.range(0, geo.members as u64) as u32;
     d.world.fail_member(0, m, true);
     d.out.bad_reads += d.read_back(None);
+    d.check_records();
     d.out
 }
 
@@ -1318,5 +1440,194 @@ pub fn rebuild_check(seed: u64) -> Outcome {
     } else {
         d.out.bad_reads += bad + bad_degraded;
     }
+    d.check_records();
     d.out
+}
+
+/// A large volume: tens of thousands of stripes of one 4 KiB strip per member (the simulated
+/// members are sparse: only the blocks written cost memory).
+pub fn large_geometry(rng: &mut Rng) -> Geometry {
+    let (bs, members, stripes) = if rng.chance(0.75) {
+        (4096u32, rng.range(3, 9) as u32, rng.range(20_000, 65_001))
+    } else {
+        // 8 blocks per strip: fewer stripes keep the model's per-block history small.
+        (512, rng.range(3, 6) as u32, rng.range(12_000, 24_001))
+    };
+    let strip = 4096;
+    let member_blocks =
+        crate::layout::RESERVED_BYTES / u64::from(bs) + stripes * strip / u64::from(bs);
+    Geometry::new(members, strip, bs, member_blocks).expect("valid large geometry")
+}
+
+/// [`large_check`]: every seed's records listed at least this many stripes at once,
+pub const LARGE_MIN_LISTED: u64 = 1000;
+/// [`large_check`]: and this many times the entries of the largest delta its workload wrote;
+pub const LARGE_LISTED_PER_DELTA: u64 = 20;
+/// [`large_check`]: every seed wrote at least this many checkpoints because the chain's area was
+/// full,
+pub const LARGE_MIN_WRAPS: u64 = 2;
+/// [`large_check`]: and at least this many deltas per checkpoint.
+pub const LARGE_DELTAS_PER_CHECKPOINT: u64 = 10;
+
+/// Large check for one seed: one or two large volumes (12,000 to 65,000 stripes) on one
+/// journal, random writes spread over all their stripes, and a hysteresis long enough that
+/// thousands of clean stripes stay listed while each generation adds and removes only a few:
+/// a short trial run measures how fast the workload lists stripes, and the hysteresis is set
+/// so that a drawn number of them (2,400 to 4,800) stays listed. The areas hold a checkpoint
+/// of half as many again, and fill with deltas many times a run (checkpoints alternate between
+/// them). Each of `crashes` runs goes on until stripes leave as fast as others join and ends in
+/// a power loss at a random instant, or at the next checkpoint write (it tears); a recovery may
+/// itself lose power. Then a quiet run; parity matches, every acknowledged write reads back,
+/// also with a member of every volume lost, and every recovery started from the newest durable
+/// generation or a later one.
+///
+/// A seed also fails unless it exercised that (`LARGE_*`): its records listed thousands of
+/// stripes at once, far more than the largest delta of the workload held, the chain wrapped
+/// more than once, deltas outnumbered checkpoints many times and removed stripes, no mark found
+/// the record full, and every record write decoded and landed where the format puts it. The
+/// figures are in `Outcome::journal` (the workload's records: recoveries and the final
+/// read-back apart).
+///
+/// Controls: without the journal (`journal` false), or with recovery reading only the chain's
+/// checkpoint ([`RecordRead::CheckpointOnly`]), loss is expected.
+pub fn large_check(seed: u64, journal: bool, crashes: u32, read: RecordRead) -> Outcome {
+    let mut rng = Rng::new(seed ^ 0x1A26_E5E7);
+    let nvol = rng.range(1, 3) as usize;
+    let volumes: Vec<(u32, Geometry)> = (0..nvol)
+        .map(|i| (i as u32 * 7 + 3, large_geometry(&mut rng)))
+        .collect();
+    let mut sj = random_journal(&mut rng);
+    sj.block_size = if rng.chance(0.75) { 512 } else { 4096 };
+    // For the trial: nothing leaves.
+    sj.hysteresis_us = 1 << 40;
+    sj.hysteresis_generations = rng.range(2, 65);
+    let target = rng.range(2400, 4801);
+    // Half an area holds a checkpoint of 1.5 times the target (the listed set stays within
+    // 1.15 times it), the other half deltas; with 4 KiB journal blocks (a delta takes a block
+    // at least) 64 blocks more, so that deltas still outnumber checkpoints.
+    let bs = sj.block_size as usize;
+    let extra = if bs == 4096 { 64 * 4096 } else { 0 };
+    let bound = target as usize * 3 / 2;
+    sj.slot_bytes = (2 * crate::journal::record::record_bytes(bound, bs) + extra) as u64;
+    let mut cfg = SimConfig {
+        seed,
+        reactors: rng.range(1, 4) as u32,
+        volumes,
+        member_volatile: rng.chance(0.5),
+        journal: Some(sj),
+        max_latency_us: rng.range(2, 200),
+        error_rate: 0.0,
+        tick_us: 500,
+        record_failures: true,
+    };
+    let qd = rng.range(1, 33) as usize;
+    let load = |ops| Workload {
+        ops,
+        qd,
+        read_fraction: 0.1,
+        hot_stripes: None,
+        single_block: false,
+        background: true,
+    };
+    // Trial: stripes listed per µs.
+    let rate = {
+        let mut t = Driver::new(World::new(cfg.clone()), rng.fork(2));
+        t.run(&load(300), None, |_, _| {});
+        let listed = t.world.journal.as_ref().map_or(0, |j| j.listed_count());
+        listed.max(1) as f64 / t.world.now.max(1) as f64
+    };
+    // A stripe stays listed between one and two hystereses after its write: its entry is first
+    // checked one hysteresis after its mark, when it has not yet been clean that long, and is
+    // then due again a hysteresis later (journal::aggregator, scan_removals).
+    let hysteresis = (target as f64 / rate / 2.0) as u64;
+    if let Some(sj) = cfg.journal.as_mut() {
+        sj.hysteresis_us = hysteresis;
+    }
+    if !journal {
+        cfg.journal = None;
+    }
+    let mut d = Driver::new(World::new(cfg.clone()), rng.fork(1));
+    d.record_read = read;
+    for _ in 0..crashes.max(1) {
+        // Past two hystereses (stripes leave as others join), then the power goes: at once, or
+        // at the next checkpoint write (within four more hystereses).
+        let until = d.world.now + 2 * hysteresis + rng.range(hysteresis / 10, hysteresis + 1);
+        d.stop_at_time = Some(until);
+        let w = load(50_000);
+        d.run(&w, None, |_, _| {});
+        if rng.chance(0.4) && journal {
+            d.stop_at_time = Some(until + 4 * hysteresis);
+            d.stop_at_checkpoint = Some(d.world.trace.checkpoints + 1);
+            d.run(&w, None, |_, _| {});
+            d.stop_at_checkpoint = None;
+        }
+        d.stop_at_time = None;
+        let report = d.crash_and_recover_with(cfg.clone(), 0.3, &RecoveryOptions::default());
+        if report.resync_errors > 0 {
+            d.out.failed_requests += report.resync_errors;
+            d.out
+                .note(format!("{} resyncs failed", report.resync_errors));
+        }
+    }
+    d.run(&load(200), None, |_, _| {});
+    // The figures are the workload's; the read-back below idles the journal (whole stretches
+    // of the listed set leave at once then), its records are checked all the same.
+    d.out.journal = d.journal_trace();
+    d.world.trace.split();
+    d.check_parity();
+    d.out.lost_acked += d.read_back_sparse(None);
+    for vi in 0..nvol {
+        let m = rng.range(0, d.world.volumes[vi].vol.geo.members as u64) as u32;
+        d.world.fail_member(vi, m, true);
+    }
+    d.out.lost_acked += d.read_back_sparse(None);
+    d.out.journal.absorb_checks(&d.recovery_trace);
+    d.out.journal.absorb_checks(&d.world.trace);
+    d.out.max_resynced = d.max_resynced;
+    d.out.torn_checkpoints = d.torn_checkpoints;
+    d.out.checkpoint_fallbacks = d.checkpoint_fallbacks;
+    d.out.full_marks = d.full_marks + journal_counts(&d.world).1;
+    d.out.record_writes = d.out.journal.records + d.recovery_trace.records;
+    if journal {
+        large_exercised(&mut d.out, target, hysteresis);
+    }
+    d.out
+}
+
+/// Whether a [`large_check`] run exercised what it claims; counts and notes it in `out` if not.
+fn large_exercised(out: &mut Outcome, target: u64, hysteresis: u64) {
+    let t = &out.journal;
+    let mut missing = Vec::new();
+    if t.max_listed < LARGE_MIN_LISTED {
+        missing.push(format!("{} listed at most", t.max_listed));
+    }
+    if t.max_listed < LARGE_LISTED_PER_DELTA * t.max_delta {
+        missing.push(format!(
+            "{} listed at most, a delta of {} entries",
+            t.max_listed, t.max_delta
+        ));
+    }
+    if t.wraps < LARGE_MIN_WRAPS {
+        missing.push(format!("{} wraps of the chain", t.wraps));
+    }
+    if t.deltas() < LARGE_DELTAS_PER_CHECKPOINT * t.checkpoints {
+        missing.push(format!(
+            "{} deltas, {} checkpoints",
+            t.deltas(),
+            t.checkpoints
+        ));
+    }
+    if t.delta_removes == 0 {
+        missing.push("no delta removed a stripe".into());
+    }
+    if out.full_marks > 0 {
+        missing.push(format!("{} marks found the record full", out.full_marks));
+    }
+    if !missing.is_empty() {
+        out.unexercised += 1;
+        out.note(format!(
+            "not exercised (target {target} listed, hysteresis {hysteresis} us): {}",
+            missing.join("; ")
+        ));
+    }
 }

@@ -1,7 +1,7 @@
 //! The simulated world: reactors with one channel per volume, devices, a clock and an event
 //! queue. Every choice comes from the seed, so a run replays exactly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use super::disk::SimDisk;
@@ -104,6 +104,243 @@ pub struct SimConfig {
     pub record_failures: bool,
 }
 
+/// How recovery reads the journal's areas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecordRead {
+    /// The newest chain, checkpoint and deltas ([`record::newest`]): what every runtime does.
+    #[default]
+    Chain,
+    /// The simulator's control: only the newest chain's checkpoint, its deltas ignored (the
+    /// stripes they added are not resynced).
+    CheckpointOnly,
+}
+
+/// The record writes a world issued, decoded as they were submitted: the simulator's own view
+/// of what the journal wrote (how many checkpoints and deltas, how large), and a check of the
+/// writer's side of the format (`malformed` counts breaches): every record decodes; a
+/// checkpoint starts an area, the other one than the chain before it, with the next
+/// generation; a delta lands right behind its chain, with its base and the next generation.
+/// Deltas that remove a stripe the chain does not list, or add one it lists, are counted apart
+/// (`odd_entries`: harmless to a reader, which applies them to a set).
+#[derive(Debug, Default, Clone)]
+pub struct JournalTrace {
+    /// Record writes.
+    pub records: u64,
+    /// Checkpoints among them.
+    pub checkpoints: u64,
+    /// Checkpoints written behind a chain in the same run, because the next delta did not fit
+    /// (the others start a run: the first record, the first after each restart).
+    pub wraps: u64,
+    /// Entries (adds and removes) of all deltas.
+    pub delta_entries: u64,
+    /// Removes among them.
+    pub delta_removes: u64,
+    /// Most entries in one delta.
+    pub max_delta: u64,
+    /// Most entries in one checkpoint.
+    pub max_checkpoint: u64,
+    /// Most stripes the records listed at once (a checkpoint's, with the deltas behind it
+    /// applied).
+    pub max_listed: u64,
+    /// Record bytes written (padding included).
+    pub bytes: u64,
+    /// Record writes that did not decode, or broke the order above.
+    pub malformed: u64,
+    /// Deltas that removed a stripe the chain did not list, or added one it listed already.
+    pub odd_entries: u64,
+    /// First few problems.
+    pub notes: Vec<String>,
+    /// The chain written last.
+    chain: Option<Chain>,
+}
+
+/// The chain a world wrote last, as [`JournalTrace`] follows it.
+#[derive(Clone)]
+struct Chain {
+    area: usize,
+    base: u64,
+    generation: u64,
+    /// Bytes of the area it occupies.
+    used: u64,
+    listed: HashSet<record::Entry>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "chain(area {}, base {}, generation {}, {} bytes, {} listed)",
+            self.area,
+            self.base,
+            self.generation,
+            self.used,
+            self.listed.len()
+        )
+    }
+}
+
+impl JournalTrace {
+    /// Deltas written.
+    pub fn deltas(&self) -> u64 {
+        self.records - self.checkpoints
+    }
+
+    /// Add `o`'s counts to these (the maxima of both).
+    pub fn absorb(&mut self, o: &JournalTrace) {
+        self.records += o.records;
+        self.checkpoints += o.checkpoints;
+        self.wraps += o.wraps;
+        self.delta_entries += o.delta_entries;
+        self.delta_removes += o.delta_removes;
+        self.max_delta = self.max_delta.max(o.max_delta);
+        self.max_checkpoint = self.max_checkpoint.max(o.max_checkpoint);
+        self.max_listed = self.max_listed.max(o.max_listed);
+        self.bytes += o.bytes;
+        self.malformed += o.malformed;
+        self.odd_entries += o.odd_entries;
+        for n in &o.notes {
+            self.note(n.clone());
+        }
+    }
+
+    /// Add `o`'s findings (malformed or odd record writes, and their notes), not its counts.
+    pub fn absorb_checks(&mut self, o: &JournalTrace) {
+        self.malformed += o.malformed;
+        self.odd_entries += o.odd_entries;
+        for n in &o.notes {
+            self.note(n.clone());
+        }
+    }
+
+    /// These counts, leaving zeros behind (the chain followed goes on).
+    pub fn split(&mut self) -> JournalTrace {
+        let chain = self.chain.take();
+        let counts = std::mem::take(self);
+        self.chain = chain;
+        counts
+    }
+
+    fn note(&mut self, n: String) {
+        if self.notes.len() < 4 {
+            self.notes.push(n);
+        }
+    }
+
+    /// A record write of `data` to journal device `dev` at `lba`; returns its header when it
+    /// decoded.
+    fn observe(
+        &mut self,
+        sj: &SimJournal,
+        dev: u32,
+        lba: u64,
+        data: &[u8],
+    ) -> Option<record::Header> {
+        use record::Kind;
+        self.records += 1;
+        self.bytes += data.len() as u64;
+        let cfg = sj.config();
+        let bs = u64::from(sj.block_size);
+        let slot_blocks = sj.slot_bytes / bs;
+        let found = (0..2).find(|&k| {
+            let (d, first) = cfg.slots[k];
+            d == dev && lba >= first && lba < first + slot_blocks
+        });
+        let Some(area) = found else {
+            self.malformed += 1;
+            self.note(format!("record write at {dev}:{lba} outside both areas"));
+            return None;
+        };
+        let offset = (lba - cfg.slots[area].1) * bs;
+        let rec = match record::decode(data, area, &sj.uuid) {
+            Ok(r) => r,
+            Err(e) => {
+                self.malformed += 1;
+                self.note(format!("record write to area {area} does not decode: {e}"));
+                self.chain = None;
+                return None;
+            }
+        };
+        let g = rec.header.generation;
+        let n = (rec.adds.len() + rec.removes.len()) as u64;
+        let len = data.len() as u64;
+        match rec.header.kind {
+            Kind::Checkpoint => {
+                self.checkpoints += 1;
+                self.max_checkpoint = self.max_checkpoint.max(n);
+                let in_order = offset == 0
+                    && self
+                        .chain
+                        .as_ref()
+                        .is_none_or(|c| c.area != area && g == c.generation + 1);
+                if !in_order {
+                    self.malformed += 1;
+                    self.note(format!(
+                        "checkpoint {g} at offset {offset} of area {area} after {:?}",
+                        self.chain
+                    ));
+                }
+                if self.chain.is_some() {
+                    self.wraps += 1;
+                }
+                let listed: HashSet<record::Entry> = rec.adds.iter().copied().collect();
+                self.max_listed = self.max_listed.max(listed.len() as u64);
+                self.chain = Some(Chain {
+                    area,
+                    base: g,
+                    generation: g,
+                    used: len,
+                    listed,
+                });
+            }
+            Kind::Delta => {
+                self.delta_entries += n;
+                self.delta_removes += rec.removes.len() as u64;
+                self.max_delta = self.max_delta.max(n);
+                let Some(mut c) = self.chain.take() else {
+                    self.malformed += 1;
+                    self.note(format!("delta {g} with no checkpoint before it"));
+                    return Some(rec.header);
+                };
+                if c.area != area
+                    || rec.header.base != c.base
+                    || g != c.generation + 1
+                    || offset != c.used
+                {
+                    self.malformed += 1;
+                    self.note(format!(
+                        "delta {g} (base {}) at offset {offset} of area {area} behind {c:?}",
+                        rec.header.base
+                    ));
+                }
+                let (mut unlisted, mut relisted) = (Vec::new(), Vec::new());
+                for e in &rec.removes {
+                    if !c.listed.remove(e) {
+                        unlisted.push((e.volume, e.stripe));
+                    }
+                }
+                for e in &rec.adds {
+                    if !c.listed.insert(*e) {
+                        relisted.push((e.volume, e.stripe));
+                    }
+                }
+                if !unlisted.is_empty() || !relisted.is_empty() {
+                    self.odd_entries += (unlisted.len() + relisted.len()) as u64;
+                    unlisted.truncate(4);
+                    relisted.truncate(4);
+                    self.note(format!(
+                        "delta {g} removes unlisted {unlisted:?}, adds listed {relisted:?}"
+                    ));
+                }
+                self.max_listed = self.max_listed.max(c.listed.len() as u64);
+                c.generation = g;
+                c.used += len;
+                self.chain = Some(c);
+            }
+        }
+        Some(rec.header)
+    }
+}
+
 /// A volume in the world.
 pub struct SimVolume {
     /// Shared volume state.
@@ -176,6 +413,10 @@ pub struct World {
     recording: Vec<bool>,
     /// The journal is lost and no new one is named yet.
     pub journal_lost: bool,
+    /// What the journal wrote in this world.
+    pub trace: JournalTrace,
+    /// The I/O id and generation of a checkpoint write in flight.
+    checkpoint_write: Option<(u64, u64)>,
 }
 
 impl World {
@@ -237,7 +478,11 @@ impl World {
 
     /// A world over existing device contents. `journal` is the journal to use (recovery builds it
     /// from the records on the devices); `None` makes a fresh one when the config has a journal.
-    pub fn from_image(cfg: SimConfig, image: CrashImage, journal: Option<Arc<Journal>>) -> World {
+    pub fn from_image(
+        cfg: SimConfig,
+        mut image: CrashImage,
+        journal: Option<Arc<Journal>>,
+    ) -> World {
         let rng = Rng::new(cfg.seed);
         let journal = match (&cfg.journal, journal) {
             (Some(_), Some(j)) => Some(j),
@@ -272,7 +517,7 @@ impl World {
             volumes.push(SimVolume {
                 vol,
                 jv,
-                disks: image.volumes[i].clone(),
+                disks: std::mem::take(&mut image.volumes[i]),
             });
         }
         let channels = (0..cfg.reactors)
@@ -306,6 +551,8 @@ impl World {
             inflight: BTreeMap::new(),
             recording: vec![false; nvol],
             journal_lost: image.journal_lost,
+            trace: JournalTrace::default(),
+            checkpoint_write: None,
             cfg,
         };
         for r in 0..w.cfg.reactors {
@@ -347,6 +594,9 @@ impl World {
                         continue;
                     };
                     let mut notify = Vec::new();
+                    if let Some(sj) = &self.cfg.journal {
+                        self.trace.observe(sj, job.slot.0, job.slot.1, &buf);
+                    }
                     let disk = &mut self.journal_disks[job.slot.0 as usize];
                     if disk.failed {
                         journal.fail_flush(&mut notify);
@@ -425,6 +675,8 @@ impl World {
             }
         }
         self.journal = Some(journal);
+        // A new journal starts its own chain.
+        self.trace.chain = None;
         true
     }
 
@@ -484,6 +736,12 @@ impl World {
                 let buf = io.buf.as_ref().expect("write has data");
                 let len = io.blocks as usize * bs;
                 let data = buf.as_slice()[io.buf_offset..io.buf_offset + len].to_vec();
+                if let (None, Some(sj)) = (dev_vol, &self.cfg.journal) {
+                    let header = self.trace.observe(sj, dev, io.lba, &data);
+                    if let Some(h) = header.filter(|h| h.kind == record::Kind::Checkpoint) {
+                        self.checkpoint_write = Some((id, h.generation));
+                    }
+                }
                 self.inflight.insert(id, (dev_vol, dev, io.lba, data));
             }
             let lat = self.rng.range(1, self.cfg.max_latency_us + 1);
@@ -546,6 +804,9 @@ impl World {
                 id,
             } => {
                 self.busy -= 1;
+                if self.checkpoint_write.is_some_and(|c| c.0 == id) {
+                    self.checkpoint_write = None;
+                }
                 let ok = self.run_io(vi, &mut io, id);
                 let ch = &mut self.channels[reactor as usize][vi];
                 ch.backend_mut().now = t;
@@ -637,6 +898,16 @@ impl World {
             IoOp::Flush => disk.flush(),
         }
         true
+    }
+
+    /// Whether a checkpoint's write is in flight (a power loss now tears it).
+    pub fn checkpoint_writing(&self) -> bool {
+        self.checkpoint_write.is_some()
+    }
+
+    /// The generation of the checkpoint whose write is in flight.
+    pub fn checkpoint_in_flight(&self) -> Option<u64> {
+        self.checkpoint_write.map(|c| c.1)
     }
 
     /// Run until idle.
@@ -796,7 +1067,7 @@ impl World {
             for d in &mut v.disks {
                 d.crash(&mut rng);
             }
-            volumes.push(v.disks.clone());
+            volumes.push(std::mem::take(&mut v.disks));
         }
         for d in &mut self.journal_disks {
             d.crash(&mut rng);
@@ -829,6 +1100,18 @@ impl World {
         crash_after: Option<u64>,
         opts: &RecoveryOptions,
     ) -> Result<(World, RecoveryReport), CrashImage> {
+        World::recover_until_with(cfg, image, crash_after, opts, RecordRead::Chain)
+    }
+
+    /// [`World::recover_until`] reading the journal as `read` says (the simulator's controls
+    /// read less than the chain).
+    pub fn recover_until_with(
+        cfg: SimConfig,
+        image: CrashImage,
+        crash_after: Option<u64>,
+        opts: &RecoveryOptions,
+        read: RecordRead,
+    ) -> Result<(World, RecoveryReport), CrashImage> {
         let mut report = RecoveryReport::default();
         let Some(sj) = cfg.journal.clone() else {
             return Ok((World::from_image(cfg, image, None), report));
@@ -851,8 +1134,15 @@ impl World {
             None
         } else {
             let (s0, s1) = (slot(&image, 0), slot(&image, 1));
-            record::newest(&s0, &s1, &sj.uuid, sj.block_size as usize)
-                .expect("the simulator writes the current record format")
+            let mut last = record::newest(&s0, &s1, &sj.uuid, sj.block_size as usize)
+                .expect("the simulator writes the current record format");
+            if let (Some(r), RecordRead::CheckpointOnly) = (last.as_mut(), read) {
+                let area = if r.area == 0 { &s0 } else { &s1 };
+                let cp = record::decode(area, r.area, &sj.uuid).expect("the chain's checkpoint");
+                r.entries = cp.adds;
+                r.entries.sort_unstable();
+            }
+            last
         };
         report.generation = last.as_ref().map_or(0, |r| r.generation);
         let journal = Arc::new(Journal::new(jcfg, last));
