@@ -257,11 +257,18 @@ pub struct FlushJob {
     pub flush_after: bool,
 }
 
+/// Queue of listed entries that went clean recently ([`Listed::queues`]).
+const SOON: usize = 0;
+/// Queue of the other listed entries.
+const LATER: usize = 1;
+
 /// Flusher-only state.
 struct Listed {
-    /// Every listed entry (of attached volumes), with the time (µs) it is next due for a removal
-    /// check; in order of that time (entries join at the back, due "now").
-    due: VecDeque<(Entry, u64)>,
+    /// Every listed entry (of attached volumes), with the time (µs) from which it is due for a
+    /// removal check, in two queues each roughly in order of that time: [`SOON`] holds entries
+    /// found clean but not yet past the hysteresis (due: when they went clean), [`LATER`] the
+    /// others (due: when they were marked, or last found in use).
+    queues: [VecDeque<(Entry, u64)>; 2],
     /// Entries of volumes not yet recovered (or stripes at risk): always in the record.
     carried: HashSet<Entry>,
     /// Close times of recent generations, newest last: (generation, µs).
@@ -342,7 +349,7 @@ impl Journal {
             channels: Mutex::new(Vec::new()),
             volumes: Mutex::new(Vec::new()),
             listed: Mutex::new(Listed {
-                due: VecDeque::new(),
+                queues: [VecDeque::new(), VecDeque::new()],
                 carried: carried.into_iter().collect(),
                 closes: VecDeque::new(),
                 adds: Vec::new(),
@@ -438,19 +445,23 @@ impl Journal {
         // Queued marks belong to the next record; take them in now so the volume's leave too.
         while let Some(e) = self.queue.pop() {
             l.adds.push(e);
-            l.due.push_back((e, 0));
+            l.queues[LATER].push_back((e, 0));
         }
         // Entries not yet written leave silently; written ones leave as removals.
         l.adds.retain(|e| e.volume != number);
-        let (removes, due) = (&mut l.removes, &mut l.due);
-        let before = due.len();
-        due.retain(|(e, _)| {
-            if e.volume == number {
-                removes.push(*e);
-            }
-            e.volume != number
-        });
-        self.reserved.fetch_sub((before - due.len()) as u64, AcqRel);
+        let (removes, queues) = (&mut l.removes, &mut l.queues);
+        let mut dropped = 0;
+        for q in queues.iter_mut() {
+            let before = q.len();
+            q.retain(|(e, _)| {
+                if e.volume == number {
+                    removes.push(*e);
+                }
+                e.volume != number
+            });
+            dropped += before - q.len();
+        }
+        self.reserved.fetch_sub(dropped as u64, AcqRel);
     }
 
     /// Register a channel for durability notifications; returns its slot.
@@ -629,15 +640,16 @@ impl Journal {
         }
         let vols = lock(&self.volumes);
         let threshold = self.hysteresis_threshold(&l, now_us);
-        l.due
-            .iter()
-            .take(64)
-            .take_while(|(_, due)| *due < threshold)
-            .any(|(e, _)| {
-                vols.iter()
-                    .find(|v| v.number == e.volume)
-                    .is_none_or(|v| self.removable(v, e.stripe, threshold))
-            })
+        l.queues.iter().any(|q| {
+            q.iter()
+                .take(64)
+                .take_while(|(_, due)| *due < threshold)
+                .any(|(e, _)| {
+                    vols.iter()
+                        .find(|v| v.number == e.volume)
+                        .is_none_or(|v| self.removable(v, e.stripe, threshold))
+                })
+        })
     }
 
     /// Stripes that went clean strictly before this time may leave the record.
@@ -781,7 +793,7 @@ impl Journal {
     fn take_marks(&self, l: &mut Listed, vols: &[Arc<JournalVolume>], now_us: u64) {
         while let Some(e) = self.queue.pop() {
             l.adds.push(e);
-            l.due.push_back((e, now_us));
+            l.queues[LATER].push_back((e, now_us));
             if let Some(v) = vols.iter().find(|v| v.number == e.volume) {
                 v.listed_entries.fetch_add(1, Relaxed);
             }
@@ -789,9 +801,11 @@ impl Journal {
     }
 
     /// Take out of the listed set the entries due for a check that may leave (clean before
-    /// `threshold`, covered by a member flush, no write since: [`Journal::try_remove`]). Entries
-    /// still in use go to the back, due again at `now_us`; the scan stops at the first entry not
-    /// yet due, or at one waiting for a member flush. Each entry is looked at once at most.
+    /// `threshold`, covered by a member flush, no write since: [`Journal::try_remove`]). Each
+    /// queue is scanned from its front while entries are due; an entry found clean but within
+    /// the hysteresis waits in [`SOON`] until its clean time is past it, one found in use goes
+    /// to the back of [`LATER`], due again at `now_us`. The scan stops at an entry waiting for
+    /// a member flush. Each entry is looked at once at most.
     fn scan_removals(
         &self,
         l: &mut Listed,
@@ -799,22 +813,43 @@ impl Journal {
         threshold: u64,
         now_us: u64,
     ) {
-        let mut budget = l.due.len();
+        let mut checked = 0;
+        for qi in [SOON, LATER] {
+            let (n, stop) = self.scan_queue(l, qi, vols, threshold, now_us);
+            checked += n;
+            if stop {
+                break;
+            }
+        }
+        self.stats.removal_checks.fetch_add(checked as u64, Relaxed);
+    }
+
+    /// [`Journal::scan_removals`] over queue `qi`: returns the entries looked at and whether
+    /// the scan must stop (an entry waits for a member flush).
+    fn scan_queue(
+        &self,
+        l: &mut Listed,
+        qi: usize,
+        vols: &[Arc<JournalVolume>],
+        threshold: u64,
+        now_us: u64,
+    ) -> (usize, bool) {
+        let mut budget = l.queues[qi].len();
         let start = budget;
         let mut touched = 0;
         while budget > 0 {
             if touched == 0 {
-                touched = Self::touch_due(l, vols, threshold);
+                touched = Self::touch_due(&l.queues[qi], vols, threshold);
             }
             touched -= 1;
-            let Some(&(e, due)) = l.due.front() else {
+            let Some(&(e, due)) = l.queues[qi].front() else {
                 break;
             };
             if due >= threshold {
                 break;
             }
             budget -= 1;
-            l.due.pop_front();
+            l.queues[qi].pop_front();
             let Some(v) = vols.iter().find(|v| v.number == e.volume) else {
                 // Volume detached (its entries already left with `detach_volume`).
                 self.reserved.fetch_sub(1, AcqRel);
@@ -822,11 +857,16 @@ impl Journal {
             };
             let w = v.word(e.stripe).load(Acquire);
             let clean_us = v.clean_at(e.stripe).load(Relaxed);
-            if w & ACTIVE_MASK == 0 && clean_us < threshold {
+            if w & ACTIVE_MASK == 0 {
+                if clean_us >= threshold {
+                    // Clean, but recently: due once the hysteresis has passed its clean time.
+                    l.queues[SOON].push_back((e, clean_us));
+                    continue;
+                }
                 if !self.clean_covered(v, clean_us, threshold) {
                     // A member flush is asked for; nothing behind this entry is covered either.
-                    l.due.push_front((e, due));
-                    break;
+                    l.queues[qi].push_front((e, due));
+                    return (start - budget, true);
                 }
                 if self.try_remove(v, e.stripe, threshold) {
                     self.reserved.fetch_sub(1, AcqRel);
@@ -838,26 +878,19 @@ impl Journal {
                     continue;
                 }
             }
-            l.due.push_back((e, now_us));
+            l.queues[LATER].push_back((e, now_us));
         }
-        self.stats
-            .removal_checks
-            .fetch_add((start - budget) as u64, Relaxed);
+        (start - budget, false)
     }
 
-    /// Load the state of the next few entries due, before deciding on any: the loads are
-    /// independent, so their cache misses overlap (the decisions' atomic read-modify-writes
+    /// Load the state of the next few entries due in `q`, before deciding on any: the loads
+    /// are independent, so their cache misses overlap (the decisions' atomic read-modify-writes
     /// would each wait for the one before). On volumes of millions of stripes the listed
     /// entries are rarely in cache. Returns how many entries it looked at (at least 1).
-    fn touch_due(l: &Listed, vols: &[Arc<JournalVolume>], threshold: u64) -> usize {
+    fn touch_due(q: &VecDeque<(Entry, u64)>, vols: &[Arc<JournalVolume>], threshold: u64) -> usize {
         const AHEAD: usize = 16;
         let mut acc = 0u64;
-        for (e, _) in l
-            .due
-            .iter()
-            .take(AHEAD)
-            .take_while(|(_, due)| *due < threshold)
-        {
+        for (e, _) in q.iter().take(AHEAD).take_while(|(_, due)| *due < threshold) {
             if let Some(v) = vols.iter().find(|v| v.number == e.volume) {
                 acc ^= v.word(e.stripe).load(Relaxed);
             }
@@ -885,8 +918,9 @@ impl Journal {
             };
             let carried = &l.carried;
             let listed = l
-                .due
+                .queues
                 .iter()
+                .flatten()
                 .map(|d| d.0)
                 .filter(|e| carried.is_empty() || !carried.contains(e));
             let all: Vec<Entry> = carried.iter().copied().chain(listed).collect();
@@ -1136,6 +1170,27 @@ mod tests {
         let claimed = j.claim_removal(&jv, 0).expect("listed, no marks");
         assert!(j.finish_removal(&jv, 0, claimed, u64::MAX));
         assert!(!jv.listed(0));
+    }
+
+    /// A stripe leaves one hysteresis after it went clean, not two: found clean but within the
+    /// hysteresis at its first check, it is due again at its clean time, not a whole
+    /// hysteresis after that check.
+    #[test]
+    fn a_clean_stripe_leaves_one_hysteresis_after_its_write() {
+        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
+        cfg.max_channels = 1;
+        cfg.hysteresis_generations = 0;
+        cfg.hysteresis_us = 1000;
+        disk_for(&cfg);
+        let j = Journal::new(cfg, None);
+        let (jv, _) = j.attach_volume(0, 2, false);
+        assert!(matches!(j.mark(&jv, 0), Mark::Wait(_)));
+        assert_eq!(flush(&j, 0), vec![0]);
+        j.clean(&jv, 0, 500);
+        // First check (threshold 200): clean at 500, within the hysteresis: stays.
+        assert_eq!(flush(&j, 1200), vec![0]);
+        // Hysteresis past its clean time (threshold 600): leaves.
+        assert_eq!(flush(&j, 1600), Vec::<u64>::new());
     }
 
     /// A generation writes its changes: with 20,000 stripes listed, each record marking three

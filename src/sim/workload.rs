@@ -1461,7 +1461,7 @@ pub fn large_geometry(rng: &mut Rng) -> Geometry {
 
 /// [`large_check`]: every seed's records listed at least this many stripes at once,
 pub const LARGE_MIN_LISTED: u64 = 1000;
-/// [`large_check`]: and this many times the entries of the largest delta its workload wrote;
+/// [`large_check`]: and this many times the mean entries of a delta its workload wrote;
 pub const LARGE_LISTED_PER_DELTA: u64 = 20;
 /// [`large_check`]: every seed wrote at least this many checkpoints because the chain's area was
 /// full,
@@ -1482,7 +1482,7 @@ pub const LARGE_DELTAS_PER_CHECKPOINT: u64 = 10;
 /// generation or a later one.
 ///
 /// A seed also fails unless it exercised that (`LARGE_*`): its records listed thousands of
-/// stripes at once, far more than the largest delta of the workload held, the chain wrapped
+/// stripes at once, far more than a delta of the workload held on average, the chain wrapped
 /// more than once, deltas outnumbered checkpoints many times and removed stripes, no mark found
 /// the record full, and every record write decoded and landed where the format puts it. The
 /// figures are in `Outcome::journal` (the workload's records: recoveries and the final
@@ -1536,9 +1536,9 @@ pub fn large_check(seed: u64, journal: bool, crashes: u32, read: RecordRead) -> 
         let listed = t.world.journal.as_ref().map_or(0, |j| j.listed_count());
         listed.max(1) as f64 / t.world.now.max(1) as f64
     };
-    // A stripe stays listed between one and two hystereses after its write: its entry is first
-    // checked one hysteresis after its mark, when it has not yet been clean that long, and is
-    // then due again a hysteresis later (journal::aggregator, scan_removals).
+    // A stripe stays listed a hysteresis after its write went clean, plus the time until a
+    // record checks it (journal::aggregator, scan_removals); the trial's rate counts stripes
+    // that never leave, so half the naive figure keeps the listed set near the target.
     let hysteresis = (target as f64 / rate / 2.0) as u64;
     if let Some(sj) = cfg.journal.as_mut() {
         sj.hysteresis_us = hysteresis;
@@ -1601,10 +1601,13 @@ fn large_exercised(out: &mut Outcome, target: u64, hysteresis: u64) {
     if t.max_listed < LARGE_MIN_LISTED {
         missing.push(format!("{} listed at most", t.max_listed));
     }
-    if t.max_listed < LARGE_LISTED_PER_DELTA * t.max_delta {
+    // Per generation on average: a burst of removals (all that went clean while no record was
+    // written) may make one delta large, which is what deltas are for.
+    let mean_delta = t.delta_entries.div_ceil(t.deltas().max(1));
+    if t.max_listed < LARGE_LISTED_PER_DELTA * mean_delta {
         missing.push(format!(
-            "{} listed at most, a delta of {} entries",
-            t.max_listed, t.max_delta
+            "{} listed at most, {} entries per delta",
+            t.max_listed, mean_delta
         ));
     }
     if t.wraps < LARGE_MIN_WRAPS {
