@@ -284,6 +284,8 @@ struct Listed {
     used: u64,
     /// Generation of the chain's checkpoint.
     base: u64,
+    /// Scratch for a checkpoint's entries (kept: a checkpoint may hold a hundred thousand).
+    scratch: Vec<Entry>,
 }
 
 /// A dirty-stripe journal shared by the volumes on it.
@@ -357,6 +359,7 @@ impl Journal {
                 area,
                 used: 0,
                 base: 0,
+                scratch: Vec::new(),
             }),
             stats: JournalStats::default(),
             cfg,
@@ -923,8 +926,11 @@ impl Journal {
                 .flatten()
                 .map(|d| d.0)
                 .filter(|e| carried.is_empty() || !carried.contains(e));
-            let all: Vec<Entry> = carried.iter().copied().chain(listed).collect();
-            record::encode(&self.cfg.uuid, &header, all, [], bs, out);
+            let mut all = std::mem::take(&mut l.scratch);
+            all.clear();
+            all.extend(carried.iter().copied().chain(listed));
+            record::encode(&self.cfg.uuid, &header, all.iter().copied(), [], bs, out);
+            l.scratch = all;
             l.used = out.len() as u64;
             (Kind::Checkpoint, 0)
         } else {

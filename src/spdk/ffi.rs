@@ -103,20 +103,23 @@ pub(crate) fn cstring(s: &str) -> CString {
 /// than a clock_gettime per write; the engine reads it on every journal clean). Falls back to a
 /// monotonic clock while the env is not up (tick rate 0).
 pub(crate) fn now_us() -> u64 {
-    static HZ: AtomicU64 = AtomicU64::new(0);
-    let mut hz = HZ.load(Ordering::Relaxed);
-    if hz == 0 {
+    // Microseconds per tick as a 32.32 fixed-point factor: a multiply per call, not a 128-bit
+    // division (this runs on every write's clean).
+    static US_PER_TICK: AtomicU64 = AtomicU64::new(0);
+    let mut f = US_PER_TICK.load(Ordering::Relaxed);
+    if f == 0 {
         // SAFETY: no arguments; returns 0 before the env layer is initialised.
-        hz = unsafe { sys::spdk_get_ticks_hz() };
+        let hz = unsafe { sys::spdk_get_ticks_hz() };
         if hz == 0 {
             static EPOCH: OnceLock<Instant> = OnceLock::new();
             return EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64;
         }
-        HZ.store(hz, Ordering::Relaxed);
+        f = (((1_000_000u128) << 32) / u128::from(hz)).max(1) as u64;
+        US_PER_TICK.store(f, Ordering::Relaxed);
     }
     // SAFETY: no arguments; reads the tick counter.
     let ticks = unsafe { sys::spdk_get_ticks() };
-    (ticks as u128 * 1_000_000 / hz as u128) as u64
+    ((u128::from(ticks) * u128::from(f)) >> 32) as u64
 }
 
 /// The SPDK thread running the caller.
