@@ -113,56 +113,15 @@ raw=$out/raw.jsonl
 : >"$raw"
 
 # --------------------------------------------------------------------------------------------
-# Cleanup: the bdevperf we started, the hugepage setting, the temp dir.
-BP_PID=""
-hp_orig=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
-hp_changed=0
-cleanup() {
-    if [ -n "$BP_PID" ]; then
-        kill -INT "$BP_PID" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$BP_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BP_PID" 2>/dev/null || true
-        wait "$BP_PID" 2>/dev/null || true
-        BP_PID=""
-    fi
-    if [ "$hp_changed" = 1 ]; then
-        echo "$hp_orig" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
-        log "nr_hugepages restored to $hp_orig"
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# --------------------------------------------------------------------------------------------
-# Memory: null members take none; DPDK memory holds the 8 MiB malloc journal, bdevperf's buffers
-# and jraid's DMA buffers (jraid's per-stripe state is ordinary heap). Hugepages when a hugetlbfs is
-# mounted and free pages can be had (nr_hugepages raised when short, restored at exit), else
-# --no-huge (also with NO_HUGE=1). DPDK needs the mount: reserved pages alone do not do.
+# Cleanup (the bdevperf we started, the hugepage setting, the temp dir) and memory: null members
+# take none; DPDK memory holds the 8 MiB malloc journal, bdevperf's buffers and jraid's DMA buffers
+# (jraid's per-stripe state is ordinary heap).
+# shellcheck source=scripts/bench/common.sh
+source "$here/common.sh"
+bench_setup_cleanup
 mem_mb=512
-MEM_ARGS=(--no-huge -s "$mem_mb")
-if [ "${NO_HUGE:-0}" = 1 ]; then
-    log "NO_HUGE=1: --no-huge"
-elif ! awk '$3 == "hugetlbfs" {found = 1} END {exit !found}' /proc/mounts 2>/dev/null; then
-    log "no hugetlbfs mounted: --no-huge"
-else
-    hp_size_kb=$(awk '/Hugepagesize/ {print $2}' /proc/meminfo 2>/dev/null || echo 2048)
-    need=$(((mem_mb * 1024 + hp_size_kb - 1) / hp_size_kb))
-    free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
-    if [ "$free" -lt "$need" ]; then
-        total=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
-        if echo $((total + need - free)) >/proc/sys/vm/nr_hugepages 2>/dev/null; then
-            hp_changed=1
-            log "nr_hugepages $total -> $(cat /proc/sys/vm/nr_hugepages) (restored to $hp_orig at exit)"
-        fi
-        free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
-    fi
-    if [ "$free" -ge "$need" ]; then
-        MEM_ARGS=(-s "$mem_mb")
-    else
-        log "only $free free hugepages ($need needed): --no-huge"
-    fi
-fi
+bench_mem_args "$mem_mb"
+[ "${MEM_ARGS[0]}" = --no-huge ] && log "memory: ${MEM_ARGS[*]}"
 
 # --------------------------------------------------------------------------------------------
 # JSON config: members m0..m3 (null), journal jl (malloc), volume jr (journal on) or jn (off).
@@ -198,17 +157,8 @@ start_bdevperf() { # CONFIG TARGET LOG -> BP_PID, BP_SOCK; returns 1 if it did n
         kill -0 "$BP_PID" 2>/dev/null || { wait "$BP_PID" 2>/dev/null || true; BP_PID=""; return 1; }
         sleep 0.1
     done
-    stop_bdevperf
+    bench_stop_bdevperf
     return 1
-}
-
-stop_bdevperf() {
-    [ -n "$BP_PID" ] || return 0
-    kill -INT "$BP_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$BP_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$BP_PID" 2>/dev/null || true
-    wait "$BP_PID" 2>/dev/null || true
-    BP_PID=""
 }
 
 rpc() { "$PYTHON" "$here/bdevperf_rpc.py" "$BP_SOCK" "$@"; }
@@ -272,7 +222,7 @@ one_test() {
         log "  $what: $err"
     fi
     after=$(vol_info "$target")
-    stop_bdevperf
+    bench_stop_bdevperf
     [ -n "$res" ] && log "  $what: $("$PYTHON" -c '
 import json, sys
 r = json.loads(sys.argv[1])["results"]
@@ -287,14 +237,14 @@ mk_config "$probe_size" on >"$work/probe-on.json"
 start_bdevperf "$work/probe-on.json" jr "$out/logs/probe-on.log" ||
     die "bdevperf with jraid over null members does not start (logs/probe-on.log)"
 [ -n "$(vol_info jr)" ] || die "bdev_jraid_get_bdevs does not answer over the bdevperf socket"
-stop_bdevperf
+bench_stop_bdevperf
 with_off=1
 mk_config "$probe_size" off >"$work/probe-off.json"
 if ! start_bdevperf "$work/probe-off.json" jn "$out/logs/probe-off.log"; then
     with_off=0
     log "bdev_jraid_create rejects \"journal\": false in this build: journal-off columns read n/a"
 fi
-stop_bdevperf
+bench_stop_bdevperf
 
 # --------------------------------------------------------------------------------------------
 # Metadata

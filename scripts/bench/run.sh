@@ -104,25 +104,9 @@ while [ "$n" -lt "$max_reactors" ]; do reactor_counts="$reactor_counts $n"; n=$(
 
 # --------------------------------------------------------------------------------------------
 # Cleanup: every bdevperf we start, the hugepage setting, the temp dir.
-BP_PID=""
-hp_orig=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
-hp_changed=0
-cleanup() {
-    if [ -n "$BP_PID" ]; then
-        kill -INT "$BP_PID" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$BP_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BP_PID" 2>/dev/null || true
-        wait "$BP_PID" 2>/dev/null || true
-        BP_PID=""
-    fi
-    if [ "$hp_changed" = 1 ]; then
-        echo "$hp_orig" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
-        log "nr_hugepages restored to $hp_orig"
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/bench/common.sh
+source "$here/common.sh"
+bench_setup_cleanup
 
 # --------------------------------------------------------------------------------------------
 # Memory: malloc (and delay-over-malloc) members live in DPDK memory. Other SPDK processes may hold
@@ -131,27 +115,11 @@ trap 'exit 130' INT TERM
 blk=4096
 member_blocks=$((member_mb * 1024 * 1024 / blk))
 journal_blocks=2048 # 8 MiB
-hp_size_kb=$(awk '/Hugepagesize/ {print $2}' /proc/meminfo 2>/dev/null || echo 2048)
 set_mem_args() { # KIND -> MEM_ARGS
-    local mb=512 need free total
+    local mb=512
     # per kind: members x (jraid + jraid-nj + raid5f) + raw member + journal, plus bdevperf's own
     [ "$1" = null ] || mb=$((mb + (3 * members + 1) * member_mb + journal_blocks * blk / 1048576))
-    need=$(((mb * 1024 + hp_size_kb - 1) / hp_size_kb))
-    free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
-    if [ "$free" -lt "$need" ]; then
-        total=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
-        if echo $((total + need - free)) >/proc/sys/vm/nr_hugepages 2>/dev/null; then
-            hp_changed=1
-            log "nr_hugepages $total -> $(cat /proc/sys/vm/nr_hugepages) (restored to $hp_orig at exit)"
-        fi
-        free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
-    fi
-    if [ "$free" -ge "$need" ]; then
-        MEM_ARGS=(-s "$mb")
-    else
-        log "only $free free hugepages ($need needed): --no-huge"
-        MEM_ARGS=(--no-huge -s "$mb")
-    fi
+    bench_mem_args "$mb"
 }
 
 LIBPATH=$SPDK_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -220,17 +188,8 @@ start_bdevperf() { # CONFIG TARGET NREACTORS LOG -> BP_PID, BP_SOCK; returns 1 i
         kill -0 "$BP_PID" 2>/dev/null || { wait "$BP_PID" 2>/dev/null || true; BP_PID=""; return 1; }
         sleep 0.1
     done
-    stop_bdevperf
+    bench_stop_bdevperf
     return 1
-}
-
-stop_bdevperf() {
-    [ -n "$BP_PID" ] || return 0
-    kill -INT "$BP_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$BP_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$BP_PID" 2>/dev/null || true
-    wait "$BP_PID" 2>/dev/null || true
-    BP_PID=""
 }
 
 # record KIND SCENARIO VARIANT TARGET NREACTORS WORKLOAD QD IOSIZE RESULT-JSON-or-"" [ERROR]
@@ -276,7 +235,7 @@ session() {
         fi
         record "$kind" "$scen" "$var" "$target" "$nr" "$wl" "$qd" "$size" "$res" $err
     done
-    stop_bdevperf
+    bench_stop_bdevperf
 }
 
 # probe FRAGMENT-KIND WITH_R5 WITH_NJ: does a null-member config with that volume come up?
@@ -285,7 +244,7 @@ probe() {
     CUR_KIND=null
     mk_config null "$1" "$2" >"$cfg"
     if start_bdevperf "$cfg" "$target" 1 "$out/logs/probe-$target.log"; then
-        stop_bdevperf
+        bench_stop_bdevperf
         return 0
     fi
     return 1

@@ -1,0 +1,64 @@
+# shellcheck shell=bash disable=SC2154,SC2034
+# (work and log come from the sourcing script; MEM_ARGS is read by it)
+# Shared by the bench scripts (sourced): stopping the bdevperf a script started, and the memory
+# arguments for an SPDK app (hugepages when they can be had, else --no-huge). The sourcing script
+# defines log() and sets $work (a temp dir removed at exit) before calling bench_setup_cleanup.
+
+BP_PID=""
+hp_orig=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
+hp_changed=0
+
+# Stop the bdevperf in $BP_PID (SIGINT, then SIGKILL after 10 s).
+bench_stop_bdevperf() {
+    [ -n "$BP_PID" ] || return 0
+    kill -INT "$BP_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$BP_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$BP_PID" 2>/dev/null || true
+    wait "$BP_PID" 2>/dev/null || true
+    BP_PID=""
+}
+
+# At exit: the bdevperf, the hugepage reservation as it was, the temp dir.
+bench_cleanup() {
+    bench_stop_bdevperf
+    if [ "$hp_changed" = 1 ]; then
+        echo "$hp_orig" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+        log "nr_hugepages restored to $hp_orig"
+    fi
+    rm -rf "$work"
+}
+
+bench_setup_cleanup() {
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+# bench_mem_args MB: sets MEM_ARGS for an app needing MB of DPDK memory. Hugepages when a
+# hugetlbfs is mounted (DPDK needs the mount; reserved pages alone do not do) and enough are free,
+# raising nr_hugepages when short (restored at exit); else --no-huge (also with NO_HUGE=1).
+bench_mem_args() {
+    local mb=$1 hp_size_kb need free total
+    MEM_ARGS=(--no-huge -s "$mb")
+    if [ "${NO_HUGE:-0}" = 1 ]; then
+        return 0
+    fi
+    if ! awk '$3 == "hugetlbfs" {found = 1} END {exit !found}' /proc/mounts 2>/dev/null; then
+        return 0
+    fi
+    hp_size_kb=$(awk '/Hugepagesize/ {print $2}' /proc/meminfo 2>/dev/null || echo 2048)
+    need=$(((mb * 1024 + hp_size_kb - 1) / hp_size_kb))
+    free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
+    if [ "$free" -lt "$need" ]; then
+        total=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
+        if echo $((total + need - free)) >/proc/sys/vm/nr_hugepages 2>/dev/null; then
+            hp_changed=1
+            log "nr_hugepages $total -> $(cat /proc/sys/vm/nr_hugepages) (restored to $hp_orig at exit)"
+        fi
+        free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
+    fi
+    if [ "$free" -ge "$need" ]; then
+        MEM_ARGS=(-s "$mb")
+    else
+        log "only $free free hugepages ($need needed): --no-huge"
+    fi
+}
