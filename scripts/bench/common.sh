@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2154,SC2034
-# (work and log come from the sourcing script; MEM_ARGS is read by it)
+# (root, work, log and die come from the sourcing script; what is set here is read by it)
 # Shared by the bench scripts (sourced): stopping the bdevperf a script started, and the memory
 # arguments for an SPDK app (hugepages when they can be had, else --no-huge). The sourcing script
 # defines log() and sets $work (a temp dir removed at exit) before calling bench_setup_cleanup.
@@ -60,5 +60,27 @@ bench_mem_args() {
         MEM_ARGS=(-s "$mb")
     else
         log "only $free free hugepages ($need needed): --no-huge"
+    fi
+}
+
+# SPDK (SPDK_DIR, else pkg-config's spdk_bdev, else /opt/jraid-spdk/v26.01/spdk), bdevperf and the
+# module: sets SPDK_DIR, PKG_CONFIG_PATH, SPDK_LIBDIR, BDEVPERF and JRAID_LIB (default
+# target/release/libjraid.so, built when missing).
+bench_find_spdk() {
+    local libdir
+    if [ -z "${SPDK_DIR:-}" ]; then
+        export PKG_CONFIG_PATH=${PKG_CONFIG_PATH:-/opt/jraid-spdk/v26.01/spdk/build/lib/pkgconfig}
+        libdir=$(pkg-config --libs-only-L spdk_bdev 2>/dev/null | sed -n 's/^ *-L\([^ ]*\).*/\1/p' || true)
+        if [ -n "$libdir" ]; then SPDK_DIR=$(cd "$libdir/../.." && pwd); else SPDK_DIR=/opt/jraid-spdk/v26.01/spdk; fi
+    fi
+    export PKG_CONFIG_PATH=${PKG_CONFIG_PATH:-$SPDK_DIR/build/lib/pkgconfig}
+    SPDK_LIBDIR=${SPDK_LIBDIR:-$SPDK_DIR/build/lib}
+    BDEVPERF=${BDEVPERF:-$SPDK_DIR/build/examples/bdevperf}
+    JRAID_LIB=${JRAID_LIB:-$root/target/release/libjraid.so}
+    [ -x "$BDEVPERF" ] || die "bdevperf not found at $BDEVPERF (set SPDK_DIR or BDEVPERF)"
+    if [ ! -f "$JRAID_LIB" ]; then
+        log "building $JRAID_LIB"
+        (cd "$root" && cargo build --release --features spdk --lib) || die "cargo build failed"
+        [ -f "$JRAID_LIB" ] || die "$JRAID_LIB still missing (CARGO_TARGET_DIR set? then set JRAID_LIB)"
     fi
 }

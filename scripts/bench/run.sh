@@ -70,21 +70,9 @@ QD_SCALING=128
 log() { echo "[$(date +%T)] $*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
-if [ -z "${SPDK_DIR:-}" ]; then
-    export PKG_CONFIG_PATH=${PKG_CONFIG_PATH:-/opt/jraid-spdk/v26.01/spdk/build/lib/pkgconfig}
-    libdir=$(pkg-config --libs-only-L spdk_bdev 2>/dev/null | sed -n 's/^ *-L\([^ ]*\).*/\1/p' || true)
-    if [ -n "$libdir" ]; then SPDK_DIR=$(cd "$libdir/../.." && pwd); else SPDK_DIR=/opt/jraid-spdk/v26.01/spdk; fi
-fi
-export PKG_CONFIG_PATH=${PKG_CONFIG_PATH:-$SPDK_DIR/build/lib/pkgconfig}
-SPDK_LIBDIR=${SPDK_LIBDIR:-$SPDK_DIR/build/lib}
-BDEVPERF=${BDEVPERF:-$SPDK_DIR/build/examples/bdevperf}
-JRAID_LIB=${JRAID_LIB:-$root/target/release/libjraid.so}
-[ -x "$BDEVPERF" ] || die "bdevperf not found at $BDEVPERF (set SPDK_DIR or BDEVPERF)"
-if [ ! -f "$JRAID_LIB" ]; then
-    log "building $JRAID_LIB"
-    (cd "$root" && cargo build --release --features spdk --lib) || die "cargo build failed"
-    [ -f "$JRAID_LIB" ] || die "$JRAID_LIB still missing (CARGO_TARGET_DIR set? then set JRAID_LIB)"
-fi
+# shellcheck source=scripts/bench/common.sh
+source "$here/common.sh"
+bench_find_spdk
 
 stamp=$(date +%Y%m%d-%H%M%S)
 out=${out:-$root/results/bench-$stamp}
@@ -104,8 +92,6 @@ while [ "$n" -lt "$max_reactors" ]; do reactor_counts="$reactor_counts $n"; n=$(
 
 # --------------------------------------------------------------------------------------------
 # Cleanup: every bdevperf we start, the hugepage setting, the temp dir.
-# shellcheck source=scripts/bench/common.sh
-source "$here/common.sh"
 bench_setup_cleanup
 
 # --------------------------------------------------------------------------------------------
