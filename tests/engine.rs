@@ -277,7 +277,11 @@ fn a_failed_journal_refuses_writes_until_a_new_one_is_attached() {
     for s in 0..4 {
         write(&mut w, (s % 2) as u32, 30 + s, s * stripe, 3).unwrap();
     }
-    // While the writes are marked in it, the journal cannot be replaced again.
+    // While a write is marked in it, the journal cannot be replaced again. (A write is marked
+    // once its reads are in: step until one is.)
+    while new.listed_count() == 0 {
+        assert!(w.step(), "no write was marked");
+    }
     let other = Arc::new(Journal::new(new.cfg.clone(), None));
     assert!(!w.replace_journal(other));
     let done = finish(&mut w);

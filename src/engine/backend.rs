@@ -84,6 +84,12 @@ pub trait Backend {
     fn send(&mut self, to: Address, msg: Msg);
     /// Monotonic time in microseconds.
     fn now_us(&self) -> u64;
+    /// Hint: the memory at `at` is about to be read and written; start fetching it into the
+    /// cache without waiting for it. Never dereferences `at` (any address is harmless). The
+    /// default does nothing (the simulator).
+    fn prefetch(&self, at: *const u8) {
+        let _ = at;
+    }
 }
 
 #[cfg(test)]

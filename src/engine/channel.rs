@@ -652,7 +652,16 @@ impl<B: Backend> Channel<B> {
     fn locked(&mut self, pi: usize) {
         self.pieces[pi].locked = true;
         match self.pieces[pi].kind {
-            PieceKind::Write | PieceKind::Repair => self.mark(pi),
+            PieceKind::Write | PieceKind::Repair => {
+                // Marked once its reads are in (see `reads_done`); its journal state is fetched
+                // now, so that the mark does not wait for memory: on volumes of millions of
+                // stripes a stripe's state is rarely in cache.
+                if let Some(jv) = &self.jv {
+                    self.backend
+                        .prefetch(jv.state_address(self.pieces[pi].stripe));
+                }
+                self.issue_reads(pi)
+            }
             // Resync runs before the volume serves I/O (its stripes are already listed);
             // rebuild and scrub leave data and parity as they are.
             PieceKind::Read | PieceKind::Resync | PieceKind::Rebuild | PieceKind::Scrub => {
@@ -661,6 +670,22 @@ impl<B: Backend> Channel<B> {
         }
     }
 
+    /// A write or repair piece has what it needs to compute (its reads are in) and is marked:
+    /// write data and parity.
+    fn write_marked(&mut self, pi: usize) {
+        match self.pieces[pi].kind {
+            PieceKind::Write => self.write_stripe(pi),
+            PieceKind::Repair => {
+                let pm = self.vol.geo.parity_member(self.pieces[pi].stripe);
+                self.write_xor_of_others(pi, pm)
+            }
+            k => unreachable!("{k:?} pieces are not marked"),
+        }
+    }
+
+    /// Mark the stripe of write or repair piece `pi` (its reads are done): nothing of it is
+    /// written before the stripe is in a durable record (rule 1 of the journal). Reading first
+    /// is safe (the stripe lock is held) and keeps the stripe listed for the shortest time.
     fn mark(&mut self, pi: usize) {
         // Borrowed, not cloned: two reference-count round trips per write are measurable.
         let stripe = self.pieces[pi].stripe;
@@ -670,14 +695,14 @@ impl<B: Backend> Channel<B> {
             _ => None,
         };
         let Some(mark) = mark else {
-            return self.issue_reads(pi); // journal switched off (comparison runs only)
+            return self.write_marked(pi); // journal switched off (comparison runs only)
         };
         self.journal_counts.marks += 1;
         match mark {
             Mark::Ready => {
                 self.journal_counts.fast_path += 1;
                 self.pieces[pi].marked = true;
-                self.issue_reads(pi);
+                self.write_marked(pi);
             }
             Mark::Wait(g) => {
                 self.stats.durable_waits += 1;
@@ -755,7 +780,7 @@ impl<B: Backend> Channel<B> {
                     if failed {
                         self.finish_piece(pi, Err(IoError::JournalFailed));
                     } else if j.durable_generation() >= self.pieces[pi].wait_gen {
-                        self.issue_reads(pi);
+                        self.write_marked(pi);
                     } else {
                         keep.push(pi as u32);
                     }
@@ -1050,6 +1075,8 @@ impl<B: Backend> Channel<B> {
                 }
                 self.finish_piece(pi, Ok(()));
             }
+            // Marked once (a write retried after a member failed keeps its mark).
+            PieceKind::Write | PieceKind::Repair if !self.pieces[pi].marked => self.mark(pi),
             PieceKind::Write => self.write_stripe(pi),
             PieceKind::Resync | PieceKind::Repair => {
                 let pm = self.vol.geo.parity_member(self.pieces[pi].stripe);

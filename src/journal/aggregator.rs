@@ -67,6 +67,11 @@ pub struct JournalConfig {
     pub hysteresis_us: u64,
     /// Most channels (volumes × reactors) that can wait on this journal.
     pub max_channels: usize,
+    /// Called with the address and length of each volume's per-stripe state when it is made
+    /// (the runtime asks the kernel for huge pages there: on volumes of millions of stripes
+    /// a write touches a random state, and with 4 KiB pages each such touch also misses the
+    /// TLB). Never reads or writes through the address.
+    pub advise_state_memory: Option<fn(*const u8, usize)>,
 }
 
 impl JournalConfig {
@@ -81,6 +86,7 @@ impl JournalConfig {
             hysteresis_generations: 2,
             hysteresis_us: 100_000,
             max_channels: 1024,
+            advise_state_memory: None,
         }
     }
 
@@ -147,6 +153,18 @@ impl JournalVolume {
 
     fn clean_at(&self, stripe: u64) -> &AtomicU64 {
         &self.states[stripe as usize][CLEAN]
+    }
+
+    /// Address of `stripe`'s state, for a prefetch hint only (see
+    /// [`crate::engine::Backend::prefetch`]); never dereferenced through it. Out-of-range
+    /// stripes give the address of the first state.
+    pub fn state_address(&self, stripe: u64) -> *const u8 {
+        let i = if (stripe as usize) < self.states.len() {
+            stripe as usize
+        } else {
+            0
+        };
+        self.states.as_ptr().wrapping_add(i).cast()
     }
 
     /// Stripes of this volume listed in the newest record built (a counter, O(1)).
@@ -383,6 +401,12 @@ impl Journal {
             member_flush_running: AtomicBool::new(false),
             listed_entries: AtomicU64::new(0),
         });
+        if let Some(advise) = self.cfg.advise_state_memory {
+            advise(
+                jv.states.as_ptr().cast(),
+                std::mem::size_of_val::<[StripeState]>(&jv.states),
+            );
+        }
         lock(&self.volumes).push(jv.clone());
         // Only stripes this volume has: a carried entry past its end cannot be its own.
         let mut carried: Vec<u64> = lock(&self.listed)

@@ -409,6 +409,7 @@ fn journal_config(sb: &JournalSuperblock, write_cache: bool) -> JournalConfig {
         [(0, sb.slot_offset(0) / bs), (0, sb.slot_offset(1) / bs)],
     );
     cfg.volatile_cache = write_cache;
+    cfg.advise_state_memory = Some(super::ffi::advise_huge_pages);
     cfg
 }
 

@@ -171,3 +171,19 @@ impl<T> Copy for SendPtr<T> {}
 unsafe impl<T> Send for SendPtr<T> {}
 // SAFETY: as above: sharing the address is harmless, dereferencing is the users' business.
 unsafe impl<T> Sync for SendPtr<T> {}
+
+/// Ask for transparent huge pages over `len` bytes at `at` (the pages wholly inside it), where
+/// the kernel lets a process ask (`transparent_hugepage=madvise`); a hint, errors ignored. For
+/// [`crate::journal::JournalConfig::advise_state_memory`] (the per-stripe journal state is
+/// ordinary heap memory, not DPDK's).
+pub(crate) fn advise_huge_pages(at: *const u8, len: usize) {
+    const PAGE: usize = 4096;
+    let start = (at as usize).next_multiple_of(PAGE);
+    let end = (at as usize).saturating_add(len) / PAGE * PAGE;
+    if end > start {
+        // SAFETY: madvise with MADV_HUGEPAGE changes no contents and no access rights: it only
+        // lets the kernel back the range with huge pages. The range lies inside one live
+        // allocation (the caller's), rounded inwards to page boundaries.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
+}

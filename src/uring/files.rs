@@ -533,6 +533,7 @@ impl VolumeFiles {
             [(0, j.slot_offset(0) / bs), (0, j.slot_offset(1) / bs)],
         );
         cfg.volatile_cache = true;
+        cfg.advise_state_memory = Some(super::sys::advise_huge_pages);
         cfg
     }
 
