@@ -30,8 +30,8 @@
 use jraid::control::RecoveryOptions;
 use jraid::sim::cli::SeedArgs;
 use jraid::sim::workload::{
-    admin_check, crash_check_with, delete_check, journal_loss_check, large_check, read_error_check,
-    transient_check,
+    admin_check, crash_check_with, delete_check, journal_loss_check, large_check, online_check,
+    read_error_check, transient_check,
 };
 use jraid::sim::RecordRead;
 
@@ -39,7 +39,7 @@ fn main() {
     let args = match SeedArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|delete|read-errors|large] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush|checkpoint-only]");
+            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|delete|read-errors|large|online] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush|checkpoint-only|no-unsynced-guard]");
             std::process::exit(2);
         }
     };
@@ -54,6 +54,7 @@ fn main() {
     let mut delete = false;
     let mut read_errors = false;
     let mut large = false;
+    let mut online = false;
     let mut record_read = RecordRead::Chain;
     let mut skip_detach_flush = false;
     let mut skip_pass_flush = false;
@@ -80,8 +81,9 @@ fn main() {
                 Some("no-pass-flush") => skip_pass_flush = true,
                 Some("no-detach-flush") => skip_detach_flush = true,
                 Some("checkpoint-only") => record_read = RecordRead::CheckpointOnly,
+                Some("no-unsynced-guard") => opts.skip_unsynced_guard = true,
                 other => usage(format!(
-                    "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush, checkpoint-only)"
+                    "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush, checkpoint-only, no-unsynced-guard)"
                 )),
             },
             "--scenario" => match flags.next().map(String::as_str) {
@@ -93,8 +95,9 @@ fn main() {
                 Some("delete") => delete = true,
                 Some("read-errors") => read_errors = true,
                 Some("large") => large = true,
+                Some("online") => online = true,
                 other => usage(format!(
-                    "unknown scenario {other:?} (crash, transient, admin, passes, journal, delete, read-errors, large)"
+                    "unknown scenario {other:?} (crash, transient, admin, passes, journal, delete, read-errors, large, online)"
                 )),
             },
             other => usage(format!("unknown argument {other}")),
@@ -131,6 +134,12 @@ fn main() {
     if large {
         extra += " --scenario large";
     }
+    if online {
+        extra += " --scenario online";
+    }
+    if opts.skip_unsynced_guard {
+        extra += " --control no-unsynced-guard";
+    }
     if record_read == RecordRead::CheckpointOnly {
         extra += " --control checkpoint-only";
     }
@@ -153,6 +162,9 @@ fn main() {
         (u64::MAX, 0u64, u64::MAX, f64::INFINITY);
     let (mut checkpoints, mut deltas, mut max_resynced) = (0u64, 0u64, 0u64);
     let (mut torn, mut fallbacks) = (0u64, 0u64);
+    // Online scenario: requests served while a resync ran, requests refused on unsynced
+    // stripes after a member loss (never wrong data), seeds that had both.
+    let (mut served, mut refused, mut both) = (0u64, 0u64, 0u64);
     for seed in args.base..args.base + args.count {
         let out = if transient {
             transient_check(seed, record_failures)
@@ -173,6 +185,8 @@ fn main() {
             read_error_check(seed)
         } else if large {
             large_check(seed, journal, crashes, record_read)
+        } else if online {
+            online_check(seed, crashes, &opts)
         } else {
             crash_check_with(seed, journal, crashes, &opts)
         };
@@ -191,6 +205,9 @@ fn main() {
         deltas += t.deltas();
         max_resynced = max_resynced.max(out.max_resynced);
         torn += out.torn_checkpoints;
+        served += out.served_while_resyncing;
+        refused += out.untrusted_refused;
+        both += u64::from(out.served_while_resyncing > 0 && out.untrusted_refused > 0);
         fallbacks += out.checkpoint_fallbacks;
         if verbose && large {
             println!(
@@ -257,11 +274,19 @@ fn main() {
             "read-errors"
         } else if large {
             "large"
+        } else if online {
+            "online"
         } else {
             "crash"
         },
         start.elapsed().as_secs_f64()
     );
+    if online && args.count > 0 {
+        eprintln!(
+            "online: requests served while resyncing={served} refused on unsynced stripes after a \
+             member loss={refused} seeds with both={both} max_resynced={max_resynced}"
+        );
+    }
     if large && args.count > 0 {
         eprintln!(
             "large: min_max_listed={min_listed} max_delta_entries={max_delta} min_wraps={min_wraps} \

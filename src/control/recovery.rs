@@ -17,12 +17,23 @@
 //! ([`RecoveryOptions::skip_member_flush`], `crash_sim --crashes 2 --control no-recovery-flush`)
 //! finds that loss; the same run with the flush finds none.
 //!
+//! # Serving I/O while it runs (online recovery)
+//! The volume may serve I/O from the start: the driver calls [`Recovery::guard`] before the
+//! first request. Until a listed stripe is resynced its parity is not trusted
+//! ([`crate::engine::Volume::parity_untrusted`], enforced by the engine): data is read as it
+//! is, a write computes parity from all the data, and a missing member's data is never rebuilt
+//! from that parity (such a read or write fails with `ParityUntrusted`). The stripes stay
+//! listed (carried) until step 3, so a crash in the middle resyncs them again. The simulator's
+//! control ([`RecoveryOptions::skip_unsynced_guard`], `crash_sim --scenario online --control
+//! no-unsynced-guard`) serves degraded reads of unsynced stripes from their parity and finds
+//! loss; the same run with the guard finds none.
+//!
 //! The driver's contract: submit each [`Submit`] to a channel of the volume as an engine request
 //! (`UserOp::Resync` of one stripe, or `UserOp::Flush`), report each completion with
 //! [`Recovery::complete`], send a journal kick when [`Step::Kick`] asks, and call
 //! [`Recovery::poll`] again after any completion or timer tick until it returns [`Step::Done`].
 
-use crate::engine::{IoError, UserOp};
+use crate::engine::{IoError, UserOp, Volume};
 use crate::journal::Journal;
 
 /// Which stripes a recovery resyncs.
@@ -64,6 +75,10 @@ pub struct RecoveryOptions {
     /// Simulator control only: release the stripes without flushing the members first. The
     /// crash simulation must then find loss; no runtime sets it.
     pub skip_member_flush: bool,
+    /// Simulator control only: [`Recovery::guard`] does not tell the engine which stripes are
+    /// not resynced, so a degraded read of one trusts its stale parity. The crash simulation
+    /// must then find loss; no runtime sets it.
+    pub skip_unsynced_guard: bool,
 }
 
 /// An engine request the driver submits for the recovery.
@@ -163,6 +178,18 @@ impl Recovery {
             completed: 0,
             failed: 0,
             flush_error: None,
+        }
+    }
+
+    /// Before the volume serves I/O while this recovery runs: tell the engine which stripes'
+    /// parity is not trusted until they are resynced (each resync clears its stripe). Only the
+    /// stripes the record listed (a full resync runs before a new journal is named, while the
+    /// volume is held back).
+    pub fn guard(&self, vol: &Volume) {
+        if let Stripes::Listed(l) = &self.stripes {
+            if !self.opts.skip_unsynced_guard {
+                vol.set_unsynced(l.clone());
+            }
         }
     }
 

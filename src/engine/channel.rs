@@ -61,6 +61,9 @@ pub enum IoError {
     JournalFailed,
     /// Scrub: the stripe's parity does not match its data.
     ParityMismatch,
+    /// The stripe is not resynced yet after a crash, and serving the request would rebuild a
+    /// missing member's data from its parity (which may be stale): refused, not guessed.
+    ParityUntrusted,
 }
 
 impl std::fmt::Display for IoError {
@@ -72,6 +75,9 @@ impl std::fmt::Display for IoError {
             IoError::VolumeFailed => "two or more members missing: volume failed",
             IoError::JournalFailed => "journal failed: writes refused until a new journal is set",
             IoError::ParityMismatch => "parity does not match the data",
+            IoError::ParityUntrusted => {
+                "stripe not resynced since a crash: a missing member's data cannot be rebuilt from its parity"
+            }
         })
     }
 }
@@ -662,8 +668,8 @@ impl<B: Backend> Channel<B> {
                 }
                 self.issue_reads(pi)
             }
-            // Resync runs before the volume serves I/O (its stripes are already listed);
-            // rebuild and scrub leave data and parity as they are.
+            // A resync's stripe stays listed (carried from the record recovery started from)
+            // until the recovery is over; rebuild and scrub leave data and parity as they are.
             PieceKind::Read | PieceKind::Resync | PieceKind::Rebuild | PieceKind::Scrub => {
                 self.issue_reads(pi)
             }
@@ -859,6 +865,15 @@ impl<B: Backend> Channel<B> {
             }
             failed = Some(bad);
         }
+        let p = &self.pieces[pi];
+        let rebuilds_from_parity = match p.kind {
+            PieceKind::Read => p.degraded,
+            PieceKind::Write => true,
+            _ => false,
+        };
+        if rebuilds_from_parity && self.untrusted_parity_needed(pi, failed) {
+            return self.finish_piece(pi, Err(IoError::ParityUntrusted));
+        }
         let p = &mut self.pieces[pi];
         p.failed = failed;
         p.state = PieceState::Reading;
@@ -911,7 +926,11 @@ impl<B: Backend> Channel<B> {
                 reads.all_but(geo.members, Some(target), rows);
             }
             PieceKind::Write => {
-                let plan = plan::choose(&geo, stripe, &span, failed);
+                let mut plan = plan::choose(&geo, stripe, &span, failed);
+                if plan == WritePlan::ReadModifyWrite && self.vol.parity_untrusted(stripe) {
+                    // Old parity may be stale: parity from all the data instead.
+                    plan = WritePlan::ReconstructWrite;
+                }
                 p.plan = Some(plan);
                 let st = &self.vol.stats;
                 use std::sync::atomic::Ordering::Relaxed;
@@ -1285,6 +1304,15 @@ impl<B: Backend> Channel<B> {
         self.pieces[pi].bufs = bufs;
     }
 
+    /// Whether piece `pi` (a read or write meeting missing member `failed`) would rebuild that
+    /// member's data from a parity that is not trusted yet ([`Volume::parity_untrusted`]).
+    /// The parity member missing costs nothing (data is read and written as it is).
+    fn untrusted_parity_needed(&self, pi: usize, failed: Option<u32>) -> bool {
+        let stripe = self.pieces[pi].stripe;
+        failed.is_some_and(|f| f != self.vol.geo.parity_member(stripe))
+            && self.vol.parity_untrusted(stripe)
+    }
+
     fn finish_piece(&mut self, pi: usize, result: Result<(), IoError>) {
         self.release_bufs(pi);
         let p = &mut self.pieces[pi];
@@ -1292,6 +1320,10 @@ impl<B: Backend> Channel<B> {
         if p.kind == PieceKind::Rebuild && result.is_ok() && p.locked {
             // Still under the stripe lock: writers that take it next see the member serving.
             self.vol.mark_rebuilt(stripe);
+        }
+        if p.kind == PieceKind::Resync && result.is_ok() && p.locked {
+            // Under the stripe lock: its parity now matches its data.
+            self.vol.mark_synced(stripe);
         }
         let p = &mut self.pieces[pi];
         if p.marked {

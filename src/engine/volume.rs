@@ -70,6 +70,25 @@ pub struct Volume {
     journal: Mutex<Option<Arc<Journal>>>,
     /// Counters.
     pub stats: VolumeStats,
+    /// Stripes whose parity cannot be trusted yet: listed by the record a crash recovery
+    /// started from and not resynced so far (see [`Volume::set_unsynced`]).
+    unsynced: Mutex<Option<Arc<Unsynced>>>,
+    /// How many of them are left (0: no stripe is unsynced, and nothing is looked up).
+    unsynced_left: AtomicU64,
+}
+
+/// The stripes a crash recovery still has to resync while the volume serves I/O.
+struct Unsynced {
+    /// Ascending.
+    stripes: Vec<u64>,
+    /// Per stripe (same index): resynced since.
+    done: Box<[AtomicBool]>,
+}
+
+impl Unsynced {
+    fn index(&self, stripe: u64) -> Option<usize> {
+        self.stripes.binary_search(&stripe).ok()
+    }
 }
 
 impl Volume {
@@ -95,7 +114,74 @@ impl Volume {
             locks: StripeLocks::new(1024),
             journal: Mutex::new(journal),
             stats: VolumeStats::default(),
+            unsynced: Mutex::new(None),
+            unsynced_left: AtomicU64::new(0),
         }
+    }
+
+    /// A crash recovery resyncs `stripes` while the volume serves I/O: until each is resynced
+    /// ([`Volume::mark_synced`]) its parity is not trusted. A write to it computes parity from
+    /// all data (never read-modify-write), and nothing that would rebuild a missing member's
+    /// data from its parity is served (degraded reads and writes of it fail with
+    /// [`super::IoError::ParityUntrusted`]). Call before the volume serves I/O.
+    pub fn set_unsynced(&self, mut stripes: Vec<u64>) {
+        stripes.sort_unstable();
+        stripes.dedup();
+        let n = stripes.len() as u64;
+        let set = (n > 0).then(|| {
+            Arc::new(Unsynced {
+                done: (0..stripes.len()).map(|_| AtomicBool::new(false)).collect(),
+                stripes,
+            })
+        });
+        *self.unsynced.lock().unwrap_or_else(|e| e.into_inner()) = set;
+        self.unsynced_left.store(n, Ordering::Release);
+    }
+
+    /// Whether `stripe`'s parity is not trusted yet (see [`Volume::set_unsynced`]). One load
+    /// when no recovery is resyncing.
+    pub fn parity_untrusted(&self, stripe: u64) -> bool {
+        if self.unsynced_left.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let guard = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().is_some_and(|u| {
+            u.index(stripe)
+                .is_some_and(|i| !u.done[i].load(Ordering::Acquire))
+        })
+    }
+
+    /// `stripe`'s parity was recomputed from its data (a resync, under the stripe lock).
+    pub fn mark_synced(&self, stripe: u64) {
+        if self.unsynced_left.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut guard = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(u) = guard.as_ref() else { return };
+        let Some(i) = u.index(stripe) else { return };
+        if !u.done[i].swap(true, Ordering::AcqRel)
+            && self.unsynced_left.fetch_sub(1, Ordering::AcqRel) == 1
+        {
+            *guard = None;
+        }
+    }
+
+    /// Stripes not resynced yet.
+    pub fn unsynced_stripes(&self) -> u64 {
+        self.unsynced_left.load(Ordering::Acquire)
+    }
+
+    /// The stripes not resynced yet, ascending (status and tests; O(listed)).
+    pub fn unsynced_list(&self) -> Vec<u64> {
+        let guard = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map_or_else(Vec::new, |u| {
+            u.stripes
+                .iter()
+                .zip(u.done.iter())
+                .filter(|(_, d)| !d.load(Ordering::Acquire))
+                .map(|(&s, _)| s)
+                .collect()
+        })
     }
 
     /// Whether members keep written data in a volatile cache until flushed.

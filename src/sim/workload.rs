@@ -59,6 +59,13 @@ pub struct Outcome {
     pub checkpoint_fallbacks: u64,
     /// The run did not exercise what its check is about (see the note).
     pub unexercised: u64,
+    /// Requests refused because a stripe not resynced since a crash had lost a member
+    /// (`ParityUntrusted`: never wrong data), in online recoveries.
+    pub untrusted_refused: u64,
+    /// User requests completed while an online recovery was resyncing.
+    pub served_while_resyncing: u64,
+    /// Power losses while an online recovery was resyncing.
+    pub crashes_while_resyncing: u64,
     /// First few problems, for the report.
     pub notes: Vec<String>,
 }
@@ -153,6 +160,9 @@ pub struct Driver {
     /// Of those, the ones after which recovery read the chain before that checkpoint.
     pub checkpoint_fallbacks: u64,
     pass_ended: bool,
+    /// Requests may be refused with `ParityUntrusted` (an online recovery met a missing
+    /// member): counted, not failures. Reads must still never return wrong data.
+    pub untrusted_may_refuse: bool,
 }
 
 impl Driver {
@@ -193,6 +203,7 @@ impl Driver {
             full_marks: 0,
             torn_checkpoints: 0,
             checkpoint_fallbacks: 0,
+            untrusted_may_refuse: false,
         }
     }
 
@@ -452,6 +463,14 @@ impl Driver {
                 self.journal_refused += 1;
                 continue; // the journal is lost: writes are refused, never acknowledged
             }
+            if self.untrusted_may_refuse && c.result == Err(crate::engine::IoError::ParityUntrusted)
+            {
+                self.out.untrusted_refused += 1;
+                continue; // refused, never acknowledged; never wrong data
+            }
+            if self.world.recovering() {
+                self.out.served_while_resyncing += 1;
+            }
             if let Err(e) = c.result {
                 self.out.failed_requests += 1;
                 self.out.note(format!(
@@ -609,6 +628,39 @@ impl Driver {
         }
     }
 
+    /// Power loss now, then an online recovery ([`World::recover_online`]): the volumes serve
+    /// requests at once while the world resyncs their listed stripes in the background.
+    pub fn crash_and_recover_online(
+        &mut self,
+        cfg: SimConfig,
+        opts: &RecoveryOptions,
+    ) -> super::world::RecoveryReport {
+        let placeholder = World::new(SimConfig {
+            volumes: vec![],
+            ..cfg.clone()
+        });
+        let world = std::mem::replace(&mut self.world, placeholder);
+        self.model.crashed(world.now);
+        self.trace.absorb(&world.trace);
+        self.full_marks += journal_counts(&world).1;
+        let durable = world.journal.as_ref().map_or(0, |j| j.durable_generation());
+        let image = world.crash();
+        self.inflight.clear();
+        self.pass = None;
+        let (recovered, report) = World::recover_online(cfg, image, opts);
+        self.world = recovered;
+        if report.generation < durable {
+            self.out.failed_requests += 1;
+            self.out.note(format!(
+                "recovery started from generation {} but {durable} was durable",
+                report.generation
+            ));
+        }
+        let resynced = report.resynced.iter().map(|(_, s)| s.len() as u64).sum();
+        self.max_resynced = self.max_resynced.max(resynced);
+        report
+    }
+
     /// Check every stripe's parity of every volume with all members present (idle volume).
     pub fn check_parity(&mut self) {
         for vi in 0..self.world.volumes.len() {
@@ -685,6 +737,12 @@ impl Driver {
                 self.world.take_completions(&mut done);
                 let now = self.world.now;
                 for (_, _, c) in done {
+                    if self.untrusted_may_refuse
+                        && c.result == Err(crate::engine::IoError::ParityUntrusted)
+                    {
+                        self.out.untrusted_refused += 1;
+                        continue;
+                    }
                     let Ok(()) = c.result else {
                         bad += geo.stripe_blocks();
                         self.out
@@ -950,6 +1008,118 @@ pub fn crash_check_with(seed: u64, journal: bool, crashes: u32, opts: &RecoveryO
     }
     d.out.lost_acked = d.read_back(Some(crash_time));
     d.check_records();
+    d.out
+}
+
+/// Online recovery check for one seed: one or two volumes sharing a journal with a long
+/// hysteresis (every stripe written stays listed: a large dirty set), power loss at a random
+/// instant; the volumes then serve reads and writes at once while their listed stripes are
+/// resynced in the background, lose power again in the middle of that (`crashes` power losses
+/// in all, each followed by an online recovery), and finally one member of every volume goes
+/// while the resync still runs (or, sometimes, after it ended, once parity is checked). Every
+/// acknowledged write must read back, before and after the member loss; a stripe not resynced
+/// when its member went may refuse a request (`ParityUntrusted`) but never returns wrong data.
+/// Control: `opts.skip_unsynced_guard` (degraded reads trust unsynced parity) must find loss.
+pub fn online_check(seed: u64, crashes: u32, opts: &RecoveryOptions) -> Outcome {
+    let mut rng = Rng::new(seed ^ 0x0411_11E5);
+    let nvol = rng.range(1, 3) as usize;
+    let volumes: Vec<(u32, Geometry)> = (0..nvol)
+        .map(|i| (i as u32 * 5 + 2, random_geometry(&mut rng)))
+        .collect();
+    let mut sj = random_journal(&mut rng);
+    sj.slot_bytes = 64 * 1024;
+    sj.hysteresis_us = 1_000_000;
+    let cfg = SimConfig {
+        seed,
+        reactors: rng.range(1, 4) as u32,
+        volumes,
+        member_volatile: rng.chance(0.5),
+        journal: Some(sj),
+        max_latency_us: rng.range(2, 200),
+        error_rate: 0.0,
+        tick_us: 500,
+        record_failures: true,
+    };
+    let w = Workload {
+        ops: 160,
+        qd: rng.range(4, 33) as usize,
+        read_fraction: 0.3,
+        hot_stripes: None,
+        single_block: rng.chance(0.5),
+        background: false,
+    };
+    let mut d = Driver::new(World::new(cfg.clone()), rng.fork(1));
+    d.untrusted_may_refuse = true;
+    d.run(&w, Some(rng.range(200, 2500)), |_, _| {});
+    let (mut record_writes, mut full_marks) = journal_counts(&d.world);
+    let mut listed_at_crash = 0;
+    let mut crashed_while_resyncing = 0;
+    for k in 0..crashes.max(1) {
+        if k > 0 {
+            // More requests while the resync runs, then the power goes again.
+            crashed_while_resyncing += u64::from(d.world.recovering());
+            let (r, f) = journal_counts(&d.world);
+            record_writes += r;
+            full_marks += f;
+        }
+        let report = d.crash_and_recover_online(cfg.clone(), opts);
+        let listed: u64 = report.resynced.iter().map(|(_, s)| s.len() as u64).sum();
+        listed_at_crash = listed_at_crash.max(listed);
+        if k + 1 < crashes.max(1) {
+            d.run(&w, Some(rng.range(1, 600)), |_, _| {});
+        }
+    }
+    // Requests while the last resync runs; then a member of every volume goes (while it still
+    // runs, mostly).
+    let lose_after = rng.range(40, 400);
+    let wait_for_resync = rng.chance(0.2);
+    d.run(&w, Some(lose_after), |_, _| {});
+    if wait_for_resync {
+        d.run(&w, None, |_, _| {});
+        d.world.run_until_idle();
+        d.check_parity();
+    }
+    // Recoveries that ended before the loss are over; those still running must fail on it.
+    d.world.recovery_ends.clear();
+    let unsynced_at_loss: Vec<u64> = d
+        .world
+        .volumes
+        .iter()
+        .map(|v| v.vol.unsynced_stripes())
+        .collect();
+    for vi in 0..d.world.volumes.len() {
+        let m = rng.range(0, d.world.volumes[vi].vol.geo.members as u64) as u32;
+        d.world.fail_member(vi, m, true);
+    }
+    // Requests with the member gone, while what is left of the resync fails.
+    d.run(&w, None, |_, _| {});
+    d.world.run_until_idle();
+    // A recovery that ended well resynced everything (those in flight at the loss may have
+    // finished); one that did not leaves its stripes untrusted (at risk), never forgotten.
+    let mut at_risk = 0;
+    for (vi, end) in std::mem::take(&mut d.world.recovery_ends) {
+        let left = d.world.volumes[vi].vol.unsynced_stripes();
+        at_risk += left;
+        if end.is_ok() == (left > 0) && !opts.skip_unsynced_guard {
+            d.out.failed_requests += 1;
+            d.out.note(format!(
+                "volume {vi}: recovery ended {end:?} with {left} stripes unsynced (of {} at the loss)",
+                unsynced_at_loss[vi]
+            ));
+        }
+    }
+    let _ = at_risk;
+    d.out.max_resynced = d.max_resynced;
+    d.out.record_writes = record_writes;
+    d.out.full_marks = full_marks;
+    d.out.lost_acked = d.read_back(None);
+    d.check_records();
+    if listed_at_crash == 0 {
+        d.out.unexercised += 1;
+        d.out
+            .note("not exercised: nothing listed at the crash".into());
+    }
+    d.out.crashes_while_resyncing = crashed_while_resyncing;
     d.out
 }
 

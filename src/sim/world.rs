@@ -417,7 +417,19 @@ pub struct World {
     pub trace: JournalTrace,
     /// The I/O id and generation of a checkpoint write in flight.
     checkpoint_write: Option<(u64, u64)>,
+    /// Per volume index: the crash recovery running (the world polls it as it steps; see
+    /// [`World::recover_online`]).
+    recoveries: Vec<Option<Recovery>>,
+    /// Completions of recovery requests not yet handed to their recovery.
+    recovery_done: Vec<(usize, Result<(), crate::engine::IoError>)>,
+    /// Recovery requests sent so far (numbers their tags).
+    recovery_sent: u64,
+    /// How each recovery ended: (volume index, result), oldest first.
+    pub recovery_ends: Vec<(usize, Result<crate::control::Outcome, RecoveryError>)>,
 }
+
+/// Tag bit of the requests a recovery sends (their completions go to it, not to the caller).
+const RECOVERY_TAG: u64 = 1 << 61;
 
 impl World {
     /// A fresh world with zeroed devices.
@@ -553,6 +565,10 @@ impl World {
             journal_lost: image.journal_lost,
             trace: JournalTrace::default(),
             checkpoint_write: None,
+            recoveries: (0..nvol).map(|_| None).collect(),
+            recovery_done: Vec::new(),
+            recovery_sent: 0,
+            recovery_ends: Vec::new(),
             cfg,
         };
         for r in 0..w.cfg.reactors {
@@ -722,7 +738,13 @@ impl World {
         let msgs = std::mem::take(&mut ch.backend_mut().msgs);
         let mut done = Vec::new();
         ch.drain_completions(&mut done);
-        self.done.extend(done.into_iter().map(|c| (reactor, vi, c)));
+        for c in done {
+            if c.tag & RECOVERY_TAG != 0 {
+                self.recovery_done.push((vi, c.result));
+            } else {
+                self.done.push((reactor, vi, c));
+            }
+        }
         for io in ios {
             self.seq += 1;
             let id = self.seq;
@@ -769,12 +791,89 @@ impl World {
         }
     }
 
-    /// Run one event. False when only ticks remain and every channel is idle.
+    /// Run one event. False when only ticks remain, every channel is idle and no recovery
+    /// runs (a recovery waiting for a record lets ticks pass).
     pub fn step(&mut self) -> bool {
+        self.poll_recoveries();
         if self.busy == 0 && self.channels.iter().flatten().all(|c| c.idle()) {
+            if self.recovering() {
+                let t = self.cfg.tick_us;
+                self.advance(t);
+                return true;
+            }
             return false;
         }
         self.run_next()
+    }
+
+    /// Whether a crash recovery still runs.
+    pub fn recovering(&self) -> bool {
+        self.recoveries.iter().any(Option::is_some)
+    }
+
+    /// Resyncs the recovery of volume index `vi` finished so far, and its total.
+    pub fn recovery_progress(&self, vi: usize) -> Option<(u64, u64)> {
+        self.recoveries[vi]
+            .as_ref()
+            .map(|r| (r.completed(), r.total()))
+    }
+
+    /// Hand recoveries their completions and let them submit what they want next, as a
+    /// runtime's control plane does.
+    fn poll_recoveries(&mut self) {
+        if !self.recovering() {
+            return;
+        }
+        let Some(journal) = self.journal.clone() else {
+            return;
+        };
+        for (vi, result) in std::mem::take(&mut self.recovery_done) {
+            if let Some(r) = self.recoveries[vi].as_mut() {
+                r.complete(result);
+            }
+        }
+        for vi in 0..self.recoveries.len() {
+            let Some(mut rec) = self.recoveries[vi].take() else {
+                continue;
+            };
+            let mut over = false;
+            loop {
+                match rec.poll(&journal) {
+                    Step::Submit(list) => {
+                        for s in list {
+                            // Spread the resyncs over the reactors, as the runtimes may.
+                            let r = (self.recovery_sent % self.cfg.reactors as u64) as u32;
+                            self.recovery_sent += 1;
+                            let tag = RECOVERY_TAG | self.recovery_sent;
+                            if let Err(e) = self.submit(r, vi, tag, s.op, s.lba, s.blocks, None) {
+                                rec.refused(e.error);
+                            }
+                        }
+                        // Completions that came back at once.
+                        for (v, result) in std::mem::take(&mut self.recovery_done) {
+                            if v == vi {
+                                rec.complete(result);
+                            } else if let Some(r) = self.recoveries[v].as_mut() {
+                                r.complete(result);
+                            }
+                        }
+                    }
+                    Step::Kick => {
+                        self.channels[0][vi].message(Msg::JournalKick);
+                        self.pump(0, vi);
+                    }
+                    Step::Wait => break,
+                    Step::Done(result) => {
+                        self.recovery_ends.push((vi, result));
+                        over = true;
+                        break;
+                    }
+                }
+            }
+            if !over {
+                self.recoveries[vi] = Some(rec);
+            }
+        }
     }
 
     /// Let `us` microseconds pass, running every event due meanwhile (ticks included).
@@ -1103,6 +1202,70 @@ impl World {
         World::recover_until_with(cfg, image, crash_after, opts, RecordRead::Chain)
     }
 
+    /// Start each volume's crash recovery (from the record `journal` resumed from; every stripe
+    /// onto a fresh journal when it was `lost`), guarded so that the volume may serve I/O
+    /// meanwhile ([`Recovery::guard`]); the world runs them as it steps.
+    fn start_recoveries(
+        &mut self,
+        journal: &Journal,
+        lost: bool,
+        opts: &RecoveryOptions,
+        report: &mut RecoveryReport,
+    ) {
+        for vi in 0..self.volumes.len() {
+            let number = self.volumes[vi].vol.number;
+            let stripes = journal.carried_stripes(number);
+            let failed = self.volumes[vi].vol.failed_count() > 0;
+            let opts = RecoveryOptions {
+                window: 64,
+                ..opts.clone()
+            };
+            let rec = if lost {
+                // As bdev_jraid_set_journal on a held-back volume: every member needed.
+                assert!(
+                    !failed,
+                    "a full resync onto a new journal needs every member"
+                );
+                let all = self.volumes[vi].vol.geo.stripes;
+                report.resynced.push((number, (0..all).collect()));
+                Recovery::new(number, Stripes::All(all), Vec::new(), opts)
+            } else {
+                let (resync, at_risk) = if failed {
+                    report.at_risk.push((number, stripes.clone()));
+                    (Vec::new(), stripes)
+                } else {
+                    report.resynced.push((number, stripes.clone()));
+                    (stripes, Vec::new())
+                };
+                Recovery::new(number, Stripes::Listed(resync), at_risk, opts)
+            };
+            rec.guard(&self.volumes[vi].vol);
+            self.recoveries[vi] = Some(rec);
+        }
+    }
+
+    /// Power back after `image`: recovery starts and the volumes serve I/O at once while it
+    /// resyncs in the background (the world runs it as it steps; [`World::recovering`],
+    /// [`World::recovery_ends`]). The report names the stripes it will resync (or holds at
+    /// risk). Not with a lost journal (that full resync runs before anything is served).
+    pub fn recover_online(
+        cfg: SimConfig,
+        image: CrashImage,
+        opts: &RecoveryOptions,
+    ) -> (World, RecoveryReport) {
+        assert!(!image.journal_lost, "online recovery needs the journal");
+        let mut report = RecoveryReport::default();
+        let Some(sj) = cfg.journal.clone() else {
+            return (World::from_image(cfg, image, None), report);
+        };
+        let last = newest_record(&sj, &image, RecordRead::Chain);
+        report.generation = last.as_ref().map_or(0, |r| r.generation);
+        let journal = Arc::new(Journal::new(sj.config(), last));
+        let mut w = World::from_image(cfg, image, Some(journal.clone()));
+        w.start_recoveries(&journal, false, opts, &mut report);
+        (w, report)
+    }
+
     /// [`World::recover_until`] reading the journal as `read` says (the simulator's controls
     /// read less than the chain).
     pub fn recover_until_with(
@@ -1117,13 +1280,6 @@ impl World {
             return Ok((World::from_image(cfg, image, None), report));
         };
         let jcfg = sj.config();
-        let slot = |image: &CrashImage, k: usize| {
-            let (dev, lba) = jcfg.slots[k];
-            let disk = &image.journal[dev as usize];
-            let mut buf = vec![0u8; sj.slot_bytes as usize];
-            disk.read(lba, &mut buf);
-            buf
-        };
         let lost = image.journal_lost;
         let mut image = image;
         let last = if lost {
@@ -1133,118 +1289,26 @@ impl World {
                 .collect();
             None
         } else {
-            let (s0, s1) = (slot(&image, 0), slot(&image, 1));
-            let mut last = record::newest(&s0, &s1, &sj.uuid, sj.block_size as usize)
-                .expect("the simulator writes the current record format");
-            if let (Some(r), RecordRead::CheckpointOnly) = (last.as_mut(), read) {
-                let area = if r.area == 0 { &s0 } else { &s1 };
-                let cp = record::decode(area, r.area, &sj.uuid).expect("the chain's checkpoint");
-                r.entries = cp.adds;
-                r.entries.sort_unstable();
-            }
-            last
+            newest_record(&sj, &image, read)
         };
         report.generation = last.as_ref().map_or(0, |r| r.generation);
         let journal = Arc::new(Journal::new(jcfg, last));
         let mut w = World::from_image(cfg, image, Some(journal.clone()));
-        // The journal attached every volume in from_image; fetch each one's carried stripes.
-        let mut recs = Vec::new();
-        for vi in 0..w.volumes.len() {
-            let number = w.volumes[vi].vol.number;
-            let stripes = journal.carried_stripes(number);
-            let failed = w.volumes[vi].vol.failed_count() > 0;
-            let opts = RecoveryOptions {
-                window: 64,
-                ..opts.clone()
-            };
-            if lost {
-                // As bdev_jraid_set_journal on a held-back volume: every member needed.
-                assert!(
-                    !failed,
-                    "a full resync onto a new journal needs every member"
-                );
-                let all = w.volumes[vi].vol.geo.stripes;
-                report.resynced.push((number, (0..all).collect()));
-                recs.push(Some(Recovery::new(
-                    number,
-                    Stripes::All(all),
-                    Vec::new(),
-                    opts,
-                )));
-                continue;
-            }
-            let (resync, at_risk) = if failed {
-                report.at_risk.push((number, stripes.clone()));
-                (Vec::new(), stripes)
-            } else {
-                report.resynced.push((number, stripes.clone()));
-                (stripes, Vec::new())
-            };
-            recs.push(Some(Recovery::new(
-                number,
-                Stripes::Listed(resync),
-                at_risk,
-                opts,
-            )));
-        }
-        let (mut events, mut idle) = (0u64, 0u64);
-        let mut sent = 0u64;
-        let mut done = Vec::new();
-        loop {
-            for (vi, slot) in recs.iter_mut().enumerate() {
-                let Some(rec) = slot else { continue };
-                loop {
-                    match rec.poll(&journal) {
-                        Step::Submit(list) => {
-                            for s in list {
-                                // Spread the resyncs over the reactors, as the runtimes may.
-                                let r = (sent % w.cfg.reactors as u64) as u32;
-                                sent += 1;
-                                let tag = u64::MAX - sent;
-                                if let Err(e) = w.submit(r, vi, tag, s.op, s.lba, s.blocks, None) {
-                                    rec.refused(e.error);
-                                }
-                            }
-                        }
-                        Step::Kick => {
-                            w.channels[0][vi].message(Msg::JournalKick);
-                            w.pump(0, vi);
-                        }
-                        Step::Wait => break,
-                        Step::Done(result) => {
-                            match result {
-                                Ok(_) => {}
-                                Err(RecoveryError::Resync { failed }) => {
-                                    report.resync_errors += failed
-                                }
-                                Err(_) => report.resync_errors += 1,
-                            }
-                            *slot = None;
-                            break;
-                        }
-                    }
-                }
-            }
-            if recs.iter().all(Option::is_none) {
-                break;
-            }
+        w.start_recoveries(&journal, lost, opts, &mut report);
+        let mut events = 0u64;
+        while w.recovering() {
             if crash_after.is_some_and(|c| events >= c) {
                 return Err(w.crash());
             }
-            if w.step() {
-                events += 1;
-            } else {
-                // Idle: only ticks remain (a record may wait for a timer).
-                idle += 1;
-                assert!(idle < 1_000_000, "recovery never finished");
-                let t = w.cfg.tick_us;
-                w.advance(t);
-            }
-            w.take_completions(&mut done);
-            for (_, vi, c) in done.drain(..) {
-                if let Some(rec) = recs[vi].as_mut() {
-                    rec.complete(c.result);
-                }
+            w.step();
+            events += 1;
+            assert!(events < 50_000_000, "recovery never finished");
+        }
+        for (_, result) in std::mem::take(&mut w.recovery_ends) {
+            match result {
+                Ok(_) => {}
+                Err(RecoveryError::Resync { failed }) => report.resync_errors += failed,
+                Err(_) => report.resync_errors += 1,
             }
         }
         w.run_until_idle();
@@ -1252,6 +1316,28 @@ impl World {
         w.journal_lost = false;
         Ok((w, report))
     }
+}
+
+/// The state recovery starts from: the newest record on the image's journal, read as `read`
+/// says (anything but the chain is a control).
+fn newest_record(sj: &SimJournal, image: &CrashImage, read: RecordRead) -> Option<record::Record> {
+    let cfg = sj.config();
+    let slot = |k: usize| {
+        let (dev, lba) = cfg.slots[k];
+        let mut buf = vec![0u8; sj.slot_bytes as usize];
+        image.journal[dev as usize].read(lba, &mut buf);
+        buf
+    };
+    let (s0, s1) = (slot(0), slot(1));
+    let mut last = record::newest(&s0, &s1, &sj.uuid, sj.block_size as usize)
+        .expect("the simulator writes the current record format");
+    if let (Some(r), RecordRead::CheckpointOnly) = (last.as_mut(), read) {
+        let area = if r.area == 0 { &s0 } else { &s1 };
+        let cp = record::decode(area, r.area, &sj.uuid).expect("the chain's checkpoint");
+        r.entries = cp.adds;
+        r.entries.sort_unstable();
+    }
+    last
 }
 
 /// What recovery did.
