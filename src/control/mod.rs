@@ -2,7 +2,7 @@
 //! runtime — the SPDK adapter, the io_uring runtime and the simulator (which crashes inside
 //! them). Safe Rust, no SPDK or io_uring types:
 //! - [`assembly`]: which members a volume uses, from the superblocks found;
-//! - [`recovery`]: after a crash, before the volume serves I/O;
+//! - [`recovery`]: after a crash (the volume may serve I/O meanwhile);
 //! - [`pass`]: rebuild, scrub (and repair) and the full resync before a new journal;
 //! - [`detach`]: a volume leaving its journal (delete, stop).
 //!
@@ -12,7 +12,8 @@
 //!
 //! Each ordering rule that protects data is enforced in one place here and named in that
 //! module's docs:
-//! - [`recovery`]: members are flushed before resynced stripes leave the record.
+//! - [`recovery`]: members are flushed before resynced stripes leave the record; while the
+//!   volume serves I/O during it, no request trusts the parity of a stripe not yet resynced.
 //! - [`pass`]: a rebuild or full resync flushes the members before it is done (before the
 //!   replacement is marked active, or the new journal named).
 //! - [`detach`]: a volume's members are flushed before its entries leave the journal.

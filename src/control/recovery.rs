@@ -1,5 +1,5 @@
-//! Recovery of one volume before it serves I/O: the one copy the SPDK adapter, the io_uring
-//! runtime and the simulator drive.
+//! Recovery of one volume after a crash (before it serves I/O, or while it does): the one copy
+//! the SPDK adapter, the io_uring runtime and the simulator drive.
 //!
 //! Steps, in order:
 //! 1. **Resync** every stripe to recover (those the journal's newest record lists for the volume,
@@ -72,6 +72,11 @@ impl Stripes {
 pub struct RecoveryOptions {
     /// Resyncs in flight at most (0: 1).
     pub window: usize,
+    /// Bandwidth cap in bytes per second (0: none), counted as `bytes_per_stripe` per resync;
+    /// for a resync that runs while the volume serves I/O.
+    pub bytes_per_s: u64,
+    /// Bytes a resync of one stripe moves (for the cap).
+    pub bytes_per_stripe: u64,
     /// Simulator control only: release the stripes without flushing the members first. The
     /// crash simulation must then find loss; no runtime sets it.
     pub skip_member_flush: bool,
@@ -126,6 +131,8 @@ pub enum RecoveryError {
     Flush(IoError),
     /// The final record could not be written.
     Journal,
+    /// Stopped with the volume ([`Recovery::stop`]): the stripes not resynced stay listed.
+    Stopped,
 }
 
 impl std::fmt::Display for RecoveryError {
@@ -136,6 +143,7 @@ impl std::fmt::Display for RecoveryError {
             }
             RecoveryError::Flush(e) => write!(f, "member flush after the resync failed: {e:?}"),
             RecoveryError::Journal => write!(f, "the journal record write failed"),
+            RecoveryError::Stopped => write!(f, "stopped with the volume"),
         }
     }
 }
@@ -145,6 +153,7 @@ enum Phase {
     Resync,
     Flush { sent: bool },
     Record { target: Option<u64> },
+    Stopping,
     Over,
 }
 
@@ -161,6 +170,8 @@ pub struct Recovery {
     completed: u64,
     failed: u64,
     flush_error: Option<IoError>,
+    /// When the first resync was sent (µs; for the bandwidth cap).
+    started_us: Option<u64>,
 }
 
 impl Recovery {
@@ -178,7 +189,14 @@ impl Recovery {
             completed: 0,
             failed: 0,
             flush_error: None,
+            started_us: None,
         }
+    }
+
+    /// Change the window and the bandwidth cap (0: none) of a running recovery.
+    pub fn set_limits(&mut self, window: usize, bytes_per_s: u64) {
+        self.opts.window = window;
+        self.opts.bytes_per_s = bytes_per_s;
     }
 
     /// Before the volume serves I/O while this recovery runs: tell the engine which stripes'
@@ -190,6 +208,15 @@ impl Recovery {
             if !self.opts.skip_unsynced_guard {
                 vol.set_unsynced(l.clone());
             }
+        }
+    }
+
+    /// The volume is going away (while it served I/O during this recovery): submit nothing
+    /// more, and end with [`RecoveryError::Stopped`] once nothing is in flight. The stripes
+    /// not released stay listed (carried), so the next start resyncs them.
+    pub fn stop(&mut self) {
+        if matches!(self.phase, Phase::Resync | Phase::Flush { .. }) {
+            self.phase = Phase::Stopping;
         }
     }
 
@@ -232,14 +259,23 @@ impl Recovery {
         }
     }
 
-    /// The next step, given `journal` (the volume's journal).
-    pub fn poll(&mut self, journal: &Journal) -> Step {
+    /// The next step, given `journal` (the volume's journal) and the time (µs).
+    pub fn poll(&mut self, journal: &Journal, now_us: u64) -> Step {
         loop {
             match self.phase {
                 Phase::Resync => {
                     let window = self.opts.window.max(1);
+                    let started = *self.started_us.get_or_insert(now_us);
+                    let elapsed = now_us.saturating_sub(started);
+                    let cap = self.opts.bytes_per_s;
                     let mut out = Vec::new();
                     while self.inflight < window && self.next < self.stripes.len() {
+                        if cap > 0
+                            && self.next as u128 * self.opts.bytes_per_stripe as u128 * 1_000_000
+                                > elapsed as u128 * cap as u128
+                        {
+                            break; // over the bandwidth cap: wait for a tick
+                        }
                         out.push(Submit {
                             op: UserOp::Resync,
                             lba: self.stripes.at(self.next),
@@ -251,7 +287,7 @@ impl Recovery {
                     if !out.is_empty() {
                         return Step::Submit(out);
                     }
-                    if self.inflight > 0 {
+                    if self.inflight > 0 || self.next < self.stripes.len() {
                         return Step::Wait;
                     }
                     if self.failed > 0 {
@@ -307,6 +343,13 @@ impl Recovery {
                         resynced: self.completed,
                         generation: journal.durable_generation(),
                     }));
+                }
+                Phase::Stopping => {
+                    if self.inflight > 0 {
+                        return Step::Wait;
+                    }
+                    self.phase = Phase::Over;
+                    return Step::Done(Err(RecoveryError::Stopped));
                 }
                 Phase::Over => return Step::Wait,
             }

@@ -838,7 +838,7 @@ impl World {
             };
             let mut over = false;
             loop {
-                match rec.poll(&journal) {
+                match rec.poll(&journal, self.now) {
                     Step::Submit(list) => {
                         for s in list {
                             // Spread the resyncs over the reactors, as the runtimes may.

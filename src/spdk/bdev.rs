@@ -359,6 +359,8 @@ impl SpdkVolume {
             "rebuild": super::rebuild::rebuild_status(self),
             "scrub": super::rebuild::scrub_status(self),
             "set_journal": super::rebuild::set_journal_status(self),
+            "recovery": super::status::json(&self.uuid, super::status::Slot::Recovery),
+            "unsynced_stripes": self.vol.unsynced_stripes(),
             "generation": j.durable_generation(),
             "open_generation": j.open_generation(),
             "dirty_stripes": listed,

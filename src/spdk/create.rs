@@ -10,8 +10,8 @@ use spdk_sys as sys;
 
 use super::base::{BaseBdev, BaseError};
 use super::bdev::{self, registry, SbLease, SpdkJournal, SpdkVolume, VolumeSpec};
-use super::channel::{self, pump, INTERNAL_TAG};
-use super::ffi::{self, cstring, guard, noticelog, warnlog};
+use super::channel::{self, pump};
+use super::ffi::{self, cstring, errlog, guard, noticelog, warnlog};
 use super::json::uuid_string;
 use super::superblocks::{self, read_bytes, read_sb, write_sb, Join};
 use crate::control::{self, PassKind, Stripes};
@@ -28,11 +28,39 @@ const MAX_SLOT_BYTES: u64 = 16 << 20;
 /// Resyncs recovery keeps in flight.
 const RESYNC_DEPTH: usize = 32;
 
+/// Limits of the resync after a crash (while the volume serves I/O): stripes in flight and a
+/// MiB/s cap (0: none). Set by `bdev_jraid_set_options`; a running recovery follows changes.
+static RECOVERY_LIMITS: Mutex<(usize, u64)> = Mutex::new((RESYNC_DEPTH, 0));
+/// Whether a volume serves I/O while the stripes listed at a crash are resynced (else it is
+/// registered only once they are). Set by `bdev_jraid_set_options recovery_online`.
+static RECOVERY_ONLINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether volumes serve I/O while they resync after a crash (see `RECOVERY_ONLINE`).
+pub(crate) fn recovery_online() -> bool {
+    RECOVERY_ONLINE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Set [`recovery_online`].
+pub(crate) fn set_recovery_online(on: bool) {
+    RECOVERY_ONLINE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The limits of the resync after a crash: (window, MiB/s cap; 0: none).
+pub(crate) fn recovery_limits() -> (usize, u64) {
+    *RECOVERY_LIMITS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Set the limits of the resync after a crash (see [`recovery_limits`]).
+pub(crate) fn set_recovery_limits(window: usize, bandwidth_mb: u64) {
+    *RECOVERY_LIMITS.lock().unwrap_or_else(|e| e.into_inner()) = (window, bandwidth_mb);
+}
+
 const EINVAL: i32 = 22;
 const ENODEV: i32 = 19;
 const EEXIST: i32 = 17;
 const EBUSY: i32 = 16;
 const EIO: i32 = 5;
+const ESHUTDOWN: i32 = 108;
 const ENOSPC: i32 = 28;
 const ENOMEM: i32 = 12;
 
@@ -805,10 +833,31 @@ fn start_volume(spec: VolumeSpec, recover: Recover, done: Done) {
     };
     match recover {
         Recover::No => finish(v.clone(), Ok(()), done),
-        Recover::Listed => Recovery::start(v, false, Box::new(move |v, r| finish(v, r, done))),
+        Recover::Listed if !recovery_online() => {
+            Recovery::start(v, false, false, Box::new(move |v, r| finish(v, r, done)))
+        }
+        Recover::Listed => {
+            // Online: the volume serves I/O as soon as the record is read; the listed stripes
+            // are resynced in the background (the engine does not trust their parity until
+            // then: control::recovery, "Serving I/O while it runs").
+            Recovery::start(v.clone(), false, true, Box::new(|v, r| recovered(&v, r)));
+            let v2 = v.clone();
+            finish(
+                v,
+                Ok(()),
+                Box::new(move |r| {
+                    if r.is_err() {
+                        // Not registered: the background resync stops with the volume.
+                        super::rebuild::volume_stopping(Arc::as_ptr(&v2));
+                    }
+                    done(r)
+                }),
+            )
+        }
         Recover::Full => Recovery::start(
             v,
             true,
+            false,
             Box::new(move |v, r| {
                 if let Err(e) = r {
                     return finish(v, Err(e), done);
@@ -826,6 +875,23 @@ fn start_volume(spec: VolumeSpec, recover: Recover, done: Done) {
 
 type RecoveryDone = Box<dyn FnOnce(Arc<SpdkVolume>, Result<(), CreateError>)>;
 
+/// The background resync of a volume serving I/O ended (its status says how; this logs it).
+fn recovered(v: &Arc<SpdkVolume>, r: Result<(), CreateError>) {
+    if let Err(e) = r {
+        let left = v.vol.unsynced_list();
+        if !left.is_empty() {
+            errlog!(
+                "volume {}: {} listed stripes are not resynced and stay at risk until they are \
+                 (degraded reads of them fail; they stay listed for the next start): {}",
+                v.name,
+                left.len(),
+                e.msg
+            );
+            *v.at_risk.lock().unwrap_or_else(|e| e.into_inner()) = left;
+        }
+    }
+}
+
 /// Recovery of one volume on the app thread, through a channel of its own: the control
 /// plane's recovery ([`control::Recovery`]: resync every stripe the journal lists for it, flush
 /// the members, stop carrying the stripes and write a record above every generation seen),
@@ -835,8 +901,10 @@ struct Recovery {
     ch: *mut sys::spdk_io_channel,
     poller: *mut sys::spdk_poller,
     rec: control::Recovery,
-    /// A full resync (progress is published), of this many stripes.
-    full: Option<u64>,
+    /// The volume serves I/O meanwhile (the resync of the stripes listed at a crash).
+    online: bool,
+    /// `stop` was called (the volume is going away).
+    stopping: bool,
     seq: u64,
     started_us: u64,
     published_us: u64,
@@ -844,7 +912,9 @@ struct Recovery {
 }
 
 impl Recovery {
-    fn start(v: Arc<SpdkVolume>, full: bool, done: RecoveryDone) {
+    /// Start the recovery of `v`: a `full` resync (a new journal), or of the stripes its
+    /// journal lists, `online` (the volume serves I/O meanwhile) or not.
+    fn start(v: Arc<SpdkVolume>, full: bool, online: bool, done: RecoveryDone) {
         if full {
             noticelog!(
                 "volume {}: full resync of {} stripes before it serves I/O on its new journal",
@@ -852,7 +922,7 @@ impl Recovery {
                 v.geo.stripes
             );
             let n = v.geo.stripes;
-            return Recovery::run(v, Stripes::All(n), Vec::new(), done);
+            return Recovery::run(v, Stripes::All(n), Vec::new(), false, done);
         }
         let j = &v.journal().journal;
         let stripes = j.carried_stripes(v.number);
@@ -871,9 +941,14 @@ impl Recovery {
         };
         if !resync.is_empty() {
             noticelog!(
-                "volume {}: resyncing {} listed stripes",
+                "volume {}: resyncing {} listed stripes{}",
                 v.name,
-                resync.len()
+                resync.len(),
+                if online {
+                    " in the background; serving I/O meanwhile"
+                } else {
+                    " before it serves I/O"
+                }
             );
         } else if at_risk.is_empty() {
             noticelog!(
@@ -883,34 +958,42 @@ impl Recovery {
             );
         }
         *v.at_risk.lock().unwrap_or_else(|e| e.into_inner()) = at_risk.clone();
-        Recovery::run(v, Stripes::Listed(resync), at_risk, done)
+        Recovery::run(v, Stripes::Listed(resync), at_risk, online, done)
     }
 
-    fn run(v: Arc<SpdkVolume>, stripes: Stripes, at_risk: Vec<u64>, done: RecoveryDone) {
+    fn run(
+        v: Arc<SpdkVolume>,
+        stripes: Stripes,
+        at_risk: Vec<u64>,
+        online: bool,
+        done: RecoveryDone,
+    ) {
         // SAFETY: the io_device was registered by start_volume on this thread.
         let ch = unsafe { sys::spdk_get_io_channel(v.io_device()) };
         if ch.is_null() {
             return done(v, Err(err(12, "no channel for recovery")));
         }
-        let full = match stripes {
-            Stripes::All(n) => Some(n),
-            Stripes::Listed(_) => None,
-        };
         let rec = control::Recovery::new(
             v.number,
             stripes,
             at_risk,
             control::RecoveryOptions {
                 window: RESYNC_DEPTH,
+                bytes_per_stripe: v.geo.stripe_blocks() * u64::from(v.geo.block_size),
                 ..Default::default()
             },
         );
+        if online {
+            // Before the bdev is registered: no request may trust an unsynced parity.
+            rec.guard(&v.vol);
+        }
         let r = Box::into_raw(Box::new(Recovery {
             vol: v,
             ch,
             poller: std::ptr::null_mut(),
             rec,
-            full,
+            online,
+            stopping: false,
             seq: 0,
             started_us: ffi::now_us(),
             published_us: 0,
@@ -924,17 +1007,34 @@ impl Recovery {
     fn step(&mut self) -> Option<Result<(), CreateError>> {
         // SAFETY: `ch` is our channel on this thread; its context is alive while we hold it.
         let ptr = unsafe { channel::ctx_of(self.ch) };
+        // Only completions of our own requests: a pass (a rebuild resumed at assembly) may
+        // run beside us on this channel.
+        let mut done = Vec::new();
         // SAFETY: no other borrow of the context is live in this poller.
-        let done = std::mem::take(unsafe { &mut (*ptr).internal });
-        for c in done {
-            self.rec.complete(c.result);
+        unsafe { &mut (*ptr).internal }.retain(|c| {
+            let mine = super::rebuild::code_of(c.tag) == super::rebuild::CODE_RECOVERY;
+            if mine {
+                done.push(c.result);
+            }
+            !mine
+        });
+        for r in done {
+            self.rec.complete(r);
+        }
+        if self.online && !self.stopping && super::rebuild::stopping(&self.vol) {
+            self.stopping = true;
+            self.rec.stop();
+        }
+        if self.online {
+            let (window, mb) = recovery_limits();
+            self.rec.set_limits(window, mb << 20);
         }
         let j = self.vol.journal().journal.clone();
         let out = loop {
-            match self.rec.poll(&j) {
+            match self.rec.poll(&j, ffi::now_us()) {
                 control::Step::Submit(list) => {
                     for s in list {
-                        let tag = (self.seq << 1) | INTERNAL_TAG;
+                        let tag = super::rebuild::tag(super::rebuild::CODE_RECOVERY, self.seq);
                         self.seq += 1;
                         // SAFETY: as above; the borrow ends before pump.
                         let r = unsafe { (*ptr).channel.submit(tag, s.op, s.lba, s.blocks, None) };
@@ -956,46 +1056,76 @@ impl Recovery {
                 control::Step::Done(r) => break Some(r),
             }
         };
-        if let Some(n) = self.full {
-            let now = ffi::now_us();
-            let completed = self.rec.completed();
-            if now >= self.published_us + 100_000 || completed == n {
-                self.published_us = now;
-                let elapsed = (now - self.started_us).max(1) as f64 / 1e6;
-                let g = &self.vol.geo;
-                let mib = completed as f64 * (g.stripe_blocks() * g.block_size as u64) as f64
-                    / (1 << 20) as f64;
-                use super::status::{ProcState, ProcStatus};
-                let mut st = ProcStatus::starting(PassKind::Resync, &self.vol.journal().name);
-                st.state = if completed < n {
-                    ProcState::Running
-                } else {
-                    ProcState::Attaching
-                };
-                st.total = n;
-                st.done = completed;
-                st.elapsed_s = elapsed;
-                st.mib_per_s = (mib / elapsed * 10.0).round() / 10.0;
-                st.errors = self.rec.failed();
-                super::status::set(self.vol.uuid, super::status::Slot::SetJournal, Some(st));
-            }
-        }
+        self.publish(out.as_ref());
         let name = &self.vol.name;
         Some(match out? {
             Ok(o) => {
                 noticelog!(
-                    "volume {name}: recovered ({} stripes resynced, members flushed), journal at generation {}",
+                    "volume {name}: recovered ({} stripes resynced, members flushed) in {:.3} s, journal at generation {}",
                     o.resynced,
+                    (ffi::now_us() - self.started_us) as f64 / 1e6,
                     o.generation
                 );
                 Ok(())
             }
+            Err(control::RecoveryError::Stopped) => Err(err(
+                ESHUTDOWN,
+                format!("volume {name}: resync stopped with the volume"),
+            )),
             Err(control::RecoveryError::Journal) => Err(err(
                 EIO,
                 format!("journal {}: record write failed", self.vol.journal().name),
             )),
             Err(e) => Err(err(EIO, format!("volume {name}: {e}"))),
         })
+    }
+}
+
+impl Recovery {
+    /// Publish progress for `bdev_jraid_get_bdevs` (at most every 100 ms, and at the end): a
+    /// full resync under `set_journal`, the resync after a crash under `recovery`.
+    fn publish(&mut self, out: Option<&Result<control::Outcome, control::RecoveryError>>) {
+        use super::status::{ProcState, ProcStatus, Slot};
+        let now = ffi::now_us();
+        let (n, completed) = (self.rec.total(), self.rec.completed());
+        if now < self.published_us + 100_000 && completed < n && out.is_none() {
+            return;
+        }
+        self.published_us = now;
+        let elapsed = (now - self.started_us).max(1) as f64 / 1e6;
+        let g = &self.vol.geo;
+        let mib =
+            completed as f64 * (g.stripe_blocks() * g.block_size as u64) as f64 / (1 << 20) as f64;
+        let mut st = ProcStatus::starting(PassKind::Resync, &self.vol.journal().name);
+        st.state = match out {
+            None if self.stopping => ProcState::Stopping,
+            None if completed < n => ProcState::Running,
+            None if self.online => ProcState::Flushing,
+            None => ProcState::Attaching,
+            Some(Ok(_)) if self.online => ProcState::Done,
+            Some(Ok(_)) => ProcState::Attaching,
+            Some(Err(control::RecoveryError::Stopped)) => ProcState::Aborted,
+            Some(Err(_)) => ProcState::Failed,
+        };
+        if let Some(Err(e)) = out {
+            st.error = Some(e.to_string());
+        }
+        st.total = n;
+        st.done = completed;
+        st.elapsed_s = elapsed;
+        st.mib_per_s = (mib / elapsed * 10.0).round() / 10.0;
+        (st.window, st.bandwidth_mb) = if self.online {
+            recovery_limits()
+        } else {
+            (RESYNC_DEPTH, 0)
+        };
+        st.errors = self.rec.failed();
+        let slot = if self.online {
+            Slot::Recovery
+        } else {
+            Slot::SetJournal
+        };
+        super::status::set(self.vol.uuid, slot, Some(st));
     }
 }
 

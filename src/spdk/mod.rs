@@ -77,9 +77,24 @@ unsafe extern "C" fn get_ctx_size() -> i32 {
     0
 }
 
-unsafe extern "C" fn config_json(_w: *mut sys::spdk_json_write_ctx) -> i32 {
-    // No module-wide options; each volume writes its own bdev_jraid_create.
-    0
+unsafe extern "C" fn config_json(w: *mut sys::spdk_json_write_ctx) -> i32 {
+    ffi::guard("config_json", || {
+        // The module-wide options first (they must precede the bdevs examine finds); each
+        // volume writes its own bdev_jraid_create.
+        let (window, mb) = create::recovery_limits();
+        json::write_value(
+            w,
+            &serde_json::json!({
+                "method": "bdev_jraid_set_options",
+                "params": {
+                    "recovery_window": window,
+                    "recovery_bandwidth_mb": mb,
+                    "recovery_online": create::recovery_online(),
+                },
+            }),
+        );
+        0
+    })
 }
 
 /// Runs when the shared object is loaded (before `main` of the SPDK app).

@@ -40,12 +40,15 @@ const CODE_REBUILD_FLUSH: u64 = 2;
 const CODE_SCRUB: u64 = 3;
 const CODE_REPAIR: u64 = 4;
 const CODE_RESYNC: u64 = 5;
+/// The crash recovery's requests (`create::Recovery`; it may run beside a pass on the same
+/// channel, so each takes only completions of its own codes).
+pub(crate) const CODE_RECOVERY: u64 = 6;
 
-fn tag(code: u64, stripe: u64) -> u64 {
+pub(crate) fn tag(code: u64, stripe: u64) -> u64 {
     (stripe << 5) | (code << 1) | INTERNAL_TAG
 }
 
-fn code_of(tag: u64) -> u64 {
+pub(crate) fn code_of(tag: u64) -> u64 {
     (tag >> 1) & 0xf
 }
 

@@ -342,8 +342,58 @@ unsafe extern "C" fn rpc_set_journal(
     })
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionsParams {
+    #[serde(default)]
+    recovery_window: Option<usize>,
+    #[serde(default)]
+    recovery_bandwidth_mb: Option<u64>,
+    #[serde(default)]
+    recovery_online: Option<bool>,
+}
+
+/// `bdev_jraid_set_options`: module-wide settings (whether a volume serves I/O while it
+/// resyncs after a crash, and the limits of that resync);
+/// allowed at startup (in a JSON config, before the bdevs examine finds) and at runtime (a
+/// running resync follows).
+unsafe extern "C" fn rpc_set_options(
+    req: *mut sys::spdk_jsonrpc_request,
+    params: *const sys::spdk_json_val,
+) {
+    guard("bdev_jraid_set_options", || {
+        let req = Request(req);
+        let p: OptionsParams = match parse(params) {
+            Ok(p) => p,
+            Err(e) => return req.invalid(&e),
+        };
+        let (window, mb) = create::recovery_limits();
+        let opts = match pass_opts(
+            Some(p.recovery_window.unwrap_or(window)),
+            window,
+            Some(p.recovery_bandwidth_mb.unwrap_or(mb)),
+        ) {
+            Ok(o) => o,
+            Err(e) => return req.invalid(&format!("recovery_{e}")),
+        };
+        create::set_recovery_limits(opts.window, opts.bandwidth_mb);
+        if let Some(on) = p.recovery_online {
+            create::set_recovery_online(on);
+        }
+        req.result(&Value::Bool(true));
+    })
+}
+
 /// Register the RPC methods (from the load-time constructor).
 pub(crate) fn register() {
+    // SAFETY: static NUL-terminated name; the handler matches SPDK's type.
+    unsafe {
+        sys::spdk_rpc_register_method(
+            c"bdev_jraid_set_options".as_ptr(),
+            Some(rpc_set_options),
+            sys::SPDK_RPC_STARTUP | sys::SPDK_RPC_RUNTIME,
+        )
+    };
     let methods: [(&std::ffi::CStr, sys::spdk_rpc_method_handler); 6] = [
         (c"bdev_jraid_create", Some(rpc_create)),
         (c"bdev_jraid_delete", Some(rpc_delete)),

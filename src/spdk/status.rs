@@ -1,5 +1,5 @@
 //! The background processes of each volume (rebuild, scrub, the full resync of a journal
-//! replacement) as typed state; JSON only at the RPC edge ([`ProcStatus::to_json`], used by
+//! replacement, the resync after a crash) as typed state; JSON only at the RPC edge ([`ProcStatus::to_json`], used by
 //! `bdev_jraid_get_bdevs`).
 
 use std::collections::HashMap;
@@ -18,6 +18,8 @@ pub(crate) enum Slot {
     Scrub = 1,
     /// Full resync before a new journal is attached (`bdev_jraid_set_journal`).
     SetJournal = 2,
+    /// Resync of the stripes listed at a crash, while the volume serves I/O.
+    Recovery = 3,
 }
 
 /// Where a process is.
@@ -205,7 +207,7 @@ impl ProcStatus {
 }
 
 /// The statuses of every volume, by volume uuid and [`Slot`].
-type StatusMap = HashMap<[u8; 16], [Option<ProcStatus>; 3]>;
+type StatusMap = HashMap<[u8; 16], [Option<ProcStatus>; 4]>;
 static STATUS: Mutex<Option<StatusMap>> = Mutex::new(None);
 
 /// Set (or with `None`, clear) the status of `slot` of volume `uuid`.
@@ -213,7 +215,7 @@ pub(crate) fn set(uuid: [u8; 16], slot: Slot, s: Option<ProcStatus>) {
     let mut g = STATUS.lock().unwrap_or_else(|e| e.into_inner());
     g.get_or_insert_with(HashMap::new)
         .entry(uuid)
-        .or_insert([None, None, None])[slot as usize] = s;
+        .or_insert([None, None, None, None])[slot as usize] = s;
 }
 
 /// The status of `slot` of volume `uuid`.

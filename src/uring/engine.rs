@@ -378,7 +378,7 @@ struct Recovery {
 impl Driver for Recovery {
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
         while self.result.is_none() {
-            match self.rec.poll(&self.journal) {
+            match self.rec.poll(&self.journal, ctx.now_us()) {
                 control::Step::Submit(list) => {
                     for s in list {
                         self.tag += 1;

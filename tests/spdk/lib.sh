@@ -84,13 +84,24 @@ check_clean_exit() {
     fi
 }
 
-# wait_bdev SOCK NAME: wait until a bdev exists.
+# wait_bdev SOCK NAME: wait until a bdev exists and, for a jraid volume, until the resync after
+# a crash it may run in the background is over (a volume serves I/O during it).
 wait_bdev() {
+    local found=0 state
     for _ in $(seq 1 100); do
-        rpc "$1" bdev_get_bdevs "{\"name\":\"$2\"}" | grep -q '"result"' && return 0
+        rpc "$1" bdev_get_bdevs "{\"name\":\"$2\"}" | grep -q '"result"' && { found=1; break; }
         sleep 0.1
     done
-    die "bdev $2 never appeared"
+    [ $found = 1 ] || die "bdev $2 never appeared"
+    for _ in $(seq 1 600); do
+        state=$(rpc "$1" bdev_jraid_get_bdevs "{\"name\":\"$2\"}" | python3 -c '
+import json, sys
+r = json.load(sys.stdin).get("result")
+rec = r[0].get("recovery") if r else None
+print(rec["state"] if rec else "none")' 2>/dev/null || echo none)
+        case "$state" in starting | running | flushing | stopping) sleep 0.1 ;; *) return 0 ;; esac
+    done
+    die "the resync of $2 after a crash did not end"
 }
 
 # aio_entries DIR NAMES...: bdev_aio_create entries (4 KiB blocks) for files DIR/NAME, comma-separated.

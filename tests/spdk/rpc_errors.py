@@ -111,6 +111,13 @@ print("ok   second volume shares journal jl as volume 1")
 expect_error("scrub window zero", "bdev_jraid_scrub", {"name": "r1", "window": 0}, INVALID, ["window"])
 expect_error("rebuild window too large", "bdev_jraid_add_base_bdev", {"name": "r1", "base_bdev": "m4", "window": 100000}, INVALID, ["window"])
 expect_error("set_journal window too large", "bdev_jraid_set_journal", {"name": "r1", "journal_bdev": "jl2", "window": 5000}, INVALID, ["window"])
+expect_error("recovery window zero", "bdev_jraid_set_options", {"recovery_window": 0}, INVALID, ["recovery_window"])
+expect_error("unknown option", "bdev_jraid_set_options", {"recovery_speed": 3}, INVALID, ["recovery_speed"])
+ok("bdev_jraid_set_options", {"recovery_bandwidth_mb": 50, "recovery_window": 8})
+opts = [c for c in ok("framework_get_config", {"name": "bdev"}) if c["method"] == "bdev_jraid_set_options"]
+assert opts and opts[0]["params"] == {"recovery_window": 8, "recovery_bandwidth_mb": 50, "recovery_online": True}, opts
+ok("bdev_jraid_set_options", {"recovery_bandwidth_mb": 0, "recovery_window": 32})
+print("ok   bdev_jraid_set_options checked, and written by save_config")
 
 expect_error("delete unknown", "bdev_jraid_delete", {"name": "nope"}, -19, ["nope"])
 expect_error("delete without name", "bdev_jraid_delete", {}, INVALID, ["name"])
