@@ -331,3 +331,59 @@ fn exhausted_journal_channel_slots_refuse_a_channel_instead_of_panicking() {
     drop(a);
     assert!(chan(2).is_ok(), "the freed slot is usable again");
 }
+
+/// While a stripe is not resynced after a crash (online recovery), a one-block write to it is
+/// planned reconstruct-write (its old parity may be stale), a degraded read of it is refused
+/// rather than rebuilt from that parity, and once a resync of it completed both behave as usual.
+#[test]
+fn unsynced_stripes_never_trust_their_parity() {
+    // 8 members: 7 data strips of 4 blocks; one block is a read-modify-write when synced.
+    let mut w = world(8, true);
+    let geo = w.volumes[0].vol.geo;
+    let sb = geo.stripe_blocks();
+    w.volumes[0].vol.set_unsynced(vec![1, 3]);
+    assert!(w.volumes[0].vol.parity_untrusted(1));
+    assert!(!w.volumes[0].vol.parity_untrusted(2));
+    let mut tag = 0;
+    let mut run = |w: &mut World, op: UserOp, lba: u64| {
+        tag += 1;
+        w.submit(0, 0, tag, op, lba, 1, Some(Buf::new(4096)))
+            .unwrap();
+        w.run_until_idle();
+        let mut out = Vec::new();
+        w.take_completions(&mut out);
+        out.pop().unwrap().2.result
+    };
+    assert_eq!(run(&mut w, UserOp::Write, sb + 1), Ok(()));
+    assert_eq!(run(&mut w, UserOp::Write, 2 * sb + 1), Ok(()));
+    let st = &w.volumes[0].vol.stats;
+    assert_eq!(st.reconstruct_write.load(Relaxed), 1, "unsynced stripe 1");
+    assert_eq!(st.read_modify_write.load(Relaxed), 1, "synced stripe 2");
+    // A data member of stripe 3 goes: reading its block there needs parity.
+    let m = geo.data_member(3, 0);
+    w.fail_member(0, m, true);
+    assert_eq!(
+        run(&mut w, UserOp::Read, 3 * sb),
+        Err(IoError::ParityUntrusted)
+    );
+    // The same member's block in a synced stripe: a degraded read, served from parity.
+    let i = (0..geo.data_members())
+        .find(|&i| geo.data_member(4, i) == m)
+        .expect("m holds data in stripe 4") as u64;
+    let before = st_degraded(&w);
+    assert_eq!(
+        run(&mut w, UserOp::Read, 4 * sb + i * geo.strip_blocks),
+        Ok(())
+    );
+    assert_eq!(st_degraded(&w), before + 1, "a degraded read");
+    assert_eq!(w.volumes[0].vol.unsynced_list(), vec![1, 3]);
+    // Resynced (as a completed resync marks them): parity is trusted again.
+    w.volumes[0].vol.mark_synced(1);
+    w.volumes[0].vol.mark_synced(3);
+    assert_eq!(w.volumes[0].vol.unsynced_stripes(), 0);
+    assert_eq!(run(&mut w, UserOp::Read, 3 * sb), Ok(()));
+}
+
+fn st_degraded(w: &World) -> u64 {
+    w.volumes[0].vol.stats.degraded_read.load(Relaxed)
+}
