@@ -438,6 +438,7 @@ fn journal_config(sb: &JournalSuperblock, write_cache: bool) -> JournalConfig {
     );
     cfg.volatile_cache = write_cache;
     cfg.advise_state_memory = Some(super::ffi::advise_huge_pages);
+    cfg.prefetch = Some(super::ffi::prefetch);
     cfg
 }
 

@@ -187,3 +187,17 @@ pub(crate) fn advise_huge_pages(at: *const u8, len: usize) {
         unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
     }
 }
+
+/// A prefetch hint for the cache line at `at` (see [`crate::engine::Backend::prefetch`] and
+/// [`crate::journal::JournalConfig::prefetch`]); never reads or writes through it.
+pub(crate) fn prefetch(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults nor reads through the pointer (any
+    // address is allowed), and SSE, which it needs, is part of the x86_64 baseline.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(at.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}

@@ -534,6 +534,7 @@ impl VolumeFiles {
         );
         cfg.volatile_cache = true;
         cfg.advise_state_memory = Some(super::sys::advise_huge_pages);
+        cfg.prefetch = Some(super::sys::prefetch);
         cfg
     }
 

@@ -79,15 +79,7 @@ impl Backend for UringBackend {
     }
 
     fn prefetch(&self, at: *const u8) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint that never faults nor reads through the pointer (any
-        // address is allowed), and SSE, which it needs, is part of the x86_64 baseline.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(at.cast());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = at;
+        super::sys::prefetch(at);
     }
 }
 
