@@ -579,44 +579,17 @@ impl Driver {
         p_crash: f64,
         opts: &RecoveryOptions,
     ) -> super::world::RecoveryReport {
-        let placeholder = World::new(SimConfig {
-            volumes: vec![],
-            ..cfg.clone()
-        });
-        let world = std::mem::replace(&mut self.world, placeholder);
-        self.model.crashed(world.now);
-        self.trace.absorb(&world.trace);
-        self.full_marks += journal_counts(&world).1;
-        let torn = world.checkpoint_in_flight();
-        self.torn_checkpoints += u64::from(torn.is_some());
-        // Every generation durable before the power went must be found again.
-        let durable = match &world.journal {
-            Some(j) if !world.journal_lost => j.durable_generation(),
-            _ => 0,
-        };
-        let mut image = world.crash();
-        self.inflight.clear();
-        self.pass = None;
-        // Re-assembled from its superblocks after the restart.
-        self.deleted.iter_mut().for_each(|d| *d = false);
+        let (mut image, durable, torn) = self.power_loss(&cfg);
         loop {
             let at = self.rng.chance(p_crash).then(|| self.rng.range(0, 400));
             match World::recover_until_with(cfg.clone(), image, at, opts, self.record_read) {
                 Ok((mut recovered, report)) => {
                     self.recovery_trace.absorb(&recovered.trace.split());
                     self.world = recovered;
-                    if report.generation < durable {
-                        self.out.failed_requests += 1;
-                        self.out.note(format!(
-                            "recovery started from generation {} but {durable} was durable",
-                            report.generation
-                        ));
-                    }
                     if torn.is_some_and(|g| report.generation < g) {
                         self.checkpoint_fallbacks += 1;
                     }
-                    let resynced = report.resynced.iter().map(|(_, s)| s.len() as u64).sum();
-                    self.max_resynced = self.max_resynced.max(resynced);
+                    self.recovered(&report, durable);
                     return report;
                 }
                 Err(again) => {
@@ -635,6 +608,18 @@ impl Driver {
         cfg: SimConfig,
         opts: &RecoveryOptions,
     ) -> super::world::RecoveryReport {
+        let (image, durable, _) = self.power_loss(&cfg);
+        let (recovered, report) = World::recover_online(cfg, image, opts);
+        self.world = recovered;
+        self.recovered(&report, durable);
+        report
+    }
+
+    /// The power goes: the world's durable contents, the newest generation durable before (it
+    /// must be found again) and the generation of a checkpoint whose write it tore. Requests
+    /// in flight die with the power (the model keeps them as never acknowledged), and so does
+    /// a running pass; deleted volumes are re-assembled from their superblocks at the restart.
+    fn power_loss(&mut self, cfg: &SimConfig) -> (super::world::CrashImage, u64, Option<u64>) {
         let placeholder = World::new(SimConfig {
             volumes: vec![],
             ..cfg.clone()
@@ -643,12 +628,21 @@ impl Driver {
         self.model.crashed(world.now);
         self.trace.absorb(&world.trace);
         self.full_marks += journal_counts(&world).1;
-        let durable = world.journal.as_ref().map_or(0, |j| j.durable_generation());
+        let torn = world.checkpoint_in_flight();
+        self.torn_checkpoints += u64::from(torn.is_some());
+        let durable = match &world.journal {
+            Some(j) if !world.journal_lost => j.durable_generation(),
+            _ => 0,
+        };
         let image = world.crash();
         self.inflight.clear();
         self.pass = None;
-        let (recovered, report) = World::recover_online(cfg, image, opts);
-        self.world = recovered;
+        self.deleted.iter_mut().for_each(|d| *d = false);
+        (image, durable, torn)
+    }
+
+    /// A recovery started from `report`: it must have found generation `durable` again.
+    fn recovered(&mut self, report: &super::world::RecoveryReport, durable: u64) {
         if report.generation < durable {
             self.out.failed_requests += 1;
             self.out.note(format!(
@@ -658,7 +652,6 @@ impl Driver {
         }
         let resynced = report.resynced.iter().map(|(_, s)| s.len() as u64).sum();
         self.max_resynced = self.max_resynced.max(resynced);
-        report
     }
 
     /// Check every stripe's parity of every volume with all members present (idle volume).

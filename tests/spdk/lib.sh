@@ -84,6 +84,19 @@ check_clean_exit() {
     fi
 }
 
+# kill_under_load CFG LOG BDEVPERF-ARGS...: bdevperf over CFG (two reactors) with the given
+# workload, killed with -9 after LOAD_S seconds (default 5); fails unless r0 came up.
+kill_under_load() {
+    local cfg=$1 logf=$2 load; shift 2
+    spdk_env "$BDEVPERF" --json "$cfg" -m 0x3 "${MEM_ARGS[@]}" "$@" -t 60 -T r0 >"$logf" 2>&1 &
+    load=$!
+    sleep "${LOAD_S:-5}"
+    pkill -KILL -P "$load" 2>/dev/null || true
+    kill -KILL "$load" 2>/dev/null || true
+    wait "$load" 2>/dev/null || true
+    grep -aq "jraid volume r0 online" "$logf" || { tail "$logf" >&2; die "volume never came up"; }
+}
+
 # wait_bdev SOCK NAME: wait until a bdev exists and, for a jraid volume, until the resync after
 # a crash it may run in the background is over (a volume serves I/O during it).
 wait_bdev() {

@@ -23,14 +23,7 @@ config "$dir/degraded.json" "$(aio m0 m1 m2 jl)"
 members=("$dir/m0" "$dir/m1" "$dir/m2" "$dir/m3")
 
 log "write load (partial-stripe random writes on both reactors), then kill -9"
-spdk_env "$BDEVPERF" --json "$dir/load.json" -m 0x3 "${MEM_ARGS[@]}" -C -q 64 -o 12288 \
-    -w randwrite -t 60 -T r0 >"$dir/load.log" 2>&1 &
-load=$!
-sleep "${LOAD_S:-5}"
-pkill -KILL -P "$load" 2>/dev/null || true
-kill -KILL "$load" 2>/dev/null || true
-wait "$load" 2>/dev/null || true
-grep -aq "jraid volume r0 online" "$dir/load.log" || { tail "$dir/load.log" >&2; die "volume never came up"; }
+kill_under_load "$dir/load.json" "$dir/load.log" -C -q 64 -o 12288 -w randwrite
 python3 "$here/scrub.py" "$dir/jl" "${members[@]}" || die "a stripe with stale parity is not listed in the journal"
 
 log "restart: examine re-assembles r0 and recovery resyncs the listed stripes"

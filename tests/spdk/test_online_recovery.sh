@@ -22,14 +22,7 @@ bdev_config "$dir/load.json" "$(aio_entries "$dir" m0 m1 m2 m3 jl),$create"
 bdev_config "$dir/restart.json" "$slow,$(aio_entries "$dir" m0 m1 m2 m3 jl)"
 
 log "write load (4 KiB random writes on both reactors), then kill -9"
-spdk_env "$BDEVPERF" --json "$dir/load.json" -m 0x3 "${MEM_ARGS[@]}" -C -q 128 -o 4096 \
-    -w randwrite -t 60 -T r0 >"$dir/load.log" 2>&1 &
-load=$!
-sleep "${LOAD_S:-5}"
-pkill -KILL -P "$load" 2>/dev/null || true
-kill -KILL "$load" 2>/dev/null || true
-wait "$load" 2>/dev/null || true
-grep -aq "jraid volume r0 online" "$dir/load.log" || { tail "$dir/load.log" >&2; die "volume never came up"; }
+kill_under_load "$dir/load.json" "$dir/load.log" -C -q 128 -o 4096 -w randwrite
 out=$(python3 "$here/scrub.py" "$dir/jl" "${members[@]}") || die "a stripe with stale parity is not listed in the journal"
 echo "$out"
 listed=$(sed -n 's/.* lists \([0-9]*\) stripes of volume.*/\1/p' <<<"$out")
@@ -56,13 +49,13 @@ log "bdevperf verify while resyncing: $iops IOPS, 0 failed; then recovery $rstat
 log "cap lifted at runtime: the resync finishes"
 rpc_ok "$sock" bdev_jraid_set_options '{"recovery_bandwidth_mb":0,"recovery_window":32}' >/dev/null
 for _ in $(seq 1 600); do
-    [ "$(jget "$sock" 'v["recovery"]["state"]')" = done ] && break
+    [ "$(jget "$sock" 'v["recovery"]["state"]')" = "done" ] && break
     sleep 0.1
 done
 final=$(jget "$sock" '"%s %d %s" % (v["recovery"]["state"], v["unsynced_stripes"], v["recovery"]["mib_per_s"])')
 log "recovery: $final"
 read -r rstate3 unsynced3 _ <<<"$final"
-[ "$rstate3" = done ] && [ "$unsynced3" -eq 0 ] || die "the resync did not finish ($final)"
+[ "$rstate3" = "done" ] && [ "$unsynced3" -eq 0 ] || die "the resync did not finish ($final)"
 grep -a "recovered (" "$dir/restart.log" >&2 || die "no recovery end logged"
 bp_stop
 grep -aq "jraid volume r0 stopped" "$dir/restart.log" || { tail -20 "$dir/restart.log" >&2; die "r0 did not stop cleanly"; }
