@@ -836,6 +836,28 @@ pub fn random_journal(rng: &mut Rng) -> SimJournal {
     }
 }
 
+/// A simulation of `volumes` on `journal` with a random number of reactors, volatile member
+/// caches half of the time, random device latencies, no injected errors, failures recorded,
+/// 500 µs ticks (the crash checks' set-up).
+fn random_config(
+    seed: u64,
+    rng: &mut Rng,
+    volumes: Vec<(u32, Geometry)>,
+    journal: Option<SimJournal>,
+) -> SimConfig {
+    SimConfig {
+        seed,
+        reactors: rng.range(1, 4) as u32,
+        volumes,
+        member_volatile: rng.chance(0.5),
+        journal,
+        max_latency_us: rng.range(2, 200),
+        error_rate: 0.0,
+        tick_us: 500,
+        record_failures: true,
+    }
+}
+
 /// One volume with a journal (slots of at least 4 KiB), members volatile half of the time:
 /// the set-up of the rebuild and administrative checks.
 fn one_volume_with_journal(seed: u64, rng: &mut Rng) -> (Geometry, SimConfig) {
@@ -948,17 +970,7 @@ pub fn crash_check_with(seed: u64, journal: bool, crashes: u32, opts: &RecoveryO
         .map(|i| (i as u32 * 3 + 1, random_geometry(&mut rng)))
         .collect();
     let sj = random_journal(&mut rng);
-    let cfg = SimConfig {
-        seed,
-        reactors: rng.range(1, 4) as u32,
-        volumes,
-        member_volatile: rng.chance(0.5),
-        journal: journal.then_some(sj),
-        max_latency_us: rng.range(2, 200),
-        error_rate: 0.0,
-        tick_us: 500,
-        record_failures: true,
-    };
+    let cfg = random_config(seed, &mut rng, volumes, journal.then_some(sj));
     let w = Workload {
         ops: 120,
         qd: rng.range(1, 33) as usize,
@@ -1022,17 +1034,7 @@ pub fn online_check(seed: u64, crashes: u32, opts: &RecoveryOptions) -> Outcome 
     let mut sj = random_journal(&mut rng);
     sj.slot_bytes = 64 * 1024;
     sj.hysteresis_us = 1_000_000;
-    let cfg = SimConfig {
-        seed,
-        reactors: rng.range(1, 4) as u32,
-        volumes,
-        member_volatile: rng.chance(0.5),
-        journal: Some(sj),
-        max_latency_us: rng.range(2, 200),
-        error_rate: 0.0,
-        tick_us: 500,
-        record_failures: true,
-    };
+    let cfg = random_config(seed, &mut rng, volumes, Some(sj));
     let w = Workload {
         ops: 160,
         qd: rng.range(4, 33) as usize,
@@ -1672,17 +1674,7 @@ pub fn large_check(seed: u64, journal: bool, crashes: u32, read: RecordRead) -> 
     let extra = if bs == 4096 { 64 * 4096 } else { 0 };
     let bound = target as usize * 3 / 2;
     sj.slot_bytes = (2 * crate::journal::record::record_bytes(bound, bs) + extra) as u64;
-    let mut cfg = SimConfig {
-        seed,
-        reactors: rng.range(1, 4) as u32,
-        volumes,
-        member_volatile: rng.chance(0.5),
-        journal: Some(sj),
-        max_latency_us: rng.range(2, 200),
-        error_rate: 0.0,
-        tick_us: 500,
-        record_failures: true,
-    };
+    let mut cfg = random_config(seed, &mut rng, volumes, Some(sj));
     let qd = rng.range(1, 33) as usize;
     let load = |ops| Workload {
         ops,
