@@ -72,7 +72,7 @@ pub struct Volume {
     pub stats: VolumeStats,
     /// Stripes whose parity cannot be trusted yet: listed by the record a crash recovery
     /// started from and not resynced so far (see [`Volume::set_unsynced`]).
-    unsynced: Mutex<Option<Arc<Unsynced>>>,
+    unsynced: Mutex<Option<Unsynced>>,
     /// How many of them are left (0: no stripe is unsynced, and nothing is looked up).
     unsynced_left: AtomicU64,
 }
@@ -82,7 +82,7 @@ struct Unsynced {
     /// Ascending.
     stripes: Vec<u64>,
     /// Per stripe (same index): resynced since.
-    done: Box<[AtomicBool]>,
+    done: Vec<bool>,
 }
 
 impl Unsynced {
@@ -128,11 +128,9 @@ impl Volume {
         stripes.sort_unstable();
         stripes.dedup();
         let n = stripes.len() as u64;
-        let set = (n > 0).then(|| {
-            Arc::new(Unsynced {
-                done: (0..stripes.len()).map(|_| AtomicBool::new(false)).collect(),
-                stripes,
-            })
+        let set = (n > 0).then(|| Unsynced {
+            done: vec![false; stripes.len()],
+            stripes,
         });
         *self.unsynced.lock().unwrap_or_else(|e| e.into_inner()) = set;
         self.unsynced_left.store(n, Ordering::Release);
@@ -145,10 +143,9 @@ impl Volume {
             return false;
         }
         let guard = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().is_some_and(|u| {
-            u.index(stripe)
-                .is_some_and(|i| !u.done[i].load(Ordering::Acquire))
-        })
+        guard
+            .as_ref()
+            .is_some_and(|u| u.index(stripe).is_some_and(|i| !u.done[i]))
     }
 
     /// `stripe`'s parity was recomputed from its data (a resync, under the stripe lock).
@@ -157,9 +154,9 @@ impl Volume {
             return;
         }
         let mut guard = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(u) = guard.as_ref() else { return };
+        let Some(u) = guard.as_mut() else { return };
         let Some(i) = u.index(stripe) else { return };
-        if !u.done[i].swap(true, Ordering::AcqRel)
+        if !std::mem::replace(&mut u.done[i], true)
             && self.unsynced_left.fetch_sub(1, Ordering::AcqRel) == 1
         {
             *guard = None;
@@ -178,7 +175,7 @@ impl Volume {
             u.stripes
                 .iter()
                 .zip(u.done.iter())
-                .filter(|(_, d)| !d.load(Ordering::Acquire))
+                .filter(|(_, &d)| !d)
                 .map(|(&s, _)| s)
                 .collect()
         })

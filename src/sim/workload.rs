@@ -1091,10 +1091,8 @@ pub fn online_check(seed: u64, crashes: u32, opts: &RecoveryOptions) -> Outcome 
     d.world.run_until_idle();
     // A recovery that ended well resynced everything (those in flight at the loss may have
     // finished); one that did not leaves its stripes untrusted (at risk), never forgotten.
-    let mut at_risk = 0;
     for (vi, end) in std::mem::take(&mut d.world.recovery_ends) {
         let left = d.world.volumes[vi].vol.unsynced_stripes();
-        at_risk += left;
         if end.is_ok() == (left > 0) && !opts.skip_unsynced_guard {
             d.out.failed_requests += 1;
             d.out.note(format!(
@@ -1103,7 +1101,6 @@ pub fn online_check(seed: u64, crashes: u32, opts: &RecoveryOptions) -> Outcome 
             ));
         }
     }
-    let _ = at_risk;
     d.out.max_resynced = d.max_resynced;
     d.out.record_writes = record_writes;
     d.out.full_marks = full_marks;
