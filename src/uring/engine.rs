@@ -40,8 +40,11 @@ pub struct Engine {
     pub journal: Option<Arc<Journal>>,
     /// The reactors.
     pub runtime: Runtime,
-    /// What recovery did.
+    /// What recovery did (after an online start: what it does; see [`Engine::wait_recovery`]).
     pub recovery: RecoveryReport,
+    recovery_shared: Arc<std::sync::Mutex<RecoveryShared>>,
+    /// The journal file (for messages).
+    recovery_path: std::path::PathBuf,
     /// Records member failures in the superblocks (stops with the engine).
     _recorder: Recorder,
 }
@@ -157,19 +160,22 @@ fn volume(
 
 impl Engine {
     /// Stop the reactors at once (stripes still listed in the journal are resynced by the next
-    /// recovery).
-    pub fn stop(self) {
+    /// recovery; so are those a recovery still running has not released).
+    pub fn stop(mut self) {
+        self.stop_recovery();
         self.runtime.stop();
     }
 
-    /// Clean shutdown: wait (up to `timeout`) until the journal lists no stripe of any volume,
-    /// forcing record writes so that clean stripes leave, then stop. Returns the stripes still
-    /// listed.
-    pub fn shutdown(self, timeout: std::time::Duration) -> Result<u64, Error> {
+    /// Clean shutdown: a recovery still running stops (its stripes stay listed); then wait (up
+    /// to `timeout`) until the journal lists no other stripe of the volume, forcing record
+    /// writes so that clean stripes leave, then stop. Returns the stripes still listed.
+    pub fn shutdown(mut self, timeout: std::time::Duration) -> Result<u64, Error> {
+        self.stop_recovery();
         let left = match &self.journal {
             Some(j) => {
                 let d = Drain {
                     journal: j.clone(),
+                    floor: j.carried_stripes(self.vol.number).len() as u64,
                     deadline_us: None,
                     timeout_us: timeout.as_micros() as u64,
                     last_kick_us: 0,
@@ -185,9 +191,12 @@ impl Engine {
     }
 }
 
-/// Forces record writes until the journal lists nothing (or time is up).
+/// Forces record writes until the journal lists nothing but the carried stripes (or time is
+/// up).
 struct Drain {
     journal: Arc<Journal>,
+    /// Stripes a stopped recovery left listed (carried): they stay.
+    floor: u64,
     deadline_us: Option<u64>,
     timeout_us: u64,
     last_kick_us: u64,
@@ -198,7 +207,8 @@ impl Driver for Drain {
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
         let now = ctx.now_us();
         let deadline = *self.deadline_us.get_or_insert(now + self.timeout_us);
-        if self.journal.listed_count() == 0 || self.journal.is_failed() || now >= deadline {
+        if self.journal.listed_count() <= self.floor || self.journal.is_failed() || now >= deadline
+        {
             self.done = true;
             return;
         }
@@ -246,6 +256,25 @@ pub struct StartOptions {
     pub journal: bool,
     /// Torture mode of the reactors (see [`RuntimeOptions::split_writes`]).
     pub split_writes: bool,
+    /// Return as soon as the newest record is read, with the listed stripes resynced in the
+    /// background while the volume serves I/O ([`Engine::recovery_status`],
+    /// [`Engine::wait_recovery`]); false: return once recovery is over. Only with the journal.
+    pub online: bool,
+    /// Bandwidth cap of an online resync in bytes per second (0: none).
+    pub recovery_bytes_per_s: u64,
+}
+
+impl StartOptions {
+    /// `reactors` reactors, with or without the journal, recovery over before serving.
+    pub fn new(reactors: u32, journal: bool) -> StartOptions {
+        StartOptions {
+            reactors,
+            journal,
+            split_writes: false,
+            online: false,
+            recovery_bytes_per_s: 0,
+        }
+    }
 }
 
 /// Start `reactors` reactors on the volume and run recovery first: take the newest valid record
@@ -253,17 +282,45 @@ pub struct StartOptions {
 /// record with a generation above any seen. With `use_journal` false the volume then serves
 /// without a journal (comparison runs: the write hole is open again).
 pub fn start(files: &VolumeFiles, reactors: u32, use_journal: bool) -> Result<Engine, Error> {
-    start_with(
-        files,
-        &StartOptions {
-            reactors,
-            journal: use_journal,
-            split_writes: false,
-        },
-    )
+    start_with(files, &StartOptions::new(reactors, use_journal))
 }
 
-/// [`start`] with every option.
+/// How a recovery running in the background stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoveryState {
+    /// Resyncing, or flushing the members and writing the record that releases the stripes.
+    Running,
+    /// Over: every listed stripe resynced and released.
+    Done,
+    /// Over with an error (in words); the stripes not released stay listed.
+    Failed(String),
+    /// The volume stopped first; the stripes not released stay listed for the next start.
+    Stopped,
+}
+
+/// Progress of the recovery ([`Engine::recovery_status`]).
+#[derive(Debug, Clone)]
+pub struct RecoveryStatus {
+    /// Where it stands.
+    pub state: RecoveryState,
+    /// Stripes to resync.
+    pub total: u64,
+    /// Stripes resynced so far.
+    pub done: u64,
+    /// Microseconds since it started (to its end once over).
+    pub elapsed_us: u64,
+}
+
+/// What the background recovery driver and the engine share.
+#[derive(Debug)]
+struct RecoveryShared {
+    status: RecoveryStatus,
+    outcome: Option<Result<control::Outcome, control::RecoveryError>>,
+    /// Stop requested (the volume is going away).
+    stop: bool,
+}
+
+/// Start with options: see [`start`] and [`StartOptions`].
 pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error> {
     let (reactors, use_journal) = (o.reactors, o.journal);
     let geo = files.geo;
@@ -291,60 +348,67 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
             wait: None,
         },
     )?;
-    let rec = Recovery {
-        journal: journal.clone(),
-        rec: control::Recovery::new(
-            number,
-            control::Stripes::Listed(resync.clone()),
-            at_risk.clone(),
-            control::RecoveryOptions {
-                window: RESYNC_DEPTH,
-                ..Default::default()
-            },
-        ),
-        tag: 0,
-        result: None,
+    let online = o.online && use_journal;
+    let rec = control::Recovery::new(
+        number,
+        control::Stripes::Listed(resync.clone()),
+        at_risk.clone(),
+        control::RecoveryOptions {
+            window: RESYNC_DEPTH,
+            bytes_per_s: if online { o.recovery_bytes_per_s } else { 0 },
+            bytes_per_stripe: geo.stripe_blocks() * geo.block_size as u64 * geo.members as u64,
+            ..Default::default()
+        },
+    );
+    // Before any request is served: no stripe not yet resynced trusts its parity.
+    rec.guard(&vol);
+    let shared = Arc::new(std::sync::Mutex::new(RecoveryShared {
+        status: RecoveryStatus {
+            state: RecoveryState::Running,
+            total: resync.len() as u64,
+            done: 0,
+            elapsed_us: 0,
+        },
+        outcome: None,
+        stop: false,
+    }));
+    runtime.background(
+        0,
+        RecoveryDriver {
+            journal: journal.clone(),
+            rec,
+            tag: 0,
+            started_us: None,
+            shared: shared.clone(),
+            over: false,
+        },
+    )?;
+    let mut engine = Engine {
+        vol,
+        journal: Some(journal),
+        runtime,
+        recovery: RecoveryReport {
+            generation,
+            resynced: resync,
+            resync_errors: 0,
+            at_risk,
+            new_generation: 0,
+        },
+        recovery_shared: shared,
+        recovery_path: files.journal.path.clone(),
+        _recorder: recorder,
     };
-    let rec = runtime
-        .run(vec![(0, rec)], || {})?
-        .pop()
-        .expect("one driver");
-    let errors = match &rec.result {
-        Some(Err(control::RecoveryError::Resync { failed })) => *failed,
-        _ => 0,
-    };
-    if let Some(Err(e @ control::RecoveryError::Flush(_))) = &rec.result {
-        return Err(Error::new(format!("recovery: {e}")));
+    if online {
+        return Ok(engine);
     }
-    if journal.is_failed() {
-        return Err(Error::new(format!(
-            "{}: journal record write failed during recovery",
-            files.journal.path.display()
-        )));
-    }
-    let recovery = RecoveryReport {
-        generation,
-        resynced: resync,
-        resync_errors: errors,
-        at_risk,
-        new_generation: journal.durable_generation(),
-    };
-    if errors > 0 {
-        return Err(Error::new(format!(
-            "recovery: {errors} listed stripes could not be resynced (member I/O errors)"
-        )));
-    }
+    engine.wait_recovery()?;
     if use_journal {
-        return Ok(Engine {
-            vol,
-            journal: Some(journal),
-            runtime,
-            recovery,
-            _recorder: recorder,
-        });
+        return Ok(engine);
     }
-    runtime.stop();
-    drop(recorder);
+    let recovery = engine.recovery.clone();
+    let recovery_shared = engine.recovery_shared.clone();
+    engine.runtime.stop();
+    drop(engine._recorder);
     let vol = volume(files, number, geo, None)?;
     let recorder = Recorder::start(vol.clone(), files.state_recorder()?);
     let devs = devices(files, vol.clone(), None)?;
@@ -361,24 +425,86 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
         journal: None,
         runtime,
         recovery,
+        recovery_shared,
+        recovery_path: files.journal.path.clone(),
         _recorder: recorder,
     })
 }
 
-/// Recovery on one reactor: the control plane's recovery ([`control::Recovery`]: resync the
-/// carried stripes, flush the members, then release them and force a record write), driven
-/// through this reactor's channel.
-struct Recovery {
+impl Engine {
+    /// Where the recovery stands (it runs in the background after an online start).
+    pub fn recovery_status(&self) -> RecoveryStatus {
+        lock(&self.recovery_shared).status.clone()
+    }
+
+    /// Wait until the recovery is over; then [`Engine::recovery`] has its final figures. An
+    /// error: a resync failed (member I/O errors), the members could not be flushed, or the
+    /// journal failed; the stripes not released stay listed.
+    pub fn wait_recovery(&mut self) -> Result<(), Error> {
+        let outcome = loop {
+            if let Some(o) = lock(&self.recovery_shared).outcome.clone() {
+                break o;
+            }
+            if !self.runtime.running() {
+                return Err(Error::new(
+                    "recovery: a reactor stopped (see the message above)",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        self.recovery.new_generation = self.journal.as_ref().map_or(0, |j| j.durable_generation());
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(control::RecoveryError::Resync { failed }) => {
+                self.recovery.resync_errors = failed;
+                Err(Error::new(format!(
+                    "recovery: {failed} listed stripes could not be resynced (member I/O errors)"
+                )))
+            }
+            Err(control::RecoveryError::Journal) => Err(Error::new(format!(
+                "{}: journal record write failed during recovery",
+                self.recovery_path.display()
+            ))),
+            Err(e) => Err(Error::new(format!("recovery: {e}"))),
+        }
+    }
+
+    /// Stop a recovery still running (the volume is going away) and wait for it to end: the
+    /// stripes it did not release stay listed for the next start.
+    fn stop_recovery(&mut self) {
+        lock(&self.recovery_shared).stop = true;
+        let _ = self.wait_recovery();
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The control plane's recovery ([`control::Recovery`]: resync the carried stripes, flush the
+/// members, then release them and force a record write), run in the background on reactor 0
+/// through its channel; it reports through [`RecoveryShared`].
+struct RecoveryDriver {
     journal: Arc<Journal>,
     rec: control::Recovery,
     tag: u64,
-    result: Option<Result<control::Outcome, control::RecoveryError>>,
+    started_us: Option<u64>,
+    shared: Arc<std::sync::Mutex<RecoveryShared>>,
+    over: bool,
 }
 
-impl Driver for Recovery {
+impl Driver for RecoveryDriver {
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
-        while self.result.is_none() {
-            match self.rec.poll(&self.journal, ctx.now_us()) {
+        if self.over {
+            return;
+        }
+        let now = ctx.now_us();
+        let started = *self.started_us.get_or_insert(now);
+        if lock(&self.shared).stop {
+            self.rec.stop();
+        }
+        let outcome = loop {
+            match self.rec.poll(&self.journal, now) {
                 control::Step::Submit(list) => {
                     for s in list {
                         self.tag += 1;
@@ -387,10 +513,25 @@ impl Driver for Recovery {
                         }
                     }
                 }
-                control::Step::Kick => ctx.message(0, Msg::JournalKick),
-                control::Step::Wait => return,
-                control::Step::Done(r) => self.result = Some(r),
+                control::Step::Kick => {
+                    ctx.message(0, Msg::JournalKick);
+                    break None;
+                }
+                control::Step::Wait => break None,
+                control::Step::Done(r) => break Some(r),
             }
+        };
+        let mut sh = lock(&self.shared);
+        sh.status.done = self.rec.completed();
+        sh.status.elapsed_us = now - started;
+        if let Some(r) = outcome {
+            sh.status.state = match &r {
+                Ok(_) => RecoveryState::Done,
+                Err(control::RecoveryError::Stopped) => RecoveryState::Stopped,
+                Err(e) => RecoveryState::Failed(e.to_string()),
+            };
+            sh.outcome = Some(r);
+            self.over = true;
         }
     }
 
@@ -399,7 +540,11 @@ impl Driver for Recovery {
     }
 
     fn finished(&self) -> bool {
-        self.result.is_some()
+        self.over
+    }
+
+    fn stop(&mut self) {
+        self.rec.stop();
     }
 }
 

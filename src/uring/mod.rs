@@ -29,7 +29,10 @@ pub mod reactor;
 pub mod ring;
 pub mod sys;
 
-pub use engine::{start, start_with, Engine, PassReport, RecoveryReport, StartOptions};
+pub use engine::{
+    start, start_with, Engine, PassReport, RecoveryReport, RecoveryState, RecoveryStatus,
+    StartOptions,
+};
 pub use files::{create, CreateOptions, VolumeFiles};
 pub use reactor::{Ctx, Driver, Runtime, RuntimeOptions, UringBackend, VolumeDevices};
 pub use ring::WaitMode;

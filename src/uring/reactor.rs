@@ -58,6 +58,10 @@ const WAKE_TAG: u64 = u64::MAX;
 const TIMER_TAG: u64 = u64::MAX - 1;
 /// How long a stopping reactor waits for in-flight I/O before it gives up (and leaks).
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Tag bit of a background driver's requests ([`Runtime::background`]): its `Ctx` sets it on
+/// submission and clears it on completion, so the reactor routes each completion to the right
+/// driver. A foreground driver's tags keep it clear.
+pub const BACKGROUND_TAG: u64 = 1 << 63;
 
 /// The [`Backend`] of a channel on a reactor: it collects requests and messages; the reactor
 /// turns them into SQEs and queue pushes after every call into the channel.
@@ -109,6 +113,10 @@ pub trait Driver: Send + 'static {
     fn complete(&mut self, ctx: &mut Ctx<'_>, volume: usize, c: Completion);
     /// True when the driver has nothing more to do (once its requests completed).
     fn finished(&self) -> bool;
+    /// The runtime is stopping: submit nothing more, and become finished once what is in
+    /// flight completed. Only background drivers ([`Runtime::background`]) are told; the
+    /// default does nothing.
+    fn stop(&mut self) {}
 }
 
 /// What a driver can do on its reactor.
@@ -116,6 +124,8 @@ pub struct Ctx<'a> {
     chans: &'a mut [Channel<UringBackend>],
     io: &'a mut Io,
     submitted: u64,
+    /// A background driver's context: its tags carry [`BACKGROUND_TAG`].
+    background: bool,
 }
 
 impl Ctx<'_> {
@@ -139,7 +149,19 @@ impl Ctx<'_> {
         buf: Option<Buf>,
     ) -> Result<(), SubmitError> {
         self.submitted += 1;
+        debug_assert!(
+            tag & BACKGROUND_TAG == 0,
+            "a driver's tag {tag:#x} uses the background bit"
+        );
+        let tag = if self.background {
+            tag | BACKGROUND_TAG
+        } else {
+            tag
+        };
         let r = self.chans[volume].submit(tag, op, lba, blocks, buf);
+        if r.is_ok() && !self.background {
+            self.io.foreground += 1;
+        }
         self.io.pump(&mut self.chans[volume], volume);
         r
     }
@@ -197,6 +219,7 @@ impl<D: Driver> Job for JobOf<D> {
 enum Cmd {
     Msg { volume: u32, msg: Msg },
     Run(Box<dyn Job>),
+    Background(Box<dyn Job>),
     Stop,
 }
 
@@ -271,6 +294,8 @@ struct Io {
     refused: Vec<(usize, u64, Option<Buf>)>,
     epoch: Instant,
     errors: u64,
+    /// Requests of the foreground driver not yet completed.
+    foreground: u64,
     /// Torture mode: every member or journal write enters the kernel on its own, with a short
     /// pause after it, so a kill can land between the writes of one stripe.
     split_writes: bool,
@@ -573,8 +598,10 @@ impl Reactor {
         self.chans.iter().all(|c| c.idle())
     }
 
-    /// Hand finished requests to the driver (or drop them when none runs). True if any.
-    fn deliver(&mut self, job: &mut Option<Box<dyn Job>>) -> bool {
+    /// Hand finished requests to their driver: the background driver's (tag bit
+    /// [`BACKGROUND_TAG`], cleared) to it, the others to the foreground driver; a request whose
+    /// driver is gone is dropped. True if any.
+    fn deliver(&mut self, job: &mut Option<Box<dyn Job>>, bg: &mut Option<Box<dyn Job>>) -> bool {
         let mut any = false;
         for vi in 0..self.chans.len() {
             self.chans[vi].drain_completions(&mut self.completions);
@@ -583,13 +610,24 @@ impl Reactor {
             }
             any = true;
             let mut done = std::mem::take(&mut self.completions);
-            for c in done.drain(..) {
-                match job.as_mut() {
+            for mut c in done.drain(..) {
+                let background = c.tag & BACKGROUND_TAG != 0;
+                c.tag &= !BACKGROUND_TAG;
+                if !background {
+                    self.io.foreground = self.io.foreground.saturating_sub(1);
+                }
+                let target = if background {
+                    bg.as_mut()
+                } else {
+                    job.as_mut()
+                };
+                match target {
                     Some(j) => {
                         let mut ctx = Ctx {
                             chans: &mut self.chans,
                             io: &mut self.io,
                             submitted: 0,
+                            background,
                         };
                         j.driver().complete(&mut ctx, vi, c);
                     }
@@ -610,6 +648,7 @@ impl Reactor {
     fn run(mut self) -> Result<(), String> {
         self.io.arm_wake();
         let mut job: Option<Box<dyn Job>> = None;
+        let mut bg: Option<Box<dyn Job>> = None;
         let mut last_tick = Instant::now();
         let mut stop_at: Option<Instant> = None;
         loop {
@@ -627,7 +666,18 @@ impl Reactor {
                         }
                     }
                     Cmd::Run(j) => job = Some(j),
-                    Cmd::Stop => stop_at = Some(Instant::now()),
+                    Cmd::Background(mut j) => {
+                        if stop_at.is_some() {
+                            j.driver().stop();
+                        }
+                        bg = Some(j);
+                    }
+                    Cmd::Stop => {
+                        stop_at = Some(Instant::now());
+                        if let Some(b) = bg.as_mut() {
+                            b.driver().stop();
+                        }
+                    }
                 }
             }
             progress |= self.run_local();
@@ -641,19 +691,40 @@ impl Reactor {
                 }
                 self.run_local();
             }
-            progress |= self.deliver(&mut job);
+            progress |= self.deliver(&mut job, &mut bg);
+            if let Some(b) = bg.as_mut() {
+                let mut ctx = Ctx {
+                    chans: &mut self.chans,
+                    io: &mut self.io,
+                    submitted: 0,
+                    background: true,
+                };
+                b.driver().poll(&mut ctx);
+                progress |= ctx.submitted > 0;
+                progress |= self.run_local();
+                progress |= self.deliver(&mut job, &mut bg);
+                // A background driver is finished only once its own requests completed (it
+                // counts them); it reports through state it shares with whoever started it.
+                if bg.as_mut().is_some_and(|b| b.driver().finished()) {
+                    bg = None;
+                    progress = true;
+                }
+            }
             if let Some(j) = job.as_mut() {
                 let mut ctx = Ctx {
                     chans: &mut self.chans,
                     io: &mut self.io,
                     submitted: 0,
+                    background: false,
                 };
                 j.driver().poll(&mut ctx);
                 progress |= ctx.submitted > 0;
                 progress |= self.run_local();
-                progress |= self.deliver(&mut job);
+                progress |= self.deliver(&mut job, &mut bg);
                 let finished = job.as_mut().is_some_and(|j| j.driver().finished());
-                if finished && self.idle() {
+                // Its requests are all done, and (with no background driver, whose requests
+                // keep the channels busy) the channels are idle too.
+                if finished && self.io.foreground == 0 && (bg.is_some() || self.idle()) {
                     if let Some(j) = job.take() {
                         let _ = self.done_tx.send(Done::Job(self.io.me, j));
                     }
@@ -661,7 +732,7 @@ impl Reactor {
                 }
             }
             if let Some(t) = stop_at {
-                if job.is_none() && self.idle() && self.io.slab.parked() == 0 {
+                if job.is_none() && bg.is_none() && self.idle() && self.io.slab.parked() == 0 {
                     return Ok(());
                 }
                 if t.elapsed() > STOP_GRACE {
@@ -831,6 +902,7 @@ impl Runtime {
                             refused: Vec::new(),
                             epoch,
                             errors: 0,
+                            foreground: 0,
                             split_writes: o.split_writes,
                             wake_buf: Box::into_raw(Box::new(0u64)),
                             wake_fd,
@@ -870,6 +942,11 @@ impl Runtime {
     /// How the reactors wait for their ticks.
     pub fn wait_mode(&self) -> WaitMode {
         self.wait_mode
+    }
+
+    /// False once a reactor thread ended (a ring failure; it said why).
+    pub fn running(&self) -> bool {
+        !self.threads.iter().any(|t| t.is_finished())
     }
 
     /// Number of reactors.
@@ -941,6 +1018,20 @@ impl Runtime {
             }
         }
         Ok(back.into_iter().flatten().collect())
+    }
+
+    /// Run `driver` on reactor `reactor` in the background, beside whatever [`Runtime::run`]
+    /// runs there meanwhile, until it is finished; it is then dropped, so it reports through
+    /// state it shares with the caller. A stopping runtime tells it ([`Driver::stop`]) and waits
+    /// for it (up to the stop grace). At most one per reactor: a second replaces the first, so
+    /// start one only after the last is finished.
+    pub fn background<D: Driver>(&self, reactor: u32, driver: D) -> Result<(), Error> {
+        let p = self
+            .peers
+            .get(reactor as usize)
+            .ok_or_else(|| Error::new(format!("no reactor {reactor}")))?;
+        p.post(Cmd::Background(Box::new(JobOf(driver))));
+        Ok(())
     }
 
     /// Stop every reactor (after its in-flight I/O completes) and join the threads.

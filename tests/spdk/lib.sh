@@ -162,3 +162,43 @@ mallocs() {
         rpc_ok "$sock" bdev_malloc_create "{\"name\":\"$b\",\"num_blocks\":$blocks,\"block_size\":4096}" >/dev/null
     done
 }
+
+# find_fio: set FIO (fio binary) and FIO_MEM_OPTS (the plugin's memory options, job-file lines).
+# fio: $FIO, else the fio SPDK's plugin was built against (CONFIG_FIO_SOURCE_DIR in
+# $SPDK_DIR/mk/config.mk; scripts/install_spdk.sh builds it there), else `fio` on PATH. A missing
+# plugin or fio fails the test: the plugin is part of the SPDK that jraid supports.
+find_fio() {
+    [ -f "$FIO_PLUGIN" ] ||
+        die "no SPDK fio plugin at $FIO_PLUGIN (scripts/install_spdk.sh builds SPDK --with-fio)"
+    if [ -z "${FIO:-}" ]; then
+        local src
+        src=$(sed -n 's/^CONFIG_FIO_SOURCE_DIR?*=//p' "$SPDK_DIR/mk/config.mk" 2>/dev/null | tail -1)
+        if [ -n "$src" ] && [ -x "$src/fio" ]; then
+            FIO=$src/fio
+        else
+            FIO=$(command -v fio || true)
+        fi
+    fi
+    [ -n "${FIO:-}" ] && [ -x "$FIO" ] ||
+        die "SPDK's fio plugin exists but no fio binary was found (set FIO=/path/to/fio)"
+    log "fio: $FIO ($("$FIO" --version)), plugin: $FIO_PLUGIN"
+    # The plugin has no --no-huge switch of its own: it goes through env_context to DPDK, with
+    # --legacy-mem so that SPDK's env knows the memory is static (as spdk_tgt --no-huge does).
+    if [ "${MEM_ARGS[0]}" = --no-huge ]; then
+        FIO_MEM_OPTS="spdk_mem=1024
+env_context=--no-huge --legacy-mem"
+    else
+        FIO_MEM_OPTS="spdk_mem=512"
+    fi
+}
+
+# run_fio DIR TIMEOUT ARGS...: fio with the plugin and the module preloaded, in DIR (fio writes
+# its verify state and dumps of bad blocks into its working directory). FIO_KILL=1: the timeout
+# is a kill -9 under load, not a failure.
+run_fio() {
+    local d=$1 t=$2 sig=TERM; shift 2
+    [ "${FIO_KILL:-0}" = 1 ] && sig=KILL
+    # LD_PRELOAD on fio itself (timeout execs it with the environment env gives it).
+    (cd "$d" && exec timeout -s "$sig" "$t" env LD_LIBRARY_PATH="$SPDK_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+        LD_PRELOAD="$FIO_PLUGIN $JRAID_LIB" "$FIO" "$@")
+}

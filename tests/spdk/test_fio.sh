@@ -5,45 +5,22 @@
 # stripe locks), then mixed 4 KiB..128 KiB blocks (full-stripe, reconstruct and RMW writes).
 # Every written block is read back and checked; any verify error fails the test. Last, a member
 # bdev is deleted (hot-remove) under fio verify load, over the plugin's RPC socket.
-#
-# fio: $FIO, else the fio SPDK's plugin was built against (CONFIG_FIO_SOURCE_DIR in
-# $SPDK_DIR/mk/config.mk; scripts/install_spdk.sh builds it there), else `fio` on PATH. A missing
-# plugin or fio fails the test: the plugin is part of the SPDK that jraid supports.
+# fio and its plugin: find_fio in lib.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-[ -f "$FIO_PLUGIN" ] ||
-    die "no SPDK fio plugin at $FIO_PLUGIN (scripts/install_spdk.sh builds SPDK --with-fio)"
-if [ -z "${FIO:-}" ]; then
-    src=$(sed -n 's/^CONFIG_FIO_SOURCE_DIR?*=//p' "$SPDK_DIR/mk/config.mk" 2>/dev/null | tail -1)
-    if [ -n "$src" ] && [ -x "$src/fio" ]; then
-        FIO=$src/fio
-    else
-        FIO=$(command -v fio || true)
-    fi
-fi
-[ -n "${FIO:-}" ] && [ -x "$FIO" ] ||
-    die "SPDK's fio plugin exists but no fio binary was found (set FIO=/path/to/fio)"
-log "fio: $FIO ($("$FIO" --version)), plugin: $FIO_PLUGIN"
+find_fio
 
 dir=$WORK/fio
 mkdir -p "$dir"
 malloc_volume_config "$dir/bdev.json"
-# The plugin has no --no-huge switch of its own: it goes through env_context to DPDK, with
-# --legacy-mem so that SPDK's env knows the memory is static (as spdk_tgt --no-huge does).
-if [ "${MEM_ARGS[0]}" = --no-huge ]; then
-    mem_opts="spdk_mem=1024
-env_context=--no-huge --legacy-mem"
-else
-    mem_opts="spdk_mem=512"
-fi
 # The volume holds 3 * 63 MiB = 189 MiB; each job writes its region once per loop (random
 # order, no block twice), then reads all of it back and checks every block's crc32c header.
 cat >"$dir/verify.fio" <<FIO
 [global]
 ioengine=spdk_bdev
 spdk_json_conf=$dir/bdev.json
-$mem_opts
+$FIO_MEM_OPTS
 thread=1
 direct=1
 filename=r0
@@ -74,11 +51,7 @@ log "fio randwrite + crc32c verify: 4k on two threads, then 4k..128k mixed"
 out=$dir/fio.json
 start=$SECONDS
 rc=0
-# LD_PRELOAD on fio itself (timeout execs it with the environment env gives it). fio writes
-# its verify state (and, on failure, dumps of bad blocks) into its working directory: $dir.
-(cd "$dir" && exec timeout 300 env LD_LIBRARY_PATH="$SPDK_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    LD_PRELOAD="$FIO_PLUGIN $JRAID_LIB" \
-    "$FIO" --output-format=json --output="$out" "$dir/verify.fio" >"$dir/fio.log" 2>&1) || rc=$?
+run_fio "$dir" 300 --output-format=json --output="$out" "$dir/verify.fio" >"$dir/fio.log" 2>&1 || rc=$?
 if [ "$rc" != 0 ]; then
     tail -30 "$dir/fio.log" >&2
     [ -s "$out" ] && tail -c 3000 "$out" >&2
@@ -110,9 +83,7 @@ log "fio verify passed in $((SECONDS - start)) s"
 sed -e 's/^do_verify=1$/verify_only=1/' -e 's/^loops=.*/loops=1/' -e 's/^verify_dump=1$/verify_dump=0/' \
     "$dir/verify.fio" >"$dir/control.fio"
 rc=0
-(cd "$dir" && exec timeout 120 env LD_LIBRARY_PATH="$SPDK_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    LD_PRELOAD="$FIO_PLUGIN $JRAID_LIB" \
-    "$FIO" --output="$dir/control.out" "$dir/control.fio" >"$dir/control.log" 2>&1) || rc=$?
+run_fio "$dir" 120 --output="$dir/control.out" "$dir/control.fio" >"$dir/control.log" 2>&1 || rc=$?
 [ "$rc" != 0 ] && grep -aq "verify: bad magic header" "$dir/control.out" ||
     die "control: verify_only over unwritten blocks did not fail (rc $rc)"
 log "control: verify_only over a fresh volume fails as it must (rc $rc)"
@@ -124,9 +95,7 @@ sed -e '/^\[wmixed\]/,$d' -e 's/^loops=.*/loops=40\nrate_iops=50000/' "$dir/veri
 sed -i "s|^ioengine=spdk_bdev$|ioengine=spdk_bdev\nspdk_rpc_listen_addr=$dir/fio.sock|" "$dir/hotremove.fio"
 rm -f "$dir/fio.sock"
 log "fio randwrite + verify on two threads; member m2 deleted under the load"
-(cd "$dir" && exec timeout 300 env LD_LIBRARY_PATH="$SPDK_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    LD_PRELOAD="$FIO_PLUGIN $JRAID_LIB" \
-    "$FIO" --output-format=json --output="$dir/hot.json" "$dir/hotremove.fio" >"$dir/hot.log" 2>&1) &
+run_fio "$dir" 300 --output-format=json --output="$dir/hot.json" "$dir/hotremove.fio" >"$dir/hot.log" 2>&1 &
 fio_pid=$!
 for _ in $(seq 1 200); do
     [ -S "$dir/fio.sock" ] && rpc "$dir/fio.sock" bdev_jraid_get_bdevs >/dev/null 2>&1 && break

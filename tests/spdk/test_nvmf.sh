@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# (c) NVMe-oF/TCP export: spdk_tgt with the module preloaded creates jraid over RPC (4 malloc
-# members + malloc journal), exports it as the namespace of an NVMe-oF subsystem listening on
+# (c) NVMe-oF/TCP export: spdk_tgt with the module preloaded creates jraid over RPC (4 AIO
+# members + AIO journal, files), exports it as the namespace of an NVMe-oF subsystem listening on
 # 127.0.0.1; a second SPDK process (bdevperf, its own RPC socket, core and memory) attaches it
 # with bdev_nvme_attach_controller and runs -w verify over the network. Pass: no failed I/O,
-# and the target's volume saw the writes.
+# and the target's volume saw the writes. Then spdk_tgt stops cleanly (SIGTERM, as a service
+# manager stops it) and starts again over the same files: the volume comes back with nothing
+# listed and nothing resynced, and its parity is clean.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -49,10 +51,11 @@ nqn=nqn.2016-06.io.spdk:jraid-r0
 sock=$dir/tgt.sock
 start_tgt "$sock" "$dir/tgt.log"
 log "spdk_tgt (mask $TGT_MASK, ${TGT_MEM_ARGS[*]}): creating r0 and exporting it on 127.0.0.1:$port"
-for i in 0 1 2 3; do
-    rpc_ok "$sock" bdev_malloc_create "{\"name\":\"m$i\",\"num_blocks\":16384,\"block_size\":4096}" >/dev/null
+for i in 0 1 2 3; do truncate -s 64M "$dir/m$i"; done
+truncate -s 8M "$dir/jl"
+for b in m0 m1 m2 m3 jl; do
+    rpc_ok "$sock" bdev_aio_create "{\"name\":\"$b\",\"filename\":\"$dir/$b\",\"block_size\":4096}" >/dev/null
 done
-rpc_ok "$sock" bdev_malloc_create '{"name":"jl","num_blocks":2048,"block_size":4096}' >/dev/null
 rpc_ok "$sock" bdev_jraid_create \
     '{"name":"r0","strip_size_kb":64,"base_bdevs":["m0","m1","m2","m3"],"journal_bdev":"jl"}' >/dev/null
 rpc_ok "$sock" nvmf_create_transport '{"trtype":"TCP"}' >/dev/null
@@ -101,5 +104,21 @@ n=sum(w.values()); assert v["state"]=="online" and n>0, v
 print("target r0:", v["state"], "writes by plan", w, "journal generation", v["generation"])' "$state" ||
     die "target volume r0 saw no writes"
 grep -aiE "jraid.*(failed|error)" "$dir/tgt.log" && die "errors in the target's log"
+
+log "clean stop of spdk_tgt (SIGTERM), then a restart over the same files"
+stop_tgt
+grep -aq "jraid volume r0 stopped" "$dir/tgt.log" || { tail -20 "$dir/tgt.log" >&2; die "r0 did not stop cleanly with spdk_tgt"; }
+members=("$dir/m0" "$dir/m1" "$dir/m2" "$dir/m3")
+out=$(python3 "$here/scrub.py" --clean "$dir/jl" "${members[@]}") || die "parity not clean after spdk_tgt's clean stop"
+echo "$out"
+grep -q "lists 0 stripes of volume 0" <<<"$out" || die "stripes listed after spdk_tgt's clean stop: $out"
+bdev_config "$dir/restart.json" "$(aio_entries "$dir" m0 m1 m2 m3 jl)"
+start_tgt "$sock" "$dir/tgt2.log" "$dir/restart.json"
+wait_bdev "$sock" r0
+grep -a "volume r0: clean: nothing listed, nothing to resync" "$dir/tgt2.log" >&2 ||
+    { tail -20 "$dir/tgt2.log" >&2; die "the restart after a clean stop did not say the volume was clean"; }
+grep -a "resyncing" "$dir/tgt2.log" >&2 && die "the restart after a clean stop resynced stripes"
+st=$(rpc_ok "$sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c 'import json,sys; v=json.load(sys.stdin)[0]; print(v["state"], v["unsynced_stripes"])')
+[ "$st" = "online 0" ] || die "r0 after the restart: $st"
 stop_tgt
 log "test_nvmf: OK"

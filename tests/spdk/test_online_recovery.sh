@@ -6,6 +6,10 @@
 # (writes, also to stripes not yet resynced, each read back) finishes with 0 failed I/O
 # meanwhile. Then the cap is lifted at runtime, the resync ends, and after a clean stop the
 # parity is clean and the journal lists nothing.
+# Then the same with fio: kill -9 under fio's random-write load (pattern verification, each
+# block's offset in it), and a restart in which fio verify-only reads every block back while
+# the resync still runs (capped, it never ends before fio does); fio's exit stops the resync
+# with its stripes still listed, and the listing still covers every stripe with stale parity.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$here/bdevperf_rpc.sh"
@@ -62,4 +66,91 @@ grep -aq "jraid volume r0 stopped" "$dir/restart.log" || { tail -20 "$dir/restar
 out=$(python3 "$here/scrub.py" --clean "$dir/jl" "${members[@]}") || die "parity not clean after the online recovery"
 echo "$out"
 grep -q "lists 0 stripes of volume 0" <<<"$out" || die "stripes still listed after the resync and a clean stop: $out"
+
+log "fio: kill -9 under random writes, then verify-only while the resync runs"
+find_fio
+fdir=$WORK/online-fio
+mkdir -p "$fdir"
+for i in 0 1 2 3; do truncate -s 64M "$fdir/m$i"; done
+truncate -s 8M "$fdir/jl"
+fmembers=("$fdir/m0" "$fdir/m1" "$fdir/m2" "$fdir/m3")
+bdev_config "$fdir/load.json" "$(aio_entries "$fdir" m0 m1 m2 m3 jl),$create"
+bdev_config "$fdir/reopen.json" "$(aio_entries "$fdir" m0 m1 m2 m3 jl)"
+bdev_config "$fdir/restart.json" "$slow,$(aio_entries "$fdir" m0 m1 m2 m3 jl)"
+# Every write of a block carries the same bytes (its offset, repeated), so whatever a kill
+# leaves in flight, each block written once reads back as exactly that; a block never written
+# (zeros) or a wrong block fails the check. A first fio run writes all 48 MiB once (and ends);
+# the second rewrites them at random until it is killed.
+cat >"$fdir/load.fio" <<FIO
+[global]
+ioengine=spdk_bdev
+spdk_json_conf=$fdir/load.json
+$FIO_MEM_OPTS
+thread=1
+direct=1
+filename=r0
+rw=randwrite
+bs=4k
+iodepth=32
+size=48m
+verify=pattern
+verify_pattern=%o
+do_verify=0
+time_based=1
+runtime=60
+
+[load]
+FIO
+sed -e '/^time_based=/d' -e '/^runtime=/d' -e 's/^rw=randwrite$/rw=write/' "$fdir/load.fio" >"$fdir/fill.fio"
+sed -i "s|^spdk_json_conf=.*|spdk_json_conf=$fdir/reopen.json|" "$fdir/load.fio" # r0 exists now
+sed -e "s|^spdk_json_conf=.*|spdk_json_conf=$fdir/restart.json|" -e 's/^do_verify=0$/verify_only=1\nverify_fatal=1/' \
+    "$fdir/fill.fio" >"$fdir/verify.fio"
+rc=0
+run_fio "$fdir" 120 "$fdir/fill.fio" >"$fdir/fill.log" 2>&1 || rc=$?
+[ "$rc" = 0 ] || { tail -20 "$fdir/fill.log" >&2; die "fio fill failed (rc $rc)"; }
+rc=0
+FIO_KILL=1 run_fio "$fdir" "${LOAD_S:-5}" "$fdir/load.fio" >"$fdir/load.log" 2>&1 || rc=$?
+[ "$rc" = 137 ] || { tail -20 "$fdir/load.log" >&2; die "fio under load ended with rc $rc, not by kill -9"; }
+sleep 0.3 # the dead process's AIO drains (see README)
+out=$(python3 "$here/scrub.py" "$fdir/jl" "${fmembers[@]}") || die "a stripe with stale parity is not listed in the journal"
+echo "$out"
+flisted=$(sed -n 's/.* lists \([0-9]*\) stripes of volume.*/\1/p' <<<"$out")
+[ "${flisted:-0}" -ge 200 ] || die "only ${flisted:-0} stripes listed after kill -9 under fio"
+# The plugin logs no notices; its RPC socket shows the resync while fio reads.
+sed -i "s|^ioengine=spdk_bdev$|ioengine=spdk_bdev\nspdk_rpc_listen_addr=$fdir/fio.sock|" "$fdir/verify.fio"
+rm -f "$fdir/fio.sock"
+run_fio "$fdir" 300 --output-format=json --output="$fdir/verify.json" "$fdir/verify.fio" >"$fdir/verify.log" 2>&1 &
+fio_pid=$!
+seen=""
+while kill -0 "$fio_pid" 2>/dev/null; do
+    st=$(rpc "$fdir/fio.sock" bdev_jraid_get_bdevs '{"name":"r0"}' 2>/dev/null | python3 -c '
+import json, sys
+v = json.load(sys.stdin)["result"][0]
+print(v["recovery"]["state"], v["unsynced_stripes"])' 2>/dev/null) && seen=$st
+    sleep 0.2
+done
+rc=0
+wait "$fio_pid" || rc=$?
+[ "$rc" = 0 ] || { tail -30 "$fdir/verify.log" >&2; die "fio verify-only after kill -9 failed (rc $rc)"; }
+grep -aiE "verify: bad|verify failed|bad pattern" "$fdir/verify.log" "$fdir/verify.json" && die "fio verify-only reported bad blocks"
+log "last seen over fio's RPC socket while it verified: recovery ${seen:-never seen}"
+read -r fstate funsynced <<<"${seen:-none 0}"
+[ "$fstate" = running ] && [ "$funsynced" -gt 0 ] || die "the resync was not running until fio's verify ended (${seen:-never seen})"
+python3 - "$fdir/verify.json" <<'PY' || die "fio verify-only results"
+import json, sys
+text = open(sys.argv[1]).read()
+d = json.loads(text[text.index("{"):])
+j = d["jobs"][0]
+print(f"fio verify-only while resyncing: {j['read']['io_bytes'] / 2**20:.1f} MiB read and checked, error {j['error']}")
+assert j["error"] == 0 and j["read"]["io_bytes"] == 48 << 20, j["read"]["io_bytes"]
+PY
+out=$(python3 "$here/scrub.py" "$fdir/jl" "${fmembers[@]}") || die "after the stopped resync, a stripe with stale parity is not listed"
+echo "$out"
+# Control: the same verify-only over blocks the load never wrote must fail.
+sed -e '/^spdk_rpc_listen_addr=/d' -e 's/^size=48m$/offset=120m\nsize=8m/' "$fdir/verify.fio" >"$fdir/control.fio"
+rc=0
+run_fio "$fdir" 120 "$fdir/control.fio" >"$fdir/control.log" 2>&1 || rc=$?
+[ "$rc" != 0 ] && grep -aqi "verify" "$fdir/control.log" ||
+    { tail -20 "$fdir/control.log" >&2; die "control: verify-only over unwritten blocks did not fail (rc $rc)"; }
+log "control: verify-only over blocks never written fails as it must (rc $rc)"
 log "test_online_recovery: OK"

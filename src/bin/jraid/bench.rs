@@ -51,6 +51,9 @@ pub struct BenchOptions {
     pub journal: bool,
     /// No progress bar or notices.
     pub quiet: bool,
+    /// Bandwidth cap of the resync after a crash, which runs while the load does (bytes per
+    /// second; 0: none).
+    pub recovery_bytes_per_s: u64,
 }
 
 /// Latency percentiles in microseconds.
@@ -109,8 +112,13 @@ pub struct BenchResult {
     pub journal_listed: u64,
     /// Share of marks that found their stripe already durable.
     pub journal_fast_path: f64,
-    /// Stripes recovery resynced before the load.
+    /// Stripes listed at the crash before this run, which the recovery resyncs in the
+    /// background while the load runs.
     pub recovered_stripes: usize,
+    /// Of those, the stripes resynced when the load ended.
+    pub recovery_done_at_end: u64,
+    /// The recovery was over when the load ended.
+    pub recovery_over_at_end: bool,
 }
 
 struct Load {
@@ -263,12 +271,26 @@ pub fn run(o: &BenchOptions) -> Result<BenchResult, Error> {
     if units == 0 {
         return Err(Error::new("--bs is larger than the volume"));
     }
-    let engine = uring::start(&files, o.reactors, o.journal)?;
+    // Online: the load starts as soon as the newest record is read, while the listed
+    // stripes are resynced in the background.
+    let engine = uring::start_with(
+        &files,
+        &uring::StartOptions {
+            online: true,
+            recovery_bytes_per_s: o.recovery_bytes_per_s,
+            ..uring::StartOptions::new(o.reactors, o.journal)
+        },
+    )?;
     if !o.quiet && !engine.recovery.resynced.is_empty() {
         eprintln!(
-            "jraid: recovery resynced {} stripes listed in journal record {}",
+            "jraid: {} {} stripes listed in journal record {}",
+            if o.journal {
+                "resyncing in the background"
+            } else {
+                "recovery resynced (before serving without the journal)"
+            },
             engine.recovery.resynced.len(),
-            engine.recovery.generation
+            engine.recovery.generation,
         );
     }
     if !engine.recovery.at_risk.is_empty() {
@@ -394,6 +416,19 @@ pub fn run(o: &BenchOptions) -> Result<BenchResult, Error> {
         None => (0, 0.0, 0, 0, 0),
     };
     let recovered = engine.recovery.resynced.len();
+    let rs = engine.recovery_status();
+    if !o.quiet && recovered > 0 {
+        eprintln!(
+            "jraid: recovery at the end of the load: {:?}, {} of {} stripes resynced in {:.2} s",
+            rs.state,
+            rs.done,
+            rs.total,
+            rs.elapsed_us as f64 / 1e6
+        );
+    }
+    if let uring::RecoveryState::Failed(e) = &rs.state {
+        return Err(Error::new(format!("recovery failed during the bench: {e}")));
+    }
     let direct = files.direct();
     // Clean shutdown: let the clean stripes leave the record so the next open resyncs nothing.
     engine.shutdown(std::time::Duration::from_secs(3))?;
@@ -436,6 +471,8 @@ pub fn run(o: &BenchOptions) -> Result<BenchResult, Error> {
         journal_listed: listed,
         journal_fast_path: fast,
         recovered_stripes: recovered,
+        recovery_done_at_end: rs.done,
+        recovery_over_at_end: rs.state != uring::RecoveryState::Running,
     })
 }
 

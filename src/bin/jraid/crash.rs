@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -228,7 +228,8 @@ impl Driver for Writer {
     }
 }
 
-/// The hidden child: recover, say "ready", then write and log until killed.
+/// The hidden child: open online (stripes left listed are resynced in the background while it
+/// writes), say "ready" with their number, then write and log until killed.
 pub fn child(
     dir: &Path,
     log: &Path,
@@ -246,6 +247,8 @@ pub fn child(
             reactors,
             journal,
             split_writes: true,
+            online: true,
+            recovery_bytes_per_s: 0,
         },
     )?;
     let logf = OpenOptions::new()
@@ -287,9 +290,16 @@ pub fn child(
             )
         })
         .collect();
-    println!("ready");
+    println!("ready {}", engine.recovery.resynced.len());
     let _ = std::io::stdout().flush();
-    engine.runtime.run(drivers, || {})?;
+    let mut resync_over = engine.recovery.resynced.is_empty();
+    engine.runtime.run(drivers, || {
+        if !resync_over && engine.recovery_status().state != uring::RecoveryState::Running {
+            resync_over = true;
+            println!("resync over");
+            let _ = std::io::stdout().flush();
+        }
+    })?;
     engine.stop();
     Ok(())
 }
@@ -393,7 +403,12 @@ pub struct RoundReport {
     pub acked_total: u64,
     /// Acknowledged writes of this round.
     pub acked_round: u64,
-    /// Stripes recovery resynced.
+    /// Stripes the round's second writer was resyncing in the background (left listed by the
+    /// first) while it wrote, until it was killed.
+    pub online_resync: u64,
+    /// The second writer was killed before that resync was over.
+    pub killed_in_resync: bool,
+    /// Stripes the offline recovery before the check resynced.
     pub resynced: usize,
     /// Member treated as failed while verifying.
     pub failed_member: u32,
@@ -422,21 +437,38 @@ impl CrashReport {
     }
 }
 
-fn wait_ready(child: &mut std::process::Child, timeout: Duration) -> Result<(), Error> {
+/// Wait for the child's "ready <stripes resyncing in the background>" line; `over` is set when
+/// it says "resync over" later.
+fn wait_ready(
+    child: &mut std::process::Child,
+    timeout: Duration,
+    over: Arc<AtomicBool>,
+) -> Result<u64, Error> {
     let out = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
         let mut r = BufReader::new(out);
-        let ok = r.read_line(&mut line).is_ok() && line.trim() == "ready";
-        let _ = tx.send(ok);
+        let ready = if r.read_line(&mut line).is_ok() {
+            line.trim()
+                .strip_prefix("ready ")
+                .and_then(|n| n.parse::<u64>().ok())
+        } else {
+            None
+        };
+        let _ = tx.send(ready);
         // Keep draining so the child never blocks on a full pipe.
-        let mut sink = Vec::new();
-        let _ = r.read_to_end(&mut sink);
+        line.clear();
+        while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if line.trim() == "resync over" {
+                over.store(true, Ordering::Release);
+            }
+            line.clear();
+        }
     });
     match rx.recv_timeout(timeout) {
-        Ok(true) => Ok(()),
-        Ok(false) => {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => {
             let st = child.wait().ok();
             Err(Error::new(format!(
                 "crash-test child failed before its load started ({})",
@@ -449,6 +481,62 @@ fn wait_ready(child: &mut std::process::Child, timeout: Duration) -> Result<(), 
             Err(Error::new("crash-test child did not start in time"))
         }
     }
+}
+
+/// Start a writer child, let it write for `delay` seconds after its open, kill it (SIGKILL) and
+/// wait for its I/O to drain. Returns how long it wrote, how many listed stripes it was
+/// resyncing in the background when it opened, and whether it was killed before that resync
+/// was over (as far as its last report, every 100 ms, tells).
+fn crash_child(
+    o: &CrashOptions,
+    exe: &Path,
+    log: &Path,
+    seed: u64,
+    delay: f64,
+) -> Result<(f64, u64, bool), Error> {
+    let mut child = Command::new(exe)
+        .arg("__crash-child")
+        .arg("--dir")
+        .arg(&o.dir)
+        .arg("--log")
+        .arg(log)
+        .arg("--seed")
+        .arg(seed.to_string())
+        .arg("--reactors")
+        .arg(o.reactors.to_string())
+        .arg("--qd")
+        .arg(o.qd.to_string())
+        .args(if o.journal {
+            &[][..]
+        } else {
+            &["--no-journal"][..]
+        })
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| Error::new(format!("cannot start the crash-test child: {e}")))?;
+    let over = Arc::new(AtomicBool::new(false));
+    let resyncing = wait_ready(&mut child, Duration::from_secs(120), over.clone())?;
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(delay));
+    if let Ok(Some(st)) = child.try_wait() {
+        return Err(Error::new(format!(
+            "crash-test child exited by itself ({st}) before it was killed"
+        )));
+    }
+    // Child::kill sends SIGKILL.
+    child
+        .kill()
+        .map_err(|e| Error::new(format!("cannot kill the child: {e}")))?;
+    let _ = child.wait();
+    let killed_after = t0.elapsed().as_secs_f64();
+    let in_resync = resyncing > 0 && !over.load(Ordering::Acquire);
+    // The kernel tears a dead process's io_uring down asynchronously: writes it had issued may
+    // still land after wait() returns. A power loss has no such tail; a process crash does, so
+    // recovery must not race it. Give the teardown time to finish.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Ok((killed_after, resyncing, in_resync))
 }
 
 /// Run the crash test; `say` gets one line per event.
@@ -471,47 +559,22 @@ pub fn run(o: &CrashOptions, mut say: impl FnMut(&str)) -> Result<CrashReport, E
     let mut report = CrashReport::default();
     let mut acked_before = 0;
     for round in 1..=o.rounds {
-        let mut child = Command::new(&exe)
-            .arg("__crash-child")
-            .arg("--dir")
-            .arg(&o.dir)
-            .arg("--log")
-            .arg(&log)
-            .arg("--seed")
-            .arg(rng.next_u64().to_string())
-            .arg("--reactors")
-            .arg(o.reactors.to_string())
-            .arg("--qd")
-            .arg(o.qd.to_string())
-            .args(if o.journal {
-                &[][..]
+        // Two writers per round: the first is killed at a random moment; the second opens
+        // online, so it writes while the stripes the first left listed are resynced in the
+        // background, and is killed early, often inside that resync (with the journal).
+        let mut killed_after = 0.0;
+        let mut online_resync = 0;
+        let mut killed_in_resync = false;
+        for (i, (lo, span)) in [(0.25, 0.75), (0.05, 0.45)].into_iter().enumerate() {
+            let delay = o.seconds * (lo + span * (rng.below(1000) as f64 / 1000.0));
+            let (after, resyncing, in_resync) = crash_child(o, &exe, &log, rng.next_u64(), delay)?;
+            if i == 0 {
+                killed_after = after;
             } else {
-                &["--no-journal"][..]
-            })
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| Error::new(format!("cannot start the crash-test child: {e}")))?;
-        wait_ready(&mut child, Duration::from_secs(120))?;
-        let t0 = Instant::now();
-        let delay = o.seconds * (0.25 + 0.75 * (rng.below(1000) as f64 / 1000.0));
-        std::thread::sleep(Duration::from_secs_f64(delay));
-        if let Ok(Some(st)) = child.try_wait() {
-            return Err(Error::new(format!(
-                "crash-test child exited by itself ({st}) before it was killed"
-            )));
+                online_resync = resyncing;
+                killed_in_resync = in_resync;
+            }
         }
-        // Child::kill sends SIGKILL.
-        child
-            .kill()
-            .map_err(|e| Error::new(format!("cannot kill the child: {e}")))?;
-        let _ = child.wait();
-        let killed_after = t0.elapsed().as_secs_f64();
-        // The kernel tears a dead process's io_uring down asynchronously: writes it had issued
-        // may still land after wait() returns. A power loss has no such tail; a process crash
-        // does, so recovery must not race it. Give the teardown time to finish.
-        std::thread::sleep(std::time::Duration::from_millis(300));
 
         // Expectations from the log.
         let mut bytes = Vec::new();
@@ -553,6 +616,9 @@ pub fn run(o: &CrashOptions, mut say: impl FnMut(&str)) -> Result<CrashReport, E
         let resynced = engine.recovery.resynced.len();
         let scrub = files.scrub(|_| {})?;
         let failed_member = rng.below(geo.members as u64) as u32;
+        // The check only reads, as if the member were lost: the failure is not recorded in
+        // the superblocks (the next round's writers use every member again).
+        engine.vol.set_records_failures(false);
         engine.vol.fail_member(failed_member);
         let v = Verifier {
             blocks,
@@ -588,6 +654,8 @@ pub fn run(o: &CrashOptions, mut say: impl FnMut(&str)) -> Result<CrashReport, E
             killed_after,
             acked_total,
             acked_round: acked_total - acked_before,
+            online_resync,
+            killed_in_resync,
             resynced,
             failed_member,
             verified_blocks: v.checked,
@@ -596,8 +664,14 @@ pub fn run(o: &CrashOptions, mut say: impl FnMut(&str)) -> Result<CrashReport, E
         };
         acked_before = acked_total;
         say(&format!(
-            "round {round}: killed after {:.2} s, {} writes acknowledged ({} in total), {} stripes resynced, member m{} failed, {} blocks verified: {} mismatches, {} parity mismatches",
+            "round {round}: killed after {:.2} s, then again while writing with {} stripes resyncing online ({}); {} writes acknowledged ({} in total), {} stripes resynced, member m{} failed, {} blocks verified: {} mismatches, {} parity mismatches",
             r.killed_after,
+            r.online_resync,
+            if r.killed_in_resync {
+                "killed inside the resync"
+            } else {
+                "killed after the resync"
+            },
             r.acked_round,
             r.acked_total,
             r.resynced,

@@ -172,6 +172,10 @@ struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Bandwidth cap in MiB/s of the resync after a crash, which runs in the background while
+    /// the load does (0: none).
+    #[arg(long, default_value_t = 0)]
+    recovery_bandwidth_mb: u64,
 }
 
 #[derive(Args, Debug)]
@@ -307,6 +311,7 @@ fn cmd_bench(a: BenchArgs) -> Result<(), Fail> {
         bytes: a.bytes,
         journal: !a.no_journal,
         quiet: a.json,
+        recovery_bytes_per_s: a.recovery_bandwidth_mb << 20,
     })?;
     if a.json {
         println!(
@@ -537,6 +542,8 @@ fn cmd_set_journal(a: SetJournalArgs) -> Result<(), Fail> {
             reactors: 1,
             journal: false,
             split_writes: false,
+            online: false,
+            recovery_bytes_per_s: 0,
         },
     )?;
     let pb = indicatif::ProgressBar::new(files.geo.stripes);
@@ -681,7 +688,7 @@ fn cmd_status(dir: &Path) -> Result<(), Fail> {
     } else {
         let shown: Vec<String> = dirty.iter().take(32).map(|s| s.to_string()).collect();
         println!(
-            "dirty      {} stripes listed: {}{}",
+            "dirty      {} stripes listed (resynced in the background at the next open): {}{}",
             dirty.len(),
             shown.join(" "),
             if dirty.len() > 32 { " …" } else { "" }
@@ -720,6 +727,7 @@ fn cmd_demo(a: DemoArgs) -> Result<(), Fail> {
         bytes: None,
         journal: true,
         quiet: false,
+        recovery_bytes_per_s: 0,
     })?;
     bench::print(&b);
     println!("== crash-test: 1 round");
