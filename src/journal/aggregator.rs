@@ -70,7 +70,8 @@ pub struct JournalConfig {
     /// Called with the address and length of each volume's per-stripe state when it is made
     /// (the runtime asks the kernel for huge pages there: on volumes of millions of stripes
     /// a write touches a random state, and with 4 KiB pages each such touch also misses the
-    /// TLB). Never reads or writes through the address.
+    /// TLB; it also faults them in off the reactors). Never reads or writes through the
+    /// address.
     pub advise_state_memory: Option<fn(*const u8, usize)>,
     /// Starts fetching the memory at an address into the cache without waiting (a prefetch
     /// hint; never reads or writes through it). With it, the removal scan fetches the state of
