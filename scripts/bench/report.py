@@ -12,6 +12,14 @@ TARGETS = {
     "on_off": ("journal-on ÷ journal-off, 4 KiB randwrite QD 128", 0.95),
     "vs_raid5f": ("jraid full-stripe write ÷ raid5f", 1.0),
     "efficiency": ("4 KiB randwrite IOPS ÷ (members × member IOPS ÷ 4), QD 128", 0.9),
+    "write_vs_raid1": ("4 KiB randwrite, journal on ÷ (raid1 write ÷ 2), QD 128", 0.8),
+    "read_vs_raid1": ("4 KiB randread ÷ raid1 randread, QD 128", 0.9),
+    "two_write_vs_raid1": ("two reactors: 4 KiB randwrite ÷ (raid1 write ÷ 2)", 0.8),
+    "two_read_vs_raid1": ("two reactors: 4 KiB randread ÷ raid1 randread", 0.9),
+    "two_vs_raid5f": ("two reactors: full-stripe write ÷ raid5f", 1.0),
+    "scale_write": ("jraid two reactors ÷ one, 4 KiB randwrite QD 128", 1.9),
+    "scale_read": ("jraid two reactors ÷ one, 4 KiB randread QD 128", 1.9),
+    "scale_seq": ("jraid two reactors ÷ one, full-stripe write", 1.9),
 }
 KIND_ORDER = ["malloc", "delay", "null"]
 
@@ -111,19 +119,59 @@ def analyse(rows, meta):
                                     "vs_raw": ratio(j, w)})
         base = find(rows, kind=k, scenario="randwrite", variant="jraid", queue_depth=128,
                     reactors=1)
-        sc = [(1, base)] + sorted(
-            ((r["reactors"], find(rows, kind=k, scenario="scaling", reactors=r["reactors"]))
-             for r in rows if r["kind"] == k and r["scenario"] == "scaling"),
-            key=lambda x: x[0])
-        for nr, r in sc:
+        nrs = sorted({r["reactors"] for r in rows
+                      if r["kind"] == k and r["scenario"] == "scaling" and r["variant"] == "jraid"
+                      and r["workload"] == "randwrite"})
+        out["scaling"].append({"kind": k, "reactors": 1, "jraid": base,
+                               "speedup": ratio(base, base)})
+        for nr in nrs:
+            r = find(rows, kind=k, scenario="scaling", variant="jraid", workload="randwrite",
+                     reactors=nr)
             out["scaling"].append({"kind": k, "reactors": nr, "jraid": r,
                                    "speedup": ratio(r, base)})
+        # SPDK's own RAID as anchors (raid1 over two members, raid5f), one reactor and two.
+        w = {}
+        for nr in (1, 2):
+            scen = (lambda s: s) if nr == 1 else (lambda s: "scaling")
+            q = 128
+            jw = find(rows, kind=k, scenario=scen("randwrite"), variant="jraid",
+                      workload="randwrite", queue_depth=q, reactors=nr)
+            jr = find(rows, kind=k, scenario=scen("randread"), variant="jraid",
+                      workload="randread", queue_depth=q, reactors=nr)
+            js = find(rows, kind=k, scenario=scen("seqwrite"), variant="jraid", workload="write",
+                      reactors=nr)
+            rw_ = find(rows, kind=k, scenario=scen("randwrite"), variant="raid1",
+                       workload="randwrite", queue_depth=q, reactors=nr)
+            rr_ = find(rows, kind=k, scenario=scen("randread"), variant="raid1",
+                       workload="randread", queue_depth=q, reactors=nr)
+            r5 = find(rows, kind=k, scenario=scen("seqwrite"), variant="raid5f", workload="write",
+                      reactors=nr)
+            half = None if rw_ is None else {"iops": rw_["iops"] / 2}
+            w[nr] = {"jraid_write": jw, "jraid_read": jr, "jraid_seq": js, "raid1_write": rw_,
+                     "raid1_read": rr_, "raid5f_seq": r5,
+                     "write_vs_raid1": ratio(jw, half), "read_vs_raid1": ratio(jr, rr_),
+                     "vs_raid5f": ratio(js, r5, "mibps")}
+        out.setdefault("anchors", []).append({
+            "kind": k, "one": w[1], "two": w[2],
+            "scale_write": ratio(w[2]["jraid_write"], w[1]["jraid_write"]),
+            "scale_read": ratio(w[2]["jraid_read"], w[1]["jraid_read"]),
+            "scale_seq": ratio(w[2]["jraid_seq"], w[1]["jraid_seq"], "mibps")})
     # targets at QD 128
     for k in kinds:
         rw = next((x for x in out["randwrite"] if x["kind"] == k and x["qd"] == 128), None)
         sw = next((x for x in out["seqwrite"] if x["kind"] == k), None)
-        for key, val in (("on_off", rw and rw["on_off"]), ("vs_raid5f", sw and sw["vs_raid5f"]),
-                         ("efficiency", rw and rw["efficiency"])):
+        an = next((x for x in out.get("anchors", []) if x["kind"] == k), None)
+        vals = (("on_off", rw and rw["on_off"]), ("vs_raid5f", sw and sw["vs_raid5f"]),
+                ("efficiency", rw and rw["efficiency"]))
+        if an:
+            vals += (("write_vs_raid1", an["one"]["write_vs_raid1"]),
+                     ("read_vs_raid1", an["one"]["read_vs_raid1"]),
+                     ("two_write_vs_raid1", an["two"]["write_vs_raid1"]),
+                     ("two_read_vs_raid1", an["two"]["read_vs_raid1"]),
+                     ("two_vs_raid5f", an["two"]["vs_raid5f"]),
+                     ("scale_write", an["scale_write"]), ("scale_read", an["scale_read"]),
+                     ("scale_seq", an["scale_seq"]))
+        for key, val in vals:
             goal = TARGETS[key][1]
             out["targets"].append({"target": key, "what": TARGETS[key][0], "kind": k,
                                    "value": val, "goal": goal,
@@ -185,6 +233,21 @@ def markdown(a, meta, rows):
     for x in a["randread"]:
         L.append(f"| {x['kind']} | {x['qd']} | {f_iops(x['jraid'])} | {f_lat(x['jraid'])} | "
                  f"{f_iops(x['raw'])} | {f_lat(x['raw'])} | {f_ratio(x['vs_raw'])} |")
+
+    L.append("\n## Beside SPDK's own RAID (raid1 over two of the same members, raid5f over four)\n")
+    L.append("| kind | reactors | jraid write IOPS | raid1 write IOPS | ÷ (raid1 ÷ 2) | "
+             "jraid read IOPS | raid1 read IOPS | ÷ raid1 | jraid full-stripe MiB/s | "
+             "raid5f MiB/s | ÷ raid5f |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for x in a.get("anchors", []):
+        for nr, w in ((1, x["one"]), (2, x["two"])):
+            L.append(f"| {x['kind']} | {nr} | {f_iops(w['jraid_write'])} | "
+                     f"{f_iops(w['raid1_write'])} | {f_ratio(w['write_vs_raid1'])} | "
+                     f"{f_iops(w['jraid_read'])} | {f_iops(w['raid1_read'])} | "
+                     f"{f_ratio(w['read_vs_raid1'])} | {f_mib(w['jraid_seq'])} | "
+                     f"{f_mib(w['raid5f_seq'])} | {f_ratio(w['vs_raid5f'])} |")
+    L.append("\n(4 KiB at QD 128 per reactor; full stripes at the sequential QD; two reactors: "
+             "-m 0x3 -C, one job per core.)")
 
     L.append("\n## Reactor scaling: jraid 4 KiB random writes, QD 128 per reactor\n")
     L.append("| kind | reactors | IOPS | avg µs | speed-up |")

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# jraid performance bench (issue 7): bdevperf over jraid, jraid without journal, a raw member and
-# SPDK's raid5f, on malloc, delay-over-malloc (NVMe-like latency) and null members.
+# jraid performance bench: bdevperf over jraid, jraid without journal, a raw member and SPDK's own
+# RAID as anchors (raid1 over two members, raid5f over as many as jraid), on malloc,
+# delay-over-malloc (NVMe-like latency) and null members; the CPU-per-I/O ratios (4 KiB random
+# writes ÷ half raid1's, random reads ÷ raid1's, full stripes ÷ raid5f's) on one reactor and on
+# two.
 #
 #   scripts/bench/run.sh [--quick] [-t SECONDS] [--kinds "malloc delay null"] [--out DIR]
 #                        [--members N] [--member-mb MB] [--strip-kb KB] [--reactors N] [--no-plot]
@@ -103,8 +106,9 @@ member_blocks=$((member_mb * 1024 * 1024 / blk))
 journal_blocks=2048 # 8 MiB
 set_mem_args() { # KIND -> MEM_ARGS
     local mb=512
-    # per kind: members x (jraid + jraid-nj + raid5f) + raw member + journal, plus bdevperf's own
-    [ "$1" = null ] || mb=$((mb + (3 * members + 1) * member_mb + journal_blocks * blk / 1048576))
+    # per kind: members x (jraid + jraid-nj + raid5f) + raw member + 2 raid1 members + journal,
+    # plus bdevperf's own
+    [ "$1" = null ] || mb=$((mb + (3 * members + 3) * member_mb + journal_blocks * blk / 1048576))
     bench_mem_args "$mb"
 }
 
@@ -113,7 +117,8 @@ LIBPATH=$SPDK_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # --------------------------------------------------------------------------------------------
 # JSON config of one member kind.
 #   jraid volume jr (members <k>0..), jraid without journal jn (<k>n0..), raid5f r5 (<k>f0..),
-#   raw member <k>raw, journal <k>jl. Delay members sit on malloc bdevs named <name>_m.
+#   raid1 r1 (<k>m0, <k>m1), raw member <k>raw, journal <k>jl. Delay members sit on malloc bdevs
+#   named <name>_m.
 # with_r5 / with_nj: 0 leaves that volume out.
 member_cmd() { # KIND NAME BLOCKS
     local kind=$1 name=$2 nb=$3
@@ -139,6 +144,9 @@ mk_config() { # KIND WITH_R5 WITH_NJ > config
     member_cmd "$kind" "${p}jl" "$journal_blocks"
     member_cmd "$kind" "${p}raw" "$member_blocks"
     echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"jr\",\"strip_size_kb\":$strip_kb,\"base_bdevs\":[$(names "$p")],\"journal_bdev\":\"${p}jl\"}},"
+    member_cmd "$kind" "${p}m0" "$member_blocks"
+    member_cmd "$kind" "${p}m1" "$member_blocks"
+    echo "{\"method\":\"bdev_raid_create\",\"params\":{\"name\":\"r1\",\"raid_level\":\"raid1\",\"strip_size_kb\":0,\"base_bdevs\":[\"${p}m0\",\"${p}m1\"]}},"
     if [ "$with_nj" = 1 ]; then
         for ((i = 0; i < members; i++)); do member_cmd "$kind" "${p}n$i" "$member_blocks"; done
         # The journal bdev still holds the superblock; records are not written with the journal off.
@@ -295,6 +303,7 @@ for kind in $kinds; do
     seq="seqwrite:write:$QD_SEQ:$stripe_bytes"
 
     session "$kind" jraid jr 1 "$rw $rr $seq"
+    session "$kind" raid1 r1 1 "$rw $rr"
     if [ "$with_nj" = 1 ]; then
         session "$kind" jraid-nojournal jn 1 "$rw"
     else
@@ -309,7 +318,15 @@ for kind in $kinds; do
         record "$kind" seqwrite raid5f r5 1 write "$QD_SEQ" "$stripe_bytes" "" "raid5f not available"
     fi
     for nr in $reactor_counts; do
-        session "$kind" jraid jr "$nr" "scaling:randwrite:$QD_SCALING:4096"
+        if [ "$nr" = 2 ]; then
+            # Two reactors: every ratio's both sides, for the two-reactors ÷ one targets.
+            two="scaling:randwrite:$QD_SCALING:4096 scaling:randread:$QD_SCALING:4096 scaling:write:$QD_SEQ:$stripe_bytes"
+            session "$kind" jraid jr 2 "$two"
+            session "$kind" raid1 r1 2 "scaling:randwrite:$QD_SCALING:4096 scaling:randread:$QD_SCALING:4096"
+            [ "$with_r5" = 1 ] && session "$kind" raid5f r5 2 "scaling:write:$QD_SEQ:$stripe_bytes"
+        else
+            session "$kind" jraid jr "$nr" "scaling:randwrite:$QD_SCALING:4096"
+        fi
     done
 done
 log "runs took $(($(date +%s) - t0)) s"
