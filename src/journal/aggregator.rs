@@ -78,6 +78,11 @@ pub struct JournalConfig {
     /// the entries due next while it decides on the current one; without it, it loads a few
     /// ahead at a time (`touch_due`).
     pub prefetch: Option<fn(*const u8)>,
+    /// Loom control only: a mark leaves a removal claim in place instead of withdrawing it (the
+    /// removal rule of the module comment). The removal-race model must then fail; no build
+    /// but loom's has the field.
+    #[cfg(loom)]
+    pub control_keep_removal_claim: bool,
 }
 
 impl JournalConfig {
@@ -94,6 +99,8 @@ impl JournalConfig {
             max_channels: 1024,
             advise_state_memory: None,
             prefetch: None,
+            #[cfg(loom)]
+            control_keep_removal_claim: false,
         }
     }
 
@@ -558,7 +565,13 @@ impl Journal {
             // again (the count alone would come back to the value it checked). Rare: the claim
             // lasts a few instructions. Relaxed: this only has to change the value; from our
             // increment to the clear the count is non-zero, so the swap fails in between too.
-            word.fetch_and(!REMOVING, Relaxed);
+            #[cfg(loom)]
+            let withdraw = !self.cfg.control_keep_removal_claim;
+            #[cfg(not(loom))]
+            let withdraw = true;
+            if withdraw {
+                word.fetch_and(!REMOVING, Relaxed);
+            }
         }
         if w & LISTED != 0 {
             let g = gen_of(w);
