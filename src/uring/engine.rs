@@ -20,7 +20,8 @@ const RESYNC_DEPTH: usize = 64;
 pub struct RecoveryReport {
     /// Generation of the record recovery started from (0: none valid).
     pub generation: u64,
-    /// Stripes whose parity was recomputed.
+    /// The listed stripes recovery resyncs (after an online start it may still be at it:
+    /// [`Engine::recovery_status`]).
     pub resynced: Vec<u64>,
     /// Resyncs that failed.
     pub resync_errors: u64,
