@@ -155,24 +155,12 @@ struct JournalCounts {
     user_writes: u64,
 }
 
-#[derive(Default)]
-struct ReadList {
-    items: [(u32, (u64, u64)); MAX_MEMBERS],
-    n: usize,
-}
+/// Member reads a piece issues: (member, rows).
+type ReadList = Vec<(u32, (u64, u64))>;
 
-impl ReadList {
-    fn push(&mut self, member: u32, rows: (u64, u64)) {
-        self.items[self.n] = (member, rows);
-        self.n += 1;
-    }
-
-    /// Every member but `skip`, over `rows`.
-    fn all_but(&mut self, members: u32, skip: Option<u32>, rows: (u64, u64)) {
-        for m in (0..members).filter(|&m| Some(m) != skip) {
-            self.push(m, rows);
-        }
-    }
+/// Every member but `skip`, over `rows`.
+fn read_all_but(reads: &mut ReadList, members: u32, skip: Option<u32>, rows: (u64, u64)) {
+    reads.extend((0..members).filter(|&m| Some(m) != skip).map(|m| (m, rows)));
 }
 
 /// One stripe's share of a user request.
@@ -260,6 +248,8 @@ pub struct Channel<B: Backend> {
     /// Journal device of the record write in flight (its flush goes there).
     record_dev: u32,
     notify: Vec<Address>,
+    /// Scratch list of the member reads a piece issues (see `issue_reads`).
+    read_list: ReadList,
     /// Journal-driven member flush in flight: (members left, start time).
     member_flush: Option<(u32, u64)>,
     stats: ChannelStats,
@@ -318,6 +308,7 @@ impl<B: Backend> Channel<B> {
             journal_counts: JournalCounts::default(),
             record_dev: 0,
             notify: Vec::new(),
+            read_list: Vec::new(),
             member_flush: None,
             stats: ChannelStats::default(),
         })
@@ -884,18 +875,20 @@ impl<B: Backend> Channel<B> {
         let row_bytes = span.rows() as usize * bs;
         let pm = geo.parity_member(stripe);
         let d = geo.data_members();
-        let mut reads = ReadList::default();
+        // Reused (taken here, put back below): a list per piece would be an allocation per I/O.
+        let mut reads = std::mem::take(&mut self.read_list);
+        reads.clear();
         match kind {
             PieceKind::Read if !p.degraded => {
                 for i in 0..d {
                     if span.touched(i as usize) {
-                        reads.push(geo.data_member(stripe, i), span.ranges[i as usize]);
+                        reads.push((geo.data_member(stripe, i), span.range(i as usize)));
                     }
                 }
             }
             PieceKind::Read => {
                 // Degraded read: every survivor over the rows.
-                reads.all_but(geo.members, failed, rows);
+                read_all_but(&mut reads, geo.members, failed, rows);
                 self.vol
                     .stats
                     .degraded_read
@@ -907,14 +900,14 @@ impl<B: Backend> Channel<B> {
                     return self.finish_piece(pi, Err(IoError::VolumeFailed));
                 }
                 for i in 0..d {
-                    reads.push(geo.data_member(stripe, i), rows);
+                    reads.push((geo.data_member(stripe, i), rows));
                 }
             }
             PieceKind::Scrub => {
                 if failed.is_some() {
                     return self.finish_piece(pi, Err(IoError::VolumeFailed));
                 }
-                reads.all_but(geo.members, None, rows);
+                read_all_but(&mut reads, geo.members, None, rows);
             }
             PieceKind::Rebuild => {
                 let Some(target) = self.vol.rebuilding() else {
@@ -923,7 +916,7 @@ impl<B: Backend> Channel<B> {
                 if self.vol.serves(target, stripe) {
                     return self.finish_piece(pi, Ok(())); // already rebuilt
                 }
-                reads.all_but(geo.members, Some(target), rows);
+                read_all_but(&mut reads, geo.members, Some(target), rows);
             }
             PieceKind::Write => {
                 let mut plan = plan::choose(&geo, stripe, &span, failed);
@@ -947,40 +940,42 @@ impl<B: Backend> Channel<B> {
                     WritePlan::ReconstructWrite => {
                         for i in 0..d {
                             if !span.covers_rows(i as usize) {
-                                reads.push(geo.data_member(stripe, i), rows);
+                                reads.push((geo.data_member(stripe, i), rows));
                             }
                         }
                     }
                     WritePlan::ReadModifyWrite => {
                         for i in 0..d {
                             if span.touched(i as usize) {
-                                reads.push(geo.data_member(stripe, i), rows);
+                                reads.push((geo.data_member(stripe, i), rows));
                             }
                         }
-                        reads.push(pm, rows);
+                        reads.push((pm, rows));
                     }
                     WritePlan::Degraded => {
-                        reads.all_but(geo.members, failed, rows);
+                        read_all_but(&mut reads, geo.members, failed, rows);
                     }
                 }
             }
         }
-        if reads.n == 0 {
+        if reads.is_empty() {
+            self.read_list = reads;
             return self.reads_done(pi);
         }
-        if kind == PieceKind::Read && !self.pieces[pi].degraded && reads.n == 1 {
+        if kind == PieceKind::Read && !self.pieces[pi].degraded && reads.len() == 1 {
             // A request that is this one member range: the member reads into its buffer.
-            let (m, r) = reads.items[0];
+            let (m, r) = reads[0];
             let (req, buf_off) = (self.pieces[pi].req as usize, self.pieces[pi].buf_off);
             let len = (r.1 - r.0) as usize * bs;
             let whole = buf_off == 0 && self.reqs[req].buf.as_ref().is_some_and(|b| b.len() == len);
             if whole {
                 let buf = self.reqs[req].buf.take().expect("read has a buffer");
                 self.pieces[pi].direct = true;
+                self.read_list = reads;
                 return self.submit_piece_io(pi, m, IoOp::Read, r, buf, 0);
             }
         }
-        for &(m, r) in &reads.items[..reads.n] {
+        for &(m, r) in &reads {
             let len = if kind == PieceKind::Read && !self.pieces[pi].degraded {
                 (r.1 - r.0) as usize * bs
             } else {
@@ -989,6 +984,7 @@ impl<B: Backend> Channel<B> {
             let buf = self.pool.take(len);
             self.submit_piece_io(pi, m, IoOp::Read, r, buf, 0);
         }
+        self.read_list = reads;
     }
 
     fn piece_io_done(&mut self, tag: u64, ok: bool, buf: Option<Buf>) {
@@ -1160,7 +1156,7 @@ impl<B: Backend> Channel<B> {
             .expect("read has a buffer")
             .as_mut_slice();
         for i in 0..geo.data_members() {
-            let (a, b) = span.ranges[i as usize];
+            let (a, b) = span.range(i as usize);
             if a >= b {
                 continue;
             }
@@ -1208,7 +1204,7 @@ impl<B: Backend> Channel<B> {
             bufs[f as usize] = Some(out);
         }
         for i in 0..geo.data_members() {
-            let (a, b) = span.ranges[i as usize];
+            let (a, b) = span.range(i as usize);
             if a >= b {
                 continue;
             }
@@ -1255,7 +1251,7 @@ impl<B: Backend> Channel<B> {
         self.pieces[pi].io_failed = false;
         let mut writes = 0;
         for i in 0..geo.data_members() {
-            let (a, b) = span.ranges[i as usize];
+            let (a, b) = span.range(i as usize);
             let m = geo.data_member(stripe, i);
             if a >= b || Some(m) == failed {
                 continue;

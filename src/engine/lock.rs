@@ -1,13 +1,15 @@
 //! Stripe locks shared by every reactor of a volume.
 //!
 //! Sharded: a stripe hashes to one of many small shards, so two writers contend only when their
-//! stripes share a shard, and no lock is global. A holder that releases hands the stripe straight to
+//! stripes share a shard, and no lock is global. A shard holds a handful of stripes at most
+//! (queue depth ÷ shards), so it keeps them in a short list scanned linearly: no hashing per
+//! lock, and each shard sits on a cache line of its own (reactors locking neighbouring shards
+//! do not share lines). A holder that releases hands the stripe straight to
 //! the oldest waiter (FIFO per stripe) and tells the caller whom to wake; the wake-up itself travels
 //! as a message to the waiter's reactor. Tables keep their capacity, so the steady state allocates
 //! nothing.
 
-use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use super::backend::Address;
@@ -21,38 +23,22 @@ pub struct LockWaiter {
     pub token: u64,
 }
 
-/// Multiplicative hasher for stripe numbers (they are already well spread).
-#[derive(Default)]
-pub struct StripeHasher(u64);
-
-impl Hasher for StripeHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (n ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// A set of stripe numbers hashed with [`StripeHasher`].
-pub type StripeSet = HashSet<u64, BuildHasherDefault<StripeHasher>>;
-
 #[derive(Default)]
 struct Shard {
-    /// Stripes currently held.
-    held: StripeSet,
+    /// Stripes currently held (a few at most: see the module comment).
+    held: Vec<u64>,
     /// Waiters in arrival order.
     waiters: VecDeque<(u64, LockWaiter)>,
 }
 
+/// A shard on a cache line of its own.
+#[derive(Default)]
+#[repr(align(64))]
+struct Padded(Mutex<Shard>);
+
 /// The lock table of one volume.
 pub struct StripeLocks {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[Padded]>,
     mask: usize,
 }
 
@@ -61,7 +47,7 @@ impl StripeLocks {
     pub fn new(shards: usize) -> StripeLocks {
         let n = shards.max(1).next_power_of_two();
         StripeLocks {
-            shards: (0..n).map(|_| Mutex::default()).collect(),
+            shards: (0..n).map(|_| Padded::default()).collect(),
             mask: n - 1,
         }
     }
@@ -70,18 +56,19 @@ impl StripeLocks {
         let i = (stripe.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask;
         // A poisoned shard means a panic while holding it, which aborts the process under SPDK;
         // the table itself is still consistent (no operation panics half-way).
-        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+        self.shards[i].0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Take `stripe` for `waiter`: true when taken now; false when queued (a later `unlock` names
     /// this waiter as the new holder).
     pub fn lock(&self, stripe: u64, waiter: LockWaiter) -> bool {
         let mut s = self.shard(stripe);
-        if s.held.insert(stripe) {
-            true
-        } else {
+        if s.held.contains(&stripe) {
             s.waiters.push_back((stripe, waiter));
             false
+        } else {
+            s.held.push(stripe);
+            true
         }
     }
 
@@ -92,8 +79,11 @@ impl StripeLocks {
             let (_, w) = s.waiters.remove(pos).expect("position is in range");
             return Some(w);
         }
-        let was_held = s.held.remove(&stripe);
-        debug_assert!(was_held, "unlock of a stripe that is not held");
+        let pos = s.held.iter().position(|&h| h == stripe);
+        debug_assert!(pos.is_some(), "unlock of a stripe that is not held");
+        if let Some(pos) = pos {
+            s.held.swap_remove(pos);
+        }
         None
     }
 

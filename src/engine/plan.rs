@@ -5,11 +5,17 @@ use crate::layout::Geometry;
 /// Most members a volume can have.
 pub const MAX_MEMBERS: usize = crate::layout::MAX_MEMBERS as usize;
 
-/// The part of one stripe a request touches.
+/// The part of one stripe a request touches: a range of stripe-relative data blocks, with the
+/// union row range of the strips it touches. Small and copied freely (it lives in every piece);
+/// each strip's range is computed when asked for ([`StripeSpan::range`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StripeSpan {
-    /// Per data index: touched block range inside the strip, `[a, b)`; `a == b` when untouched.
-    pub ranges: [(u64, u64); MAX_MEMBERS],
+    /// First stripe-relative data block.
+    start: u64,
+    /// End of the data blocks (exclusive), at most the stripe's data blocks.
+    end: u64,
+    /// Blocks per strip.
+    strip: u64,
     /// Union row range over all touched strips.
     pub lo: u64,
     /// End of the union row range.
@@ -20,32 +26,47 @@ impl StripeSpan {
     /// Span of the stripe-relative data blocks `[start, start + len)`.
     pub fn new(geo: &Geometry, start: u64, len: u64) -> StripeSpan {
         let s = geo.strip_blocks;
-        let mut span = StripeSpan {
-            lo: u64::MAX,
-            hi: 0,
-            ..Default::default()
+        let end = (start + len).min(geo.data_members() as u64 * s);
+        let (lo, hi) = if start >= end {
+            (u64::MAX, 0)
+        } else if start / s == (end - 1) / s {
+            // One strip: its own range.
+            let base = start / s * s;
+            (start - base, end - base)
+        } else {
+            // Two or more strips: the first runs to the strip's end, the last from its start.
+            (0, s)
         };
-        for i in 0..geo.data_members() as usize {
-            let (strip_a, strip_b) = (i as u64 * s, (i as u64 + 1) * s);
-            let a = start.max(strip_a);
-            let b = (start + len).min(strip_b);
-            if a < b {
-                span.ranges[i] = (a - strip_a, b - strip_a);
-                span.lo = span.lo.min(a - strip_a);
-                span.hi = span.hi.max(b - strip_a);
-            }
+        StripeSpan {
+            start,
+            end,
+            strip: s,
+            lo,
+            hi,
         }
-        span
+    }
+
+    /// Data index `i`'s touched block range inside its strip, `[a, b)`; `(0, 0)` when untouched.
+    pub fn range(&self, i: usize) -> (u64, u64) {
+        let (strip_a, strip_b) = (i as u64 * self.strip, (i as u64 + 1) * self.strip);
+        let a = self.start.max(strip_a);
+        let b = self.end.min(strip_b);
+        if a < b {
+            (a - strip_a, b - strip_a)
+        } else {
+            (0, 0)
+        }
     }
 
     /// Whether data index `i` is touched.
     pub fn touched(&self, i: usize) -> bool {
-        self.ranges[i].0 < self.ranges[i].1
+        let r = self.range(i);
+        r.0 < r.1
     }
 
     /// Whether data index `i` is written over the whole row range.
     pub fn covers_rows(&self, i: usize) -> bool {
-        self.ranges[i] == (self.lo, self.hi)
+        self.range(i) == (self.lo, self.hi)
     }
 
     /// Rows in the union range.
@@ -102,10 +123,50 @@ mod tests {
     fn spans() {
         let g = geo(4); // 3 data strips of 4 blocks
         let s = StripeSpan::new(&g, 3, 2);
-        assert_eq!(s.ranges[0], (3, 4));
-        assert_eq!(s.ranges[1], (0, 1));
+        assert_eq!(s.range(0), (3, 4));
+        assert_eq!(s.range(1), (0, 1));
         assert!(!s.touched(2));
         assert_eq!((s.lo, s.hi), (0, 4));
+    }
+
+    /// Every span of a small geometry against a block-by-block count.
+    #[test]
+    fn spans_match_blocks() {
+        for n in [3, 4, 5] {
+            let g = geo(n);
+            let (s, d) = (g.strip_blocks, g.data_members() as u64);
+            for start in 0..d * s {
+                for len in 1..=d * s - start {
+                    let span = StripeSpan::new(&g, start, len);
+                    let (mut lo, mut hi) = (u64::MAX, 0);
+                    for i in 0..d {
+                        let rows: Vec<u64> = (start..start + len)
+                            .filter(|b| b / s == i)
+                            .map(|b| b % s)
+                            .collect();
+                        let want = match (rows.first(), rows.last()) {
+                            (Some(&a), Some(&b)) => (a, b + 1),
+                            _ => (0, 0),
+                        };
+                        assert_eq!(
+                            span.range(i as usize),
+                            want,
+                            "n {n} start {start} len {len} strip {i}"
+                        );
+                        assert_eq!(span.touched(i as usize), !rows.is_empty());
+                        if !rows.is_empty() {
+                            lo = lo.min(want.0);
+                            hi = hi.max(want.1);
+                        }
+                    }
+                    assert_eq!(
+                        (span.lo, span.hi),
+                        (lo, hi),
+                        "n {n} start {start} len {len}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -326,6 +326,9 @@ pub(crate) unsafe fn pump(ptr: *mut ChanCtx) {
             std::mem::take(&mut ctx.finished)
         };
         if batch.is_empty() {
+            // Put the (empty) list back with its capacity: dropping it here made the next
+            // completion allocate a new one, a malloc and a free per request.
+            (*ptr).finished = batch;
             return;
         }
         for (io, st) in batch.drain(..) {
