@@ -387,3 +387,54 @@ fn unsynced_stripes_never_trust_their_parity() {
 fn st_degraded(w: &World) -> u64 {
     w.volumes[0].vol.stats.degraded_read.load(Relaxed)
 }
+
+/// A read goes straight to a member only when it is one member's range of one stripe and that
+/// member serves the stripe: never across strips, never to a failed member, and to a member
+/// being rebuilt only for the stripes already rebuilt.
+#[test]
+fn direct_reads_only_where_the_member_serves_the_stripe() {
+    let mut w = world(4, false);
+    let geo = w.volumes[0].vol.geo;
+    let s = geo.strip_blocks;
+    let ch = w.channel(0, 0);
+    // Stripe 1, data index 1: one block, then the whole strip.
+    let lba = geo.stripe_blocks() + s;
+    let loc = geo.locate(lba);
+    assert_eq!(ch.direct_read(lba, 1), Some((loc.member, loc.member_lba)));
+    assert_eq!(ch.direct_read(lba, s), Some((loc.member, loc.member_lba)));
+    // Across two strips, past the end, nothing.
+    assert_eq!(ch.direct_read(lba + s - 1, 2), None);
+    assert_eq!(ch.direct_read(geo.volume_blocks() - 1, 2), None);
+    assert_eq!(ch.direct_read(lba, 0), None);
+    // The member fails: its strips go through the engine (rebuilt from parity), the others'
+    // still go direct.
+    w.fail_member(0, loc.member, true);
+    let ch = w.channel(0, 0);
+    assert_eq!(ch.direct_read(lba, 1), None);
+    let other = geo.locate(lba + s);
+    assert_ne!(other.member, loc.member);
+    assert_eq!(
+        ch.direct_read(lba + s, 1),
+        Some((other.member, other.member_lba))
+    );
+    // Rebuilding onto a replacement: direct only once the stripe is rebuilt.
+    let vol = w.volumes[0].vol.clone();
+    assert!(vol.start_rebuild(loc.member));
+    assert_eq!(w.channel(0, 0).direct_read(lba, 1), None);
+    vol.mark_rebuilt(loc.stripe);
+    assert_eq!(
+        w.channel(0, 0).direct_read(lba, 1),
+        Some((loc.member, loc.member_lba))
+    );
+    // A second member out while the rebuild runs: the volume is not usable, nothing goes
+    // direct, not even to the third member, which is healthy.
+    let third = geo.locate(lba + 2 * s);
+    assert!(third.member != loc.member && third.member != other.member);
+    let ch = w.channel(0, 0);
+    assert_eq!(
+        ch.direct_read(lba + 2 * s, 1),
+        Some((third.member, third.member_lba))
+    );
+    w.fail_member(0, other.member, true);
+    assert_eq!(w.channel(0, 0).direct_read(lba + 2 * s, 1), None);
+}

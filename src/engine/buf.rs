@@ -59,8 +59,9 @@ pub fn set_page_allocator(alloc: PageAllocator) -> bool {
 enum PageMem {
     /// Heap pages.
     Heap(Vec<Page>),
-    /// Pages from the runtime's allocator.
-    Runtime(Box<dyn PageMemory>),
+    /// Pages from the runtime's allocator, and their count (kept: the pool asks for it on every
+    /// take and give, and the memory's own answer is a dynamic call).
+    Runtime(Box<dyn PageMemory>, usize),
 }
 
 impl PageMem {
@@ -68,7 +69,7 @@ impl PageMem {
         if let Some(m) = PAGE_ALLOCATOR.get().and_then(|alloc| alloc(pages)) {
             if m.bytes().len() == pages * PAGE && (m.bytes().as_ptr() as usize).is_multiple_of(PAGE)
             {
-                return PageMem::Runtime(m);
+                return PageMem::Runtime(m, pages);
             }
         }
         PageMem::Heap(vec![Page([0; PAGE]); pages])
@@ -77,21 +78,21 @@ impl PageMem {
     fn bytes(&self) -> &[u8] {
         match self {
             PageMem::Heap(p) => bytemuck::cast_slice::<Page, u8>(p),
-            PageMem::Runtime(m) => m.bytes(),
+            PageMem::Runtime(m, _) => m.bytes(),
         }
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
         match self {
             PageMem::Heap(p) => bytemuck::cast_slice_mut::<Page, u8>(p),
-            PageMem::Runtime(m) => m.bytes_mut(),
+            PageMem::Runtime(m, _) => m.bytes_mut(),
         }
     }
 
     fn pages(&self) -> usize {
         match self {
             PageMem::Heap(p) => p.len(),
-            PageMem::Runtime(m) => m.bytes().len() / PAGE,
+            PageMem::Runtime(_, pages) => *pages,
         }
     }
 }
@@ -151,7 +152,7 @@ impl Buf {
     /// True for the engine's own buffer whose pages came from the runtime's allocator (see
     /// [`set_page_allocator`]).
     pub fn is_runtime_memory(&self) -> bool {
-        matches!(&self.store, Store::Pages(p) if matches!(**p, PageMem::Runtime(_)))
+        matches!(&self.store, Store::Pages(p) if matches!(**p, PageMem::Runtime(..)))
     }
 
     /// True for a buffer over a caller's lent memory.

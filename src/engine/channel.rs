@@ -147,6 +147,14 @@ enum PieceKind {
 }
 
 /// The member reads a piece issues: (member, rows), at most one per member.
+/// Write plans of a channel not yet added to its volume's counters.
+#[derive(Default)]
+struct PlanCounts {
+    full_stripe: u64,
+    reconstruct_write: u64,
+    read_modify_write: u64,
+}
+
 /// Journal counts of a channel not yet added to its journal's.
 #[derive(Default)]
 struct JournalCounts {
@@ -245,6 +253,8 @@ pub struct Channel<B: Backend> {
     record_buf: Vec<u8>,
     /// Journal counts not yet added to the journal's ([`Channel::publish_journal_counts`]).
     journal_counts: JournalCounts,
+    /// Write plans not yet added to the volume's ([`Channel::publish_counts`]).
+    plan_counts: PlanCounts,
     /// Journal device of the record write in flight (its flush goes there).
     record_dev: u32,
     notify: Vec<Address>,
@@ -306,6 +316,7 @@ impl<B: Backend> Channel<B> {
             waiting_spare: Vec::new(),
             record_buf: Vec::new(),
             journal_counts: JournalCounts::default(),
+            plan_counts: PlanCounts::default(),
             record_dev: 0,
             notify: Vec::new(),
             read_list: Vec::new(),
@@ -347,6 +358,92 @@ impl<B: Backend> Channel<B> {
     /// Return a buffer to the channel's pool.
     pub fn give_buf(&mut self, buf: Buf) {
         self.pool.give(buf)
+    }
+
+    /// Where a user read of `blocks` blocks at `lba` may go straight to one member, as
+    /// (member, member LBA): when it lies in one strip of one stripe and that member serves
+    /// the stripe, the read is that member's blocks — what this channel would send it too
+    /// (no stripe lock, no parity: see `start_piece`). `None`: submit the read here (it spans
+    /// strips or stripes, touches a member out of service, is out of range, or the volume is
+    /// not usable).
+    ///
+    /// A runtime that sends such a read itself completes it when the member does; on a member
+    /// error it submits the read here instead, which rebuilds, repairs and records the failure
+    /// as for any read. [`Channel::count_direct_read`] counts it in the channel's reads.
+    pub fn direct_read(&self, lba: u64, blocks: u64) -> Option<(u32, u64)> {
+        let geo = &self.vol.geo;
+        if blocks == 0
+            || lba
+                .checked_add(blocks)
+                .is_none_or(|end| end > geo.volume_blocks())
+        {
+            return None;
+        }
+        let loc = geo.locate(lba);
+        if loc.offset + blocks > geo.strip_blocks
+            || !self.vol.usable()
+            || !self.vol.serves(loc.member, loc.stripe)
+        {
+            return None;
+        }
+        Some((loc.member, loc.member_lba))
+    }
+
+    /// A read the runtime sent straight to `member` ([`Channel::direct_read`]) met an error:
+    /// the channel takes it over as if its own read of that member had failed — the blocks
+    /// are rebuilt from the other members and written back (or, on a volume already degraded,
+    /// the member fails and the read is rebuilt), exactly as for a read of its own. A read
+    /// that is not (or no longer) one range of `member` is submitted as a plain read.
+    pub fn submit_failed_direct_read(
+        &mut self,
+        tag: u64,
+        lba: u64,
+        blocks: u64,
+        buf: Buf,
+        member: u32,
+    ) -> Result<(), SubmitError> {
+        let geo = self.vol.geo;
+        let one_range = blocks > 0
+            && lba
+                .checked_add(blocks)
+                .is_some_and(|end| end <= geo.volume_blocks())
+            && {
+                let loc = geo.locate(lba);
+                loc.member == member && loc.offset + blocks <= geo.strip_blocks
+            };
+        if !one_range
+            || buf.len() as u64 != blocks * u64::from(geo.block_size)
+            || !buf.is_writable()
+            || !self.vol.usable()
+        {
+            return self.submit(tag, UserOp::Read, lba, blocks, Some(buf));
+        }
+        let ri = self.alloc_req();
+        {
+            let r = &mut self.reqs[ri];
+            r.tag = tag;
+            r.op = Some(UserOp::Read);
+            r.buf = None;
+            r.left = 1;
+            r.error = None;
+        }
+        let sb = geo.stripe_blocks();
+        let pi = self.alloc_piece(ri, PieceKind::Read, lba / sb, lba % sb, blocks, 0);
+        let p = &mut self.pieces[pi];
+        p.state = PieceState::Reading;
+        p.direct = true;
+        p.failed = self.vol.failed_for(lba / sb);
+        p.pending = 1;
+        let tag = (KIND_PIECE << KIND_SHIFT) | (self.token(pi) << 8) | member as u64;
+        // The direct piece's member read, come back failed with the request's buffer.
+        self.piece_io_done(tag, false, Some(buf));
+        self.run_local();
+        Ok(())
+    }
+
+    /// A read the runtime served itself ([`Channel::direct_read`]) completed.
+    pub fn count_direct_read(&mut self) {
+        self.stats.reads += 1;
     }
 
     /// Move finished requests into `out`.
@@ -521,7 +618,7 @@ impl<B: Backend> Channel<B> {
     /// Periodic work (every few milliseconds): member flushes the journal waits for, and record
     /// writes that let clean stripes leave.
     pub fn tick(&mut self) {
-        self.publish_journal_counts();
+        self.publish_counts();
         if let (Some(j), Some(jv)) = (self.journal.clone(), self.jv.clone()) {
             if self.member_flush.is_none()
                 && jv
@@ -739,6 +836,31 @@ impl<B: Backend> Channel<B> {
         }
     }
 
+    /// Add this channel's counts to the journal's and the volume's (at each tick and when it is
+    /// dropped): counters shared by every reactor, bumped per write, would bounce their cache
+    /// line between the reactors.
+    fn publish_counts(&mut self) {
+        self.publish_journal_counts();
+        self.publish_plan_counts();
+    }
+
+    /// The write plan part of [`Channel::publish_counts`]; also whenever the channel goes idle
+    /// (at most one shared increment per write then, as each write bumped one before).
+    fn publish_plan_counts(&mut self) {
+        let c = std::mem::take(&mut self.plan_counts);
+        let st = &self.vol.stats;
+        use std::sync::atomic::Ordering::Relaxed;
+        for (n, counter) in [
+            (c.full_stripe, &st.full_stripe),
+            (c.reconstruct_write, &st.reconstruct_write),
+            (c.read_modify_write, &st.read_modify_write),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Relaxed);
+            }
+        }
+    }
+
     fn handle_msg(&mut self, msg: Msg) {
         match msg {
             Msg::LockGranted { token } => {
@@ -925,16 +1047,18 @@ impl<B: Backend> Channel<B> {
                     plan = WritePlan::ReconstructWrite;
                 }
                 p.plan = Some(plan);
-                let st = &self.vol.stats;
-                use std::sync::atomic::Ordering::Relaxed;
+                // Counted per channel (see `publish_counts`); the rare degraded ones directly.
+                let c = &mut self.plan_counts;
                 match plan {
-                    WritePlan::FullStripe => st.full_stripe.fetch_add(1, Relaxed),
-                    WritePlan::ReconstructWrite => st.reconstruct_write.fetch_add(1, Relaxed),
-                    WritePlan::ReadModifyWrite => st.read_modify_write.fetch_add(1, Relaxed),
+                    WritePlan::FullStripe => c.full_stripe += 1,
+                    WritePlan::ReconstructWrite => c.reconstruct_write += 1,
+                    WritePlan::ReadModifyWrite => c.read_modify_write += 1,
                     WritePlan::DataOnly | WritePlan::Degraded => {
-                        st.degraded_write.fetch_add(1, Relaxed)
+                        let st = &self.vol.stats;
+                        st.degraded_write
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                };
+                }
                 match plan {
                     WritePlan::FullStripe | WritePlan::DataOnly => {}
                     WritePlan::ReconstructWrite => {
@@ -1380,6 +1504,9 @@ impl<B: Backend> Channel<B> {
         }
         r.op = None;
         self.free_reqs.push(ri as u32);
+        if self.free_reqs.len() == self.reqs.len() {
+            self.publish_plan_counts(); // idle: what status reads is exact
+        }
     }
 
     /// Acknowledge the held writes once every member failure is recorded.
@@ -1488,7 +1615,9 @@ impl<B: Backend> Channel<B> {
 
     /// Become the flusher if no record write is in flight, and write the closing generation.
     fn try_flush(&mut self) {
-        let Some(j) = self.journal.clone() else {
+        // Borrowed, not cloned: this runs for every write that waits for a generation, and a
+        // clone is a read-modify-write of a count every reactor shares.
+        let Some(j) = self.journal.as_ref() else {
             return;
         };
         let now = self.backend.now_us();
@@ -1551,7 +1680,7 @@ impl<B: Backend> Channel<B> {
 
 impl<B: Backend> Drop for Channel<B> {
     fn drop(&mut self) {
-        self.publish_journal_counts();
+        self.publish_counts();
         if let Some(j) = &self.journal {
             if self.jslot != usize::MAX {
                 j.unregister_channel(self.jslot);

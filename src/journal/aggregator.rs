@@ -795,10 +795,16 @@ impl Journal {
         if self.is_failed() {
             return None;
         }
-        if self
-            .in_flight
-            .compare_exchange(false, true, SeqCst, SeqCst)
-            .is_err()
+        // A load first: most calls find a record write in flight, and a failed exchange would
+        // still take the line every reactor reads for itself. SeqCst like the exchange: with the
+        // caller's `request` before it and `finish_flush`'s swap and `flush_useful` after the
+        // flag clears, one total order holds all four, so either this sees the flag clear or
+        // that `flush_useful` sees the request.
+        if self.in_flight.load(SeqCst)
+            || self
+                .in_flight
+                .compare_exchange(false, true, SeqCst, SeqCst)
+                .is_err()
         {
             return None;
         }

@@ -409,6 +409,9 @@ pub struct World {
     done: Vec<(u32, usize, Completion)>,
     /// Writes in flight: id → (volume index or journal, device, lba, data).
     inflight: BTreeMap<u64, (Option<usize>, u32, u64, Vec<u8>)>,
+    /// Direct reads in flight (a runtime's own member read for a user read the engine found
+    /// healthy, see [`Channel::direct_read`]): I/O id → (user tag, lba, blocks, member).
+    direct_reads: BTreeMap<u64, (u64, u64, u64, u32)>,
     /// Per volume: a failure record is being written.
     recording: Vec<bool>,
     /// The journal is lost and no new one is named yet.
@@ -426,6 +429,11 @@ pub struct World {
     recovery_sent: u64,
     /// How each recovery ended: (volume index, result), oldest first.
     pub recovery_ends: Vec<(usize, Result<crate::control::Outcome, RecoveryError>)>,
+}
+
+/// Block size of a channel's volume.
+fn ch_block_size(ch: &Channel<SimPort>) -> u64 {
+    u64::from(ch.volume().geo.block_size)
 }
 
 /// Tag bit of the requests a recovery sends (their completions go to it, not to the caller).
@@ -561,6 +569,7 @@ impl World {
             channels,
             done: Vec::new(),
             inflight: BTreeMap::new(),
+            direct_reads: BTreeMap::new(),
             recording: vec![false; nvol],
             journal_lost: image.journal_lost,
             trace: JournalTrace::default(),
@@ -712,6 +721,11 @@ impl World {
             .expect("known volume")
     }
 
+    /// The channel of volume index `vi` on `reactor` (to ask it what it would do).
+    pub fn channel(&self, reactor: u32, vi: usize) -> &Channel<SimPort> {
+        &self.channels[reactor as usize][vi]
+    }
+
     /// Submit a user request on `reactor` to volume index `vi`.
     #[allow(clippy::too_many_arguments)] // mirrors Channel::submit plus the routing pair
     pub fn submit(
@@ -726,6 +740,42 @@ impl World {
     ) -> Result<(), SubmitError> {
         let ch = &mut self.channels[reactor as usize][vi];
         ch.backend_mut().now = self.now;
+        // Half the reads the engine finds healthy go straight to their member, as the SPDK
+        // runtime sends them all; the other half take the engine's own path.
+        let direct = match (op, &buf) {
+            (UserOp::Read, Some(b))
+                if b.is_writable() && b.len() as u64 == blocks * ch_block_size(ch) =>
+            {
+                ch.direct_read(lba, blocks)
+            }
+            _ => None,
+        };
+        if let Some((m, mlba)) = direct.filter(|_| self.rng.chance(0.5)) {
+            self.seq += 1;
+            let id = self.seq;
+            self.direct_reads.insert(id, (tag, lba, blocks, m));
+            let io = DeviceIo {
+                dev: Device::Member(m),
+                op: IoOp::Read,
+                lba: mlba,
+                blocks,
+                buf,
+                buf_offset: 0,
+                tag: 0,
+            };
+            let lat = self.rng.range(1, self.cfg.max_latency_us + 1);
+            self.schedule(
+                lat,
+                Event::Io {
+                    reactor,
+                    vi,
+                    io,
+                    id,
+                },
+            );
+            return Ok(());
+        }
+        let ch = &mut self.channels[reactor as usize][vi];
         let r = ch.submit(tag, op, lba, blocks, buf);
         self.pump(reactor, vi);
         r
@@ -909,7 +959,33 @@ impl World {
                 let ok = self.run_io(vi, &mut io, id);
                 let ch = &mut self.channels[reactor as usize][vi];
                 ch.backend_mut().now = t;
-                ch.io_done(io.tag, ok, io.buf.take());
+                if let Some((tag, lba, blocks, m)) = self.direct_reads.remove(&id) {
+                    // A direct read: done, or on an error handed to the engine as its own
+                    // failed read (as SPDK's runtime does), which rebuilds what the member
+                    // could not give and writes it back.
+                    let buf = io.buf.take();
+                    if ok {
+                        ch.count_direct_read();
+                        let c = Completion {
+                            tag,
+                            result: Ok(()),
+                            buf,
+                        };
+                        self.done.push((reactor, vi, c));
+                    } else if let Err(e) = match buf {
+                        Some(b) => ch.submit_failed_direct_read(tag, lba, blocks, b, m),
+                        None => ch.submit(tag, UserOp::Read, lba, blocks, None),
+                    } {
+                        let c = Completion {
+                            tag,
+                            result: Err(e.error),
+                            buf: e.buf,
+                        };
+                        self.done.push((reactor, vi, c));
+                    }
+                } else {
+                    ch.io_done(io.tag, ok, io.buf.take());
+                }
                 self.pump(reactor, vi);
             }
             Event::Msg { reactor, vi, msg } => {

@@ -199,6 +199,23 @@ impl ChanCtx {
     fn start_read(&mut self, io: *mut sys::spdk_bdev_io) {
         let len = self.io_bytes(io);
         if let Some(buf) = self.lend(io, len, true) {
+            // SAFETY: `io` is a live read bdev_io, so `u.bdev` is the active union member.
+            let (lba, blocks) = unsafe { ((*io).u.bdev.offset_blocks, (*io).u.bdev.num_blocks) };
+            // A healthy read of one member range goes straight to that member (the engine says
+            // which, and when); anything else, and any member error, goes through the engine.
+            let buf = match self.channel.direct_read(lba, blocks) {
+                Some((m, mlba)) => {
+                    match self
+                        .channel
+                        .backend_mut()
+                        .submit_direct_read(io, m, mlba, blocks, buf)
+                    {
+                        Ok(()) => return,
+                        Err(buf) => buf,
+                    }
+                }
+                None => buf,
+            };
             return self.submit_user(io, UserOp::Read, Some(buf));
         }
         let buf = self.channel.take_buf(len);
@@ -251,6 +268,59 @@ impl ChanCtx {
                     self.lent.push(u);
                 }
             }
+        }
+    }
+
+    /// Nothing in flight: no engine request and no direct read.
+    fn idle(&self) -> bool {
+        self.channel.idle() && self.channel.backend().direct_inflight == 0
+    }
+
+    /// Complete the direct reads that ended well; submit those that met an error to the
+    /// engine, as if they had come just now (it reads again, and rebuilds and repairs what the
+    /// member cannot give).
+    fn direct_reads_done(&mut self) {
+        let be = self.channel.backend_mut();
+        if be.direct_done.is_empty() {
+            return;
+        }
+        let mut list = std::mem::take(&mut be.direct_done);
+        be.direct_inflight -= list.len() as u64;
+        for (io, member, ok, buf) in list.drain(..) {
+            match (ok, buf) {
+                (true, buf) => {
+                    self.channel.count_direct_read();
+                    if let Some(b) = buf {
+                        self.recycle(b);
+                    }
+                    self.finished
+                        .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_SUCCESS));
+                }
+                (false, Some(buf)) => {
+                    // SAFETY: `io` is the live read bdev_io this direct read served.
+                    let (lba, blocks) =
+                        unsafe { ((*io).u.bdev.offset_blocks, (*io).u.bdev.num_blocks) };
+                    let r = self
+                        .channel
+                        .submit_failed_direct_read(io as u64, lba, blocks, buf, member);
+                    if let Err(e) = r {
+                        ffi::infolog!("volume {}: request refused: {}", self.vol.name, e.error);
+                        if let Some(b) = e.buf {
+                            self.recycle(b);
+                        }
+                        self.finished
+                            .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_FAILED));
+                    }
+                }
+                (false, None) => self
+                    .finished
+                    .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_FAILED)),
+            }
+        }
+        // Kept (empty) for its capacity, unless more arrived meanwhile.
+        let be = self.channel.backend_mut();
+        if be.direct_done.is_empty() {
+            be.direct_done = list;
         }
     }
 
@@ -317,6 +387,7 @@ pub(crate) unsafe fn pump(ptr: *mut ChanCtx) {
                     ctx.channel.io_done(tag, false, buf);
                 }
             }
+            ctx.direct_reads_done();
             let mut done = std::mem::take(&mut ctx.done);
             ctx.channel.drain_completions(&mut done);
             for c in done.drain(..) {
@@ -574,7 +645,7 @@ fn reset(ctx: &mut ChanCtx, io: *mut sys::spdk_bdev_io) {
     super::life::each_channel_until(
         ctx.vol.io_device(),
         RESET_POLL_US,
-        Box::new(|c: &mut ChanCtx| c.channel.idle()),
+        Box::new(|c: &mut ChanCtx| c.idle()),
         move || {
             let io = io;
             ffi::infolog!("volume {name}: reset: every channel drained");
