@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# A/B of jraid builds: the same bdevperf test over the same volume, each build in turn, for a
+# number of rounds; prints each build's median IOPS and, for every build after the first, the
+# median of its per-round ratio to the first (a round runs the builds back to back, so the
+# machine's drift between rounds cancels). One reactor, 4 null members, 8 MiB malloc journal.
+#
+#   scripts/bench/ab.sh [-t SECONDS] [--rounds N] [--size SIZE] [--journal on|off]
+#                       [-w WORKLOAD] [-q QD] [-o BYTES] LIB_A LIB_B [LIB ...]
+#
+#   -t SECONDS      seconds per test (default 4)
+#   --rounds N      rounds (default 4)
+#   --size SIZE     bytes per member, K/M/G/T suffixes (default 1G)
+#   --journal X     on (default) or off ("journal": false: the volume without its journal)
+#   -w WORKLOAD     bdevperf workload (default randwrite); -q queue depth (128); -o I/O size (4096)
+#   LIB ...         libjraid.so files to compare (copy each build aside first: cargo overwrites
+#                   target/release/libjraid.so)
+#
+# Environment as for run.sh: SPDK_DIR, BDEVPERF, NO_HUGE=1.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+log() { echo "[$(date +%T)] $*" >&2; }
+die() { echo "ab.sh: $*" >&2; exit 1; }
+work=$(mktemp -d /tmp/jraid-ab.XXXXXX)
+# shellcheck source=scripts/bench/common.sh
+. "$root/scripts/bench/common.sh"
+bench_setup_cleanup
+
+T=4 ROUNDS=4 SIZE=1G JOURNAL=on WL=randwrite QD=128 IO=4096
+libs=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        -t) T=$2; shift 2 ;;
+        --rounds) ROUNDS=$2; shift 2 ;;
+        --size) SIZE=$2; shift 2 ;;
+        --journal) JOURNAL=$2; shift 2 ;;
+        -w) WL=$2; shift 2 ;;
+        -q) QD=$2; shift 2 ;;
+        -o) IO=$2; shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -*) die "unknown option $1" ;;
+        *) libs+=("$1"); shift ;;
+    esac
+done
+[ ${#libs[@]} -ge 2 ] || die "name two or more libjraid.so files"
+for l in "${libs[@]}"; do [ -f "$l" ] || die "$l not found"; done
+bytes=$(numfmt --from=iec "$SIZE") || die "bad size $SIZE"
+JRAID_LIB=${libs[0]}
+bench_find_spdk
+bench_mem_args 512
+
+extra=""
+[ "$JOURNAL" = off ] && extra=',"journal":false'
+cfg=$work/ab.json
+{
+    echo '{"subsystems":[{"subsystem":"bdev","config":['
+    for i in 0 1 2 3; do
+        echo "{\"method\":\"bdev_null_create\",\"params\":{\"name\":\"m$i\",\"num_blocks\":$((bytes / 4096)),\"block_size\":4096}},"
+    done
+    echo '{"method":"bdev_malloc_create","params":{"name":"jl","num_blocks":2048,"block_size":4096}},'
+    echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":64,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdev\":\"jl\"$extra}},"
+    echo '{"method":"bdev_wait_for_examine"}'
+    echo ']}]}'
+} >"$cfg"
+
+log "$WL, QD $QD, $IO bytes, members of $SIZE, journal $JOURNAL: $ROUNDS round(s) of ${#libs[@]} builds, $T s each"
+rows=$work/rows
+for r in $(seq 1 "$ROUNDS"); do
+    for i in "${!libs[@]}"; do
+        out=$(env LD_LIBRARY_PATH="$SPDK_LIBDIR:$SPDK_DIR/dpdk/build/lib" LD_PRELOAD="${libs[$i]}" \
+            "$BDEVPERF" --json "$cfg" -m 0x1 "${MEM_ARGS[@]}" -q "$QD" -o "$IO" -w "$WL" -t "$T" -T r0 2>&1) ||
+            { echo "$out" | tail -20 >&2; die "bdevperf failed with ${libs[$i]}"; }
+        iops=$(echo "$out" | awk '$1 == "r0" && $2 == ":" {print $4; exit}')
+        [ -n "$iops" ] || { echo "$out" | tail -20 >&2; die "no IOPS from bdevperf with ${libs[$i]}"; }
+        log "round $r: ${libs[$i]}: $iops IOPS"
+        echo "$r $i $iops" >>"$rows"
+    done
+done
+python3 - "$rows" "${libs[@]}" <<'EOF'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+libs = sys.argv[2:]
+iops = {i: {int(r): float(v) for r, li, v in rows if int(li) == i} for i in range(len(libs))}
+for i, lib in enumerate(libs):
+    print(f"{lib}: median {statistics.median(iops[i].values()):,.0f} IOPS "
+          f"({', '.join(f'{v / 1000:,.0f}k' for v in iops[i].values())})")
+for i, lib in enumerate(libs[1:], 1):
+    pr = [iops[i][r] / iops[0][r] for r in iops[i] if iops[0].get(r)]
+    print(f"{lib} / {libs[0]}: paired median {statistics.median(pr):.3f} "
+          f"({' '.join(f'{x:.3f}' for x in pr)})")
+EOF
