@@ -763,22 +763,28 @@ impl World {
                 buf_offset: 0,
                 tag: 0,
             };
-            let lat = self.rng.range(1, self.cfg.max_latency_us + 1);
-            self.schedule(
-                lat,
-                Event::Io {
-                    reactor,
-                    vi,
-                    io,
-                    id,
-                },
-            );
+            self.schedule_io(reactor, vi, io, id);
             return Ok(());
         }
         let ch = &mut self.channels[reactor as usize][vi];
         let r = ch.submit(tag, op, lba, blocks, buf);
         self.pump(reactor, vi);
         r
+    }
+
+    /// Device request `id` of the channel of volume index `vi` on `reactor` completes after a
+    /// random latency.
+    fn schedule_io(&mut self, reactor: u32, vi: usize, io: DeviceIo, id: u64) {
+        let lat = self.rng.range(1, self.cfg.max_latency_us + 1);
+        self.schedule(
+            lat,
+            Event::Io {
+                reactor,
+                vi,
+                io,
+                id,
+            },
+        );
     }
 
     /// Move a channel's requests, messages and completions into the world.
@@ -816,16 +822,7 @@ impl World {
                 }
                 self.inflight.insert(id, (dev_vol, dev, io.lba, data));
             }
-            let lat = self.rng.range(1, self.cfg.max_latency_us + 1);
-            self.schedule(
-                lat,
-                Event::Io {
-                    reactor,
-                    vi,
-                    io,
-                    id,
-                },
-            );
+            self.schedule_io(reactor, vi, io, id);
         }
         for (to, msg) in msgs {
             let lat = self.rng.range(1, 10);
