@@ -276,9 +276,9 @@ impl ChanCtx {
         self.channel.idle() && self.channel.backend().direct_inflight == 0
     }
 
-    /// Complete the direct reads that ended well; submit those that met an error to the
-    /// engine, as if they had come just now (it reads again, and rebuilds and repairs what the
-    /// member cannot give).
+    /// Complete the direct reads that ended well; hand those that met an error to the engine
+    /// as its own failed reads (`Channel::submit_failed_direct_read`: it rebuilds the blocks
+    /// from the other members and writes them back, or fails the member on a degraded volume).
     fn direct_reads_done(&mut self) {
         let be = self.channel.backend_mut();
         if be.direct_done.is_empty() {
