@@ -371,6 +371,14 @@ impl<B: Backend> Channel<B> {
     /// error it submits the read here instead, which rebuilds, repairs and records the failure
     /// as for any read. [`Channel::count_direct_read`] counts it in the channel's reads.
     pub fn direct_read(&self, lba: u64, blocks: u64) -> Option<(u32, u64)> {
+        let loc = self.one_member_range(lba, blocks)?;
+        (self.vol.usable() && self.vol.serves(loc.member, loc.stripe))
+            .then_some((loc.member, loc.member_lba))
+    }
+
+    /// Where `blocks` blocks at `lba` live when they are in range and in one strip of one
+    /// stripe (so on one member).
+    fn one_member_range(&self, lba: u64, blocks: u64) -> Option<crate::layout::Location> {
         let geo = &self.vol.geo;
         if blocks == 0
             || lba
@@ -380,13 +388,7 @@ impl<B: Backend> Channel<B> {
             return None;
         }
         let loc = geo.locate(lba);
-        if loc.offset + blocks > geo.strip_blocks
-            || !self.vol.usable()
-            || !self.vol.serves(loc.member, loc.stripe)
-        {
-            return None;
-        }
-        Some((loc.member, loc.member_lba))
+        (loc.offset + blocks <= geo.strip_blocks).then_some(loc)
     }
 
     /// A read the runtime sent straight to `member` ([`Channel::direct_read`]) met an error:
@@ -403,14 +405,9 @@ impl<B: Backend> Channel<B> {
         member: u32,
     ) -> Result<(), SubmitError> {
         let geo = self.vol.geo;
-        let one_range = blocks > 0
-            && lba
-                .checked_add(blocks)
-                .is_some_and(|end| end <= geo.volume_blocks())
-            && {
-                let loc = geo.locate(lba);
-                loc.member == member && loc.offset + blocks <= geo.strip_blocks
-            };
+        let one_range = self
+            .one_member_range(lba, blocks)
+            .is_some_and(|loc| loc.member == member);
         if !one_range
             || buf.len() as u64 != blocks * u64::from(geo.block_size)
             || !buf.is_writable()

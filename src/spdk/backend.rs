@@ -459,6 +459,10 @@ impl SpdkBackend {
 
     /// [`Backend::submit`], for the engine (`user` null) or a direct user read.
     fn submit_as(&mut self, io: DeviceIo, user: *mut sys::spdk_bdev_io) {
+        let member = match io.dev {
+            Device::Member(m) => m,
+            Device::Journal(_) => u32::MAX,
+        };
         let slot = match io.dev {
             Device::Member(m) => self.members.get_mut(m as usize).and_then(|s| s.as_mut()),
             Device::Journal(_) => self.journal.as_mut(),
@@ -468,11 +472,7 @@ impl SpdkBackend {
             if user.is_null() {
                 self.deferred.push((io.tag, io.buf));
             } else {
-                let m = match io.dev {
-                    Device::Member(m) => m,
-                    Device::Journal(_) => u32::MAX,
-                };
-                self.direct_done.push((user, m, false, io.buf));
+                self.direct_done.push((user, member, false, io.buf));
             }
             return;
         };
@@ -481,10 +481,7 @@ impl SpdkBackend {
         let mut d = self.free.pop().unwrap_or_else(DevIo::boxed);
         d.owner = self.owner;
         d.user = user;
-        d.member = match io.dev {
-            Device::Member(m) => m,
-            Device::Journal(_) => u32::MAX,
-        };
+        d.member = member;
         d.slot = slot;
         d.tag = io.tag;
         d.op = io.op;
