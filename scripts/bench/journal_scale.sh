@@ -3,7 +3,7 @@
 # side, over 4 null members of each size (null bdevs cost no memory), one reactor.
 #
 #   scripts/bench/journal_scale.sh [--quick] [-t SECONDS] [--reps N] [--sizes "64M 8G 1T"]
-#                                  [--seq-size SIZE|none] [--out DIR]
+#                                  [--seq-size SIZE|none] [--warmup SECONDS] [--out DIR]
 #
 #   -t SECONDS      seconds per test (default 5)
 #   --reps N        repetitions of each (size, journal on/off) pair (default 3); the median IOPS of
@@ -11,6 +11,10 @@
 #   --quick         1 s per test, 1 repetition (smoke)
 #   --sizes LIST    member sizes for the random-write rows, K/M/G/T suffixes (default "64M 8G 1T")
 #   --seq-size SIZE member size of the full-stripe sequential row (default 1T; "none" skips it)
+#   --warmup SECONDS  before each measured run, the same workload for this long, not measured
+#                   (default 0): a fresh volume first faults in its per-stripe journal state
+#                   (16 bytes per stripe: 256 MiB at 1 TiB members) and fills its listed set;
+#                   with a warm-up the rows measure the steady state
 #   --out DIR       results folder (default results/journal-scale-<date>-<time>/ at the repository root)
 #
 # Environment: SPDK_DIR (default: from pkg-config spdk_bdev, else /opt/jraid-spdk/v26.01/spdk), BDEVPERF, JRAID_LIB
@@ -36,7 +40,7 @@ PYTHON=${PYTHON:-python3}
 
 # --------------------------------------------------------------------------------------------
 # Options
-T=5 reps=3 sizes="64M 8G 1T" seq_size=1T out="" quick=0
+T=5 reps=3 sizes="64M 8G 1T" seq_size=1T out="" quick=0 warmup=0
 members=4 strip_kb=64
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
         --reps) reps=$2; shift 2 ;;
         --sizes) sizes=$2; shift 2 ;;
         --seq-size) seq_size=$2; shift 2 ;;
+        --warmup) warmup=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "journal_scale.sh: unknown option $1 (--help)" >&2; exit 2 ;;
@@ -62,6 +67,7 @@ die() { log "FAIL: $*"; exit 1; }
 
 case "$T" in '' | *[!0-9]* | 0) die "-t wants a whole number of seconds > 0 (got '$T')" ;; esac
 case "$reps" in '' | *[!0-9]* | 0) die "--reps wants a whole number > 0 (got '$reps')" ;; esac
+case "$warmup" in '' | *[!0-9]*) die "--warmup wants a whole number of seconds (got '$warmup')" ;; esac
 
 to_bytes() { # 64M, 8G, 1T, 4096 -> bytes
     local s=${1^^} n m=1
@@ -199,6 +205,11 @@ one_test() {
         return 0
     fi
     : >"$work/rpc.err"
+    if [ "$warmup" -gt 0 ] && ! rpc perform_tests \
+        "{\"workload_type\":\"$wl\",\"queue_depth\":$qd,\"io_size\":\"$io\",\"time_in_sec\":$warmup}" \
+        >/dev/null 2>"$work/perf.err"; then
+        log "  $what: warm-up: $(cat "$work/perf.err")"
+    fi
     before=$(vol_info "$target")
     load=$(cut -d' ' -f1-3 /proc/loadavg)
     if ! res=$(rpc perform_tests \
@@ -243,6 +254,7 @@ def sh(c):
         return ""
 meta = {
     "date": "$stamp", "seconds_per_test": $T, "reps": $reps, "quick": bool($quick),
+    "warmup_s": $warmup,
     "member_bytes": [int(x) for x in "${size_bytes[*]}".split()],
     "seq_member_bytes": int("${seq_bytes:-0}") or None,
     "members": $members, "strip_kb": $strip_kb, "stripe_bytes": $stripe_bytes,

@@ -173,6 +173,14 @@ def markdown(a, meta, rows):
              f"{meta.get('journal_mb', 8)} MiB malloc journal; {meta.get('seconds_per_test', '?')} s "
              f"per test, {meta.get('reps', '?')} interleaved round(s) of journal on / off, median "
              f"IOPS of each; load average at start {' '.join(meta.get('loadavg_at_start', []))}")
+    if meta.get("warmup_s"):
+        L.append(f"- each measured run follows a {meta['warmup_s']} s warm-up run of the same "
+                 "workload in the same process (not measured; counters are deltas across the "
+                 "measured run only): the steady state, with the per-stripe journal state "
+                 "faulted in and the listed set filled")
+    else:
+        L.append("- no warm-up: each measured run starts on a fresh volume (at 1 TiB members it "
+                 "includes faulting in 256 MiB of per-stripe journal state)")
     if not meta.get("journal_off", True):
         L.append("- journal off: `bdev_jraid_create` rejects `\"journal\": false` in this build, "
                  "so those columns read n/a")
