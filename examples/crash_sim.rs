@@ -15,7 +15,11 @@
 //! `--control no-pass-flush`, the replacement counts as active before a member flush).
 //! `--scenario journal`: the journal devices die under writes, every stripe is resynced and a
 //! fresh journal named, with power losses inside (control: `--control no-pass-flush`, the
-//! new journal named before the resync's member flush). `--scenario delete`: one of the
+//! new journal named before the resync's member flush). `--scenario journal-devices`: a
+//! journal of two devices (alternate or mirror) loses one while running (no request may fail)
+//! or at a power loss (the restart resyncs every stripe); control: `--control trust-survivor`,
+//! the restart trusts the survivor's newest record instead; `--loss running|crash|member` picks
+//! one case for every seed. `--scenario delete`: one of the
 //! volumes sharing a journal is deleted under writes, then power losses, then it is
 //! re-assembled (control: `--control no-detach-flush`, its entries leave before its members
 //! are flushed). `--scenario read-errors`: bad sectors under reads, repaired from parity.
@@ -30,8 +34,8 @@
 use jraid::control::RecoveryOptions;
 use jraid::sim::cli::SeedArgs;
 use jraid::sim::workload::{
-    admin_check, crash_check_with, delete_check, journal_loss_check, large_check, online_check,
-    read_error_check, transient_check,
+    admin_check, crash_check_with, delete_check, journal_device_check, journal_loss_check,
+    large_check, online_check, read_error_check, transient_check, JournalDeviceLoss,
 };
 use jraid::sim::RecordRead;
 
@@ -39,7 +43,7 @@ fn main() {
     let args = match SeedArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|delete|read-errors|large|online] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush|checkpoint-only|no-unsynced-guard]");
+            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|journal-devices [--loss running|crash|member]|delete|read-errors|large|online] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush|checkpoint-only|trust-survivor|no-unsynced-guard]");
             std::process::exit(2);
         }
     };
@@ -51,6 +55,8 @@ fn main() {
     let mut admin = false;
     let mut passes = false;
     let mut journal_loss = false;
+    let mut journal_devices = false;
+    let mut device_loss = None;
     let mut delete = false;
     let mut read_errors = false;
     let mut large = false;
@@ -81,23 +87,35 @@ fn main() {
                 Some("no-pass-flush") => skip_pass_flush = true,
                 Some("no-detach-flush") => skip_detach_flush = true,
                 Some("checkpoint-only") => record_read = RecordRead::CheckpointOnly,
+                Some("trust-survivor") => record_read = RecordRead::SurvivorTrusted,
                 Some("no-unsynced-guard") => opts.skip_unsynced_guard = true,
                 other => usage(format!(
-                    "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush, checkpoint-only, no-unsynced-guard)"
+                    "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush, checkpoint-only, trust-survivor, no-unsynced-guard)"
                 )),
             },
+            "--loss" => {
+                device_loss = match flags.next().map(String::as_str) {
+                    Some("running") => Some(JournalDeviceLoss::Running),
+                    Some("crash") => Some(JournalDeviceLoss::Crash),
+                    Some("member") => Some(JournalDeviceLoss::WithMember),
+                    other => usage(format!(
+                        "unknown --loss {other:?} (running, crash, member)"
+                    )),
+                }
+            }
             "--scenario" => match flags.next().map(String::as_str) {
                 Some("crash") => {}
                 Some("transient") => transient = true,
                 Some("admin") => admin = true,
                 Some("passes") => passes = true,
                 Some("journal") => journal_loss = true,
+                Some("journal-devices") => journal_devices = true,
                 Some("delete") => delete = true,
                 Some("read-errors") => read_errors = true,
                 Some("large") => large = true,
                 Some("online") => online = true,
                 other => usage(format!(
-                    "unknown scenario {other:?} (crash, transient, admin, passes, journal, delete, read-errors, large, online)"
+                    "unknown scenario {other:?} (crash, transient, admin, passes, journal, journal-devices, delete, read-errors, large, online)"
                 )),
             },
             other => usage(format!("unknown argument {other}")),
@@ -125,6 +143,16 @@ fn main() {
     if journal_loss {
         extra += " --scenario journal";
     }
+    if journal_devices {
+        extra += " --scenario journal-devices";
+    }
+    if let Some(l) = device_loss {
+        extra += match l {
+            JournalDeviceLoss::Running => " --loss running",
+            JournalDeviceLoss::Crash => " --loss crash",
+            JournalDeviceLoss::WithMember => " --loss member",
+        };
+    }
     if delete {
         extra += " --scenario delete";
     }
@@ -142,6 +170,9 @@ fn main() {
     }
     if record_read == RecordRead::CheckpointOnly {
         extra += " --control checkpoint-only";
+    }
+    if record_read == RecordRead::SurvivorTrusted {
+        extra += " --control trust-survivor";
     }
     if skip_detach_flush {
         extra += " --control no-detach-flush";
@@ -179,6 +210,13 @@ fn main() {
             admin_check(seed, crashes, skip_pass_flush)
         } else if journal_loss {
             journal_loss_check(seed, crashes, skip_pass_flush)
+        } else if journal_devices {
+            journal_device_check(
+                seed,
+                crashes,
+                device_loss,
+                record_read == RecordRead::SurvivorTrusted,
+            )
         } else if delete {
             delete_check(seed, crashes, skip_detach_flush)
         } else if read_errors {
@@ -268,6 +306,8 @@ fn main() {
             "passes"
         } else if journal_loss {
             "journal"
+        } else if journal_devices {
+            "journal-devices"
         } else if delete {
             "delete"
         } else if read_errors {

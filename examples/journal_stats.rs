@@ -37,6 +37,7 @@ fn main() {
                     block_size: 4096,
                     slot_bytes: 1 << 20,
                     devices: 1,
+                    mode: jraid::journal::JournalMode::Alternate,
                     volatile: false,
                     hysteresis_us: 100_000,
                     hysteresis_generations: 2,

@@ -139,6 +139,14 @@ const JV_NAME_LEN: usize = 20;
 const JV_NAME: usize = 21;
 const JV_BYTES: usize = 60;
 const J_END: usize = J_VOLUMES + MAX_VOLUMES * JV_BYTES;
+/// Journal devices: 0 (one device: older images have a zero here), or 2.
+const J_DEVICES: usize = J_END;
+/// This device's index among them.
+const J_DEVICE_INDEX: usize = J_END + 4;
+/// Mode of a pair: 0 alternate, 1 mirror.
+const J_MODE: usize = J_END + 8;
+const J_PAIR_END: usize = J_END + 12;
+const _: () = assert!(J_PAIR_END <= SUPERBLOCK_BYTES);
 const _: () = assert!(J_JOURNAL_UUID + 16 == J_BLOCK_SIZE);
 const _: () = assert!(J_BLOCK_SIZE + 4 == J_VOLUME_COUNT);
 const _: () = assert!(J_VOLUME_COUNT + 4 == J_SLOT_BYTES);
@@ -227,6 +235,18 @@ pub struct JournalSuperblock {
     pub seq: u64,
     /// Volumes this journal serves, at most [`MAX_VOLUMES`], with unique volume numbers.
     pub volumes: Vec<JournalVolume>,
+    /// `None`: the journal is this one device. Else it is one of two devices (same journal
+    /// uuid, both holding both record slots), records spread over them as the mode says.
+    pub pair: Option<JournalPair>,
+}
+
+/// The place of a journal device in a journal of two ([`JournalSuperblock::pair`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalPair {
+    /// This device's index (0 or 1): records of the journal name devices by it.
+    pub index: u32,
+    /// How records spread over the two.
+    pub mode: crate::journal::JournalMode,
 }
 
 /// Why a buffer does not hold a valid superblock, or a superblock cannot be encoded.
@@ -494,6 +514,9 @@ impl JournalSuperblock {
         if self.volumes.len() > MAX_VOLUMES {
             return Err(SuperblockError::Invalid("more than 64 volumes"));
         }
+        if self.pair.is_some_and(|p| p.index > 1) {
+            return Err(SuperblockError::Invalid("bad journal device pair"));
+        }
         for (i, v) in self.volumes.iter().enumerate() {
             if v.name.len() > JOURNAL_NAME_MAX {
                 return Err(SuperblockError::Invalid("volume name too long"));
@@ -536,6 +559,15 @@ impl JournalSuperblock {
             buf[e + JV_NAME_LEN] = v.name.len() as u8;
             put(&mut buf, e + JV_NAME, v.name.as_bytes());
         }
+        if let Some(p) = self.pair {
+            put(&mut buf, J_DEVICES, &2u32.to_le_bytes());
+            put(&mut buf, J_DEVICE_INDEX, &p.index.to_le_bytes());
+            let mode: u32 = match p.mode {
+                crate::journal::JournalMode::Alternate => 0,
+                crate::journal::JournalMode::Mirror => 1,
+            };
+            put(&mut buf, J_MODE, &mode.to_le_bytes());
+        }
         seal(&mut buf);
         buf
     }
@@ -551,11 +583,27 @@ impl JournalSuperblock {
             return Err(SuperblockError::Invalid("more than 64 volumes"));
         }
         let table_end = J_VOLUMES + count * JV_BYTES;
-        if !all_zero(&buf[table_end..]) {
+        if !all_zero(&buf[table_end..J_END]) || !all_zero(&buf[J_PAIR_END..]) {
             return Err(SuperblockError::Invalid(
                 "non-zero bytes past the volume table",
             ));
         }
+        let pair = match (
+            u32_at(buf, J_DEVICES),
+            u32_at(buf, J_DEVICE_INDEX),
+            u32_at(buf, J_MODE),
+        ) {
+            (0, 0, 0) => None,
+            (2, index @ 0..=1, mode @ 0..=1) => Some(JournalPair {
+                index,
+                mode: if mode == 0 {
+                    crate::journal::JournalMode::Alternate
+                } else {
+                    crate::journal::JournalMode::Mirror
+                },
+            }),
+            _ => return Err(SuperblockError::Invalid("bad journal device pair")),
+        };
         let volumes = buf[J_VOLUMES..table_end]
             .chunks_exact(JV_BYTES)
             .map(|e| {
@@ -576,6 +624,7 @@ impl JournalSuperblock {
             slot_bytes: u64_at(buf, J_SLOT_BYTES),
             seq: u64_at(buf, J_SEQ),
             volumes,
+            pair,
         };
         sb.validate()?;
         Ok(sb)
@@ -676,7 +725,19 @@ mod tests {
             ),
         )
             .prop_map(|(journal_uuid, block_size, slot_blocks, seq, vols)| {
+                let pair = match seq % 5 {
+                    0 | 1 => None,
+                    k => Some(JournalPair {
+                        index: (seq >> 8) as u32 & 1,
+                        mode: if k == 2 {
+                            crate::journal::JournalMode::Alternate
+                        } else {
+                            crate::journal::JournalMode::Mirror
+                        },
+                    }),
+                };
                 JournalSuperblock {
+                    pair,
                     journal_uuid,
                     block_size,
                     slot_bytes: slot_blocks * u64::from(block_size),
@@ -717,6 +778,7 @@ mod tests {
 
     fn sample_journal() -> JournalSuperblock {
         JournalSuperblock {
+            pair: None,
             journal_uuid: [9; 16],
             block_size: 4096,
             slot_bytes: 1 << 20,
@@ -867,6 +929,34 @@ mod tests {
         );
     }
 
+    /// A device of a pair: its place and mode round-trip; an index or mode out of range, or a
+    /// device count other than 2, is refused.
+    #[test]
+    fn journal_pair_round_trip_and_validation() {
+        let mut sb = sample_journal();
+        sb.pair = Some(JournalPair {
+            index: 1,
+            mode: crate::journal::JournalMode::Mirror,
+        });
+        let good = sb.encode();
+        assert_eq!(JournalSuperblock::decode(&good), Ok(sb));
+        for (off, v) in [
+            (J_DEVICE_INDEX, 2u32),
+            (J_MODE, 2),
+            (J_DEVICES, 3),
+            (J_DEVICES, 1),
+        ] {
+            let mut b = good.clone();
+            put(&mut b, off, &v.to_le_bytes());
+            reseal(&mut b);
+            assert_eq!(
+                JournalSuperblock::decode(&b),
+                Err(SuperblockError::Invalid("bad journal device pair")),
+                "offset {off} = {v}"
+            );
+        }
+    }
+
     #[test]
     fn journal_field_validation() {
         let good = sample_journal().encode();
@@ -890,7 +980,10 @@ mod tests {
                 0u32.to_le_bytes().to_vec(),
                 "duplicate",
             ),
-            (J_END, vec![1], "past the volume"),
+            (J_DEVICES, vec![1], "bad journal device pair"),
+            (J_DEVICE_INDEX, vec![1], "bad journal device pair"),
+            (J_MODE, vec![1], "bad journal device pair"),
+            (J_PAIR_END, vec![1], "past the volume"),
             (RESERVED0_OFF, vec![1], "reserved"),
         ];
         for (off, bytes, want) in cases {

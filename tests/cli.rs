@@ -40,8 +40,13 @@ fn fails(args: &[&str], expect: &str) {
 }
 
 fn create(dir: &Path, block_size: &str) {
+    create_with(dir, &["--block-size", block_size]);
+}
+
+/// A small volume (3 members of 8 MiB, 16 KiB strips, 1 MiB journal) with `extra` options.
+fn create_with(dir: &Path, extra: &[&str]) {
     let d = dir.to_str().expect("utf-8 path");
-    ok(&[
+    let mut args = vec![
         "create",
         "--dir",
         d,
@@ -51,11 +56,11 @@ fn create(dir: &Path, block_size: &str) {
         "8M",
         "--strip-kb",
         "16",
-        "--block-size",
-        block_size,
         "--journal-size",
         "1M",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -109,6 +114,32 @@ fn create_bench_crash_check() {
     let out = ok(&["status", "--dir", d]);
     assert!(out.contains("3 members"), "{out}");
     assert!(out.contains("record     generation"), "{out}");
+}
+
+/// A journal of two devices (alternate, then mirror): a kill -9 writer and its verification
+/// with both, then with one of them gone (the restart resyncs every stripe and goes on with
+/// the survivor), and `status` says which is missing.
+#[test]
+fn two_journal_devices_go_on_without_one() {
+    for (mode, lost) in [("alternate", "journal2"), ("mirror", "journal")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("vol");
+        let d = dir.to_str().unwrap();
+        create_with(&dir, &["--journal-devices", "2", "--journal-mode", mode]);
+        let out = ok(&["status", "--dir", d]);
+        assert!(out.contains(&format!("of 2 ({mode})")), "{out}");
+        let out = ok(&["crash-test", "--dir", d, "--rounds", "2", "--seconds", "1"]);
+        assert!(out.contains(" 0 mismatches, 0 parity mismatches"), "{out}");
+        std::fs::remove_file(dir.join(lost)).unwrap();
+        let out = ok(&["status", "--dir", d]);
+        assert!(out.contains("MISSING"), "{out}");
+        let o = jraid(&["crash-test", "--dir", d, "--rounds", "2", "--seconds", "1"]);
+        let (out, err) = (text(&o.stdout), text(&o.stderr));
+        assert!(o.status.success(), "{out}\n{err}");
+        assert!(out.contains(" 0 mismatches, 0 parity mismatches"), "{out}");
+        let out = ok(&["check", "--dir", d]);
+        assert!(out.contains("0 parity mismatches"), "{out}");
+    }
 }
 
 #[test]

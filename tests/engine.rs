@@ -19,6 +19,7 @@ fn world(members: u32, journal: bool) -> World {
             block_size: 4096,
             slot_bytes: 65536,
             devices: 1,
+            mode: jraid::journal::JournalMode::Alternate,
             volatile: true,
             hysteresis_us: 100_000,
             hysteresis_generations: 2,

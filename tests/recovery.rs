@@ -19,6 +19,7 @@ fn cfg(seed: u64) -> SimConfig {
             block_size: 4096,
             slot_bytes: 65536,
             devices: 2,
+            mode: jraid::journal::JournalMode::Alternate,
             volatile: false,
             // Nothing leaves the record during the test: every written stripe stays listed.
             hysteresis_us: 1 << 40,
@@ -131,7 +132,15 @@ fn one_volume_recovers_without_touching_another() {
     let job = j.begin_flush(0, &mut out).unwrap();
     assert_eq!(job.generation, 8);
     assert_eq!(job.kind, record::Kind::Checkpoint);
-    assert_eq!(job.slot, (0, 0));
+    assert_eq!(
+        job.writes(),
+        &[jraid::journal::JournalWrite {
+            dev: 0,
+            lba: 0,
+            start: 0,
+            end: out.len()
+        }]
+    );
     let rec = record::read_area(&out, 0, &[9; 16], 512).unwrap();
     assert_eq!(
         rec.entries,

@@ -23,6 +23,7 @@ fn create(dir: &Path) {
         strip_bytes: 16 << 10,
         block_size: BS as u32,
         journal_size: 1 << 20,
+        journal_pair: None,
         name: "reactor-test".into(),
     })
     .expect("create the volume");
@@ -194,7 +195,7 @@ fn timeout_request_fallback_serves_io_and_ticks() {
         vol: Arc::new(Volume::new(files.volume_number(), files.geo, true, None)),
         jv: None,
         members: files.members.iter().map(|d| dup(&d.file)).collect(),
-        journal: vec![dup(&files.journal.file)],
+        journal: vec![Some(dup(&files.journal.file))],
         journal_block_size: files.journal_sb.block_size,
     });
     let rt = Runtime::start_with(

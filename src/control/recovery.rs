@@ -67,6 +67,28 @@ impl Stripes {
     }
 }
 
+/// What a restart resyncs of a volume of `stripes` stripes: the stripes the journal's newest
+/// record lists for it (`listed`), or every stripe when the journal was not read whole
+/// (`journal_complete` false: [`crate::journal::record::Newest::complete`]).
+///
+/// # Rule: a restart that misses a journal device resyncs every stripe
+/// Enforced here, for every runtime. With two journal devices in alternate mode each record
+/// goes to one of them, so the newest generation (whose writers may have been acknowledged,
+/// and whose stripes may be torn by the power loss) can live on the missing device alone;
+/// the survivor's newest record then misses its stripes. The journal itself goes on with the
+/// survivor. The simulator's control (`crash_sim --scenario journal-devices --control
+/// trust-survivor`: the survivor's record trusted as complete) finds loss; the same run with
+/// the full resync finds none. Mirror mode is resynced in full too: the survivor may have
+/// been dropped while running and be behind the missing device, and nothing outside the
+/// journal devices records that yet.
+pub fn stripes_to_resync(journal_complete: bool, listed: Vec<u64>, stripes: u64) -> Stripes {
+    if journal_complete {
+        Stripes::Listed(listed)
+    } else {
+        Stripes::All(stripes)
+    }
+}
+
 /// Options of a recovery.
 #[derive(Debug, Clone, Default)]
 pub struct RecoveryOptions {

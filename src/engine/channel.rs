@@ -22,7 +22,7 @@ use super::buf::{Buf, BufPool};
 use super::lock::LockWaiter;
 use super::plan::{self, StripeSpan, WritePlan, MAX_MEMBERS};
 use super::volume::Volume;
-use crate::journal::{Journal, JournalVolume, Mark};
+use crate::journal::{Journal, JournalVolume, Mark, RecordOutcome};
 use crate::parity;
 
 /// What the user asks.
@@ -255,8 +255,7 @@ pub struct Channel<B: Backend> {
     journal_counts: JournalCounts,
     /// Write plans not yet added to the volume's ([`Channel::publish_counts`]).
     plan_counts: PlanCounts,
-    /// Journal device of the record write in flight (its flush goes there).
-    record_dev: u32,
+    /// Scratch list of the channels a record's completion tells.
     notify: Vec<Address>,
     /// Scratch list of the member reads a piece issues (see `issue_reads`).
     read_list: ReadList,
@@ -317,7 +316,6 @@ impl<B: Backend> Channel<B> {
             record_buf: Vec::new(),
             journal_counts: JournalCounts::default(),
             plan_counts: PlanCounts::default(),
-            record_dev: 0,
             notify: Vec::new(),
             read_list: Vec::new(),
             member_flush: None,
@@ -1622,21 +1620,22 @@ impl<B: Backend> Channel<B> {
             return;
         };
         self.stats.record_writes += 1;
-        self.record_dev = job.slot.0;
-        let mut buf = self.pool.take(self.record_buf.len());
-        buf.as_mut_slice().copy_from_slice(&self.record_buf);
-        let blocks = (self.record_buf.len() / j.cfg.block_size as usize) as u64;
-        let tag = (KIND_JOURNAL << KIND_SHIFT) | (job.generation << 2) | job.flush_after as u64;
-        self.journal_ios += 1;
-        self.backend.submit(DeviceIo {
-            dev: Device::Journal(job.slot.0),
-            op: IoOp::Write,
-            lba: job.slot.1,
-            blocks,
-            buf: Some(buf),
-            buf_offset: 0,
-            tag,
-        });
+        let bs = j.cfg.block_size as usize;
+        for w in job.writes() {
+            let bytes = &self.record_buf[w.start..w.end];
+            let mut buf = self.pool.take(bytes.len());
+            buf.as_mut_slice().copy_from_slice(bytes);
+            self.journal_ios += 1;
+            self.backend.submit(DeviceIo {
+                dev: Device::Journal(w.dev),
+                op: IoOp::Write,
+                lba: w.lba,
+                blocks: (bytes.len() / bs) as u64,
+                buf: Some(buf),
+                buf_offset: 0,
+                tag: journal_tag(job.generation, w.dev, job.flush_after as u64),
+            });
+        }
     }
 
     fn journal_io_done(&mut self, tag: u64, ok: bool, buf: Option<Buf>) {
@@ -1645,14 +1644,9 @@ impl<B: Backend> Channel<B> {
         if let Some(b) = buf {
             self.pool.give(b);
         }
-        let body = tag & ((1 << KIND_SHIFT) - 1);
-        let g = body >> 2;
-        let mut notify = std::mem::take(&mut self.notify);
-        if !ok {
-            j.fail_flush(&mut notify);
-        } else if body & 1 == 1 {
+        let (g, dev, phase) = journal_tag_parts(tag);
+        if ok && phase == JOURNAL_WRITE_THEN_FLUSH {
             // Written; now the device flush that makes it durable.
-            let dev = self.record_dev;
             self.journal_ios += 1;
             self.backend.submit(DeviceIo {
                 dev: Device::Journal(dev),
@@ -1661,18 +1655,41 @@ impl<B: Backend> Channel<B> {
                 blocks: 0,
                 buf: None,
                 buf_offset: 0,
-                tag: (KIND_JOURNAL << KIND_SHIFT) | (g << 2) | 2,
+                tag: journal_tag(g, dev, JOURNAL_FLUSH),
             });
-            self.notify = notify;
             return;
-        } else if j.finish_flush(g, &mut notify) {
-            self.local.push_back(Msg::JournalKick);
+        }
+        let mut notify = std::mem::take(&mut self.notify);
+        match j.write_done(g, dev, ok, &mut notify) {
+            RecordOutcome::Pending | RecordOutcome::Durable { again: false } => {}
+            // Retry: the next record carries this one to the surviving device.
+            RecordOutcome::Durable { again: true } | RecordOutcome::Retry => {
+                self.local.push_back(Msg::JournalKick)
+            }
+            RecordOutcome::Failed => {}
         }
         for a in notify.drain(..) {
             self.send(a, Msg::Durable { generation: g });
         }
         self.notify = notify;
     }
+}
+
+/// Phases of a record I/O, in its tag's low two bits.
+const JOURNAL_WRITE: u64 = 0;
+const JOURNAL_WRITE_THEN_FLUSH: u64 = 1;
+const JOURNAL_FLUSH: u64 = 2;
+
+/// Tag of a record I/O: generation, journal device, phase.
+fn journal_tag(g: u64, dev: u32, phase: u64) -> u64 {
+    debug_assert!(dev < 2 && phase <= JOURNAL_FLUSH && JOURNAL_WRITE == 0);
+    (KIND_JOURNAL << KIND_SHIFT) | (g << 3) | (u64::from(dev) << 2) | phase
+}
+
+/// [`journal_tag`]'s parts.
+fn journal_tag_parts(tag: u64) -> (u64, u32, u64) {
+    let body = tag & ((1 << KIND_SHIFT) - 1);
+    (body >> 3, ((body >> 2) & 1) as u32, body & 3)
 }
 
 impl<B: Backend> Drop for Channel<B> {

@@ -57,8 +57,15 @@ pub struct JournalConfig {
     pub block_size: u32,
     /// Bytes per slot; bounds the entries a record can hold.
     pub slot_bytes: u64,
-    /// Where each slot lives: (journal device index, first block).
+    /// Where each slot (area) lives: (journal device index, first block). With two journal
+    /// devices ([`JournalConfig::devices`]) each device holds both areas at these blocks, and
+    /// the device index here is not used.
     pub slots: [(u32, u64); 2],
+    /// Journal devices: 1, or 2 (claim 13: records alternate over them, or are mirrored on
+    /// both, as [`JournalConfig::mode`] says; see [`Journal::begin_flush`]).
+    pub devices: u32,
+    /// How records spread over two journal devices.
+    pub mode: JournalMode,
     /// Whether the journal device(s) cache writes volatilely (then a record needs write + flush).
     pub volatile_cache: bool,
     /// A clean stripe stays listed for at least this many later generations...
@@ -93,6 +100,8 @@ impl JournalConfig {
             block_size,
             slot_bytes,
             slots,
+            devices: 1,
+            mode: JournalMode::Alternate,
             volatile_cache: false,
             hysteresis_generations: 2,
             hysteresis_us: 100_000,
@@ -107,6 +116,26 @@ impl JournalConfig {
     /// Most stripes listed at once (a checkpoint of them fills at most half an area).
     pub fn max_entries(&self) -> usize {
         record::max_listed(self.slot_bytes as usize)
+    }
+}
+
+/// How a journal of two devices spreads its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalMode {
+    /// Generation g goes to device g mod 2 (with the deltas that device has not seen yet);
+    /// checkpoints go to both. Losing a device at a crash costs a full resync.
+    Alternate,
+    /// Every record goes to both devices.
+    Mirror,
+}
+
+impl JournalMode {
+    /// The mode's name in RPCs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            JournalMode::Alternate => "alternate",
+            JournalMode::Mirror => "mirror",
+        }
     }
 }
 
@@ -234,6 +263,10 @@ pub struct JournalStats {
     pub user_writes: AtomicU64,
     /// Listed entries looked at for removal (a record looks only at those due).
     pub removal_checks: AtomicU64,
+    /// Journal devices lost while running.
+    pub devices_lost: AtomicU64,
+    /// Records that reached no device and were carried by the next one to the survivor.
+    pub record_retries: AtomicU64,
 }
 
 impl JournalStats {
@@ -276,17 +309,71 @@ fn ratio(a: u64, b: u64) -> f64 {
     }
 }
 
-/// What the flusher must write, from [`Journal::begin_flush`].
+/// What the flusher must write, from [`Journal::begin_flush`]: one write per journal device
+/// it goes to ([`FlushJob::writes`]), each followed by a device flush when `flush_after`. Each
+/// write's result goes to [`Journal::write_done`].
 #[derive(Debug)]
 pub struct FlushJob {
     /// Generation of the record.
     pub generation: u64,
-    /// Journal device and first block of the record (in its area).
-    pub slot: (u32, u64),
     /// Checkpoint or delta.
     pub kind: record::Kind,
-    /// Whether a device flush must follow the write.
+    /// Whether a device flush must follow each write.
     pub flush_after: bool,
+    writes: [JournalWrite; 2],
+    count: usize,
+}
+
+impl FlushJob {
+    /// The writes, one per journal device (at most two).
+    pub fn writes(&self) -> &[JournalWrite] {
+        &self.writes[..self.count]
+    }
+}
+
+/// One write of a [`FlushJob`]: `out[start..end]` of the buffer `begin_flush` filled, at block
+/// `lba` of journal device `dev`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalWrite {
+    /// Journal device index.
+    pub dev: u32,
+    /// First block.
+    pub lba: u64,
+    /// Byte range in the record buffer.
+    pub start: usize,
+    /// End of that range.
+    pub end: usize,
+}
+
+/// What [`Journal::write_done`] made of a record's writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Other writes of the record are still in flight.
+    Pending,
+    /// The record is durable (on at least one live device); waiters are in `notify`. `again`:
+    /// another record write is wanted now.
+    Durable {
+        /// Write another record now.
+        again: bool,
+    },
+    /// The record reached no device, but a journal device is still live: it was lost, and the
+    /// next record (write one now) carries this one's changes to the survivor. Nobody is told
+    /// yet: the waiters are told when that record is durable.
+    Retry,
+    /// No journal device is left: the journal failed; waiters are in `notify`.
+    Failed,
+}
+
+/// The record write in flight (flusher state).
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    generation: u64,
+    /// Writes not yet reported.
+    left: usize,
+    /// Devices whose write succeeded.
+    ok: [bool; 2],
+    /// Per device written to: the chain bytes it holds once its write succeeds.
+    ends: [Option<u64>; 2],
 }
 
 /// Queue of listed entries that went clean recently ([`Listed::queues`]).
@@ -318,6 +405,15 @@ struct Listed {
     base: u64,
     /// Scratch for a checkpoint's entries (kept: a checkpoint may hold a hundred thousand).
     scratch: Vec<Entry>,
+    /// Two devices: per device, the bytes of the current area's chain it holds (the chain is
+    /// the same on both, each holding a prefix of it; a device written to next gets the rest).
+    written: [u64; 2],
+    /// Two devices: the chain's bytes from `tail_start` on (what some live device lacks).
+    tail: Vec<u8>,
+    /// Chain offset of `tail[0]`.
+    tail_start: u64,
+    /// The record write in flight.
+    job: Option<InFlight>,
 }
 
 /// A dirty-stripe journal shared by the volumes on it.
@@ -340,6 +436,9 @@ pub struct Journal {
     in_flight: AtomicBool,
     /// Set once a record write failed: no write may proceed any more.
     failed: AtomicBool,
+    /// Per journal device: still in use (a device whose record write failed, or that went
+    /// away, is not written again; with none left the journal fails).
+    live: [AtomicBool; 2],
     /// Earliest time (µs) the timer may scan the listed set again for stripes ready to leave.
     next_scan_us: AtomicU64,
     /// Entries marked since the last close.
@@ -377,6 +476,7 @@ impl Journal {
             space_waiters: AtomicU64::new(0),
             in_flight: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            live: [AtomicBool::new(true), AtomicBool::new(cfg.devices > 1)],
             next_scan_us: AtomicU64::new(0),
             queue: MarkQueue::new(cap),
             waits,
@@ -392,6 +492,10 @@ impl Journal {
                 used: 0,
                 base: 0,
                 scratch: Vec::new(),
+                written: [0; 2],
+                tail: Vec::new(),
+                tail_start: 0,
+                job: None,
             }),
             stats: JournalStats::default(),
             cfg,
@@ -825,20 +929,106 @@ impl Journal {
         if l.closes.len() > 64 {
             l.closes.pop_front();
         }
+        let job = self.place(l, g, kind, offset, out);
         self.stats.record_writes.fetch_add(1, Relaxed);
-        self.stats
-            .bytes_written
-            .fetch_add(out.len() as u64, Relaxed);
+        let bytes: usize = job.writes().iter().map(|w| w.end - w.start).sum();
+        self.stats.bytes_written.fetch_add(bytes as u64, Relaxed);
         if kind == record::Kind::Checkpoint {
             self.stats.checkpoints.fetch_add(1, Relaxed);
         }
-        let (dev, first) = self.cfg.slots[l.area];
-        Some(FlushJob {
+        Some(job)
+    }
+
+    /// Where record `g` (encoded in `out`, at byte `offset` of the chain in area `l.area`)
+    /// goes: the writes of its [`FlushJob`], with `out` refilled to hold what they write.
+    ///
+    /// One device: the record, behind its chain. Two devices (claim 13): the chain is the
+    /// same on both, each holding a prefix of it (`written`). A checkpoint goes to every live
+    /// device, so both switch areas at the same generation and each keeps the single-device
+    /// rule (its old area is not written until its new checkpoint is durable). A delta goes to
+    /// device g mod 2 in [`JournalMode::Alternate`] (to the other one while that one is lost),
+    /// to every live device in [`JournalMode::Mirror`]; each device written gets the chain's
+    /// bytes it lacks (the deltas written to the other one since it was last written) and the
+    /// record, as one write behind what it holds. So a device's chain never misses a
+    /// generation, and the newest valid chain over both devices is the newest durable state.
+    fn place(
+        &self,
+        l: &mut Listed,
+        g: u64,
+        kind: record::Kind,
+        offset: u64,
+        out: &mut Vec<u8>,
+    ) -> FlushJob {
+        let bs = u64::from(self.cfg.block_size);
+        let (dev0, first) = self.cfg.slots[l.area];
+        let end = offset + out.len() as u64;
+        let mut job = FlushJob {
             generation: g,
-            slot: (dev, first + offset / u64::from(self.cfg.block_size)),
             kind,
             flush_after: self.cfg.volatile_cache,
-        })
+            writes: [JournalWrite::default(); 2],
+            count: 0,
+        };
+        let mut flight = InFlight {
+            generation: g,
+            left: 0,
+            ok: [false; 2],
+            ends: [None; 2],
+        };
+        if self.cfg.devices < 2 {
+            job.writes[0] = JournalWrite {
+                dev: dev0,
+                lba: first + offset / bs,
+                start: 0,
+                end: out.len(),
+            };
+            job.count = 1;
+            flight.left = 1;
+            flight.ends[0] = Some(end);
+            l.job = Some(flight);
+            return job;
+        }
+        if kind == record::Kind::Checkpoint {
+            l.tail.clear();
+            l.tail_start = 0;
+            l.written = [0; 2];
+        }
+        l.tail.extend_from_slice(out);
+        debug_assert_eq!(l.tail_start + l.tail.len() as u64, end);
+        let live = [self.device_live(0), self.device_live(1)];
+        let mut targets =
+            if kind == record::Kind::Checkpoint || self.cfg.mode == JournalMode::Mirror {
+                live
+            } else {
+                let d = (g % 2) as usize;
+                let d = if live[d] { d } else { 1 - d };
+                [d == 0, d == 1]
+            };
+        if !targets.contains(&true) {
+            // Both went away since the check in `begin_flush`: write anyway; the writes fail
+            // (or do not count) and `write_done` fails the journal.
+            targets = [true; 2];
+        }
+        let from = (0..2)
+            .filter(|&d| targets[d])
+            .map(|d| l.written[d])
+            .min()
+            .unwrap_or(offset);
+        out.clear();
+        out.extend_from_slice(&l.tail[(from - l.tail_start) as usize..]);
+        for d in (0..2).filter(|&d| targets[d]) {
+            job.writes[job.count] = JournalWrite {
+                dev: d as u32,
+                lba: first + l.written[d] / bs,
+                start: (l.written[d] - from) as usize,
+                end: out.len(),
+            };
+            job.count += 1;
+            flight.ends[d] = Some(end);
+        }
+        flight.left = job.count;
+        l.job = Some(flight);
+        job
     }
 
     /// Move the queued marks into the listed set (due for a removal check from `now_us` on) and
@@ -1022,9 +1212,105 @@ impl Journal {
         result
     }
 
-    /// The record of generation `g` is durable. Fills `notify` with the channels to tell; returns
+    /// One write of the record in flight (generation `g`, to journal device `dev`) finished
+    /// (`ok`: written, and flushed when the job asked for it). Once every write of the record
+    /// is in, the record is durable when some live device holds it; a device whose write
+    /// failed is lost from then on ([`Journal::device_gone`]). This is the one place that
+    /// decides whether a record is durable.
+    pub fn write_done(
+        &self,
+        g: u64,
+        dev: u32,
+        ok: bool,
+        notify: &mut Vec<Address>,
+    ) -> RecordOutcome {
+        let d = if self.cfg.devices < 2 {
+            0
+        } else {
+            dev as usize
+        };
+        let mut guard = lock(&self.listed);
+        let l = &mut *guard;
+        let Some(job) = l.job.as_mut() else {
+            debug_assert!(false, "a record write finished with none in flight");
+            return RecordOutcome::Pending;
+        };
+        debug_assert_eq!(job.generation, g, "a write of another record");
+        job.left -= 1;
+        if ok {
+            job.ok[d] = true;
+        } else if self.cfg.devices > 1 {
+            self.device_gone(d as u32);
+        }
+        if job.left > 0 {
+            return RecordOutcome::Pending;
+        }
+        let job = l.job.take().expect("checked above");
+        let mut durable = false;
+        for d in 0..2 {
+            if job.ok[d] && (self.cfg.devices < 2 || self.device_live(d)) {
+                if let Some(end) = job.ends[d] {
+                    l.written[d] = end;
+                }
+                durable = true;
+            }
+        }
+        self.trim_tail(l);
+        drop(guard);
+        if durable {
+            return RecordOutcome::Durable {
+                again: self.complete(g, notify),
+            };
+        }
+        if self.cfg.devices > 1 && (0..2).any(|d| self.device_live(d)) {
+            self.stats.record_retries.fetch_add(1, Relaxed);
+            self.in_flight.swap(false, SeqCst);
+            return RecordOutcome::Retry;
+        }
+        self.fail_flush(notify);
+        RecordOutcome::Failed
+    }
+
+    /// Drop the chain bytes every live device holds.
+    fn trim_tail(&self, l: &mut Listed) {
+        if self.cfg.devices < 2 {
+            return;
+        }
+        let low = (0..2)
+            .filter(|&d| self.device_live(d))
+            .map(|d| l.written[d])
+            .min();
+        if let Some(low) = low {
+            if low > l.tail_start {
+                let n = ((low - l.tail_start) as usize).min(l.tail.len());
+                l.tail.drain(..n);
+                l.tail_start = low;
+            }
+        }
+    }
+
+    /// Every write of the record of generation `g` succeeded: it is durable (as
+    /// [`Journal::write_done`] for each). Fills `notify` with the channels to tell; returns
     /// true when another record write is wanted right away.
     pub fn finish_flush(&self, g: u64, notify: &mut Vec<Address>) -> bool {
+        {
+            let mut guard = lock(&self.listed);
+            let l = &mut *guard;
+            if let Some(job) = l.job.take() {
+                debug_assert_eq!(job.generation, g, "finishing another record");
+                for d in 0..2 {
+                    if let Some(end) = job.ends[d] {
+                        l.written[d] = end;
+                    }
+                }
+                self.trim_tail(l);
+            }
+        }
+        self.complete(g, notify)
+    }
+
+    /// Record `g` is durable: tell its waiters (into `notify`) and let the next record go.
+    fn complete(&self, g: u64, notify: &mut Vec<Address>) -> bool {
         self.durable.fetch_max(g, SeqCst);
         {
             let chans = lock(&self.channels);
@@ -1052,10 +1338,35 @@ impl Journal {
         self.failed.store(true, Release);
     }
 
+    /// Journal device `dev` is gone (its record write failed, or the runtime saw it leave):
+    /// it is not written again. With two devices the other one goes on alone (it gets every
+    /// record from now on, and with the next one the changes this one held); with none left
+    /// the journal fails ([`Journal::fail`]).
+    pub fn device_gone(&self, dev: u32) {
+        let d = dev as usize;
+        if d < 2 && self.live[d].swap(false, SeqCst) {
+            self.stats.devices_lost.fetch_add(1, Relaxed);
+        }
+        if !(0..self.cfg.devices.min(2) as usize).any(|d| self.device_live(d)) {
+            self.fail();
+        }
+    }
+
+    /// Whether journal device `dev` is still in use.
+    pub fn device_live(&self, dev: usize) -> bool {
+        dev < self.cfg.devices as usize && dev < 2 && self.live[dev].load(SeqCst)
+    }
+
+    /// Two devices, one of them lost: records go to the survivor alone.
+    pub fn degraded(&self) -> bool {
+        self.cfg.devices > 1 && !(self.device_live(0) && self.device_live(1))
+    }
+
     /// A record write failed: the journal can no longer protect writes. Waiters are told (they
     /// then see [`Journal::is_failed`]).
     pub fn fail_flush(&self, notify: &mut Vec<Address>) {
         self.failed.store(true, Release);
+        lock(&self.listed).job = None;
         let chans = lock(&self.channels);
         for (i, w) in self.waits[..chans.len()].iter().enumerate() {
             if w.swap(u64::MAX, SeqCst) != u64::MAX {
@@ -1123,8 +1434,11 @@ mod tests {
         let job = j
             .begin_flush(now_us, &mut buf)
             .expect("no record in flight");
-        let at = (job.slot.1 * u64::from(j.cfg.block_size)) as usize;
-        DISK.with(|d| d.borrow_mut()[at..at + buf.len()].copy_from_slice(&buf));
+        let w = job.writes()[0];
+        let at = (w.lba * u64::from(j.cfg.block_size)) as usize;
+        DISK.with(|d| {
+            d.borrow_mut()[at..at + w.end - w.start].copy_from_slice(&buf[w.start..w.end])
+        });
         j.finish_flush(job.generation, &mut Vec::new());
         let rec = on_disk(&j.cfg).expect("a record");
         assert_eq!(rec.generation, job.generation);
@@ -1181,6 +1495,169 @@ mod tests {
         jv.member_flush_done(4);
         assert_eq!(flush(&j, 1000), Vec::<u64>::new());
         assert!(!jv.listed(0));
+    }
+
+    /// Two journal devices, as a runtime drives them: every write of a job lands on its
+    /// device (unless that device is `down`) and is reported to `write_done`.
+    struct TwoDevices {
+        j: Journal,
+        jv: Arc<JournalVolume>,
+        disks: [Vec<u8>; 2],
+        down: [bool; 2],
+    }
+
+    impl TwoDevices {
+        fn new(mode: JournalMode) -> TwoDevices {
+            let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
+            cfg.devices = 2;
+            cfg.mode = mode;
+            cfg.max_channels = 1;
+            cfg.hysteresis_generations = 0;
+            cfg.hysteresis_us = 0;
+            let j = Journal::new(cfg, None);
+            let (jv, _) = j.attach_volume(0, 64, false);
+            TwoDevices {
+                j,
+                jv,
+                disks: [vec![0; 16 * 512], vec![0; 16 * 512]],
+                down: [false; 2],
+            }
+        }
+
+        /// Write one record: (generation, kind, devices written, outcome).
+        fn flush(&mut self, now_us: u64) -> (u64, record::Kind, Vec<u32>, RecordOutcome) {
+            let mut buf = Vec::new();
+            let job = self
+                .j
+                .begin_flush(now_us, &mut buf)
+                .expect("none in flight");
+            let mut devs = Vec::new();
+            let mut outcome = RecordOutcome::Pending;
+            for w in job.writes().to_vec() {
+                devs.push(w.dev);
+                let ok = !self.down[w.dev as usize];
+                if ok {
+                    let at = w.lba as usize * 512;
+                    self.disks[w.dev as usize][at..at + w.end - w.start]
+                        .copy_from_slice(&buf[w.start..w.end]);
+                }
+                outcome = self
+                    .j
+                    .write_done(job.generation, w.dev, ok, &mut Vec::new());
+            }
+            (job.generation, job.kind, devs, outcome)
+        }
+
+        /// The newest state of device `d` alone: (generation, stripes).
+        fn device(&self, d: usize) -> Option<(u64, Vec<u64>)> {
+            let disk = &self.disks[d];
+            record::newest(&disk[..4096], &disk[4096..], &UUID, 512)
+                .expect("current format")
+                .map(|r| (r.generation, r.entries.iter().map(|e| e.stripe).collect()))
+        }
+
+        fn write(&mut self, stripe: u64, now_us: u64) {
+            assert!(matches!(self.j.mark(&self.jv, stripe), Mark::Wait(_)));
+            self.j.clean(&self.jv, stripe, now_us);
+        }
+    }
+
+    /// Alternate mode: a checkpoint goes to both devices, each delta to device g mod 2 with
+    /// the delta the other one got before it; each device alone reads back the state of the
+    /// last record it was written, and the newer of the two is the newest durable state.
+    #[test]
+    fn alternate_devices_each_hold_the_whole_chain_up_to_their_last_record() {
+        use record::Kind::{Checkpoint, Delta};
+        let mut t = TwoDevices::new(JournalMode::Alternate);
+        t.write(1, 1);
+        // Clean stripes stay one record (no hysteresis otherwise), then leave.
+        assert_eq!(
+            t.flush(2),
+            (
+                1,
+                Checkpoint,
+                vec![0, 1],
+                RecordOutcome::Durable { again: false }
+            )
+        );
+        assert_eq!(t.device(0), Some((1, vec![1])));
+        assert_eq!(t.device(1), Some((1, vec![1])));
+        for g in 2..8u64 {
+            t.write(g * 2, g * 10);
+            let (gen, kind, devs, outcome) = t.flush(g * 10 + 1);
+            assert_eq!(
+                (gen, kind, outcome),
+                (g, Delta, RecordOutcome::Durable { again: false })
+            );
+            assert_eq!(devs, vec![(g % 2) as u32], "generation {g}");
+            let (dg, listed) = t.device((g % 2) as usize).expect("written");
+            assert_eq!(dg, g);
+            assert!(listed.contains(&(g * 2)));
+            // The other device is one record behind.
+            assert_eq!(t.device(((g + 1) % 2) as usize).map(|s| s.0), Some(g - 1));
+        }
+        // Device 0 goes (its write fails): generation 8 reaches no device, and the next record
+        // takes it to device 1, which then holds the newest state alone.
+        t.down[0] = true;
+        // Stripe 60 is being written (marked, not clean) until the survivor has it.
+        assert_eq!(t.j.mark(&t.jv, 60), Mark::Wait(8));
+        let (g, _, devs, outcome) = t.flush(101);
+        assert_eq!((g, devs, outcome), (8, vec![0], RecordOutcome::Retry));
+        assert!(t.j.degraded() && !t.j.is_failed());
+        assert_eq!(t.j.durable_generation(), 7);
+        let (g, _, devs, outcome) = t.flush(102);
+        assert_eq!(
+            (g, devs, outcome),
+            (9, vec![1], RecordOutcome::Durable { again: false })
+        );
+        let (g1, s1) = t.device(1).expect("written");
+        assert_eq!(g1, 9);
+        assert!(
+            s1.contains(&60),
+            "the lost record's mark reached the survivor"
+        );
+        assert_eq!(t.device(0).map(|s| s.0), Some(6));
+        t.j.clean(&t.jv, 60, 103);
+        // From now on every record goes to the survivor.
+        t.write(62, 150);
+        let (g, _, devs, _) = t.flush(151);
+        assert_eq!((g, devs), (10, vec![1]));
+        // The survivor goes too: the journal fails.
+        t.down[1] = true;
+        t.write(61, 200);
+        let (_, _, _, outcome) = t.flush(201);
+        assert_eq!(outcome, RecordOutcome::Failed);
+        assert!(t.j.is_failed());
+    }
+
+    /// Mirror mode: every record goes to both devices; one failing costs nothing but the
+    /// device (the record is durable on the other), and its marks are on the survivor.
+    #[test]
+    fn mirrored_devices_hold_every_record_and_survive_one_loss() {
+        let mut t = TwoDevices::new(JournalMode::Mirror);
+        for g in 1..5u64 {
+            t.write(g, g * 10);
+            let (gen, _, devs, outcome) = t.flush(g * 10 + 1);
+            assert_eq!(
+                (gen, devs, outcome),
+                (g, vec![0, 1], RecordOutcome::Durable { again: false })
+            );
+            assert_eq!(t.device(0), t.device(1));
+        }
+        t.down[0] = true;
+        t.write(30, 100);
+        let (g, _, devs, outcome) = t.flush(101);
+        assert_eq!(
+            (g, devs, outcome),
+            (5, vec![0, 1], RecordOutcome::Durable { again: false })
+        );
+        assert!(t.j.degraded());
+        assert!(t.device(1).expect("written").1.contains(&30));
+        t.write(31, 200);
+        let (g, _, devs, _) = t.flush(201);
+        assert_eq!((g, devs), (6, vec![1]));
+        assert_eq!(t.device(1).map(|s| s.0), Some(6));
+        assert_eq!(t.device(0).map(|s| s.0), Some(4));
     }
 
     /// A replacement with a volatile cache joins a volume whose members had none: from then

@@ -78,8 +78,9 @@ fn flush_once(r: &Rig) -> bool {
     // checkpoint at the start of the other area), then read the device back as recovery would.
     let stripes = {
         let mut disk = r.disk.lock().unwrap();
-        let at = job.slot.1 as usize * 512;
-        disk[at..at + buf.len()].copy_from_slice(&buf);
+        let w = job.writes()[0];
+        let at = w.lba as usize * 512;
+        disk[at..at + w.end - w.start].copy_from_slice(&buf[w.start..w.end]);
         let rec = record::newest(&disk[..4096], &disk[4096..], &[7; 16], 512)
             .expect("current format")
             .expect("a record");
@@ -247,5 +248,82 @@ fn loom_release_of_carried_stripe_races_its_write() {
         r.j.release_carried(0, &[]);
         flush_once(&r);
         t.join().unwrap();
+    });
+}
+
+/// Two journal devices (alternate mode): a writer marks stripe 0 and flushes until its
+/// generation is durable, while another thread drops device 1 (as a runtime's hot-remove
+/// does; its writes fail from then on). Whatever the interleaving, the writer is released
+/// with the journal not failed, and the newest state over both devices (device 1 read back
+/// as it stayed, behind) lists stripe 0: a record whose only write failed is not durable, and
+/// the next one carries its change to the survivor. (Control, run by hand: `write_done`
+/// counting device 1's failed write as done fails this model.)
+#[test]
+fn loom_journal_device_lost_while_a_record_is_written() {
+    use super::aggregator::{JournalMode, RecordOutcome};
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(|| {
+        let mut cfg = JournalConfig::new([7; 16], 512, 4096, [(0, 0), (0, 8)]);
+        cfg.devices = 2;
+        cfg.mode = JournalMode::Alternate;
+        cfg.max_channels = 1;
+        cfg.hysteresis_generations = 0;
+        cfg.hysteresis_us = 0;
+        let j = Arc::new(Journal::new(cfg, None));
+        let (jv, _) = j.attach_volume(0, 2, false);
+        let disks = Arc::new(Mutex::new([vec![0u8; 16 * 512], vec![0u8; 16 * 512]]));
+        let dead = StdArc::new(AtomicBool::new(false));
+        // Generations 1 (a checkpoint, to both) and 2 (to device 0) first: the writer's
+        // generation, 3, goes to device 1 alone.
+        let flush = |j: &Journal, dead: &AtomicBool| {
+            let mut buf = Vec::new();
+            let Some(job) = j.begin_flush(0, &mut buf) else {
+                return false;
+            };
+            for w in job.writes().to_vec() {
+                // A write to device 1 fails once it is dead (checked as the write lands).
+                let ok = w.dev == 0 || !dead.load(SeqCst);
+                if ok {
+                    let at = w.lba as usize * 512;
+                    disks.lock().unwrap()[w.dev as usize][at..at + w.end - w.start]
+                        .copy_from_slice(&buf[w.start..w.end]);
+                }
+                let outcome = j.write_done(job.generation, w.dev, ok, &mut Vec::new());
+                assert_ne!(outcome, RecordOutcome::Failed);
+            }
+            true
+        };
+        assert!(flush(&j, &dead) && flush(&j, &dead));
+        let (j2, dead2) = (j.clone(), dead.clone());
+        let t = thread::spawn(move || {
+            dead2.store(true, SeqCst);
+            j2.device_gone(1);
+        });
+        let Mark::Wait(g) = j.mark(&jv, 0) else {
+            panic!("a first mark waits");
+        };
+        assert_eq!(g, 3);
+        j.request(g);
+        while j.durable_generation() < g {
+            assert!(!j.is_failed(), "one device is left");
+            if !flush(&j, &dead) {
+                thread::yield_now();
+            }
+        }
+        t.join().unwrap();
+        let d = disks.lock().unwrap();
+        let views = [
+            Some((&d[0][..4096], &d[0][4096..])),
+            Some((&d[1][..4096], &d[1][4096..])),
+        ];
+        let newest = record::newest_of(&views, &[7; 16], 512)
+            .expect("current format")
+            .record
+            .expect("a record");
+        assert!(newest.generation >= g);
+        assert!(newest.entries.iter().any(|e| e.stripe == 0), "{newest:?}");
+        j.clean(&jv, 0, 1);
     });
 }

@@ -7,5 +7,8 @@ mod loom_tests;
 pub mod record;
 mod sync;
 
-pub use aggregator::{FlushJob, Journal, JournalConfig, JournalStats, JournalVolume, Mark};
+pub use aggregator::{
+    FlushJob, Journal, JournalConfig, JournalMode, JournalStats, JournalVolume, JournalWrite, Mark,
+    RecordOutcome,
+};
 pub use record::{Entry, Record};

@@ -479,6 +479,47 @@ pub fn newest(
     })
 }
 
+/// What recovery reads from the devices of a journal ([`newest_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Newest {
+    /// The chain reaching the highest generation over every device read.
+    pub record: Option<Record>,
+    /// Every journal device was there to read. With two devices each holds a prefix of the
+    /// same chain, and in [`crate::journal::JournalMode::Alternate`] the newest generation
+    /// lives on one of them only; when one is missing the newest state may be lost with it,
+    /// and the caller resyncs every stripe (this stays false in mirror mode too: the device
+    /// read may itself have been dropped while running, and then be behind).
+    pub complete: bool,
+}
+
+/// [`newest`] over the devices of a journal: per device its two areas, `None` for a device
+/// that is missing. The newest chain over all of them is the newest durable state: every
+/// record goes to at least one live device, and a device dropped while running only ever
+/// holds an older prefix of the chain.
+pub fn newest_of(
+    devices: &[Option<(&[u8], &[u8])>],
+    uuid: &[u8; 16],
+    block_size: usize,
+) -> Result<Newest, RecordError> {
+    let mut best: Option<Record> = None;
+    let mut complete = true;
+    for d in devices {
+        let Some((a, b)) = d else {
+            complete = false;
+            continue;
+        };
+        if let Some(r) = newest(a, b, uuid, block_size)? {
+            if best.as_ref().is_none_or(|b| r.generation > b.generation) {
+                best = Some(r);
+            }
+        }
+    }
+    Ok(Newest {
+        record: best,
+        complete,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -761,6 +802,33 @@ mod tests {
         assert_eq!(
             newest(&newer, &good, &UUID, bs).unwrap().unwrap().entries,
             vec![e(0, 7)]
+        );
+    }
+
+    /// Over two devices: the newest chain of either wins; a missing device makes the read
+    /// incomplete (whatever the other holds), an empty one does not.
+    #[test]
+    fn newest_of_devices_takes_the_newest_and_says_when_one_was_missing() {
+        let bs = 512;
+        let empty = vec![0u8; 2048];
+        let old = enc(&cp(4, 0), &[e(1, 1)], &[], bs);
+        let new = enc(&cp(5, 1), &[e(1, 2)], &[], bs);
+        let both = newest_of(&[Some((&old, &empty)), Some((&empty, &new))], &UUID, bs).unwrap();
+        assert!(both.complete);
+        assert_eq!(
+            both.record.map(|r| (r.generation, r.entries)),
+            Some((5, vec![e(1, 2)]))
+        );
+        let one = newest_of(&[Some((&old, &empty)), None], &UUID, bs).unwrap();
+        assert!(!one.complete);
+        assert_eq!(one.record.map(|r| r.generation), Some(4));
+        let blank = newest_of(&[Some((&empty, &empty)), Some((&empty, &empty))], &UUID, bs);
+        assert_eq!(
+            blank,
+            Ok(Newest {
+                record: None,
+                complete: true
+            })
         );
     }
 

@@ -12,7 +12,7 @@ use crate::engine::{
     Address, Backend, Buf, Channel, Completion, Device, DeviceIo, IoOp, Msg, SubmitError, UserOp,
     Volume,
 };
-use crate::journal::{record, Journal, JournalConfig, JournalVolume};
+use crate::journal::{record, Journal, JournalConfig, JournalMode, JournalVolume};
 use crate::layout::Geometry;
 use crate::superblock::{MemberState, MemberSuperblock};
 
@@ -45,8 +45,10 @@ pub struct SimJournal {
     pub block_size: u32,
     /// Slot size in bytes.
     pub slot_bytes: u64,
-    /// One device holding both slots, or two devices with one slot each.
+    /// Journal devices: 1, or 2 (each holding both areas; records spread as `mode` says).
     pub devices: u32,
+    /// How records spread over two devices.
+    pub mode: JournalMode,
     /// Journal devices cache writes volatilely.
     pub volatile: bool,
     /// Hysteresis before clean stripes leave the record.
@@ -60,12 +62,10 @@ impl SimJournal {
     pub fn config(&self) -> JournalConfig {
         let slot_blocks = self.slot_bytes / self.block_size as u64;
         let base = crate::superblock::JOURNAL_SLOTS_OFFSET / self.block_size as u64;
-        let slots = if self.devices == 2 {
-            [(0, base), (1, base)]
-        } else {
-            [(0, base), (0, base + slot_blocks)]
-        };
+        let slots = [(0, base), (0, base + slot_blocks)];
         let mut cfg = JournalConfig::new(self.uuid, self.block_size, self.slot_bytes, slots);
+        cfg.devices = self.devices;
+        cfg.mode = self.mode;
         cfg.volatile_cache = self.volatile;
         cfg.hysteresis_us = self.hysteresis_us;
         cfg.hysteresis_generations = self.hysteresis_generations;
@@ -113,6 +113,10 @@ pub enum RecordRead {
     /// The simulator's control: only the newest chain's checkpoint, its deltas ignored (the
     /// stripes they added are not resynced).
     CheckpointOnly,
+    /// The simulator's control: with a journal device missing, the survivor's newest record
+    /// is trusted as complete (no full resync), though the newest generation may have been on
+    /// the missing device alone.
+    SurvivorTrusted,
 }
 
 /// The record writes a world issued, decoded as they were submitted: the simulator's own view
@@ -226,8 +230,10 @@ impl JournalTrace {
         }
     }
 
-    /// A record write of `data` to journal device `dev` at `lba`; returns its header when it
-    /// decoded.
+    /// A record write of `data` to journal device `dev` at `lba`: one record, or with two
+    /// journal devices the chain's records that device lacked followed by the new one. Records
+    /// already seen (written to the other device before, or the same record mirrored) are
+    /// skipped; returns the header of the newest one when it decoded.
     fn observe(
         &mut self,
         sj: &SimJournal,
@@ -235,7 +241,6 @@ impl JournalTrace {
         lba: u64,
         data: &[u8],
     ) -> Option<record::Header> {
-        use record::Kind;
         self.records += 1;
         self.bytes += data.len() as u64;
         let cfg = sj.config();
@@ -243,26 +248,52 @@ impl JournalTrace {
         let slot_blocks = sj.slot_bytes / bs;
         let found = (0..2).find(|&k| {
             let (d, first) = cfg.slots[k];
-            d == dev && lba >= first && lba < first + slot_blocks
+            (cfg.devices > 1 || d == dev) && lba >= first && lba < first + slot_blocks
         });
         let Some(area) = found else {
             self.malformed += 1;
             self.note(format!("record write at {dev}:{lba} outside both areas"));
             return None;
         };
-        let offset = (lba - cfg.slots[area].1) * bs;
-        let rec = match record::decode(data, area, &sj.uuid) {
-            Ok(r) => r,
-            Err(e) => {
-                self.malformed += 1;
-                self.note(format!("record write to area {area} does not decode: {e}"));
-                self.chain = None;
-                return None;
+        let mut offset = (lba - cfg.slots[area].1) * bs;
+        let mut at = 0usize;
+        let mut last = None;
+        while at < data.len() {
+            let rest = &data[at..];
+            let rec = match record::decode(rest, area, &sj.uuid) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.malformed += 1;
+                    self.note(format!("record write to area {area} does not decode: {e}"));
+                    self.chain = None;
+                    return None;
+                }
+            };
+            let len = record::record_bytes(rec.adds.len() + rec.removes.len(), bs as usize);
+            let seen = self.chain.as_ref().is_some_and(|c| {
+                c.area == area && rec.header.generation <= c.generation && offset < c.used
+            });
+            if !seen {
+                last = Some(self.observe_one(area, offset, len.min(rest.len()) as u64, rec));
             }
-        };
+            at += len;
+            offset += len as u64;
+        }
+        last
+    }
+
+    /// [`JournalTrace::observe`] of one decoded record `rec`, not seen before, of `len` bytes
+    /// at `offset` of `area`.
+    fn observe_one(
+        &mut self,
+        area: usize,
+        offset: u64,
+        len: u64,
+        rec: record::Decoded,
+    ) -> record::Header {
+        use record::Kind;
         let g = rec.header.generation;
         let n = (rec.adds.len() + rec.removes.len()) as u64;
-        let len = data.len() as u64;
         match rec.header.kind {
             Kind::Checkpoint => {
                 self.checkpoints += 1;
@@ -299,7 +330,7 @@ impl JournalTrace {
                 let Some(mut c) = self.chain.take() else {
                     self.malformed += 1;
                     self.note(format!("delta {g} with no checkpoint before it"));
-                    return Some(rec.header);
+                    return rec.header;
                 };
                 if c.area != area
                     || rec.header.base != c.base
@@ -337,7 +368,7 @@ impl JournalTrace {
                 self.chain = Some(c);
             }
         }
-        Some(rec.header)
+        rec.header
     }
 }
 
@@ -619,18 +650,21 @@ impl World {
                         continue;
                     };
                     let mut notify = Vec::new();
-                    if let Some(sj) = &self.cfg.journal {
-                        self.trace.observe(sj, job.slot.0, job.slot.1, &buf);
-                    }
-                    let disk = &mut self.journal_disks[job.slot.0 as usize];
-                    if disk.failed {
-                        journal.fail_flush(&mut notify);
-                    } else {
-                        disk.write(job.slot.1, &buf);
-                        if job.flush_after {
-                            disk.flush();
+                    for w in job.writes() {
+                        let bytes = &buf[w.start..w.end];
+                        if let Some(sj) = &self.cfg.journal {
+                            self.trace.observe(sj, w.dev, w.lba, bytes);
                         }
-                        journal.finish_flush(job.generation, &mut notify);
+                        let disk = &mut self.journal_disks[w.dev as usize];
+                        let ok = !disk.failed;
+                        if ok {
+                            disk.write(w.lba, bytes);
+                            if job.flush_after {
+                                disk.flush();
+                            }
+                        }
+                        // A retry (one device lost) is written at the next poll.
+                        journal.write_done(job.generation, w.dev, ok, &mut notify);
                     }
                     for a in notify {
                         // As a channel tells its waiters (they see a failed journal then).
@@ -660,6 +694,18 @@ impl World {
             d.failed = true;
         }
         self.journal_lost = true;
+    }
+
+    /// Journal device `k` dies: every I/O to it fails from now on (`transient`: until the next
+    /// power loss, after which it is back with what it held). With `tell`, the journal hears
+    /// of it at once (as a runtime's hot-remove tells it); else at its next record write there.
+    pub fn lose_journal_device(&mut self, k: u32, transient: bool, tell: bool) {
+        let d = &mut self.journal_disks[k as usize];
+        d.failed = true;
+        d.transient = transient;
+        if let (true, Some(j)) = (tell, &self.journal) {
+            j.device_gone(k);
+        }
     }
 
     /// After a full resync (flushed), a fresh journal on fresh journal devices becomes the
@@ -714,7 +760,7 @@ impl World {
     }
 
     /// Index of volume `number`.
-    fn vi(&self, number: u32) -> usize {
+    pub(crate) fn vi(&self, number: u32) -> usize {
         self.volumes
             .iter()
             .position(|v| v.vol.number == number)
@@ -1276,12 +1322,14 @@ impl World {
     }
 
     /// Start each volume's crash recovery (from the record `journal` resumed from; every stripe
-    /// onto a fresh journal when it was `lost`), guarded so that the volume may serve I/O
+    /// onto a fresh journal when it was `lost`, or when the journal was not read whole: see
+    /// [`crate::control::recovery::stripes_to_resync`]), guarded so that the volume may serve I/O
     /// meanwhile ([`Recovery::guard`]); the world runs them as it steps.
     fn start_recoveries(
         &mut self,
         journal: &Journal,
         lost: bool,
+        journal_complete: bool,
         opts: &RecoveryOptions,
         report: &mut RecoveryReport,
     ) {
@@ -1293,15 +1341,18 @@ impl World {
                 window: 64,
                 ..opts.clone()
             };
-            let rec = if lost {
-                // As bdev_jraid_set_journal on a held-back volume: every member needed.
-                assert!(
-                    !failed,
-                    "a full resync onto a new journal needs every member"
-                );
-                let all = self.volumes[vi].vol.geo.stripes;
+            let all = self.volumes[vi].vol.geo.stripes;
+            let plan = if lost {
+                Stripes::All(all)
+            } else {
+                crate::control::recovery::stripes_to_resync(journal_complete, stripes.clone(), all)
+            };
+            let rec = if let Stripes::All(all) = plan {
+                // A lost journal (as bdev_jraid_set_journal on a held-back volume) or a missing
+                // journal device: every member needed.
+                assert!(!failed, "a full resync needs every member");
                 report.resynced.push((number, (0..all).collect()));
-                Recovery::new(number, Stripes::All(all), Vec::new(), opts)
+                Recovery::new(number, plan, Vec::new(), opts)
             } else {
                 let (resync, at_risk) = if failed {
                     report.at_risk.push((number, stripes.clone()));
@@ -1331,11 +1382,12 @@ impl World {
         let Some(sj) = cfg.journal.clone() else {
             return (World::from_image(cfg, image, None), report);
         };
-        let last = newest_record(&sj, &image, RecordRead::Chain);
+        let (last, complete) = newest_record(&sj, &image, RecordRead::Chain);
+        assert!(complete, "online recovery needs every journal device");
         report.generation = last.as_ref().map_or(0, |r| r.generation);
         let journal = Arc::new(Journal::new(sj.config(), last));
         let mut w = World::from_image(cfg, image, Some(journal.clone()));
-        w.start_recoveries(&journal, false, opts, &mut report);
+        w.start_recoveries(&journal, false, true, opts, &mut report);
         (w, report)
     }
 
@@ -1355,19 +1407,29 @@ impl World {
         let jcfg = sj.config();
         let lost = image.journal_lost;
         let mut image = image;
-        let last = if lost {
+        let (last, complete) = if lost {
             // The journal is lost: a fresh one, and every stripe resynced onto it.
             image.journal = (0..sj.devices)
                 .map(|_| SimDisk::new(sj.block_size as usize, sj.device_blocks(), sj.volatile))
                 .collect();
-            None
+            (None, true)
         } else {
             newest_record(&sj, &image, read)
         };
+        // A journal device is missing: the newest generation may have been on it alone. The
+        // journal goes on with the survivor, and every stripe is resynced (all members there).
+        let complete = complete || read == RecordRead::SurvivorTrusted;
+        report.resynced_all = lost || !complete;
+        let missing: Vec<u32> = (0..image.journal.len() as u32)
+            .filter(|&k| image.journal[k as usize].failed)
+            .collect();
         report.generation = last.as_ref().map_or(0, |r| r.generation);
         let journal = Arc::new(Journal::new(jcfg, last));
+        for k in missing {
+            journal.device_gone(k);
+        }
         let mut w = World::from_image(cfg, image, Some(journal.clone()));
-        w.start_recoveries(&journal, lost, opts, &mut report);
+        w.start_recoveries(&journal, lost, complete, opts, &mut report);
         let mut events = 0u64;
         while w.recovering() {
             if crash_after.is_some_and(|c| events >= c) {
@@ -1391,26 +1453,53 @@ impl World {
     }
 }
 
-/// The state recovery starts from: the newest record on the image's journal, read as `read`
-/// says (anything but the chain is a control).
-fn newest_record(sj: &SimJournal, image: &CrashImage, read: RecordRead) -> Option<record::Record> {
+/// The state recovery starts from: the newest record over the image's journal devices (a
+/// failed one is missing), read as `read` says (anything but the chain is a control), and
+/// whether every device was there ([`record::Newest::complete`]).
+fn newest_record(
+    sj: &SimJournal,
+    image: &CrashImage,
+    read: RecordRead,
+) -> (Option<record::Record>, bool) {
     let cfg = sj.config();
-    let slot = |k: usize| {
-        let (dev, lba) = cfg.slots[k];
-        let mut buf = vec![0u8; sj.slot_bytes as usize];
-        image.journal[dev as usize].read(lba, &mut buf);
-        buf
-    };
-    let (s0, s1) = (slot(0), slot(1));
-    let mut last = record::newest(&s0, &s1, &sj.uuid, sj.block_size as usize)
+    let areas: Vec<Option<(Vec<u8>, Vec<u8>)>> = image
+        .journal
+        .iter()
+        .map(|disk| {
+            (!disk.failed).then(|| {
+                let slot = |k: usize| {
+                    let mut buf = vec![0u8; sj.slot_bytes as usize];
+                    disk.read(cfg.slots[k].1, &mut buf);
+                    buf
+                };
+                (slot(0), slot(1))
+            })
+        })
+        .collect();
+    let views: Vec<Option<(&[u8], &[u8])>> = areas
+        .iter()
+        .map(|a| a.as_ref().map(|(x, y)| (&x[..], &y[..])))
+        .collect();
+    let found = record::newest_of(&views, &sj.uuid, sj.block_size as usize)
         .expect("the simulator writes the current record format");
+    let mut last = found.record;
     if let (Some(r), RecordRead::CheckpointOnly) = (last.as_mut(), read) {
-        let area = if r.area == 0 { &s0 } else { &s1 };
-        let cp = record::decode(area, r.area, &sj.uuid).expect("the chain's checkpoint");
+        // The chain's checkpoint, on a device that holds it.
+        let cp = views
+            .iter()
+            .flatten()
+            .filter_map(|(a0, a1)| {
+                let area = if r.area == 0 { a0 } else { a1 };
+                record::decode(area, r.area, &sj.uuid)
+                    .ok()
+                    .filter(|d| d.header.generation == r.base)
+            })
+            .next()
+            .expect("the chain's checkpoint");
         r.entries = cp.adds;
         r.entries.sort_unstable();
     }
-    last
+    (last, found.complete)
 }
 
 /// What recovery did.
@@ -1418,6 +1507,8 @@ fn newest_record(sj: &SimJournal, image: &CrashImage, read: RecordRead) -> Optio
 pub struct RecoveryReport {
     /// Generation of the record recovery started from (0: none valid).
     pub generation: u64,
+    /// Every stripe was resynced (the journal, or one of its devices, was missing).
+    pub resynced_all: bool,
     /// Per volume: stripes whose parity was recomputed.
     pub resynced: Vec<(u32, Vec<u64>)>,
     /// Per volume: listed stripes that could not be resynced because a member is missing.

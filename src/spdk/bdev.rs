@@ -347,6 +347,13 @@ impl SpdkVolume {
                 "uuid": json::uuid_string(&j.cfg.uuid),
                 "slot_bytes": j.cfg.slot_bytes,
                 "failed": j.is_failed(),
+                // One journal bdev under SPDK so far (the engine takes two: see the README).
+                "devices": [{
+                    "name": journal.name,
+                    "state": if jb.is_some() && j.device_live(0) { "online" } else { "lost" },
+                }],
+                "degraded": j.degraded(),
+                "devices_lost": j.stats.devices_lost.load(std::sync::atomic::Ordering::Relaxed),
                 "listed": j.listed_count(),
                 "max_listed": j.cfg.max_entries(),
                 "records_written": j.stats.record_writes.load(std::sync::atomic::Ordering::Relaxed),
@@ -547,21 +554,23 @@ fn detach_step(
     let Some(job) = sj.journal.begin_flush(ffi::now_us(), &mut rec) else {
         return super::life::later(1000, Box::new(move || detach_step(key, d, sj, name)));
     };
-    let mut buf = crate::engine::Buf::new(rec.len());
-    buf.as_mut_slice().copy_from_slice(&rec);
+    // One journal bdev under SPDK: one write.
+    debug_assert_eq!(job.writes().len(), 1);
+    let w = job.writes()[0];
+    let mut buf = crate::engine::Buf::new(w.end - w.start);
+    buf.as_mut_slice().copy_from_slice(&rec[w.start..w.end]);
     let raw2 = raw.clone();
-    super::base::raw_io(raw, IoOp::Write, job.slot.1, Some(buf), move |ok, _| {
+    super::base::raw_io(raw, IoOp::Write, w.lba, Some(buf), move |ok, _| {
         let finish = move |ok: bool| {
             let mut notify = Vec::new();
-            if ok {
-                sj.journal.finish_flush(job.generation, &mut notify);
-            } else {
+            if !ok {
                 warnlog!(
                     "volume {name}: the record written as it left journal {} failed",
                     sj.name
                 );
-                sj.journal.fail_flush(&mut notify);
             }
+            sj.journal
+                .write_done(job.generation, w.dev, ok, &mut notify);
             for a in notify {
                 sj.routes.send(
                     a,

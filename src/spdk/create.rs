@@ -398,6 +398,7 @@ pub(crate) fn new_journal_sb(b: &BaseBdev, volumes: Vec<JournalEntry>) -> Journa
     let slot = ((bytes - JOURNAL_SLOTS_OFFSET) / 2 / bs * bs).min(MAX_SLOT_BYTES);
     JournalSuperblock {
         journal_uuid: new_uuid(),
+        pair: None,
         block_size: b.block_size,
         slot_bytes: slot,
         seq: 1,

@@ -23,6 +23,8 @@ pub struct RecoveryReport {
     /// The listed stripes recovery resyncs (after an online start it may still be at it:
     /// [`Engine::recovery_status`]).
     pub resynced: Vec<u64>,
+    /// Every stripe was resynced: a journal device was missing.
+    pub full_resync: bool,
     /// Resyncs that failed.
     pub resync_errors: u64,
     /// Generation of the record written at the end of recovery.
@@ -243,7 +245,9 @@ fn devices(
         vol,
         jv,
         members: files.members.iter().map(dup).collect::<Result<_, _>>()?,
-        journal: vec![dup(&files.journal)?],
+        journal: (0..files.journal_devices())
+            .map(|k| files.journal_dev(k).map(dup).transpose())
+            .collect::<Result<_, _>>()?,
         journal_block_size: files.journal_sb.block_size,
     }))
 }
@@ -327,16 +331,41 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
     let geo = files.geo;
     let number = files.volume_number();
     let newest = files.newest_record()?;
-    let generation = newest.as_ref().map_or(0, |r| r.generation);
-    let journal = Arc::new(Journal::new(files.journal_config(), newest));
+    let complete = newest.complete;
+    let generation = newest.record.as_ref().map_or(0, |r| r.generation);
+    let journal = Arc::new(Journal::new(files.journal_config(), newest.record));
+    for k in 0..files.journal_devices() {
+        if files.journal_dev(k).is_none() {
+            journal.device_gone(k);
+        }
+    }
     let vol = volume(files, number, geo, Some(journal.clone()))?;
+    if !complete {
+        let why = files.journal_peer_missing.as_deref().unwrap_or("missing");
+        if vol.failed_count() > 0 {
+            return Err(Error::new(format!(
+                "a journal device is missing ({why}) and a member is out of service: the newest \
+                 record may have been on the missing device, and without every member the \
+                 stripes it listed cannot be resynced; bring the journal device or the member \
+                 back"
+            )));
+        }
+        eprintln!(
+            "jraid: a journal device is missing ({why}): the newest record may have been on it; \
+             every stripe is resynced, and the journal goes on with {}",
+            files.journal.path.display()
+        );
+    }
     let recorder = Recorder::start(vol.clone(), files.state_recorder()?);
     let (jv, carried) = journal.attach_volume(number, geo.stripes, true);
     // With a member out of service the listed stripes cannot be resynced: they are at risk.
     let (resync, at_risk) = if vol.failed_count() > 0 {
-        (Vec::new(), carried)
+        (control::Stripes::Listed(Vec::new()), carried)
     } else {
-        (carried, Vec::new())
+        (
+            control::recovery::stripes_to_resync(complete, carried, geo.stripes),
+            Vec::new(),
+        )
     };
     let devs = devices(files, vol.clone(), Some(jv))?;
     let n = if use_journal { reactors } else { 1 };
@@ -349,10 +378,13 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
             wait: None,
         },
     )?;
-    let online = o.online && use_journal;
+    // A full resync (a journal device missing) runs before anything is served: the engine's
+    // guard of unsynced stripes covers listed ones only.
+    let online = o.online && use_journal && complete;
+    let total = resync.len();
     let rec = control::Recovery::new(
         number,
-        control::Stripes::Listed(resync.clone()),
+        resync.clone(),
         at_risk.clone(),
         control::RecoveryOptions {
             window: RESYNC_DEPTH,
@@ -366,7 +398,7 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
     let shared = Arc::new(std::sync::Mutex::new(RecoveryShared {
         status: RecoveryStatus {
             state: RecoveryState::Running,
-            total: resync.len() as u64,
+            total,
             done: 0,
             elapsed_us: 0,
         },
@@ -390,7 +422,11 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
         runtime,
         recovery: RecoveryReport {
             generation,
-            resynced: resync,
+            resynced: match resync {
+                control::Stripes::Listed(l) => l,
+                control::Stripes::All(n) => (0..n).collect(),
+            },
+            full_resync: !complete,
             resync_errors: 0,
             at_risk,
             new_generation: 0,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Error;
 use crate::engine::Buf;
-use crate::journal::{record, JournalConfig, Record};
+use crate::journal::{record, JournalConfig, JournalMode};
 use crate::layout::{Geometry, RESERVED_BYTES};
 use crate::superblock::{
     JournalSuperblock, JournalVolume as JournalEntry, MemberState, MemberSuperblock,
@@ -24,9 +24,17 @@ pub fn member_path(dir: &Path, i: u32) -> PathBuf {
     dir.join(format!("m{i}"))
 }
 
+/// Name of the second journal file of a volume whose journal has two devices.
+pub const JOURNAL2_FILE: &str = "journal2";
+
 /// Path of the journal in `dir`.
 pub fn journal_path(dir: &Path) -> PathBuf {
     dir.join(JOURNAL_FILE)
+}
+
+/// Path of the second journal device in `dir` (a journal of two devices).
+pub fn journal2_path(dir: &Path) -> PathBuf {
+    dir.join(JOURNAL2_FILE)
 }
 
 /// One open device (file or block device).
@@ -157,6 +165,30 @@ fn uuid_hex(u: &[u8; 16]) -> String {
     u.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Open a journal file and read its superblock, checking its size.
+fn open_journal(jp: &Path, writable: bool) -> Result<(Dev, JournalSuperblock), Error> {
+    let jd = open_dev(jp, writable, "journal file")?;
+    if jd.len < SUPERBLOCK_BYTES as u64 {
+        return Err(Error::new(format!(
+            "{}: too short ({} bytes) to hold a journal superblock",
+            jp.display(),
+            jd.len
+        )));
+    }
+    let jbuf = read_at(&jd, 0, SUPERBLOCK_BYTES).map_err(|e| io_err(jp, e))?;
+    let jsb = JournalSuperblock::decode(jbuf.as_slice()).map_err(|e| sb_error(jp, "journal", e))?;
+    let jneed = JournalSuperblock::min_journal_bytes(jsb.slot_bytes);
+    if jd.len < jneed {
+        return Err(Error::new(format!(
+            "{}: too short: {} bytes, its record slots need {jneed}",
+            jp.display(),
+            jd.len
+        )));
+    }
+    let jd = check_block_size(jd, jsb.block_size, writable)?;
+    Ok((jd, jsb))
+}
+
 fn sb_error(path: &Path, kind: &str, e: SuperblockError) -> Error {
     match e {
         SuperblockError::BadMagic => Error::new(format!(
@@ -174,8 +206,15 @@ pub struct VolumeFiles {
     pub dir: PathBuf,
     /// Member devices, by index.
     pub members: Vec<Dev>,
-    /// The journal device.
+    /// The journal device (of a journal of two: the first one found).
     pub journal: Dev,
+    /// Its index in a journal of two devices (0 otherwise).
+    pub journal_index: u32,
+    /// The other device of a journal of two, when it was found and checked.
+    pub journal_peer: Option<Dev>,
+    /// Why the other device of a journal of two is missing (then a restart resyncs every
+    /// stripe: [`crate::control::recovery::stripes_to_resync`]).
+    pub journal_peer_missing: Option<String>,
     /// Member superblocks, by index.
     pub member_sbs: Vec<MemberSuperblock>,
     /// The journal superblock.
@@ -280,17 +319,22 @@ impl VolumeFiles {
             devs.push(check_block_size(d, bs, writable)?);
         }
         let jp = new_journal.map_or_else(|| journal_path(dir), Path::to_owned);
-        let jd = open_dev(&jp, writable, "journal file")?;
-        if jd.len < SUPERBLOCK_BYTES as u64 {
-            return Err(Error::new(format!(
-                "{}: too short ({} bytes) to hold a journal superblock",
-                jp.display(),
-                jd.len
-            )));
-        }
-        let jbuf = read_at(&jd, 0, SUPERBLOCK_BYTES).map_err(|e| io_err(&jp, e))?;
-        let jsb =
-            JournalSuperblock::decode(jbuf.as_slice()).map_err(|e| sb_error(&jp, "journal", e))?;
+        let jp2 = journal2_path(dir);
+        // A journal of two devices goes on with either: `journal` lost, `journal2` serves.
+        let (jp, jd, jsb) = match open_journal(&jp, writable) {
+            Ok((d, sb)) => (jp, d, sb),
+            Err(e) if new_journal.is_none() && jp2.exists() => match open_journal(&jp2, writable) {
+                Ok((d, sb)) if sb.pair.is_some() => {
+                    eprintln!(
+                        "jraid: {e}; going on with the other journal device {}",
+                        jp2.display()
+                    );
+                    (jp2.clone(), d, sb)
+                }
+                _ => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
         if new_journal.is_none() && jsb.journal_uuid != sb0.journal_uuid {
             return Err(Error::new(format!(
                 "{}: a foreign journal (journal uuid {}, the members expect {})",
@@ -311,23 +355,61 @@ impl VolumeFiles {
                 uuid_hex(&sb0.volume_uuid)
             )));
         }
-        let jneed = JournalSuperblock::min_journal_bytes(jsb.slot_bytes);
-        if jd.len < jneed {
-            return Err(Error::new(format!(
-                "{}: too short: {} bytes, its record slots need {jneed}",
-                jp.display(),
-                jd.len
-            )));
+        let journal_index = jsb.pair.map_or(0, |p| p.index);
+        let (mut journal_peer, mut journal_peer_missing) = (None, None);
+        if let Some(pair) = jsb.pair {
+            let other = if jp == jp2 { journal_path(dir) } else { jp2 };
+            match open_journal(&other, writable) {
+                Ok((d, sb))
+                    if sb.journal_uuid == jsb.journal_uuid
+                        && sb.block_size == jsb.block_size
+                        && sb.slot_bytes == jsb.slot_bytes
+                        && sb
+                            .pair
+                            .is_some_and(|p| p.index != pair.index && p.mode == pair.mode) =>
+                {
+                    journal_peer = Some(d)
+                }
+                Ok(_) => {
+                    journal_peer_missing = Some(format!(
+                        "{}: not the other device of this journal",
+                        other.display()
+                    ))
+                }
+                Err(e) => journal_peer_missing = Some(e.to_string()),
+            }
         }
-        let jd = check_block_size(jd, jsb.block_size, writable)?;
         Ok(VolumeFiles {
             dir: dir.to_owned(),
             members: devs,
             journal: jd,
+            journal_index,
+            journal_peer,
+            journal_peer_missing,
             member_sbs: sbs,
             journal_sb: jsb,
             geo,
         })
+    }
+
+    /// Journal device `k` (0 or 1; of a journal of one device, 0 only), when present.
+    pub fn journal_dev(&self, k: u32) -> Option<&Dev> {
+        if k == self.journal_index {
+            Some(&self.journal)
+        } else if self.journal_sb.pair.is_some() && k < 2 {
+            self.journal_peer.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// Journal devices: 1, or 2 for a journal of two (present or not).
+    pub fn journal_devices(&self) -> u32 {
+        if self.journal_sb.pair.is_some() {
+            2
+        } else {
+            1
+        }
     }
 
     /// What assembly does with each member ([`crate::control::assembly`], as SPDK's examine):
@@ -518,11 +600,13 @@ impl VolumeFiles {
 
     /// Whether every device runs with O_DIRECT.
     pub fn direct(&self) -> bool {
-        self.members.iter().all(|d| d.direct) && self.journal.direct
+        self.members.iter().all(|d| d.direct)
+            && self.journal.direct
+            && self.journal_peer.as_ref().is_none_or(|d| d.direct)
     }
 
-    /// Journal configuration for these devices (one journal device holding both slots; every
-    /// device treated as having a volatile cache).
+    /// Journal configuration for these devices (each journal device holding both slots;
+    /// every device treated as having a volatile cache).
     pub fn journal_config(&self) -> JournalConfig {
         let j = &self.journal_sb;
         let bs = j.block_size as u64;
@@ -533,26 +617,36 @@ impl VolumeFiles {
             [(0, j.slot_offset(0) / bs), (0, j.slot_offset(1) / bs)],
         );
         cfg.volatile_cache = true;
+        cfg.devices = self.journal_devices();
+        if let Some(p) = j.pair {
+            cfg.mode = p.mode;
+        }
         cfg.advise_state_memory = Some(super::sys::advise_huge_pages);
         cfg.prefetch = Some(super::sys::prefetch);
         cfg
     }
 
-    /// Read both record slots and return the newest valid record (None: no record written yet).
-    pub fn newest_record(&self) -> Result<Option<Record>, Error> {
+    /// Read both record slots of every journal device present and return the newest valid
+    /// record over them (None: no record written yet), and whether every device was there
+    /// ([`record::newest_of`]).
+    pub fn newest_record(&self) -> Result<record::Newest, Error> {
         let j = &self.journal_sb;
-        let read = |k: usize| {
-            read_at(&self.journal, j.slot_offset(k), j.slot_bytes as usize)
-                .map_err(|e| io_err(&self.journal.path, e))
+        let read = |d: &Dev, k: usize| {
+            read_at(d, j.slot_offset(k), j.slot_bytes as usize).map_err(|e| io_err(&d.path, e))
         };
-        let (s0, s1) = (read(0)?, read(1)?);
-        record::newest(
-            s0.as_slice(),
-            s1.as_slice(),
-            &j.journal_uuid,
-            j.block_size as usize,
-        )
-        .map_err(|e| Error::new(format!("{}: {e}", self.journal.path.display())))
+        let mut areas = Vec::new();
+        for k in 0..self.journal_devices() {
+            areas.push(match self.journal_dev(k) {
+                Some(d) => Some((read(d, 0)?, read(d, 1)?)),
+                None => None,
+            });
+        }
+        let views: Vec<Option<(&[u8], &[u8])>> = areas
+            .iter()
+            .map(|a| a.as_ref().map(|(x, y)| (x.as_slice(), y.as_slice())))
+            .collect();
+        record::newest_of(&views, &j.journal_uuid, j.block_size as usize)
+            .map_err(|e| Error::new(format!("{}: {e}", self.journal.path.display())))
     }
 
     /// Check every stripe's parity by reading all members directly (the volume must be
@@ -680,6 +774,9 @@ pub struct CreateOptions {
     pub block_size: u32,
     /// Bytes of the journal file (superblock area plus two record slots).
     pub journal_size: u64,
+    /// A journal of two devices (`journal` and `journal2`, each `journal_size` bytes), records
+    /// spread over them in this mode; `None`: one journal file.
+    pub journal_pair: Option<JournalMode>,
     /// Volume name (at most 39 bytes).
     pub name: String,
 }
@@ -729,6 +826,7 @@ pub fn create_journal(dir: &Path, path: &Path, size: u64) -> Result<(), Error> {
         f.set_len(len).map_err(|e| io_err(path, e))?;
         let jsb = JournalSuperblock {
             journal_uuid: random_bytes()?,
+            pair: None,
             block_size: sb.block_size,
             slot_bytes,
             seq: 1,
@@ -778,6 +876,9 @@ pub fn create(o: &CreateOptions) -> Result<Created, Error> {
     }
     let mut paths: Vec<PathBuf> = (0..o.members).map(|i| member_path(&o.dir, i)).collect();
     paths.push(journal_path(&o.dir));
+    if o.journal_pair.is_some() {
+        paths.push(journal2_path(&o.dir));
+    }
     for p in &paths {
         if p.symlink_metadata().is_ok() {
             return Err(Error::new(format!(
@@ -852,25 +953,30 @@ fn create_files(
         f.write_all_at(&sb.encode(), 0).map_err(|e| io_err(p, e))?;
         f.sync_all().map_err(|e| io_err(p, e))?;
     }
-    let p = &paths[o.members as usize];
-    let f = new_file(p, made)?;
-    f.set_len(journal_len).map_err(|e| io_err(p, e))?;
-    super::sys::preallocate(&f, journal_len);
-    let jsb = JournalSuperblock {
-        journal_uuid,
-        block_size: o.block_size,
-        slot_bytes,
-        seq: 1,
-        volumes: vec![JournalEntry {
-            volume_number: 0,
-            volume_uuid,
-            name: o.name.clone(),
-        }],
-    };
-    jsb.validate()
-        .map_err(|e| Error::new(format!("bad journal: {e}")))?;
-    f.write_all_at(&jsb.encode(), 0).map_err(|e| io_err(p, e))?;
-    f.sync_all().map_err(|e| io_err(p, e))?;
+    for (k, p) in paths[o.members as usize..].iter().enumerate() {
+        let f = new_file(p, made)?;
+        f.set_len(journal_len).map_err(|e| io_err(p, e))?;
+        super::sys::preallocate(&f, journal_len);
+        let jsb = JournalSuperblock {
+            journal_uuid,
+            pair: o.journal_pair.map(|mode| crate::superblock::JournalPair {
+                index: k as u32,
+                mode,
+            }),
+            block_size: o.block_size,
+            slot_bytes,
+            seq: 1,
+            volumes: vec![JournalEntry {
+                volume_number: 0,
+                volume_uuid,
+                name: o.name.clone(),
+            }],
+        };
+        jsb.validate()
+            .map_err(|e| Error::new(format!("bad journal: {e}")))?;
+        f.write_all_at(&jsb.encode(), 0).map_err(|e| io_err(p, e))?;
+        f.sync_all().map_err(|e| io_err(p, e))?;
+    }
     if let Ok(d) = File::open(&o.dir) {
         let _ = d.sync_all();
     }

@@ -95,8 +95,8 @@ pub struct VolumeDevices {
     pub jv: Option<Arc<JournalVolume>>,
     /// Member devices, by member index.
     pub members: Vec<File>,
-    /// Journal devices, by `Device::Journal` index.
-    pub journal: Vec<File>,
+    /// Journal devices, by `Device::Journal` index (`None`: missing; a request to it fails).
+    pub journal: Vec<Option<File>>,
     /// Block size of the journal devices.
     pub journal_block_size: u32,
 }
@@ -347,6 +347,7 @@ impl Io {
             Device::Journal(k) => v
                 .journal
                 .get(k as usize)
+                .and_then(Option::as_ref)
                 .map(|f| (f.as_raw_fd(), v.journal_block_size as u64)),
         }
     }

@@ -97,6 +97,7 @@ log "run during the loss: writes $wi IOPS ($wf failed), reads $ri IOPS ($rf fail
 [ "$rf" = 0 ] || die "reads failed after the journal loss"
 wait_state 'v["state"]' journal_failed
 [ "$(jget "$sock" 'v["journal"]["present"]')" = False ] || die "journal still present"
+[ "$(jget "$sock" 'v["journal"]["devices"][0]["state"]')" = lost ] || die "journal device not shown lost"
 read -r wi wf ri rf <<<"$(perform 2)"
 log "run after the loss: writes $wi IOPS ($wf failed), reads $ri IOPS ($rf failed)"
 [ "$wf" -gt 0 ] || die "writes did not fail without a journal"
@@ -140,6 +141,8 @@ log "resync progress seen (percent):$seen"
 log "set_journal: $(jget "$sock" 'v["set_journal"]')"
 [ "$(jget "$sock" 'v["set_journal"]["state"]')" = done ] || die "set_journal did not finish"
 [ "$(jget "$sock" 'v["set_journal"]["stripes_resynced"] == v["stripes"]')" = True ] || die "not every stripe resynced"
+[ "$(jget "$sock" 'v["journal"]["devices"][0]["name"], v["journal"]["devices"][0]["state"]')" = "jn online" ] \
+    || die "new journal device: $(jget "$sock" 'v["journal"]["devices"]')"
 [ "$(jget "$sock" 'v["state"], v["journal"]["name"], v["journal"]["failed"]')" = "online jn False" ] \
     || die "after set_journal: $(jget "$sock" 'v["state"], v["journal"]')"
 rpc_ok "$sock" bdev_jraid_scrub '{"name":"r0"}' >/dev/null

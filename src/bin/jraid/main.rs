@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use jraid::journal::record;
+use jraid::journal::{record, JournalMode};
 use jraid::uring::{self, files, CreateOptions, Error, VolumeFiles};
 use util::{fmt_size, parse_size};
 
@@ -138,6 +138,15 @@ struct CreateArgs {
     /// Size of the journal file (64 KiB of superblock area plus two record slots).
     #[arg(long, value_parser = parse_size, default_value = "4M")]
     journal_size: u64,
+    /// Journal devices: 1 (the `journal` file), or 2 (`journal` and `journal2`, each of
+    /// --journal-size; symlink them to files on different disks): losing one while running
+    /// costs no write.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2))]
+    journal_devices: u32,
+    /// With two journal devices: `alternate` (generation g to device g mod 2; a restart
+    /// missing one resyncs every stripe) or `mirror` (every record to both).
+    #[arg(long, default_value = "alternate", value_parser = ["alternate", "mirror"])]
+    journal_mode: String,
     /// Volume name.
     #[arg(long, default_value = "jraid")]
     name: String,
@@ -278,6 +287,11 @@ fn create(a: &CreateArgs) -> Result<uring::files::Created, Error> {
             .ok_or_else(|| Error::new("bad geometry: strip size too large"))?,
         block_size: a.block_size,
         journal_size: a.journal_size,
+        journal_pair: (a.journal_devices == 2).then_some(if a.journal_mode == "mirror" {
+            JournalMode::Mirror
+        } else {
+            JournalMode::Alternate
+        }),
         name: a.name.clone(),
     })
 }
@@ -356,7 +370,7 @@ fn cmd_crash(a: CrashArgs) -> Result<(), Fail> {
 
 fn dirty_of(files: &VolumeFiles) -> Result<(u64, Vec<u64>), Error> {
     let number = files.volume_number();
-    Ok(match files.newest_record()? {
+    Ok(match files.newest_record()?.record {
         Some(r) => (r.generation, stripes_of(&r, number)),
         None => (0, Vec::new()),
     })
@@ -665,7 +679,19 @@ fn cmd_status(dir: &Path) -> Result<(), Fail> {
         fmt_size(j.slot_bytes),
         record::max_listed(j.slot_bytes as usize)
     );
-    let newest = f.newest_record()?;
+    let found = f.newest_record()?;
+    if let Some(p) = j.pair {
+        println!(
+            "journal    device {} of 2 ({}), other device: {}",
+            p.index,
+            p.mode.name(),
+            match (&f.journal_peer, &f.journal_peer_missing) {
+                (Some(d), _) => d.path.display().to_string(),
+                (None, why) => format!("MISSING ({})", why.as_deref().unwrap_or("?")),
+            }
+        );
+    }
+    let newest = found.record;
     let dirty = newest
         .as_ref()
         .map_or(Vec::new(), |r| stripes_of(r, f.volume_number()));
@@ -711,6 +737,8 @@ fn cmd_demo(a: DemoArgs) -> Result<(), Fail> {
         strip_kb: 64,
         block_size: 4096,
         journal_size: 4 << 20,
+        journal_devices: 1,
+        journal_mode: "alternate".into(),
         name: "demo".into(),
     })?;
     println!(
