@@ -15,15 +15,23 @@ def _print(result):
     print(json.dumps(result, indent=2))
 
 
-def bdev_jraid_create(client, name, strip_size_kb, base_bdevs, journal_bdev, volume=None,
-                      uuid=None, journal=True, max_stripe_state_mb=None):
-    """Create (or, with the uuid its members carry, re-assemble) a jraid RAID-5 volume."""
+def bdev_jraid_create(client, name, strip_size_kb, base_bdevs, journal_bdev=None, volume=None,
+                      uuid=None, journal=True, max_stripe_state_mb=None, journal_bdevs=None,
+                      journal_mode=None):
+    """Create (or, with the uuid its members carry, re-assemble) a jraid RAID-5 volume. The
+    journal is one bdev (journal_bdev) or two (journal_bdevs, journal_mode "alternate" or
+    "mirror")."""
     params = {
         'name': name,
         'strip_size_kb': strip_size_kb,
         'base_bdevs': base_bdevs,
-        'journal_bdev': journal_bdev,
     }
+    if journal_bdevs:
+        params['journal_bdevs'] = journal_bdevs
+    else:
+        params['journal_bdev'] = journal_bdev
+    if journal_mode is not None:
+        params['journal_mode'] = journal_mode
     if volume is not None:
         params['volume'] = volume
     if uuid is not None:
@@ -88,7 +96,9 @@ def spdk_rpc_plugin_initialize(subparsers):
     def create(args):
         _print(bdev_jraid_create(args.client, name=args.name, strip_size_kb=args.strip_size_kb,
                                  base_bdevs=args.base_bdevs.split(),
-                                 journal_bdev=args.journal_bdev, volume=args.volume,
+                                 journal_bdev=args.journal_bdev,
+                                 journal_bdevs=args.journal_bdevs.split() if args.journal_bdevs
+                                 else None, journal_mode=args.journal_mode, volume=args.volume,
                                  uuid=args.uuid, journal=args.journal,
                                  max_stripe_state_mb=args.max_stripe_state_mb))
 
@@ -99,8 +109,12 @@ def spdk_rpc_plugin_initialize(subparsers):
                    help='strip size in KiB (power of two, 4..1024)')
     p.add_argument('-b', '--base-bdevs', dest='base_bdevs', required=True,
                    help='member bdev names, whitespace separated, in member order')
-    p.add_argument('-j', '--journal-bdev', dest='journal_bdev', required=True,
+    p.add_argument('-j', '--journal-bdev', dest='journal_bdev',
                    help='journal bdev (may be shared by several volumes)')
+    p.add_argument('--journal-bdevs', dest='journal_bdevs',
+                   help='two journal bdevs, whitespace separated (instead of --journal-bdev)')
+    p.add_argument('--journal-mode', dest='journal_mode', choices=['alternate', 'mirror'],
+                   help='with two journal bdevs: records alternate over them (default) or go to both')
     p.add_argument('--volume', type=int, help='volume number on the journal')
     p.add_argument('--uuid', help='volume uuid (the members\' uuid re-assembles the volume)')
     p.add_argument('--no-journal', dest='journal', action='store_false',

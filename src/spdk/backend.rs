@@ -154,8 +154,9 @@ impl DevIo {
 pub(crate) struct SpdkBackend {
     /// Per member: this reactor's channel, `None` once the member is gone.
     pub members: Vec<Option<Box<DevSlot>>>,
-    /// This reactor's channel to the journal bdev, `None` once it is gone.
-    pub journal: Option<Box<DevSlot>>,
+    /// This reactor's channel to each journal device (by index in the pair), `None` once it
+    /// is gone.
+    pub journal: Vec<Option<Box<DevSlot>>>,
     /// Slots taken out of service with I/O still in flight on them.
     #[allow(clippy::vec_box)]
     retiring: Vec<Box<DevSlot>>,
@@ -192,7 +193,7 @@ impl SpdkBackend {
     /// A backend over these channels.
     pub fn new(
         members: Vec<Option<Box<DevSlot>>>,
-        journal: Option<Box<DevSlot>>,
+        journal: Vec<Option<Box<DevSlot>>>,
         routes: Arc<Routes>,
         vol_routes: Arc<Routes>,
     ) -> Self {
@@ -220,7 +221,9 @@ impl SpdkBackend {
         for d in self.members.iter_mut() {
             drop(d.take());
         }
-        drop(self.journal.take());
+        for d in self.journal.iter_mut() {
+            drop(d.take());
+        }
         self.retiring.clear();
     }
 
@@ -465,7 +468,7 @@ impl SpdkBackend {
         };
         let slot = match io.dev {
             Device::Member(m) => self.members.get_mut(m as usize).and_then(|s| s.as_mut()),
-            Device::Journal(_) => self.journal.as_mut(),
+            Device::Journal(k) => self.journal.get_mut(k as usize).and_then(|s| s.as_mut()),
         };
         let Some(slot) = slot else {
             // The device is gone: fail the request (after this call returns).

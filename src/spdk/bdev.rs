@@ -18,30 +18,139 @@ use crate::journal::{Journal, JournalVolume};
 use crate::layout::Geometry;
 use crate::superblock::JournalSuperblock;
 
-/// A journal bdev and the journal state every volume on it shares.
-pub(crate) struct SpdkJournal {
-    /// Bdev name.
+/// One device of a journal: its bdev name and the bdev (`None` once hot-removed, or when it
+/// was missing at assembly).
+pub(crate) struct JournalDev {
+    /// Bdev name (of a device missing at assembly: empty, its name is not known).
     pub name: String,
-    /// The bdev (`None` once hot-removed).
+    /// The bdev.
     pub base: Mutex<Option<BaseBdev>>,
+}
+
+/// A journal (one bdev, or two: claim 13) and the journal state every volume on it shares.
+pub(crate) struct SpdkJournal {
+    /// Name of the journal: its bdev's, or of a journal of two devices both names joined by
+    /// `+` ([`journal_name`]).
+    pub name: String,
+    /// Its devices, by index in the pair (one for a journal of one device).
+    pub devs: Vec<JournalDev>,
     /// Journal state.
     pub journal: Arc<Journal>,
-    /// The on-disk superblock as last written.
+    /// The on-disk superblock as last written (of a pair: each device's copy carries its own
+    /// index, see [`SpdkJournal::sb_images`]).
     pub sb: Mutex<JournalSuperblock>,
     /// Where the channels of its volumes live.
     pub routes: Arc<Routes>,
     /// What is updating the superblock now (see [`SpdkJournal::lease`]).
     pub busy: Mutex<Option<String>>,
+    /// Opened with a device of its pair missing: the newest record may have been on it, so
+    /// every volume assembled on it resyncs every stripe
+    /// ([`crate::control::recovery::stripes_to_resync`]).
+    pub incomplete: bool,
+}
+
+/// The name of a journal over these device names.
+pub(crate) fn journal_name(devs: &[String]) -> String {
+    let names: Vec<&str> = devs
+        .iter()
+        .map(|n| {
+            if n.is_empty() {
+                "(missing)"
+            } else {
+                n.as_str()
+            }
+        })
+        .collect();
+    names.join("+")
 }
 
 impl SpdkJournal {
-    /// A raw handle on the journal bdev for one-off I/O (`None` once it was hot-removed).
-    pub fn raw(&self) -> Option<super::base::RawDev> {
-        self.base
+    /// A running journal over `devs` (by pair index) with state `journal`, superblock `sb`.
+    pub fn new(
+        devs: Vec<(String, Option<BaseBdev>)>,
+        journal: Journal,
+        sb: JournalSuperblock,
+        incomplete: bool,
+    ) -> Arc<SpdkJournal> {
+        let names: Vec<String> = devs.iter().map(|(n, _)| n.clone()).collect();
+        Arc::new(SpdkJournal {
+            name: journal_name(&names),
+            devs: devs
+                .into_iter()
+                .map(|(name, b)| JournalDev {
+                    name,
+                    base: Mutex::new(b),
+                })
+                .collect(),
+            journal: Arc::new(journal),
+            sb: Mutex::new(sb),
+            routes: Default::default(),
+            busy: Mutex::new(None),
+            incomplete,
+        })
+    }
+
+    /// A raw handle on journal device `k` (`None`: gone).
+    pub fn raw_of(&self, k: u32) -> Option<super::base::RawDev> {
+        self.devs
+            .get(k as usize)?
+            .base
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .map(|b| b.raw())
+    }
+
+    /// Whether device `k` is there (not removed, not missing).
+    pub fn has(&self, k: u32) -> bool {
+        self.devs
+            .get(k as usize)
+            .is_some_and(|d| d.base.lock().unwrap_or_else(|e| e.into_inner()).is_some())
+    }
+
+    /// Whether some device is still there.
+    pub fn present(&self) -> bool {
+        (0..self.devs.len() as u32).any(|k| self.has(k))
+    }
+
+    /// The index of the device whose bdev is `name`.
+    pub fn device_named(&self, name: &str) -> Option<u32> {
+        self.devs
+            .iter()
+            .position(|d| !d.name.is_empty() && d.name == name)
+            .map(|k| k as u32)
+    }
+
+    /// Names of the devices present (what `bdev_jraid_create` is given to bring it back).
+    pub fn present_names(&self) -> Vec<String> {
+        (0..self.devs.len() as u32)
+            .filter(|k| self.has(*k))
+            .map(|k| self.devs[k as usize].name.clone())
+            .collect()
+    }
+
+    /// Close device `k` (or every device: `None`).
+    pub fn close(&self, k: Option<u32>) {
+        for (i, d) in self.devs.iter().enumerate() {
+            if k.is_none_or(|k| k as usize == i) {
+                drop(d.base.lock().unwrap_or_else(|e| e.into_inner()).take());
+            }
+        }
+    }
+
+    /// The superblock `sb` as written to each present device: (device, bdev name, image), its
+    /// pair index set for each.
+    pub fn sb_images(&self, sb: &JournalSuperblock) -> Vec<(super::base::RawDev, String, Vec<u8>)> {
+        (0..self.devs.len() as u32)
+            .filter_map(|k| {
+                let raw = self.raw_of(k)?;
+                let mut s = sb.clone();
+                if let Some(p) = s.pair.as_mut() {
+                    p.index = k;
+                }
+                Some((raw, self.devs[k as usize].name.clone(), s.encode()))
+            })
+            .collect()
     }
 
     /// Take the right to change this journal's volume list (pick a volume number, write the
@@ -309,6 +418,7 @@ impl SpdkVolume {
         let v = &self.vol;
         let state = match v.failed_count() {
             _ if self.journal().journal.is_failed() => "journal_failed",
+            0 if self.journal().journal.degraded() => "journal_degraded",
             0 => "online",
             1 => "degraded",
             _ => "failed",
@@ -328,7 +438,15 @@ impl SpdkVolume {
             .collect();
         let Attached { journal, jv } = self.attached();
         let j = &journal.journal;
-        let jb = journal.base.lock().unwrap_or_else(|e| e.into_inner());
+        let devices: Vec<Value> = (0..journal.devs.len() as u32)
+            .map(|k| {
+                json!({
+                    "name": journal.devs[k as usize].name,
+                    "state": if journal.has(k) && j.device_live(k as usize) { "online" } else { "lost" },
+                })
+            })
+            .collect();
+        let mode = j.cfg.mode.name();
         let listed = jv.listed_entries();
         json!({
             "name": self.name,
@@ -343,15 +461,12 @@ impl SpdkVolume {
             "members": members,
             "journal": {
                 "name": journal.name,
-                "present": jb.is_some(),
+                "present": journal.present(),
                 "uuid": json::uuid_string(&j.cfg.uuid),
                 "slot_bytes": j.cfg.slot_bytes,
                 "failed": j.is_failed(),
-                // One journal bdev under SPDK so far (the engine takes two: see the README).
-                "devices": [{
-                    "name": journal.name,
-                    "state": if jb.is_some() && j.device_live(0) { "online" } else { "lost" },
-                }],
+                "devices": devices,
+                "mode": mode,
                 "degraded": j.degraded(),
                 "devices_lost": j.stats.devices_lost.load(std::sync::atomic::Ordering::Relaxed),
                 "listed": j.listed_count(),
@@ -390,17 +505,22 @@ impl SpdkVolume {
 
     /// The `bdev_jraid_create` call that brings this volume back (save_config).
     pub fn config(&self) -> Value {
-        json!({
-            "method": "bdev_jraid_create",
-            "params": {
-                "name": self.name,
-                "strip_size_kb": self.geo.strip_blocks * self.geo.block_size as u64 / 1024,
-                "base_bdevs": self.names(),
-                "journal_bdev": self.journal().name,
-                "volume": self.number,
-                "uuid": json::uuid_string(&self.uuid),
-            }
-        })
+        let j = self.journal();
+        let mut params = json!({
+            "name": self.name,
+            "strip_size_kb": self.geo.strip_blocks * self.geo.block_size as u64 / 1024,
+            "base_bdevs": self.names(),
+            "volume": self.number,
+            "uuid": json::uuid_string(&self.uuid),
+        });
+        if j.devs.len() == 1 {
+            params["journal_bdev"] = json!(j.name);
+        } else {
+            // The devices there now: a restart without the other one resyncs every stripe.
+            params["journal_bdevs"] = json!(j.present_names());
+            params["journal_mode"] = json!(j.journal.cfg.mode.name());
+        }
+        json!({ "method": "bdev_jraid_create", "params": params })
     }
 }
 
@@ -546,42 +666,72 @@ fn detach_step(
         DetachStep::WriteRecord => {}
         _ => return volume_gone(key.0),
     }
-    let Some(raw) = sj.raw() else {
-        // The journal bdev is gone: it fails its records anyway.
+    if !sj.present() {
+        // Every journal device is gone: the journal fails its records anyway.
         return volume_gone(key.0);
-    };
+    }
     let mut rec = Vec::new();
     let Some(job) = sj.journal.begin_flush(ffi::now_us(), &mut rec) else {
         return super::life::later(1000, Box::new(move || detach_step(key, d, sj, name)));
     };
-    // One journal bdev under SPDK: one write.
-    debug_assert_eq!(job.writes().len(), 1);
-    let w = job.writes()[0];
+    let writes: Vec<crate::journal::JournalWrite> = job.writes().to_vec();
+    let (generation, flush_after) = (job.generation, job.flush_after);
+    detach_write(key, d, sj, name, rec, writes, 0, generation, flush_after);
+}
+
+/// Write `writes[i]` of a detach's record (one per journal device it goes to), tell the
+/// journal how it went ([`crate::journal::Journal::write_done`], which decides when the record
+/// is durable), then the next one; after the last, back to [`detach_step`].
+#[allow(clippy::too_many_arguments)]
+fn detach_write(
+    key: ffi::SendPtr<c_void>,
+    d: crate::control::detach::Detach,
+    sj: Arc<SpdkJournal>,
+    name: String,
+    rec: Vec<u8>,
+    writes: Vec<crate::journal::JournalWrite>,
+    i: usize,
+    generation: u64,
+    flush_after: bool,
+) {
+    let Some(&w) = writes.get(i) else {
+        return detach_step(key, d, sj, name);
+    };
+    let raw = sj.raw_of(w.dev);
     let mut buf = crate::engine::Buf::new(w.end - w.start);
     buf.as_mut_slice().copy_from_slice(&rec[w.start..w.end]);
+    let finish = move |ok: bool| {
+        let mut notify = Vec::new();
+        if !ok {
+            warnlog!(
+                "volume {name}: the record written as it left journal {} failed on device {}",
+                sj.name,
+                w.dev
+            );
+        }
+        sj.journal.write_done(generation, w.dev, ok, &mut notify);
+        for a in notify {
+            sj.routes
+                .send(a, crate::engine::Msg::Durable { generation });
+        }
+        detach_write(
+            key,
+            d,
+            sj,
+            name,
+            rec,
+            writes,
+            i + 1,
+            generation,
+            flush_after,
+        );
+    };
+    let Some(raw) = raw else {
+        return finish(false);
+    };
     let raw2 = raw.clone();
     super::base::raw_io(raw, IoOp::Write, w.lba, Some(buf), move |ok, _| {
-        let finish = move |ok: bool| {
-            let mut notify = Vec::new();
-            if !ok {
-                warnlog!(
-                    "volume {name}: the record written as it left journal {} failed",
-                    sj.name
-                );
-            }
-            sj.journal
-                .write_done(job.generation, w.dev, ok, &mut notify);
-            for a in notify {
-                sj.routes.send(
-                    a,
-                    crate::engine::Msg::Durable {
-                        generation: job.generation,
-                    },
-                );
-            }
-            detach_step(key, d, sj, name);
-        };
-        if ok && job.flush_after {
+        if ok && flush_after {
             super::base::raw_io(raw2, IoOp::Flush, 0, None, move |ok, _| finish(ok));
         } else {
             finish(ok);
@@ -637,73 +787,96 @@ pub(crate) fn forget_volume(ptr: *const SpdkVolume) -> Option<Arc<SpdkVolume>> {
         .iter_mut()
         .for_each(|m| drop(m.take()));
     if let Some(j) = journal_gone {
-        drop(j.base.lock().unwrap_or_else(|e| e.into_inner()).take());
+        j.close(None);
     }
     Some(v)
 }
 
-/// A base bdev is being hot-removed: fail it in its volume (or fail the journal) and close it
-/// once every channel has let go.
+/// A base bdev is being hot-removed: fail it in its volume, or drop it from its journal (a
+/// journal of two goes on with the other device; the last device gone fails the journal),
+/// and close it once every channel has let go.
 pub(crate) fn base_removed(name: &str) {
     let (vols, journal) = {
         let r = registry();
+        let journal = r
+            .journals
+            .iter()
+            .find_map(|j| j.device_named(name).map(|k| (j.clone(), k)));
         let vols: Vec<(Arc<SpdkVolume>, Option<u32>)> = r
             .volumes
             .iter()
             .filter_map(|v| {
                 let m = v.names().iter().position(|n| n == name);
-                let j = v.journal().name == name;
+                let j = journal
+                    .as_ref()
+                    .is_some_and(|(j, _)| Arc::ptr_eq(j, &v.journal()));
                 (m.is_some() || j).then(|| (v.clone(), m.map(|m| m as u32)))
             })
             .collect();
-        let journal = r.journals.iter().find(|j| j.name == name).cloned();
         (vols, journal)
     };
-    if let Some(j) = &journal {
-        j.journal.fail();
-        warnlog!(
-            "journal bdev {name} removed: writes to its volumes fail until a new journal is set"
-        );
+    if let Some((j, k)) = &journal {
+        let others_live = (0..j.devs.len() as u32)
+            .any(|o| o != *k && j.has(o) && j.journal.device_live(o as usize));
+        j.journal.device_gone(*k);
+        if others_live {
+            warnlog!(
+                "journal {}: device {k} ({name}) removed: records go on to the other device (journal degraded; no write fails)",
+                j.name
+            );
+        } else {
+            j.journal.fail();
+            warnlog!(
+                "journal bdev {name} removed: writes to its volumes fail until a new journal is set"
+            );
+        }
     }
-    // The journal closes when the last volume's channels have let go of it.
-    let closer = journal.map(|j| Arc::new(JournalCloser(j)));
+    // The device closes when the last volume's channels have let go of it.
+    let closer = journal.map(|(j, k)| Arc::new(JournalCloser(j, k)));
     for (v, member) in vols {
         if let Some(m) = member {
             warnlog!("volume {}: member {m} ({name}) removed", v.name);
             v.vol.fail_member(m);
             super::superblocks::record_member_states(&v);
+            drop_channels(v, Target::Member(m), None);
+        } else if let Some(c) = &closer {
+            let k = c.1;
+            drop_channels(v, Target::Journal(k), Some(c.clone()));
         }
-        let closer = if member.is_none() {
-            closer.clone()
-        } else {
-            None
-        };
-        drop_channels(v, member, closer);
     }
 }
 
-/// Closes a removed journal bdev when dropped (after every volume let go of it).
-pub(crate) struct JournalCloser(Arc<SpdkJournal>);
+/// Closes a removed journal device when dropped (after every volume let go of it).
+pub(crate) struct JournalCloser(Arc<SpdkJournal>, u32);
 
 impl Drop for JournalCloser {
     fn drop(&mut self) {
-        drop(self.0.base.lock().unwrap_or_else(|e| e.into_inner()).take());
+        self.0.close(Some(self.1));
     }
 }
 
-/// Retire every reactor's channel to `member` (or to the journal) of `v` (each put after its
-/// last I/O), then let go of the member (a journal closer in `journal` lets go of the journal
-/// when its last holder goes); descriptors close when their last holder lets go.
+/// The device whose channels [`drop_channels`] retires.
+#[derive(Clone, Copy)]
+pub(crate) enum Target {
+    /// Member `i`.
+    Member(u32),
+    /// Journal device `k`.
+    Journal(u32),
+}
+
+/// Retire every reactor's channel to `target` of `v` (each put after its last I/O), then let
+/// go of a member (a journal closer in `journal` lets go of the journal device when its last
+/// holder goes); descriptors close when their last holder lets go.
 pub(crate) fn drop_channels(
     v: Arc<SpdkVolume>,
-    member: Option<u32>,
+    target: Target,
     journal: Option<Arc<JournalCloser>>,
 ) {
     let step = move |ctx: &mut super::channel::ChanCtx| -> bool {
         let be = ctx.channel.backend_mut();
-        let slot = match member {
-            Some(m) => be.members.get_mut(m as usize).and_then(|s| s.take()),
-            None => be.journal.take(),
+        let slot = match target {
+            Target::Member(m) => be.members.get_mut(m as usize).and_then(|s| s.take()),
+            Target::Journal(k) => be.journal.get_mut(k as usize).and_then(|s| s.take()),
         };
         if let Some(dc) = slot {
             // I/O in flight on it completes through the bdev layer (with errors).
@@ -713,7 +886,7 @@ pub(crate) fn drop_channels(
     };
     let io_device = v.io_device();
     super::life::each_channel_until(io_device, 0, Box::new(step), move || {
-        if let Some(m) = member {
+        if let Target::Member(m) = target {
             let b = v.members.lock().unwrap_or_else(|e| e.into_inner())[m as usize].take();
             drop(b);
         }

@@ -472,18 +472,19 @@ pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut
             }
         }
         let att = vol.attached();
-        let journal = {
-            let jb = att.journal.base.lock().unwrap_or_else(|e| e.into_inner());
+        let mut journal = Vec::new();
+        for dev in &att.journal.devs {
+            let jb = dev.base.lock().unwrap_or_else(|e| e.into_inner());
             match jb.as_ref() {
-                None => None,
+                None => journal.push(None),
                 Some(b) => {
                     let Some(d) = DevSlot::open(b) else {
                         return -super::base::ENOMEM;
                     };
-                    Some(d)
+                    journal.push(Some(d));
                 }
             }
-        };
+        }
         let thread = ffi::current_thread();
         let addr = Address {
             reactor: ffi::thread_id(thread),

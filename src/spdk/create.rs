@@ -9,17 +9,17 @@ use std::sync::{Arc, Mutex};
 use spdk_sys as sys;
 
 use super::base::{BaseBdev, BaseError};
-use super::bdev::{self, registry, SbLease, SpdkJournal, SpdkVolume, VolumeSpec};
+use super::bdev::{self, journal_name, registry, SbLease, SpdkJournal, SpdkVolume, VolumeSpec};
 use super::channel::{self, pump};
 use super::ffi::{self, cstring, errlog, guard, noticelog, warnlog};
 use super::json::uuid_string;
 use super::superblocks::{self, read_bytes, read_sb, write_sb, Join};
 use crate::control::{self, PassKind, Stripes};
 use crate::engine::Msg;
-use crate::journal::{record, Journal, JournalConfig};
+use crate::journal::{record, Journal, JournalConfig, JournalMode};
 use crate::layout::{Geometry, MAX_STRIP_BYTES, MIN_STRIP_BYTES};
 use crate::superblock::{
-    JournalSuperblock, JournalVolume as JournalEntry, MemberState, MemberSuperblock,
+    JournalPair, JournalSuperblock, JournalVolume as JournalEntry, MemberState, MemberSuperblock,
     JOURNAL_NAME_MAX, JOURNAL_SLOTS_OFFSET, MAX_MEMBERS, MAX_VOLUMES, MIN_MEMBERS,
 };
 
@@ -73,8 +73,10 @@ pub(crate) struct CreateRequest {
     pub strip_size_kb: u64,
     /// Member bdevs, in member order.
     pub base_bdevs: Vec<String>,
-    /// Journal bdev.
-    pub journal_bdev: String,
+    /// Journal bdevs: one, or two (claim 13: records alternate over them, or are mirrored).
+    pub journal_bdevs: Vec<String>,
+    /// How records spread over two journal bdevs.
+    pub journal_mode: JournalMode,
     /// Volume number on the journal (default: the lowest free one).
     pub volume: Option<u32>,
     /// Volume uuid (default: a new one). A uuid the members already carry re-assembles.
@@ -123,8 +125,9 @@ fn base_err(e: BaseError) -> CreateError {
 
 /// Where a new volume's journal comes from.
 enum JournalChoice {
-    /// A journal bdev to format (nothing on it is in use).
-    New(BaseBdev),
+    /// Journal bdevs to format (nothing on them is in use), or of a journal to open (by
+    /// uuid): one, or two of a pair.
+    New(Vec<BaseBdev>),
     /// A journal already serving other volumes.
     Shared(Arc<SpdkJournal>),
 }
@@ -147,9 +150,13 @@ pub(crate) type Done = Box<dyn FnOnce(Result<Arc<SpdkVolume>, CreateError>)>;
 /// when the request names the uuid the members already carry, re-assemble that volume.
 pub(crate) fn create(req: CreateRequest, done: Done) {
     if let Some(v) = bdev::find_volume(&req.name) {
+        let j = v.journal();
         if req.uuid == Some(v.uuid)
             && v.names() == req.base_bdevs
-            && v.journal().name == req.journal_bdev
+            && req
+                .journal_bdevs
+                .iter()
+                .all(|n| j.device_named(n).is_some())
         {
             return done(Ok(v)); // already running (assembled by examine): nothing to do
         }
@@ -161,7 +168,7 @@ pub(crate) fn create(req: CreateRequest, done: Done) {
     let p = match prepare(req) {
         Ok(p) => {
             let mut names = p.req.base_bdevs.clone();
-            names.push(p.req.journal_bdev.clone());
+            names.extend(p.req.journal_bdevs.iter().cloned());
             super::examine::forget_bdevs(&names);
             p
         }
@@ -245,11 +252,24 @@ fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
             format!("RAID-5 needs {MIN_MEMBERS} to {MAX_MEMBERS} base bdevs, got {n}"),
         ));
     }
+    let jn = &req.journal_bdevs;
+    if jn.is_empty() || jn.len() > 2 || jn.iter().any(String::is_empty) {
+        return Err(err(
+            EINVAL,
+            "a journal is one bdev (journal_bdev) or two (journal_bdevs: [A, B])",
+        ));
+    }
+    if jn.len() == 2 && jn[0] == jn[1] {
+        return Err(err(
+            EINVAL,
+            format!("journal bdev {} is listed twice", jn[0]),
+        ));
+    }
     for (i, a) in req.base_bdevs.iter().enumerate() {
         if req.base_bdevs[..i].contains(a) {
             return Err(err(EINVAL, format!("base bdev {a} is listed twice")));
         }
-        if *a == req.journal_bdev {
+        if jn.contains(a) {
             return Err(err(
                 EINVAL,
                 format!("bdev {a} cannot be both a member and the journal"),
@@ -269,12 +289,23 @@ fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
             .unwrap_or_default();
         return Err(err(EBUSY, format!("bdev {m} is already claimed")));
     }
-    // The journal: shared when a running journal has that name.
+    // The journal: shared when a running journal has these devices.
     let shared = registry()
         .journals
         .iter()
-        .find(|j| j.name == req.journal_bdev)
+        .find(|j| jn.iter().any(|n| j.device_named(n).is_some()))
         .cloned();
+    if let Some(j) = &shared {
+        if let Some(n) = jn.iter().find(|n| j.device_named(n).is_none()) {
+            return Err(err(
+                EBUSY,
+                format!(
+                    "bdev {n} is not a device of journal {}, which the other bdev named belongs to",
+                    j.name
+                ),
+            ));
+        }
+    }
     let number;
     let mut lease = None;
     let journal = match shared {
@@ -324,15 +355,29 @@ fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
                     .find(|k| sb.volumes.iter().all(|e| e.volume_number != *k))
                     .expect("a free number"),
             };
-            if j.base.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+            if !j.present() {
                 return Err(err(ENODEV, format!("journal bdev {} was removed", j.name)));
             }
             JournalChoice::Shared(j)
         }
         None => {
-            let b = open_journal_bdev(&req.journal_bdev)?;
+            let mut bases = Vec::with_capacity(jn.len());
+            for n in jn {
+                bases.push(open_journal_bdev(n)?);
+            }
+            if let [a, b] = &bases[..] {
+                if a.block_size != b.block_size {
+                    return Err(err(
+                        EINVAL,
+                        format!(
+                            "journal bdevs {} and {} have different block sizes ({} and {} bytes)",
+                            a.name, b.name, a.block_size, b.block_size
+                        ),
+                    ));
+                }
+            }
             number = req.volume.unwrap_or(0);
-            JournalChoice::New(b)
+            JournalChoice::New(bases)
         }
     };
     let mut members = Vec::with_capacity(n);
@@ -393,13 +438,24 @@ pub(crate) fn open_journal_bdev(name: &str) -> Result<BaseBdev, CreateError> {
 
 /// The superblock of a new journal on `b` serving `volumes`.
 pub(crate) fn new_journal_sb(b: &BaseBdev, volumes: Vec<JournalEntry>) -> JournalSuperblock {
-    let bs = b.block_size as u64;
-    let bytes = b.num_blocks * bs;
+    new_journal_sb_on(std::slice::from_ref(b), JournalMode::Alternate, volumes)
+}
+
+/// The superblock of a new journal on `bases` (one bdev, or the two of a pair in `mode`: the
+/// copy for device 0; [`SpdkJournal::sb_images`] sets each device's index) serving `volumes`.
+/// Both devices of a pair get the slots the smaller one holds.
+fn new_journal_sb_on(
+    bases: &[BaseBdev],
+    mode: JournalMode,
+    volumes: Vec<JournalEntry>,
+) -> JournalSuperblock {
+    let bs = bases[0].block_size as u64;
+    let bytes = bases.iter().map(|b| b.num_blocks * bs).min().unwrap_or(0);
     let slot = ((bytes - JOURNAL_SLOTS_OFFSET) / 2 / bs * bs).min(MAX_SLOT_BYTES);
     JournalSuperblock {
         journal_uuid: new_uuid(),
-        pair: None,
-        block_size: b.block_size,
+        pair: (bases.len() == 2).then_some(JournalPair { index: 0, mode }),
+        block_size: bases[0].block_size,
         slot_bytes: slot,
         seq: 1,
         volumes,
@@ -408,15 +464,18 @@ pub(crate) fn new_journal_sb(b: &BaseBdev, volumes: Vec<JournalEntry>) -> Journa
 
 /// A running journal (not yet in the registry) over a bdev just formatted with `sb`.
 pub(crate) fn new_spdk_journal(b: BaseBdev, sb: JournalSuperblock) -> Arc<SpdkJournal> {
-    let cfg = journal_config(&sb, b.write_cache);
-    Arc::new(SpdkJournal {
-        name: b.name.clone(),
-        base: Mutex::new(Some(b)),
-        journal: Arc::new(Journal::new(cfg, None)),
-        sb: Mutex::new(sb),
-        routes: Default::default(),
-        busy: Mutex::new(None),
-    })
+    new_spdk_journal_on(vec![b], sb)
+}
+
+/// A running journal (not yet in the registry) over bdevs just formatted with `sb` (by index
+/// in the pair).
+fn new_spdk_journal_on(bases: Vec<BaseBdev>, sb: JournalSuperblock) -> Arc<SpdkJournal> {
+    let cfg = journal_config(&sb, bases.iter().any(|b| b.write_cache));
+    let devs = bases
+        .into_iter()
+        .map(|b| (b.name.clone(), Some(b)))
+        .collect();
+    SpdkJournal::new(devs, Journal::new(cfg, None), sb, false)
 }
 
 fn new_uuid() -> [u8; 16] {
@@ -438,6 +497,10 @@ fn journal_config(sb: &JournalSuperblock, write_cache: bool) -> JournalConfig {
         [(0, sb.slot_offset(0) / bs), (0, sb.slot_offset(1) / bs)],
     );
     cfg.volatile_cache = write_cache;
+    if let Some(p) = sb.pair {
+        cfg.devices = 2;
+        cfg.mode = p.mode;
+    }
     cfg.advise_state_memory = Some(super::ffi::advise_huge_pages);
     cfg.prefetch = Some(super::ffi::prefetch);
     cfg
@@ -484,27 +547,33 @@ fn format(p: Prepared, done: Done) {
             sb.volumes.push(entry);
             (sb, Some(j), None)
         }
-        JournalChoice::New(b) => {
-            let sb = new_journal_sb(&b, vec![entry]);
-            (sb, None, Some(b))
+        JournalChoice::New(bases) => {
+            let sb = new_journal_sb_on(&bases, req.journal_mode, vec![entry]);
+            (sb, None, Some(bases))
         }
     };
     if let Err(e) = jsb.validate() {
         return done(Err(err(EINVAL, format!("bad journal superblock: {e}"))));
     }
-    let jraw = match (&journal_obj, &new_base) {
-        (Some(j), _) => j
-            .base
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|b| b.raw()),
-        (None, Some(b)) => Some(b.raw()),
-        _ => None,
+    // The journal superblock as each journal device gets it (its own index in a pair).
+    let jwrites: Vec<(super::base::RawDev, String, Vec<u8>)> = match (&journal_obj, &new_base) {
+        (Some(j), _) => j.sb_images(&jsb),
+        (None, Some(bases)) => bases
+            .iter()
+            .enumerate()
+            .map(|(k, b)| {
+                let mut s = jsb.clone();
+                if let Some(p) = s.pair.as_mut() {
+                    p.index = k as u32;
+                }
+                (b.raw(), b.name.clone(), s.encode())
+            })
+            .collect(),
+        _ => Vec::new(),
     };
-    let Some(jraw) = jraw else {
+    if jwrites.is_empty() {
         return done(Err(err(ENODEV, "journal bdev was removed")));
-    };
+    }
     let journal_uuid = jsb.journal_uuid;
     let msb = |i: u32| MemberSuperblock {
         volume_uuid: uuid,
@@ -522,11 +591,9 @@ fn format(p: Prepared, done: Done) {
     };
     let images: Vec<_> = (0..geo.members).map(|i| msb(i).encode()).collect();
     let raws: Vec<_> = members.iter().map(|m| (m.raw(), m.name.clone())).collect();
-    let jimage = jsb.encode();
-    let jname = req.journal_bdev.clone();
     // Hold everything open (and the journal's volume list leased) until the writes are done.
     let state = Box::new((req, members, journal_obj, new_base, jsb, lease));
-    let join = Join::new(raws.len() + 1, move |r| {
+    let join = Join::new(raws.len() + jwrites.len(), move |r| {
         let (req, members, journal_obj, new_base, jsb, _lease) = *state;
         if let Err(e) = r {
             return done(Err(err(EIO, e)));
@@ -537,7 +604,7 @@ fn format(p: Prepared, done: Done) {
                 j
             }
             None => {
-                let j = new_spdk_journal(new_base.expect("new journal bdev"), jsb);
+                let j = new_spdk_journal_on(new_base.expect("new journal bdevs"), jsb);
                 registry().journals.push(j.clone());
                 j
             }
@@ -560,7 +627,10 @@ fn format(p: Prepared, done: Done) {
         let join = join.clone();
         write_sb(raw, name, image, move |r| Join::one(&join, r));
     }
-    write_sb(jraw, jname, jimage, move |r| Join::one(&join, r));
+    for (jraw, jname, jimage) in jwrites {
+        let join = join.clone();
+        write_sb(jraw, jname, jimage, move |r| Join::one(&join, r));
+    }
 }
 
 /// Re-assemble the volume whose superblocks the members of `p` carry (create with a known
@@ -631,7 +701,7 @@ fn reassemble(p: Prepared, sbs: Vec<Option<MemberSuperblock>>, done: Done) {
             }
             assemble_with_journal(found, j, done)
         }
-        JournalChoice::New(b) => open_journal(b, move |r| match r {
+        JournalChoice::New(bases) => open_journal(bases, move |r| match r {
             Ok(j) => assemble_with_journal(found, j, done),
             Err(e) => done(Err(e)),
         }),
@@ -648,21 +718,48 @@ pub(crate) struct Found {
     pub member_names: Vec<String>,
 }
 
-/// Read a journal bdev's superblock and record slots and make it a running journal (listed in
-/// the registry). The bdev is opened and claimed.
+/// Read the superblocks and record slots of a journal's bdevs (one, or the devices of a pair
+/// that are here) and make it a running journal (listed in the registry). The bdevs are
+/// opened and claimed. A pair with one device here opens incomplete
+/// ([`SpdkJournal::incomplete`]).
 pub(crate) fn open_journal(
-    b: BaseBdev,
+    bases: Vec<BaseBdev>,
     done: impl FnOnce(Result<Arc<SpdkJournal>, CreateError>) + 'static,
 ) {
-    let raw = b.raw();
-    read_sb(raw.clone(), move |buf| {
+    let n = bases.len();
+    let sbs: Arc<Mutex<Vec<Option<Vec<u8>>>>> = Arc::new(Mutex::new(vec![None; n]));
+    let s2 = sbs.clone();
+    let raws: Vec<_> = bases.iter().map(|b| b.raw()).collect();
+    let join = Join::new(n, move |_| {
+        let bufs = std::mem::take(&mut *s2.lock().unwrap_or_else(|e| e.into_inner()));
+        opened_sbs(bases, bufs, done)
+    });
+    for (i, r) in raws.into_iter().enumerate() {
+        let sbs = sbs.clone();
+        let join = join.clone();
+        read_sb(r, move |buf| {
+            sbs.lock().unwrap_or_else(|e| e.into_inner())[i] = buf.map(|b| b.as_slice().to_vec());
+            Join::one(&join, Ok(()));
+        });
+    }
+}
+
+/// [`open_journal`] once the superblocks are read: check that they make one journal, then
+/// read every device's areas.
+fn opened_sbs(
+    bases: Vec<BaseBdev>,
+    bufs: Vec<Option<Vec<u8>>>,
+    done: impl FnOnce(Result<Arc<SpdkJournal>, CreateError>) + 'static,
+) {
+    let mut sbs = Vec::with_capacity(bases.len());
+    for (b, buf) in bases.iter().zip(&bufs) {
         let Some(buf) = buf else {
             return done(Err(err(
                 EIO,
                 format!("journal {}: superblock read failed", b.name),
             )));
         };
-        let sb = match JournalSuperblock::decode(buf.as_slice()) {
+        let sb = match JournalSuperblock::decode(buf) {
             Ok(sb) => sb,
             Err(e) => {
                 return done(Err(err(
@@ -680,52 +777,135 @@ pub(crate) fn open_journal(
                 ),
             )));
         }
-        let slot = sb.slot_bytes as usize;
-        let (o0, o1) = (sb.slot_offset(0), sb.slot_offset(1));
-        read_bytes(raw.clone(), o0, slot, move |s0| {
-            read_bytes(raw, o1, slot, move |s1| {
+        sbs.push(sb);
+    }
+    // The newest superblock speaks for the journal (its volume list); every device must be
+    // of the same journal, each at its own place in the pair.
+    let Some(sb) = sbs.iter().max_by_key(|s| s.seq).cloned() else {
+        return done(Err(err(EINVAL, "no journal bdev")));
+    };
+    let devices = if sb.pair.is_some() { 2 } else { 1 };
+    let mut by_index: Vec<Option<BaseBdev>> = (0..devices).map(|_| None).collect();
+    for (b, s) in bases.into_iter().zip(&sbs) {
+        let same = s.journal_uuid == sb.journal_uuid
+            && s.slot_bytes == sb.slot_bytes
+            && s.pair.map(|p| p.mode) == sb.pair.map(|p| p.mode);
+        let k = s.pair.map_or(0, |p| p.index) as usize;
+        if !same || k >= devices || by_index[k].is_some() {
+            return done(Err(err(
+                EINVAL,
+                format!(
+                    "journal {}: not a device of journal {} (or named twice)",
+                    b.name,
+                    super::json::uuid_string(&sb.journal_uuid)
+                ),
+            )));
+        }
+        by_index[k] = Some(b);
+    }
+    let reads: Vec<Option<super::base::RawDev>> = by_index
+        .iter()
+        .map(|b| b.as_ref().map(|b| b.raw()))
+        .collect();
+    let areas: Arc<Mutex<Vec<Option<Areas>>>> = Arc::new(Mutex::new(vec![None; devices]));
+    let a2 = areas.clone();
+    let present = reads.iter().flatten().count();
+    let join = Join::new(present, move |r| {
+        if let Err(m) = r {
+            return done(Err(err(EIO, m)));
+        }
+        let areas = std::mem::take(&mut *a2.lock().unwrap_or_else(|e| e.into_inner()));
+        opened(by_index, sb, areas, done)
+    });
+    let slot = sb_slot(&sbs);
+    for (k, raw) in reads.into_iter().enumerate() {
+        let Some(raw) = raw else { continue };
+        let (areas, join) = (areas.clone(), join.clone());
+        let (o0, o1) = slot.offsets;
+        read_bytes(raw.clone(), o0, slot.bytes, move |s0| {
+            read_bytes(raw, o1, slot.bytes, move |s1| {
                 let (Some(s0), Some(s1)) = (s0, s1) else {
-                    return done(Err(err(
-                        EIO,
-                        format!("journal {}: record slot read failed", b.name),
-                    )));
+                    return Join::one(
+                        &join,
+                        Err(format!("journal device {k}: record slot read failed")),
+                    );
                 };
-                let newest = match record::newest(
-                    s0.as_slice(),
-                    s1.as_slice(),
-                    &sb.journal_uuid,
-                    sb.block_size as usize,
-                ) {
-                    Ok(n) => n,
-                    Err(e) => return done(Err(err(EINVAL, format!("journal {}: {e}", b.name)))),
-                };
-                match &newest {
-                    Some(r) => noticelog!(
-                        "journal {}: newest record generation {} ({} records from the checkpoint \
-                         of generation {} in area {}), {} dirty stripes listed",
-                        b.name,
-                        r.generation,
-                        r.records,
-                        r.base,
-                        r.area,
-                        r.entries.len()
-                    ),
-                    None => noticelog!("journal {}: no record written yet", b.name),
-                }
-                let cfg = journal_config(&sb, b.write_cache);
-                let j = Arc::new(SpdkJournal {
-                    name: b.name.clone(),
-                    base: Mutex::new(Some(b)),
-                    journal: Arc::new(Journal::new(cfg, newest)),
-                    sb: Mutex::new(sb),
-                    routes: Default::default(),
-                    busy: Mutex::new(None),
-                });
-                registry().journals.push(j.clone());
-                done(Ok(j));
+                areas.lock().unwrap_or_else(|e| e.into_inner())[k] =
+                    Some((s0.as_slice().to_vec(), s1.as_slice().to_vec()));
+                Join::one(&join, Ok(()));
             });
         });
-    });
+    }
+}
+
+/// The two record areas of one journal device, as read.
+type Areas = (Vec<u8>, Vec<u8>);
+
+/// Where a journal's record slots are (the same on every device of a pair).
+#[derive(Clone, Copy)]
+struct SlotPlace {
+    offsets: (u64, u64),
+    bytes: usize,
+}
+
+fn sb_slot(sbs: &[JournalSuperblock]) -> SlotPlace {
+    let sb = &sbs[0];
+    SlotPlace {
+        offsets: (sb.slot_offset(0), sb.slot_offset(1)),
+        bytes: sb.slot_bytes as usize,
+    }
+}
+
+/// [`open_journal`] once every device's areas are read: the newest chain over them
+/// ([`record::newest_of`]), and the running journal.
+fn opened(
+    by_index: Vec<Option<BaseBdev>>,
+    sb: JournalSuperblock,
+    areas: Vec<Option<Areas>>,
+    done: impl FnOnce(Result<Arc<SpdkJournal>, CreateError>) + 'static,
+) {
+    let names: Vec<String> = by_index
+        .iter()
+        .map(|b| b.as_ref().map_or_else(String::new, |b| b.name.clone()))
+        .collect();
+    let what = journal_name(&names);
+    let views: Vec<Option<(&[u8], &[u8])>> = areas
+        .iter()
+        .map(|a| a.as_ref().map(|(x, y)| (x.as_slice(), y.as_slice())))
+        .collect();
+    let newest = match record::newest_of(&views, &sb.journal_uuid, sb.block_size as usize) {
+        Ok(n) => n,
+        Err(e) => return done(Err(err(EINVAL, format!("journal {what}: {e}")))),
+    };
+    match &newest.record {
+        Some(r) => noticelog!(
+            "journal {what}: newest record generation {} ({} records from the checkpoint \
+             of generation {} in area {}), {} dirty stripes listed",
+            r.generation,
+            r.records,
+            r.base,
+            r.area,
+            r.entries.len()
+        ),
+        None => noticelog!("journal {what}: no record written yet"),
+    }
+    if !newest.complete {
+        let mode = sb.pair.map_or("alternate", |p| p.mode.name());
+        warnlog!(
+            "journal {what}: one of its two devices ({mode} mode) is missing: the newest record may have been on it, so every volume on this journal resyncs every stripe before it serves I/O, then goes on with the device that is here"
+        );
+    }
+    let cfg = journal_config(&sb, by_index.iter().flatten().any(|b| b.write_cache));
+    let journal = Journal::new(cfg, newest.record);
+    for (k, b) in by_index.iter().enumerate() {
+        if b.is_none() {
+            journal.device_gone(k as u32);
+        }
+    }
+    let devs = names.into_iter().zip(by_index).collect();
+    let j = SpdkJournal::new(devs, journal, sb, !newest.complete);
+    registry().journals.push(j.clone());
+    done(Ok(j))
 }
 
 /// Start an assembled volume on its (running) journal, with recovery.
@@ -772,6 +952,21 @@ fn assemble(found: Found, journal: Arc<SpdkJournal>, recover: Recover, done: Don
             format!("volume {}: {missing} members missing", sb.name),
         )));
     }
+    // A journal device missing: the newest record may have been on it, so every stripe is
+    // resynced (control::recovery::stripes_to_resync), which needs every member.
+    let recover = match recover {
+        Recover::Listed if journal.incomplete && missing > 0 => {
+            return done(Err(err(
+                ENODEV,
+                format!(
+                    "volume {}: a device of journal {} is missing and a member is out of service: the newest record may have been on the missing device, and without every member the stripes it listed cannot be resynced; bring the journal device or the member back",
+                    sb.name, journal.name
+                ),
+            )))
+        }
+        Recover::Listed if journal.incomplete => Recover::All,
+        r => r,
+    };
     let spec = VolumeSpec {
         name: sb.name.clone(),
         uuid: sb.volume_uuid,
@@ -797,6 +992,9 @@ enum Recover {
     /// Resync every stripe (its journal was lost), then name the new journal in the member
     /// superblocks.
     Full,
+    /// Resync every stripe before serving (a device of its journal's pair was missing when
+    /// the journal was opened: [`crate::control::recovery::stripes_to_resync`]).
+    All,
 }
 
 /// Attach the volume, register its io_device, recover (when asked) and register the bdev.
@@ -838,6 +1036,7 @@ fn start_volume(spec: VolumeSpec, recover: Recover, done: Done) {
         Recover::Listed if !recovery_online() => {
             Recovery::start(v, false, false, Box::new(move |v, r| finish(v, r, done)))
         }
+        Recover::All => Recovery::start(v, false, false, Box::new(move |v, r| finish(v, r, done))),
         Recover::Listed => {
             // Online: the volume serves I/O as soon as the record is read; the listed stripes
             // are resynced in the background (the engine does not trust their parity until
@@ -905,6 +1104,9 @@ struct Recovery {
     rec: control::Recovery,
     /// The volume serves I/O meanwhile (the resync of the stripes listed at a crash).
     online: bool,
+    /// The full resync before a new journal is named (`bdev_jraid_set_journal`; its status
+    /// shows under "set_journal"), not one after a restart (under "recovery").
+    new_journal: bool,
     /// `stop` was called (the volume is going away).
     stopping: bool,
     seq: u64,
@@ -924,7 +1126,7 @@ impl Recovery {
                 v.geo.stripes
             );
             let n = v.geo.stripes;
-            return Recovery::run(v, Stripes::All(n), Vec::new(), false, done);
+            return Recovery::run(v, Stripes::All(n), Vec::new(), false, true, done);
         }
         let j = &v.journal().journal;
         let stripes = j.carried_stripes(v.number);
@@ -941,6 +1143,19 @@ impl Recovery {
         } else {
             stripes
         };
+        // A device of the journal's pair was missing at its opening: every stripe
+        // (control::recovery's rule; the volume is not online meanwhile: start_volume).
+        let complete = !v.journal().incomplete;
+        if !complete {
+            noticelog!(
+                "volume {}: a journal device was missing: full resync of {} stripes before it serves I/O",
+                v.name,
+                v.geo.stripes
+            );
+            let set = control::recovery::stripes_to_resync(complete, resync, v.geo.stripes);
+            *v.at_risk.lock().unwrap_or_else(|e| e.into_inner()) = at_risk.clone();
+            return Recovery::run(v, set, at_risk, false, false, done);
+        }
         if !resync.is_empty() {
             noticelog!(
                 "volume {}: resyncing {} listed stripes{}",
@@ -960,7 +1175,7 @@ impl Recovery {
             );
         }
         *v.at_risk.lock().unwrap_or_else(|e| e.into_inner()) = at_risk.clone();
-        Recovery::run(v, Stripes::Listed(resync), at_risk, online, done)
+        Recovery::run(v, Stripes::Listed(resync), at_risk, online, false, done)
     }
 
     fn run(
@@ -968,6 +1183,7 @@ impl Recovery {
         stripes: Stripes,
         at_risk: Vec<u64>,
         online: bool,
+        new_journal: bool,
         done: RecoveryDone,
     ) {
         // SAFETY: the io_device was registered by start_volume on this thread.
@@ -995,6 +1211,7 @@ impl Recovery {
             poller: std::ptr::null_mut(),
             rec,
             online,
+            new_journal,
             stopping: false,
             seq: 0,
             started_us: ffi::now_us(),
@@ -1102,9 +1319,9 @@ impl Recovery {
         st.state = match out {
             None if self.stopping => ProcState::Stopping,
             None if completed < n => ProcState::Running,
-            None if self.online => ProcState::Flushing,
+            None if !self.new_journal => ProcState::Flushing,
             None => ProcState::Attaching,
-            Some(Ok(_)) if self.online => ProcState::Done,
+            Some(Ok(_)) if !self.new_journal => ProcState::Done,
             Some(Ok(_)) => ProcState::Attaching,
             Some(Err(control::RecoveryError::Stopped)) => ProcState::Aborted,
             Some(Err(_)) => ProcState::Failed,
@@ -1122,7 +1339,7 @@ impl Recovery {
             (RESYNC_DEPTH, 0)
         };
         st.errors = self.rec.failed();
-        let slot = if self.online {
+        let slot = if !self.new_journal {
             Slot::Recovery
         } else {
             Slot::SetJournal

@@ -22,10 +22,35 @@ use crate::superblock::{JournalSuperblock, MemberState, MemberSuperblock};
 struct Pending {
     /// Volume uuid → (bdev name, member superblock).
     members: HashMap<[u8; 16], Vec<(String, MemberSuperblock)>>,
-    /// Journal uuid → bdev name.
-    journals: HashMap<[u8; 16], String>,
+    /// Journal uuid → its devices seen.
+    journals: HashMap<[u8; 16], SeenJournal>,
     /// Volumes already reported as complete but for their journal.
     told: Vec<[u8; 16]>,
+}
+
+/// The devices of one journal examine has seen.
+#[derive(Default)]
+struct SeenJournal {
+    /// Bdev names by index in the pair (one slot for a journal of one device).
+    devs: Vec<Option<String>>,
+    /// A journal of two devices with one seen: waited JOURNAL_GRACE_US for the other, which
+    /// is then taken as missing (the volume assembles with one, resyncing every stripe).
+    waited: bool,
+    /// The wait for the other device has started.
+    waiting: bool,
+}
+
+impl SeenJournal {
+    /// Every device is here, or the wait for the missing one is over.
+    fn ready(&self) -> bool {
+        let seen = self.devs.iter().flatten().count();
+        seen > 0 && (seen == self.devs.len() || self.waited)
+    }
+
+    /// The device names seen.
+    fn names(&self) -> Vec<String> {
+        self.devs.iter().flatten().cloned().collect()
+    }
 }
 
 static PENDING: Mutex<Option<Pending>> = Mutex::new(None);
@@ -41,7 +66,14 @@ pub(crate) fn forget_bdevs(names: &[String]) {
         for v in p.members.values_mut() {
             v.retain(|(n, _)| !names.contains(n));
         }
-        p.journals.retain(|_, n| !names.contains(n));
+        for j in p.journals.values_mut() {
+            for d in j.devs.iter_mut() {
+                if d.as_ref().is_some_and(|n| names.contains(n)) {
+                    *d = None;
+                }
+            }
+        }
+        p.journals.retain(|_, j| j.devs.iter().any(Option::is_some));
     });
 }
 
@@ -125,12 +157,28 @@ pub(crate) unsafe extern "C" fn examine_disk(bdev: *mut sys::spdk_bdev) {
                         );
                         return try_assemble(Box::new(examine_done), 0);
                     }
-                    noticelog!(
-                        "examine {name}: jraid journal {} serving {} volumes",
-                        uuid_string(&sb.journal_uuid),
-                        sb.volumes.len()
-                    );
-                    with_pending(|p| p.journals.insert(sb.journal_uuid, name.clone()));
+                    match sb.pair {
+                        None => noticelog!(
+                            "examine {name}: jraid journal {} serving {} volumes",
+                            uuid_string(&sb.journal_uuid),
+                            sb.volumes.len()
+                        ),
+                        Some(pair) => noticelog!(
+                            "examine {name}: device {} of jraid journal {} ({} mode) serving {} volumes",
+                            pair.index,
+                            uuid_string(&sb.journal_uuid),
+                            pair.mode.name(),
+                            sb.volumes.len()
+                        ),
+                    }
+                    let (devices, k) = sb.pair.map_or((1, 0), |p| (2, p.index as usize));
+                    with_pending(|p| {
+                        let j = p.journals.entry(sb.journal_uuid).or_default();
+                        if j.devs.len() != devices {
+                            j.devs = vec![None; devices];
+                        }
+                        j.devs[k] = Some(name.clone());
+                    });
                 }
             }
             try_assemble(Box::new(examine_done), 0);
@@ -194,11 +242,15 @@ fn claim(name: &str) -> Result<BaseBdev, super::base::BaseError> {
 fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
     let running: Vec<[u8; 16]> = registry().volumes.iter().map(|v| v.uuid).collect();
     let running_journals: Vec<_> = registry().journals.clone();
+    let mut wait_for_pair = Vec::new();
     let ready = with_pending(|p| {
         p.members.retain(|u, _| !running.contains(u));
         let uuid = p.members.iter().find_map(|(u, list)| {
             let newest = list.iter().map(|(_, s)| s).max_by_key(|s| s.seq)?;
-            let journal_known = p.journals.contains_key(&newest.journal_uuid)
+            let journal_known = p
+                .journals
+                .get(&newest.journal_uuid)
+                .is_some_and(SeenJournal::ready)
                 || running_journals
                     .iter()
                     .any(|j| j.journal.cfg.uuid == newest.journal_uuid);
@@ -214,6 +266,14 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
             let Some(newest) = list.iter().map(|(_, s)| s).max_by_key(|s| s.seq) else {
                 continue;
             };
+            // One device of a pair here: wait a while for the other before going on without
+            // it (then every stripe is resynced).
+            if let Some(j) = p.journals.get_mut(&newest.journal_uuid) {
+                if !j.ready() && !j.waiting && list.len() as u32 >= newest.members {
+                    j.waiting = true;
+                    wait_for_pair.push((newest.journal_uuid, newest.name.clone()));
+                }
+            }
             let journal_known = p.journals.contains_key(&newest.journal_uuid)
                 || running_journals
                     .iter()
@@ -246,9 +306,30 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
         let uuid = uuid?;
         let list = p.members.remove(&uuid)?;
         let newest = list.iter().map(|(_, s)| s).max_by_key(|s| s.seq)?.clone();
-        let jname = p.journals.get(&newest.journal_uuid).cloned();
+        let jname = p.journals.get(&newest.journal_uuid).map(SeenJournal::names);
         Some((list, newest, jname))
     });
+    for (juuid, name) in wait_for_pair {
+        super::life::later(
+            JOURNAL_GRACE_US,
+            Box::new(move || {
+                let missing = with_pending(|p| match p.journals.get_mut(&juuid) {
+                    Some(j) if !j.ready() => {
+                        j.waited = true;
+                        true
+                    }
+                    _ => false,
+                });
+                if missing {
+                    warnlog!(
+                        "volume {name}: one device of its journal {} is missing; assembling with the other (every stripe is resynced first)",
+                        uuid_string(&juuid)
+                    );
+                    try_assemble(Box::new(|| {}), 0);
+                }
+            }),
+        );
+    }
     let Some((list, newest, jname)) = ready else {
         return then();
     };
@@ -267,10 +348,16 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
     };
     let jbase = match (&running, &jname) {
         (Some(_), _) => None,
-        (None, Some(j)) => match claim(j) {
-            Ok(b) => Some(b),
-            Err(e) => return requeue(list, then, format!("journal {j}: {e}")),
-        },
+        (None, Some(js)) => {
+            let mut bases = Vec::new();
+            for j in js {
+                match claim(j) {
+                    Ok(b) => bases.push(b),
+                    Err(e) => return requeue(list, then, format!("journal {j}: {e}")),
+                }
+            }
+            Some(bases)
+        }
         (None, None) => return then(),
     };
     let n = newest.members as usize;

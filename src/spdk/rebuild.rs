@@ -658,7 +658,7 @@ pub(crate) fn add_base_bdev(v: Arc<SpdkVolume>, bdev: String, opts: PassOpts, do
     {
         let r = registry();
         let used = r.volumes.iter().any(|o| o.names().contains(&bdev))
-            || r.journals.iter().any(|j| j.name == bdev);
+            || r.journals.iter().any(|j| j.device_named(&bdev).is_some());
         let same_slot = v.names()[m as usize] == bdev;
         if used && !same_slot {
             return done(Err((

@@ -48,7 +48,15 @@ struct CreateParams {
     strip_size_kb: u64,
     /// A list, or one string of names separated by spaces (as rpc.py's raid plugin sends).
     base_bdevs: Value,
-    journal_bdev: String,
+    /// The journal bdev; or `journal_bdevs`, two of them (claim 13).
+    #[serde(default)]
+    journal_bdev: Option<String>,
+    #[serde(default)]
+    journal_bdevs: Option<Vec<String>>,
+    /// With two journal bdevs: "alternate" (default: generation g to device g mod 2) or
+    /// "mirror" (every record to both).
+    #[serde(default)]
+    journal_mode: Option<String>,
     #[serde(default)]
     volume: Option<u32>,
     #[serde(default)]
@@ -111,6 +119,27 @@ unsafe extern "C" fn rpc_create(
             },
             _ => return req.invalid("base_bdevs must be a list of bdev names"),
         };
+        if p.journal_mode.is_some() && p.journal_bdev.is_some() {
+            return req.invalid("journal_mode needs two journal bdevs (journal_bdevs)");
+        }
+        let journal_bdevs = match (p.journal_bdev, p.journal_bdevs) {
+            (Some(j), None) => vec![j],
+            (None, Some(js)) if (1..=2).contains(&js.len()) => js,
+            (None, Some(_)) => return req.invalid("journal_bdevs must name one or two bdevs"),
+            (Some(_), Some(_)) => {
+                return req.invalid("give journal_bdev or journal_bdevs, not both")
+            }
+            (None, None) => return req.invalid("journal_bdev (or journal_bdevs) is required"),
+        };
+        let journal_mode = match p.journal_mode.as_deref() {
+            None | Some("alternate") => crate::journal::JournalMode::Alternate,
+            Some("mirror") => crate::journal::JournalMode::Mirror,
+            Some(m) => {
+                return req.invalid(&format!(
+                    "journal_mode must be \"alternate\" or \"mirror\", got {m:?}"
+                ))
+            }
+        };
         let uuid = match p.uuid.as_deref().map(json::parse_uuid) {
             None => None,
             Some(Some(u)) => Some(u),
@@ -120,7 +149,8 @@ unsafe extern "C" fn rpc_create(
             name: p.name,
             strip_size_kb: p.strip_size_kb,
             base_bdevs,
-            journal_bdev: p.journal_bdev,
+            journal_bdevs,
+            journal_mode,
             volume: p.volume,
             uuid,
             journal: p.journal,

@@ -33,7 +33,7 @@ use super::ffi::{self, noticelog, warnlog, SendPtr};
 use super::life;
 use super::rebuild::{self, PassOpts, PassResult, Slot};
 use super::status::{ProcState, ProcStatus};
-use super::superblocks::{record_member_states_then, write_sb};
+use super::superblocks::{record_member_states_then, write_sb, Join};
 use crate::control::PassKind;
 use crate::journal::JournalVolume;
 use crate::superblock::{JournalVolume as JournalEntry, MemberState, MAX_VOLUMES};
@@ -88,9 +88,7 @@ pub(crate) fn choose(
         let running = r
             .journals
             .iter()
-            .find(|j| {
-                j.name == journal_bdev && j.base.lock().unwrap_or_else(|e| e.into_inner()).is_some()
-            })
+            .find(|j| j.name == journal_bdev && j.present())
             .cloned();
         let member_of = r
             .volumes
@@ -199,18 +197,23 @@ pub(crate) fn install(
             if let Err(er) = sb.validate() {
                 return done(Err(e(EINVAL, format!("bad journal superblock: {er}"))));
             }
-            let Some(raw) = j.raw() else {
+            let images = j.sb_images(&sb);
+            if images.is_empty() {
                 return done(Err(e(EIO, format!("journal bdev {} was removed", j.name))));
-            };
-            let image = sb.encode();
-            write_sb(raw, j.name.clone(), image, move |r| match r {
+            }
+            let j2 = j.clone();
+            let join = Join::new(images.len(), move |r| match r {
                 Ok(()) => {
-                    *j.sb.lock().unwrap_or_else(|e| e.into_inner()) = sb;
+                    *j2.sb.lock().unwrap_or_else(|e| e.into_inner()) = sb;
                     drop(lease);
-                    done(Ok(j))
+                    done(Ok(j2))
                 }
                 Err(m) => done(Err(e(EIO, m))),
             });
+            for (raw, name, image) in images {
+                let join = join.clone();
+                write_sb(raw, name, image, move |r| Join::one(&join, r));
+            }
         }
     }
 }
@@ -232,12 +235,7 @@ pub(crate) fn set_journal(v: Arc<SpdkVolume>, journal_bdev: String, opts: PassOp
             ),
         )));
     }
-    let present = old
-        .journal
-        .base
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .is_some();
+    let present = old.journal.present();
     if present && !old.journal.journal.is_failed() {
         return done(Err(e(
             EBUSY,
@@ -379,7 +377,7 @@ fn retire(v: &Arc<SpdkVolume>, old: &Attached) {
         }
     };
     if let Some(j) = gone {
-        drop(j.base.lock().unwrap_or_else(|e| e.into_inner()).take());
+        j.close(None);
         noticelog!("journal {} released", j.name);
     }
 }
@@ -403,16 +401,21 @@ fn move_channels(
         let addr = ctx.addr;
         let ptr: *mut ChanCtx = ctx;
         let be = ctx.channel.backend_mut();
-        if let Some(old) = be.journal.take() {
+        for old in std::mem::take(&mut be.journal).into_iter().flatten() {
             be.retire(old);
         }
         be.journal = journal
-            .base
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .and_then(DevSlot::open);
-        if be.journal.is_none() {
+            .devs
+            .iter()
+            .map(|d| {
+                d.base
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .and_then(DevSlot::open)
+            })
+            .collect();
+        if be.journal.iter().all(Option::is_none) {
             warnlog!(
                 "volume {}: no channel to journal {} on this reactor: its record writes fail",
                 ctx.vol.name,

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# A journal of two bdevs (claim 13), in alternate and in mirror mode, on AIO files:
+#  (a) bad bdev_jraid_create requests about journal devices fail with clear errors and leave
+#      their bdevs unclaimed;
+#  (b) under fio crc32c verify load on two threads (over the plugin's RPC socket), journal
+#      bdev j1 is deleted: no I/O fails, every block verifies, the volume shows
+#      "journal_degraded" with j1 lost and j0 online, and records go on being written (to j0);
+#  (c) a fill, then random rewrites killed with -9; journal file j1 (alternate) or j0 (mirror)
+#      is deleted; the volume is brought back with the device that is left
+#      (bdev_jraid_create by uuid, as save_config writes it): it resyncs every stripe before
+#      it serves (the newest record may have been on the lost file), then fio verify-only
+#      reads back every block, and bdev_jraid_scrub finds parity clean.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+trap stop_tgt EXIT
+
+find_fio
+
+# rpc_err SOCK METHOD PARAMS WHAT: the call must fail; prints the error.
+rpc_err() {
+    local out
+    out=$(rpc "$1" "$2" "$3")
+    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); e=r.get("error")
+assert e, "expected an error: %s" % r
+print(e["code"], e["message"])' "$out" || die "$4: $out"
+}
+
+log "(a) bad requests"
+dir=$WORK/jdev
+mkdir -p "$dir"
+sock=$dir/tgt.sock
+start_tgt "$sock" "$dir/tgt.log"
+mallocs "$sock" 4096 b0 b1 b2 b3
+mallocs "$sock" 1024 k0 k1 k2
+base='"name":"v","strip_size_kb":16,"base_bdevs":["b0","b1","b2","b3"]'
+rpc_err "$sock" bdev_jraid_create "{$base,\"journal_bdev\":\"k0\",\"journal_bdevs\":[\"k0\",\"k1\"]}" "both journal_bdev and journal_bdevs" >&2
+rpc_err "$sock" bdev_jraid_create "{$base,\"journal_bdevs\":[\"k0\",\"k1\",\"k2\"]}" "three journal bdevs" >&2
+rpc_err "$sock" bdev_jraid_create "{$base,\"journal_bdevs\":[\"k0\",\"k0\"]}" "a journal bdev twice" >&2
+rpc_err "$sock" bdev_jraid_create "{$base,\"journal_bdevs\":[\"k0\",\"b1\"]}" "a member as journal" >&2
+rpc_err "$sock" bdev_jraid_create "{$base,\"journal_bdevs\":[\"k0\",\"nope\"]}" "a missing journal bdev" >&2
+rpc_err "$sock" bdev_jraid_create "{$base,\"journal_bdev\":\"k0\",\"journal_mode\":\"mirror\"}" "mode with one bdev" >&2
+rpc_err "$sock" bdev_jraid_create "{$base,\"journal_bdevs\":[\"k0\",\"k1\"],\"journal_mode\":\"both\"}" "unknown mode" >&2
+rpc_err "$sock" bdev_jraid_create "{$base}" "no journal" >&2
+for b in b0 b1 b2 b3 k0 k1 k2; do
+    rpc "$sock" bdev_get_bdevs "{\"name\":\"$b\"}" | grep -q '"claimed": *false' || die "$b left claimed"
+done
+rpc_ok "$sock" bdev_jraid_create "{$base,\"journal_bdevs\":[\"k0\",\"k1\"],\"journal_mode\":\"mirror\"}" >/dev/null
+# A device of that journal named with another bdev is refused.
+mallocs "$sock" 4096 c0 c1 c2
+rpc_err "$sock" bdev_jraid_create '{"name":"w","strip_size_kb":16,"base_bdevs":["c0","c1","c2"],"journal_bdevs":["k1","k2"]}' "half of a running pair" >&2
+# The other volume may share the pair (named in full).
+rpc_ok "$sock" bdev_jraid_create '{"name":"w","strip_size_kb":16,"base_bdevs":["c0","c1","c2"],"journal_bdevs":["k0","k1"]}' >/dev/null
+st=$(rpc_ok "$sock" bdev_jraid_get_bdevs | python3 -c 'import json,sys
+print(" ".join("%s:%d:%s:%s:%s" % (v["name"], v["volume"], v["state"], v["journal"]["mode"], ",".join(d["name"] + "=" + d["state"] for d in v["journal"]["devices"])) for v in json.load(sys.stdin)))')
+log "two volumes on one mirrored pair: $st"
+[ "$st" = "v:0:online:mirror:k0=online,k1=online w:1:online:mirror:k0=online,k1=online" ] || die "shared pair: $st"
+rpc_ok "$sock" bdev_malloc_delete '{"name":"k0"}' >/dev/null
+for _ in $(seq 1 50); do
+    st=$(rpc_ok "$sock" bdev_jraid_get_bdevs | python3 -c 'import json,sys; print(" ".join(v["state"] for v in json.load(sys.stdin)))')
+    [ "$st" = "journal_degraded journal_degraded" ] && break
+    sleep 0.1
+done
+[ "$st" = "journal_degraded journal_degraded" ] || die "after deleting k0 of the shared pair: $st"
+stop_tgt
+
+for mode in alternate mirror; do
+    dir=$WORK/jdev-$mode
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    for i in 0 1 2 3; do truncate -s 64M "$dir/m$i"; done
+    for j in j0 j1; do truncate -s 8M "$dir/$j"; done
+    members=(m0 m1 m2 m3)
+    create="{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":16,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdevs\":[\"j0\",\"j1\"],\"journal_mode\":\"$mode\"}}"
+    bdev_config "$dir/load.json" "$(aio_entries "$dir" "${members[@]}" j0 j1),$create"
+
+    log "($mode b) fio crc32c verify on two threads; journal bdev j1 deleted under the load"
+    cat >"$dir/hot.fio" <<FIO
+[global]
+ioengine=spdk_bdev
+spdk_rpc_listen_addr=$dir/fio.sock
+spdk_json_conf=$dir/load.json
+$FIO_MEM_OPTS
+thread=1
+direct=1
+filename=r0
+rw=randwrite
+bs=4k
+iodepth=32
+verify=crc32c
+do_verify=1
+verify_fatal=1
+verify_dump=1
+loops=12
+rate_iops=20000
+group_reporting=0
+
+[w4k]
+numjobs=2
+size=40m
+offset_increment=40m
+FIO
+    rm -f "$dir/fio.sock"
+    run_fio "$dir" 300 --output-format=json --output="$dir/hot.json" "$dir/hot.fio" >"$dir/hot.log" 2>&1 &
+    fio_pid=$!
+    for _ in $(seq 1 200); do
+        [ -S "$dir/fio.sock" ] && rpc "$dir/fio.sock" bdev_jraid_get_bdevs >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    sleep 1.5
+    jst() {
+        rpc_ok "$dir/fio.sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c "import json,sys; v=json.load(sys.stdin)[0]; j=v['journal']; print($1)"
+    }
+    before=$(jst 'v["state"], j["mode"], ",".join(d["name"] + "=" + d["state"] for d in j["devices"]), j["records_written"]')
+    log "before: $before"
+    read -r s0 m0 d0 w0 <<<"$before"
+    [ "$s0 $m0 $d0" = "online $mode j0=online,j1=online" ] || die "before the loss: $before"
+    [ "$w0" -gt 0 ] || die "no record written before the loss"
+    uuid=$(jst 'v["uuid"]')
+    rpc_ok "$dir/fio.sock" bdev_aio_delete '{"name":"j1"}' >/dev/null || die "could not delete j1 under fio"
+    sleep 1
+    mid=$(jst 'v["state"], ",".join(d["name"] + "=" + d["state"] for d in j["devices"]), j["degraded"], j["failed"], j["devices_lost"], j["records_written"]')
+    sleep 1
+    late=$(jst 'j["records_written"]')
+    log "after deleting j1: $mid; records written a second later: $late"
+    read -r s1 d1 deg1 f1 lost1 w1 <<<"$mid"
+    [ "$s1 $d1 $deg1 $f1 $lost1" = "journal_degraded j0=online,j1=lost True False 1" ] || die "after the loss: $mid"
+    [ "$late" -gt "$w1" ] && [ "$w1" -gt "$w0" ] || die "records stopped after the loss ($w0 -> $w1 -> $late)"
+    rc=0
+    wait "$fio_pid" || rc=$?
+    [ "$rc" = 0 ] || { tail -30 "$dir/hot.log" >&2; die "fio with a journal device removed failed (rc $rc)"; }
+    grep -aiE "verify: bad|crc32c: verify failed|bad magic" "$dir/hot.log" "$dir/hot.json" && die "verify errors after the journal device loss"
+    python3 - "$dir/hot.json" <<'PY' || die "fio results after the journal device loss"
+import json, sys
+text = open(sys.argv[1]).read()
+d = json.loads(text[text.index("{"):])
+for j in d["jobs"]:
+    w, r = j["write"], j["read"]
+    print(f"{j['jobname']}: wrote {w['io_bytes']/2**20:.1f} MiB, verified {r['io_bytes']/2**20:.1f} MiB, error {j['error']}")
+    assert j["error"] == 0 and w["io_bytes"] > 0 and r["io_bytes"] == w["io_bytes"], j["jobname"]
+PY
+
+    gone=j1
+    [ "$mode" = mirror ] && gone=j0
+    left=j0
+    [ "$gone" = j0 ] && left=j1
+    log "($mode c) fill, random rewrites killed with -9, journal file $gone lost"
+    bdev_config "$dir/both.json" "$(aio_entries "$dir" "${members[@]}" j0 j1)"
+    bdev_config "$dir/one.json" "$(aio_entries "$dir" "${members[@]}" "$left"),{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":16,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdevs\":[\"$left\"],\"journal_mode\":\"$mode\",\"uuid\":\"$uuid\"}}"
+    # Each write of a block carries the same bytes (its offset), so whatever the kill leaves in
+    # flight, every block written once reads back as exactly that.
+    cat >"$dir/fill.fio" <<FIO
+[global]
+ioengine=spdk_bdev
+spdk_json_conf=$dir/both.json
+$FIO_MEM_OPTS
+thread=1
+direct=1
+filename=r0
+rw=write
+bs=4k
+iodepth=32
+size=48m
+verify=pattern
+verify_pattern=%o
+do_verify=0
+
+[load]
+FIO
+    sed -e 's/^rw=write$/rw=randwrite\ntime_based=1\nruntime=60/' "$dir/fill.fio" >"$dir/load.fio"
+    sed -e "s|^spdk_json_conf=.*|spdk_json_conf=$dir/one.json\nspdk_rpc_listen_addr=$dir/fio.sock|" \
+        -e 's/^do_verify=0$/verify_only=1\nverify_fatal=1/' "$dir/fill.fio" >"$dir/verify.fio"
+    rc=0
+    run_fio "$dir" 120 "$dir/fill.fio" >"$dir/fill.log" 2>&1 || rc=$?
+    [ "$rc" = 0 ] || { tail -20 "$dir/fill.log" >&2; die "fio fill failed (rc $rc)"; }
+    rc=0
+    FIO_KILL=1 run_fio "$dir" "${LOAD_S:-5}" "$dir/load.fio" >"$dir/load.log" 2>&1 || rc=$?
+    [ "$rc" = 137 ] || { tail -20 "$dir/load.log" >&2; die "fio under load ended with rc $rc, not by kill -9"; }
+    sleep 0.3 # the dead process's AIO drains (see README)
+    # What each device's newest record lists (the offline checker reads one device): the kill
+    # must have come under load.
+    listed=0
+    for j in j0 j1; do
+        out=$(python3 "$here/scrub.py" "$dir/$j" "${members[@]/#/$dir/}" || true)
+        log "$j: $out"
+        n=$(sed -n 's/.* lists \([0-9]*\) stripes of volume.*/\1/p' <<<"$out")
+        [ "${n:-0}" -gt "$listed" ] && listed=$n
+    done
+    [ "$listed" -ge 100 ] || die "only $listed stripes listed after kill -9 under fio"
+    rm -f "$dir/$gone"
+
+    log "($mode c) r0 back with $left alone: full resync, then fio verify-only of every block"
+    rm -f "$dir/fio.sock"
+    run_fio "$dir" 300 --output-format=json --output="$dir/verify.json" "$dir/verify.fio" >"$dir/verify.log" 2>&1 &
+    fio_pid=$!
+    seen=""
+    while kill -0 "$fio_pid" 2>/dev/null; do
+        st=$(rpc "$dir/fio.sock" bdev_jraid_get_bdevs '{"name":"r0"}' 2>/dev/null | python3 -c '
+import json, sys
+v = json.load(sys.stdin)["result"][0]
+r, j = v["recovery"], v["journal"]
+print(v["state"], r["state"], r["stripes_resynced"] == v["stripes"] == r["stripes_total"], ",".join(d["state"] for d in j["devices"]))' 2>/dev/null) && seen=$st
+        sleep 0.2
+    done
+    rc=0
+    wait "$fio_pid" || rc=$?
+    [ "$rc" = 0 ] || { tail -30 "$dir/verify.log" >&2; die "fio verify-only with $left alone failed (rc $rc)"; }
+    grep -aiE "verify: bad|verify failed|bad pattern" "$dir/verify.log" "$dir/verify.json" && die "fio verify-only reported bad blocks"
+    python3 - "$dir/verify.json" <<'PY' || die "fio verify-only results"
+import json, sys
+text = open(sys.argv[1]).read()
+d = json.loads(text[text.index("{"):])
+j = d["jobs"][0]
+print(f"fio verify-only: {j['read']['io_bytes'] / 2**20:.1f} MiB read and checked, error {j['error']}")
+assert j["error"] == 0 and j["read"]["io_bytes"] == 48 << 20, j["read"]["io_bytes"]
+PY
+    log "seen over fio's RPC socket while it verified: ${seen:-nothing (it ended first)}"
+    log "($mode c) parity after the full resync"
+    start_tgt "$sock" "$dir/tgt.log" "$dir/one.json"
+    wait_bdev "$sock" r0
+    grep -aq "one of its two devices ($mode mode) is missing" "$dir/tgt.log" || die "no word on the missing journal device"
+    grep -aq "full resync of" "$dir/tgt.log" || die "no full resync logged"
+    st=$(rpc_ok "$sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c '
+import json, sys
+v = json.load(sys.stdin)[0]
+r, j = v["recovery"], v["journal"]
+print(v["state"], r["state"], r["stripes_resynced"] == v["stripes"] == r["stripes_total"], ",".join(d["state"] for d in j["devices"]))')
+    expect="journal_degraded done True online,lost"
+    [ "$left" = j1 ] && expect="journal_degraded done True lost,online"
+    log "r0 with $left alone: $st"
+    [ "$st" = "$expect" ] || die "with $gone lost: not a full resync before serving, or wrong states ($st)"
+    rpc_ok "$sock" bdev_jraid_scrub '{"name":"r0"}' >/dev/null
+    for _ in $(seq 1 300); do
+        sc=$(rpc_ok "$sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["scrub"]; print(s["state"], s["mismatches"])')
+        [ "${sc%% *}" = done ] && break
+        sleep 0.1
+    done
+    [ "$sc" = "done 0" ] || die "scrub after the full resync: $sc"
+    stop_tgt
+done
+log "test_journal_devices: OK"
