@@ -35,7 +35,8 @@ use jraid::control::RecoveryOptions;
 use jraid::sim::cli::SeedArgs;
 use jraid::sim::workload::{
     admin_check, crash_check_with, delete_check, journal_device_check, journal_loss_check,
-    large_check, online_check, read_error_check, transient_check, JournalDeviceLoss,
+    large_check, online_check, read_error_check, transient_check, DevicesControl,
+    JournalDeviceLoss,
 };
 use jraid::sim::RecordRead;
 
@@ -62,6 +63,7 @@ fn main() {
     let mut large = false;
     let mut online = false;
     let mut record_read = RecordRead::Chain;
+    let mut replace_early = false;
     let mut skip_detach_flush = false;
     let mut skip_pass_flush = false;
     let mut record_failures = true;
@@ -88,9 +90,10 @@ fn main() {
                 Some("no-detach-flush") => skip_detach_flush = true,
                 Some("checkpoint-only") => record_read = RecordRead::CheckpointOnly,
                 Some("trust-survivor") => record_read = RecordRead::SurvivorTrusted,
+                Some("replace-early") => replace_early = true,
                 Some("no-unsynced-guard") => opts.skip_unsynced_guard = true,
                 other => usage(format!(
-                    "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush, checkpoint-only, trust-survivor, no-unsynced-guard)"
+                    "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush, checkpoint-only, trust-survivor, replace-early, no-unsynced-guard)"
                 )),
             },
             "--loss" => {
@@ -98,8 +101,9 @@ fn main() {
                     Some("running") => Some(JournalDeviceLoss::Running),
                     Some("crash") => Some(JournalDeviceLoss::Crash),
                     Some("member") => Some(JournalDeviceLoss::WithMember),
+                    Some("replaced") => Some(JournalDeviceLoss::Replaced),
                     other => usage(format!(
-                        "unknown --loss {other:?} (running, crash, member)"
+                        "unknown --loss {other:?} (running, crash, member, replaced)"
                     )),
                 }
             }
@@ -151,6 +155,7 @@ fn main() {
             JournalDeviceLoss::Running => " --loss running",
             JournalDeviceLoss::Crash => " --loss crash",
             JournalDeviceLoss::WithMember => " --loss member",
+            JournalDeviceLoss::Replaced => " --loss replaced",
         };
     }
     if delete {
@@ -173,6 +178,9 @@ fn main() {
     }
     if record_read == RecordRead::SurvivorTrusted {
         extra += " --control trust-survivor";
+    }
+    if replace_early {
+        extra += " --control replace-early";
     }
     if skip_detach_flush {
         extra += " --control no-detach-flush";
@@ -215,7 +223,13 @@ fn main() {
                 seed,
                 crashes,
                 device_loss,
-                record_read == RecordRead::SurvivorTrusted,
+                if record_read == RecordRead::SurvivorTrusted {
+                    Some(DevicesControl::TrustSurvivor)
+                } else if replace_early {
+                    Some(DevicesControl::ReplaceEarly)
+                } else {
+                    None
+                },
             )
         } else if delete {
             delete_check(seed, crashes, skip_detach_flush)

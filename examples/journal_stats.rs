@@ -41,6 +41,7 @@ fn main() {
                     volatile: false,
                     hysteresis_us: 100_000,
                     hysteresis_generations: 2,
+                    control_replace_early: false,
                 }),
                 max_latency_us: 20,
                 error_rate: 0.0,

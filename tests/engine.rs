@@ -23,6 +23,7 @@ fn world(members: u32, journal: bool) -> World {
             volatile: true,
             hysteresis_us: 100_000,
             hysteresis_generations: 2,
+            control_replace_early: false,
         }),
         max_latency_us: 50,
         error_rate: 0.0,

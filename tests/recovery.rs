@@ -24,6 +24,7 @@ fn cfg(seed: u64) -> SimConfig {
             // Nothing leaves the record during the test: every written stripe stays listed.
             hysteresis_us: 1 << 40,
             hysteresis_generations: 2,
+            control_replace_early: false,
         }),
         max_latency_us: 30,
         error_rate: 0.0,

@@ -85,6 +85,10 @@ pub struct JournalConfig {
     /// the entries due next while it decides on the current one; without it, it loads a few
     /// ahead at a time (`touch_due`).
     pub prefetch: Option<fn(*const u8)>,
+    /// Simulator control only: [`Journal::device_added`] takes a replacement device without
+    /// waiting until the survivor holds every durable record. The simulation must then find
+    /// loss; no runtime sets it.
+    pub control_replace_early: bool,
     /// Loom control only: a mark leaves a removal claim in place instead of withdrawing it (the
     /// removal rule of the module comment). The removal-race model must then fail; no build
     /// but loom's has the field.
@@ -108,6 +112,7 @@ impl JournalConfig {
             max_channels: 1024,
             advise_state_memory: None,
             prefetch: None,
+            control_replace_early: false,
             #[cfg(loom)]
             control_keep_removal_claim: false,
         }
@@ -368,6 +373,9 @@ pub enum RecordOutcome {
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
     generation: u64,
+    /// Per device: whether it held every chain byte written before this record when the
+    /// record was placed (every durable record; see [`Journal::device_added`]).
+    held_before: [bool; 2],
     /// Writes not yet reported.
     left: usize,
     /// Devices whose write succeeded.
@@ -971,6 +979,10 @@ impl Journal {
         };
         let mut flight = InFlight {
             generation: g,
+            held_before: {
+                let before = l.tail_start + l.tail.len() as u64;
+                [l.written[0] >= before, l.written[1] >= before]
+            },
             left: 0,
             ok: [false; 2],
             ends: [None; 2],
@@ -1352,6 +1364,41 @@ impl Journal {
         }
     }
 
+    /// A fresh device takes the place of lost journal device `k` while running (an online
+    /// replacement, `bdev_jraid_set_journal` on a degraded journal): it holds nothing of the
+    /// chain, so the next record is a checkpoint, which goes to every live device, this one
+    /// included ([`Journal::place`]); from then on records spread over both again. Until that
+    /// checkpoint is durable on it, the device holds no record, and the newest chain over
+    /// both devices is the survivor's, which holds every durable generation: a restart that
+    /// finds both devices is complete. That holds only if the survivor holds every durable
+    /// record when the replacement is taken: in alternate mode the newest record(s) may have
+    /// gone to the lost device alone, and reach the survivor with the next record written
+    /// there. So this is refused (false: the caller tries again later) while the survivor
+    /// lacks chain bytes of durable records (the record in flight is not durable yet: what
+    /// counts is what the survivor held when it was placed); and refused for good unless the
+    /// journal has two
+    /// devices, `k` is lost and the other one is live. The simulator's `--loss replaced` case
+    /// finds acknowledged generations lost without this wait.
+    pub fn device_added(&self, k: u32) -> bool {
+        let d = k as usize;
+        if self.cfg.devices < 2 || d > 1 || self.device_live(d) || !self.device_live(1 - d) {
+            return false;
+        }
+        let mut guard = lock(&self.listed);
+        let l = &mut *guard;
+        let survivor_whole = match &l.job {
+            None => l.written[1 - d] >= l.tail_start + l.tail.len() as u64,
+            Some(job) => job.held_before[1 - d],
+        };
+        if !survivor_whole && !self.cfg.control_replace_early {
+            return false;
+        }
+        l.used = 0;
+        l.written[d] = 0;
+        self.live[d].store(true, SeqCst);
+        true
+    }
+
     /// Whether journal device `dev` is still in use.
     pub fn device_live(&self, dev: usize) -> bool {
         dev < self.cfg.devices as usize && dev < 2 && self.live[dev].load(SeqCst)
@@ -1658,6 +1705,61 @@ mod tests {
         assert_eq!((g, devs), (6, vec![1]));
         assert_eq!(t.device(1).map(|s| s.0), Some(6));
         assert_eq!(t.device(0).map(|s| s.0), Some(4));
+    }
+
+    /// A lost device replaced online (a fresh, zeroed device in its place): the next record
+    /// is a checkpoint of the whole listed set to both devices, so the replacement alone
+    /// reads back the newest state from then on, and alternation resumes. Before that
+    /// checkpoint it holds nothing, and the survivor everything.
+    #[test]
+    fn a_device_replaced_online_gets_a_checkpoint_of_everything_first() {
+        use record::Kind::{Checkpoint, Delta};
+        for mode in [JournalMode::Alternate, JournalMode::Mirror] {
+            let mut t = TwoDevices::new(mode);
+            // Stripe 5 stays listed throughout (marked, never clean).
+            assert!(matches!(t.j.mark(&t.jv, 5), Mark::Wait(_)));
+            t.write(1, 1);
+            t.flush(2);
+            t.write(2, 10);
+            t.flush(11);
+            t.down[1] = true;
+            t.j.device_gone(1);
+            assert!(!t.j.device_added(0), "{mode:?}: device 0 is not lost");
+            t.write(3, 20);
+            let (g, _, devs, _) = t.flush(21);
+            assert_eq!(devs, vec![0], "{mode:?}");
+            // The replacement: fresh and zeroed.
+            t.disks[1].iter_mut().for_each(|b| *b = 0);
+            t.down[1] = false;
+            assert!(t.j.device_added(1));
+            assert!(!t.j.degraded());
+            assert!(!t.j.device_added(1), "{mode:?}: already live");
+            t.write(4, 30);
+            let (g2, kind, devs, outcome) = t.flush(31);
+            assert_eq!(
+                (g2, kind, devs, outcome),
+                (
+                    g + 1,
+                    Checkpoint,
+                    vec![0, 1],
+                    RecordOutcome::Durable { again: false }
+                ),
+                "{mode:?}"
+            );
+            assert_eq!(t.device(1), t.device(0), "{mode:?}");
+            assert!(t.device(1).expect("written").1.contains(&5), "{mode:?}");
+            // Records spread over both again.
+            t.write(6, 40);
+            let (g3, kind, devs, _) = t.flush(41);
+            let want = match mode {
+                JournalMode::Alternate => vec![(g3 % 2) as u32],
+                JournalMode::Mirror => vec![0, 1],
+            };
+            assert_eq!((kind, devs), (Delta, want), "{mode:?}");
+            let newest = t.device(0).max(t.device(1)).expect("written");
+            assert_eq!(newest.0, g3, "{mode:?}");
+            assert!(newest.1.contains(&5) && newest.1.contains(&6), "{mode:?}");
+        }
     }
 
     /// A replacement with a volatile cache joins a volume whose members had none: from then

@@ -840,6 +840,7 @@ pub fn random_journal(rng: &mut Rng) -> SimJournal {
         volatile: rng.chance(0.5),
         hysteresis_us: [0, 200, 2_000, 100_000][rng.range(0, 4) as usize],
         hysteresis_generations: rng.range(0, 3),
+        control_replace_early: false,
     }
 }
 
@@ -1401,6 +1402,16 @@ pub fn journal_loss_check(seed: u64, crashes: u32, skip_pass_flush: bool) -> Out
     d.out
 }
 
+/// The controls of [`journal_device_check`] (alternate mode; each must find loss).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevicesControl {
+    /// A restart that misses a journal device trusts the survivor's newest record.
+    TrustSurvivor,
+    /// A replacement device is taken online before the survivor holds every durable record
+    /// ([`crate::journal::JournalConfig::control_replace_early`]).
+    ReplaceEarly,
+}
+
 /// Which journal device loss [`journal_device_check`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JournalDeviceLoss {
@@ -1410,6 +1421,9 @@ pub enum JournalDeviceLoss {
     Crash,
     /// Lost while running together with a member (the device comes back after the power loss).
     WithMember,
+    /// Lost while running for good, then a fresh device takes its place online
+    /// ([`World::replace_journal_device`]).
+    Replaced,
 }
 
 /// Journal device check for one seed: one to three volumes on a journal of two devices
@@ -1419,11 +1433,13 @@ pub enum JournalDeviceLoss {
 ///   good or transiently (back after the next power loss with what it held, behind the
 ///   survivor), sometimes together with a member of the first volume: no request may fail for
 ///   it (the survivor takes every record from then on);
-/// - or at a power loss: the restart finds it missing.
+/// - or at a power loss: the restart finds it missing;
+/// - lost for good while running, a fresh device may take its place online (the next record
+///   is a checkpoint to both), before or around the power losses.
 ///
 /// A restart with a journal device missing resyncs every stripe (all members are there then).
 /// Every acknowledged write reads back and parity matches, also with a member lost. With
-/// `trust_survivor` (the control, alternate mode only) a restart that misses a device trusts
+/// the control [`DevicesControl::TrustSurvivor`] a restart that misses a device trusts
 /// the survivor's newest record: the newest generation may have been on the missing device
 /// alone, and loss is expected. `loss` picks one case for every seed (`None`: each seed draws
 /// one); a seed of a picked case fails unless it exercised it.
@@ -1431,8 +1447,9 @@ pub fn journal_device_check(
     seed: u64,
     crashes: u32,
     loss: Option<JournalDeviceLoss>,
-    trust_survivor: bool,
+    control: Option<DevicesControl>,
 ) -> Outcome {
+    let trust_survivor = control == Some(DevicesControl::TrustSurvivor);
     let mut rng = Rng::new(seed ^ 0x0D_E1_1C_E2);
     let nvol = rng.range(1, 4) as usize;
     let volumes: Vec<(u32, Geometry)> = (0..nvol)
@@ -1440,9 +1457,10 @@ pub fn journal_device_check(
         .collect();
     let mut sj = random_journal(&mut rng);
     sj.devices = 2;
-    if trust_survivor {
+    if control.is_some() {
         sj.mode = JournalMode::Alternate;
     }
+    sj.control_replace_early = control == Some(DevicesControl::ReplaceEarly);
     let cfg = random_config(seed, &mut rng, volumes, Some(sj));
     let w = Workload {
         ops: 120,
@@ -1455,12 +1473,14 @@ pub fn journal_device_check(
     let victim = rng.range(0, 2) as u32;
     let mut while_running = !trust_survivor && rng.chance(0.6);
     let mut transient = rng.chance(0.5);
-    let tell = rng.chance(0.3);
+    let mut tell = rng.chance(0.3);
     // A member too: only with a device that comes back (a restart without a journal device
     // resyncs every stripe, which needs every member).
     let mut with_member = while_running && transient && rng.chance(0.4);
     let mut lose_at = rng.range(0, 60) as usize;
     let mut member_at = rng.range(0, 120) as usize;
+    let mut replace = while_running && !transient && !with_member && rng.chance(0.5);
+    let mut replace_at = lose_at + rng.range(0, 60) as usize;
     let mut min_events = 1;
     if let Some(l) = loss {
         // Early enough that the power goes after it.
@@ -1469,6 +1489,12 @@ pub fn journal_device_check(
         while_running = l != JournalDeviceLoss::Crash;
         with_member = l == JournalDeviceLoss::WithMember;
         transient |= with_member;
+        replace = l == JournalDeviceLoss::Replaced;
+        if replace {
+            // Replaced after the runtime reported the loss (as an operator does).
+            (transient, tell) = (false, true);
+            replace_at = lose_at + rng.range(1, 10) as usize;
+        }
     }
     let member = rng.range(0, cfg.volumes[0].1.members as u64) as u32;
     let mut d = Driver::new(World::new(cfg.clone()), rng.fork(1));
@@ -1477,6 +1503,7 @@ pub fn journal_device_check(
     }
     let mut crash_time = 0;
     let mut device_lost = false;
+    let mut replaced = false;
 
     for k in 0..crashes.max(1) {
         let crash_after = rng.range(min_events, 1500);
@@ -1488,25 +1515,39 @@ pub fn journal_device_check(
             if first && with_member && i == member_at {
                 d.world.fail_member(0, member, true);
             }
+            // Tried at every request from `replace_at` on until the journal takes it.
+            if replace && !replaced && i >= replace_at && i > lose_at {
+                replaced = d.world.replace_journal_device(victim);
+            }
         });
         if first && loss.is_some() {
             let lost = d.world.journal_disks.iter().any(|disk| disk.failed);
             let member_out = d.world.volumes[0].disks.iter().any(|disk| disk.failed);
-            if (while_running && !lost) || (with_member && !member_out) {
+            if (while_running && !lost && !replaced) || (with_member && !member_out) {
                 d.out.unexercised += 1;
                 d.out
                     .note(format!("{loss:?}: the power went before the loss"));
             }
         }
-        if first && !d.world.journal_disks.iter().any(|disk| disk.failed) {
+        // After a replacement, either device may be lost at the power loss, or neither.
+        let at_crash = if replaced {
+            rng.chance(0.5).then(|| rng.range(0, 2) as u32)
+        } else {
+            Some(victim)
+        };
+        if let (true, Some(k)) = (
+            first && !d.world.journal_disks.iter().any(|disk| disk.failed),
+            at_crash,
+        ) {
             // Lost at the power loss itself (or the power went before the loss planned
             // while running).
             // (Back after it when a member is lost too: see `with_member`.)
             let transient = with_member || (!trust_survivor && rng.chance(0.3));
-            d.world.lose_journal_device(victim, transient, false);
+            d.world.lose_journal_device(k, transient, false);
         }
         if let Some(j) = &d.world.journal {
-            device_lost |= j.degraded() || d.world.journal_disks.iter().any(|disk| disk.failed);
+            device_lost |=
+                replaced || j.degraded() || d.world.journal_disks.iter().any(|disk| disk.failed);
         }
         crash_time = d.world.now;
         let (r, f) = journal_counts(&d.world);
@@ -1529,6 +1570,11 @@ pub fn journal_device_check(
     if !device_lost {
         d.out.unexercised += 1;
         d.out.note("no journal device was lost".into());
+    }
+    if loss == Some(JournalDeviceLoss::Replaced) && !replaced {
+        d.out.unexercised += 1;
+        d.out
+            .note("the lost device was never replaced (the survivor never held the whole chain before a power loss)".into());
     }
     let failed = d.world.volumes[0].disks.iter().any(|disk| disk.failed);
     if !failed {

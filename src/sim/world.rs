@@ -55,6 +55,9 @@ pub struct SimJournal {
     pub hysteresis_us: u64,
     /// Hysteresis in generations.
     pub hysteresis_generations: u64,
+    /// Control: a replacement journal device is taken without waiting for the survivor to
+    /// hold every durable record ([`JournalConfig::control_replace_early`]).
+    pub control_replace_early: bool,
 }
 
 impl SimJournal {
@@ -69,6 +72,7 @@ impl SimJournal {
         cfg.volatile_cache = self.volatile;
         cfg.hysteresis_us = self.hysteresis_us;
         cfg.hysteresis_generations = self.hysteresis_generations;
+        cfg.control_replace_early = self.control_replace_early;
         cfg
     }
 
@@ -706,6 +710,27 @@ impl World {
         if let (true, Some(j)) = (tell, &self.journal) {
             j.device_gone(k);
         }
+    }
+
+    /// A fresh (zeroed) device takes the place of lost journal device `k` while running
+    /// ([`Journal::device_added`], as `bdev_jraid_set_journal` on a degraded journal does).
+    /// False, with nothing changed, while the journal cannot take it yet (a record write to
+    /// the lost device still in flight) or cannot take it at all.
+    pub fn replace_journal_device(&mut self, k: u32) -> bool {
+        let Some(j) = &self.journal else {
+            return false;
+        };
+        if !self.journal_disks[k as usize].failed {
+            return false;
+        }
+        // The engine first (it refuses while the old device's write is in flight), then the
+        // device, in the same step: no record goes to `k` in between.
+        if !j.device_added(k) {
+            return false;
+        }
+        let old = &self.journal_disks[k as usize];
+        self.journal_disks[k as usize] = SimDisk::new(old.bs, old.blocks, old.volatile);
+        true
     }
 
     /// After a full resync (flushed), a fresh journal on fresh journal devices becomes the

@@ -126,7 +126,10 @@ while kill -0 "$fio_pid" 2>/dev/null; do
     st=$(rpc "$fdir/fio.sock" bdev_jraid_get_bdevs '{"name":"r0"}' 2>/dev/null | python3 -c '
 import json, sys
 v = json.load(sys.stdin)["result"][0]
-print(v["recovery"]["state"], v["unsynced_stripes"])' 2>/dev/null) && seen=$st
+print(v["recovery"]["state"], v["unsynced_stripes"])' 2>/dev/null) || st=""
+    # Once its verify is over, fio stops the volume (the resync is then aborted) while its RPC
+    # server still answers: what is seen from then on is the shutdown.
+    case "$st" in "" | aborted* | stopping*) ;; *) seen=$st ;; esac
     sleep 0.2
 done
 rc=0
