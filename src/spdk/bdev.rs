@@ -21,8 +21,9 @@ use crate::superblock::JournalSuperblock;
 /// One device of a journal: its bdev name and the bdev (`None` once hot-removed, or when it
 /// was missing at assembly).
 pub(crate) struct JournalDev {
-    /// Bdev name (of a device missing at assembly: empty, its name is not known).
-    pub name: String,
+    /// Bdev name (of a device missing at assembly: empty, its name is not known; changed by
+    /// an online replacement).
+    pub name: Mutex<String>,
     /// The bdev.
     pub base: Mutex<Option<BaseBdev>>,
 }
@@ -78,7 +79,7 @@ impl SpdkJournal {
             devs: devs
                 .into_iter()
                 .map(|(name, b)| JournalDev {
-                    name,
+                    name: Mutex::new(name),
                     base: Mutex::new(b),
                 })
                 .collect(),
@@ -101,6 +102,13 @@ impl SpdkJournal {
             .map(|b| b.raw())
     }
 
+    /// The bdev name of device `k` (empty: not known).
+    pub fn dev_name(&self, k: u32) -> String {
+        self.devs.get(k as usize).map_or_else(String::new, |d| {
+            d.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        })
+    }
+
     /// Whether device `k` is there (not removed, not missing).
     pub fn has(&self, k: u32) -> bool {
         self.devs
@@ -117,7 +125,10 @@ impl SpdkJournal {
     pub fn device_named(&self, name: &str) -> Option<u32> {
         self.devs
             .iter()
-            .position(|d| !d.name.is_empty() && d.name == name)
+            .position(|d| {
+                let n = d.name.lock().unwrap_or_else(|e| e.into_inner());
+                !n.is_empty() && *n == name
+            })
             .map(|k| k as u32)
     }
 
@@ -125,7 +136,7 @@ impl SpdkJournal {
     pub fn present_names(&self) -> Vec<String> {
         (0..self.devs.len() as u32)
             .filter(|k| self.has(*k))
-            .map(|k| self.devs[k as usize].name.clone())
+            .map(|k| self.dev_name(k))
             .collect()
     }
 
@@ -148,7 +159,7 @@ impl SpdkJournal {
                 if let Some(p) = s.pair.as_mut() {
                     p.index = k;
                 }
-                Some((raw, self.devs[k as usize].name.clone(), s.encode()))
+                Some((raw, self.dev_name(k), s.encode()))
             })
             .collect()
     }
@@ -441,7 +452,7 @@ impl SpdkVolume {
         let devices: Vec<Value> = (0..journal.devs.len() as u32)
             .map(|k| {
                 json!({
-                    "name": journal.devs[k as usize].name,
+                    "name": journal.dev_name(k),
                     "state": if journal.has(k) && j.device_live(k as usize) { "online" } else { "lost" },
                 })
             })

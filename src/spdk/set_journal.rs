@@ -236,6 +236,14 @@ pub(crate) fn set_journal(v: Arc<SpdkVolume>, journal_bdev: String, opts: PassOp
         )));
     }
     let present = old.journal.present();
+    // A journal of two going on with one device: the new bdev takes the lost one's place,
+    // online and without a resync (the survivor holds every record).
+    let j = &old.journal;
+    if j.devs.len() == 2 && !j.journal.is_failed() {
+        if let Some(k) = (0..2u32).find(|&k| !(j.has(k) && j.journal.device_live(k as usize))) {
+            return replace_device(j.clone(), k, journal_bdev, done);
+        }
+    }
     if present && !old.journal.journal.is_failed() {
         return done(Err(e(
             EBUSY,
@@ -356,6 +364,162 @@ fn attach(v: Arc<SpdkVolume>, target: Target, status: ProcStatus) {
             });
         });
     });
+}
+
+/// `bdev_jraid_set_journal` on a volume whose journal of two devices goes on with one: bdev
+/// `bdev` takes the place of lost device `k`, online and without a resync. Its superblock (the
+/// journal's, with index `k`) is written first; then every channel of every volume on the
+/// journal gets a channel to it; then the journal takes it ([`crate::journal::Journal::device_added`],
+/// retried until the survivor holds every durable record), and its next record, a checkpoint,
+/// goes to both. Answered once the journal took it.
+fn replace_device(j: Arc<SpdkJournal>, k: u32, bdev: String, done: SetDone) {
+    let in_use = {
+        let r = registry();
+        r.volumes
+            .iter()
+            .find(|v| v.names().contains(&bdev))
+            .map(|v| format!("bdev {bdev} is a member of volume {}", v.name))
+            .or_else(|| {
+                r.journals
+                    .iter()
+                    .find(|o| o.device_named(&bdev).is_some())
+                    .map(|o| format!("bdev {bdev} is a device of journal {}", o.name))
+            })
+    };
+    if let Some(m) = in_use {
+        return done(Err(e(EBUSY, m)));
+    }
+    let lease = match j.lease(format!("bdev_jraid_set_journal (device {k})")) {
+        Ok(l) => l,
+        Err(m) => return done(Err(e(EBUSY, m))),
+    };
+    let b = match create::open_journal_bdev(&bdev) {
+        Ok(b) => b,
+        Err(c) => return done(Err(from_create(c))),
+    };
+    let mut sb = j.sb.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if b.block_size != sb.block_size {
+        return done(Err(e(
+            EINVAL,
+            format!(
+                "bdev {bdev} has {}-byte blocks; journal {} has {}-byte blocks",
+                b.block_size, j.name, sb.block_size
+            ),
+        )));
+    }
+    let need = crate::superblock::JournalSuperblock::min_journal_bytes(sb.slot_bytes);
+    if b.num_blocks * u64::from(b.block_size) < need {
+        return done(Err(e(
+            ENOSPC,
+            format!(
+                "bdev {bdev} too small: journal {} needs {need} bytes per device",
+                j.name
+            ),
+        )));
+    }
+    if let Some(p) = sb.pair.as_mut() {
+        p.index = k;
+    }
+    noticelog!(
+        "journal {}: {bdev} takes the place of device {k} ({}), online, without a resync",
+        j.name,
+        j.dev_name(k)
+    );
+    let (raw, image) = (b.raw(), sb.encode());
+    write_sb(raw, bdev.clone(), image, move |r| {
+        if let Err(m) = r {
+            drop(b); // released untouched but for its superblock
+            return done(Err(e(EIO, m)));
+        }
+        // The lost device's bdev, if still open (its writes failed), goes once every channel
+        // let go of it (the channels' slots are swapped below).
+        let old = {
+            let d = &j.devs[k as usize];
+            *d.name.lock().unwrap_or_else(|e| e.into_inner()) = bdev.clone();
+            d.base.lock().unwrap_or_else(|e| e.into_inner()).replace(b)
+        };
+        let vols: Vec<Arc<SpdkVolume>> = registry()
+            .volumes
+            .iter()
+            .filter(|v| Arc::ptr_eq(&v.journal(), &j))
+            .cloned()
+            .collect();
+        swap_slots(j, k, vols, old, lease, bdev, done);
+    });
+}
+
+/// [`replace_device`]: on every channel of each of `vols` (one volume after the other), the
+/// slot of journal device `k` retired and a new one opened on its new bdev; then the journal
+/// takes the device.
+fn swap_slots(
+    j: Arc<SpdkJournal>,
+    k: u32,
+    mut vols: Vec<Arc<SpdkVolume>>,
+    old: Option<BaseBdev>,
+    lease: super::bdev::SbLease,
+    bdev: String,
+    done: SetDone,
+) {
+    let Some(v) = vols.pop() else {
+        drop(old);
+        return take_device(j, k, lease, bdev, done);
+    };
+    let j2 = j.clone();
+    let step = move |ctx: &mut ChanCtx| -> bool {
+        let be = ctx.channel.backend_mut();
+        if let Some(old) = be.journal.get_mut(k as usize).and_then(Option::take) {
+            be.retire(old);
+        }
+        let slot = j2.devs[k as usize]
+            .base
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(DevSlot::open);
+        if slot.is_none() {
+            warnlog!(
+                "volume {}: no channel to journal device {k} on this reactor",
+                ctx.vol.name
+            );
+        }
+        if let Some(s) = be.journal.get_mut(k as usize) {
+            *s = slot;
+        }
+        true
+    };
+    life::each_channel_until(v.io_device(), RETRY_US, Box::new(step), move || {
+        swap_slots(j, k, vols, old, lease, bdev, done)
+    });
+}
+
+/// [`replace_device`]'s last step: the journal takes device `k` once the survivor holds
+/// every durable record (retried until then; refused for good once the journal failed).
+fn take_device(
+    j: Arc<SpdkJournal>,
+    k: u32,
+    lease: super::bdev::SbLease,
+    bdev: String,
+    done: SetDone,
+) {
+    if j.journal.device_added(k) {
+        drop(lease);
+        noticelog!(
+            "journal {}: device {k} ({bdev}) in service: the next record, a checkpoint, goes to both devices",
+            j.name
+        );
+        return done(Ok(()));
+    }
+    if j.journal.is_failed() || !(0..2).any(|d| d != k as usize && j.journal.device_live(d)) {
+        drop(lease);
+        return done(Err(e(
+            EIO,
+            format!("journal {}: the surviving device is gone too", j.name),
+        )));
+    }
+    life::later(
+        RETRY_US,
+        Box::new(move || take_device(j, k, lease, bdev, done)),
+    );
 }
 
 /// Step 4: the old journal lets go of `v`; closed when no volume uses it.

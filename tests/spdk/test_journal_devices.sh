@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # A journal of two bdevs (claim 13), in alternate and in mirror mode, on AIO files:
 #  (a) bad bdev_jraid_create requests about journal devices fail with clear errors and leave
-#      their bdevs unclaimed;
+#      their bdevs unclaimed; two volumes share a mirrored pair; one device deleted, both are
+#      journal_degraded; set_journal puts a fresh bdev in its place (a member or the survivor
+#      refused), both online;
 #  (b) under fio crc32c verify load on two threads (over the plugin's RPC socket), journal
 #      bdev j1 is deleted: no I/O fails, every block verifies, the volume shows
 #      "journal_degraded" with j1 lost and j0 online, and records go on being written (to j0);
-#  (c) a fill, then random rewrites killed with -9; journal file j1 (alternate) or j0 (mirror)
+#      then a fresh bdev jr takes j1's place online (bdev_jraid_set_journal, no resync): the
+#      volume is "online" again, records go on;
+#  (c) a fill, then random rewrites killed with -9; journal file jr (alternate) or j0 (mirror)
 #      is deleted; the volume is brought back with the device that is left
 #      (bdev_jraid_create by uuid, as save_config writes it): it resyncs every stripe before
 #      it serves (the newest record may have been on the lost file), then fio verify-only
@@ -61,6 +65,13 @@ for _ in $(seq 1 50); do
     sleep 0.1
 done
 [ "$st" = "journal_degraded journal_degraded" ] || die "after deleting k0 of the shared pair: $st"
+rpc_err "$sock" bdev_jraid_set_journal '{"name":"v","journal_bdev":"b1"}' "a member as the replacement" >&2
+rpc_err "$sock" bdev_jraid_set_journal '{"name":"v","journal_bdev":"k1"}' "the survivor as the replacement" >&2
+rpc_ok "$sock" bdev_jraid_set_journal '{"name":"v","journal_bdev":"k2"}' >/dev/null
+st=$(rpc_ok "$sock" bdev_jraid_get_bdevs | python3 -c 'import json,sys
+print(" ".join("%s:%s:%s" % (v["name"], v["state"], ",".join(d["name"] + "=" + d["state"] for d in v["journal"]["devices"])) for v in json.load(sys.stdin)))')
+log "k2 in place of k0, online: $st"
+[ "$st" = "v:online:k2=online,k1=online w:online:k2=online,k1=online" ] || die "after replacing k0: $st"
 stop_tgt
 
 for mode in alternate mirror; do
@@ -90,7 +101,7 @@ verify=crc32c
 do_verify=1
 verify_fatal=1
 verify_dump=1
-loops=12
+loops=20
 rate_iops=20000
 group_reporting=0
 
@@ -125,6 +136,17 @@ FIO
     read -r s1 d1 deg1 f1 lost1 w1 <<<"$mid"
     [ "$s1 $d1 $deg1 $f1 $lost1" = "journal_degraded j0=online,j1=lost True False 1" ] || die "after the loss: $mid"
     [ "$late" -gt "$w1" ] && [ "$w1" -gt "$w0" ] || die "records stopped after the loss ($w0 -> $w1 -> $late)"
+    log "($mode b) a fresh bdev jr takes j1's place online, still under the load"
+    rm -f "$dir/jr"; truncate -s 8M "$dir/jr"
+    rpc_ok "$dir/fio.sock" bdev_aio_create "{\"name\":\"jr\",\"filename\":\"$dir/jr\",\"block_size\":4096}" >/dev/null
+    rpc_ok "$dir/fio.sock" bdev_jraid_set_journal '{"name":"r0","journal_bdev":"jr"}' >/dev/null ||
+        die "set_journal jr under fio"
+    sleep 1
+    rep=$(jst 'v["state"], ",".join(d["name"] + "=" + d["state"] for d in j["devices"]), j["degraded"], j["records_written"], j["checkpoints"]')
+    log "after jr took j1's place: $rep"
+    read -r s2 d2 deg2 w2 _ <<<"$rep"
+    [ "$s2 $d2 $deg2" = "online j0=online,jr=online False" ] || die "after the replacement: $rep"
+    [ "$w2" -gt "$late" ] || die "records stopped after the replacement"
     rc=0
     wait "$fio_pid" || rc=$?
     [ "$rc" = 0 ] || { tail -30 "$dir/hot.log" >&2; die "fio with a journal device removed failed (rc $rc)"; }
@@ -139,12 +161,12 @@ for j in d["jobs"]:
     assert j["error"] == 0 and w["io_bytes"] > 0 and r["io_bytes"] == w["io_bytes"], j["jobname"]
 PY
 
-    gone=j1
+    gone=jr
     [ "$mode" = mirror ] && gone=j0
     left=j0
-    [ "$gone" = j0 ] && left=j1
+    [ "$gone" = j0 ] && left=jr
     log "($mode c) fill, random rewrites killed with -9, journal file $gone lost"
-    bdev_config "$dir/both.json" "$(aio_entries "$dir" "${members[@]}" j0 j1)"
+    bdev_config "$dir/both.json" "$(aio_entries "$dir" "${members[@]}" j0 jr)"
     bdev_config "$dir/one.json" "$(aio_entries "$dir" "${members[@]}" "$left"),{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":16,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdevs\":[\"$left\"],\"journal_mode\":\"$mode\",\"uuid\":\"$uuid\"}}"
     # Each write of a block carries the same bytes (its offset), so whatever the kill leaves in
     # flight, every block written once reads back as exactly that.
@@ -179,7 +201,7 @@ FIO
     # What each device's newest record lists (the offline checker reads one device): the kill
     # must have come under load.
     listed=0
-    for j in j0 j1; do
+    for j in j0 jr; do
         out=$(python3 "$here/scrub.py" "$dir/$j" "${members[@]/#/$dir/}" || true)
         log "$j: $out"
         n=$(sed -n 's/.* lists \([0-9]*\) stripes of volume.*/\1/p' <<<"$out")
@@ -225,7 +247,7 @@ v = json.load(sys.stdin)[0]
 r, j = v["recovery"], v["journal"]
 print(v["state"], r["state"], r["stripes_resynced"] == v["stripes"] == r["stripes_total"], ",".join(d["state"] for d in j["devices"]))')
     expect="journal_degraded done True online,lost"
-    [ "$left" = j1 ] && expect="journal_degraded done True lost,online"
+    [ "$left" = jr ] && expect="journal_degraded done True lost,online"
     log "r0 with $left alone: $st"
     [ "$st" = "$expect" ] || die "with $gone lost: not a full resync before serving, or wrong states ($st)"
     rpc_ok "$sock" bdev_jraid_scrub '{"name":"r0"}' >/dev/null
