@@ -1388,6 +1388,9 @@ impl Journal {
         let l = &mut *guard;
         let survivor_whole = match &l.job {
             None => l.written[1 - d] >= l.tail_start + l.tail.len() as u64,
+            // A write to the lost device still in flight fails when it completes, which
+            // would drop the replacement: wait for it.
+            Some(job) if job.ends[d].is_some() => return false,
             Some(job) => job.held_before[1 - d],
         };
         if !survivor_whole && !self.cfg.control_replace_early {
