@@ -142,6 +142,76 @@ fn two_journal_devices_go_on_without_one() {
     }
 }
 
+/// `--journal PATH --journal2 PATH`: the journal files elsewhere (as on other disks), linked
+/// from the volume directory; losing one of them costs no write. A path that exists already is
+/// refused, and nothing is left behind.
+#[test]
+fn journal_files_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (other, third) = (tmp.path().join("disk1"), tmp.path().join("disk2"));
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::create_dir_all(&third).unwrap();
+    let taken = other.join("taken");
+    std::fs::write(&taken, b"x").unwrap();
+    let dir = tmp.path().join("vol");
+    let d = dir.to_str().unwrap();
+    let o = jraid(&[
+        "create",
+        "--dir",
+        d,
+        "--members",
+        "3",
+        "--member-size",
+        "8M",
+        "--journal",
+        taken.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("already exists"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!dir.exists(), "a refused create left the directory");
+    let (ja, jb) = (other.join("jA"), third.join("jB"));
+    ok(&[
+        "create",
+        "--dir",
+        d,
+        "--members",
+        "3",
+        "--member-size",
+        "8M",
+        "--journal",
+        ja.to_str().unwrap(),
+        "--journal2",
+        jb.to_str().unwrap(),
+        "--journal-mode",
+        "mirror",
+    ]);
+    assert!(dir
+        .join("journal")
+        .symlink_metadata()
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(dir
+        .join("journal2")
+        .symlink_metadata()
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let out = ok(&["status", "--dir", d]);
+    assert!(out.contains("of 2 (mirror)"), "{out}");
+    let out = ok(&["crash-test", "--dir", d, "--rounds", "1", "--seconds", "1"]);
+    assert!(out.contains(" 0 mismatches, 0 parity mismatches"), "{out}");
+    std::fs::remove_file(&jb).unwrap();
+    let out = ok(&["status", "--dir", d]);
+    assert!(out.contains("MISSING"), "{out}");
+    let out = ok(&["crash-test", "--dir", d, "--rounds", "1", "--seconds", "1"]);
+    assert!(out.contains(" 0 mismatches, 0 parity mismatches"), "{out}");
+}
+
 #[test]
 fn block_size_512() {
     let tmp = tempfile::tempdir().unwrap();

@@ -24,6 +24,7 @@ fn create(dir: &Path) {
         block_size: BS as u32,
         journal_size: 1 << 20,
         journal_pair: None,
+        journal_paths: [None, None],
         name: "reactor-test".into(),
     })
     .expect("create the volume");

@@ -777,6 +777,10 @@ pub struct CreateOptions {
     /// A journal of two devices (`journal` and `journal2`, each `journal_size` bytes), records
     /// spread over them in this mode; `None`: one journal file.
     pub journal_pair: Option<JournalMode>,
+    /// Where the journal files live when not in `dir` (a file on another disk): by device,
+    /// `None` for `dir/journal` (`dir/journal2`). A path given is made (it must not exist) and
+    /// `dir/journal` (`dir/journal2`) becomes a symbolic link to it.
+    pub journal_paths: [Option<PathBuf>; 2],
     /// Volume name (at most 39 bytes).
     pub name: String,
 }
@@ -874,12 +878,25 @@ pub fn create(o: &CreateOptions) -> Result<Created, Error> {
             JournalSuperblock::min_journal_bytes(min_slot)
         )));
     }
-    let mut paths: Vec<PathBuf> = (0..o.members).map(|i| member_path(&o.dir, i)).collect();
-    paths.push(journal_path(&o.dir));
-    if o.journal_pair.is_some() {
-        paths.push(journal2_path(&o.dir));
+    if o.journal_paths[1].is_some() && o.journal_pair.is_none() {
+        return Err(Error::new(
+            "a second journal path needs a journal of two devices",
+        ));
     }
-    for p in &paths {
+    let mut paths: Vec<PathBuf> = (0..o.members).map(|i| member_path(&o.dir, i)).collect();
+    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let in_dir = [journal_path(&o.dir), journal2_path(&o.dir)];
+    let devices = if o.journal_pair.is_some() { 2 } else { 1 };
+    for k in 0..devices {
+        match &o.journal_paths[k] {
+            None => paths.push(in_dir[k].clone()),
+            Some(p) => {
+                paths.push(p.clone());
+                links.push((in_dir[k].clone(), p.clone()));
+            }
+        }
+    }
+    for p in paths.iter().chain(links.iter().map(|(l, _)| l)) {
         if p.symlink_metadata().is_ok() {
             return Err(Error::new(format!(
                 "{}: already exists; refusing to overwrite it",
@@ -892,7 +909,15 @@ pub fn create(o: &CreateOptions) -> Result<Created, Error> {
         std::fs::create_dir_all(&o.dir).map_err(|e| io_err(&o.dir, e))?;
     }
     let mut made: Vec<PathBuf> = Vec::new();
-    let r = create_files(o, geo, slot_bytes, &paths, &mut made);
+    let r = create_files(o, geo, slot_bytes, &paths, &mut made).and_then(|()| {
+        for (link, target) in &links {
+            // An absolute target, so the link works from anywhere.
+            let target = std::fs::canonicalize(target).map_err(|e| io_err(target, e))?;
+            std::os::unix::fs::symlink(&target, link).map_err(|e| io_err(link, e))?;
+            made.push(link.clone());
+        }
+        Ok(())
+    });
     if r.is_err() {
         for p in made.iter().rev() {
             let _ = std::fs::remove_file(p);

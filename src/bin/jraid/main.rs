@@ -147,6 +147,14 @@ struct CreateArgs {
     /// missing one resyncs every stripe) or `mirror` (every record to both).
     #[arg(long, default_value = "alternate", value_parser = ["alternate", "mirror"])]
     journal_mode: String,
+    /// Put the journal file here (a new file, e.g. on another disk) instead of in --dir;
+    /// `journal` in --dir becomes a symbolic link to it.
+    #[arg(long)]
+    journal: Option<PathBuf>,
+    /// Put the second journal file here (implies --journal-devices 2); `journal2` in --dir
+    /// becomes a symbolic link to it.
+    #[arg(long)]
+    journal2: Option<PathBuf>,
     /// Volume name.
     #[arg(long, default_value = "jraid")]
     name: String,
@@ -287,11 +295,14 @@ fn create(a: &CreateArgs) -> Result<uring::files::Created, Error> {
             .ok_or_else(|| Error::new("bad geometry: strip size too large"))?,
         block_size: a.block_size,
         journal_size: a.journal_size,
-        journal_pair: (a.journal_devices == 2).then_some(if a.journal_mode == "mirror" {
-            JournalMode::Mirror
-        } else {
-            JournalMode::Alternate
-        }),
+        journal_paths: [a.journal.clone(), a.journal2.clone()],
+        journal_pair: (a.journal_devices == 2 || a.journal2.is_some()).then_some(
+            if a.journal_mode == "mirror" {
+                JournalMode::Mirror
+            } else {
+                JournalMode::Alternate
+            },
+        ),
         name: a.name.clone(),
     })
 }
@@ -739,6 +750,8 @@ fn cmd_demo(a: DemoArgs) -> Result<(), Fail> {
         journal_size: 4 << 20,
         journal_devices: 1,
         journal_mode: "alternate".into(),
+        journal: None,
+        journal2: None,
         name: "demo".into(),
     })?;
     println!(
