@@ -887,12 +887,12 @@ pub fn create(o: &CreateOptions) -> Result<Created, Error> {
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
     let in_dir = [journal_path(&o.dir), journal2_path(&o.dir)];
     let devices = if o.journal_pair.is_some() { 2 } else { 1 };
-    for k in 0..devices {
-        match &o.journal_paths[k] {
-            None => paths.push(in_dir[k].clone()),
+    for (link, given) in in_dir.iter().zip(&o.journal_paths).take(devices) {
+        match given {
+            None => paths.push(link.clone()),
             Some(p) => {
                 paths.push(p.clone());
-                links.push((in_dir[k].clone(), p.clone()));
+                links.push((link.clone(), p.clone()));
             }
         }
     }
