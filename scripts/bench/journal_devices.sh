@@ -89,9 +89,9 @@ for r in $(seq 1 "$reps"); do
                 -m 0x1 "${MEM_ARGS[@]}" -q "$qd" -o 4096 -w randwrite -t "$T" -T r0 >"$logf" 2>&1 ||
                 die "bdevperf $m QD $qd failed: $(tail -5 "$logf")"
             # The Total row: IOPS, MiB/s, Fail/s, TO/s, average, min, max latency (us).
-            line=$(grep -a "^ *Total" "$logf" | tail -1)
+            line=$(grep -a "Total  *:" "$logf" | tail -1 || true)
             [ -n "$line" ] || die "no result in $logf"
-            read -r iops lat <<<"$(awk '{print $3, $7}' <<<"$line")"
+            read -r iops lat <<<"$(sed "s/.*Total *: *//" <<<"$line" | awk '{print $1, $5}')"
             echo "$m $qd $r $iops $lat" >>"$raw"
             log "round $r QD $qd $m: $iops IOPS, $lat us average"
         done
