@@ -251,6 +251,29 @@ fn loom_release_of_carried_stripe_races_its_write() {
     });
 }
 
+/// A journal of two devices in alternate mode (512-byte blocks, 4 KiB areas, no hysteresis)
+/// with volume 0 of two stripes attached.
+fn two_device_journal() -> (Arc<Journal>, StdArc<JournalVolume>) {
+    let mut cfg = JournalConfig::new([7; 16], 512, 4096, [(0, 0), (0, 8)]);
+    cfg.devices = 2;
+    cfg.mode = super::aggregator::JournalMode::Alternate;
+    cfg.max_channels = 1;
+    cfg.hysteresis_generations = 0;
+    cfg.hysteresis_us = 0;
+    let j = Arc::new(Journal::new(cfg, None));
+    let (jv, _) = j.attach_volume(0, 2, false);
+    (j, jv)
+}
+
+/// The newest state over both devices of [`two_device_journal`], as a restart reads it.
+fn newest_over(disks: &[Vec<u8>; 2]) -> Result<record::Newest, record::RecordError> {
+    let views = [
+        Some((&disks[0][..4096], &disks[0][4096..])),
+        Some((&disks[1][..4096], &disks[1][4096..])),
+    ];
+    record::newest_of(&views, &[7; 16], 512)
+}
+
 /// Two journal devices (alternate mode): a writer marks stripe 0 and flushes until its
 /// generation is durable, while another thread drops device 1 (as a runtime's hot-remove
 /// does; its writes fail from then on). Whatever the interleaving, the writer is released
@@ -260,19 +283,12 @@ fn loom_release_of_carried_stripe_races_its_write() {
 /// counting device 1's failed write as done fails this model.)
 #[test]
 fn loom_journal_device_lost_while_a_record_is_written() {
-    use super::aggregator::{JournalMode, RecordOutcome};
+    use super::aggregator::RecordOutcome;
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(2);
     b.check(|| {
-        let mut cfg = JournalConfig::new([7; 16], 512, 4096, [(0, 0), (0, 8)]);
-        cfg.devices = 2;
-        cfg.mode = JournalMode::Alternate;
-        cfg.max_channels = 1;
-        cfg.hysteresis_generations = 0;
-        cfg.hysteresis_us = 0;
-        let j = Arc::new(Journal::new(cfg, None));
-        let (jv, _) = j.attach_volume(0, 2, false);
+        let (j, jv) = two_device_journal();
         let disks = Arc::new(Mutex::new([vec![0u8; 16 * 512], vec![0u8; 16 * 512]]));
         let dead = StdArc::new(AtomicBool::new(false));
         // Generations 1 (a checkpoint, to both) and 2 (to device 0) first: the writer's
@@ -314,11 +330,7 @@ fn loom_journal_device_lost_while_a_record_is_written() {
         }
         t.join().unwrap();
         let d = disks.lock().unwrap();
-        let views = [
-            Some((&d[0][..4096], &d[0][4096..])),
-            Some((&d[1][..4096], &d[1][4096..])),
-        ];
-        let newest = record::newest_of(&views, &[7; 16], 512)
+        let newest = newest_over(&d)
             .expect("current format")
             .record
             .expect("a record");
@@ -336,18 +348,10 @@ fn loom_journal_device_lost_while_a_record_is_written() {
 /// `control_replace_early` set fails this model.)
 #[test]
 fn loom_journal_device_replaced_while_a_record_is_written() {
-    use super::aggregator::JournalMode;
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(2);
     b.check(|| {
-        let mut cfg = JournalConfig::new([7; 16], 512, 4096, [(0, 0), (0, 8)]);
-        cfg.devices = 2;
-        cfg.mode = JournalMode::Alternate;
-        cfg.max_channels = 1;
-        cfg.hysteresis_generations = 0;
-        cfg.hysteresis_us = 0;
-        let j = Arc::new(Journal::new(cfg, None));
-        let (jv, _) = j.attach_volume(0, 2, false);
+        let (j, jv) = two_device_journal();
         // Device 1's writes fail while it is dead (the flag), until the replacement.
         let disks = Arc::new(Mutex::new((
             [vec![0u8; 16 * 512], vec![0u8; 16 * 512]],
@@ -386,11 +390,7 @@ fn loom_journal_device_replaced_while_a_record_is_written() {
             if j2.device_added(1) {
                 d.0[1].iter_mut().for_each(|b| *b = 0);
                 d.1 = false;
-                let views = [
-                    Some((&d.0[0][..4096], &d.0[0][4096..])),
-                    Some((&d.0[1][..4096], &d.0[1][4096..])),
-                ];
-                let newest = record::newest_of(&views, &[7; 16], 512).expect("current format");
+                let newest = newest_over(&d.0).expect("current format");
                 let found = newest.record.map_or(0, |r| r.generation);
                 assert!(
                     found >= durable,
@@ -413,11 +413,7 @@ fn loom_journal_device_replaced_while_a_record_is_written() {
         }
         t.join().unwrap();
         let d = disks.lock().unwrap();
-        let views = [
-            Some((&d.0[0][..4096], &d.0[0][4096..])),
-            Some((&d.0[1][..4096], &d.0[1][4096..])),
-        ];
-        let newest = record::newest_of(&views, &[7; 16], 512).expect("current format");
+        let newest = newest_over(&d.0).expect("current format");
         assert!(newest.complete);
         let newest = newest.record.expect("a record");
         assert!(newest.generation >= g);
