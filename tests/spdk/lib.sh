@@ -202,3 +202,20 @@ run_fio() {
     (cd "$d" && exec timeout -s "$sig" "$t" env LD_LIBRARY_PATH="$SPDK_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
         LD_PRELOAD="$FIO_PLUGIN $JRAID_LIB" "$FIO" "$@")
 }
+
+# fio_verified LOG JSON WHAT: after a fio write+verify run (--output-format=json), fail the test on
+# any verify error in LOG or JSON, or unless every job wrote something, read back as much as it
+# wrote, and ended without error; prints one line per job.
+fio_verified() {
+    local logf=$1 json=$2 what=$3
+    grep -aiE "verify: bad|crc32c: verify failed|bad magic" "$logf" "$json" && die "verify errors $what"
+    python3 - "$json" <<'PY' || die "fio results $what"
+import json, sys
+text = open(sys.argv[1]).read()
+d = json.loads(text[text.index("{"):])
+for j in d["jobs"]:
+    w, r = j["write"], j["read"]
+    print(f"{j['jobname']}: wrote {w['io_bytes']/2**20:.1f} MiB, verified {r['io_bytes']/2**20:.1f} MiB, error {j['error']}")
+    assert j["error"] == 0 and w["io_bytes"] > 0 and r["io_bytes"] == w["io_bytes"], j["jobname"]
+PY
+}
