@@ -17,9 +17,11 @@
 //! fresh journal named, with power losses inside (control: `--control no-pass-flush`, the
 //! new journal named before the resync's member flush). `--scenario journal-devices`: a
 //! journal of two devices (alternate or mirror) loses one while running (no request may fail)
-//! or at a power loss (the restart resyncs every stripe); control: `--control trust-survivor`,
-//! the restart trusts the survivor's newest record instead; `--loss running|crash|member` picks
-//! one case for every seed. `--scenario delete`: one of the
+//! or at a power loss (the restart resyncs every stripe, unless a mirror's superblocks say the
+//! device it finds is whole); control: `--control trust-survivor`, the restart trusts the
+//! survivor's newest record instead; `--loss running|crash|member|replaced|swapped` picks one
+//! case for every seed (`swapped`: the survivor lost at the power loss, the dropped device
+//! back; its controls `--control trust-survivor` and `--control no-drop-record` run mirrored). `--scenario delete`: one of the
 //! volumes sharing a journal is deleted under writes, then power losses, then it is
 //! re-assembled (control: `--control no-detach-flush`, its entries leave before its members
 //! are flushed). `--scenario read-errors`: bad sectors under reads, repaired from parity.
@@ -44,7 +46,7 @@ fn main() {
     let args = match SeedArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|journal-devices [--loss running|crash|member]|delete|read-errors|large|online] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush|checkpoint-only|trust-survivor|no-unsynced-guard]");
+            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|journal-devices [--loss running|crash|member|replaced|swapped]|delete|read-errors|large|online] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush|checkpoint-only|trust-survivor|replace-early|no-drop-record|no-unsynced-guard]");
             std::process::exit(2);
         }
     };
@@ -64,6 +66,7 @@ fn main() {
     let mut online = false;
     let mut record_read = RecordRead::Chain;
     let mut replace_early = false;
+    let mut no_drop_record = false;
     let mut skip_detach_flush = false;
     let mut skip_pass_flush = false;
     let mut record_failures = true;
@@ -91,9 +94,10 @@ fn main() {
                 Some("checkpoint-only") => record_read = RecordRead::CheckpointOnly,
                 Some("trust-survivor") => record_read = RecordRead::SurvivorTrusted,
                 Some("replace-early") => replace_early = true,
+                Some("no-drop-record") => no_drop_record = true,
                 Some("no-unsynced-guard") => opts.skip_unsynced_guard = true,
                 other => usage(format!(
-                    "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush, checkpoint-only, trust-survivor, replace-early, no-unsynced-guard)"
+                    "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush, checkpoint-only, trust-survivor, replace-early, no-drop-record, no-unsynced-guard)"
                 )),
             },
             "--loss" => {
@@ -102,8 +106,9 @@ fn main() {
                     Some("crash") => Some(JournalDeviceLoss::Crash),
                     Some("member") => Some(JournalDeviceLoss::WithMember),
                     Some("replaced") => Some(JournalDeviceLoss::Replaced),
+                    Some("swapped") => Some(JournalDeviceLoss::Swapped),
                     other => usage(format!(
-                        "unknown --loss {other:?} (running, crash, member, replaced)"
+                        "unknown --loss {other:?} (running, crash, member, replaced, swapped)"
                     )),
                 }
             }
@@ -156,6 +161,7 @@ fn main() {
             JournalDeviceLoss::Crash => " --loss crash",
             JournalDeviceLoss::WithMember => " --loss member",
             JournalDeviceLoss::Replaced => " --loss replaced",
+            JournalDeviceLoss::Swapped => " --loss swapped",
         };
     }
     if delete {
@@ -181,6 +187,9 @@ fn main() {
     }
     if replace_early {
         extra += " --control replace-early";
+    }
+    if no_drop_record {
+        extra += " --control no-drop-record";
     }
     if skip_detach_flush {
         extra += " --control no-detach-flush";
@@ -227,6 +236,8 @@ fn main() {
                     Some(DevicesControl::TrustSurvivor)
                 } else if replace_early {
                     Some(DevicesControl::ReplaceEarly)
+                } else if no_drop_record {
+                    Some(DevicesControl::NoDropRecord)
                 } else {
                     None
                 },
@@ -244,7 +255,11 @@ fn main() {
         };
         lost += out.lost_acked;
         inconsistent += out.inconsistent_stripes;
-        other += out.failed_requests + out.bad_reads + out.unexercised + out.journal.malformed;
+        other += out.failed_requests
+            + out.bad_reads
+            + out.unexercised
+            + out.needless_full_resyncs
+            + out.journal.malformed;
         writes += out.writes;
         records += out.record_writes;
         full += out.full_marks;

@@ -42,6 +42,7 @@ fn main() {
                     hysteresis_us: 100_000,
                     hysteresis_generations: 2,
                     control_replace_early: false,
+                    control_no_drop_record: false,
                 }),
                 max_latency_us: 20,
                 error_rate: 0.0,

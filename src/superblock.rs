@@ -32,7 +32,8 @@
 //! |    104 |     64 | name, UTF-8, zero-padded                           |
 //! |    168 |     32 | member states, one byte each, zero past `members`  |
 //! |    200 |    512 | member uuids, 16 bytes each, zero past `members`   |
-//! |    712 |   3384 | reserved, zero                                     |
+//! |    712 |      4 | journal devices recorded dropped (bit k: device k) |
+//! |    716 |   3380 | reserved, zero                                     |
 //!
 //! # Journal superblock layout
 //!
@@ -108,7 +109,8 @@ const M_NAME: usize = 104;
 const M_NAME_FIELD: usize = 64;
 const M_STATES: usize = 168;
 const M_UUIDS: usize = 200;
-const M_END: usize = 712;
+const M_JOURNAL_DROPPED: usize = 712;
+const M_END: usize = 716;
 const _: () = assert!(M_VOLUME_UUID + 16 == M_JOURNAL_UUID);
 const _: () = assert!(M_JOURNAL_UUID + 16 == M_VOLUME_NUMBER);
 const _: () = assert!(M_VOLUME_NUMBER + 4 == M_MEMBERS);
@@ -123,7 +125,7 @@ const _: () = assert!(M_RESERVED2 + 4 == M_NAME);
 const _: () = assert!(MEMBER_NAME_MAX < M_NAME_FIELD);
 const _: () = assert!(M_NAME + M_NAME_FIELD == M_STATES);
 const _: () = assert!(M_STATES + MAX_MEMBERS == M_UUIDS);
-const _: () = assert!(M_UUIDS + MAX_MEMBERS * 16 == M_END);
+const _: () = assert!(M_UUIDS + MAX_MEMBERS * 16 == M_JOURNAL_DROPPED);
 const _: () = assert!(M_END <= SUPERBLOCK_BYTES);
 
 // Journal superblock.
@@ -209,6 +211,10 @@ pub struct MemberSuperblock {
     pub member_states: Vec<MemberState>,
     /// Identity of every member device; `len() == members`.
     pub member_uuids: Vec<[u8; 16]>,
+    /// Journal devices of a mirrored pair recorded as dropped while running (bit k: device k;
+    /// 0 with one device, or with both in step): a restart that finds only a device recorded
+    /// here knows it is behind ([`crate::control::recovery::journal_complete`]).
+    pub journal_dropped: u8,
 }
 
 /// One volume served by a journal.
@@ -392,6 +398,9 @@ impl MemberSuperblock {
         if self.name.len() > MEMBER_NAME_MAX {
             return Err(SuperblockError::Invalid("name too long"));
         }
+        if self.journal_dropped > 3 {
+            return Err(SuperblockError::Invalid("unknown journal device dropped"));
+        }
         if !valid_block_size(self.block_size) {
             return Err(SuperblockError::Invalid("block size must be 512 or 4096"));
         }
@@ -436,6 +445,11 @@ impl MemberSuperblock {
         for (i, u) in self.member_uuids.iter().enumerate() {
             put(&mut buf, M_UUIDS + i * 16, u);
         }
+        put(
+            &mut buf,
+            M_JOURNAL_DROPPED,
+            &u32::from(self.journal_dropped).to_le_bytes(),
+        );
         seal(&mut buf);
         buf
     }
@@ -473,8 +487,12 @@ impl MemberSuperblock {
             return Err(SuperblockError::Invalid("member state past member count"));
         }
         let member_uuids = (0..n).map(|i| uuid_at(buf, M_UUIDS + i * 16)).collect();
-        if !all_zero(&buf[M_UUIDS + n * 16..M_END]) {
+        if !all_zero(&buf[M_UUIDS + n * 16..M_JOURNAL_DROPPED]) {
             return Err(SuperblockError::Invalid("member uuid past member count"));
+        }
+        let journal_dropped = u32_at(buf, M_JOURNAL_DROPPED);
+        if journal_dropped > 3 {
+            return Err(SuperblockError::Invalid("unknown journal device dropped"));
         }
         let sb = MemberSuperblock {
             volume_uuid: uuid_at(buf, M_VOLUME_UUID),
@@ -489,6 +507,7 @@ impl MemberSuperblock {
             seq: u64_at(buf, M_SEQ),
             member_states,
             member_uuids,
+            journal_dropped: journal_dropped as u8,
         };
         sb.validate()?;
         Ok(sb)
@@ -688,14 +707,16 @@ mod tests {
                         prop::collection::vec(member_state(), members as usize),
                         prop::collection::vec(any::<[u8; 16]>(), members as usize),
                         Just(members),
+                        0u8..4,
                     ),
                 )
             })
             .prop_map(
                 |(
                     (volume_uuid, journal_uuid, volume_number, name, member_index, strip_shift),
-                    (block_size, stripes, seq, member_states, member_uuids, members),
+                    (block_size, stripes, seq, member_states, member_uuids, members, dropped),
                 )| MemberSuperblock {
+                    journal_dropped: dropped,
                     volume_uuid,
                     journal_uuid,
                     volume_number,
@@ -756,6 +777,7 @@ mod tests {
 
     fn sample_member() -> MemberSuperblock {
         MemberSuperblock {
+            journal_dropped: 2,
             volume_uuid: [1; 16],
             journal_uuid: [2; 16],
             volume_number: 7,
@@ -824,7 +846,9 @@ mod tests {
         assert_eq!(&buf[168..173], &[1, 2, 3, 1, 0]);
         assert_eq!(&buf[200..216], &[3; 16]);
         assert_eq!(&buf[248..264], &[6; 16]);
-        assert!(all_zero(&buf[264..]));
+        assert!(all_zero(&buf[264..712]));
+        assert_eq!(&buf[712..716], &[2, 0, 0, 0]);
+        assert!(all_zero(&buf[716..]));
         let mut z = buf.clone();
         z[16..20].fill(0);
         assert_eq!(&buf[16..20], &crc32c::crc32c(&z).to_le_bytes());
@@ -894,6 +918,7 @@ mod tests {
             (M_NAME_LEN, 3u32.to_le_bytes().to_vec(), "after name"),
             (M_NAME, vec![0xff], "UTF-8"),
             (M_STATES + 1, vec![4], "member state"),
+            (M_JOURNAL_DROPPED, vec![4], "journal device dropped"),
             (M_STATES + 1, vec![0], "member state"),
             (M_STATES + 4, vec![1], "past member count"),
             (M_UUIDS + 4 * 16, vec![1], "past member count"),

@@ -268,6 +268,34 @@ fn journal_device_replaced_online_2000_seeds() {
     );
 }
 
+/// A mirrored or alternating pair loses a device while running, then the survivor at the power
+/// loss, and the first device comes back behind it: the restart must not trust it (its drop is
+/// recorded in the members' superblocks before the survivor's records let writers go).
+#[test]
+fn journal_device_dropped_then_survivor_lost_2000_seeds() {
+    let n = seeds("JRAID_CRASH_SEEDS", 5000).min(2000);
+    all_clean(
+        n,
+        |s| journal_device_check(s, 3, Some(JournalDeviceLoss::Swapped), None),
+        " --scenario journal-devices --loss swapped --crashes 3",
+    );
+}
+
+/// Controls of the rule "a mirrored pair's drop is recorded before a record only the survivor
+/// holds releases its writers" (`Journal::drops_to_record`, `control::recovery::journal_complete`):
+/// trusting the device found, or not recording the drop, finds loss when the restart finds
+/// only the dropped device.
+#[test]
+fn mirror_restart_without_the_drop_record_finds_loss() {
+    for control in [DevicesControl::TrustSurvivor, DevicesControl::NoDropRecord] {
+        finds_loss(
+            500,
+            |s| journal_device_check(s, 1, Some(JournalDeviceLoss::Swapped), Some(control)),
+            "a mirror restart from the dropped device",
+        );
+    }
+}
+
 /// Control of the rule "a restart that misses a journal device of an alternating pair resyncs
 /// every stripe" (control::journal): trusting the survivor's newest record finds loss.
 #[test]

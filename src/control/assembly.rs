@@ -84,6 +84,7 @@ mod tests {
             seq,
             member_states: states.to_vec(),
             member_uuids: uuids.to_vec(),
+            journal_dropped: 0,
         }
     }
 

@@ -34,7 +34,7 @@
 //! [`Recovery::poll`] again after any completion or timer tick until it returns [`Step::Done`].
 
 use crate::engine::{IoError, UserOp, Volume};
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalMode};
 
 /// Which stripes a recovery resyncs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,20 +67,39 @@ impl Stripes {
     }
 }
 
-/// What a restart resyncs of a volume of `stripes` stripes: the stripes the journal's newest
-/// record lists for it (`listed`), or every stripe when the journal was not read whole
-/// (`journal_complete` false: [`crate::journal::record::Newest::complete`]).
+/// Whether a volume may trust the newest record read from its journal's devices, `missing`
+/// of them (bit k: device k; [`crate::journal::record::Newest::missing`]), when its members'
+/// superblocks record `dropped` as dropped while running
+/// ([`crate::superblock::MemberSuperblock::journal_dropped`]).
 ///
-/// # Rule: a restart that misses a journal device resyncs every stripe
-/// Enforced here, for every runtime. With two journal devices in alternate mode each record
-/// goes to one of them, so the newest generation (whose writers may have been acknowledged,
-/// and whose stripes may be torn by the power loss) can live on the missing device alone;
-/// the survivor's newest record then misses its stripes. The journal itself goes on with the
-/// survivor. The simulator's control (`crash_sim --scenario journal-devices --control
-/// trust-survivor`: the survivor's record trusted as complete) finds loss; the same run with
-/// the full resync finds none. Mirror mode is resynced in full too: the survivor may have
-/// been dropped while running and be behind the missing device, and nothing outside the
-/// journal devices records that yet.
+/// # Rule: a restart that misses a journal device resyncs every stripe, unless a mirror says otherwise
+/// Enforced here, for every runtime ([`stripes_to_resync`] takes the answer). With two
+/// journal devices in alternate mode each record goes to one of them, so the newest
+/// generation (whose writers may have been acknowledged, and whose stripes may be torn by the
+/// power loss) can live on the missing device alone; the survivor's newest record then misses
+/// its stripes. The journal itself goes on with the survivor. The simulator's control
+/// (`crash_sim --scenario journal-devices --control trust-survivor`: the survivor's record
+/// trusted as complete) finds loss; the same run with the full resync finds none.
+///
+/// In mirror mode every record went to both devices while both were live, so the device that
+/// is here holds every record whose writers went on — unless it was dropped while running
+/// and the other went on alone. A drop is recorded in the members' superblocks before any
+/// record only the survivor holds releases its writers (the journal's rule, see
+/// [`crate::journal::Journal::drops_to_record`]), so the device here is trusted exactly when
+/// the superblocks do not record it dropped. The simulator's controls (`--loss swapped
+/// --control trust-survivor`, and `--control no-drop-record`) find loss when the restart
+/// finds only the dropped device.
+pub fn journal_complete(mode: JournalMode, missing: u8, dropped: u8) -> bool {
+    if missing == 0 {
+        return true;
+    }
+    let present = !missing & 0b11;
+    mode == JournalMode::Mirror && present != 0 && present & dropped == 0
+}
+
+/// What a restart resyncs of a volume of `stripes` stripes: the stripes the journal's newest
+/// record lists for it (`listed`), or every stripe when that record may miss some
+/// (`journal_complete` false: [`journal_complete`]).
 pub fn stripes_to_resync(journal_complete: bool, listed: Vec<u64>, stripes: u64) -> Stripes {
     if journal_complete {
         Stripes::Listed(listed)
@@ -376,5 +395,33 @@ impl Recovery {
                 Phase::Over => return Step::Wait,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both devices read: complete. One missing: alternate never; mirror unless the device
+    /// read is recorded dropped (a dropped other device, or none recorded, is fine).
+    #[test]
+    fn a_restart_trusts_one_device_only_of_a_mirror_that_did_not_drop_it() {
+        use JournalMode::{Alternate, Mirror};
+        for mode in [Alternate, Mirror] {
+            assert!(journal_complete(mode, 0, 0));
+            assert!(journal_complete(mode, 0, 0b11));
+        }
+        for (missing, dropped) in [(0b01, 0), (0b10, 0), (0b01, 0b01), (0b10, 0b10)] {
+            assert!(!journal_complete(Alternate, missing, dropped));
+            assert!(journal_complete(Mirror, missing, dropped));
+        }
+        for (missing, dropped) in [(0b01, 0b10), (0b10, 0b01), (0b01, 0b11), (0b11, 0)] {
+            assert!(!journal_complete(Mirror, missing, dropped));
+        }
+        assert_eq!(stripes_to_resync(false, vec![3], 9), Stripes::All(9));
+        assert_eq!(
+            stripes_to_resync(true, vec![3], 9),
+            Stripes::Listed(vec![3])
+        );
     }
 }

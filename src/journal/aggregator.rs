@@ -89,6 +89,11 @@ pub struct JournalConfig {
     /// waiting until the survivor holds every durable record. The simulation must then find
     /// loss; no runtime sets it.
     pub control_replace_early: bool,
+    /// Simulator control only: in [`JournalMode::Mirror`] a record the survivor alone holds
+    /// releases its writers before the drop of the other device is recorded in the members'
+    /// superblocks, and nothing asks the runtime to record it ([`Journal::drops_to_record`]).
+    /// The simulation must then find loss; no runtime sets it.
+    pub control_no_drop_record: bool,
     /// Loom control only: a mark leaves a removal claim in place instead of withdrawing it (the
     /// removal rule of the module comment). The removal-race model must then fail; no build
     /// but loom's has the field.
@@ -113,6 +118,7 @@ impl JournalConfig {
             advise_state_memory: None,
             prefetch: None,
             control_replace_early: false,
+            control_no_drop_record: false,
             #[cfg(loom)]
             control_keep_removal_claim: false,
         }
@@ -174,6 +180,12 @@ pub struct JournalVolume {
     /// Stripes of this volume in the newest record built (kept by `begin_flush`, so status
     /// never scans the stripes).
     listed_entries: AtomicU64,
+    /// Journal devices the volume's member superblocks record as dropped (bit k: device k;
+    /// see [`Journal::drops_to_record`]).
+    drops_recorded: AtomicU64,
+    /// The superblocks recorded drops when the volume was assembled, and its recovery has not
+    /// released its carried stripes yet: those drops stay recorded until then.
+    drops_held: AtomicBool,
 }
 
 /// A stripe's journal state: its state word (see the module comment) and when it last went
@@ -373,6 +385,8 @@ pub enum RecordOutcome {
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
     generation: u64,
+    /// The record is a checkpoint.
+    checkpoint: bool,
     /// Per device: whether it held every chain byte written before this record when the
     /// record was placed (every durable record; see [`Journal::device_added`]).
     held_before: [bool; 2],
@@ -447,6 +461,9 @@ pub struct Journal {
     /// Per journal device: still in use (a device whose record write failed, or that went
     /// away, is not written again; with none left the journal fails).
     live: [AtomicBool; 2],
+    /// Per journal device: a checkpoint has been durable on it since this journal was opened
+    /// or the device was added ([`Journal::device_added`]); until then it may be behind.
+    whole: [AtomicBool; 2],
     /// Earliest time (µs) the timer may scan the listed set again for stripes ready to leave.
     next_scan_us: AtomicU64,
     /// Entries marked since the last close.
@@ -485,6 +502,7 @@ impl Journal {
             in_flight: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             live: [AtomicBool::new(true), AtomicBool::new(cfg.devices > 1)],
+            whole: [AtomicBool::new(false), AtomicBool::new(false)],
             next_scan_us: AtomicU64::new(0),
             queue: MarkQueue::new(cap),
             waits,
@@ -526,6 +544,8 @@ impl Journal {
             member_flush_wanted: AtomicBool::new(false),
             member_flush_running: AtomicBool::new(false),
             listed_entries: AtomicU64::new(0),
+            drops_recorded: AtomicU64::new(0),
+            drops_held: AtomicBool::new(false),
         });
         if let Some(advise) = self.cfg.advise_state_memory {
             advise(
@@ -567,6 +587,17 @@ impl Journal {
             .iter()
             .find(|v| v.number == volume)
             .cloned();
+        if jv
+            .as_ref()
+            .is_some_and(|v| v.drops_held.swap(false, SeqCst))
+        {
+            // Devices recorded dropped may be behind until they hold a checkpoint of what the
+            // journal lists now: the next record is one ([`Journal::drops_to_record`]).
+            l.used = 0;
+            for w in &self.whole {
+                w.store(false, SeqCst);
+            }
+        }
         let keep: HashSet<u64> = at_risk.iter().copied().collect();
         let (removes, carried) = (&mut l.removes, &mut l.carried);
         let before = carried.len();
@@ -904,7 +935,7 @@ impl Journal {
     /// Try to become the flusher: close the open generation and encode its record into `out`.
     /// Returns `None` when a record write is already in flight.
     pub fn begin_flush(&self, now_us: u64, out: &mut Vec<u8>) -> Option<FlushJob> {
-        if self.is_failed() {
+        if self.is_failed() || self.drops_unrecorded() {
             return None;
         }
         // A load first: most calls find a record write in flight, and a failed exchange would
@@ -979,6 +1010,7 @@ impl Journal {
         };
         let mut flight = InFlight {
             generation: g,
+            checkpoint: kind == record::Kind::Checkpoint,
             held_before: {
                 let before = l.tail_start + l.tail.len() as u64;
                 [l.written[0] >= before, l.written[1] >= before]
@@ -1267,13 +1299,21 @@ impl Journal {
                 durable = true;
             }
         }
+        if durable && job.checkpoint {
+            for d in (0..2).filter(|&d| job.ok[d] && self.device_live(d)) {
+                self.whole[d].store(true, SeqCst);
+            }
+        }
         self.trim_tail(l);
         drop(guard);
-        if durable {
+        if durable && !self.drops_unrecorded() {
             return RecordOutcome::Durable {
                 again: self.complete(g, notify),
             };
         }
+        // Not durable, or durable on the survivor of a mirrored pair whose drop of the other
+        // device is not recorded yet: nobody is told; the next record (written once the drop
+        // is recorded: `begin_flush`) tells them.
         if self.cfg.devices > 1 && (0..2).any(|d| self.device_live(d)) {
             self.stats.record_retries.fetch_add(1, Relaxed);
             self.in_flight.swap(false, SeqCst);
@@ -1398,8 +1438,88 @@ impl Journal {
         }
         l.used = 0;
         l.written[d] = 0;
+        self.whole[d].store(false, SeqCst);
         self.live[d].store(true, SeqCst);
         true
+    }
+
+    /// Mirror mode: the journal devices lost while running (bit k: device k).
+    fn lost_mask(&self) -> u64 {
+        if self.cfg.devices < 2
+            || self.cfg.mode != JournalMode::Mirror
+            || self.cfg.control_no_drop_record
+        {
+            return 0;
+        }
+        (0..2)
+            .filter(|&d| !self.live[d].load(SeqCst))
+            .fold(0, |m, d| m | 1 << d)
+    }
+
+    /// What the member superblocks of `volume` should record as dropped journal devices, when
+    /// that differs from what they record ([`Journal::drops_recorded`]); the runtime writes it
+    /// into the superblocks of the volume's live members and then reports it.
+    ///
+    /// # Rule: a mirrored pair's drop is recorded before a record only the survivor holds releases its writers
+    /// Enforced here and in [`Journal::begin_flush`] / [`Journal::write_done`], and nowhere
+    /// else. In [`JournalMode::Mirror`] every record goes to both devices, so a restart that
+    /// finds one of them may recover from it alone ([`crate::control::recovery::journal_complete`])
+    /// — unless that device was dropped while running and the other went on without it. So
+    /// once a device is lost, no record that only the survivor holds lets its writers go (the
+    /// record that saw the loss is retried, and no new record starts) until every volume on
+    /// the journal records the lost device in its members' superblocks; a restart that finds
+    /// only a device recorded dropped resyncs every stripe. A bit is cleared once the device
+    /// (a replacement, or one that came back at a restart) holds a durable checkpoint written
+    /// after the volume's recovery released its stripes ([`Journal::drops_found`]). The
+    /// simulator's control (`crash_sim --scenario journal-devices --loss swapped --control
+    /// no-drop-record`: writers go on at once and nothing is recorded) finds loss when the
+    /// restart finds only the dropped device; the same run with the rule finds none.
+    pub fn drops_to_record(&self, volume: u32) -> Option<u8> {
+        if self.cfg.control_no_drop_record {
+            return None;
+        }
+        let vols = lock(&self.volumes);
+        let v = vols.iter().find(|v| v.number == volume)?;
+        let recorded = v.drops_recorded.load(SeqCst);
+        let behind = if v.drops_held.load(SeqCst) {
+            0b11
+        } else {
+            (0..2)
+                .filter(|&d| !self.whole[d].load(SeqCst))
+                .fold(0, |m, d| m | 1 << d)
+        };
+        let want = self.lost_mask() | (recorded & behind);
+        (want != recorded).then_some(want as u8)
+    }
+
+    /// The member superblocks of `volume` now record `mask` as the dropped journal devices
+    /// (from [`Journal::drops_to_record`]).
+    pub fn drops_recorded(&self, volume: u32, mask: u8) {
+        if let Some(v) = lock(&self.volumes).iter().find(|v| v.number == volume) {
+            v.drops_recorded.store(u64::from(mask), SeqCst);
+        }
+    }
+
+    /// At assembly (before its recovery starts): the member superblocks of `volume` record
+    /// `mask` as the dropped journal devices. Those stay recorded until the volume's recovery
+    /// has released its carried stripes ([`Journal::release_carried`]) and a checkpoint
+    /// written after that is durable on the device: until then a device recorded dropped may
+    /// miss stripes that recovery (a full resync, when it was the only device found) still
+    /// has to resync, and a restart must not trust it alone.
+    pub fn drops_found(&self, volume: u32, mask: u8) {
+        if let Some(v) = lock(&self.volumes).iter().find(|v| v.number == volume) {
+            v.drops_recorded.store(u64::from(mask), SeqCst);
+            v.drops_held.store(mask != 0, SeqCst);
+        }
+    }
+
+    /// Some lost device of a mirrored pair is not yet recorded dropped by every volume.
+    fn drops_unrecorded(&self) -> bool {
+        let lost = self.lost_mask();
+        lost != 0
+            && lock(&self.volumes)
+                .iter()
+                .any(|v| lost & !v.drops_recorded.load(SeqCst) != 0)
     }
 
     /// Whether journal device `dev` is still in use.
@@ -1681,7 +1801,9 @@ mod tests {
     }
 
     /// Mirror mode: every record goes to both devices; one failing costs nothing but the
-    /// device (the record is durable on the other), and its marks are on the survivor.
+    /// device (the record is durable on the other), and its marks are on the survivor. A
+    /// record only the survivor holds lets its writers go only once the volume records the
+    /// drop ([`Journal::drops_to_record`]); until then no record starts.
     #[test]
     fn mirrored_devices_hold_every_record_and_survive_one_loss() {
         let mut t = TwoDevices::new(JournalMode::Mirror);
@@ -1694,20 +1816,44 @@ mod tests {
             );
             assert_eq!(t.device(0), t.device(1));
         }
+        assert_eq!(t.j.drops_to_record(0), None);
         t.down[0] = true;
         t.write(30, 100);
         let (g, _, devs, outcome) = t.flush(101);
-        assert_eq!(
-            (g, devs, outcome),
-            (5, vec![0, 1], RecordOutcome::Durable { again: false })
-        );
+        assert_eq!((g, devs, outcome), (5, vec![0, 1], RecordOutcome::Retry));
         assert!(t.j.degraded());
         assert!(t.device(1).expect("written").1.contains(&30));
+        assert_eq!(
+            t.j.durable_generation(),
+            4,
+            "held until the drop is recorded"
+        );
+        assert!(t.j.begin_flush(102, &mut Vec::new()).is_none());
+        assert_eq!(t.j.drops_to_record(0), Some(0b01));
+        t.j.drops_recorded(0, 0b01);
+        assert_eq!(t.j.drops_to_record(0), None);
         t.write(31, 200);
-        let (g, _, devs, _) = t.flush(201);
+        let (g, _, devs, outcome) = t.flush(201);
         assert_eq!((g, devs), (6, vec![1]));
+        assert!(matches!(outcome, RecordOutcome::Durable { .. }));
+        assert_eq!(t.j.durable_generation(), 6);
         assert_eq!(t.device(1).map(|s| s.0), Some(6));
         assert_eq!(t.device(0).map(|s| s.0), Some(4));
+    }
+
+    /// Alternate mode records no drop: a restart missing a device resyncs everything anyway.
+    #[test]
+    fn alternating_devices_ask_for_no_drop_record() {
+        let mut t = TwoDevices::new(JournalMode::Alternate);
+        t.write(1, 1);
+        t.flush(2);
+        t.down[1] = true;
+        t.j.device_gone(1);
+        assert_eq!(t.j.drops_to_record(0), None);
+        t.write(2, 10);
+        let (_, _, devs, outcome) = t.flush(11);
+        assert_eq!(devs, vec![0]);
+        assert!(matches!(outcome, RecordOutcome::Durable { .. }));
     }
 
     /// A lost device replaced online (a fresh, zeroed device in its place): the next record
@@ -1727,6 +1873,11 @@ mod tests {
             t.flush(11);
             t.down[1] = true;
             t.j.device_gone(1);
+            if mode == JournalMode::Mirror {
+                assert!(t.j.begin_flush(12, &mut Vec::new()).is_none());
+                assert_eq!(t.j.drops_to_record(0), Some(0b10));
+                t.j.drops_recorded(0, 0b10);
+            }
             assert!(!t.j.device_added(0), "{mode:?}: device 0 is not lost");
             t.write(3, 20);
             let (g, _, devs, _) = t.flush(21);
@@ -1737,6 +1888,8 @@ mod tests {
             assert!(t.j.device_added(1));
             assert!(!t.j.degraded());
             assert!(!t.j.device_added(1), "{mode:?}: already live");
+            // Still recorded dropped until it holds a checkpoint.
+            assert_eq!(t.j.drops_to_record(0), None, "{mode:?}");
             t.write(4, 30);
             let (g2, kind, devs, outcome) = t.flush(31);
             assert_eq!(
@@ -1751,6 +1904,11 @@ mod tests {
             );
             assert_eq!(t.device(1), t.device(0), "{mode:?}");
             assert!(t.device(1).expect("written").1.contains(&5), "{mode:?}");
+            if mode == JournalMode::Mirror {
+                assert_eq!(t.j.drops_to_record(0), Some(0));
+                t.j.drops_recorded(0, 0);
+            }
+            assert_eq!(t.j.drops_to_record(0), None, "{mode:?}");
             // Records spread over both again.
             t.write(6, 40);
             let (g3, kind, devs, _) = t.flush(41);

@@ -487,9 +487,12 @@ pub struct Newest {
     /// Every journal device was there to read. With two devices each holds a prefix of the
     /// same chain, and in [`crate::journal::JournalMode::Alternate`] the newest generation
     /// lives on one of them only; when one is missing the newest state may be lost with it,
-    /// and the caller resyncs every stripe (this stays false in mirror mode too: the device
-    /// read may itself have been dropped while running, and then be behind).
+    /// and the caller resyncs every stripe. In mirror mode the device read may itself have
+    /// been dropped while running, and then be behind: whether a volume may trust it is
+    /// [`crate::control::recovery::journal_complete`]'s to say.
     pub complete: bool,
+    /// The devices missing (bit k: device k).
+    pub missing: u8,
 }
 
 /// [`newest`] over the devices of a journal: per device its two areas, `None` for a device
@@ -502,10 +505,10 @@ pub fn newest_of(
     block_size: usize,
 ) -> Result<Newest, RecordError> {
     let mut best: Option<Record> = None;
-    let mut complete = true;
-    for d in devices {
+    let mut missing = 0u8;
+    for (k, d) in devices.iter().enumerate() {
         let Some((a, b)) = d else {
-            complete = false;
+            missing |= 1 << k;
             continue;
         };
         if let Some(r) = newest(a, b, uuid, block_size)? {
@@ -516,7 +519,8 @@ pub fn newest_of(
     }
     Ok(Newest {
         record: best,
-        complete,
+        complete: missing == 0,
+        missing,
     })
 }
 
@@ -821,13 +825,15 @@ mod tests {
         );
         let one = newest_of(&[Some((&old, &empty)), None], &UUID, bs).unwrap();
         assert!(!one.complete);
+        assert_eq!(one.missing, 0b10);
         assert_eq!(one.record.map(|r| r.generation), Some(4));
         let blank = newest_of(&[Some((&empty, &empty)), Some((&empty, &empty))], &UUID, bs);
         assert_eq!(
             blank,
             Ok(Newest {
                 record: None,
-                complete: true
+                complete: true,
+                missing: 0
             })
         );
     }

@@ -65,6 +65,9 @@ pub struct Outcome {
     pub untrusted_refused: u64,
     /// User requests completed while an online recovery was resyncing.
     pub served_while_resyncing: u64,
+    /// Restarts that resynced every stripe though the journal they found was complete (a
+    /// mirrored pair missing a device its members do not record as dropped).
+    pub needless_full_resyncs: u64,
     /// Power losses while an online recovery was resyncing.
     pub crashes_while_resyncing: u64,
     /// First few problems, for the report.
@@ -79,6 +82,7 @@ impl Outcome {
             && self.lost_acked == 0
             && self.failed_requests == 0
             && self.unexercised == 0
+            && self.needless_full_resyncs == 0
             && self.journal.malformed == 0
     }
 
@@ -580,7 +584,7 @@ impl Driver {
         p_crash: f64,
         opts: &RecoveryOptions,
     ) -> super::world::RecoveryReport {
-        let (mut image, durable, torn) = self.power_loss(&cfg);
+        let (mut image, mut durable, torn) = self.power_loss(&cfg);
         loop {
             let at = self.rng.chance(p_crash).then(|| self.rng.range(0, 400));
             match World::recover_until_with(cfg.clone(), image, at, opts, self.record_read) {
@@ -594,6 +598,9 @@ impl Driver {
                     return report;
                 }
                 Err(again) => {
+                    if let Some(g) = again.full_resync_durable {
+                        durable = g;
+                    }
                     self.model.crashed(again.now);
                     self.recovery_crashes += 1;
                     image = again;
@@ -841,6 +848,7 @@ pub fn random_journal(rng: &mut Rng) -> SimJournal {
         hysteresis_us: [0, 200, 2_000, 100_000][rng.range(0, 4) as usize],
         hysteresis_generations: rng.range(0, 3),
         control_replace_early: false,
+        control_no_drop_record: false,
     }
 }
 
@@ -1402,11 +1410,17 @@ pub fn journal_loss_check(seed: u64, crashes: u32, skip_pass_flush: bool) -> Out
     d.out
 }
 
-/// The controls of [`journal_device_check`] (alternate mode; each must find loss).
+/// The controls of [`journal_device_check`] (each must find loss).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DevicesControl {
-    /// A restart that misses a journal device trusts the survivor's newest record.
+    /// A restart that misses a journal device trusts the newest record of the one it finds
+    /// (alternate mode; mirror mode with [`JournalDeviceLoss::Swapped`]).
     TrustSurvivor,
+    /// Mirror mode: a record only the survivor holds releases its writers before the drop of
+    /// the other device is recorded, and nothing records it
+    /// ([`crate::journal::JournalConfig::control_no_drop_record`]); with
+    /// [`JournalDeviceLoss::Swapped`].
+    NoDropRecord,
     /// A replacement device is taken online before the survivor holds every durable record
     /// ([`crate::journal::JournalConfig::control_replace_early`]).
     ReplaceEarly,
@@ -1424,6 +1438,10 @@ pub enum JournalDeviceLoss {
     /// Lost while running for good, then a fresh device takes its place online
     /// ([`World::replace_journal_device`]).
     Replaced,
+    /// Lost while running (the survivor goes on alone), then at the power loss the survivor
+    /// is lost for good and the first device comes back with what it held: the restart finds
+    /// only the device that is behind.
+    Swapped,
 }
 
 /// Journal device check for one seed: one to three volumes on a journal of two devices
@@ -1435,14 +1453,19 @@ pub enum JournalDeviceLoss {
 ///   it (the survivor takes every record from then on);
 /// - or at a power loss: the restart finds it missing;
 /// - lost for good while running, a fresh device may take its place online (the next record
-///   is a checkpoint to both), before or around the power losses.
+///   is a checkpoint to both), before or around the power losses;
+/// - lost while running, and the survivor lost at the power loss, the first one back: the
+///   restart finds only the device that is behind.
 ///
-/// A restart with a journal device missing resyncs every stripe (all members are there then).
-/// Every acknowledged write reads back and parity matches, also with a member lost. With
-/// the control [`DevicesControl::TrustSurvivor`] a restart that misses a device trusts
-/// the survivor's newest record: the newest generation may have been on the missing device
-/// alone, and loss is expected. `loss` picks one case for every seed (`None`: each seed draws
-/// one); a seed of a picked case fails unless it exercised it.
+/// A restart with a journal device missing resyncs every stripe (all members are there then)
+/// unless the journal is mirrored and the members' superblocks do not record the device it
+/// finds as dropped ([`crate::control::recovery::journal_complete`]). Every acknowledged write
+/// reads back and parity matches, also with a member lost. With the control
+/// [`DevicesControl::TrustSurvivor`] a restart that misses a device trusts the newest record
+/// of the one it finds: the newest generation may have been on the missing device alone, and
+/// loss is expected; likewise with [`DevicesControl::NoDropRecord`]. `loss` picks one case for
+/// every seed (`None`: each seed draws one); a seed of a picked case fails unless it
+/// exercised it.
 pub fn journal_device_check(
     seed: u64,
     crashes: u32,
@@ -1457,10 +1480,16 @@ pub fn journal_device_check(
         .collect();
     let mut sj = random_journal(&mut rng);
     sj.devices = 2;
-    if control.is_some() {
-        sj.mode = JournalMode::Alternate;
+    let swap_loss = loss == Some(JournalDeviceLoss::Swapped);
+    match control {
+        Some(DevicesControl::NoDropRecord) => sj.mode = JournalMode::Mirror,
+        Some(DevicesControl::TrustSurvivor) if swap_loss => sj.mode = JournalMode::Mirror,
+        Some(_) => sj.mode = JournalMode::Alternate,
+        None => {}
     }
     sj.control_replace_early = control == Some(DevicesControl::ReplaceEarly);
+    sj.control_no_drop_record = control == Some(DevicesControl::NoDropRecord);
+    let sj_mode = sj.mode;
     let cfg = random_config(seed, &mut rng, volumes, Some(sj));
     let w = Workload {
         ops: 120,
@@ -1471,7 +1500,7 @@ pub fn journal_device_check(
         background: true,
     };
     let victim = rng.range(0, 2) as u32;
-    let mut while_running = !trust_survivor && rng.chance(0.6);
+    let mut while_running = (!trust_survivor || swap_loss) && rng.chance(0.6);
     let mut transient = rng.chance(0.5);
     let mut tell = rng.chance(0.3);
     // A member too: only with a device that comes back (a restart without a journal device
@@ -1481,6 +1510,7 @@ pub fn journal_device_check(
     let mut member_at = rng.range(0, 120) as usize;
     let mut replace = while_running && !transient && !with_member && rng.chance(0.5);
     let mut replace_at = lose_at + rng.range(0, 60) as usize;
+    let mut swapped = while_running && transient && !with_member && !replace && rng.chance(0.3);
     let mut min_events = 1;
     if let Some(l) = loss {
         // Early enough that the power goes after it.
@@ -1490,6 +1520,8 @@ pub fn journal_device_check(
         with_member = l == JournalDeviceLoss::WithMember;
         transient |= with_member;
         replace = l == JournalDeviceLoss::Replaced;
+        swapped = l == JournalDeviceLoss::Swapped;
+        transient |= swapped;
         if replace {
             // Replaced after the runtime reported the loss (as an operator does).
             (transient, tell) = (false, true);
@@ -1529,6 +1561,10 @@ pub fn journal_device_check(
                     .note(format!("{loss:?}: the power went before the loss"));
             }
         }
+        if first && swapped && d.world.journal_disks[victim as usize].failed {
+            // The survivor goes for good at the power loss; the victim comes back behind it.
+            d.world.lose_journal_device(1 - victim, false, false);
+        }
         // After a replacement, either device may be lost at the power loss, or neither.
         let at_crash = if replaced {
             rng.chance(0.5).then(|| rng.range(0, 2) as u32)
@@ -1554,7 +1590,18 @@ pub fn journal_device_check(
         d.out.record_writes += r;
         d.out.full_marks += f;
         let p_crash = if crashes > 1 { 0.3 } else { 0.0 };
+        // A mirror that loses a device only at the power loss (nothing dropped while
+        // running) restarts from the other one alone: no full resync.
+        let mirror_whole = sj_mode == JournalMode::Mirror
+            && !d.world.journal.as_ref().is_some_and(|j| j.degraded())
+            && !replaced;
         let report = d.crash_and_recover_with(cfg.clone(), p_crash, &RecoveryOptions::default());
+        if first && mirror_whole && report.resynced_all {
+            d.out.needless_full_resyncs += 1;
+            d.out.note(
+                "a mirror missing a device lost at the power loss resynced every stripe".into(),
+            );
+        }
         if report.resync_errors > 0 {
             d.out.failed_requests += report.resync_errors;
             d.out

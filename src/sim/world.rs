@@ -58,6 +58,9 @@ pub struct SimJournal {
     /// Control: a replacement journal device is taken without waiting for the survivor to
     /// hold every durable record ([`JournalConfig::control_replace_early`]).
     pub control_replace_early: bool,
+    /// Control: a mirrored pair's drop is not recorded before the survivor's records release
+    /// their writers ([`JournalConfig::control_no_drop_record`]).
+    pub control_no_drop_record: bool,
 }
 
 impl SimJournal {
@@ -73,6 +76,7 @@ impl SimJournal {
         cfg.hysteresis_us = self.hysteresis_us;
         cfg.hysteresis_generations = self.hysteresis_generations;
         cfg.control_replace_early = self.control_replace_early;
+        cfg.control_no_drop_record = self.control_no_drop_record;
         cfg
     }
 
@@ -401,11 +405,13 @@ enum Event {
     Tick {
         reactor: u32,
     },
-    /// The superblock write recording volume `vi`'s failed members (failure count `seq`).
+    /// The superblock write recording volume `vi`'s failed members (failure count `seq`) and
+    /// the dropped journal devices (`dropped`, when they are to be recorded).
     Record {
         vi: usize,
-        seq: u64,
+        seq: Option<u64>,
         failed: Vec<u32>,
+        dropped: Option<u8>,
     },
 }
 
@@ -421,6 +427,11 @@ pub struct CrashImage {
     /// The journal is lost and no new one is named yet (the member superblocks still name
     /// the lost one): recovery must resync every stripe onto a fresh journal.
     pub journal_lost: bool,
+    /// The power went during a recovery that resyncs every stripe (a journal device was
+    /// missing): the generation its journal had made durable by then. A restart that trusts
+    /// the journal must find that one again (not the one durable before the first power
+    /// loss, which may have lived on the missing device alone).
+    pub full_resync_durable: Option<u64>,
 }
 
 /// The simulation.
@@ -516,6 +527,7 @@ impl World {
                     seq: 1,
                     member_states: vec![MemberState::Active; geo.members as usize],
                     member_uuids: uuids.clone(),
+                    journal_dropped: 0,
                 });
             }
         }
@@ -526,6 +538,7 @@ impl World {
                 journal: journal.unwrap_or_default(),
                 now: 0,
                 journal_lost: false,
+                full_resync_durable: None,
             },
             None,
         )
@@ -567,6 +580,11 @@ impl World {
                     if !u.in_service() {
                         vol.fail_member(m as u32);
                     }
+                }
+                // What the superblocks record of the journal's devices, as every runtime
+                // tells its journal at assembly.
+                if let Some(j) = &journal {
+                    j.drops_found(*number, newest.journal_dropped);
                 }
             }
             volumes.push(SimVolume {
@@ -1063,11 +1081,21 @@ impl World {
                 ch.message(msg);
                 self.pump(reactor, vi);
             }
-            Event::Record { vi, seq, failed } => {
+            Event::Record {
+                vi,
+                seq,
+                failed,
+                dropped,
+            } => {
                 self.busy -= 1;
                 self.recording[vi] = false;
-                self.write_member_states(vi, &failed);
-                self.volumes[vi].vol.failures_recorded(seq);
+                self.write_member_states(vi, &failed, dropped);
+                if let Some(seq) = seq {
+                    self.volumes[vi].vol.failures_recorded(seq);
+                }
+                if let (Some(m), Some(j)) = (dropped, &self.journal) {
+                    j.drops_recorded(self.volumes[vi].vol.number, m);
+                }
             }
             Event::Tick { reactor } => {
                 for vi in 0..self.volumes.len() {
@@ -1084,7 +1112,8 @@ impl World {
         true
     }
 
-    /// Start recording member failures the engine made and nobody recorded yet, as a
+    /// Start recording member failures the engine made and nobody recorded yet, and journal
+    /// devices the journal wants recorded as dropped ([`Journal::drops_to_record`]), as a
     /// runtime does (a superblock write to the surviving members).
     fn record_failures(&mut self) {
         for vi in 0..self.volumes.len() {
@@ -1092,9 +1121,14 @@ impl World {
                 continue;
             }
             let vol = &self.volumes[vi].vol;
-            let Some(seq) = vol.unrecorded_failures() else {
+            let seq = vol.unrecorded_failures();
+            let dropped = self
+                .journal
+                .as_ref()
+                .and_then(|j| j.drops_to_record(vol.number));
+            if seq.is_none() && dropped.is_none() {
                 continue;
-            };
+            }
             let failed: Vec<u32> = (0..vol.geo.members)
                 .filter(|&m| {
                     vol.health(m) == crate::engine::MemberHealth::Failed
@@ -1103,7 +1137,15 @@ impl World {
                 .collect();
             self.recording[vi] = true;
             let lat = self.rng.range(1, self.cfg.max_latency_us + 1);
-            self.schedule(lat, Event::Record { vi, seq, failed });
+            self.schedule(
+                lat,
+                Event::Record {
+                    vi,
+                    seq,
+                    failed,
+                    dropped,
+                },
+            );
         }
     }
 
@@ -1223,7 +1265,7 @@ impl World {
         if !v.vol.start_rebuild(m) {
             return false;
         }
-        self.write_member_states(vi, &[]);
+        self.write_member_states(vi, &[], None);
         true
     }
 
@@ -1233,14 +1275,14 @@ impl World {
         if !self.volumes[vi].vol.finish_rebuild(m) {
             return false;
         }
-        self.write_member_states(vi, &[]);
+        self.write_member_states(vi, &[], None);
         true
     }
 
     /// Write the volume's member states (as the engine has them, `failed` out of service too)
     /// into the superblocks of the members that answer, with the next seq: a superblock write
     /// and flush, durable at once.
-    fn write_member_states(&mut self, vi: usize, failed: &[u32]) {
+    fn write_member_states(&mut self, vi: usize, failed: &[u32], dropped: Option<u8>) {
         let v = &mut self.volumes[vi];
         let Some(newest) = newest_sb(&v.disks) else {
             return;
@@ -1266,6 +1308,7 @@ impl World {
                 member_index: i as u32,
                 seq: newest.seq + 1,
                 member_states: states.clone(),
+                journal_dropped: dropped.unwrap_or(newest.journal_dropped),
                 ..newest.clone()
             });
         }
@@ -1320,6 +1363,7 @@ impl World {
             journal: self.journal_disks,
             now: self.now,
             journal_lost: self.journal_lost,
+            full_resync_durable: None,
         }
     }
 
@@ -1354,12 +1398,22 @@ impl World {
         &mut self,
         journal: &Journal,
         lost: bool,
-        journal_complete: bool,
+        read: JournalRead,
         opts: &RecoveryOptions,
         report: &mut RecoveryReport,
     ) {
         for vi in 0..self.volumes.len() {
             let number = self.volumes[vi].vol.number;
+            // Whether this volume may trust the record read: what its superblocks record of
+            // the journal's devices decides (mirror mode), as in every runtime.
+            let dropped = newest_sb(&self.volumes[vi].disks).map_or(0, |s| s.journal_dropped);
+            let journal_complete = read.trusted
+                || crate::control::recovery::journal_complete(
+                    journal.cfg.mode,
+                    read.missing,
+                    dropped,
+                );
+            report.resynced_all |= lost || !journal_complete;
             let stripes = journal.carried_stripes(number);
             let failed = self.volumes[vi].vol.failed_count() > 0;
             let opts = RecoveryOptions {
@@ -1407,12 +1461,16 @@ impl World {
         let Some(sj) = cfg.journal.clone() else {
             return (World::from_image(cfg, image, None), report);
         };
-        let (last, complete) = newest_record(&sj, &image, RecordRead::Chain);
-        assert!(complete, "online recovery needs every journal device");
+        let (last, missing) = newest_record(&sj, &image, RecordRead::Chain);
+        assert!(missing == 0, "online recovery needs every journal device");
         report.generation = last.as_ref().map_or(0, |r| r.generation);
         let journal = Arc::new(Journal::new(sj.config(), last));
         let mut w = World::from_image(cfg, image, Some(journal.clone()));
-        w.start_recoveries(&journal, false, true, opts, &mut report);
+        let read = JournalRead {
+            missing: 0,
+            trusted: false,
+        };
+        w.start_recoveries(&journal, false, read, opts, &mut report);
         (w, report)
     }
 
@@ -1432,19 +1490,22 @@ impl World {
         let jcfg = sj.config();
         let lost = image.journal_lost;
         let mut image = image;
-        let (last, complete) = if lost {
+        let (last, missing_mask) = if lost {
             // The journal is lost: a fresh one, and every stripe resynced onto it.
             image.journal = (0..sj.devices)
                 .map(|_| SimDisk::new(sj.block_size as usize, sj.device_blocks(), sj.volatile))
                 .collect();
-            (None, true)
+            (None, 0)
         } else {
             newest_record(&sj, &image, read)
         };
-        // A journal device is missing: the newest generation may have been on it alone. The
-        // journal goes on with the survivor, and every stripe is resynced (all members there).
-        let complete = complete || read == RecordRead::SurvivorTrusted;
-        report.resynced_all = lost || !complete;
+        // A journal device is missing: the newest generation may have been on it alone
+        // (alternate mode, or a mirror device recorded dropped). The journal goes on with the
+        // survivor, and such a volume resyncs every stripe (all members there).
+        let jread = JournalRead {
+            missing: missing_mask,
+            trusted: read == RecordRead::SurvivorTrusted,
+        };
         let missing: Vec<u32> = (0..image.journal.len() as u32)
             .filter(|&k| image.journal[k as usize].failed)
             .collect();
@@ -1454,11 +1515,16 @@ impl World {
             journal.device_gone(k);
         }
         let mut w = World::from_image(cfg, image, Some(journal.clone()));
-        w.start_recoveries(&journal, lost, complete, opts, &mut report);
+        w.start_recoveries(&journal, lost, jread, opts, &mut report);
         let mut events = 0u64;
         while w.recovering() {
             if crash_after.is_some_and(|c| events >= c) {
-                return Err(w.crash());
+                let durable = journal.durable_generation();
+                let mut image = w.crash();
+                if report.resynced_all && !lost {
+                    image.full_resync_durable = Some(durable);
+                }
+                return Err(image);
             }
             w.step();
             events += 1;
@@ -1478,14 +1544,23 @@ impl World {
     }
 }
 
+/// What a restart read of the journal's devices.
+#[derive(Debug, Clone, Copy)]
+struct JournalRead {
+    /// The devices missing (bit k: device k).
+    missing: u8,
+    /// Control: the record read is trusted whatever is missing.
+    trusted: bool,
+}
+
 /// The state recovery starts from: the newest record over the image's journal devices (a
 /// failed one is missing), read as `read` says (anything but the chain is a control), and
-/// whether every device was there ([`record::Newest::complete`]).
+/// the devices missing ([`record::Newest::missing`]).
 fn newest_record(
     sj: &SimJournal,
     image: &CrashImage,
     read: RecordRead,
-) -> (Option<record::Record>, bool) {
+) -> (Option<record::Record>, u8) {
     let cfg = sj.config();
     let areas: Vec<Option<(Vec<u8>, Vec<u8>)>> = image
         .journal
@@ -1524,7 +1599,7 @@ fn newest_record(
         r.entries = cp.adds;
         r.entries.sort_unstable();
     }
-    (last, found.complete)
+    (last, found.missing)
 }
 
 /// What recovery did.

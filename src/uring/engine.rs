@@ -55,7 +55,9 @@ pub struct Engine {
 /// A thread that records the member failures the engine makes into the surviving members'
 /// superblocks and then tells the engine ([`Volume::failures_recorded`]): writes completed
 /// meanwhile are acknowledged only after that (the engine's rule "a member failure is durable
-/// before a write that depends on it is acknowledged").
+/// before a write that depends on it is acknowledged"). It also records the journal devices a
+/// mirrored journal wants recorded as dropped ([`Journal::drops_to_record`]), and tells the
+/// journal ([`Journal::drops_recorded`]).
 struct Recorder {
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
@@ -82,18 +84,28 @@ impl Recorder {
         let rec2 = rec.clone();
         let handle = std::thread::spawn(move || {
             while !stop2.load(Ordering::Acquire) {
-                let Some(upto) = vol.unrecorded_failures() else {
+                let upto = vol.unrecorded_failures();
+                let journal = vol.journal();
+                let dropped = journal.as_ref().and_then(|j| j.drops_to_record(vol.number));
+                if upto.is_none() && dropped.is_none() {
                     std::thread::sleep(Duration::from_micros(500));
                     continue;
-                };
+                }
                 let r = {
                     // States read under the lock: a record never goes out with older states
                     // than one before it.
                     let mut rec = rec2.lock().unwrap_or_else(|e| e.into_inner());
-                    rec.record(&states_of(&vol))
+                    rec.record(&states_of(&vol), dropped)
                 };
                 match r {
-                    Ok(()) => vol.failures_recorded(upto),
+                    Ok(()) => {
+                        if let Some(upto) = upto {
+                            vol.failures_recorded(upto);
+                        }
+                        if let (Some(j), Some(m)) = (journal, dropped) {
+                            j.drops_recorded(vol.number, m);
+                        }
+                    }
                     Err(e) => {
                         eprintln!("jraid: member states not recorded ({e}); writes wait, retrying");
                         std::thread::sleep(Duration::from_secs(1));
@@ -111,7 +123,7 @@ impl Recorder {
     /// Record the current member states now.
     fn record(&self, vol: &Volume) -> Result<(), Error> {
         let mut rec = self.rec.lock().unwrap_or_else(|e| e.into_inner());
-        rec.record(&states_of(vol))
+        rec.record(&states_of(vol), None)
     }
 }
 
@@ -331,7 +343,12 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
     let geo = files.geo;
     let number = files.volume_number();
     let newest = files.newest_record()?;
-    let complete = newest.complete;
+    let sb = files.newest_sb();
+    let complete = control::recovery::journal_complete(
+        files.journal_config().mode,
+        newest.missing,
+        sb.journal_dropped,
+    );
     let generation = newest.record.as_ref().map_or(0, |r| r.generation);
     let journal = Arc::new(Journal::new(files.journal_config(), newest.record));
     for k in 0..files.journal_devices() {
@@ -340,6 +357,13 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
         }
     }
     let vol = volume(files, number, geo, Some(journal.clone()))?;
+    if !newest.complete && complete {
+        let why = files.journal_peer_missing.as_deref().unwrap_or("missing");
+        eprintln!(
+            "jraid: a journal device is missing ({why}); the journal is mirrored and the members              do not record {} as dropped: it holds every record, and the journal goes on with it",
+            files.journal.path.display()
+        );
+    }
     if !complete {
         let why = files.journal_peer_missing.as_deref().unwrap_or("missing");
         if vol.failed_count() > 0 {
@@ -358,6 +382,7 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
     }
     let recorder = Recorder::start(vol.clone(), files.state_recorder()?);
     let (jv, carried) = journal.attach_volume(number, geo.stripes, true);
+    journal.drops_found(number, sb.journal_dropped);
     // With a member out of service the listed stripes cannot be resynced: they are at risk.
     let (resync, at_risk) = if vol.failed_count() > 0 {
         (control::Stripes::Listed(Vec::new()), carried)

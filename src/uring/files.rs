@@ -706,9 +706,17 @@ pub struct StateRecorder {
 }
 
 impl StateRecorder {
-    /// Write `states` to every member it does not mark out of service, then make them durable.
-    pub fn record(&mut self, states: &[MemberState]) -> Result<(), Error> {
+    /// Write `states` (and `journal_dropped`, when given: else what was last written) to every
+    /// member it does not mark out of service, then make them durable.
+    pub fn record(
+        &mut self,
+        states: &[MemberState],
+        journal_dropped: Option<u8>,
+    ) -> Result<(), Error> {
         self.seq += 1;
+        if let Some(m) = journal_dropped {
+            self.template.journal_dropped = m;
+        }
         for (i, (path, file)) in self.members.iter().enumerate() {
             if states[i] != MemberState::Active {
                 continue;
@@ -972,6 +980,7 @@ fn create_files(
             seq: 1,
             member_states: vec![MemberState::Active; o.members as usize],
             member_uuids: member_uuids.clone(),
+            journal_dropped: 0,
         };
         sb.validate()
             .map_err(|e| Error::new(format!("bad geometry: {e}")))?;

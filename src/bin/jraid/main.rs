@@ -622,7 +622,7 @@ fn cmd_fail(a: FailArgs) -> Result<(), Fail> {
         ))));
     }
     states[a.member as usize] = MemberState::Failed;
-    files.state_recorder()?.record(&states)?;
+    files.state_recorder()?.record(&states, None)?;
     println!(
         "member {} ({}) marked failed; the volume opens degraded without it",
         a.member,
