@@ -4,6 +4,7 @@
 
 use std::cell::UnsafeCell;
 use std::ffi::{c_void, CString};
+use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{json, Value};
@@ -44,10 +45,11 @@ pub(crate) struct SpdkJournal {
     pub routes: Arc<Routes>,
     /// What is updating the superblock now (see [`SpdkJournal::lease`]).
     pub busy: Mutex<Option<String>>,
-    /// Opened with a device of its pair missing: the newest record may have been on it, so
-    /// every volume assembled on it resyncs every stripe
-    /// ([`crate::control::recovery::stripes_to_resync`]).
-    pub incomplete: bool,
+    /// The devices of its pair missing when it was opened (bit k: device k). A volume
+    /// assembled on it then trusts its newest record only as
+    /// [`crate::control::recovery::journal_complete`] says ([`SpdkJournal::complete_for`]);
+    /// else it resyncs every stripe.
+    pub missing: u8,
 }
 
 /// The name of a journal over these device names.
@@ -71,7 +73,7 @@ impl SpdkJournal {
         devs: Vec<(String, Option<BaseBdev>)>,
         journal: Journal,
         sb: JournalSuperblock,
-        incomplete: bool,
+        missing: u8,
     ) -> Arc<SpdkJournal> {
         let names: Vec<String> = devs.iter().map(|(n, _)| n.clone()).collect();
         Arc::new(SpdkJournal {
@@ -87,8 +89,14 @@ impl SpdkJournal {
             sb: Mutex::new(sb),
             routes: Default::default(),
             busy: Mutex::new(None),
-            incomplete,
+            missing,
         })
+    }
+
+    /// Whether a volume whose member superblocks record `dropped` may trust the newest record
+    /// read when this journal was opened.
+    pub fn complete_for(&self, dropped: u8) -> bool {
+        crate::control::recovery::journal_complete(self.journal.cfg.mode, self.missing, dropped)
     }
 
     /// A raw handle on journal device `k` (`None`: gone).
@@ -211,6 +219,9 @@ pub(crate) struct SpdkVolume {
     pub members: Mutex<Vec<Option<BaseBdev>>>,
     /// Superblock sequence number last written.
     pub seq: Mutex<u64>,
+    /// Journal devices the member superblocks record (or are about to record) as dropped
+    /// ([`crate::journal::Journal::drops_to_record`]); every superblock write carries it.
+    pub journal_dropped: AtomicU8,
     /// Listed stripes left at risk by a recovery that ran with a member missing.
     pub at_risk: Mutex<Vec<u64>>,
     /// Where this volume's channels live (stripe-lock messages between them).
@@ -282,6 +293,8 @@ pub(crate) struct VolumeSpec {
     pub journal_on: bool,
     /// Superblock seq on the members.
     pub seq: u64,
+    /// Journal devices the member superblocks record as dropped.
+    pub journal_dropped: u8,
 }
 
 impl SpdkVolume {
@@ -299,6 +312,7 @@ impl SpdkVolume {
             journal,
             journal_on,
             seq,
+            journal_dropped,
         } = spec;
         let volatile = members.iter().flatten().any(|m| m.write_cache);
         let vol = Arc::new(Volume::new(
@@ -316,6 +330,7 @@ impl SpdkVolume {
             }
         }
         let (jv, _carried) = journal.journal.attach_volume(number, geo.stripes, volatile);
+        journal.journal.drops_found(number, journal_dropped);
         let cname = cstring(&name);
         // SAFETY: spdk_bdev is a plain C struct for which all-zero is the documented
         // "unset" state of every field.
@@ -331,6 +346,7 @@ impl SpdkVolume {
             member_uuids: Mutex::new(member_uuids),
             members: Mutex::new(members),
             seq: Mutex::new(seq),
+            journal_dropped: AtomicU8::new(journal_dropped),
             at_risk: Mutex::new(Vec::new()),
             routes: Arc::default(),
             bdev: Box::new(UnsafeCell::new(bdev)),
@@ -449,11 +465,18 @@ impl SpdkVolume {
             .collect();
         let Attached { journal, jv } = self.attached();
         let j = &journal.journal;
+        let dropped = self
+            .journal_dropped
+            .load(std::sync::atomic::Ordering::Acquire);
         let devices: Vec<Value> = (0..journal.devs.len() as u32)
             .map(|k| {
                 json!({
                     "name": journal.dev_name(k),
                     "state": if journal.has(k) && j.device_live(k as usize) { "online" } else { "lost" },
+                    // This volume's member superblocks record (or are being written to
+                    // record) the device as dropped while running: a restart that finds it
+                    // alone resyncs every stripe.
+                    "recorded_dropped": dropped & (1 << k) != 0,
                 })
             })
             .collect();

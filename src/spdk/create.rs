@@ -475,7 +475,7 @@ fn new_spdk_journal_on(bases: Vec<BaseBdev>, sb: JournalSuperblock) -> Arc<SpdkJ
         .into_iter()
         .map(|b| (b.name.clone(), Some(b)))
         .collect();
-    SpdkJournal::new(devs, Journal::new(cfg, None), sb, false)
+    SpdkJournal::new(devs, Journal::new(cfg, None), sb, 0)
 }
 
 fn new_uuid() -> [u8; 16] {
@@ -621,6 +621,7 @@ fn format(p: Prepared, done: Done) {
             journal,
             journal_on: req.journal,
             seq: 1,
+            journal_dropped: 0,
         };
         start_volume(spec, Recover::No, done);
     });
@@ -721,8 +722,8 @@ pub(crate) struct Found {
 
 /// Read the superblocks and record slots of a journal's bdevs (one, or the devices of a pair
 /// that are here) and make it a running journal (listed in the registry). The bdevs are
-/// opened and claimed. A pair with one device here opens incomplete
-/// ([`SpdkJournal::incomplete`]).
+/// opened and claimed. A pair with one device here opens with it missing
+/// ([`SpdkJournal::missing`]).
 pub(crate) fn open_journal(
     bases: Vec<BaseBdev>,
     done: impl FnOnce(Result<Arc<SpdkJournal>, CreateError>) + 'static,
@@ -891,10 +892,14 @@ fn opened(
         None => noticelog!("journal {what}: no record written yet"),
     }
     if !newest.complete {
-        let mode = sb.pair.map_or("alternate", |p| p.mode.name());
-        warnlog!(
-            "journal {what}: one of its two devices ({mode} mode) is missing: the newest record may have been on it, so every volume on this journal resyncs every stripe before it serves I/O, then goes on with the device that is here"
-        );
+        match sb.pair.map(|p| p.mode) {
+            Some(JournalMode::Mirror) => warnlog!(
+                "journal {what}: one of its two devices (mirror mode) is missing: a volume whose member superblocks do not record the device that is here as dropped recovers from it alone; one that does resyncs every stripe before it serves I/O; the journal goes on with the device that is here"
+            ),
+            _ => warnlog!(
+                "journal {what}: one of its two devices (alternate mode) is missing: the newest record may have been on it, so every volume on this journal resyncs every stripe before it serves I/O, then goes on with the device that is here"
+            ),
+        }
     }
     let cfg = journal_config(&sb, by_index.iter().flatten().any(|b| b.write_cache));
     let journal = Journal::new(cfg, newest.record);
@@ -904,7 +909,7 @@ fn opened(
         }
     }
     let devs = names.into_iter().zip(by_index).collect();
-    let j = SpdkJournal::new(devs, journal, sb, !newest.complete);
+    let j = SpdkJournal::new(devs, journal, sb, newest.missing);
     registry().journals.push(j.clone());
     done(Ok(j))
 }
@@ -953,10 +958,19 @@ fn assemble(found: Found, journal: Arc<SpdkJournal>, recover: Recover, done: Don
             format!("volume {}: {missing} members missing", sb.name),
         )));
     }
-    // A journal device missing: the newest record may have been on it, so every stripe is
-    // resynced (control::recovery::stripes_to_resync), which needs every member.
+    // A journal device missing: unless a mirror's survivor may be trusted, the newest record
+    // may have been on it, so every stripe is resynced (control::recovery::journal_complete),
+    // which needs every member.
+    let complete = journal.complete_for(sb.journal_dropped);
+    if journal.missing != 0 && complete && recover == Recover::Listed {
+        warnlog!(
+            "volume {}: a device of its mirrored journal {} is missing; the member superblocks do not record the device that is here as dropped, so it holds every record: recovering from it alone",
+            sb.name,
+            journal.name
+        );
+    }
     let recover = match recover {
-        Recover::Listed if journal.incomplete && missing > 0 => {
+        Recover::Listed if !complete && missing > 0 => {
             return done(Err(err(
                 ENODEV,
                 format!(
@@ -965,7 +979,7 @@ fn assemble(found: Found, journal: Arc<SpdkJournal>, recover: Recover, done: Don
                 ),
             )))
         }
-        Recover::Listed if journal.incomplete => Recover::All,
+        Recover::Listed if !complete => Recover::All,
         r => r,
     };
     let spec = VolumeSpec {
@@ -979,6 +993,7 @@ fn assemble(found: Found, journal: Arc<SpdkJournal>, recover: Recover, done: Don
         journal,
         journal_on: true,
         seq: sb.seq,
+        journal_dropped: sb.journal_dropped,
     };
     start_volume(spec, recover, done);
 }
@@ -1003,6 +1018,9 @@ fn start_volume(spec: VolumeSpec, recover: Recover, done: Done) {
     let v = SpdkVolume::new(spec);
     registry().volumes.push(v.clone());
     v.register_io_device();
+    // From now on member failures and the journal devices to record as dropped reach the
+    // superblocks (a recovery's record may wait for the latter).
+    super::rebuild::watch(&v);
     let finish = move |v: Arc<SpdkVolume>, r: Result<(), CreateError>, done: Done| {
         let r = r.and_then(|()| match v.register_bdev() {
             0 => Ok(()),
@@ -1021,7 +1039,6 @@ fn start_volume(spec: VolumeSpec, recover: Recover, done: Done) {
                     v.geo.volume_blocks(),
                     v.geo.block_size
                 );
-                super::rebuild::watch(&v);
                 done(Ok(v))
             }
             Err(e) => {
@@ -1035,14 +1052,20 @@ fn start_volume(spec: VolumeSpec, recover: Recover, done: Done) {
     match recover {
         Recover::No => finish(v.clone(), Ok(()), done),
         Recover::Listed if !recovery_online() => {
-            Recovery::start(v, false, false, Box::new(move |v, r| finish(v, r, done)))
+            Recovery::start(v, false, true, false, Box::new(move |v, r| finish(v, r, done)))
         }
-        Recover::All => Recovery::start(v, false, false, Box::new(move |v, r| finish(v, r, done))),
+        Recover::All => Recovery::start(
+            v,
+            false,
+            false,
+            false,
+            Box::new(move |v, r| finish(v, r, done)),
+        ),
         Recover::Listed => {
             // Online: the volume serves I/O as soon as the record is read; the listed stripes
             // are resynced in the background (the engine does not trust their parity until
             // then: control::recovery, "Serving I/O while it runs").
-            Recovery::start(v.clone(), false, true, Box::new(|v, r| recovered(&v, r)));
+            Recovery::start(v.clone(), false, true, true, Box::new(|v, r| recovered(&v, r)));
             let v2 = v.clone();
             finish(
                 v,
@@ -1058,6 +1081,7 @@ fn start_volume(spec: VolumeSpec, recover: Recover, done: Done) {
         }
         Recover::Full => Recovery::start(
             v,
+            true,
             true,
             false,
             Box::new(move |v, r| {
@@ -1118,8 +1142,9 @@ struct Recovery {
 
 impl Recovery {
     /// Start the recovery of `v`: a `full` resync (a new journal), or of the stripes its
-    /// journal lists, `online` (the volume serves I/O meanwhile) or not.
-    fn start(v: Arc<SpdkVolume>, full: bool, online: bool, done: RecoveryDone) {
+    /// journal lists (every stripe unless the record read is `complete` for it: see
+    /// [`Recover::All`]), `online` (the volume serves I/O meanwhile) or not.
+    fn start(v: Arc<SpdkVolume>, full: bool, complete: bool, online: bool, done: RecoveryDone) {
         if full {
             noticelog!(
                 "volume {}: full resync of {} stripes before it serves I/O on its new journal",
@@ -1144,12 +1169,12 @@ impl Recovery {
         } else {
             stripes
         };
-        // A device of the journal's pair was missing at its opening: every stripe
-        // (control::recovery's rule; the volume is not online meanwhile: start_volume).
-        let complete = !v.journal().incomplete;
+        // A device of the journal's pair was missing at its opening and the record read may
+        // miss stripes: every stripe (control::recovery's rule; the volume is not online
+        // meanwhile: start_volume).
         if !complete {
-            noticelog!(
-                "volume {}: a journal device was missing: full resync of {} stripes before it serves I/O",
+            warnlog!(
+                "volume {}: a journal device was missing and the record read may miss stripes: full resync of {} stripes before it serves I/O",
                 v.name,
                 v.geo.stripes
             );

@@ -113,11 +113,13 @@ fn states(v: &SpdkVolume) -> Vec<u8> {
         .collect()
 }
 
-/// Watch volume `v` (now online): a member the engine fails on an I/O error is recorded as
-/// failed in the superblocks of the others, and then the engine is told
-/// ([`crate::engine::Volume::failures_recorded`]): writes completed meanwhile are held until
-/// then (the engine's rule "a member failure is durable before a write that depends on it is
-/// acknowledged"). Called on the app thread.
+/// Watch volume `v` (from its start, before its recovery): a member the engine fails on an
+/// I/O error is recorded as failed in the superblocks of the others, and then the engine is
+/// told ([`crate::engine::Volume::failures_recorded`]): writes completed meanwhile are held
+/// until then (the engine's rule "a member failure is durable before a write that depends on
+/// it is acknowledged"). Likewise the journal devices its mirrored journal wants recorded as
+/// dropped ([`crate::journal::Journal::drops_to_record`]): records wait for that. Called on
+/// the app thread.
 pub(crate) fn watch(v: &Arc<SpdkVolume>) {
     let key = Arc::as_ptr(v) as usize;
     if let Some(s) = STOPPING.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
@@ -198,7 +200,9 @@ unsafe extern "C" fn watch_poll(_arg: *mut c_void) -> i32 {
             let key = Arc::as_ptr(&v) as usize;
             let unrecorded = v.vol.unrecorded_failures();
             let state_changed = changed.iter().any(|(c, _)| Arc::ptr_eq(c, &v));
-            if unrecorded.is_none() && !state_changed {
+            let journal = v.journal().journal.clone();
+            let dropped = journal.drops_to_record(v.number);
+            if unrecorded.is_none() && !state_changed && dropped.is_none() {
                 continue;
             }
             {
@@ -212,8 +216,18 @@ unsafe extern "C" fn watch_poll(_arg: *mut c_void) -> i32 {
                 rec.insert(key, None);
             }
             // Read before the states are captured (synchronously, in the call below): every
-            // failure up to `upto` is in what gets written.
+            // failure up to `upto` is in what gets written, and the drops in `dropped`.
             let upto = unrecorded;
+            if let Some(m) = dropped {
+                if m & !(v.journal_dropped.load(Ordering::Acquire)) != 0 {
+                    warnlog!(
+                        "volume {}: recording journal device(s) {} dropped in the member superblocks; records wait for it",
+                        v.name,
+                        (0..2).filter(|k| m & (1 << k) != 0).map(|k| k.to_string()).collect::<Vec<_>>().join(",")
+                    );
+                }
+                v.journal_dropped.store(m, Ordering::Release);
+            }
             let v2 = v.clone();
             record_member_states_then(&v, move |r| {
                 let mut rec = RECORDING.lock().unwrap_or_else(|e| e.into_inner());
@@ -222,6 +236,9 @@ unsafe extern "C" fn watch_poll(_arg: *mut c_void) -> i32 {
                     Ok(()) => {
                         if let Some(upto) = upto {
                             v2.vol.failures_recorded(upto);
+                        }
+                        if let Some(m) = dropped {
+                            journal.drops_recorded(v2.number, m);
                         }
                         rec.remove(&key);
                     }

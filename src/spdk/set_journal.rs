@@ -343,6 +343,9 @@ fn attach(v: Arc<SpdkVolume>, target: Target, status: ProcStatus) {
             jv: jv.clone(),
         });
         v.vol.set_journal(Some(j.journal.clone()));
+        // A new journal: nothing of the old one's devices is recorded dropped any more.
+        v.journal_dropped
+            .store(0, std::sync::atomic::Ordering::Release);
         let v2 = v.clone();
         record_member_states_then(&v, move |r| {
             if let Err(m) = &r {

@@ -11,9 +11,13 @@
 #      volume is "online" again, records go on;
 #  (c) a fill, then random rewrites killed with -9; journal file jr (alternate) or j0 (mirror)
 #      is deleted; the volume is brought back with the device that is left
-#      (bdev_jraid_create by uuid, as save_config writes it): it resyncs every stripe before
-#      it serves (the newest record may have been on the lost file), then fio verify-only
-#      reads back every block, and bdev_jraid_scrub finds parity clean.
+#      (bdev_jraid_create by uuid, as save_config writes it): alternate, it resyncs every
+#      stripe before it serves (the newest record may have been on the lost file); mirror, it
+#      recovers from the survivor alone (nothing recorded it dropped); then fio verify-only
+#      reads back every block, and bdev_jraid_scrub finds parity clean;
+#  (d) mirror: j1 deleted under random rewrites (its drop recorded in the member superblocks,
+#      records go on to j0 alone), kill -9, then j0 lost and j1 back with what it held: the
+#      restart resyncs every stripe (j1 is behind), fio verify-only and scrub pass.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 trap stop_tgt EXIT
@@ -136,6 +140,12 @@ FIO
     read -r s1 d1 deg1 f1 lost1 w1 <<<"$mid"
     [ "$s1 $d1 $deg1 $f1 $lost1" = "journal_degraded j0=online,j1=lost True False 1" ] || die "after the loss: $mid"
     [ "$late" -gt "$w1" ] && [ "$w1" -gt "$w0" ] || die "records stopped after the loss ($w0 -> $w1 -> $late)"
+    # A mirror records the drop in the member superblocks (a restart that finds j1 alone must
+    # not trust it); an alternating pair does not (such a restart resyncs everything anyway).
+    rd=$(jst '",".join(str(d["recorded_dropped"]) for d in j["devices"])')
+    want="False,False"
+    [ "$mode" = mirror ] && want="False,True"
+    [ "$rd" = "$want" ] || die "recorded_dropped after deleting j1 ($mode): $rd"
     log "($mode b) a fresh bdev jr takes j1's place online, still under the load"
     rm -f "$dir/jr"; truncate -s 8M "$dir/jr"
     rpc_ok "$dir/fio.sock" bdev_aio_create "{\"name\":\"jr\",\"filename\":\"$dir/jr\",\"block_size\":4096}" >/dev/null
@@ -147,6 +157,9 @@ FIO
     read -r s2 d2 deg2 w2 _ <<<"$rep"
     [ "$s2 $d2 $deg2" = "online j0=online,jr=online False" ] || die "after the replacement: $rep"
     [ "$w2" -gt "$late" ] || die "records stopped after the replacement"
+    # Once the replacement holds a checkpoint, nothing is recorded dropped any more.
+    rd=$(jst '",".join(str(d["recorded_dropped"]) for d in j["devices"])')
+    [ "$rd" = "False,False" ] || die "recorded_dropped after the replacement ($mode): $rd"
     rc=0
     wait "$fio_pid" || rc=$?
     [ "$rc" = 0 ] || { tail -30 "$dir/hot.log" >&2; die "fio with a journal device removed failed (rc $rc)"; }
@@ -201,21 +214,40 @@ FIO
     [ "$listed" -ge 100 ] || die "only $listed stripes listed after kill -9 under fio"
     rm -f "$dir/$gone"
 
-    log "($mode c) r0 back with $left alone: full resync, then fio verify-only of every block"
-    rm -f "$dir/fio.sock"
-    run_fio "$dir" 300 --output-format=json --output="$dir/verify.json" "$dir/verify.fio" >"$dir/verify.log" 2>&1 &
-    fio_pid=$!
-    seen=""
-    while kill -0 "$fio_pid" 2>/dev/null; do
-        st=$(rpc "$dir/fio.sock" bdev_jraid_get_bdevs '{"name":"r0"}' 2>/dev/null | python3 -c '
+    log "($mode c) r0 back with $left alone (spdk_tgt): recovery ($mode), scrub, then fio verify-only of every block"
+    start_tgt "$sock" "$dir/tgt.log" "$dir/one.json"
+    wait_bdev "$sock" r0
+    grep -aq "one of its two devices ($mode mode) is missing" "$dir/tgt.log" || die "no word on the missing journal device"
+    if [ "$mode" = alternate ]; then
+        # The newest record may have been on the lost file: every stripe, before serving.
+        grep -aq "full resync of" "$dir/tgt.log" || die "no full resync logged"
+    else
+        # Mirrored, and nothing recorded $left dropped: it holds every record; no full resync.
+        grep -aq "recovering from it alone" "$dir/tgt.log" || die "no recovery from $left alone logged"
+        grep -aq "full resync of" "$dir/tgt.log" && die "a full resync on a mirror whose survivor holds every record"
+    fi
+    st=$(rpc_ok "$sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c '
 import json, sys
-v = json.load(sys.stdin)["result"][0]
+v = json.load(sys.stdin)[0]
 r, j = v["recovery"], v["journal"]
-print(v["state"], r["state"], r["stripes_resynced"] == v["stripes"] == r["stripes_total"], ",".join(d["state"] for d in j["devices"]))' 2>/dev/null) && seen=$st
-        sleep 0.2
+print(v["state"], r["state"], r["stripes_resynced"] == v["stripes"] == r["stripes_total"], r["stripes_total"] > 0, ",".join(d["state"] for d in j["devices"]))')
+    all=True
+    [ "$mode" = mirror ] && all=False
+    expect="journal_degraded done $all True online,lost"
+    [ "$left" = jr ] && expect="journal_degraded done $all True lost,online"
+    log "r0 with $left alone: $st"
+    [ "$st" = "$expect" ] || die "with $gone lost: not the recovery expected before serving, or wrong states ($st)"
+    rpc_ok "$sock" bdev_jraid_scrub '{"name":"r0"}' >/dev/null
+    for _ in $(seq 1 300); do
+        sc=$(rpc_ok "$sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["scrub"]; print(s["state"], s["mismatches"])')
+        [ "${sc%% *}" = done ] && break
+        sleep 0.1
     done
+    [ "$sc" = "done 0" ] || die "scrub after the recovery: $sc"
+    stop_tgt
+    rm -f "$dir/fio.sock"
     rc=0
-    wait "$fio_pid" || rc=$?
+    run_fio "$dir" 300 --output-format=json --output="$dir/verify.json" "$dir/verify.fio" >"$dir/verify.log" 2>&1 || rc=$?
     [ "$rc" = 0 ] || { tail -30 "$dir/verify.log" >&2; die "fio verify-only with $left alone failed (rc $rc)"; }
     grep -aiE "verify: bad|verify failed|bad pattern" "$dir/verify.log" "$dir/verify.json" && die "fio verify-only reported bad blocks"
     python3 - "$dir/verify.json" <<'PY' || die "fio verify-only results"
@@ -226,28 +258,108 @@ j = d["jobs"][0]
 print(f"fio verify-only: {j['read']['io_bytes'] / 2**20:.1f} MiB read and checked, error {j['error']}")
 assert j["error"] == 0 and j["read"]["io_bytes"] == 48 << 20, j["read"]["io_bytes"]
 PY
-    log "seen over fio's RPC socket while it verified: ${seen:-nothing (it ended first)}"
-    log "($mode c) parity after the full resync"
-    start_tgt "$sock" "$dir/tgt.log" "$dir/one.json"
-    wait_bdev "$sock" r0
-    grep -aq "one of its two devices ($mode mode) is missing" "$dir/tgt.log" || die "no word on the missing journal device"
-    grep -aq "full resync of" "$dir/tgt.log" || die "no full resync logged"
-    st=$(rpc_ok "$sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c '
+done
+
+# (d) Mirror: j1 dropped under load (recorded in the member superblocks), records go on to j0
+# alone; kill -9; then j0 is lost and j1 comes back with what it held: the restart must not
+# trust it (it misses the records j0 took alone) and resyncs every stripe before serving.
+dir=$WORK/jdev-swapped
+rm -rf "$dir"
+mkdir -p "$dir"
+for i in 0 1 2 3; do truncate -s 64M "$dir/m$i"; done
+for j in j0 j1; do truncate -s 8M "$dir/$j"; done
+members=(m0 m1 m2 m3)
+create="{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":16,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdevs\":[\"j0\",\"j1\"],\"journal_mode\":\"mirror\"}}"
+bdev_config "$dir/new.json" "$(aio_entries "$dir" "${members[@]}" j0 j1),$create"
+log "(mirror d) fill, then random rewrites; j1 deleted under them, then kill -9"
+cat >"$dir/fill.fio" <<FIO
+[global]
+ioengine=spdk_bdev
+spdk_json_conf=$dir/new.json
+$FIO_MEM_OPTS
+thread=1
+direct=1
+filename=r0
+rw=write
+bs=4k
+iodepth=32
+size=48m
+verify=pattern
+verify_pattern=%o
+do_verify=0
+
+[load]
+FIO
+rc=0
+run_fio "$dir" 120 "$dir/fill.fio" >"$dir/fill.log" 2>&1 || rc=$?
+[ "$rc" = 0 ] || { tail -20 "$dir/fill.log" >&2; die "fio fill failed (rc $rc)"; }
+bdev_config "$dir/both.json" "$(aio_entries "$dir" "${members[@]}" j0 j1)"
+sed -e 's/^rw=write$/rw=randwrite\ntime_based=1\nruntime=60/' \
+    -e "s|^spdk_json_conf=.*|spdk_json_conf=$dir/both.json\nspdk_rpc_listen_addr=$dir/fio.sock|" "$dir/fill.fio" >"$dir/load.fio"
+rm -f "$dir/fio.sock"
+# Killed with -9 by its timeout, after what follows (about 5 s).
+FIO_KILL=1 run_fio "$dir" 12 "$dir/load.fio" >"$dir/load.log" 2>&1 &
+fio_pid=$!
+for _ in $(seq 1 200); do
+    [ -S "$dir/fio.sock" ] && rpc "$dir/fio.sock" bdev_jraid_get_bdevs >/dev/null 2>&1 && break
+    sleep 0.1
+done
+sleep 1
+uuid=$(rpc_ok "$dir/fio.sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["uuid"])')
+rpc_ok "$dir/fio.sock" bdev_aio_delete '{"name":"j1"}' >/dev/null || die "could not delete j1 under fio"
+st=""
+for _ in $(seq 1 50); do
+    st=$(rpc_ok "$dir/fio.sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c '
+import json, sys
+v = json.load(sys.stdin)[0]; j = v["journal"]
+print(v["state"], ",".join(d["state"] + "/" + str(d["recorded_dropped"]) for d in j["devices"]), j["records_written"])')
+    case "$st" in "journal_degraded online/False,lost/True "*) break ;; esac
+    sleep 0.1
+done
+log "after deleting j1: $st"
+case "$st" in "journal_degraded online/False,lost/True "*) ;; *) die "j1's drop not recorded: $st" ;; esac
+w1=${st##* }
+sleep 2
+w2=$(rpc_ok "$dir/fio.sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["journal"]["records_written"])')
+[ "$w2" -gt "$w1" ] || die "no record written to j0 alone after the drop ($w1 -> $w2)"
+rc=0
+wait "$fio_pid" || rc=$?
+[ "$rc" = 137 ] || { tail -20 "$dir/load.log" >&2; die "fio under load ended with rc $rc, not by kill -9"; }
+sleep 0.3 # the dead process's AIO drains (see README)
+rm -f "$dir/j0"
+log "(mirror d) r0 back with j1 alone (behind j0), spdk_tgt: full resync, scrub, then fio verify-only"
+bdev_config "$dir/one.json" "$(aio_entries "$dir" "${members[@]}" j1),{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":16,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdevs\":[\"j1\"],\"journal_mode\":\"mirror\",\"uuid\":\"$uuid\"}}"
+start_tgt "$sock" "$dir/tgt.log" "$dir/one.json"
+wait_bdev "$sock" r0
+grep -aq "full resync of" "$dir/tgt.log" || die "j1, recorded dropped, was trusted: no full resync"
+grep -aq "recovering from it alone" "$dir/tgt.log" && die "j1, recorded dropped, was trusted alone"
+st=$(rpc_ok "$sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c '
 import json, sys
 v = json.load(sys.stdin)[0]
 r, j = v["recovery"], v["journal"]
 print(v["state"], r["state"], r["stripes_resynced"] == v["stripes"] == r["stripes_total"], ",".join(d["state"] for d in j["devices"]))')
-    expect="journal_degraded done True online,lost"
-    [ "$left" = jr ] && expect="journal_degraded done True lost,online"
-    log "r0 with $left alone: $st"
-    [ "$st" = "$expect" ] || die "with $gone lost: not a full resync before serving, or wrong states ($st)"
-    rpc_ok "$sock" bdev_jraid_scrub '{"name":"r0"}' >/dev/null
-    for _ in $(seq 1 300); do
-        sc=$(rpc_ok "$sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["scrub"]; print(s["state"], s["mismatches"])')
-        [ "${sc%% *}" = done ] && break
-        sleep 0.1
-    done
-    [ "$sc" = "done 0" ] || die "scrub after the full resync: $sc"
-    stop_tgt
+log "r0 with j1 alone: $st"
+[ "$st" = "journal_degraded done True lost,online" ] || die "with j1 alone: not a full resync before serving ($st)"
+rpc_ok "$sock" bdev_jraid_scrub '{"name":"r0"}' >/dev/null
+for _ in $(seq 1 300); do
+    sc=$(rpc_ok "$sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["scrub"]; print(s["state"], s["mismatches"])')
+    [ "${sc%% *}" = done ] && break
+    sleep 0.1
 done
+[ "$sc" = "done 0" ] || die "scrub after the full resync from j1: $sc"
+stop_tgt
+sed -e "s|^spdk_json_conf=.*|spdk_json_conf=$dir/one.json|" \
+    -e 's/^do_verify=0$/verify_only=1\nverify_fatal=1/' "$dir/fill.fio" >"$dir/verify.fio"
+rc=0
+run_fio "$dir" 300 --output-format=json --output="$dir/verify.json" "$dir/verify.fio" >"$dir/verify.log" 2>&1 || rc=$?
+[ "$rc" = 0 ] || { tail -30 "$dir/verify.log" >&2; die "fio verify-only with j1 alone failed (rc $rc)"; }
+grep -aiE "verify: bad|verify failed|bad pattern" "$dir/verify.log" "$dir/verify.json" && die "fio verify-only reported bad blocks"
+python3 - "$dir/verify.json" <<'PY' || die "fio verify-only results"
+import json, sys
+text = open(sys.argv[1]).read()
+d = json.loads(text[text.index("{"):])
+j = d["jobs"][0]
+print(f"fio verify-only: {j['read']['io_bytes'] / 2**20:.1f} MiB read and checked, error {j['error']}")
+assert j["error"] == 0 and j["read"]["io_bytes"] == 48 << 20, j["read"]["io_bytes"]
+PY
 log "test_journal_devices: OK"
