@@ -148,6 +148,9 @@ fn two_journal_devices_go_on_without_one() {
         );
         let out = ok(&["check", "--dir", d]);
         assert!(out.contains("0 parity mismatches"), "{out}");
+        // The mirror went on without the lost file: the members record it dropped.
+        let out = ok(&["status", "--dir", d]);
+        assert_eq!(out.contains("recorded dropped"), mode == "mirror", "{out}");
     }
 }
 

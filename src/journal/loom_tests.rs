@@ -254,9 +254,18 @@ fn loom_release_of_carried_stripe_races_its_write() {
 /// A journal of two devices in alternate mode (512-byte blocks, 4 KiB areas, no hysteresis)
 /// with volume 0 of two stripes attached.
 fn two_device_journal() -> (Arc<Journal>, StdArc<JournalVolume>) {
+    two_device_journal_in(super::aggregator::JournalMode::Alternate, false)
+}
+
+/// [`two_device_journal`] in `mode` (with the drop-record control when `no_drop_record`).
+fn two_device_journal_in(
+    mode: super::aggregator::JournalMode,
+    no_drop_record: bool,
+) -> (Arc<Journal>, StdArc<JournalVolume>) {
     let mut cfg = JournalConfig::new([7; 16], 512, 4096, [(0, 0), (0, 8)]);
     cfg.devices = 2;
-    cfg.mode = super::aggregator::JournalMode::Alternate;
+    cfg.mode = mode;
+    cfg.control_no_drop_record = no_drop_record;
     cfg.max_channels = 1;
     cfg.hysteresis_generations = 0;
     cfg.hysteresis_us = 0;
@@ -418,6 +427,77 @@ fn loom_journal_device_replaced_while_a_record_is_written() {
         let newest = newest.record.expect("a record");
         assert!(newest.generation >= g);
         assert!(newest.entries.iter().any(|e| e.stripe == 0), "{newest:?}");
+        j.clean(&jv, 0, 1);
+    });
+}
+
+/// Mirror mode: a writer marks stripe 0 and flushes until its generation is durable, while
+/// another thread drops device 1 (its writes fail from then on) and then records the drop as a
+/// runtime does (the member superblocks, here a flag, then `drops_recorded`). Whatever the
+/// interleaving, once the writer is released a restart that finds device 1 alone either reads
+/// stripe 0 listed there or finds device 1 recorded dropped (and resyncs every stripe): a
+/// record only the survivor holds releases its writers only after the drop is recorded.
+/// (Control, run by hand: `two_device_journal_in(Mirror, true)`, the journal neither waiting
+/// for the record nor asking for it, fails this model.)
+#[test]
+fn loom_mirror_device_dropped_while_a_record_is_written() {
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(|| {
+        let (j, jv) = two_device_journal_in(super::aggregator::JournalMode::Mirror, false);
+        let disks = Arc::new(Mutex::new([vec![0u8; 16 * 512], vec![0u8; 16 * 512]]));
+        let dead = StdArc::new(AtomicBool::new(false));
+        // The drops the member superblocks record.
+        let sb = StdArc::new(AtomicU8::new(0));
+        let flush = |j: &Journal, dead: &AtomicBool| {
+            let mut buf = Vec::new();
+            let Some(job) = j.begin_flush(0, &mut buf) else {
+                return false;
+            };
+            for w in job.writes().to_vec() {
+                let ok = w.dev == 0 || !dead.load(SeqCst);
+                if ok {
+                    let at = w.lba as usize * 512;
+                    disks.lock().unwrap()[w.dev as usize][at..at + w.end - w.start]
+                        .copy_from_slice(&buf[w.start..w.end]);
+                }
+                j.write_done(job.generation, w.dev, ok, &mut Vec::new());
+            }
+            true
+        };
+        assert!(flush(&j, &dead));
+        let (j2, dead2, sb2) = (j.clone(), dead.clone(), sb.clone());
+        let t = thread::spawn(move || {
+            dead2.store(true, SeqCst);
+            j2.device_gone(1);
+            while let Some(m) = j2.drops_to_record(0) {
+                sb2.store(m, SeqCst);
+                j2.drops_recorded(0, m);
+            }
+        });
+        let Mark::Wait(g) = j.mark(&jv, 0) else {
+            panic!("a first mark waits");
+        };
+        j.request(g);
+        while j.durable_generation() < g {
+            assert!(!j.is_failed(), "one device is left");
+            if !flush(&j, &dead) {
+                thread::yield_now();
+            }
+        }
+        // Released: what a restart finding device 1 alone would do now.
+        if sb.load(SeqCst) & 0b10 == 0 {
+            let d = disks.lock().unwrap();
+            let one = record::newest(&d[1][..4096], &d[1][4096..], &[7; 16], 512)
+                .expect("current format")
+                .expect("a record");
+            assert!(
+                one.entries.iter().any(|e| e.stripe == 0),
+                "released, device 1 not recorded dropped, and it misses the stripe: {one:?}"
+            );
+        }
+        t.join().unwrap();
         j.clean(&jv, 0, 1);
     });
 }

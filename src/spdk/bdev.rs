@@ -140,6 +140,15 @@ impl SpdkJournal {
             .map(|k| k as u32)
     }
 
+    /// The journal's name over its devices' names now (after an online replacement, the
+    /// replacement's; `name` keeps the one it was opened under).
+    pub fn current_name(&self) -> String {
+        let names: Vec<String> = (0..self.devs.len() as u32)
+            .map(|k| self.dev_name(k))
+            .collect();
+        journal_name(&names)
+    }
+
     /// Names of the devices present (what `bdev_jraid_create` is given to bring it back).
     pub fn present_names(&self) -> Vec<String> {
         (0..self.devs.len() as u32)
@@ -494,7 +503,7 @@ impl SpdkVolume {
             "stripes": self.geo.stripes,
             "members": members,
             "journal": {
-                "name": journal.name,
+                "name": journal.current_name(),
                 "present": journal.present(),
                 "uuid": json::uuid_string(&j.cfg.uuid),
                 "slot_bytes": j.cfg.slot_bytes,

@@ -1051,9 +1051,13 @@ fn start_volume(spec: VolumeSpec, recover: Recover, done: Done) {
     };
     match recover {
         Recover::No => finish(v.clone(), Ok(()), done),
-        Recover::Listed if !recovery_online() => {
-            Recovery::start(v, false, true, false, Box::new(move |v, r| finish(v, r, done)))
-        }
+        Recover::Listed if !recovery_online() => Recovery::start(
+            v,
+            false,
+            true,
+            false,
+            Box::new(move |v, r| finish(v, r, done)),
+        ),
         Recover::All => Recovery::start(
             v,
             false,
@@ -1065,7 +1069,13 @@ fn start_volume(spec: VolumeSpec, recover: Recover, done: Done) {
             // Online: the volume serves I/O as soon as the record is read; the listed stripes
             // are resynced in the background (the engine does not trust their parity until
             // then: control::recovery, "Serving I/O while it runs").
-            Recovery::start(v.clone(), false, true, true, Box::new(|v, r| recovered(&v, r)));
+            Recovery::start(
+                v.clone(),
+                false,
+                true,
+                true,
+                Box::new(|v, r| recovered(&v, r)),
+            );
             let v2 = v.clone();
             finish(
                 v,

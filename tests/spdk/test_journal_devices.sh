@@ -157,6 +157,8 @@ FIO
     read -r s2 d2 deg2 w2 _ <<<"$rep"
     [ "$s2 $d2 $deg2" = "online j0=online,jr=online False" ] || die "after the replacement: $rep"
     [ "$w2" -gt "$late" ] || die "records stopped after the replacement"
+    nm=$(jst 'j["name"]')
+    [ "$nm" = "j0+jr" ] || die "the journal's name after the replacement: $nm"
     # Once the replacement holds a checkpoint, nothing is recorded dropped any more.
     rd=$(jst '",".join(str(d["recorded_dropped"]) for d in j["devices"])')
     [ "$rd" = "False,False" ] || die "recorded_dropped after the replacement ($mode): $rd"

@@ -701,6 +701,18 @@ fn cmd_status(dir: &Path) -> Result<(), Fail> {
                 (None, why) => format!("MISSING ({})", why.as_deref().unwrap_or("?")),
             }
         );
+        let dropped = f.newest_sb().journal_dropped;
+        if dropped != 0 {
+            let which: Vec<String> = (0..2)
+                .filter(|k| dropped & (1 << k) != 0)
+                .map(|k| k.to_string())
+                .collect();
+            println!(
+                "journal    device(s) {} recorded dropped while running (a restart that finds \
+                 only such a device resyncs every stripe)",
+                which.join(", ")
+            );
+        }
     }
     let newest = found.record;
     let dirty = newest
