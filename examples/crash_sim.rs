@@ -37,8 +37,8 @@ use jraid::control::RecoveryOptions;
 use jraid::sim::cli::SeedArgs;
 use jraid::sim::workload::{
     admin_check, crash_check_with, delete_check, journal_device_check, journal_loss_check,
-    large_check, online_check, read_error_check, transient_check, DevicesControl,
-    JournalDeviceLoss,
+    journal_on_members_check, large_check, online_check, read_error_check, transient_check,
+    DevicesControl, JournalDeviceLoss, MemberJournalLoss,
 };
 use jraid::sim::RecordRead;
 
@@ -60,6 +60,8 @@ fn main() {
     let mut journal_loss = false;
     let mut journal_devices = false;
     let mut device_loss = None;
+    let mut on_members = false;
+    let mut member_loss = None;
     let mut delete = false;
     let mut read_errors = false;
     let mut large = false;
@@ -100,6 +102,16 @@ fn main() {
                     "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush, checkpoint-only, trust-survivor, replace-early, no-drop-record, no-unsynced-guard)"
                 )),
             },
+            "--member-loss" => {
+                member_loss = match flags.next().map(String::as_str) {
+                    Some("running") => Some(MemberJournalLoss::Running),
+                    Some("transient") => Some(MemberJournalLoss::Transient),
+                    Some("crash") => Some(MemberJournalLoss::Crash),
+                    other => usage(format!(
+                        "unknown --member-loss {other:?} (running, transient, crash)"
+                    )),
+                }
+            }
             "--loss" => {
                 device_loss = match flags.next().map(String::as_str) {
                     Some("running") => Some(JournalDeviceLoss::Running),
@@ -119,12 +131,13 @@ fn main() {
                 Some("passes") => passes = true,
                 Some("journal") => journal_loss = true,
                 Some("journal-devices") => journal_devices = true,
+                Some("journal-on-members") => on_members = true,
                 Some("delete") => delete = true,
                 Some("read-errors") => read_errors = true,
                 Some("large") => large = true,
                 Some("online") => online = true,
                 other => usage(format!(
-                    "unknown scenario {other:?} (crash, transient, admin, passes, journal, journal-devices, delete, read-errors, large, online)"
+                    "unknown scenario {other:?} (crash, transient, admin, passes, journal, journal-devices, journal-on-members, delete, read-errors, large, online)"
                 )),
             },
             other => usage(format!("unknown argument {other}")),
@@ -154,6 +167,16 @@ fn main() {
     }
     if journal_devices {
         extra += " --scenario journal-devices";
+    }
+    if on_members {
+        extra += " --scenario journal-on-members";
+    }
+    if let Some(l) = member_loss {
+        extra += match l {
+            MemberJournalLoss::Running => " --member-loss running",
+            MemberJournalLoss::Transient => " --member-loss transient",
+            MemberJournalLoss::Crash => " --member-loss crash",
+        };
     }
     if let Some(l) = device_loss {
         extra += match l {
@@ -227,6 +250,8 @@ fn main() {
             admin_check(seed, crashes, skip_pass_flush)
         } else if journal_loss {
             journal_loss_check(seed, crashes, skip_pass_flush)
+        } else if on_members {
+            journal_on_members_check(seed, crashes, member_loss)
         } else if journal_devices {
             journal_device_check(
                 seed,
@@ -335,6 +360,8 @@ fn main() {
             "passes"
         } else if journal_loss {
             "journal"
+        } else if on_members {
+            "journal-on-members"
         } else if journal_devices {
             "journal-devices"
         } else if delete {

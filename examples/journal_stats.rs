@@ -43,6 +43,7 @@ fn main() {
                     hysteresis_generations: 2,
                     control_replace_early: false,
                     control_no_drop_record: false,
+                    on_members: false,
                 }),
                 max_latency_us: 20,
                 error_rate: 0.0,

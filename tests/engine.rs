@@ -25,6 +25,7 @@ fn world(members: u32, journal: bool) -> World {
             hysteresis_generations: 2,
             control_replace_early: false,
             control_no_drop_record: false,
+            on_members: false,
         }),
         max_latency_us: 50,
         error_rate: 0.0,

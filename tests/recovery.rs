@@ -26,6 +26,7 @@ fn cfg(seed: u64) -> SimConfig {
             hysteresis_generations: 2,
             control_replace_early: false,
             control_no_drop_record: false,
+            on_members: false,
         }),
         max_latency_us: 30,
         error_rate: 0.0,

@@ -6,8 +6,8 @@ use std::cell::Cell;
 use jraid::control::RecoveryOptions;
 use jraid::sim::workload::{
     admin_check, crash_check, crash_check_with, delete_check, io_check, journal_device_check,
-    journal_loss_check, large_check, read_error_check, transient_check, DevicesControl,
-    JournalDeviceLoss, Outcome,
+    journal_loss_check, journal_on_members_check, large_check, read_error_check, transient_check,
+    DevicesControl, JournalDeviceLoss, MemberJournalLoss, Outcome,
 };
 use jraid::sim::RecordRead;
 
@@ -292,6 +292,26 @@ fn mirror_restart_without_the_drop_record_finds_loss() {
             500,
             |s| journal_device_check(s, 1, Some(JournalDeviceLoss::Swapped), Some(control)),
             "a mirror restart from the dropped device",
+        );
+    }
+}
+
+/// The journal on the members (a mirrored pair in reserved areas of members 0 and 1): a member
+/// lost while running (for good, or back after the power loss), or at a power loss, takes its
+/// journal device with it; three power losses per seed: no request fails for it, every
+/// acknowledged write reads back and parity matches.
+#[test]
+fn journal_on_members_member_lost_2000_seeds_each() {
+    let n = seeds("JRAID_CRASH_SEEDS", 5000).min(2000);
+    for (loss, flag) in [
+        (MemberJournalLoss::Running, "running"),
+        (MemberJournalLoss::Transient, "transient"),
+        (MemberJournalLoss::Crash, "crash"),
+    ] {
+        all_clean(
+            n,
+            |s| journal_on_members_check(s, 3, Some(loss)),
+            &format!(" --scenario journal-on-members --member-loss {flag} --crashes 3"),
         );
     }
 }

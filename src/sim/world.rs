@@ -61,6 +61,10 @@ pub struct SimJournal {
     /// Control: a mirrored pair's drop is not recorded before the survivor's records release
     /// their writers ([`JournalConfig::control_no_drop_record`]).
     pub control_no_drop_record: bool,
+    /// The journal lives on the members (two devices, mirrored): journal device k is a
+    /// reserved area of member k of the first volume, so the two fail and come back together
+    /// ([`World::fail_member`], [`World::fail_member_transiently`]).
+    pub on_members: bool,
 }
 
 impl SimJournal {
@@ -1214,10 +1218,21 @@ impl World {
     /// or at once with `tell_engine`).
     pub fn fail_member(&mut self, vi: usize, m: u32, tell_engine: bool) {
         self.volumes[vi].disks[m as usize].failed = true;
+        if self.journal_on_member(vi, m) {
+            // Its journal area goes with it (the runtime drops the journal device with the
+            // member).
+            self.lose_journal_device(m, false, tell_engine);
+        }
         if tell_engine {
             self.volumes[vi].vol.fail_member(m);
             self.record_failures();
         }
+    }
+
+    /// Whether member `m` of volume index `vi` holds a journal device (the journal on the
+    /// members: device k on member k of the first volume).
+    fn journal_on_member(&self, vi: usize, m: u32) -> bool {
+        vi == 0 && m < 2 && self.cfg.journal.as_ref().is_some_and(|j| j.on_members)
     }
 
     /// Member `m` of volume index `vi` fails transiently: every I/O fails until the next power
@@ -1227,6 +1242,9 @@ impl World {
         let d = &mut self.volumes[vi].disks[m as usize];
         d.failed = true;
         d.transient = true;
+        if self.journal_on_member(vi, m) {
+            self.lose_journal_device(m, true, false);
+        }
     }
 
     /// Make block `lba` of member `m` of volume index `vi` unreadable (a bad sector): reads
