@@ -1657,6 +1657,8 @@ pub enum MemberJournalLoss {
 /// is lost as `loss` says (`None`: each seed draws one): its journal device goes with it, the
 /// journal goes on with the other member's copy, no request fails for it, and a restart
 /// recovers from the copy that is left (its drop recorded when it happened while running).
+/// A member lost for good is sometimes rebuilt onto a blank replacement, whose blank journal
+/// area the journal takes online ([`crate::journal::Journal::device_added`]).
 /// Every acknowledged write reads back and parity matches, also with a member lost (listed
 /// stripes written at a power loss with a member missing are at risk, and excused).
 pub fn journal_on_members_check(
@@ -1692,8 +1694,14 @@ pub fn journal_on_members_check(
     let tell = rng.chance(0.5);
     let back_after_crash = rng.chance(0.5);
     let lose_at = rng.range(0, 8) as usize;
+    // Lost for good (and the engine told): rebuilt onto a blank replacement (with a blank
+    // journal area) sometimes.
+    let rebuild = loss == MemberJournalLoss::Running && tell && rng.chance(0.6);
+    let rebuild_at = lose_at + rng.range(1, 30) as usize;
+    let window = rng.range(1, 9) as usize;
     let mut d = Driver::new(World::new(cfg.clone()), rng.fork(1));
     let mut crash_time = 0;
+    let mut rebuilt = false;
     for k in 0..crashes.max(1) {
         let crash_after = rng.range(300, 1500);
         let first = k == 0;
@@ -1705,6 +1713,15 @@ pub fn journal_on_members_check(
                     MemberJournalLoss::Crash => {}
                 }
             }
+            // Once the engine has the member failed (told, or learnt on use).
+            if first
+                && rebuild
+                && !rebuilt
+                && i >= rebuild_at
+                && d.world.volumes[0].vol.health(victim) == crate::engine::MemberHealth::Failed
+            {
+                rebuilt = d.start_rebuild(0, victim, window);
+            }
         });
         if first {
             if loss == MemberJournalLoss::Crash {
@@ -1714,7 +1731,7 @@ pub fn journal_on_members_check(
                     d.world.fail_member(0, victim, false);
                 }
             }
-            if !d.world.volumes[0].disks[victim as usize].failed {
+            if !d.world.volumes[0].disks[victim as usize].failed && !rebuilt {
                 d.out.unexercised += 1;
                 d.out
                     .note(format!("{loss:?}: the power went before the loss"));

@@ -63,7 +63,8 @@ pub struct SimJournal {
     pub control_no_drop_record: bool,
     /// The journal lives on the members (two devices, mirrored): journal device k is a
     /// reserved area of member k of the first volume, so the two fail and come back together
-    /// ([`World::fail_member`], [`World::fail_member_transiently`]).
+    /// ([`World::fail_member`], [`World::fail_member_transiently`]), and a replacement member
+    /// brings a blank area ([`World::replace_member`]).
     pub on_members: bool,
 }
 
@@ -464,6 +465,9 @@ pub struct World {
     direct_reads: BTreeMap<u64, (u64, u64, u64, u32)>,
     /// Per volume: a failure record is being written.
     recording: Vec<bool>,
+    /// Journal on the members: a replacement member's journal area waiting for the journal to
+    /// take it ([`Journal::device_added`]).
+    journal_area_waiting: Option<u32>,
     /// The journal is lost and no new one is named yet.
     pub journal_lost: bool,
     /// What the journal wrote in this world.
@@ -628,6 +632,7 @@ impl World {
             inflight: BTreeMap::new(),
             direct_reads: BTreeMap::new(),
             recording: vec![false; nvol],
+            journal_area_waiting: None,
             journal_lost: image.journal_lost,
             trace: JournalTrace::default(),
             checkpoint_write: None,
@@ -1113,7 +1118,19 @@ impl World {
             }
         }
         self.record_failures();
+        self.add_journal_area();
         true
+    }
+
+    /// Journal on the members: hand a replacement member's journal area to the journal once it
+    /// takes it (as the runtime does when the rebuild starts).
+    fn add_journal_area(&mut self) {
+        let (Some(k), Some(j)) = (self.journal_area_waiting, &self.journal) else {
+            return;
+        };
+        if j.device_added(k) {
+            self.journal_area_waiting = None;
+        }
     }
 
     /// Start recording member failures the engine made and nobody recorded yet, and journal
@@ -1273,6 +1290,17 @@ impl World {
             ..newest.clone()
         });
         v.disks[m as usize] = d;
+        if self.journal_on_member(vi, m) {
+            // A blank journal area with it, taken by the journal when it can (the old one is
+            // dropped first, as the runtime drops it with the member).
+            if let Some(j) = &self.journal {
+                j.device_gone(m);
+            }
+            let old = &self.journal_disks[m as usize];
+            self.journal_disks[m as usize] = SimDisk::new(old.bs, old.blocks, old.volatile);
+            self.journal_area_waiting = Some(m);
+        }
+        let v = &mut self.volumes[vi];
         // The new identity goes into every superblock with the states.
         for (i, disk) in v.disks.iter_mut().enumerate() {
             if let Some(sb) = disk.sb.as_mut() {
