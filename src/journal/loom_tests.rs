@@ -283,6 +283,32 @@ fn newest_over(disks: &[Vec<u8>; 2]) -> Result<record::Newest, record::RecordErr
     record::newest_of(&views, &[7; 16], 512)
 }
 
+/// One record write of a [`two_device_journal`] onto `disks`, as a runtime issues it; a
+/// write to device 1 fails once `dead` is set (checked as the write lands). False when no
+/// record could start.
+fn flush_two(
+    j: &Journal,
+    disks: &Mutex<[Vec<u8>; 2]>,
+    dead: &std::sync::atomic::AtomicBool,
+) -> bool {
+    use super::aggregator::RecordOutcome;
+    let mut buf = Vec::new();
+    let Some(job) = j.begin_flush(0, &mut buf) else {
+        return false;
+    };
+    for w in job.writes().to_vec() {
+        let ok = w.dev == 0 || !dead.load(std::sync::atomic::Ordering::SeqCst);
+        if ok {
+            let at = w.lba as usize * 512;
+            disks.lock().unwrap()[w.dev as usize][at..at + w.end - w.start]
+                .copy_from_slice(&buf[w.start..w.end]);
+        }
+        let outcome = j.write_done(job.generation, w.dev, ok, &mut Vec::new());
+        assert_ne!(outcome, RecordOutcome::Failed, "one device is left");
+    }
+    true
+}
+
 /// Two journal devices (alternate mode): a writer marks stripe 0 and flushes until its
 /// generation is durable, while another thread drops device 1 (as a runtime's hot-remove
 /// does; its writes fail from then on). Whatever the interleaving, the writer is released
@@ -292,7 +318,6 @@ fn newest_over(disks: &[Vec<u8>; 2]) -> Result<record::Newest, record::RecordErr
 /// counting device 1's failed write as done fails this model.)
 #[test]
 fn loom_journal_device_lost_while_a_record_is_written() {
-    use super::aggregator::RecordOutcome;
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(2);
@@ -302,24 +327,7 @@ fn loom_journal_device_lost_while_a_record_is_written() {
         let dead = StdArc::new(AtomicBool::new(false));
         // Generations 1 (a checkpoint, to both) and 2 (to device 0) first: the writer's
         // generation, 3, goes to device 1 alone.
-        let flush = |j: &Journal, dead: &AtomicBool| {
-            let mut buf = Vec::new();
-            let Some(job) = j.begin_flush(0, &mut buf) else {
-                return false;
-            };
-            for w in job.writes().to_vec() {
-                // A write to device 1 fails once it is dead (checked as the write lands).
-                let ok = w.dev == 0 || !dead.load(SeqCst);
-                if ok {
-                    let at = w.lba as usize * 512;
-                    disks.lock().unwrap()[w.dev as usize][at..at + w.end - w.start]
-                        .copy_from_slice(&buf[w.start..w.end]);
-                }
-                let outcome = j.write_done(job.generation, w.dev, ok, &mut Vec::new());
-                assert_ne!(outcome, RecordOutcome::Failed);
-            }
-            true
-        };
+        let flush = |j: &Journal, dead: &AtomicBool| flush_two(j, &disks, dead);
         assert!(flush(&j, &dead) && flush(&j, &dead));
         let (j2, dead2) = (j.clone(), dead.clone());
         let t = thread::spawn(move || {
@@ -450,22 +458,7 @@ fn loom_mirror_device_dropped_while_a_record_is_written() {
         let dead = StdArc::new(AtomicBool::new(false));
         // The drops the member superblocks record.
         let sb = StdArc::new(AtomicU8::new(0));
-        let flush = |j: &Journal, dead: &AtomicBool| {
-            let mut buf = Vec::new();
-            let Some(job) = j.begin_flush(0, &mut buf) else {
-                return false;
-            };
-            for w in job.writes().to_vec() {
-                let ok = w.dev == 0 || !dead.load(SeqCst);
-                if ok {
-                    let at = w.lba as usize * 512;
-                    disks.lock().unwrap()[w.dev as usize][at..at + w.end - w.start]
-                        .copy_from_slice(&buf[w.start..w.end]);
-                }
-                j.write_done(job.generation, w.dev, ok, &mut Vec::new());
-            }
-            true
-        };
+        let flush = |j: &Journal, dead: &AtomicBool| flush_two(j, &disks, dead);
         assert!(flush(&j, &dead));
         let (j2, dead2, sb2) = (j.clone(), dead.clone(), sb.clone());
         let t = thread::spawn(move || {

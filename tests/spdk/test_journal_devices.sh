@@ -33,6 +33,61 @@ assert e, "expected an error: %s" % r
 print(e["code"], e["message"])' "$out" || die "$4: $out"
 }
 
+# fill_fio DIR CONF: DIR/fill.fio, a sequential fill of r0 (over CONF) whose every write of a
+# block carries the same bytes (its offset), so whatever a kill leaves in flight, every block
+# written once reads back as exactly that.
+fill_fio() {
+    cat >"$1/fill.fio" <<FIO
+[global]
+ioengine=spdk_bdev
+spdk_json_conf=$2
+$FIO_MEM_OPTS
+thread=1
+direct=1
+filename=r0
+rw=write
+bs=4k
+iodepth=32
+size=48m
+verify=pattern
+verify_pattern=%o
+do_verify=0
+
+[load]
+FIO
+}
+
+# verify_only DIR CONF WHAT: fio verify-only of every block DIR/fill.fio wrote, over CONF.
+verify_only() {
+    local rc=0
+    sed -e "s|^spdk_json_conf=.*|spdk_json_conf=$2|" \
+        -e 's/^do_verify=0$/verify_only=1\nverify_fatal=1/' "$1/fill.fio" >"$1/verify.fio"
+    rm -f "$1/fio.sock"
+    run_fio "$1" 300 --output-format=json --output="$1/verify.json" "$1/verify.fio" >"$1/verify.log" 2>&1 || rc=$?
+    [ "$rc" = 0 ] || { tail -30 "$1/verify.log" >&2; die "fio verify-only $3 failed (rc $rc)"; }
+    grep -aiE "verify: bad|verify failed|bad pattern" "$1/verify.log" "$1/verify.json" && die "fio verify-only $3 reported bad blocks"
+    python3 - "$1/verify.json" <<'PY' || die "fio verify-only results $3"
+import json, sys
+text = open(sys.argv[1]).read()
+d = json.loads(text[text.index("{"):])
+j = d["jobs"][0]
+print(f"fio verify-only: {j['read']['io_bytes'] / 2**20:.1f} MiB read and checked, error {j['error']}")
+assert j["error"] == 0 and j["read"]["io_bytes"] == 48 << 20, j["read"]["io_bytes"]
+PY
+}
+
+# scrub_clean SOCK WHAT: bdev_jraid_scrub of r0 must end finding parity clean.
+scrub_clean() {
+    local sc=""
+    rpc_ok "$1" bdev_jraid_scrub '{"name":"r0"}' >/dev/null
+    for _ in $(seq 1 300); do
+        sc=$(rpc_ok "$1" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["scrub"]; print(s["state"], s["mismatches"])')
+        [ "${sc%% *}" = done ] && break
+        sleep 0.1
+    done
+    [ "$sc" = "done 0" ] || die "scrub $2: $sc"
+}
+
 log "(a) bad requests"
 dir=$WORK/jdev
 mkdir -p "$dir"
@@ -174,29 +229,8 @@ FIO
     log "($mode c) fill, random rewrites killed with -9, journal file $gone lost"
     bdev_config "$dir/both.json" "$(aio_entries "$dir" "${members[@]}" j0 jr)"
     bdev_config "$dir/one.json" "$(aio_entries "$dir" "${members[@]}" "$left"),{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":16,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdevs\":[\"$left\"],\"journal_mode\":\"$mode\",\"uuid\":\"$uuid\"}}"
-    # Each write of a block carries the same bytes (its offset), so whatever the kill leaves in
-    # flight, every block written once reads back as exactly that.
-    cat >"$dir/fill.fio" <<FIO
-[global]
-ioengine=spdk_bdev
-spdk_json_conf=$dir/both.json
-$FIO_MEM_OPTS
-thread=1
-direct=1
-filename=r0
-rw=write
-bs=4k
-iodepth=32
-size=48m
-verify=pattern
-verify_pattern=%o
-do_verify=0
-
-[load]
-FIO
+    fill_fio "$dir" "$dir/both.json"
     sed -e 's/^rw=write$/rw=randwrite\ntime_based=1\nruntime=60/' "$dir/fill.fio" >"$dir/load.fio"
-    sed -e "s|^spdk_json_conf=.*|spdk_json_conf=$dir/one.json\nspdk_rpc_listen_addr=$dir/fio.sock|" \
-        -e 's/^do_verify=0$/verify_only=1\nverify_fatal=1/' "$dir/fill.fio" >"$dir/verify.fio"
     rc=0
     run_fio "$dir" 120 "$dir/fill.fio" >"$dir/fill.log" 2>&1 || rc=$?
     [ "$rc" = 0 ] || { tail -20 "$dir/fill.log" >&2; die "fio fill failed (rc $rc)"; }
@@ -239,27 +273,9 @@ print(v["state"], r["state"], r["stripes_resynced"] == v["stripes"] == r["stripe
     [ "$left" = jr ] && expect="journal_degraded done $all True lost,online"
     log "r0 with $left alone: $st"
     [ "$st" = "$expect" ] || die "with $gone lost: not the recovery expected before serving, or wrong states ($st)"
-    rpc_ok "$sock" bdev_jraid_scrub '{"name":"r0"}' >/dev/null
-    for _ in $(seq 1 300); do
-        sc=$(rpc_ok "$sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["scrub"]; print(s["state"], s["mismatches"])')
-        [ "${sc%% *}" = done ] && break
-        sleep 0.1
-    done
-    [ "$sc" = "done 0" ] || die "scrub after the recovery: $sc"
+    scrub_clean "$sock" "after the recovery"
     stop_tgt
-    rm -f "$dir/fio.sock"
-    rc=0
-    run_fio "$dir" 300 --output-format=json --output="$dir/verify.json" "$dir/verify.fio" >"$dir/verify.log" 2>&1 || rc=$?
-    [ "$rc" = 0 ] || { tail -30 "$dir/verify.log" >&2; die "fio verify-only with $left alone failed (rc $rc)"; }
-    grep -aiE "verify: bad|verify failed|bad pattern" "$dir/verify.log" "$dir/verify.json" && die "fio verify-only reported bad blocks"
-    python3 - "$dir/verify.json" <<'PY' || die "fio verify-only results"
-import json, sys
-text = open(sys.argv[1]).read()
-d = json.loads(text[text.index("{"):])
-j = d["jobs"][0]
-print(f"fio verify-only: {j['read']['io_bytes'] / 2**20:.1f} MiB read and checked, error {j['error']}")
-assert j["error"] == 0 and j["read"]["io_bytes"] == 48 << 20, j["read"]["io_bytes"]
-PY
+    verify_only "$dir" "$dir/one.json" "with $left alone"
 done
 
 # (d) Mirror: j1 dropped under load (recorded in the member superblocks), records go on to j0
@@ -274,24 +290,7 @@ members=(m0 m1 m2 m3)
 create="{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":16,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdevs\":[\"j0\",\"j1\"],\"journal_mode\":\"mirror\"}}"
 bdev_config "$dir/new.json" "$(aio_entries "$dir" "${members[@]}" j0 j1),$create"
 log "(mirror d) fill, then random rewrites; j1 deleted under them, then kill -9"
-cat >"$dir/fill.fio" <<FIO
-[global]
-ioengine=spdk_bdev
-spdk_json_conf=$dir/new.json
-$FIO_MEM_OPTS
-thread=1
-direct=1
-filename=r0
-rw=write
-bs=4k
-iodepth=32
-size=48m
-verify=pattern
-verify_pattern=%o
-do_verify=0
-
-[load]
-FIO
+fill_fio "$dir" "$dir/new.json"
 rc=0
 run_fio "$dir" 120 "$dir/fill.fio" >"$dir/fill.log" 2>&1 || rc=$?
 [ "$rc" = 0 ] || { tail -20 "$dir/fill.log" >&2; die "fio fill failed (rc $rc)"; }
@@ -342,26 +341,7 @@ r, j = v["recovery"], v["journal"]
 print(v["state"], r["state"], r["stripes_resynced"] == v["stripes"] == r["stripes_total"], ",".join(d["state"] for d in j["devices"]))')
 log "r0 with j1 alone: $st"
 [ "$st" = "journal_degraded done True lost,online" ] || die "with j1 alone: not a full resync before serving ($st)"
-rpc_ok "$sock" bdev_jraid_scrub '{"name":"r0"}' >/dev/null
-for _ in $(seq 1 300); do
-    sc=$(rpc_ok "$sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["scrub"]; print(s["state"], s["mismatches"])')
-    [ "${sc%% *}" = done ] && break
-    sleep 0.1
-done
-[ "$sc" = "done 0" ] || die "scrub after the full resync from j1: $sc"
+scrub_clean "$sock" "after the full resync from j1"
 stop_tgt
-sed -e "s|^spdk_json_conf=.*|spdk_json_conf=$dir/one.json|" \
-    -e 's/^do_verify=0$/verify_only=1\nverify_fatal=1/' "$dir/fill.fio" >"$dir/verify.fio"
-rc=0
-run_fio "$dir" 300 --output-format=json --output="$dir/verify.json" "$dir/verify.fio" >"$dir/verify.log" 2>&1 || rc=$?
-[ "$rc" = 0 ] || { tail -30 "$dir/verify.log" >&2; die "fio verify-only with j1 alone failed (rc $rc)"; }
-grep -aiE "verify: bad|verify failed|bad pattern" "$dir/verify.log" "$dir/verify.json" && die "fio verify-only reported bad blocks"
-python3 - "$dir/verify.json" <<'PY' || die "fio verify-only results"
-import json, sys
-text = open(sys.argv[1]).read()
-d = json.loads(text[text.index("{"):])
-j = d["jobs"][0]
-print(f"fio verify-only: {j['read']['io_bytes'] / 2**20:.1f} MiB read and checked, error {j['error']}")
-assert j["error"] == 0 and j["read"]["io_bytes"] == 48 << 20, j["read"]["io_bytes"]
-PY
+verify_only "$dir" "$dir/one.json" "with j1 alone"
 log "test_journal_devices: OK"
