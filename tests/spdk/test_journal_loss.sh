@@ -130,10 +130,12 @@ rpc_ok "$sock" bdev_jraid_set_journal '{"name":"r0","journal_bdev":"jn","bandwid
 seen=""
 for _ in $(seq 1 600); do
     st=$(jget "$sock" 'v["set_journal"]["state"], v["set_journal"].get("percent", 0), v["state"]')
-    case "$st" in
-        *running*) seen="$seen $(echo "$st" | awk '{print $2}')" ;;
-        *done*) break ;;
-        *failed*|*aborted*) die "set_journal: $(jget "$sock" 'v["set_journal"]')" ;;
+    # The first word is the set_journal state; the volume's own state (last word) stays
+    # journal_failed until the new journal is attached, so it must not match "failed".
+    case "${st%% *}" in
+        running) seen="$seen $(echo "$st" | awk '{print $2}')" ;;
+        done) break ;;
+        failed|aborted) die "set_journal: $(jget "$sock" 'v["set_journal"]')" ;;
     esac
     sleep 0.2
 done
