@@ -33,7 +33,9 @@
 //! |    168 |     32 | member states, one byte each, zero past `members`  |
 //! |    200 |    512 | member uuids, 16 bytes each, zero past `members`   |
 //! |    712 |      4 | journal devices recorded dropped (bit k: device k) |
-//! |    716 |   3380 | reserved, zero                                     |
+//! |    716 |      8 | journal area: byte offset of the journal on members |
+//! |        |        | 0 and 1 (0: the journal is a device of its own)    |
+//! |    724 |   3372 | reserved, zero                                     |
 //!
 //! # Journal superblock layout
 //!
@@ -110,7 +112,10 @@ const M_NAME_FIELD: usize = 64;
 const M_STATES: usize = 168;
 const M_UUIDS: usize = 200;
 const M_JOURNAL_DROPPED: usize = 712;
-const M_END: usize = 716;
+const M_JOURNAL_AREA: usize = 716;
+const M_END: usize = 724;
+const _: () = assert!(M_JOURNAL_DROPPED + 4 == M_JOURNAL_AREA);
+const _: () = assert!(M_JOURNAL_AREA + 8 == M_END);
 const _: () = assert!(M_VOLUME_UUID + 16 == M_JOURNAL_UUID);
 const _: () = assert!(M_JOURNAL_UUID + 16 == M_VOLUME_NUMBER);
 const _: () = assert!(M_VOLUME_NUMBER + 4 == M_MEMBERS);
@@ -215,6 +220,19 @@ pub struct MemberSuperblock {
     /// 0 with one device, or with both in step): a restart that finds only a device recorded
     /// here knows it is behind ([`crate::control::recovery::journal_complete`]).
     pub journal_dropped: u8,
+    /// Journal on the members: the byte offset on every member of a reserved area past the
+    /// stripes, in which members 0 and 1 hold the two devices of a mirrored journal (each a
+    /// journal superblock and two record areas, as a journal device of its own would). 0: the
+    /// journal is a device of its own. A multiple of 4096, at or past the end of the stripes.
+    pub journal_area: u64,
+}
+
+/// Byte offset on a member just past its last stripe (None when it does not fit in a u64).
+pub fn member_data_end(block_size: u32, strip_blocks: u64, stripes: u64) -> Option<u64> {
+    stripes
+        .checked_mul(strip_blocks)?
+        .checked_mul(u64::from(block_size))?
+        .checked_add(crate::layout::RESERVED_BYTES)
 }
 
 /// One volume served by a journal.
@@ -401,6 +419,15 @@ impl MemberSuperblock {
         if self.journal_dropped > 3 {
             return Err(SuperblockError::Invalid("unknown journal device dropped"));
         }
+        if self.journal_area != 0
+            && (!self.journal_area.is_multiple_of(4096)
+                || member_data_end(self.block_size, self.strip_blocks, self.stripes)
+                    .is_none_or(|end| self.journal_area < end))
+        {
+            return Err(SuperblockError::Invalid(
+                "journal area not 4 KiB aligned past the stripes",
+            ));
+        }
         if !valid_block_size(self.block_size) {
             return Err(SuperblockError::Invalid("block size must be 512 or 4096"));
         }
@@ -450,6 +477,7 @@ impl MemberSuperblock {
             M_JOURNAL_DROPPED,
             &u32::from(self.journal_dropped).to_le_bytes(),
         );
+        put(&mut buf, M_JOURNAL_AREA, &self.journal_area.to_le_bytes());
         seal(&mut buf);
         buf
     }
@@ -508,6 +536,7 @@ impl MemberSuperblock {
             member_states,
             member_uuids,
             journal_dropped: journal_dropped as u8,
+            journal_area: u64_at(buf, M_JOURNAL_AREA),
         };
         sb.validate()?;
         Ok(sb)
@@ -716,6 +745,14 @@ mod tests {
                     (volume_uuid, journal_uuid, volume_number, name, member_index, strip_shift),
                     (block_size, stripes, seq, member_states, member_uuids, members, dropped),
                 )| MemberSuperblock {
+                    // Journal on the members for some: an area 4 KiB aligned past the stripes.
+                    journal_area: match member_data_end(block_size, 1u64 << strip_shift, stripes)
+                        .and_then(|e| e.checked_next_multiple_of(4096))
+                        .and_then(|e| e.checked_add((seq & 7) * 4096))
+                    {
+                        Some(a) if seq % 3 == 0 => a,
+                        _ => 0,
+                    },
                     journal_dropped: dropped,
                     volume_uuid,
                     journal_uuid,
@@ -778,6 +815,7 @@ mod tests {
     fn sample_member() -> MemberSuperblock {
         MemberSuperblock {
             journal_dropped: 2,
+            journal_area: 1 << 30,
             volume_uuid: [1; 16],
             journal_uuid: [2; 16],
             volume_number: 7,
@@ -848,7 +886,8 @@ mod tests {
         assert_eq!(&buf[248..264], &[6; 16]);
         assert!(all_zero(&buf[264..712]));
         assert_eq!(&buf[712..716], &[2, 0, 0, 0]);
-        assert!(all_zero(&buf[716..]));
+        assert_eq!(&buf[716..724], &(1u64 << 30).to_le_bytes());
+        assert!(all_zero(&buf[724..]));
         let mut z = buf.clone();
         z[16..20].fill(0);
         assert_eq!(&buf[16..20], &crc32c::crc32c(&z).to_le_bytes());
@@ -919,6 +958,16 @@ mod tests {
             (M_NAME, vec![0xff], "UTF-8"),
             (M_STATES + 1, vec![4], "member state"),
             (M_JOURNAL_DROPPED, vec![4], "journal device dropped"),
+            (
+                M_JOURNAL_AREA,
+                ((1u64 << 30) + 512).to_le_bytes().to_vec(),
+                "journal area",
+            ),
+            (
+                M_JOURNAL_AREA,
+                (1u64 << 20).to_le_bytes().to_vec(),
+                "journal area",
+            ),
             (M_STATES + 1, vec![0], "member state"),
             (M_STATES + 4, vec![1], "past member count"),
             (M_UUIDS + 4 * 16, vec![1], "past member count"),

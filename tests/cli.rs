@@ -154,6 +154,162 @@ fn two_journal_devices_go_on_without_one() {
     }
 }
 
+/// `--journal-on-members`: no journal file; members 0 and 1 keep a mirrored copy in a
+/// reserved area at their end. kill -9 writers recover from it (control: without the journal
+/// the same check finds loss). Member 0 marked failed takes its copy with it: the volume goes
+/// on with member 1's, which holds every record (no full resync), and the members record copy 0
+/// dropped. A replacement for member 0 gets a blank copy; once rebuilt, the volume reads both
+/// copies again, the next checkpoint reaches both and the drop is cleared.
+#[test]
+fn journal_on_members() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol");
+    let d = dir.to_str().unwrap();
+    create_with(&dir, &["--journal-on-members"]);
+    assert!(!dir.join("journal").exists() && !dir.join("journal2").exists());
+    let out = ok(&["status", "--dir", d]);
+    assert!(
+        out.contains("on the members: mirrored in members 0 and 1"),
+        "{out}"
+    );
+    assert!(out.contains("of 2 (mirror), other device:"), "{out}");
+    assert!(!out.contains("MISSING"), "{out}");
+    fails(
+        &[
+            "create",
+            "--dir",
+            d,
+            "--members",
+            "3",
+            "--member-size",
+            "8M",
+            "--journal-on-members",
+            "--journal-devices",
+            "2",
+        ],
+        "cannot be used with",
+    );
+    let out = ok(&["crash-test", "--dir", d, "--rounds", "2", "--seconds", "1"]);
+    assert!(out.contains(" 0 mismatches, 0 parity mismatches"), "{out}");
+
+    // Both copies made unreadable (their superblocks zeroed): no open, and no journal file
+    // taken instead; the copies restored, it opens again.
+    let area = {
+        let st = ok(&["status", "--dir", d]);
+        let at = st.split("at byte ").nth(1).unwrap();
+        at.split_whitespace()
+            .next()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let saved: Vec<Vec<u8>> = (0..2)
+        .map(|m| {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(dir.join(format!("m{m}")))
+                .unwrap();
+            let mut b = vec![0u8; 4096];
+            f.read_exact_at(&mut b, area).unwrap();
+            f.write_all_at(&[0u8; 4096], area).unwrap();
+            b
+        })
+        .collect();
+    fails(&["status", "--dir", d], "not a jraid journal");
+    let jx = tmp.path().join("jx");
+    fails(
+        &["set-journal", "--dir", d, "--journal", jx.to_str().unwrap()],
+        "takes no journal file",
+    );
+    assert!(!jx.exists());
+    for (m, b) in saved.iter().enumerate() {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join(format!("m{m}")))
+            .unwrap();
+        f.write_all_at(b, area).unwrap();
+    }
+
+    ok(&["fail", "--dir", d, "--member", "0"]);
+    let out = ok(&["status", "--dir", d]);
+    assert!(
+        out.contains("MISSING (member 0 is out of service and its journal copy with it)"),
+        "{out}"
+    );
+    let o = jraid(&[
+        "bench",
+        "--dir",
+        d,
+        "--rw",
+        "randwrite",
+        "--bytes",
+        "1M",
+        "--qd",
+        "8",
+    ]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(err.contains("holds every record"), "{err}");
+    assert!(!err.contains("every stripe is resynced"), "{err}");
+    let out = ok(&["status", "--dir", d]);
+    assert!(out.contains("device(s) 0 recorded dropped"), "{out}");
+
+    let spare = tmp.path().join("new-m0");
+    let out = ok(&[
+        "replace",
+        "--dir",
+        d,
+        "--member",
+        "0",
+        "--with",
+        spare.to_str().unwrap(),
+    ]);
+    assert!(out.contains("member 0 rebuilt"), "{out}");
+    let out = ok(&["status", "--dir", d]);
+    assert!(!out.contains("MISSING"), "{out}");
+    ok(&[
+        "bench",
+        "--dir",
+        d,
+        "--rw",
+        "randwrite",
+        "--bytes",
+        "1M",
+        "--qd",
+        "8",
+    ]);
+    let out = ok(&["status", "--dir", d]);
+    assert!(!out.contains("recorded dropped"), "{out}");
+    let out = ok(&["crash-test", "--dir", d, "--rounds", "2", "--seconds", "1"]);
+    assert!(out.contains(" 0 mismatches, 0 parity mismatches"), "{out}");
+    let out = ok(&["check", "--dir", d]);
+    assert!(out.contains("0 parity mismatches"), "{out}");
+
+    // Control: the same check without the journal finds loss.
+    let ctl = tmp.path().join("control");
+    create_with(&ctl, &["--journal-on-members"]);
+    let c = ctl.to_str().unwrap();
+    let o = jraid(&[
+        "crash-test",
+        "--dir",
+        c,
+        "--rounds",
+        "4",
+        "--seconds",
+        "1",
+        "--no-journal",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stderr).contains("crash-test found"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
 /// `--journal PATH --journal2 PATH`: the journal files elsewhere (as on other disks), linked
 /// from the volume directory; losing one of them costs no write. A path that exists already is
 /// refused, and nothing is left behind.

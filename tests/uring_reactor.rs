@@ -25,6 +25,7 @@ fn create(dir: &Path) {
         journal_size: 1 << 20,
         journal_pair: None,
         journal_paths: [None, None],
+        journal_on_members: false,
         name: "reactor-test".into(),
     })
     .expect("create the volume");

@@ -85,6 +85,7 @@ mod tests {
             member_states: states.to_vec(),
             member_uuids: uuids.to_vec(),
             journal_dropped: 0,
+            journal_area: 0,
         }
     }
 

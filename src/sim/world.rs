@@ -536,6 +536,9 @@ impl World {
                     member_states: vec![MemberState::Active; geo.members as usize],
                     member_uuids: uuids.clone(),
                     journal_dropped: 0,
+                    // The journal on the members is modelled as disks coupled to members 0
+                    // and 1 (`SimJournal::on_members`), not as a byte range of the member disks.
+                    journal_area: 0,
                 });
             }
         }

@@ -589,6 +589,7 @@ fn format(p: Prepared, done: Done) {
         member_states: vec![MemberState::Active; geo.members as usize],
         member_uuids: member_uuids.clone(),
         journal_dropped: 0,
+        journal_area: 0,
     };
     let images: Vec<_> = (0..geo.members).map(|i| msb(i).encode()).collect();
     let raws: Vec<_> = members.iter().map(|m| (m.raw(), m.name.clone())).collect();

@@ -123,6 +123,14 @@ pub(crate) unsafe extern "C" fn examine_disk(bdev: *mut sys::spdk_bdev) {
                         );
                         return try_assemble(Box::new(examine_done), 0);
                     }
+                    if sb.journal_area != 0 {
+                        warnlog!(
+                            "examine {name}: member {} of jraid volume {} keeps its journal on the members, which this module does not assemble yet: not assembled (open it with the jraid command)",
+                            sb.member_index,
+                            sb.name
+                        );
+                        return try_assemble(Box::new(examine_done), 0);
+                    }
                     if super::rebuild::resume_late(&name, &sb) {
                         return try_assemble(Box::new(examine_done), 0);
                     }

@@ -57,7 +57,9 @@ pub struct Engine {
 /// meanwhile are acknowledged only after that (the engine's rule "a member failure is durable
 /// before a write that depends on it is acknowledged"). It also records the journal devices a
 /// mirrored journal wants recorded as dropped ([`Journal::drops_to_record`]), and tells the
-/// journal ([`Journal::drops_recorded`]).
+/// journal ([`Journal::drops_recorded`]). With the journal on the members, a member out of
+/// service takes its journal device with it ([`journal_devices_out`]) before its failure is
+/// recorded, so the same superblock write records both.
 struct Recorder {
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
@@ -75,8 +77,15 @@ fn states_of(vol: &Volume) -> Vec<MemberState> {
         .collect()
 }
 
+/// With the journal on the members (device k on member k), the journal devices whose member is
+/// out of service: the journal must not go on writing records a restart will not read (a
+/// member out of service is no journal device at assembly either).
+fn journal_devices_out(vol: &Volume) -> impl Iterator<Item = u32> + '_ {
+    (0..2).filter(|&k| vol.health(k) != MemberHealth::Active)
+}
+
 impl Recorder {
-    fn start(vol: Arc<Volume>, rec: StateRecorder) -> Recorder {
+    fn start(vol: Arc<Volume>, rec: StateRecorder, journal_on_members: bool) -> Recorder {
         vol.set_records_failures(true);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
@@ -86,6 +95,12 @@ impl Recorder {
             while !stop2.load(Ordering::Acquire) {
                 let upto = vol.unrecorded_failures();
                 let journal = vol.journal();
+                // A failure about to be recorded takes its member's journal device first.
+                if let (true, Some(_), Some(j)) = (journal_on_members, upto, &journal) {
+                    for k in journal_devices_out(&vol) {
+                        j.device_gone(k);
+                    }
+                }
                 let dropped = journal.as_ref().and_then(|j| j.drops_to_record(vol.number));
                 if upto.is_none() && dropped.is_none() {
                     std::thread::sleep(Duration::from_micros(500));
@@ -360,7 +375,8 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
     if !newest.complete && complete {
         let why = files.journal_peer_missing.as_deref().unwrap_or("missing");
         eprintln!(
-            "jraid: a journal device is missing ({why}); the journal is mirrored and the members              do not record {} as dropped: it holds every record, and the journal goes on with it",
+            "jraid: a journal device is missing ({why}); the journal is mirrored and the members \
+             do not record {} as dropped: it holds every record, and the journal goes on with it",
             files.journal.path.display()
         );
     }
@@ -380,7 +396,11 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
             files.journal.path.display()
         );
     }
-    let recorder = Recorder::start(vol.clone(), files.state_recorder()?);
+    let recorder = Recorder::start(
+        vol.clone(),
+        files.state_recorder()?,
+        files.journal_base != 0,
+    );
     let (jv, carried) = journal.attach_volume(number, geo.stripes, true);
     journal.drops_found(number, sb.journal_dropped);
     // With a member out of service the listed stripes cannot be resynced: they are at risk.
@@ -472,7 +492,11 @@ pub fn start_with(files: &VolumeFiles, o: &StartOptions) -> Result<Engine, Error
     engine.runtime.stop();
     drop(engine._recorder);
     let vol = volume(files, number, geo, None)?;
-    let recorder = Recorder::start(vol.clone(), files.state_recorder()?);
+    let recorder = Recorder::start(
+        vol.clone(),
+        files.state_recorder()?,
+        files.journal_base != 0,
+    );
     let devs = devices(files, vol.clone(), None)?;
     let runtime = Runtime::start_with(
         vec![devs],

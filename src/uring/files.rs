@@ -165,19 +165,25 @@ fn uuid_hex(u: &[u8; 16]) -> String {
     u.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Open a journal file and read its superblock, checking its size.
-fn open_journal(jp: &Path, writable: bool) -> Result<(Dev, JournalSuperblock), Error> {
-    let jd = open_dev(jp, writable, "journal file")?;
-    if jd.len < SUPERBLOCK_BYTES as u64 {
+/// Open a journal device and read its superblock, checking its size: a journal file
+/// (`base` 0), or the journal area at byte `base` of a member (journal on the members).
+fn open_journal(jp: &Path, writable: bool, base: u64) -> Result<(Dev, JournalSuperblock), Error> {
+    let what = if base == 0 {
+        "journal file"
+    } else {
+        "member file (journal on the members)"
+    };
+    let jd = open_dev(jp, writable, what)?;
+    if jd.len < base + SUPERBLOCK_BYTES as u64 {
         return Err(Error::new(format!(
-            "{}: too short ({} bytes) to hold a journal superblock",
+            "{}: too short ({} bytes) to hold a journal superblock at byte {base}",
             jp.display(),
             jd.len
         )));
     }
-    let jbuf = read_at(&jd, 0, SUPERBLOCK_BYTES).map_err(|e| io_err(jp, e))?;
+    let jbuf = read_at(&jd, base, SUPERBLOCK_BYTES).map_err(|e| io_err(jp, e))?;
     let jsb = JournalSuperblock::decode(jbuf.as_slice()).map_err(|e| sb_error(jp, "journal", e))?;
-    let jneed = JournalSuperblock::min_journal_bytes(jsb.slot_bytes);
+    let jneed = base + JournalSuperblock::min_journal_bytes(jsb.slot_bytes);
     if jd.len < jneed {
         return Err(Error::new(format!(
             "{}: too short: {} bytes, its record slots need {jneed}",
@@ -215,6 +221,9 @@ pub struct VolumeFiles {
     /// Why the other device of a journal of two is missing (then a restart resyncs every
     /// stripe: [`crate::control::recovery::stripes_to_resync`]).
     pub journal_peer_missing: Option<String>,
+    /// Byte offset of the journal on its devices: 0 for journal files, the members' journal
+    /// area with the journal on the members (devices 0 and 1 are then members 0 and 1).
+    pub journal_base: u64,
     /// Member superblocks, by index.
     pub member_sbs: Vec<MemberSuperblock>,
     /// The journal superblock.
@@ -266,7 +275,7 @@ impl VolumeFiles {
                 geo.stripes
             )));
         }
-        let need = geo.member_blocks_used() * bs as u64;
+        let need = (geo.member_blocks_used() * bs as u64).max(sb0.journal_area);
         let mut members = vec![d0];
         let mut sbs = vec![sb0.clone()];
         for i in 1..n {
@@ -297,6 +306,7 @@ impl VolumeFiles {
                 || sb.stripes != sb0.stripes
                 || sb.journal_uuid != sb0.journal_uuid
                 || sb.volume_number != sb0.volume_number
+                || sb.journal_area != sb0.journal_area
             {
                 return Err(Error::new(format!(
                     "{}: superblock disagrees with {} on the volume's geometry or identity",
@@ -318,12 +328,41 @@ impl VolumeFiles {
             }
             devs.push(check_block_size(d, bs, writable)?);
         }
-        let jp = new_journal.map_or_else(|| journal_path(dir), Path::to_owned);
-        let jp2 = journal2_path(dir);
+        let base = sb0.journal_area;
+        // Where the two devices of a journal of two are, and whether each may be used.
+        let (jp, jp2, usable2) = if base == 0 {
+            let jp = new_journal.map_or_else(|| journal_path(dir), Path::to_owned);
+            let jp2 = journal2_path(dir);
+            let usable2 = new_journal.is_none() && jp2.exists();
+            (jp, jp2, usable2)
+        } else {
+            // Journal on the members: device k is member k's journal area, a device only while
+            // the member is in service (a member out of service takes its copy with it).
+            if let Some(j) = new_journal {
+                return Err(Error::new(format!(
+                    "{}: the journal of this volume is on its members; it takes no other journal",
+                    j.display()
+                )));
+            }
+            let newest = crate::control::assembly::newest(&sbs).expect("members");
+            let found: Vec<Option<&MemberSuperblock>> = sbs.iter().map(Some).collect();
+            let uses = crate::control::assembly::decide(newest, &found);
+            let (m0, m1) = (member_path(dir, 0), member_path(dir, 1));
+            match (uses[0].in_service(), uses[1].in_service()) {
+                (true, u1) => (m0, m1, u1),
+                (false, true) => (m1, m0, false),
+                (false, false) => {
+                    return Err(Error::new(format!(
+                        "{}: members 0 and 1, which hold the journal, are both out of service",
+                        dir.display()
+                    )))
+                }
+            }
+        };
         // A journal of two devices goes on with either: `journal` lost, `journal2` serves.
-        let (jp, jd, jsb) = match open_journal(&jp, writable) {
+        let (jp, jd, jsb) = match open_journal(&jp, writable, base) {
             Ok((d, sb)) => (jp, d, sb),
-            Err(e) if new_journal.is_none() && jp2.exists() => match open_journal(&jp2, writable) {
+            Err(e) if usable2 => match open_journal(&jp2, writable, base) {
                 Ok((d, sb)) if sb.pair.is_some() => {
                     eprintln!(
                         "jraid: {e}; going on with the other journal device {}",
@@ -356,10 +395,32 @@ impl VolumeFiles {
             )));
         }
         let journal_index = jsb.pair.map_or(0, |p| p.index);
+        if base != 0
+            && (jsb.pair.map(|p| p.mode) != Some(JournalMode::Mirror)
+                || jp != member_path(dir, journal_index))
+        {
+            return Err(Error::new(format!(
+                "{}: the journal area at byte {base} is not this member's copy of a mirrored journal",
+                jp.display()
+            )));
+        }
         let (mut journal_peer, mut journal_peer_missing) = (None, None);
         if let Some(pair) = jsb.pair {
-            let other = if jp == jp2 { journal_path(dir) } else { jp2 };
-            match open_journal(&other, writable) {
+            let other = match (base, jp == jp2) {
+                (0, true) => journal_path(dir),
+                (0, false) => jp2.clone(),
+                (_, _) => member_path(dir, 1 - journal_index),
+            };
+            // Of the members' copies, the other is in service when the first one found was
+            // member 0's and member 1 serves, or when member 0's copy failed to open.
+            let other_in_service = base == 0 || (journal_index == 0 && usable2) || jp == jp2;
+            match open_journal(&other, writable, base) {
+                _ if !other_in_service => {
+                    journal_peer_missing = Some(format!(
+                        "member {} is out of service and its journal copy with it",
+                        1 - journal_index
+                    ))
+                }
                 Ok((d, sb))
                     if sb.journal_uuid == jsb.journal_uuid
                         && sb.block_size == jsb.block_size
@@ -386,6 +447,7 @@ impl VolumeFiles {
             journal_index,
             journal_peer,
             journal_peer_missing,
+            journal_base: base,
             member_sbs: sbs,
             journal_sb: jsb,
             geo,
@@ -471,7 +533,9 @@ impl VolumeFiles {
                 with.display()
             )));
         }
-        let need = self.geo.member_blocks_used() * self.geo.block_size as u64;
+        let need = (self.geo.member_blocks_used() * self.geo.block_size as u64).max(
+            self.journal_base + JournalSuperblock::min_journal_bytes(self.journal_sb.slot_bytes),
+        );
         let f = OpenOptions::new()
             .read(true)
             .write(true)
@@ -496,6 +560,9 @@ impl VolumeFiles {
                 with.display(),
                 dev.len
             )));
+        }
+        if self.journal_base != 0 && member < 2 {
+            self.format_journal_copy(&dev, member)?;
         }
         let newest = self.newest_sb();
         let mut uuids = newest.member_uuids.clone();
@@ -527,6 +594,36 @@ impl VolumeFiles {
             std::fs::rename(&tmp, &slot).map_err(|e| io_err(&slot, e))?;
         }
         Ok(())
+    }
+
+    /// With the journal on the members: give a replacement for member `k` (0 or 1) a blank copy
+    /// of the journal in its journal area (superblock, both record areas zeroed). It serves as
+    /// journal device k once the member is rebuilt and in service; until a checkpoint reaches
+    /// it, a restart reads the newest records from the other copy, which holds them all.
+    fn format_journal_copy(&self, dev: &Dev, k: u32) -> Result<(), Error> {
+        let mut jsb = self.journal_sb.clone();
+        jsb.pair = jsb
+            .pair
+            .map(|p| crate::superblock::JournalPair { index: k, ..p });
+        let zeros = Buf::new(1 << 20);
+        let (start, end) = (
+            self.journal_base + JOURNAL_SLOTS_OFFSET,
+            self.journal_base + JournalSuperblock::min_journal_bytes(jsb.slot_bytes),
+        );
+        let mut off = start;
+        while off < end {
+            let n = (end - off).min(1 << 20) as usize;
+            dev.file
+                .write_all_at(&zeros.as_slice()[..n], off)
+                .map_err(|e| io_err(&dev.path, e))?;
+            off += n as u64;
+        }
+        let mut b = Buf::new(SUPERBLOCK_BYTES);
+        b.as_mut_slice().copy_from_slice(&jsb.encode());
+        dev.file
+            .write_all_at(b.as_slice(), self.journal_base)
+            .and_then(|()| dev.file.sync_data())
+            .map_err(|e| io_err(&dev.path, e))
     }
 
     /// Rewrite every member's superblock to name this journal (after a full resync onto it),
@@ -614,7 +711,10 @@ impl VolumeFiles {
             j.journal_uuid,
             j.block_size,
             j.slot_bytes,
-            [(0, j.slot_offset(0) / bs), (0, j.slot_offset(1) / bs)],
+            [
+                (0, (self.journal_base + j.slot_offset(0)) / bs),
+                (0, (self.journal_base + j.slot_offset(1)) / bs),
+            ],
         );
         cfg.volatile_cache = true;
         cfg.devices = self.journal_devices();
@@ -632,7 +732,12 @@ impl VolumeFiles {
     pub fn newest_record(&self) -> Result<record::Newest, Error> {
         let j = &self.journal_sb;
         let read = |d: &Dev, k: usize| {
-            read_at(d, j.slot_offset(k), j.slot_bytes as usize).map_err(|e| io_err(&d.path, e))
+            read_at(
+                d,
+                self.journal_base + j.slot_offset(k),
+                j.slot_bytes as usize,
+            )
+            .map_err(|e| io_err(&d.path, e))
         };
         let mut areas = Vec::new();
         for k in 0..self.journal_devices() {
@@ -789,6 +894,10 @@ pub struct CreateOptions {
     /// `None` for `dir/journal` (`dir/journal2`). A path given is made (it must not exist) and
     /// `dir/journal` (`dir/journal2`) becomes a symbolic link to it.
     pub journal_paths: [Option<PathBuf>; 2],
+    /// Journal on the members: no journal file; every member reserves `journal_size` bytes at
+    /// its end, and members 0 and 1 hold a mirrored journal there (a member lost takes one
+    /// copy; the other serves). Excludes `journal_pair` and `journal_paths`.
+    pub journal_on_members: bool,
     /// Volume name (at most 39 bytes).
     pub name: String,
 }
@@ -869,15 +978,32 @@ pub fn create(o: &CreateOptions) -> Result<Created, Error> {
             "bad geometry: block size must be 512 or 4096, got {bs}"
         )));
     }
-    let geo = Geometry::new(o.members, o.strip_bytes, bs, o.member_size / bs as u64)
+    let slot_bytes =
+        (o.journal_size.saturating_sub(JOURNAL_SLOTS_OFFSET) / 2) / bs as u64 * bs as u64;
+    // With the journal on the members, the stripes end before the journal area at the end.
+    let journal_area = if o.journal_on_members {
+        if o.journal_pair.is_some() || o.journal_paths.iter().any(Option::is_some) {
+            return Err(Error::new(
+                "the journal on the members takes no journal file and no journal mode",
+            ));
+        }
+        let len = JournalSuperblock::min_journal_bytes(slot_bytes);
+        (o.member_size / bs as u64 * bs as u64).saturating_sub(len) / 4096 * 4096
+    } else {
+        0
+    };
+    let data_bytes = if o.journal_on_members {
+        journal_area
+    } else {
+        o.member_size
+    };
+    let geo = Geometry::new(o.members, o.strip_bytes, bs, data_bytes / bs as u64)
         .map_err(|e| Error::new(format!("bad geometry: {e}")))?;
     if o.name.len() > JOURNAL_NAME_MAX {
         return Err(Error::new(format!(
             "volume name longer than {JOURNAL_NAME_MAX} bytes"
         )));
     }
-    let slot_bytes =
-        (o.journal_size.saturating_sub(JOURNAL_SLOTS_OFFSET) / 2) / bs as u64 * bs as u64;
     let min_slot = 4096u64.max(bs as u64);
     if slot_bytes < min_slot {
         return Err(Error::new(format!(
@@ -894,7 +1020,11 @@ pub fn create(o: &CreateOptions) -> Result<Created, Error> {
     let mut paths: Vec<PathBuf> = (0..o.members).map(|i| member_path(&o.dir, i)).collect();
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
     let in_dir = [journal_path(&o.dir), journal2_path(&o.dir)];
-    let devices = if o.journal_pair.is_some() { 2 } else { 1 };
+    let devices = match (o.journal_on_members, o.journal_pair) {
+        (true, _) => 0,
+        (false, Some(_)) => 2,
+        (false, None) => 1,
+    };
     for (link, given) in in_dir.iter().zip(&o.journal_paths).take(devices) {
         match given {
             None => paths.push(link.clone()),
@@ -917,7 +1047,7 @@ pub fn create(o: &CreateOptions) -> Result<Created, Error> {
         std::fs::create_dir_all(&o.dir).map_err(|e| io_err(&o.dir, e))?;
     }
     let mut made: Vec<PathBuf> = Vec::new();
-    let r = create_files(o, geo, slot_bytes, &paths, &mut made).and_then(|()| {
+    let r = create_files(o, geo, slot_bytes, journal_area, &paths, &mut made).and_then(|()| {
         for (link, target) in &links {
             // An absolute target, so the link works from anywhere.
             let target = std::fs::canonicalize(target).map_err(|e| io_err(target, e))?;
@@ -941,6 +1071,7 @@ fn create_files(
     o: &CreateOptions,
     geo: Geometry,
     slot_bytes: u64,
+    journal_area: u64,
     paths: &[PathBuf],
     made: &mut Vec<PathBuf>,
 ) -> Result<(), Error> {
@@ -952,6 +1083,18 @@ fn create_files(
         .collect::<Result<Vec<_>, _>>()?;
     let member_len = o.member_size / bs * bs;
     let journal_len = JournalSuperblock::min_journal_bytes(slot_bytes);
+    let journal_sb = |journal_uuid, pair: Option<(u32, JournalMode)>| JournalSuperblock {
+        journal_uuid,
+        pair: pair.map(|(index, mode)| crate::superblock::JournalPair { index, mode }),
+        block_size: o.block_size,
+        slot_bytes,
+        seq: 1,
+        volumes: vec![JournalEntry {
+            volume_number: 0,
+            volume_uuid,
+            name: o.name.clone(),
+        }],
+    };
     let new_file = |p: &Path, made: &mut Vec<PathBuf>| -> Result<File, Error> {
         let f = OpenOptions::new()
             .read(true)
@@ -981,33 +1124,23 @@ fn create_files(
             member_states: vec![MemberState::Active; o.members as usize],
             member_uuids: member_uuids.clone(),
             journal_dropped: 0,
+            journal_area,
         };
         sb.validate()
             .map_err(|e| Error::new(format!("bad geometry: {e}")))?;
         f.write_all_at(&sb.encode(), 0).map_err(|e| io_err(p, e))?;
+        if o.journal_on_members && i < 2 {
+            let jsb = journal_sb(journal_uuid, Some((i, JournalMode::Mirror)));
+            f.write_all_at(&jsb.encode(), journal_area)
+                .map_err(|e| io_err(p, e))?;
+        }
         f.sync_all().map_err(|e| io_err(p, e))?;
     }
     for (k, p) in paths[o.members as usize..].iter().enumerate() {
         let f = new_file(p, made)?;
         f.set_len(journal_len).map_err(|e| io_err(p, e))?;
         super::sys::preallocate(&f, journal_len);
-        let jsb = JournalSuperblock {
-            journal_uuid,
-            pair: o.journal_pair.map(|mode| crate::superblock::JournalPair {
-                index: k as u32,
-                mode,
-            }),
-            block_size: o.block_size,
-            slot_bytes,
-            seq: 1,
-            volumes: vec![JournalEntry {
-                volume_number: 0,
-                volume_uuid,
-                name: o.name.clone(),
-            }],
-        };
-        jsb.validate()
-            .map_err(|e| Error::new(format!("bad journal: {e}")))?;
+        let jsb = journal_sb(journal_uuid, o.journal_pair.map(|mode| (k as u32, mode)));
         f.write_all_at(&jsb.encode(), 0).map_err(|e| io_err(p, e))?;
         f.sync_all().map_err(|e| io_err(p, e))?;
     }

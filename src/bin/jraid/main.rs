@@ -155,6 +155,11 @@ struct CreateArgs {
     /// becomes a symbolic link to it.
     #[arg(long)]
     journal2: Option<PathBuf>,
+    /// Put the journal on the members instead of in journal files: every member reserves
+    /// --journal-size at its end, and members 0 and 1 keep a mirrored copy there (a member
+    /// lost takes one copy; the other serves, and a rebuilt member gets its copy back).
+    #[arg(long, conflicts_with_all = ["journal", "journal2", "journal_devices", "journal_mode"])]
+    journal_on_members: bool,
     /// Volume name.
     #[arg(long, default_value = "jraid")]
     name: String,
@@ -303,6 +308,7 @@ fn create(a: &CreateArgs) -> Result<uring::files::Created, Error> {
                 JournalMode::Alternate
             },
         ),
+        journal_on_members: a.journal_on_members,
         name: a.name.clone(),
     })
 }
@@ -310,6 +316,9 @@ fn create(a: &CreateArgs) -> Result<uring::files::Created, Error> {
 fn cmd_create(a: CreateArgs) -> Result<(), Fail> {
     let c = create(&a)?;
     let g = c.geo;
+    if a.journal_on_members {
+        println!("journal on the members: a mirrored copy at the end of members 0 and 1");
+    }
     println!(
         "created {}: {} members × {}, strip {} KiB, block {} B, {} stripes, capacity {}, journal areas 2 × {} (at most {} stripes listed)",
         a.dir.display(),
@@ -542,6 +551,16 @@ fn cmd_set_journal(a: SetJournalArgs) -> Result<(), Fail> {
             a.dir.display()
         ))));
     }
+    if VolumeFiles::open_members(&a.dir)?
+        .iter()
+        .any(|sb| sb.journal_area != 0)
+    {
+        return Err(Fail::Error(Error::new(format!(
+            "{}: the journal of this volume is on its members (a copy on members 0 and 1); it \
+             takes no journal file",
+            a.dir.display()
+        ))));
+    }
     if !a.journal.exists() {
         files::create_journal(&a.dir, &a.journal, a.journal_size)?;
     }
@@ -682,6 +701,16 @@ fn cmd_status(dir: &Path) -> Result<(), Fail> {
         );
     }
     let j = &f.journal_sb;
+    if f.journal_base != 0 {
+        println!(
+            "journal    on the members: mirrored in members 0 and 1 at byte {} ({} reserved on \
+             every member)",
+            f.journal_base,
+            fmt_size(jraid::superblock::JournalSuperblock::min_journal_bytes(
+                j.slot_bytes
+            ))
+        );
+    }
     println!(
         "journal    {} uuid {}, block {} B, areas 2 × {} (at most {} stripes listed)",
         f.journal.path.display(),
@@ -764,6 +793,7 @@ fn cmd_demo(a: DemoArgs) -> Result<(), Fail> {
         journal_mode: "alternate".into(),
         journal: None,
         journal2: None,
+        journal_on_members: false,
         name: "demo".into(),
     })?;
     println!(
