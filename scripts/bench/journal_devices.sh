@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Cost of a journal of two bdevs beside one, under SPDK: the same jraid volume (four null
-# members) with one malloc journal bdev, with two in "alternate" mode and with two in "mirror"
-# mode, side by side in one run (interleaved rounds), one reactor, bdevperf 4 KiB random writes
-# at QD 1 and QD 128.
+# members) with one malloc journal bdev, with two in "alternate" mode, with two in "mirror"
+# mode, and with the journal on the members ("journal_on_members": a mirrored copy in the
+# journal areas of members 0 and 1), side by side in one run (interleaved rounds), one reactor,
+# bdevperf 4 KiB random writes at QD 1 and QD 128.
 #
 #   scripts/bench/journal_devices.sh [-t SECONDS] [--reps N] [--member-size SIZE] [--out DIR]
 #
@@ -14,7 +15,7 @@
 #
 # Malloc journals cost no device time: what the rows compare is the CPU and the I/O count a
 # record costs in each mode (alternate: each record to one device, plus the delta the other one
-# got before it; mirror: every record to both). The io_uring runtime's `jraid bench` measures
+# got before it; mirror: every record to both; on the members: as mirror, to two null members). The io_uring runtime's `jraid bench` measures
 # the same over files (docs/bench/20261202-journal-devices/uring.md).
 #
 # Environment as scripts/bench/journal_scale.sh (SPDK_DIR, BDEVPERF, JRAID_LIB, NO_HUGE).
@@ -68,6 +69,8 @@ mk_config() { # one|alternate|mirror > config
     done
     if [ "$mode" = one ]; then
         journal='"journal_bdev":"j0"'
+    elif [ "$mode" = members ]; then
+        journal='"journal_on_members":true'
     else
         journal="\"journal_bdevs\":[\"j0\",\"j1\"],\"journal_mode\":\"$mode\""
     fi
@@ -78,7 +81,7 @@ mk_config() { # one|alternate|mirror > config
 
 raw=$out/raw.txt
 : >"$raw"
-modes="one alternate mirror"
+modes="one alternate mirror members"
 for m in $modes; do mk_config "$m" >"$work/$m.json"; done
 log "$reps rounds of: modes ($modes) x QD (1 128), ${T} s each, null members of $member_mb MiB"
 for r in $(seq 1 "$reps"); do
@@ -107,16 +110,17 @@ for m, qd, _r, iops, lat in rows:
     med.setdefault((m, int(qd)), ([], []))
     med[(m, int(qd))][0].append(float(iops))
     med[(m, int(qd))][1].append(float(lat))
-print(f"# Journal of one vs two bdevs (bdevperf, 1 core, 4 KiB random writes, {reps} rounds of {t} s, "
+print(f"# Journal of one bdev vs two vs on the members (bdevperf, 1 core, 4 KiB random writes, {reps} rounds of {t} s, "
       f"4 null members of {mb} MiB, malloc journals; medians)\n")
 print("| journal | QD | IOPS | ÷ one device | average latency (µs) |")
 print("|---|---:|---:|---:|---:|")
 for qd in (1, 128):
     base = statistics.median(med[("one", qd)][0])
-    for m in ("one", "alternate", "mirror"):
+    for m in ("one", "alternate", "mirror", "members"):
         i = statistics.median(med[(m, qd)][0])
         lat = statistics.median(med[(m, qd)][1])
-        name = {"one": "one bdev", "alternate": "two, alternate", "mirror": "two, mirror"}[m]
+        name = {"one": "one bdev", "alternate": "two, alternate", "mirror": "two, mirror",
+                "members": "on the members (mirror)"}[m]
         print(f"| {name} | {qd} | {i:,.0f} | {i / base:.3f} | {lat:.1f} |")
 PY
 cat "$out/results.md"

@@ -283,6 +283,15 @@ impl Volume {
         self.records_failures.store(on, Ordering::Release);
     }
 
+    /// With the journal on the members (journal device k in member k's journal area, k < 2):
+    /// the journal devices whose member is out of service. The runtimes drop them
+    /// ([`crate::journal::Journal::device_gone`]) before they record a member failure, so that
+    /// one superblock write records both: the journal must not go on with a copy a restart
+    /// will not read (a member out of service is no journal device at assembly either).
+    pub fn journal_copies_out(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..2.min(self.geo.members)).filter(|&k| self.health(k) != MemberHealth::Active)
+    }
+
     /// The failure count the runtime must record, when some failure is not recorded yet (and
     /// the runtime records failures).
     pub fn unrecorded_failures(&self) -> Option<u64> {

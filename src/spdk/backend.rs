@@ -38,6 +38,8 @@ pub(crate) struct DevChan {
     pub num_blocks: u64,
     /// I/O needs memory the SPDK env can translate (bounce the engine's buffers).
     pub dma: bool,
+    /// Where its block 0 is on the bdev (a window: [`BaseBdev::window`]).
+    pub offset: u64,
 }
 
 /// This reactor's channel to one device, and what keeps it safe to put.
@@ -72,6 +74,7 @@ impl DevSlot {
                     block_size: b.block_size,
                     num_blocks: b.num_blocks,
                     dma: b.dma,
+                    offset: b.offset_blocks,
                 },
                 inflight: 0,
                 retired: false,
@@ -327,6 +330,7 @@ unsafe fn start(d: *mut DevIo) -> i32 {
         lba,
         blocks,
         dev.num_blocks,
+        dev.offset,
         dev_io_done,
         d as *mut c_void,
     )

@@ -51,6 +51,10 @@ pub(crate) struct BaseInner {
     event_ctx: *mut String,
     /// The thread that opened the descriptor (and must close it).
     thread: *mut sys::spdk_thread,
+    /// Of a window ([`BaseBdev::window`]): where its block 0 is on the bdev; 0 otherwise.
+    pub offset_blocks: u64,
+    /// Of a window: the handle whose descriptor it uses (kept open by this one).
+    parent: Option<BaseBdev>,
 }
 
 // SAFETY: the descriptor is used from any reactor only to get I/O channels and submit I/O on
@@ -62,6 +66,11 @@ unsafe impl Sync for BaseInner {}
 
 impl Drop for BaseInner {
     fn drop(&mut self) {
+        if self.parent.is_some() {
+            // A window: the descriptor is its parent's, closed when the parent's last handle
+            // goes (this one's among them).
+            return;
+        }
         let (desc, ctx) = (SendPtr(self.desc.as_ptr()), SendPtr(self.event_ctx));
         let close = move || {
             let (desc, ctx) = (desc, ctx);
@@ -201,7 +210,31 @@ impl BaseBdev {
             dma,
             event_ctx,
             thread: ffi::current_thread(),
+            offset_blocks: 0,
+            parent: None,
         })))
+    }
+
+    /// A window onto `num_blocks` blocks of this bdev from block `offset_blocks` (the journal
+    /// on the members: a member's journal area as a journal device of its own). It goes
+    /// through this handle's descriptor (kept open while the window lives) and has the same
+    /// name, so a hot-remove of the bdev is the removal of both. Every I/O through it, and
+    /// every flush, is shifted by the offset.
+    pub fn window(&self, offset_blocks: u64, num_blocks: u64) -> BaseBdev {
+        BaseBdev(Arc::new(BaseInner {
+            name: self.name.clone(),
+            desc: self.desc,
+            bdev: self.bdev,
+            block_size: self.block_size,
+            num_blocks,
+            write_cache: self.write_cache,
+            uuid: self.uuid,
+            dma: self.dma,
+            event_ctx: std::ptr::null_mut(),
+            thread: self.thread,
+            offset_blocks: self.offset_blocks + offset_blocks,
+            parent: Some(self.clone()),
+        }))
     }
 
     /// Claim the bdev for the jraid module (one writer: us); released when the descriptor
@@ -267,6 +300,8 @@ fn libc_eperm() -> i32 {
 
 /// Start one single-segment read or write (`iov`), or a flush of the whole device, on `desc`
 /// through `ch`; `cb(arg)` runs when it ends. Returns SPDK's rc (0, -ENOMEM, or another error).
+/// `offset` shifts every block of it (a window of the bdev: [`BaseBdev::window`]; the flush
+/// covers the window's `num_blocks` from there).
 ///
 /// # Safety
 /// `desc` is open, `ch` is its channel on the current thread, and `iov` (for a read or write)
@@ -280,13 +315,15 @@ pub(crate) unsafe fn submit_blocks(
     lba: u64,
     blocks: u64,
     num_blocks: u64,
+    offset: u64,
     cb: unsafe extern "C" fn(*mut sys::spdk_bdev_io, bool, *mut c_void),
     arg: *mut c_void,
 ) -> i32 {
+    let lba = lba + offset;
     match op {
         IoOp::Read => sys::spdk_bdev_readv_blocks(desc, ch, iov, 1, lba, blocks, Some(cb), arg),
         IoOp::Write => sys::spdk_bdev_writev_blocks(desc, ch, iov, 1, lba, blocks, Some(cb), arg),
-        IoOp::Flush => sys::spdk_bdev_flush_blocks(desc, ch, 0, num_blocks, Some(cb), arg),
+        IoOp::Flush => sys::spdk_bdev_flush_blocks(desc, ch, offset, num_blocks, Some(cb), arg),
     }
 }
 
@@ -394,6 +431,7 @@ pub(crate) fn raw_io(
             lba,
             blocks,
             dev.num_blocks,
+            dev.base.offset_blocks,
             raw_io_done,
             raw as *mut c_void,
         )

@@ -50,6 +50,9 @@ pub(crate) struct SpdkJournal {
     /// [`crate::control::recovery::journal_complete`] says ([`SpdkJournal::complete_for`]);
     /// else it resyncs every stripe.
     pub missing: u8,
+    /// The journal on the members of one volume: its devices are windows of members 0 and 1
+    /// ([`super::base::BaseBdev::window`]); no other volume may share it.
+    pub on_members: bool,
 }
 
 /// The name of a journal over these device names.
@@ -76,6 +79,9 @@ impl SpdkJournal {
         missing: u8,
     ) -> Arc<SpdkJournal> {
         let names: Vec<String> = devs.iter().map(|(n, _)| n.clone()).collect();
+        let on_members = devs
+            .iter()
+            .any(|(_, b)| b.as_ref().is_some_and(|b| b.offset_blocks != 0));
         Arc::new(SpdkJournal {
             name: journal_name(&names),
             devs: devs
@@ -90,6 +96,7 @@ impl SpdkJournal {
             routes: Default::default(),
             busy: Mutex::new(None),
             missing,
+            on_members,
         })
     }
 
@@ -231,6 +238,9 @@ pub(crate) struct SpdkVolume {
     /// Journal devices the member superblocks record (or are about to record) as dropped
     /// ([`crate::journal::Journal::drops_to_record`]); every superblock write carries it.
     pub journal_dropped: AtomicU8,
+    /// With the journal on the members: the byte offset of the journal area on every member
+    /// (members 0 and 1 hold the journal's two devices there); 0 otherwise.
+    pub journal_area: u64,
     /// Listed stripes left at risk by a recovery that ran with a member missing.
     pub at_risk: Mutex<Vec<u64>>,
     /// Where this volume's channels live (stripe-lock messages between them).
@@ -304,6 +314,8 @@ pub(crate) struct VolumeSpec {
     pub seq: u64,
     /// Journal devices the member superblocks record as dropped.
     pub journal_dropped: u8,
+    /// The journal area on the members (journal on the members), or 0.
+    pub journal_area: u64,
 }
 
 impl SpdkVolume {
@@ -322,6 +334,7 @@ impl SpdkVolume {
             journal_on,
             seq,
             journal_dropped,
+            journal_area,
         } = spec;
         let volatile = members.iter().flatten().any(|m| m.write_cache);
         let vol = Arc::new(Volume::new(
@@ -356,6 +369,7 @@ impl SpdkVolume {
             members: Mutex::new(members),
             seq: Mutex::new(seq),
             journal_dropped: AtomicU8::new(journal_dropped),
+            journal_area,
             at_risk: Mutex::new(Vec::new()),
             routes: Arc::default(),
             bdev: Box::new(UnsafeCell::new(bdev)),
@@ -510,6 +524,10 @@ impl SpdkVolume {
                 "failed": j.is_failed(),
                 "devices": devices,
                 "mode": mode,
+                // The journal on the members: its devices are the journal areas (at this byte
+                // offset) of members 0 and 1.
+                "on_members": journal.on_members,
+                "area_offset": self.journal_area,
                 "degraded": j.degraded(),
                 "devices_lost": j.stats.devices_lost.load(std::sync::atomic::Ordering::Relaxed),
                 "listed": j.listed_count(),
@@ -556,7 +574,10 @@ impl SpdkVolume {
             "volume": self.number,
             "uuid": json::uuid_string(&self.uuid),
         });
-        if j.devs.len() == 1 {
+        if j.on_members {
+            // Where its area is comes from the members' superblocks.
+            params["journal_on_members"] = json!(true);
+        } else if j.devs.len() == 1 {
             params["journal_bdev"] = json!(j.name);
         } else {
             // The devices there now: a restart without the other one resyncs every stripe.
@@ -877,14 +898,20 @@ pub(crate) fn base_removed(name: &str) {
     // The device closes when the last volume's channels have let go of it.
     let closer = journal.map(|(j, k)| Arc::new(JournalCloser(j, k)));
     for (v, member) in vols {
+        // With the journal on the members, one bdev is both a member and a journal device.
+        let on_journal = closer
+            .as_ref()
+            .filter(|c| Arc::ptr_eq(&c.0, &v.journal()))
+            .cloned();
         if let Some(m) = member {
             warnlog!("volume {}: member {m} ({name}) removed", v.name);
             v.vol.fail_member(m);
             super::superblocks::record_member_states(&v);
-            drop_channels(v, Target::Member(m), None);
-        } else if let Some(c) = &closer {
+            drop_channels(v.clone(), Target::Member(m), None);
+        }
+        if let Some(c) = on_journal {
             let k = c.1;
-            drop_channels(v, Target::Journal(k), Some(c.clone()));
+            drop_channels(v, Target::Journal(k), Some(c));
         }
     }
 }

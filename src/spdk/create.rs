@@ -85,7 +85,13 @@ pub(crate) struct CreateRequest {
     pub journal: bool,
     /// Per-stripe state a new volume may allocate, in MiB.
     pub max_stripe_state_mb: u64,
+    /// The journal on the members: KiB each member reserves at its end for it (members 0
+    /// and 1 hold a mirrored copy there); `None`: journal bdevs.
+    pub journal_area_kb: Option<u64>,
 }
+
+/// Default size of the journal area on each member (`journal_area_kb`).
+pub(crate) const DEFAULT_JOURNAL_AREA_KB: u64 = 4096;
 
 /// Default bound on a new volume's per-stripe state (`max_stripe_state_mb`).
 pub(crate) const DEFAULT_MAX_STRIPE_STATE_MB: u64 = 1024;
@@ -141,6 +147,8 @@ struct Prepared {
     number: u32,
     /// A shared journal's volume list is ours to change until the create is over.
     lease: Option<SbLease>,
+    /// The journal on the members: byte offset of the journal area on every member; else 0.
+    journal_area: u64,
 }
 
 /// Completion of a create or an assembly.
@@ -221,7 +229,11 @@ pub(crate) fn create(req: CreateRequest, done: Done) {
 }
 
 /// Synchronous checks; opens and claims the bdevs.
-fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
+fn prepare(mut req: CreateRequest) -> Result<Prepared, CreateError> {
+    let on_members = req.journal_area_kb.is_some();
+    if on_members {
+        req.journal_mode = JournalMode::Mirror;
+    }
     if req.name.is_empty() || req.name.len() > JOURNAL_NAME_MAX {
         return Err(err(
             EINVAL,
@@ -253,7 +265,7 @@ fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
         ));
     }
     let jn = &req.journal_bdevs;
-    if jn.is_empty() || jn.len() > 2 || jn.iter().any(String::is_empty) {
+    if !on_members && (jn.is_empty() || jn.len() > 2 || jn.iter().any(String::is_empty)) {
         return Err(err(
             EINVAL,
             "a journal is one bdev (journal_bdev) or two (journal_bdevs: [A, B])",
@@ -290,11 +302,25 @@ fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
         return Err(err(EBUSY, format!("bdev {m} is already claimed")));
     }
     // The journal: shared when a running journal has these devices.
+    // (A journal on the members of a volume is that volume's alone.)
     let shared = registry()
         .journals
         .iter()
-        .find(|j| jn.iter().any(|n| j.device_named(n).is_some()))
+        .find(|j| !j.on_members && jn.iter().any(|n| j.device_named(n).is_some()))
         .cloned();
+    if let Some(j) = registry()
+        .journals
+        .iter()
+        .find(|j| j.on_members && jn.iter().any(|n| j.device_named(n).is_some()))
+    {
+        return Err(err(
+            EBUSY,
+            format!(
+                "journal {} is on the members of a volume, and serves it alone",
+                j.name
+            ),
+        ));
+    }
     if let Some(j) = &shared {
         if let Some(n) = jn.iter().find(|n| j.device_named(n).is_none()) {
             return Err(err(
@@ -360,6 +386,11 @@ fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
             }
             JournalChoice::Shared(j)
         }
+        None if on_members => {
+            number = req.volume.unwrap_or(0);
+            // The members' windows, once they are open (below).
+            JournalChoice::New(Vec::new())
+        }
         None => {
             let mut bases = Vec::with_capacity(jn.len());
             for n in jn {
@@ -397,7 +428,46 @@ fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
         ));
     }
     let min_blocks = members.iter().map(|m| m.num_blocks).min().unwrap_or(0);
-    let geo = Geometry::new(n as u32, strip, bs, min_blocks)
+    let (mut journal, mut journal_area, mut data_blocks) = (journal, 0, min_blocks);
+    if let Some(kb) = req.journal_area_kb {
+        // The journal area at the end of every member, 4 KiB aligned; the stripes end before
+        // it. Members 0 and 1 hold the journal's two devices there (windows of the members).
+        if bs != 512 && bs != 4096 {
+            return Err(err(
+                EINVAL,
+                format!("the journal on the members needs 512- or 4096-byte blocks, not {bs}"),
+            ));
+        }
+        let need = JournalSuperblock::min_journal_bytes(4096);
+        let area = kb.saturating_mul(1024).next_multiple_of(4096);
+        if area < need {
+            return Err(err(
+                ENOSPC,
+                format!(
+                    "journal_area_kb {kb} too small: at least {} KiB are needed",
+                    need.div_ceil(1024)
+                ),
+            ));
+        }
+        let member_bytes = min_blocks * bs as u64;
+        if member_bytes < area + crate::layout::RESERVED_BYTES {
+            return Err(err(
+                ENOSPC,
+                format!(
+                    "journal_area_kb {kb} leaves no room for stripes on members of {} KiB",
+                    member_bytes / 1024
+                ),
+            ));
+        }
+        journal_area = (member_bytes - area) / 4096 * 4096;
+        data_blocks = journal_area / bs as u64;
+        let (off, len) = (data_blocks, area / bs as u64);
+        journal = JournalChoice::New(vec![
+            members[0].window(off, len),
+            members[1].window(off, len),
+        ]);
+    }
+    let geo = Geometry::new(n as u32, strip, bs, data_blocks)
         .map_err(|e| err(EINVAL, format!("bad geometry: {e}")))?;
     Ok(Prepared {
         req,
@@ -406,6 +476,7 @@ fn prepare(req: CreateRequest) -> Result<Prepared, CreateError> {
         geo,
         number,
         lease,
+        journal_area,
     })
 }
 
@@ -529,6 +600,7 @@ fn format(p: Prepared, done: Done) {
         geo,
         number,
         lease,
+        journal_area,
     } = p;
     let uuid = req.uuid.unwrap_or_else(new_uuid);
     let member_uuids: Vec<[u8; 16]> = members.iter().map(|m| m.uuid).collect();
@@ -589,7 +661,7 @@ fn format(p: Prepared, done: Done) {
         member_states: vec![MemberState::Active; geo.members as usize],
         member_uuids: member_uuids.clone(),
         journal_dropped: 0,
-        journal_area: 0,
+        journal_area,
     };
     let images: Vec<_> = (0..geo.members).map(|i| msb(i).encode()).collect();
     let raws: Vec<_> = members.iter().map(|m| (m.raw(), m.name.clone())).collect();
@@ -623,6 +695,7 @@ fn format(p: Prepared, done: Done) {
             journal_on: req.journal,
             seq: 1,
             journal_dropped: 0,
+            journal_area,
         };
         start_volume(spec, Recover::No, done);
     });
@@ -676,6 +749,38 @@ fn reassemble(p: Prepared, sbs: Vec<Option<MemberSuperblock>>, done: Done) {
         .enumerate()
         .map(|(i, m)| uses[i].in_service().then_some(m))
         .collect();
+    // The journal on the members is where their superblocks say (not where this request
+    // would put a new one).
+    let journal = match (
+        p.journal,
+        newest.journal_area != 0,
+        p.req.journal_area_kb.is_some(),
+    ) {
+        (JournalChoice::New(_), true, true) => {
+            JournalChoice::New(member_windows(&members, &newest))
+        }
+        (j, false, false) => j,
+        (_, on, _) => {
+            return done(Err(err(
+                EINVAL,
+                format!(
+                    "volume {}: its journal is {}",
+                    uuid_string(&uuid),
+                    if on {
+                        "on its members (journal_on_members)"
+                    } else {
+                        "not on its members"
+                    }
+                ),
+            )))
+        }
+    };
+    if matches!(&journal, JournalChoice::New(w) if w.is_empty()) {
+        return done(Err(err(
+            ENODEV,
+            "members 0 and 1, which hold the journal, are both out of service",
+        )));
+    }
     let found = Found {
         sb: newest,
         members,
@@ -694,7 +799,7 @@ fn reassemble(p: Prepared, sbs: Vec<Option<MemberSuperblock>>, done: Done) {
             done(r)
         }),
     };
-    match p.journal {
+    match journal {
         JournalChoice::Shared(j) => {
             if j.journal.cfg.uuid != found.sb.journal_uuid {
                 return done(Err(err(
@@ -709,6 +814,21 @@ fn reassemble(p: Prepared, sbs: Vec<Option<MemberSuperblock>>, done: Done) {
             Err(e) => done(Err(e)),
         }),
     }
+}
+
+/// The journal on the members: the journal devices of a volume whose newest superblock is `sb`
+/// (its `journal_area` non-zero), as windows of members 0 and 1 among `members` (by index,
+/// `None`: missing or out of service, and its copy with it). Each window runs from the journal
+/// area to the member's end.
+pub(crate) fn member_windows(members: &[Option<BaseBdev>], sb: &MemberSuperblock) -> Vec<BaseBdev> {
+    let off = sb.journal_area / u64::from(sb.block_size);
+    members
+        .iter()
+        .take(2)
+        .flatten()
+        .filter(|m| m.num_blocks > off)
+        .map(|m| m.window(off, m.num_blocks - off))
+        .collect()
 }
 
 /// Members found for an assembly.
@@ -754,6 +874,37 @@ fn opened_sbs(
     bufs: Vec<Option<Vec<u8>>>,
     done: impl FnOnce(Result<Arc<SpdkJournal>, CreateError>) + 'static,
 ) {
+    // The journal on the members: a copy that does not read back as one (a member rebuilt
+    // before its copy was put back) is a missing device; the other copy serves.
+    let (bases, bufs): (Vec<BaseBdev>, Vec<Option<Vec<u8>>>) = if bases.len() == 2
+        && bases.iter().all(|b| b.offset_blocks != 0)
+    {
+        let ok = |b: &BaseBdev, buf: &Option<Vec<u8>>| {
+            buf.as_ref()
+                .and_then(|x| JournalSuperblock::decode(x).ok())
+                .is_some_and(|s| s.block_size == b.block_size)
+        };
+        if bases.iter().zip(&bufs).any(|(b, x)| ok(b, x)) {
+            bases
+                .into_iter()
+                .zip(bufs)
+                .filter(|(b, x)| {
+                    let keep = ok(b, x);
+                    if !keep {
+                        warnlog!(
+                            "journal copy on member {}: no journal superblock in its journal area; going on with the other copy",
+                            b.name
+                        );
+                    }
+                    keep
+                })
+                .unzip()
+        } else {
+            (bases, bufs)
+        }
+    } else {
+        (bases, bufs)
+    };
     let mut sbs = Vec::with_capacity(bases.len());
     for (b, buf) in bases.iter().zip(&bufs) {
         let Some(buf) = buf else {
@@ -995,6 +1146,7 @@ fn assemble(found: Found, journal: Arc<SpdkJournal>, recover: Recover, done: Don
         journal_on: true,
         seq: sb.seq,
         journal_dropped: sb.journal_dropped,
+        journal_area: sb.journal_area,
     };
     start_volume(spec, recover, done);
 }

@@ -123,14 +123,6 @@ pub(crate) unsafe extern "C" fn examine_disk(bdev: *mut sys::spdk_bdev) {
                         );
                         return try_assemble(Box::new(examine_done), 0);
                     }
-                    if sb.journal_area != 0 {
-                        warnlog!(
-                            "examine {name}: member {} of jraid volume {} keeps its journal on the members, which this module does not assemble yet: not assembled (open it with the jraid command)",
-                            sb.member_index,
-                            sb.name
-                        );
-                        return try_assemble(Box::new(examine_done), 0);
-                    }
                     if super::rebuild::resume_late(&name, &sb) {
                         return try_assemble(Box::new(examine_done), 0);
                     }
@@ -255,10 +247,11 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
         p.members.retain(|u, _| !running.contains(u));
         let uuid = p.members.iter().find_map(|(u, list)| {
             let newest = list.iter().map(|(_, s)| s).max_by_key(|s| s.seq)?;
-            let journal_known = p
-                .journals
-                .get(&newest.journal_uuid)
-                .is_some_and(SeenJournal::ready)
+            // A journal on the members comes with them.
+            let journal_known = newest.journal_area != 0
+                || p.journals
+                    .get(&newest.journal_uuid)
+                    .is_some_and(SeenJournal::ready)
                 || running_journals
                     .iter()
                     .any(|j| j.journal.cfg.uuid == newest.journal_uuid);
@@ -282,7 +275,8 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
                     wait_for_pair.push((newest.journal_uuid, newest.name.clone()));
                 }
             }
-            let journal_known = p.journals.contains_key(&newest.journal_uuid)
+            let journal_known = newest.journal_area != 0
+                || p.journals.contains_key(&newest.journal_uuid)
                 || running_journals
                     .iter()
                     .any(|j| j.journal.cfg.uuid == newest.journal_uuid);
@@ -366,6 +360,8 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
             }
             Some(bases)
         }
+        // The journal on the members: windows of members 0 and 1, once claimed (below).
+        (None, None) if newest.journal_area != 0 => Some(Vec::new()),
         (None, None) => return then(),
     };
     let n = newest.members as usize;
@@ -417,6 +413,20 @@ fn try_assemble(then: Box<dyn FnOnce()>, attempt: u32) {
             }
         }
     }
+    let jbase = match jbase {
+        Some(b) if b.is_empty() => {
+            let w = create::member_windows(&members, &newest);
+            if w.is_empty() {
+                errlog!(
+                    "volume {}: members 0 and 1, which hold its journal, are both missing or out of service: not assembled",
+                    newest.name
+                );
+                return then();
+            }
+            Some(w)
+        }
+        b => b,
+    };
     let found = Found {
         sb: newest.clone(),
         members,

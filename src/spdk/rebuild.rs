@@ -201,6 +201,13 @@ unsafe extern "C" fn watch_poll(_arg: *mut c_void) -> i32 {
             let unrecorded = v.vol.unrecorded_failures();
             let state_changed = changed.iter().any(|(c, _)| Arc::ptr_eq(c, &v));
             let journal = v.journal().journal.clone();
+            // The journal on the members: a failure about to be recorded takes its member's
+            // copy first (as in the io_uring runtime).
+            if v.journal_area != 0 && unrecorded.is_some() {
+                for k in v.vol.journal_copies_out() {
+                    journal.device_gone(k);
+                }
+            }
             let dropped = journal.drops_to_record(v.number);
             if unrecorded.is_none() && !state_changed && dropped.is_none() {
                 continue;
@@ -523,6 +530,7 @@ fn finish(mut p: Pass, state: &'static str) {
                         p.pass.done(),
                         p.status("done").mib_per_s
                     );
+                    super::set_journal::member_copy_back(&p.vol, member);
                     p.publish("done");
                 }
                 Err(e) => {

@@ -69,6 +69,13 @@ struct CreateParams {
     /// [`create::DEFAULT_MAX_STRIPE_STATE_MB`]).
     #[serde(default)]
     max_stripe_state_mb: Option<u64>,
+    /// The journal on the members instead of journal bdevs: a mirrored copy in a reserved area
+    /// at the end of members 0 and 1 (every member reserves it).
+    #[serde(default)]
+    journal_on_members: bool,
+    /// Size of that area in KiB (default [`create::DEFAULT_JOURNAL_AREA_KB`]).
+    #[serde(default)]
+    journal_area_kb: Option<u64>,
 }
 
 fn journal_on() -> bool {
@@ -119,18 +126,26 @@ unsafe extern "C" fn rpc_create(
             },
             _ => return req.invalid("base_bdevs must be a list of bdev names"),
         };
-        if p.journal_mode.is_some() && p.journal_bdev.is_some() {
+        if p.journal_mode.is_some() && (p.journal_bdev.is_some() || p.journal_on_members) {
             return req.invalid("journal_mode needs two journal bdevs (journal_bdevs)");
         }
-        let journal_bdevs = match (p.journal_bdev, p.journal_bdevs) {
-            (Some(j), None) => vec![j],
-            (None, Some(js)) if (1..=2).contains(&js.len()) => js,
-            (None, Some(_)) => return req.invalid("journal_bdevs must name one or two bdevs"),
-            (Some(_), Some(_)) => {
-                return req.invalid("give journal_bdev or journal_bdevs, not both")
-            }
-            (None, None) => return req.invalid("journal_bdev (or journal_bdevs) is required"),
-        };
+        if p.journal_area_kb.is_some() && !p.journal_on_members {
+            return req.invalid("journal_area_kb goes with journal_on_members");
+        }
+        let journal_bdevs =
+            match (p.journal_bdev, p.journal_bdevs) {
+                (None, None) if p.journal_on_members => Vec::new(),
+                (_, _) if p.journal_on_members => return req.invalid(
+                    "journal_on_members keeps the journal on the members: give no journal_bdev(s)",
+                ),
+                (Some(j), None) => vec![j],
+                (None, Some(js)) if (1..=2).contains(&js.len()) => js,
+                (None, Some(_)) => return req.invalid("journal_bdevs must name one or two bdevs"),
+                (Some(_), Some(_)) => {
+                    return req.invalid("give journal_bdev or journal_bdevs, not both")
+                }
+                (None, None) => return req.invalid("journal_bdev (or journal_bdevs) is required"),
+            };
         let journal_mode = match p.journal_mode.as_deref() {
             None | Some("alternate") => crate::journal::JournalMode::Alternate,
             Some("mirror") => crate::journal::JournalMode::Mirror,
@@ -157,6 +172,9 @@ unsafe extern "C" fn rpc_create(
             max_stripe_state_mb: p
                 .max_stripe_state_mb
                 .unwrap_or(create::DEFAULT_MAX_STRIPE_STATE_MB),
+            journal_area_kb: p
+                .journal_on_members
+                .then(|| p.journal_area_kb.unwrap_or(create::DEFAULT_JOURNAL_AREA_KB)),
         };
         create::create(
             r,

@@ -235,6 +235,15 @@ pub(crate) fn set_journal(v: Arc<SpdkVolume>, journal_bdev: String, opts: PassOp
             ),
         )));
     }
+    if old.journal.on_members {
+        return done(Err(e(
+            EINVAL,
+            format!(
+                "volume {}: its journal is on its members (a copy on members 0 and 1); a lost copy comes back with its member's rebuild",
+                v.name
+            ),
+        )));
+    }
     let present = old.journal.present();
     // A journal of two going on with one device: the new bdev takes the lost one's place,
     // online and without a resync (the survivor holds every record).
@@ -400,6 +409,65 @@ fn replace_device(j: Arc<SpdkJournal>, k: u32, bdev: String, done: SetDone) {
         Ok(b) => b,
         Err(c) => return done(Err(from_create(c))),
     };
+    put_device(j, k, b, lease, done)
+}
+
+/// The journal on the members: member `member` (0 or 1) was rebuilt onto a new bdev, whose
+/// journal area becomes journal device `member` again, online (as [`replace_device`] does with
+/// a new bdev: a blank copy, taken once the survivor holds every durable record; the next
+/// record, a checkpoint, goes to both). Nothing to do for another member or journal.
+pub(crate) fn member_copy_back(v: &Arc<SpdkVolume>, member: u32) {
+    let j = v.journal();
+    if !j.on_members || member >= 2 || v.journal_area == 0 {
+        return;
+    }
+    let Some(m) = v.members.lock().unwrap_or_else(|e| e.into_inner())[member as usize].clone()
+    else {
+        return;
+    };
+    let off = v.journal_area / u64::from(m.block_size);
+    if m.num_blocks <= off {
+        return;
+    }
+    // A copy still counted live (its member failed without it being dropped) is dropped now:
+    // the new bdev's area holds nothing yet.
+    j.journal.device_gone(member);
+    let lease = match j.lease(format!("rebuild of member {member}: its journal copy")) {
+        Ok(l) => l,
+        Err(m) => {
+            return warnlog!(
+                "volume {}: journal copy {member} not put back ({m}); the journal goes on with the other copy",
+                v.name
+            )
+        }
+    };
+    let name = v.name.clone();
+    put_device(
+        j,
+        member,
+        m.window(off, m.num_blocks - off),
+        lease,
+        Box::new(move |r| {
+            if let Err((_, m)) = r {
+                warnlog!(
+                    "volume {name}: journal copy {member} not put back ({m}); the journal goes on with the other copy"
+                );
+            }
+        }),
+    );
+}
+
+/// [`replace_device`] with the bdev opened (and claimed, or a window of a member that is):
+/// its journal superblock written, every channel's slot swapped, then the journal takes it.
+/// The journal on the members gives a rebuilt member 0 or 1 its copy back this way.
+pub(crate) fn put_device(
+    j: Arc<SpdkJournal>,
+    k: u32,
+    b: BaseBdev,
+    lease: super::bdev::SbLease,
+    done: SetDone,
+) {
+    let bdev = b.name.clone();
     let mut sb = j.sb.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if b.block_size != sb.block_size {
         return done(Err(e(

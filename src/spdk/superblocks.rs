@@ -148,7 +148,7 @@ pub(crate) fn member_sb(
             .collect(),
         member_uuids: uuids.to_vec(),
         journal_dropped: v.journal_dropped.load(std::sync::atomic::Ordering::Acquire),
-        journal_area: 0,
+        journal_area: v.journal_area,
     }
 }
 

@@ -58,7 +58,7 @@ pub struct Engine {
 /// before a write that depends on it is acknowledged"). It also records the journal devices a
 /// mirrored journal wants recorded as dropped ([`Journal::drops_to_record`]), and tells the
 /// journal ([`Journal::drops_recorded`]). With the journal on the members, a member out of
-/// service takes its journal device with it ([`journal_devices_out`]) before its failure is
+/// service takes its journal device with it ([`Volume::journal_copies_out`]) before its failure is
 /// recorded, so the same superblock write records both.
 struct Recorder {
     stop: Arc<AtomicBool>,
@@ -77,13 +77,6 @@ fn states_of(vol: &Volume) -> Vec<MemberState> {
         .collect()
 }
 
-/// With the journal on the members (device k on member k), the journal devices whose member is
-/// out of service: the journal must not go on writing records a restart will not read (a
-/// member out of service is no journal device at assembly either).
-fn journal_devices_out(vol: &Volume) -> impl Iterator<Item = u32> + '_ {
-    (0..2).filter(|&k| vol.health(k) != MemberHealth::Active)
-}
-
 impl Recorder {
     fn start(vol: Arc<Volume>, rec: StateRecorder, journal_on_members: bool) -> Recorder {
         vol.set_records_failures(true);
@@ -97,7 +90,7 @@ impl Recorder {
                 let journal = vol.journal();
                 // A failure about to be recorded takes its member's journal device first.
                 if let (true, Some(_), Some(j)) = (journal_on_members, upto, &journal) {
-                    for k in journal_devices_out(&vol) {
+                    for k in vol.journal_copies_out() {
                         j.device_gone(k);
                     }
                 }

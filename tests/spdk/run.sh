@@ -2,7 +2,7 @@
 # SPDK integration tests of the jraid bdev module. CI runs this when `pkg-config --exists
 # spdk_bdev` (PKG_CONFIG_PATH pointing at an SPDK built --with-shared).
 #
-#   tests/spdk/run.sh [test ...]      tests: bdevperf bdevio rpc_errors crash fio nvmf member_failure rebuild scrub journal_loss journal_devices delete_busy faults assembly nobuf_read online_recovery (default: all)
+#   tests/spdk/run.sh [test ...]      tests: bdevperf bdevio rpc_errors crash fio nvmf member_failure rebuild scrub journal_loss journal_devices journal_on_members delete_busy faults assembly nobuf_read online_recovery (default: all)
 #
 # Environment: SPDK_DIR (default: derived from pkg-config's libdir), SPDK_TGT, BDEVPERF,
 # JRAID_LIB (default: target/release/libjraid.so, built here unless set), WORK (scratch dir),
@@ -22,7 +22,7 @@ if [ -z "${JRAID_LIB:-}" ]; then
     export JRAID_LIB
 fi
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(bdevperf bdevio rpc_errors crash fio nvmf member_failure rebuild scrub journal_loss journal_devices delete_busy faults assembly nobuf_read online_recovery)
+[ ${#tests[@]} -gt 0 ] || tests=(bdevperf bdevio rpc_errors crash fio nvmf member_failure rebuild scrub journal_loss journal_devices journal_on_members delete_busy faults assembly nobuf_read online_recovery)
 for t in "${tests[@]}"; do
     echo "=== $t"
     bash "tests/spdk/test_$t.sh"

@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Offline parity check of a stopped jraid volume on files: scrub.py JOURNAL MEMBER...
 
+With --journal-area, JOURNAL is a member file whose journal area (the journal on the members:
+the byte offset in its member superblock) holds the journal. With --journal-only, only the
+newest record is read and shown (no parity check: for a degraded volume's files).
+
 Prints the stripes whose parity disagrees with their data and the newest valid journal record;
 exits 1 if some mismatching stripe is not listed in that record (the journal's invariant), and
 with --clean, if any stripe mismatches at all; also exits 1 when the newest member superblock names
@@ -70,8 +74,21 @@ def read_area(buf, uuid, area, bs):
     return gen, listed
 
 
-def newest_record(path):
+def journal_base(path, in_area):
+    """Byte offset of the journal in `path`: 0, or a member's journal area."""
+    if not in_area:
+        return 0
     with open(path, "rb") as f:
+        msb = f.read(4096)
+    assert msb[:8] == b"JRAIDMSB", "no member superblock"
+    area, = struct.unpack_from("<Q", msb, 716)
+    assert area, "the member has no journal area"
+    return area
+
+
+def newest_record(path, base=0):
+    with open(path, "rb") as f:
+        f.seek(base)
         sb = f.read(4096)
         assert sb[:8] == b"JRAIDJSB", "no journal superblock"
         uuid = sb[24:40]
@@ -79,7 +96,7 @@ def newest_record(path):
         slot_bytes = struct.unpack_from("<Q", sb, 48)[0]
         best = None
         for k in range(2):
-            f.seek(SLOTS + k * slot_bytes)
+            f.seek(base + SLOTS + k * slot_bytes)
             got = read_area(f.read(slot_bytes), uuid, k, bs)
             if got is not None and (best is None or got[0] > best[0]):
                 best = got
@@ -90,10 +107,16 @@ def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     clean = "--clean" in sys.argv
     journal, members = args[0], args[1:]
+    base = journal_base(journal, "--journal-area" in sys.argv)
     files = [open(m, "rb") for m in members]
     sb = files[0].read(4096)
     assert sb[:8] == b"JRAIDMSB", "no member superblock"
     number, = struct.unpack_from("<I", sb, 56)
+    if "--journal-only" in sys.argv:
+        gen, entries = newest_record(journal, base)
+        listed = {st for (v, st) in entries if v == number}
+        print(f"record generation {gen} lists {len(listed)} stripes of volume {number}")
+        return
     bs, = struct.unpack_from("<I", sb, 68)
     strip_blocks, stripes = struct.unpack_from("<QQ", sb, 72)
     strip = strip_blocks * bs
@@ -115,11 +138,12 @@ def main():
             if newest is None or seq > newest[0]:
                 newest = (seq, msb[40:56])
     with open(journal, "rb") as jf:
+        jf.seek(base)
         juuid = jf.read(4096)[24:40]
     if newest[1] != juuid:
         print("the members name another journal than", journal)
         sys.exit(1)
-    gen, entries = newest_record(journal)
+    gen, entries = newest_record(journal, base)
     listed = {st for (v, st) in entries if v == number}
     unlisted = [s for s in bad if s not in listed]
     print(f"stripes {stripes}, parity mismatches {len(bad)} {bad[:10]}, record generation {gen} "

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# The journal on the members (bdev_jraid_create "journal_on_members": true, no journal bdev):
+# every member reserves a journal area at its end; members 0 and 1 hold a mirrored copy there.
+#  (a) bad requests fail with clear errors and leave their bdevs unclaimed; a volume on
+#      malloc members shows its journal on the members (devices b0 and b1, mirror), and no
+#      other volume may take one of them as its journal;
+#  (b) under fio crc32c verify load on two threads (AIO members), member m0 is deleted: no I/O
+#      fails, every block verifies, the volume is degraded with journal copy 0 lost (recorded
+#      dropped) and records going on to m1's copy; a spare is added and rebuilt: its journal
+#      area becomes copy 0 again, online, and nothing stays recorded dropped;
+#  (c) a fill, then random rewrites; member m1 (journal copy 1) deleted under them, then
+#      kill -9; the m1 file is gone: spdk_tgt assembles the volume degraded from the members'
+#      superblocks and recovers from m0's copy alone (no full resync); fio verify-only reads
+#      back every block.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+trap stop_tgt EXIT
+
+find_fio
+
+# rpc_err SOCK METHOD PARAMS WHAT: the call must fail; prints the error.
+rpc_err() {
+    local out
+    out=$(rpc "$1" "$2" "$3")
+    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); e=r.get("error")
+assert e, "expected an error: %s" % r
+print(e["code"], e["message"])' "$out" || die "$4: $out"
+}
+
+# jst SOCK EXPR: EXPR over r0's bdev_jraid_get_bdevs entry (v) and its journal (j).
+jst() {
+    rpc_ok "$1" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c "import json,sys; v=json.load(sys.stdin)[0]; j=v['journal']; print($2)"
+}
+
+log "(a) bad requests"
+dir=$WORK/jom
+rm -rf "$dir"
+mkdir -p "$dir"
+sock=$dir/tgt.sock
+start_tgt "$sock" "$dir/tgt.log"
+mallocs "$sock" 4096 b0 b1 b2 b3 k0
+base='"name":"v","strip_size_kb":16,"base_bdevs":["b0","b1","b2","b3"]'
+rpc_err "$sock" bdev_jraid_create "{$base,\"journal_on_members\":true,\"journal_bdev\":\"k0\"}" "a journal bdev with the journal on the members" >&2
+rpc_err "$sock" bdev_jraid_create "{$base,\"journal_on_members\":true,\"journal_mode\":\"mirror\"}" "a mode with the journal on the members" >&2
+rpc_err "$sock" bdev_jraid_create "{$base,\"journal_bdev\":\"k0\",\"journal_area_kb\":1024}" "an area without the journal on the members" >&2
+rpc_err "$sock" bdev_jraid_create "{$base,\"journal_on_members\":true,\"journal_area_kb\":8}" "an area too small" >&2
+rpc_err "$sock" bdev_jraid_create "{$base,\"journal_on_members\":true,\"journal_area_kb\":1048576}" "an area larger than the members" >&2
+for b in b0 b1 b2 b3 k0; do
+    rpc "$sock" bdev_get_bdevs "{\"name\":\"$b\"}" | grep -q '"claimed": *false' || die "$b left claimed"
+done
+rpc_ok "$sock" bdev_jraid_create "{$base,\"journal_on_members\":true,\"journal_area_kb\":1024}" >/dev/null
+st=$(rpc_ok "$sock" bdev_jraid_get_bdevs '{"name":"v"}' | python3 -c 'import json,sys
+v = json.load(sys.stdin)[0]; j = v["journal"]
+print(v["state"], j["on_members"], j["mode"], j["name"], ",".join(d["name"] + "=" + d["state"] for d in j["devices"]), j["area_offset"] > 0, v["stripes"])')
+log "v with its journal on the members: $st"
+read -r s1 om1 md1 nm1 dv1 ao1 stripes <<<"$st"
+[ "$s1 $om1 $md1 $nm1 $dv1 $ao1" = "online True mirror b0+b1 b0=online,b1=online True" ] || die "journal on the members: $st"
+# 16 MiB members, 1 MiB reserved at the start and 1 MiB of journal area at the end: 14 MiB of
+# 16 KiB strips each.
+[ "$stripes" = 896 ] || die "stripes with a 1 MiB journal area: $stripes"
+mallocs "$sock" 4096 c0 c1 c2
+rpc_err "$sock" bdev_jraid_create '{"name":"w","strip_size_kb":16,"base_bdevs":["c0","c1","c2"],"journal_bdev":"b0"}' "a member's journal copy as another volume's journal" >&2
+rpc_err "$sock" bdev_jraid_set_journal '{"name":"v","journal_bdev":"k0"}' "set_journal on a journal on the members" >&2
+# A plain write and read back through the volume (bdev_jraid_get_bdevs above: records go on).
+stop_tgt
+
+log "(b) fio crc32c verify on two threads; member m0 (journal copy 0) deleted under the load, then a spare rebuilt"
+dir=$WORK/jom-b
+rm -rf "$dir"
+mkdir -p "$dir"
+for i in 0 1 2 3; do truncate -s 64M "$dir/m$i"; done
+members=(m0 m1 m2 m3)
+create='{"method":"bdev_jraid_create","params":{"name":"r0","strip_size_kb":16,"base_bdevs":["m0","m1","m2","m3"],"journal_on_members":true}}'
+bdev_config "$dir/load.json" "$(aio_entries "$dir" "${members[@]}"),$create"
+cat >"$dir/hot.fio" <<FIO
+[global]
+ioengine=spdk_bdev
+spdk_rpc_listen_addr=$dir/fio.sock
+spdk_json_conf=$dir/load.json
+$FIO_MEM_OPTS
+thread=1
+direct=1
+filename=r0
+rw=randwrite
+bs=4k
+iodepth=32
+verify=crc32c
+do_verify=1
+verify_fatal=1
+verify_dump=1
+loops=25
+rate_iops=20000
+group_reporting=0
+
+[w4k]
+numjobs=2
+size=40m
+offset_increment=40m
+FIO
+rm -f "$dir/fio.sock"
+run_fio "$dir" 300 --output-format=json --output="$dir/hot.json" "$dir/hot.fio" >"$dir/hot.log" 2>&1 &
+fio_pid=$!
+for _ in $(seq 1 200); do
+    [ -S "$dir/fio.sock" ] && rpc "$dir/fio.sock" bdev_jraid_get_bdevs >/dev/null 2>&1 && break
+    sleep 0.1
+done
+sleep 1.5
+fs=$dir/fio.sock
+devs='",".join(d["name"] + "=" + d["state"] + "/" + str(d["recorded_dropped"]) for d in j["devices"])'
+before=$(jst "$fs" "v['state'], j['on_members'], $devs, j['records_written']")
+log "before: $before"
+read -r s0 om0 d0 w0 <<<"$before"
+[ "$s0 $om0 $d0" = "online True m0=online/False,m1=online/False" ] || die "before the loss: $before"
+[ "$w0" -gt 0 ] || die "no record written before the loss"
+rpc_ok "$fs" bdev_aio_delete '{"name":"m0"}' >/dev/null || die "could not delete m0 under fio"
+mid=""
+for _ in $(seq 1 50); do
+    mid=$(jst "$fs" "v['state'], v['members'][0]['state'], $devs, j['failed'], j['records_written']")
+    case "$mid" in "degraded failed m0=lost/True,m1=online/False False "*) break ;; esac
+    sleep 0.1
+done
+log "after deleting m0: $mid"
+case "$mid" in "degraded failed m0=lost/True,m1=online/False False "*) ;; *) die "after deleting m0: $mid" ;; esac
+w1=${mid##* }
+sleep 1
+w2=$(jst "$fs" "j['records_written']")
+[ "$w2" -gt "$w1" ] || die "no record written to m1's copy alone after the loss ($w1 -> $w2)"
+truncate -s 64M "$dir/sp"
+rpc_ok "$fs" bdev_aio_create "{\"name\":\"sp\",\"filename\":\"$dir/sp\",\"block_size\":4096}" >/dev/null
+rpc_ok "$fs" bdev_jraid_add_base_bdev '{"name":"r0","base_bdev":"sp"}' >/dev/null || die "add the spare under fio"
+rep=""
+for _ in $(seq 1 300); do
+    rep=$(jst "$fs" "v['state'], v['rebuild']['state'], $devs")
+    [ "$rep" = "online done sp=online/False,m1=online/False" ] && break
+    sleep 0.2
+done
+log "after the rebuild onto sp: $rep"
+[ "$rep" = "online done sp=online/False,m1=online/False" ] || die "after the rebuild onto sp: $rep"
+w3=$(jst "$fs" "j['records_written']")
+sleep 1
+w4=$(jst "$fs" "j['records_written']")
+[ "$w4" -gt "$w3" ] || die "records stopped after the copy came back ($w3 -> $w4)"
+rc=0
+wait "$fio_pid" || rc=$?
+[ "$rc" = 0 ] || { tail -30 "$dir/hot.log" >&2; die "fio with a member (and journal copy) removed failed (rc $rc)"; }
+fio_verified "$dir/hot.log" "$dir/hot.json" "after the member loss and rebuild"
+# Offline, the copy on sp names the members' journal, and parity is clean where it lists nothing.
+out=$(python3 "$here/scrub.py" --journal-area "$dir/sp" "$dir/sp" "$dir/m1" "$dir/m2" "$dir/m3") || die "scrub.py over sp's copy: $out"
+log "sp's copy: $out"
+
+log "(c) fill, random rewrites; member m1 (journal copy 1) deleted under them, kill -9, m1 gone"
+dir=$WORK/jom-c
+rm -rf "$dir"
+mkdir -p "$dir"
+for i in 0 1 2 3; do truncate -s 64M "$dir/m$i"; done
+bdev_config "$dir/new.json" "$(aio_entries "$dir" "${members[@]}"),$create"
+# fill_fio, as test_journal_devices: every write of a block carries its offset.
+cat >"$dir/fill.fio" <<FIO
+[global]
+ioengine=spdk_bdev
+spdk_json_conf=$dir/new.json
+$FIO_MEM_OPTS
+thread=1
+direct=1
+filename=r0
+rw=write
+bs=4k
+iodepth=32
+size=48m
+verify=pattern
+verify_pattern=%o
+do_verify=0
+
+[load]
+FIO
+rc=0
+run_fio "$dir" 120 "$dir/fill.fio" >"$dir/fill.log" 2>&1 || rc=$?
+[ "$rc" = 0 ] || { tail -20 "$dir/fill.log" >&2; die "fio fill failed (rc $rc)"; }
+bdev_config "$dir/all.json" "$(aio_entries "$dir" "${members[@]}")"
+sed -e 's/^rw=write$/rw=randwrite\ntime_based=1\nruntime=60/' \
+    -e "s|^spdk_json_conf=.*|spdk_json_conf=$dir/all.json\nspdk_rpc_listen_addr=$dir/fio.sock|" "$dir/fill.fio" >"$dir/load.fio"
+rm -f "$dir/fio.sock"
+FIO_KILL=1 run_fio "$dir" 10 "$dir/load.fio" >"$dir/load.log" 2>&1 &
+fio_pid=$!
+for _ in $(seq 1 200); do
+    [ -S "$dir/fio.sock" ] && rpc "$dir/fio.sock" bdev_jraid_get_bdevs >/dev/null 2>&1 && break
+    sleep 0.1
+done
+sleep 1
+fs=$dir/fio.sock
+rpc_ok "$fs" bdev_aio_delete '{"name":"m1"}' >/dev/null || die "could not delete m1 under fio"
+st=""
+for _ in $(seq 1 50); do
+    st=$(jst "$fs" "v['state'], $devs")
+    [ "$st" = "degraded m0=online/False,m1=lost/True" ] && break
+    sleep 0.1
+done
+log "after deleting m1: $st"
+[ "$st" = "degraded m0=online/False,m1=lost/True" ] || die "m1's copy not dropped and recorded: $st"
+rc=0
+wait "$fio_pid" || rc=$?
+[ "$rc" = 137 ] || { tail -20 "$dir/load.log" >&2; die "fio under load ended with rc $rc, not by kill -9"; }
+sleep 0.3 # the dead process's AIO drains (see README)
+listed=$(python3 "$here/scrub.py" --journal-area --journal-only "$dir/m0" "$dir/m0" "$dir/m2" "$dir/m3" | sed -n 's/.* lists \([0-9]*\) stripes of volume.*/\1/p')
+log "m0's copy lists ${listed:-?} stripes after the kill"
+[ "${listed:-0}" -ge 50 ] || die "only ${listed:-0} stripes listed after kill -9 under fio"
+rm -f "$dir/m1"
+bdev_config "$dir/left.json" "$(aio_entries "$dir" m0 m2 m3)"
+start_tgt "$sock" "$dir/tgt.log" "$dir/left.json"
+wait_bdev "$sock" r0
+grep -aq "recovering from it alone" "$dir/tgt.log" || die "no recovery from m0's copy alone logged"
+grep -aq "full resync of" "$dir/tgt.log" && die "a full resync although m0's copy holds every record"
+st=$(jst "$sock" "v['state'], v['recovery']['state'], v['recovery']['stripes_total'] < v['stripes'], ','.join(d['state'] for d in j['devices'])")
+log "r0 without m1: $st"
+[ "$st" = "degraded done True online,lost" ] || die "r0 without m1: $st"
+stop_tgt
+# verify_only, as test_journal_devices.
+sed -e "s|^spdk_json_conf=.*|spdk_json_conf=$dir/left.json|" \
+    -e 's/^do_verify=0$/verify_only=1\nverify_fatal=1/' "$dir/fill.fio" >"$dir/verify.fio"
+rm -f "$dir/fio.sock"
+rc=0
+run_fio "$dir" 300 --output-format=json --output="$dir/verify.json" "$dir/verify.fio" >"$dir/verify.log" 2>&1 || rc=$?
+[ "$rc" = 0 ] || { tail -30 "$dir/verify.log" >&2; die "fio verify-only without m1 failed (rc $rc)"; }
+grep -aiE "verify: bad|verify failed|bad pattern" "$dir/verify.log" "$dir/verify.json" && die "fio verify-only without m1 reported bad blocks"
+python3 - "$dir/verify.json" <<'PY' || die "fio verify-only results without m1"
+import json, sys
+text = open(sys.argv[1]).read()
+d = json.loads(text[text.index("{"):])
+j = d["jobs"][0]
+print(f"fio verify-only: {j['read']['io_bytes'] / 2**20:.1f} MiB read and checked, error {j['error']}")
+assert j["error"] == 0 and j["read"]["io_bytes"] == 48 << 20, j["read"]["io_bytes"]
+PY
+log "test_journal_on_members: OK"
