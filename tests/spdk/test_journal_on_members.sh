@@ -7,7 +7,8 @@
 #  (b) under fio crc32c verify load on two threads (AIO members), member m0 is deleted: no I/O
 #      fails, every block verifies, the volume is degraded with journal copy 0 lost (recorded
 #      dropped) and records going on to m1's copy; a spare is added and rebuilt: its journal
-#      area becomes copy 0 again, online, and nothing stays recorded dropped;
+#      area becomes copy 0 again, online, and nothing stays recorded dropped; a restart (examine
+#      alone) finds both copies and nothing listed;
 #  (c) a fill, then random rewrites; member m1 (journal copy 1) deleted under them, then
 #      kill -9; the m1 file is gone: spdk_tgt assembles the volume degraded from the members'
 #      superblocks and recovers from m0's copy alone (no full resync); fio verify-only reads
@@ -147,6 +148,15 @@ fio_verified "$dir/hot.log" "$dir/hot.json" "after the member loss and rebuild"
 # Offline, the copy on sp names the members' journal, and parity is clean where it lists nothing.
 out=$(python3 "$here/scrub.py" --journal-area "$dir/sp" "$dir/sp" "$dir/m1" "$dir/m2" "$dir/m3") || die "scrub.py over sp's copy: $out"
 log "sp's copy: $out"
+# Examine alone brings it back (no journal bdev to wait for), both copies read, nothing listed.
+bdev_config "$dir/examine.json" "$(aio_entries "$dir" sp m1 m2 m3)"
+start_tgt "$sock" "$dir/tgt.log" "$dir/examine.json"
+wait_bdev "$sock" r0
+st=$(jst "$sock" "v['state'], $devs")
+log "after a restart (examine): $st"
+[ "$st" = "online sp=online/False,m1=online/False" ] || die "examine of the journal on the members: $st"
+grep -aq "clean: nothing listed" "$dir/tgt.log" || die "the restart after a clean stop did not find r0 clean"
+stop_tgt
 
 log "(c) fill, random rewrites; member m1 (journal copy 1) deleted under them, kill -9, m1 gone"
 dir=$WORK/jom-c
