@@ -97,10 +97,7 @@ rm -f "$dir/fio.sock"
 log "fio randwrite + verify on two threads; member m2 deleted under the load"
 run_fio "$dir" 300 --output-format=json --output="$dir/hot.json" "$dir/hotremove.fio" >"$dir/hot.log" 2>&1 &
 fio_pid=$!
-for _ in $(seq 1 200); do
-    [ -S "$dir/fio.sock" ] && rpc "$dir/fio.sock" bdev_jraid_get_bdevs >/dev/null 2>&1 && break
-    sleep 0.1
-done
+wait_fio_sock "$dir"
 sleep 1.5
 rpc_ok "$dir/fio.sock" bdev_malloc_delete '{"name":"m2"}' >/dev/null || die "could not delete m2 under fio"
 sleep 1

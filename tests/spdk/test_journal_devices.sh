@@ -24,70 +24,6 @@ trap stop_tgt EXIT
 
 find_fio
 
-# rpc_err SOCK METHOD PARAMS WHAT: the call must fail; prints the error.
-rpc_err() {
-    local out
-    out=$(rpc "$1" "$2" "$3")
-    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); e=r.get("error")
-assert e, "expected an error: %s" % r
-print(e["code"], e["message"])' "$out" || die "$4: $out"
-}
-
-# fill_fio DIR CONF: DIR/fill.fio, a sequential fill of r0 (over CONF) whose every write of a
-# block carries the same bytes (its offset), so whatever a kill leaves in flight, every block
-# written once reads back as exactly that.
-fill_fio() {
-    cat >"$1/fill.fio" <<FIO
-[global]
-ioengine=spdk_bdev
-spdk_json_conf=$2
-$FIO_MEM_OPTS
-thread=1
-direct=1
-filename=r0
-rw=write
-bs=4k
-iodepth=32
-size=48m
-verify=pattern
-verify_pattern=%o
-do_verify=0
-
-[load]
-FIO
-}
-
-# verify_only DIR CONF WHAT: fio verify-only of every block DIR/fill.fio wrote, over CONF.
-verify_only() {
-    local rc=0
-    sed -e "s|^spdk_json_conf=.*|spdk_json_conf=$2|" \
-        -e 's/^do_verify=0$/verify_only=1\nverify_fatal=1/' "$1/fill.fio" >"$1/verify.fio"
-    rm -f "$1/fio.sock"
-    run_fio "$1" 300 --output-format=json --output="$1/verify.json" "$1/verify.fio" >"$1/verify.log" 2>&1 || rc=$?
-    [ "$rc" = 0 ] || { tail -30 "$1/verify.log" >&2; die "fio verify-only $3 failed (rc $rc)"; }
-    grep -aiE "verify: bad|verify failed|bad pattern" "$1/verify.log" "$1/verify.json" && die "fio verify-only $3 reported bad blocks"
-    python3 - "$1/verify.json" <<'PY' || die "fio verify-only results $3"
-import json, sys
-text = open(sys.argv[1]).read()
-d = json.loads(text[text.index("{"):])
-j = d["jobs"][0]
-print(f"fio verify-only: {j['read']['io_bytes'] / 2**20:.1f} MiB read and checked, error {j['error']}")
-assert j["error"] == 0 and j["read"]["io_bytes"] == 48 << 20, j["read"]["io_bytes"]
-PY
-}
-
-# scrub_clean SOCK WHAT: bdev_jraid_scrub of r0 must end finding parity clean.
-scrub_clean() {
-    local sc=""
-    rpc_ok "$1" bdev_jraid_scrub '{"name":"r0"}' >/dev/null
-    for _ in $(seq 1 300); do
-        sc=$(rpc_ok "$1" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["scrub"]; print(s["state"], s["mismatches"])')
-        [ "${sc%% *}" = done ] && break
-        sleep 0.1
-    done
-    [ "$sc" = "done 0" ] || die "scrub $2: $sc"
-}
-
 log "(a) bad requests"
 dir=$WORK/jdev
 mkdir -p "$dir"
@@ -172,10 +108,7 @@ FIO
     rm -f "$dir/fio.sock"
     run_fio "$dir" 300 --output-format=json --output="$dir/hot.json" "$dir/hot.fio" >"$dir/hot.log" 2>&1 &
     fio_pid=$!
-    for _ in $(seq 1 200); do
-        [ -S "$dir/fio.sock" ] && rpc "$dir/fio.sock" bdev_jraid_get_bdevs >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    wait_fio_sock "$dir"
     sleep 1.5
     jst() {
         rpc_ok "$dir/fio.sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c "import json,sys; v=json.load(sys.stdin)[0]; j=v['journal']; print($1)"
@@ -301,10 +234,7 @@ rm -f "$dir/fio.sock"
 # Killed with -9 by its timeout, after what follows (about 5 s).
 FIO_KILL=1 run_fio "$dir" 12 "$dir/load.fio" >"$dir/load.log" 2>&1 &
 fio_pid=$!
-for _ in $(seq 1 200); do
-    [ -S "$dir/fio.sock" ] && rpc "$dir/fio.sock" bdev_jraid_get_bdevs >/dev/null 2>&1 && break
-    sleep 0.1
-done
+wait_fio_sock "$dir"
 sleep 1
 uuid=$(rpc_ok "$dir/fio.sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["uuid"])')
 rpc_ok "$dir/fio.sock" bdev_aio_delete '{"name":"j1"}' >/dev/null || die "could not delete j1 under fio"

@@ -19,15 +19,6 @@ trap stop_tgt EXIT
 
 find_fio
 
-# rpc_err SOCK METHOD PARAMS WHAT: the call must fail; prints the error.
-rpc_err() {
-    local out
-    out=$(rpc "$1" "$2" "$3")
-    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); e=r.get("error")
-assert e, "expected an error: %s" % r
-print(e["code"], e["message"])' "$out" || die "$4: $out"
-}
-
 # jst SOCK EXPR: EXPR over r0's bdev_jraid_get_bdevs entry (v) and its journal (j).
 jst() {
     rpc_ok "$1" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c "import json,sys; v=json.load(sys.stdin)[0]; j=v['journal']; print($2)"
@@ -101,10 +92,7 @@ FIO
 rm -f "$dir/fio.sock"
 run_fio "$dir" 300 --output-format=json --output="$dir/hot.json" "$dir/hot.fio" >"$dir/hot.log" 2>&1 &
 fio_pid=$!
-for _ in $(seq 1 200); do
-    [ -S "$dir/fio.sock" ] && rpc "$dir/fio.sock" bdev_jraid_get_bdevs >/dev/null 2>&1 && break
-    sleep 0.1
-done
+wait_fio_sock "$dir"
 sleep 1.5
 fs=$dir/fio.sock
 devs='",".join(d["name"] + "=" + d["state"] + "/" + str(d["recorded_dropped"]) for d in j["devices"])'
@@ -164,25 +152,7 @@ rm -rf "$dir"
 mkdir -p "$dir"
 for i in 0 1 2 3; do truncate -s 64M "$dir/m$i"; done
 bdev_config "$dir/new.json" "$(aio_entries "$dir" "${members[@]}"),$create"
-# fill_fio, as test_journal_devices: every write of a block carries its offset.
-cat >"$dir/fill.fio" <<FIO
-[global]
-ioengine=spdk_bdev
-spdk_json_conf=$dir/new.json
-$FIO_MEM_OPTS
-thread=1
-direct=1
-filename=r0
-rw=write
-bs=4k
-iodepth=32
-size=48m
-verify=pattern
-verify_pattern=%o
-do_verify=0
-
-[load]
-FIO
+fill_fio "$dir" "$dir/new.json"
 rc=0
 run_fio "$dir" 120 "$dir/fill.fio" >"$dir/fill.log" 2>&1 || rc=$?
 [ "$rc" = 0 ] || { tail -20 "$dir/fill.log" >&2; die "fio fill failed (rc $rc)"; }
@@ -192,10 +162,7 @@ sed -e 's/^rw=write$/rw=randwrite\ntime_based=1\nruntime=60/' \
 rm -f "$dir/fio.sock"
 FIO_KILL=1 run_fio "$dir" 10 "$dir/load.fio" >"$dir/load.log" 2>&1 &
 fio_pid=$!
-for _ in $(seq 1 200); do
-    [ -S "$dir/fio.sock" ] && rpc "$dir/fio.sock" bdev_jraid_get_bdevs >/dev/null 2>&1 && break
-    sleep 0.1
-done
+wait_fio_sock "$dir"
 sleep 1
 fs=$dir/fio.sock
 rpc_ok "$fs" bdev_aio_delete '{"name":"m1"}' >/dev/null || die "could not delete m1 under fio"
@@ -224,20 +191,5 @@ st=$(jst "$sock" "v['state'], v['recovery']['state'], v['recovery']['stripes_tot
 log "r0 without m1: $st"
 [ "$st" = "degraded done True online,lost" ] || die "r0 without m1: $st"
 stop_tgt
-# verify_only, as test_journal_devices.
-sed -e "s|^spdk_json_conf=.*|spdk_json_conf=$dir/left.json|" \
-    -e 's/^do_verify=0$/verify_only=1\nverify_fatal=1/' "$dir/fill.fio" >"$dir/verify.fio"
-rm -f "$dir/fio.sock"
-rc=0
-run_fio "$dir" 300 --output-format=json --output="$dir/verify.json" "$dir/verify.fio" >"$dir/verify.log" 2>&1 || rc=$?
-[ "$rc" = 0 ] || { tail -30 "$dir/verify.log" >&2; die "fio verify-only without m1 failed (rc $rc)"; }
-grep -aiE "verify: bad|verify failed|bad pattern" "$dir/verify.log" "$dir/verify.json" && die "fio verify-only without m1 reported bad blocks"
-python3 - "$dir/verify.json" <<'PY' || die "fio verify-only results without m1"
-import json, sys
-text = open(sys.argv[1]).read()
-d = json.loads(text[text.index("{"):])
-j = d["jobs"][0]
-print(f"fio verify-only: {j['read']['io_bytes'] / 2**20:.1f} MiB read and checked, error {j['error']}")
-assert j["error"] == 0 and j["read"]["io_bytes"] == 48 << 20, j["read"]["io_bytes"]
-PY
+verify_only "$dir" "$dir/left.json" "without m1"
 log "test_journal_on_members: OK"
