@@ -63,6 +63,21 @@ fn create_with(dir: &Path, extra: &[&str]) {
     ok(&args);
 }
 
+/// 1 MiB of 4 KiB random writes at queue depth 8 on the volume in `d`.
+fn bench_writes(d: &str) {
+    ok(&[
+        "bench",
+        "--dir",
+        d,
+        "--rw",
+        "randwrite",
+        "--bytes",
+        "1M",
+        "--qd",
+        "8",
+    ]);
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -270,17 +285,7 @@ fn journal_on_members() {
     assert!(out.contains("member 0 rebuilt"), "{out}");
     let out = ok(&["status", "--dir", d]);
     assert!(!out.contains("MISSING"), "{out}");
-    ok(&[
-        "bench",
-        "--dir",
-        d,
-        "--rw",
-        "randwrite",
-        "--bytes",
-        "1M",
-        "--qd",
-        "8",
-    ]);
+    bench_writes(d);
     let out = ok(&["status", "--dir", d]);
     assert!(!out.contains("recorded dropped"), "{out}");
     let out = ok(&["crash-test", "--dir", d, "--rounds", "2", "--seconds", "1"]);
@@ -598,17 +603,7 @@ fn fail_replace_check() {
         "8",
     ]);
     ok(&["fail", "--dir", d, "--member", "2"]);
-    ok(&[
-        "bench",
-        "--dir",
-        d,
-        "--rw",
-        "randwrite",
-        "--bytes",
-        "1M",
-        "--qd",
-        "8",
-    ]);
+    bench_writes(d);
     let new = spare.path().join("new-m2");
     let new = new.to_str().expect("utf-8 path");
     fails(
@@ -649,17 +644,7 @@ fn operator_scenario_create_bench_fail_replace_scrub_set_journal_check() {
         "8",
     ]);
     ok(&["fail", "--dir", d, "--member", "0"]);
-    ok(&[
-        "bench",
-        "--dir",
-        d,
-        "--rw",
-        "randwrite",
-        "--bytes",
-        "1M",
-        "--qd",
-        "8",
-    ]);
+    bench_writes(d);
     let m0 = spare.path().join("m0-new");
     ok(&[
         "replace",

@@ -293,3 +293,39 @@ wait_fio_sock() {
     done
     die "fio's RPC socket $1/fio.sock never answered"
 }
+
+# start_hot_fio DIR CONF LOOPS: fio crc32c write+verify of r0 (over CONF) on two threads of 40
+# MiB each, LOOPS passes, its RPC socket at DIR/fio.sock (for changes under the load); started
+# in the background (FIO_PID; results in DIR/hot.json and DIR/hot.log) and waited for until the
+# volume is up.
+start_hot_fio() {
+    cat >"$1/hot.fio" <<FIO
+[global]
+ioengine=spdk_bdev
+spdk_rpc_listen_addr=$1/fio.sock
+spdk_json_conf=$2
+$FIO_MEM_OPTS
+thread=1
+direct=1
+filename=r0
+rw=randwrite
+bs=4k
+iodepth=32
+verify=crc32c
+do_verify=1
+verify_fatal=1
+verify_dump=1
+loops=$3
+rate_iops=20000
+group_reporting=0
+
+[w4k]
+numjobs=2
+size=40m
+offset_increment=40m
+FIO
+    rm -f "$1/fio.sock"
+    run_fio "$1" 300 --output-format=json --output="$1/hot.json" "$1/hot.fio" >"$1/hot.log" 2>&1 &
+    FIO_PID=$!
+    wait_fio_sock "$1"
+}

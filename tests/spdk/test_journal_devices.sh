@@ -80,35 +80,8 @@ for mode in alternate mirror; do
     bdev_config "$dir/load.json" "$(aio_entries "$dir" "${members[@]}" j0 j1),$create"
 
     log "($mode b) fio crc32c verify on two threads; journal bdev j1 deleted under the load"
-    cat >"$dir/hot.fio" <<FIO
-[global]
-ioengine=spdk_bdev
-spdk_rpc_listen_addr=$dir/fio.sock
-spdk_json_conf=$dir/load.json
-$FIO_MEM_OPTS
-thread=1
-direct=1
-filename=r0
-rw=randwrite
-bs=4k
-iodepth=32
-verify=crc32c
-do_verify=1
-verify_fatal=1
-verify_dump=1
-loops=20
-rate_iops=20000
-group_reporting=0
-
-[w4k]
-numjobs=2
-size=40m
-offset_increment=40m
-FIO
-    rm -f "$dir/fio.sock"
-    run_fio "$dir" 300 --output-format=json --output="$dir/hot.json" "$dir/hot.fio" >"$dir/hot.log" 2>&1 &
-    fio_pid=$!
-    wait_fio_sock "$dir"
+    start_hot_fio "$dir" "$dir/load.json" 20
+    fio_pid=$FIO_PID
     sleep 1.5
     jst() {
         rpc_ok "$dir/fio.sock" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c "import json,sys; v=json.load(sys.stdin)[0]; j=v['journal']; print($1)"

@@ -24,6 +24,19 @@ jst() {
     rpc_ok "$1" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c "import json,sys; v=json.load(sys.stdin)[0]; j=v['journal']; print($2)"
 }
 
+# poll_jst SOCK EXPR PATTERN TRIES: jst until its value matches the glob PATTERN (at most TRIES
+# times, 0.1 s apart); prints the last value.
+poll_jst() {
+    local st=""
+    for _ in $(seq 1 "$4"); do
+        st=$(jst "$1" "$2")
+        # shellcheck disable=SC2053 # a glob on purpose
+        [[ $st == $3 ]] && break
+        sleep 0.1
+    done
+    echo "$st"
+}
+
 log "(a) bad requests"
 dir=$WORK/jom
 rm -rf "$dir"
@@ -64,35 +77,8 @@ for i in 0 1 2 3; do truncate -s 64M "$dir/m$i"; done
 members=(m0 m1 m2 m3)
 create='{"method":"bdev_jraid_create","params":{"name":"r0","strip_size_kb":16,"base_bdevs":["m0","m1","m2","m3"],"journal_on_members":true}}'
 bdev_config "$dir/load.json" "$(aio_entries "$dir" "${members[@]}"),$create"
-cat >"$dir/hot.fio" <<FIO
-[global]
-ioengine=spdk_bdev
-spdk_rpc_listen_addr=$dir/fio.sock
-spdk_json_conf=$dir/load.json
-$FIO_MEM_OPTS
-thread=1
-direct=1
-filename=r0
-rw=randwrite
-bs=4k
-iodepth=32
-verify=crc32c
-do_verify=1
-verify_fatal=1
-verify_dump=1
-loops=25
-rate_iops=20000
-group_reporting=0
-
-[w4k]
-numjobs=2
-size=40m
-offset_increment=40m
-FIO
-rm -f "$dir/fio.sock"
-run_fio "$dir" 300 --output-format=json --output="$dir/hot.json" "$dir/hot.fio" >"$dir/hot.log" 2>&1 &
-fio_pid=$!
-wait_fio_sock "$dir"
+start_hot_fio "$dir" "$dir/load.json" 25
+fio_pid=$FIO_PID
 sleep 1.5
 fs=$dir/fio.sock
 devs='",".join(d["name"] + "=" + d["state"] + "/" + str(d["recorded_dropped"]) for d in j["devices"])'
@@ -102,12 +88,8 @@ read -r s0 om0 d0 w0 <<<"$before"
 [ "$s0 $om0 $d0" = "online True m0=online/False,m1=online/False" ] || die "before the loss: $before"
 [ "$w0" -gt 0 ] || die "no record written before the loss"
 rpc_ok "$fs" bdev_aio_delete '{"name":"m0"}' >/dev/null || die "could not delete m0 under fio"
-mid=""
-for _ in $(seq 1 50); do
-    mid=$(jst "$fs" "v['state'], v['members'][0]['state'], $devs, j['failed'], j['records_written']")
-    case "$mid" in "degraded failed m0=lost/True,m1=online/False False "*) break ;; esac
-    sleep 0.1
-done
+mid=$(poll_jst "$fs" "v['state'], v['members'][0]['state'], $devs, j['failed'], j['records_written']" \
+    "degraded failed m0=lost/True,m1=online/False False *" 50)
 log "after deleting m0: $mid"
 case "$mid" in "degraded failed m0=lost/True,m1=online/False False "*) ;; *) die "after deleting m0: $mid" ;; esac
 w1=${mid##* }
@@ -117,12 +99,7 @@ w2=$(jst "$fs" "j['records_written']")
 truncate -s 64M "$dir/sp"
 rpc_ok "$fs" bdev_aio_create "{\"name\":\"sp\",\"filename\":\"$dir/sp\",\"block_size\":4096}" >/dev/null
 rpc_ok "$fs" bdev_jraid_add_base_bdev '{"name":"r0","base_bdev":"sp"}' >/dev/null || die "add the spare under fio"
-rep=""
-for _ in $(seq 1 300); do
-    rep=$(jst "$fs" "v['state'], v['rebuild']['state'], $devs")
-    [ "$rep" = "online done sp=online/False,m1=online/False" ] && break
-    sleep 0.2
-done
+rep=$(poll_jst "$fs" "v['state'], v['rebuild']['state'], $devs" "online done sp=online/False,m1=online/False" 600)
 log "after the rebuild onto sp: $rep"
 [ "$rep" = "online done sp=online/False,m1=online/False" ] || die "after the rebuild onto sp: $rep"
 w3=$(jst "$fs" "j['records_written']")
@@ -166,12 +143,7 @@ wait_fio_sock "$dir"
 sleep 1
 fs=$dir/fio.sock
 rpc_ok "$fs" bdev_aio_delete '{"name":"m1"}' >/dev/null || die "could not delete m1 under fio"
-st=""
-for _ in $(seq 1 50); do
-    st=$(jst "$fs" "v['state'], $devs")
-    [ "$st" = "degraded m0=online/False,m1=lost/True" ] && break
-    sleep 0.1
-done
+st=$(poll_jst "$fs" "v['state'], $devs" "degraded m0=online/False,m1=lost/True" 50)
 log "after deleting m1: $st"
 [ "$st" = "degraded m0=online/False,m1=lost/True" ] || die "m1's copy not dropped and recorded: $st"
 rc=0
