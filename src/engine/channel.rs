@@ -1156,6 +1156,16 @@ impl<B: Backend> Channel<B> {
             }
         }
         if self.pieces[pi].pending > 0 {
+            // The piece's next step after its last I/O is a mark (reads in) or a clean (writes
+            // done) of its stripe's journal state, which on volumes of millions of stripes is
+            // rarely in cache any more: fetch it now, while the other I/Os of the piece finish
+            // (a member's completions come one after another).
+            let p = &self.pieces[pi];
+            if matches!(p.kind, PieceKind::Write | PieceKind::Repair) {
+                if let Some(jv) = &self.jv {
+                    self.backend.prefetch(jv.state_address(p.stripe));
+                }
+            }
             return;
         }
         if self.pieces[pi].repairing {

@@ -261,6 +261,35 @@ impl JournalVolume {
     }
 }
 
+/// Changes to volumes' [`JournalVolume::listed_entries`] summed while the flusher goes through
+/// entries, and applied with one atomic add per run of entries of the same volume.
+#[derive(Default)]
+struct ListedCounts<'a> {
+    run: Option<(&'a JournalVolume, i64)>,
+}
+
+impl<'a> ListedCounts<'a> {
+    fn add(&mut self, v: &'a JournalVolume, delta: i64) {
+        match &mut self.run {
+            Some((cur, n)) if std::ptr::eq(*cur, v) => *n += delta,
+            _ => {
+                self.apply();
+                self.run = Some((v, delta));
+            }
+        }
+    }
+
+    fn apply(&mut self) {
+        if let Some((v, n)) = self.run.take() {
+            if n > 0 {
+                v.listed_entries.fetch_add(n as u64, Relaxed);
+            } else if n < 0 {
+                v.listed_entries.fetch_sub(n.unsigned_abs(), Relaxed);
+            }
+        }
+    }
+}
+
 /// Counters.
 #[derive(Debug, Default)]
 pub struct JournalStats {
@@ -1078,13 +1107,15 @@ impl Journal {
     /// Move the queued marks into the listed set (due for a removal check from `now_us` on) and
     /// into the next record's additions.
     fn take_marks(&self, l: &mut Listed, vols: &[Arc<JournalVolume>], now_us: u64) {
+        let mut listed = ListedCounts::default();
         while let Some(e) = self.queue.pop() {
             l.adds.push(e);
             l.queues[LATER].push_back((e, now_us));
             if let Some(v) = vols.iter().find(|v| v.number == e.volume) {
-                v.listed_entries.fetch_add(1, Relaxed);
+                listed.add(v, 1);
             }
         }
+        listed.apply();
     }
 
     /// Take out of the listed set the entries due for a check that may leave (clean before
@@ -1122,6 +1153,11 @@ impl Journal {
         now_us: u64,
     ) -> (usize, bool) {
         const AHEAD: usize = 16;
+        // Counter updates are summed here and applied once at the end: a locked add per entry
+        // waits each time for the stores before it (the queue pushes) to reach the cache. Until
+        // then `reserved` is high, never low (the bound stays safe).
+        let mut freed = 0u64;
+        let mut listed = ListedCounts::default();
         let mut budget = l.queues[qi].len();
         let start = budget;
         let mut touched = 0;
@@ -1154,7 +1190,7 @@ impl Journal {
             }
             let Some(v) = vols.iter().find(|v| v.number == e.volume) else {
                 // Volume detached (its entries already left with `detach_volume`).
-                self.reserved.fetch_sub(1, AcqRel);
+                freed += 1;
                 continue;
             };
             let w = v.word(e.stripe).load(Acquire);
@@ -1168,11 +1204,13 @@ impl Journal {
                 if !self.clean_covered(v, clean_us, threshold) {
                     // A member flush is asked for; nothing behind this entry is covered either.
                     l.queues[qi].push_front((e, due));
+                    self.reserved.fetch_sub(freed, AcqRel);
+                    listed.apply();
                     return (start - budget, true);
                 }
                 if self.try_remove(v, e.stripe, threshold) {
-                    self.reserved.fetch_sub(1, AcqRel);
-                    v.listed_entries.fetch_sub(1, Relaxed);
+                    freed += 1;
+                    listed.add(v, -1);
                     // Still carried (at risk, or not yet resynced): it stays in the record.
                     if l.carried.is_empty() || !l.carried.contains(&e) {
                         l.removes.push(e);
@@ -1182,6 +1220,8 @@ impl Journal {
             }
             l.queues[LATER].push_back((e, now_us));
         }
+        self.reserved.fetch_sub(freed, AcqRel);
+        listed.apply();
         (start - budget, false)
     }
 
