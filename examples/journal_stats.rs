@@ -44,6 +44,7 @@ fn main() {
                     control_replace_early: false,
                     control_no_drop_record: false,
                     on_members: false,
+                    list_ahead: 0,
                 }),
                 max_latency_us: 20,
                 error_rate: 0.0,

@@ -26,6 +26,7 @@ fn world(members: u32, journal: bool) -> World {
             control_replace_early: false,
             control_no_drop_record: false,
             on_members: false,
+            list_ahead: 0,
         }),
         max_latency_us: 50,
         error_rate: 0.0,

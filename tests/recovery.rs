@@ -27,6 +27,7 @@ fn cfg(seed: u64) -> SimConfig {
             control_replace_early: false,
             control_no_drop_record: false,
             on_members: false,
+            list_ahead: 0,
         }),
         max_latency_us: 30,
         error_rate: 0.0,

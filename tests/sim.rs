@@ -5,9 +5,10 @@ use std::cell::Cell;
 
 use jraid::control::RecoveryOptions;
 use jraid::sim::workload::{
-    admin_check, crash_check, crash_check_with, delete_check, io_check, journal_device_check,
-    journal_loss_check, journal_on_members_check, large_check, read_error_check, transient_check,
-    DevicesControl, JournalDeviceLoss, MemberJournalLoss, Outcome,
+    admin_check, crash_check, crash_check_streams, crash_check_with, delete_check, io_check,
+    journal_device_check, journal_loss_check, journal_on_members_check, large_check,
+    read_error_check, transient_check, DevicesControl, JournalDeviceLoss, MemberJournalLoss,
+    Outcome,
 };
 use jraid::sim::RecordRead;
 
@@ -89,6 +90,34 @@ fn crash_simulation_without_journal_finds_loss() {
     assert!(
         found.is_some(),
         "2,000 seeds without the journal found no loss: the checker is blind"
+    );
+}
+
+/// Crash anywhere while some writes are sequential streams of full-stripe writes, which the
+/// journal lists stripes ahead of (`Journal::list_ahead`): no acknowledged write is lost and
+/// parity matches; the runs must list ahead. Control: without the journal, loss is found.
+#[test]
+fn crash_simulation_with_streams_2000_seeds() {
+    let n = seeds("JRAID_CRASH_SEEDS", 5000).min(2000);
+    let opts = RecoveryOptions::default();
+    let listed = Cell::new(0);
+    all_clean(
+        n,
+        |s| {
+            let out = crash_check_streams(s, true, 2, &opts, true);
+            listed.set(listed.get() + out.listed_ahead);
+            out
+        },
+        " (streams: crash_check_streams)",
+    );
+    assert!(
+        listed.get() > 0,
+        "no seed listed ahead of a stream: untested"
+    );
+    finds_loss(
+        2000,
+        |s| crash_check_streams(s, false, 1, &opts, true),
+        "with streams and without the journal",
     );
 }
 

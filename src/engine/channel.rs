@@ -238,6 +238,9 @@ pub struct Channel<B: Backend> {
     pool: BufPool,
     jv: Option<Arc<JournalVolume>>,
     jslot: usize,
+    /// The stripe a full-stripe write marked next would have in a sequential stream (one past
+    /// the last such write's stripe): see [`Channel::list_ahead`].
+    next_sequential: u64,
     reqs: Vec<Request>,
     free_reqs: Vec<u32>,
     pieces: Vec<Piece>,
@@ -304,6 +307,7 @@ impl<B: Backend> Channel<B> {
             pool: BufPool::new(),
             jv,
             jslot,
+            next_sequential: u64::MAX,
             reqs: Vec::new(),
             free_reqs: Vec::new(),
             pieces: Vec::new(),
@@ -791,6 +795,9 @@ impl<B: Backend> Channel<B> {
             Mark::Ready => {
                 self.journal_counts.fast_path += 1;
                 self.pieces[pi].marked = true;
+                if self.list_ahead(pi) {
+                    self.try_flush();
+                }
                 self.write_marked(pi);
             }
             Mark::Wait(g) => {
@@ -805,6 +812,7 @@ impl<B: Backend> Channel<B> {
                 if j.subscribe(self.jslot, g) {
                     self.local.push_back(Msg::Durable { generation: g });
                 }
+                self.list_ahead(pi);
                 self.try_flush();
             }
             Mark::Full => {
@@ -818,6 +826,38 @@ impl<B: Backend> Channel<B> {
                 }
                 self.try_flush();
             }
+        }
+    }
+
+    /// Full-stripe writes of a sequential stream (each piece's stripe one past the one before
+    /// on this channel) keep the stripes from `d / 2` to `1.5 × d` ahead of them listed, `d`
+    /// being [`crate::journal::JournalConfig::list_ahead`] ([`Journal::list_ahead`]), and ask for the record that makes them
+    /// durable: the stream then finds its stripes durable and does not wait for a record per
+    /// group of writes, with nothing to do while it waits. One load per such write (the
+    /// state of the stripe half the distance ahead) decides. Returns true when it listed some
+    /// (the caller then starts a record write unless it does anyway).
+    fn list_ahead(&mut self, pi: usize) -> bool {
+        let p = &self.pieces[pi];
+        if p.plan != Some(WritePlan::FullStripe) {
+            return false;
+        }
+        let stripe = p.stripe;
+        let sequential = stripe == self.next_sequential;
+        self.next_sequential = stripe.wrapping_add(1);
+        let (true, Some(j), Some(jv)) = (sequential, &self.journal, &self.jv) else {
+            return false;
+        };
+        let d = j.cfg.list_ahead;
+        let from = stripe + d / 2;
+        if d == 0 || from >= jv.stripes() || jv.listed(from) {
+            return false;
+        }
+        match j.list_ahead(jv, from, from + d) {
+            Some(g) => {
+                j.request(g);
+                true
+            }
+            None => false,
         }
     }
 

@@ -74,6 +74,9 @@ pub struct JournalConfig {
     pub hysteresis_us: u64,
     /// Most channels (volumes × reactors) that can wait on this journal.
     pub max_channels: usize,
+    /// How far ahead of a sequential stream of full-stripe writes its stripes are listed
+    /// ([`Journal::list_ahead`]; 0: never).
+    pub list_ahead: u64,
     /// Called with the address and length of each volume's per-stripe state when it is made
     /// (the runtime asks the kernel for huge pages there: on volumes of millions of stripes
     /// a write touches a random state, and with 4 KiB pages each such touch also misses the
@@ -99,6 +102,10 @@ pub struct JournalConfig {
     /// but loom's has the field.
     #[cfg(loom)]
     pub control_keep_removal_claim: bool,
+    /// Loom control only: [`Journal::list_ahead`] lists a stripe whatever its word holds
+    /// (instead of only one with nothing on it). The list-ahead model must then fail.
+    #[cfg(loom)]
+    pub control_list_over_anything: bool,
 }
 
 impl JournalConfig {
@@ -115,12 +122,15 @@ impl JournalConfig {
             hysteresis_generations: 2,
             hysteresis_us: 100_000,
             max_channels: 1024,
+            list_ahead: 64,
             advise_state_memory: None,
             prefetch: None,
             control_replace_early: false,
             control_no_drop_record: false,
             #[cfg(loom)]
             control_keep_removal_claim: false,
+            #[cfg(loom)]
+            control_list_over_anything: false,
         }
     }
 
@@ -227,6 +237,11 @@ impl JournalVolume {
         self.states.as_ptr().wrapping_add(i).cast()
     }
 
+    /// Stripes of the volume.
+    pub fn stripes(&self) -> u64 {
+        self.states.len() as u64
+    }
+
     /// Stripes of this volume listed in the newest record built (a counter, O(1)).
     pub fn listed_entries(&self) -> u64 {
         self.listed_entries.load(Relaxed)
@@ -309,6 +324,8 @@ pub struct JournalStats {
     pub user_writes: AtomicU64,
     /// Listed entries looked at for removal (a record looks only at those due).
     pub removal_checks: AtomicU64,
+    /// Stripes listed ahead of sequential full-stripe writes ([`Journal::list_ahead`]).
+    pub listed_ahead: AtomicU64,
     /// Journal devices lost while running.
     pub devices_lost: AtomicU64,
     /// Records that reached no device and were carried by the next one to the survivor.
@@ -759,19 +776,7 @@ impl Journal {
             self.stats.full.fetch_add(1, Relaxed);
             return Mark::Full;
         }
-        // Enter the open generation: announce, then confirm it is still open. The flusher moves
-        // `open` first and then waits for the old generation's counter to drain, so an entry
-        // confirmed in g is always drained into record g. The confirmation is a read-modify-write
-        // (it reads the latest `open` in modification order); if it precedes the flusher's
-        // increment, the flusher's RMW synchronises with it and must see our count.
-        let g = loop {
-            let g = self.open.load(SeqCst);
-            self.entering[(g % 2) as usize].fetch_add(1, SeqCst);
-            if self.open.fetch_add(0, SeqCst) == g {
-                break g;
-            }
-            self.entering[(g % 2) as usize].fetch_sub(1, SeqCst);
-        };
+        let g = self.enter_open();
         let mut cur = word.load(Acquire);
         loop {
             let new = (cur & ACTIVE_MASK) | LISTED | (g << GEN_SHIFT);
@@ -788,6 +793,88 @@ impl Journal {
         debug_assert!(pushed.is_ok(), "mark queue over its reserved bound");
         self.entering[(g % 2) as usize].fetch_sub(1, SeqCst);
         Mark::Wait(g)
+    }
+
+    /// Enter the open generation: announce, then confirm it is still open. The flusher moves
+    /// `open` first and then waits for the old generation's counter to drain, so an entry
+    /// confirmed in g is always drained into record g. The confirmation is a read-modify-write
+    /// (it reads the latest `open` in modification order); if it precedes the flusher's
+    /// increment, the flusher's RMW synchronises with it and must see our count. The caller
+    /// queues its entries, then leaves with `entering[g % 2].fetch_sub(1, SeqCst)`.
+    fn enter_open(&self) -> u64 {
+        loop {
+            let g = self.open.load(SeqCst);
+            self.entering[(g % 2) as usize].fetch_add(1, SeqCst);
+            if self.open.fetch_add(0, SeqCst) == g {
+                return g;
+            }
+            self.entering[(g % 2) as usize].fetch_sub(1, SeqCst);
+        }
+    }
+
+    /// List stripes `from..to` of `jv` (those past its end are left out) in the open generation
+    /// without a mark: ahead of a sequential stream of full-stripe writes, so that when the
+    /// stream reaches them they are durable already and its writes take the fast path instead
+    /// of each waiting for a record. Only a stripe with nothing on it (not listed, no mark, no
+    /// removal claim: its word is 0) joins, in one compare-and-swap, so a stripe is never listed
+    /// twice and a mark racing it either comes first (the swap fails) or finds it listed. It is
+    /// then listed as a clean stripe is, and leaves as one does once its hysteresis is over. A
+    /// hint: with little room left in the record it lists fewer, or none. Returns the generation
+    /// the listed ones joined (the caller asks for it: [`Journal::request`]), or None.
+    pub fn list_ahead(&self, jv: &JournalVolume, from: u64, to: u64) -> Option<u64> {
+        let to = to.min(jv.states.len() as u64);
+        if from >= to || self.is_failed() {
+            return None;
+        }
+        let want = to - from;
+        // Room as for a mark (never overfill), for the whole range at once; what is not used
+        // goes back below.
+        let before = self.reserved.fetch_add(want, AcqRel);
+        let room = (self.cfg.max_entries() as u64)
+            .saturating_sub(before)
+            .min(want);
+        let mut listed = 0;
+        let mut joined = None;
+        if room > 0 {
+            let g = self.enter_open();
+            for stripe in from..to {
+                if listed == room {
+                    break;
+                }
+                let word = jv.word(stripe);
+                #[cfg(loom)]
+                if self.cfg.control_list_over_anything {
+                    let w = word.load(Acquire);
+                    word.store((w & ACTIVE_MASK) | LISTED | (g << GEN_SHIFT), Release);
+                    let _ = self.queue.push(Entry {
+                        volume: jv.number,
+                        stripe,
+                    });
+                    listed += 1;
+                    continue;
+                }
+                if word.load(Relaxed) == 0
+                    && word
+                        .compare_exchange(0, LISTED | (g << GEN_SHIFT), AcqRel, Relaxed)
+                        .is_ok()
+                {
+                    // Cannot fail: `reserved` bounds the queue and the listed set together.
+                    let pushed = self.queue.push(Entry {
+                        volume: jv.number,
+                        stripe,
+                    });
+                    debug_assert!(pushed.is_ok(), "mark queue over its reserved bound");
+                    listed += 1;
+                }
+            }
+            self.entering[(g % 2) as usize].fetch_sub(1, SeqCst);
+            if listed > 0 {
+                self.stats.listed_ahead.fetch_add(listed, Relaxed);
+                joined = Some(g);
+            }
+        }
+        self.reserved.fetch_sub(want - listed, AcqRel);
+        joined
     }
 
     /// The writer of `stripe` is done (data and parity written). Returns true when a record
@@ -1689,6 +1776,63 @@ mod tests {
         assert!(flush(&j, 2).is_empty());
         assert_eq!(small.listed_entries(), 0);
         assert_eq!(j.listed_count(), 0);
+    }
+
+    #[test]
+    fn list_ahead_lists_free_stripes_once_within_room_and_they_leave_like_clean_ones() {
+        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
+        cfg.max_channels = 1;
+        cfg.hysteresis_generations = 0;
+        cfg.hysteresis_us = 10;
+        disk_for(&cfg);
+        let j = Journal::new(cfg, None);
+        let (jv, _) = j.attach_volume(0, 20, false);
+        // Stripe 3 in use (marked, not clean), stripe 5 listed and clean.
+        assert_eq!(j.mark(&jv, 3), Mark::Wait(1));
+        assert_eq!(j.mark(&jv, 5), Mark::Wait(1));
+        assert_eq!(flush(&j, 1), vec![3, 5]);
+        j.clean(&jv, 5, 1);
+        // Past the end is left out; 3 and 5 are not listed twice.
+        assert_eq!(j.list_ahead(&jv, 2, 25), Some(2));
+        assert_eq!(j.stats.listed_ahead.load(Relaxed), 16);
+        assert_eq!(j.listed_count(), 18);
+        assert_eq!(j.mark(&jv, 7), Mark::Wait(2), "listed, not durable yet");
+        let mut on_disk = flush(&j, 2);
+        on_disk.sort_unstable();
+        assert_eq!(on_disk, (2..20).collect::<Vec<_>>());
+        assert_eq!(j.mark(&jv, 8), Mark::Ready, "durable: the fast path");
+        j.clean(&jv, 7, 3);
+        j.clean(&jv, 8, 3);
+        // 0 and 1 join the open generation; then nothing is left to list.
+        assert_eq!(j.list_ahead(&jv, 0, 20), Some(3));
+        assert_eq!(j.list_ahead(&jv, 0, 20), None);
+        // Past the hysteresis every clean stripe leaves but 0 and 1 (listed just now) and 3
+        // (still in use).
+        let mut left = flush(&j, 1000);
+        left.sort_unstable();
+        assert_eq!(left, vec![0, 1, 3]);
+        j.clean(&jv, 3, 1001);
+        assert_eq!(flush(&j, 2000), Vec::<u64>::new());
+        assert_eq!(j.listed_count(), 0);
+        assert!((0..20).all(|s| !jv.listed(s) && jv.active(s) == 0));
+    }
+
+    #[test]
+    fn list_ahead_never_overfills_the_record() {
+        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
+        cfg.max_channels = 1;
+        disk_for(&cfg);
+        let max = cfg.max_entries() as u64;
+        let j = Journal::new(cfg, None);
+        let (jv, _) = j.attach_volume(0, 10 * max, false);
+        assert_eq!(j.mark(&jv, 0), Mark::Wait(1));
+        assert!(j.list_ahead(&jv, 1, 10 * max).is_some());
+        assert_eq!(j.listed_count(), max);
+        assert_eq!(j.stats.listed_ahead.load(Relaxed), max - 1);
+        assert_eq!(j.list_ahead(&jv, 1, 10 * max), None, "no room");
+        assert_eq!(j.mark(&jv, 10 * max - 1), Mark::Full);
+        assert_eq!(j.listed_count(), max);
+        assert_eq!(flush(&j, 1).len() as u64, max);
     }
 
     #[test]

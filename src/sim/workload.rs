@@ -55,6 +55,8 @@ pub struct Outcome {
     pub max_resynced: u64,
     /// Power losses while a checkpoint was being written.
     pub torn_checkpoints: u64,
+    /// Stripes the journal listed ahead of sequential streams (before each power loss).
+    pub listed_ahead: u64,
     /// Of those, the ones after which recovery read the chain before that checkpoint (it did
     /// not survive whole).
     pub checkpoint_fallbacks: u64,
@@ -121,6 +123,10 @@ pub struct Driver {
     rng: Rng,
     inflight: BTreeMap<u64, InFlight>,
     next_tag: u64,
+    /// Per volume: the stripe the sequential stream of full-stripe writes goes on at.
+    stream: Vec<u64>,
+    /// Make some writes a per-volume sequential stream of full-stripe writes.
+    pub streams: bool,
     /// Findings.
     pub out: Outcome,
     pass: Option<PassRun>,
@@ -186,6 +192,8 @@ impl Driver {
             rng,
             inflight: BTreeMap::new(),
             next_tag: 1,
+            stream: vec![0; nvol],
+            streams: false,
             out: Outcome::default(),
             pass: None,
             rebuilds_done: 0,
@@ -295,6 +303,19 @@ impl Driver {
         } else {
             UserOp::Write
         };
+        let (mut lba, mut blocks, mut reactor) = (lba, blocks, reactor);
+        if self.streams
+            && op == UserOp::Write
+            && !w.single_block
+            && w.hot_stripes.is_none()
+            && self.rng.chance(0.15)
+        {
+            // The next full stripe of the volume's sequential stream, from reactor 0 (the
+            // journal lists stripes ahead of such a stream: `Journal::list_ahead`).
+            let s = self.stream[vi] % geo.stripes;
+            self.stream[vi] = s + 1;
+            (lba, blocks, reactor) = (s * geo.stripe_blocks(), geo.stripe_blocks(), 0);
+        }
         let mut buf = Buf::new(blocks as usize * bs);
         let now = self.world.now;
         let write_id = if op == UserOp::Write {
@@ -850,6 +871,7 @@ pub fn random_journal(rng: &mut Rng) -> SimJournal {
         control_replace_early: false,
         control_no_drop_record: false,
         on_members: false,
+        list_ahead: 0,
     }
 }
 
@@ -981,23 +1003,39 @@ pub fn crash_check(seed: u64, journal: bool) -> Outcome {
 /// recovery after the first may itself lose power at a random point inside it. `opts` are the
 /// control plane's recovery options (the simulator's controls switch ordering rules off).
 pub fn crash_check_with(seed: u64, journal: bool, crashes: u32, opts: &RecoveryOptions) -> Outcome {
+    crash_check_streams(seed, journal, crashes, opts, false)
+}
+
+/// [`crash_check_with`]; with `streams`, some writes are a sequential stream of full-stripe
+/// writes per volume, which the journal lists ahead of (`Journal::list_ahead`, 4 stripes).
+pub fn crash_check_streams(
+    seed: u64,
+    journal: bool,
+    crashes: u32,
+    opts: &RecoveryOptions,
+    streams: bool,
+) -> Outcome {
     let mut rng = Rng::new(seed);
     let nvol = rng.range(2, 4) as usize;
     let volumes: Vec<(u32, Geometry)> = (0..nvol)
         .map(|i| (i as u32 * 3 + 1, random_geometry(&mut rng)))
         .collect();
-    let sj = random_journal(&mut rng);
+    let mut sj = random_journal(&mut rng);
+    if streams {
+        sj.list_ahead = 4;
+    }
     let cfg = random_config(seed, &mut rng, volumes, journal.then_some(sj));
     let w = Workload {
         ops: 120,
         qd: rng.range(1, 33) as usize,
         read_fraction: 0.2,
-        hot_stripes: rng.chance(0.3).then_some(2),
+        hot_stripes: rng.chance(0.3).then_some(2).filter(|_| !streams),
         single_block: false,
         background: true,
     };
     let crash_after = rng.range(1, 1500);
     let mut d = Driver::new(World::new(cfg.clone()), rng.fork(1));
+    d.streams = streams;
     d.run(&w, Some(crash_after), |_, _| {});
     let mut crash_time = d.world.now;
     let (mut record_writes, mut full_marks) = journal_counts(&d.world);
@@ -1013,6 +1051,11 @@ pub fn crash_check_with(seed: u64, journal: bool, crashes: u32, opts: &RecoveryO
             record_writes += r;
             full_marks += f;
         }
+        d.out.listed_ahead += d.world.journal.as_ref().map_or(0, |j| {
+            j.stats
+                .listed_ahead
+                .load(std::sync::atomic::Ordering::Relaxed)
+        });
         let p_crash = if crashes > 1 { 0.3 } else { 0.0 };
         let report = d.crash_and_recover_with(cfg.clone(), p_crash, opts);
         if report.resync_errors > 0 {

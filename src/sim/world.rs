@@ -65,6 +65,9 @@ pub struct SimJournal {
     /// reserved area of member k of the first volume, so the two fail and come back together
     /// ([`World::fail_member`], [`World::fail_member_transiently`]), and a replacement member
     /// brings a blank area ([`World::replace_member`]).
+    /// How far ahead of a sequential stream of full-stripe writes stripes are listed
+    /// (`JournalConfig::list_ahead`; the simulated volumes have tens of stripes, so a few).
+    pub list_ahead: u64,
     pub on_members: bool,
 }
 
@@ -80,6 +83,7 @@ impl SimJournal {
         cfg.volatile_cache = self.volatile;
         cfg.hysteresis_us = self.hysteresis_us;
         cfg.hysteresis_generations = self.hysteresis_generations;
+        cfg.list_ahead = self.list_ahead;
         cfg.control_replace_early = self.control_replace_early;
         cfg.control_no_drop_record = self.control_no_drop_record;
         cfg

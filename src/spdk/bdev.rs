@@ -534,6 +534,7 @@ impl SpdkVolume {
                 "max_listed": j.cfg.max_entries(),
                 "records_written": j.stats.record_writes.load(std::sync::atomic::Ordering::Relaxed),
                 "checkpoints": j.stats.checkpoints.load(std::sync::atomic::Ordering::Relaxed),
+                "listed_ahead": j.stats.listed_ahead.load(std::sync::atomic::Ordering::Relaxed),
                 "bytes_written": j.stats.bytes_written.load(std::sync::atomic::Ordering::Relaxed),
                 "user_writes": j.stats.user_writes.load(std::sync::atomic::Ordering::Relaxed),
                 "bytes_per_write": j.stats.bytes_per_write(),
