@@ -1665,6 +1665,11 @@ impl<B: Backend> Channel<B> {
         let Some(j) = self.journal.as_ref() else {
             return;
         };
+        if j.record_in_flight() {
+            // `begin_flush` would refuse at once; most waiting writes find this, and the clock
+            // read below is not free.
+            return;
+        }
         let now = self.backend.now_us();
         let Some(job) = j.begin_flush(now, &mut self.record_buf) else {
             return;

@@ -735,6 +735,12 @@ impl Journal {
         self.reserved.load(Relaxed)
     }
 
+    /// Whether a record write is in flight (then [`Journal::begin_flush`] returns `None`: this
+    /// is its first check, the same SeqCst load).
+    pub fn record_in_flight(&self) -> bool {
+        self.in_flight.load(SeqCst)
+    }
+
     /// True once a record write failed; writes must then fail until a new journal is attached.
     pub fn is_failed(&self) -> bool {
         self.failed.load(Acquire)
@@ -1306,6 +1312,13 @@ impl Journal {
                 }
             }
             l.queues[LATER].push_back((e, now_us));
+        }
+        // The entries at the front now are the next record's first ones due: fetch their state
+        // now, so that the next scan does not start with a wait for memory.
+        if let Some(pf) = prefetch {
+            for (e, _) in l.queues[qi].iter().take(AHEAD) {
+                fetch(pf, e);
+            }
         }
         self.reserved.fetch_sub(freed, AcqRel);
         listed.apply();
