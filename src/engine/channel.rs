@@ -830,12 +830,12 @@ impl<B: Backend> Channel<B> {
     }
 
     /// Full-stripe writes of a sequential stream (each piece's stripe one past the one before
-    /// on this channel) keep the stripes from `d / 2` to `1.5 × d` ahead of them listed, `d`
-    /// being [`crate::journal::JournalConfig::list_ahead`] ([`Journal::list_ahead`]), and ask for the record that makes them
-    /// durable: the stream then finds its stripes durable and does not wait for a record per
-    /// group of writes, with nothing to do while it waits. One load per such write (the
-    /// state of the stripe half the distance ahead) decides. Returns true when it listed some
-    /// (the caller then starts a record write unless it does anyway).
+    /// on this channel) keep the stripes from `d / 2` to `1.5 × d` ahead of them listed
+    /// ([`Journal::list_ahead`]; `d` is [`crate::journal::JournalConfig::list_ahead`]), and ask
+    /// for the record that makes them durable: the stream then finds its stripes durable and
+    /// does not wait for a record per group of writes, with nothing to do while it waits. One
+    /// load per such write (the state of the stripe half the distance ahead) decides. Returns
+    /// true when it listed some (the caller then starts a record write unless it does anyway).
     fn list_ahead(&mut self, pi: usize) -> bool {
         let p = &self.pieces[pi];
         if p.plan != Some(WritePlan::FullStripe) {
