@@ -1727,13 +1727,24 @@ mod tests {
 
     /// A journal with no hysteresis and one volume of 2 stripes whose members cache volatilely.
     fn rig() -> (Journal, Arc<JournalVolume>) {
+        rig_of(2, true, |_| {})
+    }
+
+    /// A journal with no hysteresis (as `set` leaves it) and one volume of `stripes` stripes,
+    /// on this test's journal device.
+    fn rig_of(
+        stripes: u64,
+        volatile_members: bool,
+        set: impl FnOnce(&mut JournalConfig),
+    ) -> (Journal, Arc<JournalVolume>) {
         let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
         cfg.max_channels = 1;
         cfg.hysteresis_generations = 0;
         cfg.hysteresis_us = 0;
+        set(&mut cfg);
         disk_for(&cfg);
         let j = Journal::new(cfg, None);
-        let (jv, _) = j.attach_volume(0, 2, true);
+        let (jv, _) = j.attach_volume(0, stripes, volatile_members);
         (j, jv)
     }
 
@@ -1793,13 +1804,7 @@ mod tests {
 
     #[test]
     fn list_ahead_lists_free_stripes_once_within_room_and_they_leave_like_clean_ones() {
-        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
-        cfg.max_channels = 1;
-        cfg.hysteresis_generations = 0;
-        cfg.hysteresis_us = 10;
-        disk_for(&cfg);
-        let j = Journal::new(cfg, None);
-        let (jv, _) = j.attach_volume(0, 20, false);
+        let (j, jv) = rig_of(20, false, |cfg| cfg.hysteresis_us = 10);
         // Stripe 3 in use (marked, not clean), stripe 5 listed and clean.
         assert_eq!(j.mark(&jv, 3), Mark::Wait(1));
         assert_eq!(j.mark(&jv, 5), Mark::Wait(1));
@@ -1832,12 +1837,8 @@ mod tests {
 
     #[test]
     fn list_ahead_never_overfills_the_record() {
-        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
-        cfg.max_channels = 1;
-        disk_for(&cfg);
-        let max = cfg.max_entries() as u64;
-        let j = Journal::new(cfg, None);
-        let (jv, _) = j.attach_volume(0, 10 * max, false);
+        let max = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]).max_entries() as u64;
+        let (j, jv) = rig_of(10 * max, false, |_| {});
         assert_eq!(j.mark(&jv, 0), Mark::Wait(1));
         assert!(j.list_ahead(&jv, 1, 10 * max).is_some());
         assert_eq!(j.listed_count(), max);
@@ -2124,13 +2125,7 @@ mod tests {
     /// on a stripe leaves only once a member flush covers its last write.
     #[test]
     fn a_volatile_replacement_makes_stripes_wait_for_a_member_flush() {
-        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
-        cfg.max_channels = 1;
-        cfg.hysteresis_generations = 0;
-        cfg.hysteresis_us = 0;
-        disk_for(&cfg);
-        let j = Journal::new(cfg, None);
-        let (jv, _) = j.attach_volume(0, 2, false);
+        let (j, jv) = rig_of(2, false, |_| {});
         assert!(!jv.volatile_members());
         assert_eq!(j.mark(&jv, 0), Mark::Wait(1));
         assert_eq!(flush(&j, 1), vec![0]);
