@@ -71,6 +71,38 @@ pub struct Location {
     pub member_lba: u64,
 }
 
+/// Division by a divisor fixed in advance, without a divide instruction (one 64x64->128-bit
+/// multiply and at most two corrections): the per-I/O address arithmetic divides by the data
+/// member and member counts, and a hardware divide costs tens of cycles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Divisor {
+    d: u64,
+    /// floor((2^64 - 1) / d): the quotient it gives is at most 2 below the true one.
+    m: u64,
+}
+
+impl Divisor {
+    /// A divisor of `d` (not 0).
+    pub fn new(d: u64) -> Divisor {
+        assert!(d > 0, "division by zero");
+        Divisor { d, m: u64::MAX / d }
+    }
+
+    /// `(x / d, x % d)`.
+    #[inline]
+    pub fn div_rem(&self, x: u64) -> (u64, u64) {
+        // x * m / 2^64 < x / d, so q never exceeds the true quotient and x - q * d never
+        // underflows; it falls short by less than x * (1 + 1/d) / 2^64 + 1 < 3.
+        let mut q = ((u128::from(x) * u128::from(self.m)) >> 64) as u64;
+        let mut r = x - q * self.d;
+        while r >= self.d {
+            q += 1;
+            r -= self.d;
+        }
+        (q, r)
+    }
+}
+
 /// The shape of a RAID-5 volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
@@ -84,6 +116,12 @@ pub struct Geometry {
     pub data_offset: u64,
     /// Number of stripes.
     pub stripes: u64,
+    /// log2 of `strip_blocks` (a power of two).
+    strip_shift: u32,
+    /// Divides by the data members per stripe.
+    by_data_members: Divisor,
+    /// Divides by `members`.
+    by_members: Divisor,
 }
 
 impl Geometry {
@@ -121,6 +159,9 @@ impl Geometry {
             block_size,
             data_offset,
             stripes,
+            strip_shift: strip_blocks.trailing_zeros(),
+            by_data_members: Divisor::new(u64::from(members - 1)),
+            by_members: Divisor::new(u64::from(members)),
         })
     }
 
@@ -146,13 +187,19 @@ impl Geometry {
 
     /// Member holding the parity of `stripe`.
     pub fn parity_member(&self, stripe: u64) -> u32 {
-        let n = self.members as u64;
-        (n - 1 - stripe % n) as u32
+        self.members - 1 - self.by_members.div_rem(stripe).1 as u32
     }
 
     /// Member holding data strip `data_index` of `stripe`.
     pub fn data_member(&self, stripe: u64, data_index: u32) -> u32 {
-        (self.parity_member(stripe) + 1 + data_index) % self.members
+        debug_assert!(data_index < self.data_members());
+        // Below 2 * members: one subtraction is the modulo.
+        let m = self.parity_member(stripe) + 1 + data_index;
+        if m >= self.members {
+            m - self.members
+        } else {
+            m
+        }
     }
 
     /// Data index of `member` in `stripe`, or `None` when it holds the parity.
@@ -172,10 +219,10 @@ impl Geometry {
 
     /// Where volume block `lba` lives. `lba` must be below `volume_blocks()`.
     pub fn locate(&self, lba: u64) -> Location {
-        let stripe = lba / self.stripe_blocks();
-        let in_stripe = lba % self.stripe_blocks();
-        let data_index = (in_stripe / self.strip_blocks) as u32;
-        let offset = in_stripe % self.strip_blocks;
+        // Strip number across the volume, then stripe and position in it.
+        let (stripe, data_index) = self.by_data_members.div_rem(lba >> self.strip_shift);
+        let data_index = data_index as u32;
+        let offset = lba & (self.strip_blocks - 1);
         Location {
             stripe,
             data_index,
@@ -211,7 +258,63 @@ mod tests {
         })
     }
 
+    #[test]
+    fn divisor_matches_division_at_the_edges() {
+        let xs = [
+            0,
+            1,
+            2,
+            3,
+            31,
+            32,
+            33,
+            u64::MAX / 2,
+            u64::MAX - 2,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for d in (1..=64).chain([1000, 1 << 32, (1 << 32) + 1, u64::MAX / 3, u64::MAX]) {
+            let div = Divisor::new(d);
+            for &x in &xs {
+                for x in [x, x.wrapping_mul(d), x.wrapping_mul(d).wrapping_sub(1)] {
+                    assert_eq!(div.div_rem(x), (x / d, x % d), "{x} / {d}");
+                }
+            }
+        }
+    }
+
+    /// The definition the fast arithmetic of `locate` must agree with.
+    fn locate_by_division(g: &Geometry, lba: u64) -> Location {
+        let stripe = lba / g.stripe_blocks();
+        let in_stripe = lba % g.stripe_blocks();
+        let data_index = (in_stripe / g.strip_blocks) as u32;
+        let n = u64::from(g.members);
+        let parity = (n - 1 - stripe % n) as u32;
+        Location {
+            stripe,
+            data_index,
+            member: (parity + 1 + data_index) % g.members,
+            offset: in_stripe % g.strip_blocks,
+            member_lba: g.data_offset + stripe * g.strip_blocks + in_stripe % g.strip_blocks,
+        }
+    }
+
     proptest! {
+        #[test]
+        fn divisor_matches_division(d in 1u64.., x in any::<u64>()) {
+            prop_assert_eq!(Divisor::new(d).div_rem(x), (x / d, x % d));
+        }
+
+        #[test]
+        fn locate_matches_division_on_huge_volumes(
+            n in 3u32..=32, s in 0u32..=8, big in prop::bool::ANY, lba in 0u64..(1 << 50)
+        ) {
+            // 2^50 blocks of 4 KiB: far past any member that exists.
+            let bs = if big { 4096 } else { 512 };
+            let g = Geometry::new(n, 4096u64 << s, bs, 1 << 50).unwrap();
+            prop_assert_eq!(g.locate(lba), locate_by_division(&g, lba));
+        }
+
         #[test]
         fn mapping_is_a_bijection(g in geometry()) {
             let mut seen = std::collections::HashSet::new();

@@ -8,8 +8,10 @@
 //!
 //! A user write with a single segment is lent to the engine as it is ([`crate::engine::Lent`],
 //! see `channel.rs`): data strips the write covers whole go from the caller's memory straight to
-//! the members (SPDK's own buffers are DMA memory, so NVMe needs no bounce either). Other writes,
-//! and every read, go through one copy into or out of an engine buffer.
+//! the members (SPDK's own buffers are DMA memory, so NVMe needs no bounce either). A read of one
+//! member range on a healthy stripe goes to that member with the caller's iovec and its state in
+//! the bdev_io's driver context ([`SpdkBackend::start_direct_read`]). Other requests go through
+//! one copy into or out of an engine buffer.
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
@@ -187,6 +189,8 @@ pub(crate) struct SpdkBackend {
     pub dma: DmaPool,
     /// Device I/Os that went through a bounce buffer.
     pub bounced: u64,
+    /// Times a direct read waited for a bdev_io (`spdk_bdev_queue_io_wait`).
+    pub direct_waits: u64,
     /// Recycled I/O contexts (boxed: SPDK holds their addresses while in flight).
     #[allow(clippy::vec_box)]
     free: Vec<Box<DevIo>>,
@@ -214,6 +218,7 @@ impl SpdkBackend {
             inflight: 0,
             dma: DmaPool::default(),
             bounced: 0,
+            direct_waits: 0,
             free: Vec::new(),
         }
     }
@@ -292,6 +297,76 @@ impl SpdkBackend {
                 .push((d.user, d.member, false, d.buf.take()));
         }
         self.free.push(d);
+    }
+
+    /// A counted device I/O through `slot` is over: uncount it; a retired slot's last I/O lets
+    /// its channel go (DevSlot's drop puts it).
+    ///
+    /// # Safety
+    /// `slot` is the slot the I/O was counted in (alive while it is counted).
+    unsafe fn uncount(&mut self, slot: *mut DevSlot) {
+        self.inflight -= 1;
+        (*slot).inflight -= 1;
+        if (*slot).retired && (*slot).inflight == 0 {
+            self.retiring.retain(|s| !std::ptr::eq(&**s, slot));
+        }
+    }
+
+    /// Start a user read straight from `member` into the caller's buffer, its state in the
+    /// bdev_io itself ([`DirectRead`]): a healthy read of one member range, as the engine's
+    /// [`crate::engine::Channel::direct_read`] found it. When the member read succeeds its
+    /// completion completes the user read at once; an error or a shortage hands it to the
+    /// channel (see `direct_read_ended`). Counted like every device I/O of this channel (its
+    /// slot and the channel stay until it ends; a reset waits for it). Returns false, with
+    /// nothing done, when it cannot go this way: the member has no channel here (it is
+    /// leaving), its device needs DMA memory the buffer is not, or the submission is refused
+    /// (then the read goes the general way, which retries or fails it as any device I/O).
+    ///
+    /// # Safety
+    /// `user` is a live read bdev_io of this channel's volume with one segment of `blocks`
+    /// blocks.
+    pub unsafe fn start_direct_read(
+        &mut self,
+        user: *mut sys::spdk_bdev_io,
+        member: u32,
+        lba: u64,
+        blocks: u64,
+    ) -> bool {
+        let Some(slot) = self
+            .members
+            .get_mut(member as usize)
+            .and_then(|s| s.as_mut())
+        else {
+            return false;
+        };
+        let dev = slot.dev;
+        if dev.dma {
+            let v = &*(*user).u.bdev.iovs;
+            if dma::untranslatable(v.iov_base as *const u8, v.iov_len) {
+                return false;
+            }
+        }
+        let slot: *mut DevSlot = &mut **slot;
+        direct_ctx(user).write(DirectRead {
+            owner: self.owner,
+            slot,
+            member,
+            lba: lba + dev.offset,
+            blocks,
+            wait: sys::spdk_bdev_io_wait_entry::default(),
+        });
+        self.inflight += 1;
+        (*slot).inflight += 1;
+        let rc = direct_start(user);
+        if rc == -ENOMEM {
+            self.direct_waits += 1;
+        }
+        if rc == 0 || (rc == -ENOMEM && direct_queue_retry(user)) {
+            self.direct_inflight += 1;
+            return true;
+        }
+        self.uncount(slot);
+        false
     }
 
     /// Try again what waits for memory (from the channel's tick and after completions).
@@ -387,6 +462,147 @@ unsafe extern "C" fn dev_io_done(io: *mut sys::spdk_bdev_io, ok: bool, arg: *mut
     })
 }
 
+/// The state of a lean direct read ([`SpdkBackend::start_direct_read`]), kept in the user
+/// bdev_io's driver context: SPDK reserves [`DIRECT_READ_CTX`] bytes of it in every bdev_io of
+/// a jraid volume (`get_ctx_size`), so such a read needs no memory of ours at all.
+struct DirectRead {
+    /// The channel context that started it.
+    owner: *mut ChanCtx,
+    /// The member's slot (alive while this read is counted in it).
+    slot: *mut DevSlot,
+    member: u32,
+    /// Where on the member's bdev (its window offset included).
+    lba: u64,
+    blocks: u64,
+    /// Queue entry for `spdk_bdev_queue_io_wait` after -ENOMEM.
+    wait: sys::spdk_bdev_io_wait_entry,
+}
+
+/// Bytes of driver context every bdev_io of a jraid volume carries (see [`DirectRead`]).
+pub(crate) const DIRECT_READ_CTX: usize = std::mem::size_of::<DirectRead>();
+
+/// The driver context of `user`.
+///
+/// # Safety
+/// `user` is a live bdev_io of a jraid volume (its driver context is [`DIRECT_READ_CTX`] bytes,
+/// 8-byte aligned: it follows the 1216-byte, 8-aligned `spdk_bdev_io`).
+unsafe fn direct_ctx(user: *mut sys::spdk_bdev_io) -> *mut DirectRead {
+    std::ptr::addr_of_mut!((*user).driver_ctx).cast()
+}
+
+/// Submit the member read of a lean direct read. Returns SPDK's rc.
+///
+/// # Safety
+/// `user` is a live single-segment read bdev_io whose [`DirectRead`] is filled and counted in
+/// its slot (so the slot and its channel, of the current thread, are alive).
+unsafe fn direct_start(user: *mut sys::spdk_bdev_io) -> i32 {
+    let d = direct_ctx(user);
+    let dev = (*(*d).slot).dev;
+    let b = &(*user).u.bdev;
+    sys::spdk_bdev_readv_blocks(
+        dev.desc,
+        dev.ch,
+        b.iovs,
+        b.iovcnt,
+        (*d).lba,
+        (*d).blocks,
+        Some(direct_read_done),
+        user.cast(),
+    )
+}
+
+/// Wait for a free bdev_io and retry a lean direct read. Returns false when even the wait
+/// cannot be queued.
+///
+/// # Safety
+/// As for [`direct_start`].
+unsafe fn direct_queue_retry(user: *mut sys::spdk_bdev_io) -> bool {
+    let d = direct_ctx(user);
+    let dev = (*(*d).slot).dev;
+    (*d).wait.bdev = dev.bdev;
+    (*d).wait.cb_fn = Some(direct_read_retry);
+    (*d).wait.cb_arg = user.cast();
+    sys::spdk_bdev_queue_io_wait(dev.bdev, dev.ch, std::ptr::addr_of_mut!((*d).wait)) == 0
+}
+
+unsafe extern "C" fn direct_read_retry(arg: *mut c_void) {
+    guard("direct read retry", || {
+        let user = arg as *mut sys::spdk_bdev_io;
+        // SAFETY: `arg` is the user read queued by `direct_queue_retry`: live (we have not
+        // completed it), its DirectRead filled and counted; we run on its channel's thread.
+        let rc = unsafe { direct_start(user) };
+        if rc == -ENOMEM {
+            // SAFETY: as above; the owner context lives until this read is uncounted, and no
+            // borrow of it is live in a wait callback.
+            unsafe {
+                (*(*direct_ctx(user)).owner)
+                    .channel
+                    .backend_mut()
+                    .direct_waits += 1
+            };
+        }
+        // SAFETY: as above.
+        if rc == 0 || (rc == -ENOMEM && unsafe { direct_queue_retry(user) }) {
+            return;
+        }
+        // SAFETY: the read did not start, so SPDK holds nothing of it; its owner context lives
+        // until its last device I/O (this one, still counted) is finished.
+        unsafe { direct_read_ended(user, None, rc == -ENOMEM) };
+    })
+}
+
+unsafe extern "C" fn direct_read_done(io: *mut sys::spdk_bdev_io, ok: bool, arg: *mut c_void) {
+    guard("direct read completion", || {
+        // SAFETY: `io` is the completed member bdev_io (freed once, here); `arg` is the user
+        // read it served, live until we complete it, its DirectRead counted.
+        unsafe {
+            sys::spdk_bdev_free_io(io);
+            direct_read_ended(arg as *mut sys::spdk_bdev_io, Some(ok), false);
+        }
+    })
+}
+
+/// A lean direct read's member read ended (`Some(ok)`) or could not start (`None`; `enomem`:
+/// for want of memory). Uncount it; complete the user read when it succeeded; otherwise hand it
+/// to the channel ([`ChanCtx::direct_read_failed`]: the engine rebuilds what a member error
+/// lost, or reads again its own way after a shortage).
+///
+/// # Safety
+/// `user` is a live user read bdev_io of a lean direct read still counted in its slot; its
+/// owner context is alive and not borrowed elsewhere.
+unsafe fn direct_read_ended(user: *mut sys::spdk_bdev_io, ok: Option<bool>, enomem: bool) {
+    let d = direct_ctx(user);
+    let (owner, slot, member) = ((*d).owner, (*d).slot, (*d).member);
+    let done = {
+        let ctx = &mut *owner;
+        let be = ctx.channel.backend_mut();
+        be.uncount(slot);
+        let waiting = !be.parked.is_empty();
+        be.retry_parked();
+        if ok == Some(true) {
+            be.direct_inflight -= 1;
+            ctx.channel.count_direct_read();
+            !waiting
+        } else {
+            ctx.direct_read_failed(user, member, enomem);
+            false
+        }
+    };
+    if done {
+        // Nothing else changed in the channel: complete the read at once (no borrow of the
+        // context is live; completing may submit again).
+        sys::spdk_bdev_io_complete(user, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_SUCCESS);
+    } else {
+        if ok == Some(true) {
+            (*owner)
+                .finished
+                .push((user, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_SUCCESS));
+        }
+        pump(owner);
+    }
+    reap_if_dead(owner);
+}
+
 /// A device I/O ended: recycle its context and feed the engine.
 ///
 /// # Safety
@@ -405,13 +621,8 @@ unsafe fn finish(mut d: Box<DevIo>, ok: bool) {
             }
             be.dma.give(bounce);
         }
-        be.inflight -= 1;
         let slot = std::mem::replace(&mut d.slot, std::ptr::null_mut());
-        (*slot).inflight -= 1;
-        if (*slot).retired && (*slot).inflight == 0 {
-            // Its last I/O: the channel can go (DevSlot's drop puts it).
-            be.retiring.retain(|s| !std::ptr::eq(&**s, slot));
-        }
+        be.uncount(slot);
         let user = std::mem::replace(&mut d.user, std::ptr::null_mut());
         let member = d.member;
         be.free.push(d);

@@ -135,7 +135,7 @@ pub(crate) struct ChanCtx {
     /// Scratch: completions drained from the engine.
     done: Vec<Completion>,
     /// User bdev_ios to complete once the engine is no longer borrowed.
-    finished: Vec<(*mut sys::spdk_bdev_io, sys::spdk_bdev_io_status)>,
+    pub(crate) finished: Vec<(*mut sys::spdk_bdev_io, sys::spdk_bdev_io_status)>,
     /// Completions of internal requests, for whoever issued them (recovery).
     pub internal: Vec<Completion>,
     /// The io channel was destroyed; the context lives on until its device I/O drains.
@@ -196,11 +196,24 @@ impl ChanCtx {
         }
     }
 
-    fn start_read(&mut self, io: *mut sys::spdk_bdev_io) {
+    /// Start a user read. Returns true when it went straight to a member with nothing else
+    /// to do here ([`SpdkBackend::start_direct_read`]; no pump needed).
+    fn start_read(&mut self, io: *mut sys::spdk_bdev_io) -> bool {
         let len = self.io_bytes(io);
+        // SAFETY: `io` is a live read bdev_io, so `u.bdev` is the active union member.
+        let (lba, blocks) = unsafe { ((*io).u.bdev.offset_blocks, (*io).u.bdev.num_blocks) };
+        // SAFETY: as above.
+        if unsafe { one_segment(io, len) } {
+            if let Some((m, mlba)) = self.channel.direct_read(lba, blocks) {
+                // SAFETY: `io` is a live read bdev_io of this volume with one segment of
+                // `blocks` blocks.
+                let be = self.channel.backend_mut();
+                if unsafe { be.start_direct_read(io, m, mlba, blocks) } {
+                    return true;
+                }
+            }
+        }
         if let Some(buf) = self.lend(io, len, true) {
-            // SAFETY: `io` is a live read bdev_io, so `u.bdev` is the active union member.
-            let (lba, blocks) = unsafe { ((*io).u.bdev.offset_blocks, (*io).u.bdev.num_blocks) };
             // A healthy read of one member range goes straight to that member (the engine says
             // which, and when); anything else, and any member error, goes through the engine.
             let buf = match self.channel.direct_read(lba, blocks) {
@@ -210,16 +223,42 @@ impl ChanCtx {
                         .backend_mut()
                         .submit_direct_read(io, m, mlba, blocks, buf)
                     {
-                        Ok(()) => return,
+                        Ok(()) => return false,
                         Err(buf) => buf,
                     }
                 }
                 None => buf,
             };
-            return self.submit_user(io, UserOp::Read, Some(buf));
+            self.submit_user(io, UserOp::Read, Some(buf));
+            return false;
         }
         let buf = self.channel.take_buf(len);
         self.submit_user(io, UserOp::Read, Some(buf));
+        false
+    }
+
+    /// A lean direct read ([`SpdkBackend::start_direct_read`]) of `member` met an error, or
+    /// could not start (`enomem`: for want of memory). An error goes to the engine as its own
+    /// failed read of that member (`direct_reads_done`: rebuilt from the other members and
+    /// written back, or the member fails on a degraded volume); a shortage is never an error:
+    /// the read goes the engine's way, which retries it as any device I/O. The caller pumps.
+    pub(crate) fn direct_read_failed(
+        &mut self,
+        io: *mut sys::spdk_bdev_io,
+        member: u32,
+        enomem: bool,
+    ) {
+        let len = self.io_bytes(io);
+        let buf = self.lend(io, len, true);
+        let be = self.channel.backend_mut();
+        match buf {
+            Some(buf) if !enomem => be.direct_done.push((io, member, false, Some(buf))),
+            buf => {
+                be.direct_inflight -= 1;
+                let buf = buf.unwrap_or_else(|| self.channel.take_buf(len));
+                self.submit_user(io, UserOp::Read, Some(buf));
+            }
+        }
     }
 
     /// The single iovec of `io` as lent memory (`None` when it has several segments).
@@ -343,6 +382,15 @@ unsafe fn iovs<'a>(io: *mut sys::spdk_bdev_io) -> &'a [sys::iovec] {
     std::slice::from_raw_parts(b.iovs, b.iovcnt as usize)
 }
 
+/// Whether `io`'s buffer is one segment of at least `len` bytes.
+///
+/// # Safety
+/// `io` is a live read/write bdev_io.
+unsafe fn one_segment(io: *mut sys::spdk_bdev_io, len: usize) -> bool {
+    let v = iovs(io);
+    v.len() == 1 && v[0].iov_len >= len && !v[0].iov_base.is_null()
+}
+
 /// # Safety
 /// `io` is a live read bdev_io whose iovecs hold at least `src.len()` bytes.
 unsafe fn copy_to_iovs(io: *mut sys::spdk_bdev_io, mut src: &[u8]) {
@@ -428,6 +476,13 @@ pub(crate) unsafe fn reap_if_dead(ptr: *mut ChanCtx) {
                 ctx.vol.name,
                 be.bounced,
                 be.dma.allocations
+            );
+        }
+        if be.direct_waits > 0 {
+            ffi::noticelog!(
+                "volume {}: direct reads of this channel waited {} times for a bdev_io",
+                ctx.vol.name,
+                be.direct_waits
             );
         }
         ctx.channel.backend_mut().put_channels();
@@ -609,7 +664,10 @@ pub(crate) unsafe extern "C" fn submit_request(
                         !b.iovs.is_null() && !(*b.iovs).iov_base.is_null()
                     };
                     if has_buf {
-                        ctx.start_read(io);
+                        if ctx.start_read(io) {
+                            // Straight to a member: nothing for `pump` to do.
+                            return;
+                        }
                     } else {
                         let len = ctx.io_bytes(io) as u64;
                         // SAFETY: a read without buffers; `get_buf_done` runs later on this
