@@ -122,6 +122,8 @@ pub struct Geometry {
     by_data_members: Divisor,
     /// Divides by `members`.
     by_members: Divisor,
+    /// Divides by the data blocks per stripe.
+    by_stripe_blocks: Divisor,
 }
 
 impl Geometry {
@@ -162,6 +164,7 @@ impl Geometry {
             strip_shift: strip_blocks.trailing_zeros(),
             by_data_members: Divisor::new(u64::from(members - 1)),
             by_members: Divisor::new(u64::from(members)),
+            by_stripe_blocks: Divisor::new(strip_blocks * u64::from(members - 1)),
         })
     }
 
@@ -215,6 +218,12 @@ impl Geometry {
     /// Member LBA of block `offset` of `stripe`'s strips.
     pub fn member_lba(&self, stripe: u64, offset: u64) -> u64 {
         self.data_offset + stripe * self.strip_blocks + offset
+    }
+
+    /// The stripe of volume block `lba` and the block's offset in the stripe's data.
+    #[inline]
+    pub fn stripe_of(&self, lba: u64) -> (u64, u64) {
+        self.by_stripe_blocks.div_rem(lba)
     }
 
     /// Where volume block `lba` lives. `lba` must be below `volume_blocks()`.
@@ -313,6 +322,7 @@ mod tests {
             let bs = if big { 4096 } else { 512 };
             let g = Geometry::new(n, 4096u64 << s, bs, 1 << 50).unwrap();
             prop_assert_eq!(g.locate(lba), locate_by_division(&g, lba));
+            prop_assert_eq!(g.stripe_of(lba), (lba / g.stripe_blocks(), lba % g.stripe_blocks()));
         }
 
         #[test]

@@ -579,12 +579,11 @@ impl<B: Backend> Channel<B> {
                     PieceKind::Write
                 };
                 let sb = geo.stripe_blocks();
-                let (first, last) = (lba / sb, (lba + blocks - 1) / sb);
+                let (first, last) = (geo.stripe_of(lba).0, geo.stripe_of(lba + blocks - 1).0);
                 self.reqs[ri].left = (last - first + 1) as u32;
                 let mut pos = lba;
                 while pos < lba + blocks {
-                    let stripe = pos / sb;
-                    let start = pos % sb;
+                    let (stripe, start) = geo.stripe_of(pos);
                     let len = (sb - start).min(lba + blocks - pos);
                     let off = ((pos - lba) * bs) as usize;
                     let pi = self.alloc_piece(ri, kind, stripe, start, len, off);
