@@ -281,15 +281,9 @@ impl SpdkBackend {
         if let Some(bounce) = d.bounce.take() {
             self.dma.give(bounce);
         }
-        self.inflight -= 1;
         let slot = std::mem::replace(&mut d.slot, std::ptr::null_mut());
-        // SAFETY: counted I/Os keep their slot alive.
-        unsafe {
-            (*slot).inflight -= 1;
-            if (*slot).retired && (*slot).inflight == 0 {
-                self.retiring.retain(|s| !std::ptr::eq(&**s, slot));
-            }
-        }
+        // SAFETY: `slot` is the slot this counted I/O was counted in.
+        unsafe { self.uncount(slot) };
         if d.user.is_null() {
             self.deferred.push((d.tag, d.buf.take()));
         } else {
