@@ -124,11 +124,6 @@ struct DevIo {
     needs_bounce: bool,
     /// Queue entry for `spdk_bdev_queue_io_wait` after -ENOMEM.
     wait: sys::spdk_bdev_io_wait_entry,
-    /// The user read this device read serves directly ([`SpdkBackend::submit_direct_read`]);
-    /// null for the engine's I/O.
-    user: *mut sys::spdk_bdev_io,
-    /// The member of a direct user read.
-    member: u32,
 }
 
 impl DevIo {
@@ -149,8 +144,6 @@ impl DevIo {
             bounce: None,
             needs_bounce: false,
             wait: sys::spdk_bdev_io_wait_entry::default(),
-            user: std::ptr::null_mut(),
-            member: 0,
         })
     }
 }
@@ -174,9 +167,9 @@ pub(crate) struct SpdkBackend {
     pub owner: *mut ChanCtx,
     /// Requests that failed at submission: fed back as failed completions by `pump`.
     pub deferred: Vec<(u64, Option<Buf>)>,
-    /// Direct user reads that ended: (user bdev_io, member, success, its lent buffer), for
-    /// `pump`.
-    pub direct_done: Vec<(*mut sys::spdk_bdev_io, u32, bool, Option<Buf>)>,
+    /// Direct user reads whose member read failed: (user bdev_io, member, its lent buffer), for
+    /// `pump` to hand to the engine.
+    pub direct_failed: Vec<(*mut sys::spdk_bdev_io, u32, Buf)>,
     /// Direct user reads started and not yet completed or handed to the engine (a reset waits
     /// for them as for the engine's requests).
     pub direct_inflight: u64,
@@ -213,7 +206,7 @@ impl SpdkBackend {
             vol_routes,
             owner: std::ptr::null_mut(),
             deferred: Vec::new(),
-            direct_done: Vec::new(),
+            direct_failed: Vec::new(),
             direct_inflight: 0,
             inflight: 0,
             dma: DmaPool::default(),
@@ -284,12 +277,7 @@ impl SpdkBackend {
         let slot = std::mem::replace(&mut d.slot, std::ptr::null_mut());
         // SAFETY: `slot` is the slot this counted I/O was counted in.
         unsafe { self.uncount(slot) };
-        if d.user.is_null() {
-            self.deferred.push((d.tag, d.buf.take()));
-        } else {
-            self.direct_done
-                .push((d.user, d.member, false, d.buf.take()));
-        }
+        self.deferred.push((d.tag, d.buf.take()));
         self.free.push(d);
     }
 
@@ -617,83 +605,31 @@ unsafe fn finish(mut d: Box<DevIo>, ok: bool) {
         }
         let slot = std::mem::replace(&mut d.slot, std::ptr::null_mut());
         be.uncount(slot);
-        let user = std::mem::replace(&mut d.user, std::ptr::null_mut());
-        let member = d.member;
         be.free.push(d);
         // Memory may have come back (this I/O's bounce buffer, its bdev_io).
         be.retry_parked();
-        if user.is_null() {
-            ctx.channel.io_done(tag, ok, buf);
-        } else {
-            be.direct_done.push((user, member, ok, buf));
-        }
+        ctx.channel.io_done(tag, ok, buf);
     }
     pump(owner);
     reap_if_dead(owner);
 }
 
 impl SpdkBackend {
-    /// Read a user read's blocks straight from the member that holds them, into the user's
-    /// buffer (`buf`, lent): a healthy read of one member range, as the engine's
-    /// [`crate::engine::Channel::direct_read`] found it. Counted and retried like every device
-    /// I/O of this channel; its end goes to `direct_done` for `pump`, which completes the user
-    /// read, or on an error submits it to the engine (which rebuilds, repairs and records the
-    /// failure as for any read). `Err` hands the buffer back when the member has no channel
-    /// here (it is leaving): the caller submits the read to the engine.
-    pub fn submit_direct_read(
-        &mut self,
-        user: *mut sys::spdk_bdev_io,
-        member: u32,
-        lba: u64,
-        blocks: u64,
-        buf: Buf,
-    ) -> Result<(), Buf> {
-        if self
-            .members
-            .get(member as usize)
-            .is_none_or(|s| s.is_none())
-        {
-            return Err(buf);
-        }
-        let io = DeviceIo {
-            dev: Device::Member(member),
-            op: IoOp::Read,
-            lba,
-            blocks,
-            buf: Some(buf),
-            buf_offset: 0,
-            tag: 0,
-        };
-        self.direct_inflight += 1;
-        self.submit_as(io, user);
-        Ok(())
-    }
-
-    /// [`Backend::submit`], for the engine (`user` null) or a direct user read.
-    fn submit_as(&mut self, io: DeviceIo, user: *mut sys::spdk_bdev_io) {
-        let member = match io.dev {
-            Device::Member(m) => m,
-            Device::Journal(_) => u32::MAX,
-        };
+    /// [`Backend::submit`].
+    fn submit_io(&mut self, io: DeviceIo) {
         let slot = match io.dev {
             Device::Member(m) => self.members.get_mut(m as usize).and_then(|s| s.as_mut()),
             Device::Journal(k) => self.journal.get_mut(k as usize).and_then(|s| s.as_mut()),
         };
         let Some(slot) = slot else {
             // The device is gone: fail the request (after this call returns).
-            if user.is_null() {
-                self.deferred.push((io.tag, io.buf));
-            } else {
-                self.direct_done.push((user, member, false, io.buf));
-            }
+            self.deferred.push((io.tag, io.buf));
             return;
         };
         let dev = slot.dev;
         let slot: *mut DevSlot = &mut **slot;
         let mut d = self.free.pop().unwrap_or_else(DevIo::boxed);
         d.owner = self.owner;
-        d.user = user;
-        d.member = member;
         d.slot = slot;
         d.tag = io.tag;
         d.op = io.op;
@@ -727,7 +663,7 @@ impl SpdkBackend {
 
 impl Backend for SpdkBackend {
     fn submit(&mut self, io: DeviceIo) {
-        self.submit_as(io, std::ptr::null_mut());
+        self.submit_io(io);
     }
 
     fn send(&mut self, to: Address, msg: Msg) {

@@ -213,33 +213,18 @@ impl ChanCtx {
                 }
             }
         }
-        if let Some(buf) = self.lend(io, len, true) {
-            // A healthy read of one member range goes straight to that member (the engine says
-            // which, and when); anything else, and any member error, goes through the engine.
-            let buf = match self.channel.direct_read(lba, blocks) {
-                Some((m, mlba)) => {
-                    match self
-                        .channel
-                        .backend_mut()
-                        .submit_direct_read(io, m, mlba, blocks, buf)
-                    {
-                        Ok(()) => return false,
-                        Err(buf) => buf,
-                    }
-                }
-                None => buf,
-            };
-            self.submit_user(io, UserOp::Read, Some(buf));
-            return false;
-        }
-        let buf = self.channel.take_buf(len);
+        // Anything else (and a direct read the member's channel refused) goes through the
+        // engine, into the caller's buffer when it is one segment.
+        let buf = self
+            .lend(io, len, true)
+            .unwrap_or_else(|| self.channel.take_buf(len));
         self.submit_user(io, UserOp::Read, Some(buf));
         false
     }
 
     /// A lean direct read ([`SpdkBackend::start_direct_read`]) of `member` met an error, or
     /// could not start (`enomem`: for want of memory). An error goes to the engine as its own
-    /// failed read of that member (`direct_reads_done`: rebuilt from the other members and
+    /// failed read of that member (`direct_reads_failed`: rebuilt from the other members and
     /// written back, or the member fails on a degraded volume); a shortage is never an error:
     /// the read goes the engine's way, which retries it as any device I/O. The caller pumps.
     pub(crate) fn direct_read_failed(
@@ -252,7 +237,7 @@ impl ChanCtx {
         let buf = self.lend(io, len, true);
         let be = self.channel.backend_mut();
         match buf {
-            Some(buf) if !enomem => be.direct_done.push((io, member, false, Some(buf))),
+            Some(buf) if !enomem => be.direct_failed.push((io, member, buf)),
             buf => {
                 be.direct_inflight -= 1;
                 let buf = buf.unwrap_or_else(|| self.channel.take_buf(len));
@@ -315,51 +300,35 @@ impl ChanCtx {
         self.channel.idle() && self.channel.backend().direct_inflight == 0
     }
 
-    /// Complete the direct reads that ended well; hand those that met an error to the engine
-    /// as its own failed reads (`Channel::submit_failed_direct_read`: it rebuilds the blocks
-    /// from the other members and writes them back, or fails the member on a degraded volume).
-    fn direct_reads_done(&mut self) {
+    /// Hand the direct reads that met a member error to the engine as its own failed reads
+    /// (`Channel::submit_failed_direct_read`: it rebuilds the blocks from the other members and
+    /// writes them back, or fails the member on a degraded volume).
+    fn direct_reads_failed(&mut self) {
         let be = self.channel.backend_mut();
-        if be.direct_done.is_empty() {
+        if be.direct_failed.is_empty() {
             return;
         }
-        let mut list = std::mem::take(&mut be.direct_done);
+        let mut list = std::mem::take(&mut be.direct_failed);
         be.direct_inflight -= list.len() as u64;
-        for (io, member, ok, buf) in list.drain(..) {
-            match (ok, buf) {
-                (true, buf) => {
-                    self.channel.count_direct_read();
-                    if let Some(b) = buf {
-                        self.recycle(b);
-                    }
-                    self.finished
-                        .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_SUCCESS));
+        for (io, member, buf) in list.drain(..) {
+            // SAFETY: `io` is the live read bdev_io this direct read served.
+            let (lba, blocks) = unsafe { ((*io).u.bdev.offset_blocks, (*io).u.bdev.num_blocks) };
+            let r = self
+                .channel
+                .submit_failed_direct_read(io as u64, lba, blocks, buf, member);
+            if let Err(e) = r {
+                ffi::infolog!("volume {}: request refused: {}", self.vol.name, e.error);
+                if let Some(b) = e.buf {
+                    self.recycle(b);
                 }
-                (false, Some(buf)) => {
-                    // SAFETY: `io` is the live read bdev_io this direct read served.
-                    let (lba, blocks) =
-                        unsafe { ((*io).u.bdev.offset_blocks, (*io).u.bdev.num_blocks) };
-                    let r = self
-                        .channel
-                        .submit_failed_direct_read(io as u64, lba, blocks, buf, member);
-                    if let Err(e) = r {
-                        ffi::infolog!("volume {}: request refused: {}", self.vol.name, e.error);
-                        if let Some(b) = e.buf {
-                            self.recycle(b);
-                        }
-                        self.finished
-                            .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_FAILED));
-                    }
-                }
-                (false, None) => self
-                    .finished
-                    .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_FAILED)),
+                self.finished
+                    .push((io, sys::spdk_bdev_io_status_SPDK_BDEV_IO_STATUS_FAILED));
             }
         }
         // Kept (empty) for its capacity, unless more arrived meanwhile.
         let be = self.channel.backend_mut();
-        if be.direct_done.is_empty() {
-            be.direct_done = list;
+        if be.direct_failed.is_empty() {
+            be.direct_failed = list;
         }
     }
 
@@ -435,7 +404,7 @@ pub(crate) unsafe fn pump(ptr: *mut ChanCtx) {
                     ctx.channel.io_done(tag, false, buf);
                 }
             }
-            ctx.direct_reads_done();
+            ctx.direct_reads_failed();
             let mut done = std::mem::take(&mut ctx.done);
             ctx.channel.drain_completions(&mut done);
             for c in done.drain(..) {
