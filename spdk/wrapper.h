@@ -9,5 +9,6 @@
 #include "spdk/log.h"
 #include "spdk/util.h"
 #include "spdk/uuid.h"
+#include "spdk/xor.h"
 #include "spdk/string.h"
 #include "jraid_shim.h"

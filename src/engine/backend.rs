@@ -90,6 +90,16 @@ pub trait Backend {
     fn prefetch(&self, at: *const u8) {
         let _ = at;
     }
+    /// `dst = srcs[0] ^ srcs[1] ^ ...`, every source `dst.len()` bytes (as
+    /// [`crate::parity::xor_into`], the default). A runtime may bring a faster kernel of the
+    /// same result (SPDK: ISA-L's through `spdk_xor_gen`).
+    fn xor_into(&self, dst: &mut [u8], srcs: &[&[u8]]) {
+        crate::parity::xor_into(dst, srcs);
+    }
+    /// `parity ^= old ^ new`, in place (as [`crate::parity::update`], the default).
+    fn xor_update(&self, parity: &mut [u8], old: &[u8], new: &[u8]) {
+        crate::parity::update(parity, old, new);
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,6 @@ use super::lock::LockWaiter;
 use super::plan::{self, StripeSpan, WritePlan, MAX_MEMBERS};
 use super::volume::Volume;
 use crate::journal::{Journal, JournalVolume, Mark, RecordOutcome};
-use crate::parity;
 
 /// What the user asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1269,7 +1268,7 @@ impl<B: Backend> Channel<B> {
                 let members = self.vol.geo.members;
                 let bufs = &self.pieces[pi].bufs;
                 let mut acc = self.pool.take(bufs[0].as_ref().map_or(0, |b| b.len()));
-                xor_others(&mut acc, bufs, members, members);
+                xor_others(&self.backend, &mut acc, bufs, members, members);
                 let clean = acc.as_slice().iter().all(|&b| b == 0);
                 self.pool.give(acc);
                 let result = if clean {
@@ -1296,7 +1295,13 @@ impl<B: Backend> Channel<B> {
         let p = &self.pieces[pi];
         let rows = (p.span.lo, p.span.hi);
         let mut out = self.pool.take(p.span.rows() as usize * bs);
-        xor_others(&mut out, &self.pieces[pi].bufs, bad, geo.members);
+        xor_others(
+            &self.backend,
+            &mut out,
+            &self.pieces[pi].bufs,
+            bad,
+            geo.members,
+        );
         let p = &mut self.pieces[pi];
         p.state = PieceState::Writing;
         p.repairing = true;
@@ -1313,7 +1318,7 @@ impl<B: Backend> Channel<B> {
         if degraded {
             if let Some(f) = failed {
                 let mut out = self.pool.take(span.rows() as usize * bs);
-                xor_others(&mut out, &bufs, f, geo.members);
+                xor_others(&self.backend, &mut out, &bufs, f, geo.members);
                 bufs[f as usize] = Some(out);
             }
         }
@@ -1368,7 +1373,7 @@ impl<B: Backend> Channel<B> {
         if plan == WritePlan::Degraded {
             let f = failed.expect("degraded plan has a failed member");
             let mut out = self.pool.take(row_bytes);
-            xor_others(&mut out, &bufs, f, geo.members);
+            xor_others(&self.backend, &mut out, &bufs, f, geo.members);
             bufs[f as usize] = Some(out);
         }
         for i in 0..geo.data_members() {
@@ -1381,7 +1386,7 @@ impl<B: Backend> Channel<B> {
             if plan == WritePlan::ReadModifyWrite {
                 let mut par = bufs[pm].take().expect("old parity read");
                 let old = bufs[m].as_ref().expect("old data read").as_slice();
-                parity::update(
+                self.backend.xor_update(
                     &mut par.as_mut_slice()[range.clone()],
                     &old[range.clone()],
                     new_data(i, a, b),
@@ -1411,7 +1416,7 @@ impl<B: Backend> Channel<B> {
         ) {
             let mut out = bufs[pm].take().unwrap_or_else(|| self.pool.take(row_bytes));
             out.set_len(row_bytes);
-            xor_others(&mut out, &bufs, pm as u32, geo.members);
+            xor_others(&self.backend, &mut out, &bufs, pm as u32, geo.members);
             bufs[pm] = Some(out);
         }
         // Issue writes: touched data strips on live members, then parity.
@@ -1452,7 +1457,13 @@ impl<B: Backend> Channel<B> {
         let mut out = self
             .pool
             .take(span.rows() as usize * geo.block_size as usize);
-        xor_others(&mut out, &self.pieces[pi].bufs, target, geo.members);
+        xor_others(
+            &self.backend,
+            &mut out,
+            &self.pieces[pi].bufs,
+            target,
+            geo.members,
+        );
         self.release_bufs(pi);
         self.pieces[pi].state = PieceState::Writing;
         self.submit_piece_io(pi, target, IoOp::Write, (span.lo, span.hi), out, 0);
@@ -1757,8 +1768,15 @@ impl<B: Backend> Drop for Channel<B> {
     }
 }
 
-/// `out = XOR of every member buffer except `skip`` (members without a buffer are skipped too).
-fn xor_others(out: &mut Buf, bufs: &[Option<Buf>], skip: u32, members: u32) {
+/// `out = XOR of every member buffer except `skip`` (members without a buffer are skipped too),
+/// with the runtime's kernel ([`Backend::xor_into`]).
+fn xor_others<B: Backend>(
+    backend: &B,
+    out: &mut Buf,
+    bufs: &[Option<Buf>],
+    skip: u32,
+    members: u32,
+) {
     let mut srcs: [&[u8]; MAX_MEMBERS] = [&[]; MAX_MEMBERS];
     let mut n = 0;
     for (m, b) in bufs.iter().enumerate().take(members as usize) {
@@ -1770,5 +1788,5 @@ fn xor_others(out: &mut Buf, bufs: &[Option<Buf>], skip: u32, members: u32) {
             n += 1;
         }
     }
-    parity::xor_into(out.as_mut_slice(), &srcs[..n]);
+    backend.xor_into(out.as_mut_slice(), &srcs[..n]);
 }

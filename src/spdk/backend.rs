@@ -680,4 +680,16 @@ impl Backend for SpdkBackend {
     fn prefetch(&self, at: *const u8) {
         super::ffi::prefetch(at);
     }
+
+    fn xor_into(&self, dst: &mut [u8], srcs: &[&[u8]]) {
+        if !super::ffi::xor_gen(dst, false, srcs) {
+            crate::parity::xor_into(dst, srcs);
+        }
+    }
+
+    fn xor_update(&self, parity: &mut [u8], old: &[u8], new: &[u8]) {
+        if !super::ffi::xor_gen(parity, true, &[old, new]) {
+            crate::parity::update(parity, old, new);
+        }
+    }
 }

@@ -208,6 +208,71 @@ pub(crate) fn advise_huge_pages(at: *const u8, len: usize) {
     }
 }
 
+/// Alignment at which SPDK's XOR runs its fast kernel (`spdk_xor_get_optimal_alignment`: 32
+/// with ISA-L), read once; 0 until then.
+static XOR_ALIGN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// XOR with ISA-L's kernels through `spdk_xor_gen`: `dst = srcs[0] ^ srcs[1] ^ ...`, or with
+/// `accumulate` `dst ^= srcs[0] ^ ...`. Takes only what ISA-L runs at full speed: SPDK built
+/// with ISA-L, every buffer aligned as it wants and `dst.len()` bytes long, two to
+/// `MAX_MEMBERS + 1` inputs. Returns false, having done nothing, otherwise: the caller then
+/// uses the engine's kernel ([`crate::parity`]), which gives the same bytes.
+pub(crate) fn xor_gen(dst: &mut [u8], accumulate: bool, srcs: &[&[u8]]) -> bool {
+    const MAX: usize = crate::layout::MAX_MEMBERS as usize + 1;
+    let mut align = XOR_ALIGN.load(Ordering::Relaxed);
+    if align == 0 {
+        // SAFETY: a pure query of a constant of the SPDK build.
+        align = unsafe { sys::spdk_xor_get_optimal_alignment() }.max(1);
+        XOR_ALIGN.store(align, Ordering::Relaxed);
+    }
+    let n = srcs.len() + usize::from(accumulate);
+    let aligned = |p: *const u8| (p as usize).is_multiple_of(align);
+    if align < 32
+        || !(2..=MAX).contains(&n)
+        || u32::try_from(dst.len()).is_err()
+        || !aligned(dst.as_ptr())
+        || srcs
+            .iter()
+            .any(|s| s.len() != dst.len() || !aligned(s.as_ptr()))
+    {
+        return false;
+    }
+    let d = dst.as_mut_ptr();
+    let mut ptrs = [std::ptr::null_mut::<c_void>(); MAX];
+    let mut k = 0;
+    if accumulate {
+        ptrs[0] = d.cast();
+        k = 1;
+    }
+    for s in srcs {
+        ptrs[k] = s.as_ptr().cast_mut().cast();
+        k += 1;
+    }
+    // SAFETY: `ptrs[..n]` point to `n` live buffers of `dst.len()` bytes each, `dst` borrowed
+    // mutably for the call and the sources shared (ISA-L only reads them; they cannot overlap
+    // `dst`, whose borrow is exclusive). With `accumulate` `dst` is also the first source: ISA-L
+    // loads every source's bytes at an offset before it stores the result's bytes at that same
+    // offset, so an in-place update reads each old byte before overwriting it.
+    let rc = unsafe { sys::spdk_xor_gen(d.cast(), ptrs.as_mut_ptr(), n as u32, dst.len() as u32) };
+    // ISA-L's AVX kernels return with the vector registers' upper halves dirty (no
+    // `vzeroupper`); the legacy-SSE code compiled for the x86_64 baseline (this crate's and
+    // SPDK's) would then pay a merge on every SSE instruction until the next clear: clear now.
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: `vzeroupper` (present with AVX, just checked) only zeroes bits 128 and up
+        // of the vector registers; every vector register is declared clobbered (the C ABI's
+        // caller-saved set), so the compiler keeps nothing in them across it.
+        unsafe {
+            std::arch::asm!(
+                "vzeroupper",
+                clobber_abi("C"),
+                options(nomem, nostack, preserves_flags)
+            )
+        };
+    }
+    rc == 0
+}
+
 /// A prefetch hint for the cache line at `at` (see [`crate::engine::Backend::prefetch`] and
 /// [`crate::journal::JournalConfig::prefetch`]); never reads or writes through it.
 pub(crate) fn prefetch(at: *const u8) {
