@@ -9,6 +9,10 @@ use crate::layout::Geometry;
 
 use super::lock::StripeLocks;
 
+/// Lock words per volume ([`StripeLocks`]): 128 KiB, far more than the stripes in flight on
+/// every reactor together, so stripes sharing a word rarely wait for each other.
+const LOCK_WORDS: usize = 16384;
+
 const ACTIVE: u8 = 0;
 const FAILED: u8 = 1;
 const REBUILDING: u8 = 2;
@@ -111,7 +115,7 @@ impl Volume {
             failures: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
             records_failures: AtomicBool::new(false),
-            locks: StripeLocks::new(1024),
+            locks: StripeLocks::new(LOCK_WORDS),
             journal: Mutex::new(journal),
             stats: VolumeStats::default(),
             unsynced: Mutex::new(None),

@@ -5,7 +5,7 @@ pub mod aggregator;
 #[cfg(all(test, loom))]
 mod loom_tests;
 pub mod record;
-mod sync;
+pub(crate) mod sync;
 
 pub use aggregator::{
     FlushJob, Journal, JournalConfig, JournalMode, JournalStats, JournalVolume, JournalWrite, Mark,

@@ -1,5 +1,6 @@
-//! Synchronisation primitives of the aggregator: std's normally, loom's under `--cfg loom` so the
-//! lock-free protocol can be model-checked (`RUSTFLAGS="--cfg loom" cargo test --lib loom`).
+//! Synchronisation primitives of the aggregator and of the engine's stripe locks: std's
+//! normally, loom's under `--cfg loom` so the lock-free protocols can be model-checked
+//! (`RUSTFLAGS="--cfg loom" cargo test --lib loom`).
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
