@@ -746,8 +746,10 @@ impl<B: Backend> Channel<B> {
             PieceKind::Write | PieceKind::Repair => {
                 // Marked once its reads are in (see `reads_done`); its journal state is fetched
                 // now, so that the mark does not wait for memory: on volumes of millions of
-                // stripes a stripe's state is rarely in cache.
-                if let Some(jv) = &self.jv {
+                // stripes a stripe's state is rarely in cache. Not without a journal (the
+                // state is never touched then, and a prefetch that misses is not free: the
+                // next locked instruction waits for it).
+                if let (Some(_), Some(jv)) = (&self.journal, &self.jv) {
                     self.backend
                         .prefetch(jv.state_address(self.pieces[pi].stripe));
                 }
@@ -1200,7 +1202,7 @@ impl<B: Backend> Channel<B> {
             // (a member's completions come one after another).
             let p = &self.pieces[pi];
             if matches!(p.kind, PieceKind::Write | PieceKind::Repair) {
-                if let Some(jv) = &self.jv {
+                if let (Some(_), Some(jv)) = (&self.journal, &self.jv) {
                     self.backend.prefetch(jv.state_address(p.stripe));
                 }
             }
