@@ -237,6 +237,17 @@ pub struct Channel<B: Backend> {
     pool: BufPool,
     jv: Option<Arc<JournalVolume>>,
     jslot: usize,
+    /// Highest generation this channel asked its journal for ([`Journal::request`]; the
+    /// journal's wanted generation only grows, so asking again for it or a lower one is a
+    /// shared read-modify-write for nothing).
+    requested: u64,
+    /// Lowest generation this channel subscribed to since its last look at its waiters
+    /// ([`Channel::durable_progress`]); `u64::MAX`: none. A subscription stays in the journal
+    /// until a record that makes it durable is complete, and that record's completion sends
+    /// this channel a message, whose handling looks at every waiter and subscribes for the
+    /// lowest one left: so a waiter of a generation at or above it needs no subscription of
+    /// its own. See [`Channel::wait_for`].
+    subscribed: u64,
     /// The stripe a full-stripe write marked next would have in a sequential stream (one past
     /// the last such write's stripe): see [`Channel::list_ahead`].
     next_sequential: u64,
@@ -306,6 +317,8 @@ impl<B: Backend> Channel<B> {
             pool: BufPool::new(),
             jv,
             jslot,
+            requested: 0,
+            subscribed: u64::MAX,
             next_sequential: u64::MAX,
             reqs: Vec::new(),
             free_reqs: Vec::new(),
@@ -493,6 +506,8 @@ impl<B: Backend> Channel<B> {
         self.journal = Some(journal);
         self.jv = Some(jv);
         self.jslot = slot;
+        self.requested = 0;
+        self.subscribed = u64::MAX;
         true
     }
 
@@ -807,11 +822,7 @@ impl<B: Backend> Channel<B> {
                 p.wait_gen = g;
                 p.state = PieceState::WaitDurable;
                 self.waiting.push(pi as u32);
-                let j = self.journal.as_ref().expect("marked above");
-                j.request(g);
-                if j.subscribe(self.jslot, g) {
-                    self.local.push_back(Msg::Durable { generation: g });
-                }
+                self.wait_for(g);
                 self.list_ahead(pi);
                 self.try_flush();
             }
@@ -821,9 +832,7 @@ impl<B: Backend> Channel<B> {
                 let j = self.journal.as_ref().expect("marked above");
                 j.space_wait();
                 let g = j.open_generation();
-                if j.subscribe(self.jslot, g) {
-                    self.local.push_back(Msg::Durable { generation: g });
-                }
+                self.subscribe(g);
                 self.try_flush();
             }
         }
@@ -854,10 +863,43 @@ impl<B: Backend> Channel<B> {
         }
         match j.list_ahead(jv, from, from + d) {
             Some(g) => {
-                j.request(g);
+                self.request(g);
                 true
             }
             None => false,
+        }
+    }
+
+    /// A waiter of this channel (in [`Channel::waiting`]) waits for generation `g`: ask for it
+    /// and subscribe, each unless already done for it or a lower generation (every waiting
+    /// write of an open generation after the first skips both: three shared read-modify-writes
+    /// per write).
+    fn wait_for(&mut self, g: u64) {
+        self.request(g);
+        if g < self.subscribed {
+            self.subscribe(g);
+        }
+    }
+
+    /// Ask the journal for generation `g` unless this channel asked for it or a later one.
+    fn request(&mut self, g: u64) {
+        if g > self.requested {
+            if let Some(j) = &self.journal {
+                j.request(g);
+                self.requested = g;
+            }
+        }
+    }
+
+    /// Subscribe this channel to generation `g` (it is told by message when `g` is durable; at
+    /// once, through its local queue, when it already is).
+    fn subscribe(&mut self, g: u64) {
+        let Some(j) = &self.journal else {
+            return;
+        };
+        self.subscribed = self.subscribed.min(g);
+        if j.subscribe(self.jslot, g) {
+            self.local.push_back(Msg::Durable { generation: g });
         }
     }
 
@@ -924,6 +966,8 @@ impl<B: Backend> Channel<B> {
             .jv
             .clone()
             .expect("journal volume present with a journal");
+        // Every waiter is looked at below, and the lowest one left subscribed for again.
+        self.subscribed = u64::MAX;
         let mut list = std::mem::take(&mut self.waiting);
         let mut keep = std::mem::take(&mut self.waiting_spare);
         let failed = j.is_failed();
@@ -966,9 +1010,7 @@ impl<B: Backend> Channel<B> {
             })
             .min();
         if let Some(g) = lowest {
-            if j.subscribe(self.jslot, g) {
-                self.local.push_back(Msg::Durable { generation: g });
-            }
+            self.subscribe(g);
         }
     }
 

@@ -2,12 +2,12 @@
 //!
 //! Hot path (any thread, lock-free): a writer bumps its stripe's state word. A stripe already listed
 //! in a durable record is the fast path. Otherwise the writer enters the open generation (a
-//! two-counter handshake with the flusher), tags the stripe with it and pushes the entry onto a
-//! bounded queue. One flusher at a time closes the open generation, drains the queue into the
-//! listed set, drops stripes that stayed clean long enough, encodes what changed (a delta behind
-//! the area's chain, or a checkpoint of the whole set in the other area when the delta no longer
-//! fits: see [`super::record`]) and writes it; when it is durable every channel with a waiter is
-//! told by message.
+//! handshake with the flusher: one increment in, one out; see [`Journal::enter_open`]), tags the
+//! stripe with it and pushes the entry onto a bounded queue. One flusher at a time closes the
+//! open generation, drains the queue into the listed set, drops stripes that stayed clean long
+//! enough, encodes what changed (a delta behind the area's chain, or a checkpoint of the whole set
+//! in the other area when the delta no longer fits: see [`super::record`]) and writes it; when it
+//! is durable every channel with a waiter is told by message.
 //!
 //! Cost per record: the flusher touches only what changed. New marks come from the queue. The
 //! listed set is a queue ordered by when each entry is next due for a removal check (the
@@ -43,6 +43,11 @@ const ACTIVE_MASK: u64 = 0x7fff;
 const REMOVING: u64 = 1 << 15;
 const LISTED: u64 = 1 << 16;
 const GEN_SHIFT: u32 = 17;
+
+/// Low bits of [`Journal::open`] counting the writers that entered the open generation (each
+/// thread is in at most one at a time); the generation is above them.
+const ENTER_BITS: u32 = 16;
+const ENTER_MASK: u64 = (1 << ENTER_BITS) - 1;
 
 fn gen_of(word: u64) -> u64 {
     word >> GEN_SHIFT
@@ -106,6 +111,11 @@ pub struct JournalConfig {
     /// (instead of only one with nothing on it). The list-ahead model must then fail.
     #[cfg(loom)]
     pub control_list_over_anything: bool,
+    /// Loom control only: the flusher closes a generation without waiting for the writers
+    /// that entered it to leave ([`Journal::close_open`]). The group-commit model must then
+    /// fail (a writer released by a record that lacks its stripe).
+    #[cfg(loom)]
+    pub control_skip_drain: bool,
 }
 
 impl JournalConfig {
@@ -131,6 +141,8 @@ impl JournalConfig {
             control_keep_removal_claim: false,
             #[cfg(loom)]
             control_list_over_anything: false,
+            #[cfg(loom)]
+            control_skip_drain: false,
         }
     }
 
@@ -488,14 +500,15 @@ struct Listed {
 pub struct Journal {
     /// Configuration.
     pub cfg: JournalConfig,
-    /// Generation open for marks.
+    /// Generation open for marks, and how many writers entered it: `(g << ENTER_BITS) | n`
+    /// ([`Journal::enter_open`]).
     open: AtomicU64,
+    /// Writers that entered generation g and left it, at index g % 2.
+    left: [AtomicU64; 2],
     /// Newest durable generation.
     durable: AtomicU64,
     /// Highest generation some writer waits for.
     wanted: AtomicU64,
-    /// Writers inside the handshake of generation g, at index g % 2.
-    entering: [AtomicU64; 2],
     /// Entries listed or queued (bounded by the record size).
     reserved: AtomicU64,
     /// Writers waiting for room in the record.
@@ -539,10 +552,10 @@ impl Journal {
             .map(|_| AtomicU64::new(u64::MAX))
             .collect();
         Journal {
-            open: AtomicU64::new(last_generation + 1),
+            open: AtomicU64::new((last_generation + 1) << ENTER_BITS),
+            left: [AtomicU64::new(0), AtomicU64::new(0)],
             durable: AtomicU64::new(last_generation),
             wanted: AtomicU64::new(last_generation),
-            entering: [AtomicU64::new(0), AtomicU64::new(0)],
             reserved: AtomicU64::new(carried.len() as u64),
             space_waiters: AtomicU64::new(0),
             in_flight: AtomicBool::new(false),
@@ -727,7 +740,7 @@ impl Journal {
 
     /// Generation open for marks.
     pub fn open_generation(&self) -> u64 {
-        self.open.load(SeqCst)
+        self.open.load(SeqCst) >> ENTER_BITS
     }
 
     /// Listed entries (durable or queued), for status.
@@ -797,25 +810,54 @@ impl Journal {
             stripe,
         });
         debug_assert!(pushed.is_ok(), "mark queue over its reserved bound");
-        self.entering[(g % 2) as usize].fetch_sub(1, SeqCst);
+        self.leave(g);
         Mark::Wait(g)
     }
 
-    /// Enter the open generation: announce, then confirm it is still open. The flusher moves
-    /// `open` first and then waits for the old generation's counter to drain, so an entry
-    /// confirmed in g is always drained into record g. The confirmation is a read-modify-write
-    /// (it reads the latest `open` in modification order); if it precedes the flusher's
-    /// increment, the flusher's RMW synchronises with it and must see our count. The caller
-    /// queues its entries, then leaves with `entering[g % 2].fetch_sub(1, SeqCst)`.
+    /// Enter the open generation: one increment of the word that holds it and the count of
+    /// writers that entered it. The flusher closes g by swapping that word to (g + 1, none)
+    /// ([`Journal::close_open`]): an increment before the swap in the word's modification order
+    /// is counted in what the swap returns, and the flusher then waits until as many writers
+    /// left g; one after it entered g + 1. So an entry queued by a writer of g before it leaves
+    /// is always drained into record g. The caller queues its entries, then calls
+    /// [`Journal::leave`].
     fn enter_open(&self) -> u64 {
-        loop {
-            let g = self.open.load(SeqCst);
-            self.entering[(g % 2) as usize].fetch_add(1, SeqCst);
-            if self.open.fetch_add(0, SeqCst) == g {
-                return g;
+        let v = self.open.fetch_add(1, SeqCst);
+        debug_assert!(v & ENTER_MASK < ENTER_MASK, "writers entering overflow");
+        v >> ENTER_BITS
+    }
+
+    /// Leave generation `g` (entered with [`Journal::enter_open`]), its entries queued.
+    fn leave(&self, g: u64) {
+        self.left[(g % 2) as usize].fetch_add(1, SeqCst);
+    }
+
+    /// Close the open generation (the flusher, one at a time) and wait until every writer that
+    /// entered it has left (its entries are then in the queue). Returns it.
+    fn close_open(&self) -> u64 {
+        let mut cur = self.open.load(SeqCst);
+        let (g, entered) = loop {
+            let g = cur >> ENTER_BITS;
+            match self
+                .open
+                .compare_exchange_weak(cur, (g + 1) << ENTER_BITS, SeqCst, SeqCst)
+            {
+                Ok(_) => break (g, cur & ENTER_MASK),
+                Err(x) => cur = x,
             }
-            self.entering[(g % 2) as usize].fetch_sub(1, SeqCst);
+        };
+        // Writers that entered g are a few instructions from leaving it. Nobody enters g or
+        // g + 2 (which shares the counter) before the next close, so the count goes back to 0.
+        let left = &self.left[(g % 2) as usize];
+        #[cfg(loom)]
+        let wait = !self.cfg.control_skip_drain;
+        #[cfg(not(loom))]
+        let wait = true;
+        while wait && left.load(SeqCst) < entered {
+            spin();
         }
+        left.fetch_sub(entered, SeqCst);
+        g
     }
 
     /// List stripes `from..to` of `jv` (those past its end are left out) in the open generation
@@ -873,7 +915,7 @@ impl Journal {
                     listed += 1;
                 }
             }
-            self.entering[(g % 2) as usize].fetch_sub(1, SeqCst);
+            self.leave(g);
             if listed > 0 {
                 self.stats.listed_ahead.fetch_add(listed, Relaxed);
                 joined = Some(g);
@@ -901,7 +943,7 @@ impl Journal {
     /// A writer starts waiting for room; [`Journal::space_done`] ends it.
     pub fn space_wait(&self) {
         self.space_waiters.fetch_add(1, SeqCst);
-        self.request(self.open.load(SeqCst));
+        self.request(self.open_generation());
     }
 
     /// A writer stops waiting for room.
@@ -1073,11 +1115,7 @@ impl Journal {
         {
             return None;
         }
-        let g = self.open.fetch_add(1, SeqCst);
-        // Writers that confirmed g are a few instructions from leaving the handshake.
-        while self.entering[(g % 2) as usize].load(SeqCst) != 0 {
-            spin();
-        }
+        let g = self.close_open();
         let mut guard = lock(&self.listed);
         let l = &mut *guard;
         let vols = lock(&self.volumes);

@@ -167,10 +167,22 @@ fn try_write_stripe(r: &Rig, stripe: u64, clean_us: u64, attempts: u32) -> bool 
 
 #[test]
 fn loom_two_writers_group_commit() {
+    group_commit_model(false);
+}
+
+/// Control: a flusher that closes a generation without waiting for the writers that entered it
+/// to leave writes a record without a stripe of that generation, and releases its writer.
+#[test]
+#[should_panic(expected = "missing from record")]
+fn loom_group_commit_control_skipping_the_drain_fails() {
+    group_commit_model(true);
+}
+
+fn group_commit_model(control: bool) {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(2);
-    b.check(|| {
-        let r = rig();
+    b.check(move || {
+        let r = rig_build(2, false, None, |cfg| cfg.control_skip_drain = control);
         let r2 = r.clone();
         let t = thread::spawn(move || write_stripe(&r2, 1));
         write_stripe(&r, 0);
