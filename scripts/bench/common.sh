@@ -84,3 +84,20 @@ bench_find_spdk() {
         [ -f "$JRAID_LIB" ] || die "$JRAID_LIB still missing (CARGO_TARGET_DIR set? then set JRAID_LIB)"
     fi
 }
+
+# bench_null_volume_config FILE BYTES [EXTRA]: a bdevperf JSON config with four null members
+# m0..m3 of BYTES each (4 KiB blocks), an 8 MiB malloc journal jl and the jraid volume r0 over
+# them (strip 64 KiB); EXTRA is added to bdev_jraid_create's params (e.g. ',"journal":false').
+bench_null_volume_config() {
+    local file=$1 bytes=$2 extra=${3:-} i
+    {
+        echo '{"subsystems":[{"subsystem":"bdev","config":['
+        for i in 0 1 2 3; do
+            echo "{\"method\":\"bdev_null_create\",\"params\":{\"name\":\"m$i\",\"num_blocks\":$((bytes / 4096)),\"block_size\":4096}},"
+        done
+        echo '{"method":"bdev_malloc_create","params":{"name":"jl","num_blocks":2048,"block_size":4096}},'
+        echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":64,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdev\":\"jl\"$extra}},"
+        echo '{"method":"bdev_wait_for_examine"}'
+        echo ']}]}'
+    } >"$file"
+}

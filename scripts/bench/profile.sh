@@ -50,16 +50,7 @@ for j in on off; do
     extra=""
     [ "$j" = off ] && extra=',"journal":false'
     cfg=$work/$j.json
-    {
-        echo '{"subsystems":[{"subsystem":"bdev","config":['
-        for i in 0 1 2 3; do
-            echo "{\"method\":\"bdev_null_create\",\"params\":{\"name\":\"m$i\",\"num_blocks\":$((bytes / 4096)),\"block_size\":4096}},"
-        done
-        echo '{"method":"bdev_malloc_create","params":{"name":"jl","num_blocks":2048,"block_size":4096}},'
-        echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":64,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdev\":\"jl\"$extra}},"
-        echo '{"method":"bdev_wait_for_examine"}'
-        echo ']}]}'
-    } >"$cfg"
+    bench_null_volume_config "$cfg" "$bytes" "$extra"
     log "$WL, QD $QD, $IO bytes, members of $SIZE, journal $j: $T s, perf from 3 s to 8 s"
     env LD_LIBRARY_PATH="$SPDK_LIBDIR:$SPDK_DIR/dpdk/build/lib" LD_PRELOAD="$JRAID_LIB" \
         "$BDEVPERF" --json "$cfg" -m 0x1 "${MEM_ARGS[@]}" -q "$QD" -o "$IO" -w "$WL" -t "$T" -T r0 \
