@@ -962,9 +962,8 @@ impl<B: Backend> Channel<B> {
         let Some(j) = self.journal.clone() else {
             return;
         };
-        let jv = self
-            .jv
-            .clone()
+        self.jv
+            .as_ref()
             .expect("journal volume present with a journal");
         // Every waiter is looked at below, and the lowest one left subscribed for again.
         self.subscribed = u64::MAX;
@@ -999,7 +998,6 @@ impl<B: Backend> Channel<B> {
         self.waiting_spare = list;
         keep.append(&mut self.waiting);
         self.waiting = keep;
-        let _ = jv;
         let lowest = self
             .waiting
             .iter()
