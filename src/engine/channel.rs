@@ -759,11 +759,11 @@ impl<B: Backend> Channel<B> {
         self.pieces[pi].locked = true;
         match self.pieces[pi].kind {
             PieceKind::Write | PieceKind::Repair => {
-                // Marked once its reads are in (see `reads_done`); its journal state is fetched
-                // now, so that the mark does not wait for memory: on volumes of millions of
-                // stripes a stripe's state is rarely in cache. Not without a journal (the
-                // state is never touched then, and a prefetch that misses is not free: the
-                // next locked instruction waits for it).
+                // Marked once its reads are in (see `reads_done`); its journal state's shard is
+                // fetched now, so that the mark does not wait for memory (the shards of a
+                // large volume do not all stay in the nearest caches). Not without a journal
+                // (the state is never touched then, and a prefetch that misses is not free:
+                // the next locked instruction waits for it).
                 if let (Some(_), Some(jv)) = (&self.journal, &self.jv) {
                     self.backend
                         .prefetch(jv.state_address(self.pieces[pi].stripe));
@@ -1237,9 +1237,9 @@ impl<B: Backend> Channel<B> {
         }
         if self.pieces[pi].pending > 0 {
             // The piece's next step after its last I/O is a mark (reads in) or a clean (writes
-            // done) of its stripe's journal state, which on volumes of millions of stripes is
-            // rarely in cache any more: fetch it now, while the other I/Os of the piece finish
-            // (a member's completions come one after another).
+            // done) of its stripe's journal state, whose shard may have left the nearest caches
+            // meanwhile: fetch it now, while the other I/Os of the piece finish (a member's
+            // completions come one after another).
             let p = &self.pieces[pi];
             if matches!(p.kind, PieceKind::Write | PieceKind::Repair) {
                 if let (Some(_), Some(jv)) = (&self.journal, &self.jv) {

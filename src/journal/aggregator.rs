@@ -1,13 +1,15 @@
 //! Mark aggregation and group commit.
 //!
-//! Hot path (any thread, lock-free): a writer bumps its stripe's state word. A stripe already listed
-//! in a durable record is the fast path. Otherwise the writer enters the open generation (a
-//! handshake with the flusher: one increment in, one out; see [`Journal::enter_open`]), tags the
-//! stripe with it and pushes the entry onto a bounded queue. One flusher at a time closes the
-//! open generation, drains the queue into the listed set, drops stripes that stayed clean long
-//! enough, encodes what changed (a delta behind the area's chain, or a checkpoint of the whole set
-//! in the other area when the delta no longer fits: see [`super::record`]) and writes it; when it
-//! is durable every channel with a waiter is told by message.
+//! Hot path (any thread): a writer looks its stripe up in the volume's table of listed stripes
+//! and counts its mark there, under the lock of the stripe's shard. A stripe already listed in a
+//! durable record is the fast path. Otherwise the writer adds the stripe's state, enters the open
+//! generation (a lock-free handshake with the flusher: one increment in, one out; see
+//! [`Journal::enter_open`]), tags the state with it and pushes the entry onto a bounded queue.
+//! One flusher at a time closes the open generation, drains the queue into the listed set, drops
+//! stripes that stayed clean long enough, encodes what changed (a delta behind the area's chain,
+//! or a checkpoint of the whole set in the other area when the delta no longer fits: see
+//! [`super::record`]) and writes it; when it is durable every channel with a waiter is told by
+//! message.
 //!
 //! Cost per record: the flusher touches only what changed. New marks come from the queue. The
 //! listed set is a queue ordered by when each entry is next due for a removal check (the
@@ -16,18 +18,20 @@
 //! except a checkpoint (amortised: see the record module) and, while writers wait for room in a
 //! full record, the search for stripes that may leave.
 //!
-//! State word of a stripe: bits 0..15 active marks, bit 15 removing (the flusher's claim, see
-//! below), bit 16 listed, bits 17.. the generation the stripe was listed in.
+//! Memory: a stripe has a state only while it is listed (its active marks, the generation it was
+//! listed in, when its last write went clean), kept in one of at most [`MAX_STATE_SHARDS`]
+//! shards per volume, each a short list under a mutex. So the state's size, and the cache and TLB
+//! footprint of a write's look-up, follow the listed set (bounded by the record's room), not the
+//! volume: a write to a random stripe of a volume of terabyte members touches a few MiB that stay
+//! in the cache, where a per-stripe array would be hundreds of MiB. A shard is locked for a few
+//! instructions; marks of stripes in other shards run in parallel.
 //!
 //! Removal rule: a stripe leaves the record only if no write to it started after the member flush
-//! that covers it (and, always, only once it has stayed clean for the hysteresis). Comparing the
-//! word's value is not enough to enforce it: a fast-path mark, write and clean restore the very
-//! same word, so a flusher that checked the clean time and then compare-and-swapped the word would
-//! drop a stripe whose newest write may still sit in a volatile member cache. The flusher
-//! therefore first claims the word (sets the removing bit), then reads the clean time, then swaps
-//! the claimed word to "not listed". Every mark clears the claim, so the swap fails when any write
-//! started after the claim, and every write that started before it has gone clean before it, at a
-//! time the check after the claim sees. See [`Journal::try_remove`].
+//! that covers it (and, always, only once it has stayed clean for the hysteresis). The flusher
+//! decides and removes in one step under the stripe's shard lock ([`Journal::try_remove`]), and
+//! every mark takes that lock, so a write either started before the decision (its mark is
+//! counted, or its clean time is the one checked) or starts after the removal and lists the
+//! stripe again.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -37,21 +41,10 @@ use super::sync::{spin, AtomicBool, AtomicU64, MarkQueue, Mutex, MutexGuard, Ord
 use super::record::{self, Entry};
 use crate::engine::Address;
 
-const ACTIVE_ONE: u64 = 1;
-const ACTIVE_MASK: u64 = 0x7fff;
-/// The flusher is deciding whether the stripe leaves; any mark clears it.
-const REMOVING: u64 = 1 << 15;
-const LISTED: u64 = 1 << 16;
-const GEN_SHIFT: u32 = 17;
-
 /// Low bits of [`Journal::open`] counting the writers that entered the open generation (each
 /// thread is in at most one at a time); the generation is above them.
 const ENTER_BITS: u32 = 16;
 const ENTER_MASK: u64 = (1 << ENTER_BITS) - 1;
-
-fn gen_of(word: u64) -> u64 {
-    word >> GEN_SHIFT
-}
 
 /// Tunables of a journal.
 #[derive(Debug, Clone)]
@@ -82,16 +75,9 @@ pub struct JournalConfig {
     /// How far ahead of a sequential stream of full-stripe writes its stripes are listed
     /// ([`Journal::list_ahead`]; 0: never).
     pub list_ahead: u64,
-    /// Called with the address and length of each volume's per-stripe state when it is made
-    /// (the runtime asks the kernel for huge pages there: on volumes of millions of stripes
-    /// a write touches a random state, and with 4 KiB pages each such touch also misses the
-    /// TLB; it also faults them in off the reactors). Never reads or writes through the
-    /// address.
-    pub advise_state_memory: Option<fn(*const u8, usize)>,
     /// Starts fetching the memory at an address into the cache without waiting (a prefetch
-    /// hint; never reads or writes through it). With it, the removal scan fetches the state of
-    /// the entries due next while it decides on the current one; without it, it loads a few
-    /// ahead at a time (`touch_due`).
+    /// hint; never reads or writes through it). With it, the removal scan fetches the state
+    /// shards of the entries due next while it decides on the current one.
     pub prefetch: Option<fn(*const u8)>,
     /// Simulator control only: [`Journal::device_added`] takes a replacement device without
     /// waiting until the survivor holds every durable record. The simulation must then find
@@ -102,11 +88,11 @@ pub struct JournalConfig {
     /// superblocks, and nothing asks the runtime to record it ([`Journal::drops_to_record`]).
     /// The simulation must then find loss; no runtime sets it.
     pub control_no_drop_record: bool,
-    /// Loom control only: a mark leaves a removal claim in place instead of withdrawing it (the
-    /// removal rule of the module comment). The removal-race model must then fail; no build
-    /// but loom's has the field.
+    /// Loom control only: [`Journal::try_remove`] decides under the shard lock but removes
+    /// under a later one (the removal rule of the module comment). The removal-race model must
+    /// then fail; no build but loom's has the field.
     #[cfg(loom)]
-    pub control_keep_removal_claim: bool,
+    pub control_recheck_unlocked: bool,
     /// Loom control only: [`Journal::list_ahead`] lists a stripe whatever its word holds
     /// (instead of only one with nothing on it). The list-ahead model must then fail.
     #[cfg(loom)]
@@ -133,12 +119,11 @@ impl JournalConfig {
             hysteresis_us: 100_000,
             max_channels: 1024,
             list_ahead: 64,
-            advise_state_memory: None,
             prefetch: None,
             control_replace_early: false,
             control_no_drop_record: false,
             #[cfg(loom)]
-            control_keep_removal_claim: false,
+            control_recheck_unlocked: false,
             #[cfg(loom)]
             control_list_over_anything: false,
             #[cfg(loom)]
@@ -172,6 +157,19 @@ impl JournalMode {
     }
 }
 
+/// What [`Journal::try_remove`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// Taken out of the listed set.
+    Removed,
+    /// A write holds a mark on it.
+    InUse,
+    /// Clean, but at this time (µs), not before the hysteresis threshold.
+    Recent(u64),
+    /// Clean long enough, but not yet covered by a member flush (one is asked for).
+    Uncovered,
+}
+
 /// Outcome of [`Journal::mark`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
@@ -187,9 +185,13 @@ pub enum Mark {
 pub struct JournalVolume {
     /// Volume number.
     pub number: u32,
-    /// Per stripe: its state word (see the module comment) and when it last went clean (µs),
-    /// side by side so a mark, a clean or a removal check touches one cache line.
-    states: Box<[StripeState]>,
+    /// Stripes of the volume.
+    stripes: u64,
+    /// The listed stripes' states (see the module comment), in shards: a stripe's state is in
+    /// shard [`JournalVolume::shard_of`], present exactly while the stripe is listed. Memory
+    /// and cache footprint follow the listed set (bounded by the record's room), not the
+    /// volume.
+    shards: Box<[Mutex<Vec<Slot>>]>,
     /// Whether the volume's members cache writes volatilely (re-evaluated when a replacement
     /// member joins: [`JournalVolume::set_volatile_members`]).
     volatile_members: AtomicBool,
@@ -210,48 +212,59 @@ pub struct JournalVolume {
     drops_held: AtomicBool,
 }
 
-/// A stripe's journal state: its state word (see the module comment) and when it last went
-/// clean (µs), side by side.
-type StripeState = [AtomicU64; 2];
-const WORD: usize = 0;
-const CLEAN: usize = 1;
+/// Most shards of a volume's stripe states (as many as the engine's stripe-lock words): with a
+/// full record (~173k entries for an 8 MiB journal area) about ten states per shard.
+pub const MAX_STATE_SHARDS: u64 = 1 << 14;
 
-/// Zeroed states for `n` stripes, allocated zeroed rather than written: on a large volume the
-/// memory is committed as stripes are first written, and creating a volume of terabyte members
-/// does not write hundreds of MiB first.
-fn new_states(n: u64) -> Box<[StripeState]> {
-    #[cfg(not(loom))]
-    return bytemuck::allocation::zeroed_slice_box(n as usize);
-    #[cfg(loom)]
-    return (0..n)
-        .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
-        .collect();
+/// A listed stripe's journal state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    stripe: u64,
+    /// Writes that marked the stripe and have not gone clean yet.
+    active: u32,
+    /// Generation the stripe was listed in (durable once that generation is).
+    generation: u64,
+    /// When its last write went clean (µs; 0: none since it was listed).
+    clean_us: u64,
+}
+
+/// Bytes of memory a volume of `stripes` stripes keeps for its journal state besides the
+/// listed stripes' own (about 40 bytes each, bounded by the record's room).
+pub fn state_table_bytes(stripes: u64) -> u64 {
+    stripes.clamp(1, MAX_STATE_SHARDS) * std::mem::size_of::<Mutex<Vec<Slot>>>() as u64
 }
 
 impl JournalVolume {
-    fn word(&self, stripe: u64) -> &AtomicU64 {
-        &self.states[stripe as usize][WORD]
-    }
-
-    fn clean_at(&self, stripe: u64) -> &AtomicU64 {
-        &self.states[stripe as usize][CLEAN]
-    }
-
-    /// Address of `stripe`'s state, for a prefetch hint only (see
-    /// [`crate::engine::Backend::prefetch`]); never dereferenced through it. Out-of-range
-    /// stripes give the address of the first state.
-    pub fn state_address(&self, stripe: u64) -> *const u8 {
-        let i = if (stripe as usize) < self.states.len() {
-            stripe as usize
+    /// Shard of `stripe`'s state: the stripe itself on volumes of at most
+    /// [`MAX_STATE_SHARDS`] stripes (one each), else a multiplicative hash of it (so that
+    /// streams at a regular stride do not share shards).
+    fn shard_of(&self, stripe: u64) -> &Mutex<Vec<Slot>> {
+        let n = self.shards.len();
+        let i = if self.stripes as usize <= n {
+            stripe as usize % n
         } else {
-            0
+            (stripe.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (n - 1)
         };
-        self.states.as_ptr().wrapping_add(i).cast()
+        &self.shards[i]
+    }
+
+    /// Address of `stripe`'s shard, for a prefetch hint only (see
+    /// [`crate::engine::Backend::prefetch`]); never dereferenced through it.
+    pub fn state_address(&self, stripe: u64) -> *const u8 {
+        (self.shard_of(stripe) as *const Mutex<Vec<Slot>>).cast()
+    }
+
+    /// `stripe`'s state, if listed.
+    fn slot(&self, stripe: u64) -> Option<Slot> {
+        lock(self.shard_of(stripe))
+            .iter()
+            .find(|s| s.stripe == stripe)
+            .copied()
     }
 
     /// Stripes of the volume.
     pub fn stripes(&self) -> u64 {
-        self.states.len() as u64
+        self.stripes
     }
 
     /// Stripes of this volume listed in the newest record built (a counter, O(1)).
@@ -279,12 +292,12 @@ impl JournalVolume {
 
     /// Number of marks currently held on `stripe` (for tests and status).
     pub fn active(&self, stripe: u64) -> u64 {
-        self.word(stripe).load(Acquire) & ACTIVE_MASK
+        self.slot(stripe).map_or(0, |s| u64::from(s.active))
     }
 
     /// Whether `stripe` is listed (durable or about to be).
     pub fn listed(&self, stripe: u64) -> bool {
-        self.word(stripe).load(Acquire) & LISTED != 0
+        self.slot(stripe).is_some()
     }
 }
 
@@ -597,7 +610,10 @@ impl Journal {
     ) -> (Arc<JournalVolume>, Vec<u64>) {
         let jv = Arc::new(JournalVolume {
             number,
-            states: new_states(stripes),
+            stripes,
+            shards: (0..stripes.clamp(1, MAX_STATE_SHARDS))
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             volatile_members: AtomicBool::new(volatile_members),
             flushed_before_us: AtomicU64::new(0),
             member_flush_wanted: AtomicBool::new(false),
@@ -606,12 +622,6 @@ impl Journal {
             drops_recorded: AtomicU64::new(0),
             drops_held: AtomicBool::new(false),
         });
-        if let Some(advise) = self.cfg.advise_state_memory {
-            advise(
-                jv.states.as_ptr().cast(),
-                std::mem::size_of_val::<[StripeState]>(&jv.states),
-            );
-        }
         lock(&self.volumes).push(jv.clone());
         // Only stripes this volume has: a carried entry past its end cannot be its own.
         let mut carried: Vec<u64> = lock(&self.listed)
@@ -667,7 +677,7 @@ impl Journal {
             // record or a later one; a record applies its removals before its additions.)
             let relisted = jv
                 .as_ref()
-                .is_some_and(|v| e.stripe < v.states.len() as u64 && v.listed(e.stripe));
+                .is_some_and(|v| e.stripe < v.stripes && v.listed(e.stripe));
             if !stays && !relisted {
                 removes.push(*e);
             }
@@ -759,30 +769,14 @@ impl Journal {
         self.failed.load(Acquire)
     }
 
-    /// Mark `stripe` of `jv` dirty before writing it. Lock-free. The caller holds the stripe
-    /// lock (one mark at a time per stripe; marks of different stripes run in parallel).
+    /// Mark `stripe` of `jv` dirty before writing it. Under the stripe's shard lock (marks of
+    /// stripes of other shards run in parallel); joining the open generation is lock-free.
     pub fn mark(&self, jv: &JournalVolume, stripe: u64) -> Mark {
-        let word = &jv.word(stripe);
-        // AcqRel: the increment must be visible to a flusher deciding on removal (it CASes the
-        // word from an active count of 0), and we must see its LISTED/generation bits.
-        let w = word.fetch_add(ACTIVE_ONE, AcqRel);
-        debug_assert!(w & ACTIVE_MASK < ACTIVE_MASK, "active marks overflow");
-        if w & REMOVING != 0 {
-            // A flusher claimed the stripe for removal and may already have checked its clean
-            // time: withdraw the claim so that its swap fails even after this write went clean
-            // again (the count alone would come back to the value it checked). Rare: the claim
-            // lasts a few instructions. Relaxed: this only has to change the value; from our
-            // increment to the clear the count is non-zero, so the swap fails in between too.
-            #[cfg(loom)]
-            let withdraw = !self.cfg.control_keep_removal_claim;
-            #[cfg(not(loom))]
-            let withdraw = true;
-            if withdraw {
-                word.fetch_and(!REMOVING, Relaxed);
-            }
-        }
-        if w & LISTED != 0 {
-            let g = gen_of(w);
+        let mut shard = lock(jv.shard_of(stripe));
+        if let Some(slot) = shard.iter_mut().find(|s| s.stripe == stripe) {
+            slot.active += 1;
+            let g = slot.generation;
+            drop(shard);
             if g <= self.durable.load(SeqCst) {
                 return Mark::Ready;
             }
@@ -791,19 +785,17 @@ impl Journal {
         // Room in the record first: never overfill, never skip.
         if self.reserved.fetch_add(1, AcqRel) >= self.cfg.max_entries() as u64 {
             self.reserved.fetch_sub(1, AcqRel);
-            word.fetch_sub(ACTIVE_ONE, AcqRel);
             self.stats.full.fetch_add(1, Relaxed);
             return Mark::Full;
         }
         let g = self.enter_open();
-        let mut cur = word.load(Acquire);
-        loop {
-            let new = (cur & ACTIVE_MASK) | LISTED | (g << GEN_SHIFT);
-            match word.compare_exchange_weak(cur, new, AcqRel, Acquire) {
-                Ok(_) => break,
-                Err(x) => cur = x,
-            }
-        }
+        shard.push(Slot {
+            stripe,
+            active: 1,
+            generation: g,
+            clean_us: 0,
+        });
+        drop(shard);
         // Cannot fail: `reserved` bounds the queue and the listed set together.
         let pushed = self.queue.push(Entry {
             volume: jv.number,
@@ -863,14 +855,13 @@ impl Journal {
     /// List stripes `from..to` of `jv` (those past its end are left out) in the open generation
     /// without a mark: ahead of a sequential stream of full-stripe writes, so that when the
     /// stream reaches them they are durable already and its writes take the fast path instead
-    /// of each waiting for a record. Only a stripe with nothing on it (not listed, no mark, no
-    /// removal claim: its word is 0) joins, in one compare-and-swap, so a stripe is never listed
-    /// twice and a mark racing it either comes first (the swap fails) or finds it listed. It is
-    /// then listed as a clean stripe is, and leaves as one does once its hysteresis is over. A
+    /// of each waiting for a record. Only a stripe not listed joins (under its shard lock, as a
+    /// mark lists one), so a stripe is never listed twice and a mark racing it either comes
+    /// first or finds it listed. It is then listed as a clean stripe is, and leaves as one does once its hysteresis is over. A
     /// hint: with little room left in the record it lists fewer, or none. Returns the generation
     /// the listed ones joined (the caller asks for it: [`Journal::request`]), or None.
     pub fn list_ahead(&self, jv: &JournalVolume, from: u64, to: u64) -> Option<u64> {
-        let to = to.min(jv.states.len() as u64);
+        let to = to.min(jv.stripes);
         if from >= to || self.is_failed() {
             return None;
         }
@@ -889,31 +880,28 @@ impl Journal {
                 if listed == room {
                     break;
                 }
-                let word = jv.word(stripe);
+                let mut shard = lock(jv.shard_of(stripe));
                 #[cfg(loom)]
-                if self.cfg.control_list_over_anything {
-                    let w = word.load(Acquire);
-                    word.store((w & ACTIVE_MASK) | LISTED | (g << GEN_SHIFT), Release);
-                    let _ = self.queue.push(Entry {
-                        volume: jv.number,
-                        stripe,
-                    });
-                    listed += 1;
+                let over_anything = self.cfg.control_list_over_anything;
+                #[cfg(not(loom))]
+                let over_anything = false;
+                if !over_anything && shard.iter().any(|s| s.stripe == stripe) {
                     continue;
                 }
-                if word.load(Relaxed) == 0
-                    && word
-                        .compare_exchange(0, LISTED | (g << GEN_SHIFT), AcqRel, Relaxed)
-                        .is_ok()
-                {
-                    // Cannot fail: `reserved` bounds the queue and the listed set together.
-                    let pushed = self.queue.push(Entry {
-                        volume: jv.number,
-                        stripe,
-                    });
-                    debug_assert!(pushed.is_ok(), "mark queue over its reserved bound");
-                    listed += 1;
-                }
+                shard.push(Slot {
+                    stripe,
+                    active: 0,
+                    generation: g,
+                    clean_us: 0,
+                });
+                drop(shard);
+                // Cannot fail: `reserved` bounds the queue and the listed set together.
+                let pushed = self.queue.push(Entry {
+                    volume: jv.number,
+                    stripe,
+                });
+                debug_assert!(pushed.is_ok(), "mark queue over its reserved bound");
+                listed += 1;
             }
             self.leave(g);
             if listed > 0 {
@@ -928,10 +916,17 @@ impl Journal {
     /// The writer of `stripe` is done (data and parity written). Returns true when a record
     /// write would help (writers wait for room).
     pub fn clean(&self, jv: &JournalVolume, stripe: u64, now_us: u64) -> bool {
-        jv.clean_at(stripe).store(now_us, Relaxed);
-        // Release: the flusher that sees the count reach 0 also sees the time above.
-        let w = jv.word(stripe).fetch_sub(ACTIVE_ONE, Release);
-        debug_assert!(w & ACTIVE_MASK > 0, "clean without mark");
+        let mut shard = lock(jv.shard_of(stripe));
+        let slot = shard.iter_mut().find(|s| s.stripe == stripe);
+        debug_assert!(
+            slot.as_ref().is_some_and(|s| s.active > 0),
+            "clean without mark"
+        );
+        if let Some(s) = slot {
+            s.active = s.active.saturating_sub(1);
+            s.clean_us = s.clean_us.max(now_us);
+        }
+        drop(shard);
         self.space_waiters.load(SeqCst) > 0
     }
 
@@ -1029,11 +1024,8 @@ impl Journal {
     /// Whether `stripe` looks ready to leave: no marks, clean long enough and covered. A hint
     /// only (a write may start right after); [`Journal::try_remove`] decides.
     fn removable(&self, v: &JournalVolume, stripe: u64, threshold: u64) -> bool {
-        let w = v.word(stripe).load(Acquire);
-        if w & ACTIVE_MASK != 0 {
-            return false;
-        }
-        self.clean_covered(v, v.clean_at(stripe).load(Relaxed), threshold)
+        v.slot(stripe)
+            .is_none_or(|s| s.active == 0 && self.clean_covered(v, s.clean_us, threshold))
     }
 
     /// Whether a stripe whose writes all went clean by `clean_us` may leave: clean before
@@ -1051,49 +1043,40 @@ impl Journal {
         true
     }
 
-    /// Take `stripe` out of the listed set if it may leave; true when it did (the word is then
-    /// "not listed" and the caller drops its entry). Enforces the removal rule of the module
-    /// comment: a stripe leaves the record only if no write to it started after the member flush
-    /// that covers it. Claim, check, swap: see [`Journal::claim_removal`] and
-    /// [`Journal::finish_removal`].
-    fn try_remove(&self, v: &JournalVolume, stripe: u64, threshold: u64) -> bool {
-        self.claim_removal(v, stripe)
-            .is_some_and(|claimed| self.finish_removal(v, stripe, claimed, threshold))
-    }
-
-    /// Removal, step 1: claim a listed stripe without marks by setting its removing bit.
-    /// Returns the claimed word. From here on every mark clears the claim.
-    fn claim_removal(&self, v: &JournalVolume, stripe: u64) -> Option<u64> {
-        let word = &v.word(stripe);
-        let cur = word.load(Acquire);
-        if cur & (ACTIVE_MASK | REMOVING) != 0 || cur & LISTED == 0 {
-            return None;
+    /// Take `stripe` out of the listed set if it may leave: no marks, clean before
+    /// `threshold`, and covered by a member flush ([`Journal::clean_covered`]). This is where
+    /// the removal rule of the module comment is enforced: the check and the removal are one
+    /// step under the stripe's shard lock, which every mark takes, so no write can start
+    /// between the check of the clean time and the removal.
+    fn try_remove(&self, v: &JournalVolume, stripe: u64, threshold: u64) -> Removal {
+        let mut shard = lock(v.shard_of(stripe));
+        let Some(i) = shard.iter().position(|s| s.stripe == stripe) else {
+            debug_assert!(false, "listed entry without state");
+            return Removal::Removed;
+        };
+        let s = shard[i];
+        if s.active > 0 {
+            return Removal::InUse;
         }
-        let claimed = cur | REMOVING;
-        // AcqRel: every change of the word is a read-modify-write, so each earlier `clean`'s
-        // Release decrement heads a release sequence that reaches this swap: the clean time
-        // read next is at least the one its last writer stored.
-        word.compare_exchange(cur, claimed, AcqRel, Acquire)
-            .ok()
-            .map(|_| claimed)
-    }
-
-    /// Removal, step 2: check the clean time now that every write which started before the
-    /// claim has gone clean and is visible, then swap the claimed word to "not listed". The
-    /// swap fails when any write started after the claim (its mark changed the count or
-    /// withdrew the claim, and a clean does not put the claim back), so the stripe stays
-    /// listed; the claim is then withdrawn.
-    fn finish_removal(&self, v: &JournalVolume, stripe: u64, claimed: u64, threshold: u64) -> bool {
-        let word = &v.word(stripe);
-        let t = v.clean_at(stripe).load(Relaxed);
-        if self.clean_covered(v, t, threshold)
-            && word.compare_exchange(claimed, 0, AcqRel, Acquire).is_ok()
-        {
-            return true;
+        if s.clean_us >= threshold {
+            return Removal::Recent(s.clean_us);
         }
-        // Only the flusher sets the bit (one flusher at a time), so this clears our own claim.
-        word.fetch_and(!REMOVING, Relaxed);
-        false
+        if !self.clean_covered(v, s.clean_us, threshold) {
+            return Removal::Uncovered;
+        }
+        #[cfg(loom)]
+        if self.cfg.control_recheck_unlocked {
+            // Control: decide under the lock, remove under a later one.
+            drop(shard);
+            shard = lock(v.shard_of(stripe));
+            let Some(j) = shard.iter().position(|s| s.stripe == stripe) else {
+                return Removal::Removed;
+            };
+            shard.swap_remove(j);
+            return Removal::Removed;
+        }
+        shard.swap_remove(i);
+        Removal::Removed
     }
 
     /// Try to become the flusher: close the open generation and encode its record into `out`.
@@ -1291,7 +1274,6 @@ impl Journal {
         let mut listed = ListedCounts::default();
         let mut budget = l.queues[qi].len();
         let start = budget;
-        let mut touched = 0;
         let prefetch = self.cfg.prefetch;
         let fetch = |pf: fn(*const u8), e: &Entry| {
             if let Some(v) = vols.iter().find(|v| v.number == e.volume) {
@@ -1304,10 +1286,6 @@ impl Journal {
             }
         }
         while budget > 0 {
-            if prefetch.is_none() && touched == 0 {
-                touched = Self::touch_due(&l.queues[qi], vols, threshold);
-            }
-            touched = touched.saturating_sub(1);
             let Some(&(e, due)) = l.queues[qi].front() else {
                 break;
             };
@@ -1324,22 +1302,8 @@ impl Journal {
                 freed += 1;
                 continue;
             };
-            let w = v.word(e.stripe).load(Acquire);
-            let clean_us = v.clean_at(e.stripe).load(Relaxed);
-            if w & ACTIVE_MASK == 0 {
-                if clean_us >= threshold {
-                    // Clean, but recently: due once the hysteresis has passed its clean time.
-                    l.queues[SOON].push_back((e, clean_us));
-                    continue;
-                }
-                if !self.clean_covered(v, clean_us, threshold) {
-                    // A member flush is asked for; nothing behind this entry is covered either.
-                    l.queues[qi].push_front((e, due));
-                    self.reserved.fetch_sub(freed, AcqRel);
-                    listed.apply();
-                    return (start - budget, true);
-                }
-                if self.try_remove(v, e.stripe, threshold) {
+            match self.try_remove(v, e.stripe, threshold) {
+                Removal::Removed => {
                     freed += 1;
                     listed.add(v, -1);
                     // Still carried (at risk, or not yet resynced): it stays in the record.
@@ -1348,6 +1312,19 @@ impl Journal {
                     }
                     continue;
                 }
+                Removal::Recent(clean_us) => {
+                    // Clean, but recently: due once the hysteresis has passed its clean time.
+                    l.queues[SOON].push_back((e, clean_us));
+                    continue;
+                }
+                Removal::Uncovered => {
+                    // A member flush is asked for; nothing behind this entry is covered either.
+                    l.queues[qi].push_front((e, due));
+                    self.reserved.fetch_sub(freed, AcqRel);
+                    listed.apply();
+                    return (start - budget, true);
+                }
+                Removal::InUse => {}
             }
             l.queues[LATER].push_back((e, now_us));
         }
@@ -1361,22 +1338,6 @@ impl Journal {
         self.reserved.fetch_sub(freed, AcqRel);
         listed.apply();
         (start - budget, false)
-    }
-
-    /// Load the state of the next few entries due in `q`, before deciding on any: the loads
-    /// are independent, so their cache misses overlap (the decisions' atomic read-modify-writes
-    /// would each wait for the one before). On volumes of millions of stripes the listed
-    /// entries are rarely in cache. Returns how many entries it looked at (at least 1).
-    fn touch_due(q: &VecDeque<(Entry, u64)>, vols: &[Arc<JournalVolume>], threshold: u64) -> usize {
-        const AHEAD: usize = 16; // as the prefetch distance in `scan_queue`
-        let mut acc = 0u64;
-        for (e, _) in q.iter().take(AHEAD).take_while(|(_, due)| *due < threshold) {
-            if let Some(v) = vols.iter().find(|v| v.number == e.volume) {
-                acc ^= v.word(e.stripe).load(Relaxed);
-            }
-        }
-        std::hint::black_box(acc);
-        AHEAD
     }
 
     /// Encode record `g` into `out`: a delta of the changes behind the chain when it fits, else
@@ -2175,42 +2136,73 @@ mod tests {
         assert_eq!(flush(&j, 1000), Vec::<u64>::new());
     }
 
-    /// The flusher's check-then-swap in the bad order: a fast-path mark, write and clean land
-    /// between the claim (after which the flusher reads the clean time) and the swap, putting
-    /// the word's count back where it was. The swap must still fail.
+    /// A write that takes the fast path after the member flush that covered the stripe's
+    /// earlier write started keeps the stripe listed until a later member flush covers it.
     #[test]
-    fn fast_path_write_between_claim_and_swap_keeps_stripe() {
+    fn fast_path_write_after_the_member_flush_keeps_the_stripe() {
         let (j, jv) = written_once();
         jv.member_flush_done(2); // covers the clean at 1 µs
-        let claimed = j.claim_removal(&jv, 0).expect("listed, no marks");
         assert_eq!(j.mark(&jv, 0), Mark::Ready);
         j.clean(&jv, 0, 3); // after the member flush started: not covered
-        assert_eq!(jv.word(0).load(Relaxed) & ACTIVE_MASK, 0);
-        assert!(!j.finish_removal(&jv, 0, claimed, u64::MAX));
+        assert_eq!(jv.active(0), 0);
+        assert_eq!(j.try_remove(&jv, 0, u64::MAX), Removal::Uncovered);
         assert!(jv.listed(0));
-        assert_eq!(jv.word(0).load(Relaxed) & REMOVING, 0, "claim withdrawn");
+        assert!(jv.member_flush_wanted.load(Relaxed));
         // The next record keeps it too, and with its write covered it leaves.
         assert_eq!(flush(&j, 1000), vec![0]);
         jv.member_flush_done(4);
         assert_eq!(flush(&j, 1000), Vec::<u64>::new());
     }
 
-    /// The same with the write's clean still covered (before the flush started): the check
-    /// alone would pass, but a write that started after the claim keeps the stripe anyway.
+    /// A stripe with a mark on it never leaves, however old its last clean; without one it
+    /// does, and a mark then lists it again in the open generation.
     #[test]
-    fn mark_after_claim_withdraws_it() {
+    fn a_marked_stripe_stays_and_a_mark_after_removal_lists_it_again() {
         let (j, jv) = written_once();
         jv.member_flush_done(5);
-        let claimed = j.claim_removal(&jv, 0).expect("listed, no marks");
         assert_eq!(j.mark(&jv, 0), Mark::Ready);
-        assert_eq!(jv.word(0).load(Relaxed) & REMOVING, 0);
+        assert_eq!(j.try_remove(&jv, 0, u64::MAX), Removal::InUse);
         j.clean(&jv, 0, 2);
-        assert!(!j.finish_removal(&jv, 0, claimed, u64::MAX));
-        assert!(jv.listed(0));
-        // Without a write in between, the claim goes through.
-        let claimed = j.claim_removal(&jv, 0).expect("listed, no marks");
-        assert!(j.finish_removal(&jv, 0, claimed, u64::MAX));
+        assert_eq!(j.try_remove(&jv, 0, 2), Removal::Recent(2));
+        assert_eq!(j.try_remove(&jv, 0, u64::MAX), Removal::Removed);
         assert!(!jv.listed(0));
+        let open = j.open_generation();
+        assert_eq!(j.mark(&jv, 0), Mark::Wait(open));
+        assert!(jv.listed(0));
+    }
+
+    /// A volume of more stripes than shards: stripes sharing a shard keep their own states.
+    #[test]
+    fn stripes_sharing_a_shard_keep_their_own_state() {
+        let stripes = MAX_STATE_SHARDS * 4;
+        let (j, jv) = rig_of(stripes, false, |cfg| cfg.slot_bytes = 1 << 20);
+        DISK.with(|d| d.borrow_mut().resize(1 << 22, 0));
+        assert_eq!(jv.shards.len() as u64, MAX_STATE_SHARDS);
+        // Stripes at a stride of the shard count, and their neighbours.
+        let picked: Vec<u64> = (0..8)
+            .flat_map(|k| [k * MAX_STATE_SHARDS, k * MAX_STATE_SHARDS + 1])
+            .filter(|&s| s < stripes)
+            .collect();
+        for &s in &picked {
+            assert!(matches!(j.mark(&jv, s), Mark::Wait(_)));
+        }
+        let mut want = picked.clone();
+        want.sort_unstable();
+        let mut got = flush(&j, 1);
+        got.sort_unstable();
+        assert_eq!(got, want);
+        for &s in &picked[..4] {
+            j.clean(&jv, s, 1);
+        }
+        let mut got = flush(&j, 1000);
+        got.sort_unstable();
+        let mut rest = picked[4..].to_vec();
+        rest.sort_unstable();
+        assert_eq!(got, rest, "only the clean ones left");
+        for &s in &picked[4..] {
+            assert_eq!(jv.active(s), 1);
+        }
+        assert_eq!(jv.listed_entries(), rest.len() as u64);
     }
 
     /// A stripe leaves one hysteresis after it went clean, not two: found clean but within the

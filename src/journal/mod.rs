@@ -1,4 +1,4 @@
-//! The dirty-stripe journal: on-disk records, lock-free mark aggregation with group commit, and
+//! The dirty-stripe journal: on-disk records, mark aggregation with group commit, and
 //! the recovery rules.
 
 pub mod aggregator;
@@ -7,6 +7,7 @@ mod loom_tests;
 pub mod record;
 pub(crate) mod sync;
 
+pub use aggregator::{state_table_bytes, MAX_STATE_SHARDS};
 pub use aggregator::{
     FlushJob, Journal, JournalConfig, JournalMode, JournalStats, JournalVolume, JournalWrite, Mark,
     RecordOutcome,

@@ -96,10 +96,11 @@ pub(crate) const DEFAULT_JOURNAL_AREA_KB: u64 = 4096;
 /// Default bound on a new volume's per-stripe state (`max_stripe_state_mb`).
 pub(crate) const DEFAULT_MAX_STRIPE_STATE_MB: u64 = 1024;
 
-/// Bytes of memory a volume of `stripes` stripes keeps per stripe: the journal's state word and
-/// clean time (8 + 8 bytes) and the rebuild bitmap (1 bit).
+/// Bytes of memory a volume of `stripes` stripes keeps whatever it lists: the rebuild bitmap
+/// (1 bit per stripe) and the journal's table of state shards (at most 16384 of them; the
+/// listed stripes' own states are bounded by the record's room).
 pub(crate) fn stripe_state_bytes(stripes: u64) -> u64 {
-    stripes.saturating_mul(16) + stripes.div_ceil(64) * 8
+    stripes.div_ceil(64) * 8 + crate::journal::state_table_bytes(stripes)
 }
 
 /// A failed creation, as a JSON-RPC error.
@@ -572,7 +573,6 @@ fn journal_config(sb: &JournalSuperblock, write_cache: bool) -> JournalConfig {
         cfg.devices = 2;
         cfg.mode = p.mode;
     }
-    cfg.advise_state_memory = Some(super::ffi::advise_huge_pages);
     cfg.prefetch = Some(super::ffi::prefetch);
     cfg
 }

@@ -30,41 +30,6 @@ pub fn preallocate(file: &File, len: u64) -> bool {
     rc == 0
 }
 
-/// Ask for transparent huge pages over `len` bytes at `at` (the pages wholly inside it), where
-/// the kernel lets a process ask (`transparent_hugepage=madvise`), and fault them in off the
-/// caller's thread; hints, errors ignored. For
-/// [`crate::journal::JournalConfig::advise_state_memory`].
-pub fn advise_huge_pages(at: *const u8, len: usize) {
-    const PAGE: usize = 4096;
-    let start = (at as usize).next_multiple_of(PAGE);
-    let end = (at as usize).saturating_add(len) / PAGE * PAGE;
-    if end > start {
-        // SAFETY: madvise with MADV_HUGEPAGE changes no contents and no access rights: it only
-        // lets the kernel back the range with huge pages. The range lies inside one live
-        // allocation (the caller's), rounded inwards to page boundaries.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-        // Fault the pages in now, on a thread of their own, not on the first writes of each:
-        // zeroing hundreds of MiB one huge page at a time on a reactor shows as latency
-        // spikes and lost IOPS for seconds after a large volume comes up.
-        let _ = std::thread::Builder::new()
-            .name("jraid-prefault".into())
-            .spawn(move || {
-                // SAFETY: MADV_POPULATE_WRITE (Linux 5.14) only faults pages in, as a write
-                // would, without writing: no contents change. On an older kernel it fails
-                // (EINVAL), and the pages are faulted in by their first writes as before;
-                // should the allocation be gone by now, it fails or populates pages that
-                // someone else's writes would have faulted in anyway.
-                unsafe {
-                    libc::madvise(
-                        start as *mut libc::c_void,
-                        end - start,
-                        libc::MADV_POPULATE_WRITE,
-                    )
-                };
-            });
-    }
-}
-
 /// A prefetch hint for the cache line at `at` (see [`crate::engine::Backend::prefetch`] and
 /// [`crate::journal::JournalConfig::prefetch`]); never reads or writes through it.
 pub fn prefetch(at: *const u8) {
