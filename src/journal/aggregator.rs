@@ -75,6 +75,11 @@ pub struct JournalConfig {
     /// How far ahead of a sequential stream of full-stripe writes its stripes are listed
     /// ([`Journal::list_ahead`]; 0: never).
     pub list_ahead: u64,
+    /// Called with the address and length of each volume's table of stripe-state shards before
+    /// it is first written (the runtime asks the kernel for huge pages there: a write looks up
+    /// a random shard of up to 16 MiB of them, and with 4 KiB pages each such look-up also
+    /// misses the TLB). Never reads or writes through the address.
+    pub advise_state_memory: Option<fn(*const u8, usize)>,
     /// Starts fetching the memory at an address into the cache without waiting (a prefetch
     /// hint; never reads or writes through it). With it, the removal scan fetches the state
     /// shards of the entries due next while it decides on the current one.
@@ -119,6 +124,7 @@ impl JournalConfig {
             hysteresis_us: 100_000,
             max_channels: 1024,
             list_ahead: 64,
+            advise_state_memory: None,
             prefetch: None,
             control_replace_early: false,
             control_no_drop_record: false,
@@ -191,7 +197,7 @@ pub struct JournalVolume {
     /// shard [`JournalVolume::shard_of`], present exactly while the stripe is listed. Memory
     /// and cache footprint follow the listed set (bounded by the record's room), not the
     /// volume.
-    shards: Box<[Mutex<Vec<Slot>>]>,
+    shards: Box<[Shard]>,
     /// Whether the volume's members cache writes volatilely (re-evaluated when a replacement
     /// member joins: [`JournalVolume::set_volatile_members`]).
     volatile_members: AtomicBool,
@@ -212,54 +218,145 @@ pub struct JournalVolume {
     drops_held: AtomicBool,
 }
 
-/// Most shards of a volume's stripe states (as many as the engine's stripe-lock words): with a
-/// full record (~173k entries for an 8 MiB journal area) about ten states per shard.
-pub const MAX_STATE_SHARDS: u64 = 1 << 14;
+/// Most shards of a volume's stripe states (16 MiB of them). A volume has one per stripe up to
+/// the power of two at or above the record's room ([`state_shards`]): the default 8 MiB journal
+/// area holds ~173k entries, so 262,144 shards, and even a full listed set puts nearly every
+/// state in its shard's own cache line.
+pub const MAX_STATE_SHARDS: u64 = 1 << 18;
 
-/// A listed stripe's journal state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Shards of the stripe states of a volume of `stripes` stripes on a journal whose record holds
+/// `max_entries` (a power of two; one per stripe when the volume is smaller).
+pub fn state_shards(stripes: u64, max_entries: usize) -> u64 {
+    let room = (max_entries as u64)
+        .clamp(1, MAX_STATE_SHARDS)
+        .next_power_of_two();
+    stripes.max(1).min(room)
+}
+
+/// A listed stripe's journal state, 24 bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Slot {
     stripe: u64,
-    /// Writes that marked the stripe and have not gone clean yet.
-    active: u32,
-    /// Generation the stripe was listed in (durable once that generation is).
-    generation: u64,
+    /// The generation the stripe was listed in (above [`ACTIVE_BITS`]; never 0, so 0 marks a
+    /// free slot) and the writes that marked it and have not gone clean yet (below).
+    word: u64,
     /// When its last write went clean (µs; 0: none since it was listed).
     clean_us: u64,
 }
 
-/// Bytes of memory a volume of `stripes` stripes keeps for its journal state besides the
-/// listed stripes' own (about 40 bytes each, bounded by the record's room).
-pub fn state_table_bytes(stripes: u64) -> u64 {
-    stripes.clamp(1, MAX_STATE_SHARDS) * std::mem::size_of::<Mutex<Vec<Slot>>>() as u64
+const ACTIVE_BITS: u32 = 16;
+const ACTIVE_MAX: u64 = (1 << ACTIVE_BITS) - 1;
+
+impl Slot {
+    fn new(stripe: u64, generation: u64, active: u64) -> Slot {
+        debug_assert!(generation > 0, "generations start at 1");
+        Slot {
+            stripe,
+            word: generation << ACTIVE_BITS | active,
+            clean_us: 0,
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.word >> ACTIVE_BITS
+    }
+
+    fn active(&self) -> u64 {
+        self.word & ACTIVE_MAX
+    }
+}
+
+/// The states of one shard: two in the shard's own cache line, more (rare) on the heap.
+#[derive(Default)]
+struct Slots {
+    inline: [Slot; 2],
+    more: Option<Box<Vec<Slot>>>,
+}
+
+impl Slots {
+    fn find(&mut self, stripe: u64) -> Option<&mut Slot> {
+        let Slots { inline, more } = self;
+        inline
+            .iter_mut()
+            .find(|s| s.word != 0 && s.stripe == stripe)
+            .or_else(|| more.as_mut()?.iter_mut().find(|s| s.stripe == stripe))
+    }
+
+    fn get(&self, stripe: u64) -> Option<Slot> {
+        self.inline
+            .iter()
+            .chain(self.more.iter().flat_map(|m| m.iter()))
+            .find(|s| s.word != 0 && s.stripe == stripe)
+            .copied()
+    }
+
+    fn insert(&mut self, slot: Slot) {
+        match self.inline.iter_mut().find(|s| s.word == 0) {
+            Some(free) => *free = slot,
+            None => self.more.get_or_insert_with(Box::default).push(slot),
+        }
+    }
+
+    /// Take `stripe`'s state out; false when it has none.
+    fn remove(&mut self, stripe: u64) -> bool {
+        if let Some(s) = self
+            .inline
+            .iter_mut()
+            .find(|s| s.word != 0 && s.stripe == stripe)
+        {
+            // One from the heap takes its place: the heap part stays only while the shard
+            // holds more than its line does.
+            *s = self.more.as_mut().and_then(|m| m.pop()).unwrap_or_default();
+        } else {
+            let Some(more) = self.more.as_mut() else {
+                return false;
+            };
+            let Some(i) = more.iter().position(|s| s.stripe == stripe) else {
+                return false;
+            };
+            more.swap_remove(i);
+        }
+        if self.more.as_ref().is_some_and(|m| m.is_empty()) {
+            self.more = None;
+        }
+        true
+    }
+}
+
+/// One shard: its lock and its first states in one cache line (64 bytes with std's mutex).
+#[repr(align(64))]
+struct Shard(Mutex<Slots>);
+
+/// Bytes of memory a volume of `stripes` stripes keeps for its journal state on a journal whose
+/// record holds `max_entries`, besides the listed stripes' own beyond two per shard (24 bytes
+/// each, rare).
+pub fn state_table_bytes(stripes: u64, max_entries: usize) -> u64 {
+    state_shards(stripes, max_entries) * std::mem::size_of::<Shard>() as u64
 }
 
 impl JournalVolume {
-    /// Shard of `stripe`'s state: the stripe itself on volumes of at most
-    /// [`MAX_STATE_SHARDS`] stripes (one each), else a multiplicative hash of it (so that
-    /// streams at a regular stride do not share shards).
-    fn shard_of(&self, stripe: u64) -> &Mutex<Vec<Slot>> {
+    /// Shard of `stripe`'s state: the stripe itself on volumes of no more stripes than shards
+    /// (one each), else a multiplicative hash of it (so that streams at a regular stride do not
+    /// share shards).
+    fn shard_of(&self, stripe: u64) -> &Mutex<Slots> {
         let n = self.shards.len();
         let i = if self.stripes as usize <= n {
             stripe as usize % n
         } else {
             (stripe.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (n - 1)
         };
-        &self.shards[i]
+        &self.shards[i].0
     }
 
     /// Address of `stripe`'s shard, for a prefetch hint only (see
     /// [`crate::engine::Backend::prefetch`]); never dereferenced through it.
     pub fn state_address(&self, stripe: u64) -> *const u8 {
-        (self.shard_of(stripe) as *const Mutex<Vec<Slot>>).cast()
+        (self.shard_of(stripe) as *const Mutex<Slots>).cast()
     }
 
     /// `stripe`'s state, if listed.
     fn slot(&self, stripe: u64) -> Option<Slot> {
-        lock(self.shard_of(stripe))
-            .iter()
-            .find(|s| s.stripe == stripe)
-            .copied()
+        lock(self.shard_of(stripe)).get(stripe)
     }
 
     /// Stripes of the volume.
@@ -292,7 +389,7 @@ impl JournalVolume {
 
     /// Number of marks currently held on `stripe` (for tests and status).
     pub fn active(&self, stripe: u64) -> u64 {
-        self.slot(stripe).map_or(0, |s| u64::from(s.active))
+        self.slot(stripe).map_or(0, |s| s.active())
     }
 
     /// Whether `stripe` is listed (durable or about to be).
@@ -600,6 +697,17 @@ impl Journal {
         }
     }
 
+    /// A table of `n` empty shards, in memory the runtime was asked to advise on before the
+    /// table is written ([`JournalConfig::advise_state_memory`]).
+    fn new_shards(&self, n: u64) -> Box<[Shard]> {
+        let mut v: Vec<Shard> = Vec::with_capacity(n as usize);
+        if let Some(advise) = self.cfg.advise_state_memory {
+            advise(v.as_ptr().cast(), n as usize * std::mem::size_of::<Shard>());
+        }
+        v.extend((0..n).map(|_| Shard(Mutex::new(Slots::default()))));
+        v.into_boxed_slice()
+    }
+
     /// Add a volume of `stripes` stripes. Its carried entries are handed back: the caller resyncs
     /// them, then calls [`Journal::release_carried`] and forces a record write.
     pub fn attach_volume(
@@ -611,9 +719,7 @@ impl Journal {
         let jv = Arc::new(JournalVolume {
             number,
             stripes,
-            shards: (0..stripes.clamp(1, MAX_STATE_SHARDS))
-                .map(|_| Mutex::new(Vec::new()))
-                .collect(),
+            shards: self.new_shards(state_shards(stripes, self.cfg.max_entries())),
             volatile_members: AtomicBool::new(volatile_members),
             flushed_before_us: AtomicU64::new(0),
             member_flush_wanted: AtomicBool::new(false),
@@ -773,9 +879,10 @@ impl Journal {
     /// stripes of other shards run in parallel); joining the open generation is lock-free.
     pub fn mark(&self, jv: &JournalVolume, stripe: u64) -> Mark {
         let mut shard = lock(jv.shard_of(stripe));
-        if let Some(slot) = shard.iter_mut().find(|s| s.stripe == stripe) {
-            slot.active += 1;
-            let g = slot.generation;
+        if let Some(slot) = shard.find(stripe) {
+            debug_assert!(slot.active() < ACTIVE_MAX, "active marks overflow");
+            slot.word += 1;
+            let g = slot.generation();
             drop(shard);
             if g <= self.durable.load(SeqCst) {
                 return Mark::Ready;
@@ -789,12 +896,7 @@ impl Journal {
             return Mark::Full;
         }
         let g = self.enter_open();
-        shard.push(Slot {
-            stripe,
-            active: 1,
-            generation: g,
-            clean_us: 0,
-        });
+        shard.insert(Slot::new(stripe, g, 1));
         drop(shard);
         // Cannot fail: `reserved` bounds the queue and the listed set together.
         let pushed = self.queue.push(Entry {
@@ -885,15 +987,10 @@ impl Journal {
                 let over_anything = self.cfg.control_list_over_anything;
                 #[cfg(not(loom))]
                 let over_anything = false;
-                if !over_anything && shard.iter().any(|s| s.stripe == stripe) {
+                if !over_anything && shard.find(stripe).is_some() {
                     continue;
                 }
-                shard.push(Slot {
-                    stripe,
-                    active: 0,
-                    generation: g,
-                    clean_us: 0,
-                });
+                shard.insert(Slot::new(stripe, g, 0));
                 drop(shard);
                 // Cannot fail: `reserved` bounds the queue and the listed set together.
                 let pushed = self.queue.push(Entry {
@@ -917,13 +1014,13 @@ impl Journal {
     /// write would help (writers wait for room).
     pub fn clean(&self, jv: &JournalVolume, stripe: u64, now_us: u64) -> bool {
         let mut shard = lock(jv.shard_of(stripe));
-        let slot = shard.iter_mut().find(|s| s.stripe == stripe);
+        let slot = shard.find(stripe);
         debug_assert!(
-            slot.as_ref().is_some_and(|s| s.active > 0),
+            slot.as_ref().is_some_and(|s| s.active() > 0),
             "clean without mark"
         );
-        if let Some(s) = slot {
-            s.active = s.active.saturating_sub(1);
+        if let Some(s) = slot.filter(|s| s.active() > 0) {
+            s.word -= 1;
             s.clean_us = s.clean_us.max(now_us);
         }
         drop(shard);
@@ -1025,7 +1122,7 @@ impl Journal {
     /// only (a write may start right after); [`Journal::try_remove`] decides.
     fn removable(&self, v: &JournalVolume, stripe: u64, threshold: u64) -> bool {
         v.slot(stripe)
-            .is_none_or(|s| s.active == 0 && self.clean_covered(v, s.clean_us, threshold))
+            .is_none_or(|s| s.active() == 0 && self.clean_covered(v, s.clean_us, threshold))
     }
 
     /// Whether a stripe whose writes all went clean by `clean_us` may leave: clean before
@@ -1050,12 +1147,11 @@ impl Journal {
     /// between the check of the clean time and the removal.
     fn try_remove(&self, v: &JournalVolume, stripe: u64, threshold: u64) -> Removal {
         let mut shard = lock(v.shard_of(stripe));
-        let Some(i) = shard.iter().position(|s| s.stripe == stripe) else {
+        let Some(s) = shard.get(stripe) else {
             debug_assert!(false, "listed entry without state");
             return Removal::Removed;
         };
-        let s = shard[i];
-        if s.active > 0 {
+        if s.active() > 0 {
             return Removal::InUse;
         }
         if s.clean_us >= threshold {
@@ -1069,13 +1165,8 @@ impl Journal {
             // Control: decide under the lock, remove under a later one.
             drop(shard);
             shard = lock(v.shard_of(stripe));
-            let Some(j) = shard.iter().position(|s| s.stripe == stripe) else {
-                return Removal::Removed;
-            };
-            shard.swap_remove(j);
-            return Removal::Removed;
         }
-        shard.swap_remove(i);
+        shard.remove(stripe);
         Removal::Removed
     }
 
@@ -2171,16 +2262,44 @@ mod tests {
         assert!(jv.listed(0));
     }
 
+    /// A shard's lock and its first two states share one cache line (what a write's prefetch
+    /// fetches); more states go to the heap and come back out of it.
+    #[test]
+    fn a_shard_holds_two_states_in_its_line_and_more_beside() {
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
+        assert_eq!(std::mem::size_of::<Shard>(), 64);
+        let mut slots = Slots::default();
+        for s in 0..5 {
+            slots.insert(Slot::new(s * 7, 1, s));
+        }
+        assert!(slots.more.as_ref().is_some_and(|m| m.len() == 3));
+        for s in 0..5 {
+            assert_eq!(slots.get(s * 7).map(|x| x.active()), Some(s));
+        }
+        assert!(slots.remove(0) && slots.remove(28) && !slots.remove(28));
+        assert_eq!(slots.get(0), None);
+        // The line's free slot took one from the heap.
+        assert!(slots.inline.iter().all(|s| s.word != 0));
+        assert!(slots.more.as_ref().is_some_and(|m| m.len() == 1));
+        slots.insert(Slot::new(99, 2, 0));
+        assert_eq!(slots.get(99).map(|x| x.generation()), Some(2));
+        assert!(slots.remove(7) && slots.remove(14) && slots.remove(21) && slots.remove(99));
+        assert!(slots.more.is_none(), "the heap part goes once empty");
+        assert!(slots.inline.iter().all(|s| s.word == 0));
+    }
+
     /// A volume of more stripes than shards: stripes sharing a shard keep their own states.
     #[test]
     fn stripes_sharing_a_shard_keep_their_own_state() {
-        let stripes = MAX_STATE_SHARDS * 4;
-        let (j, jv) = rig_of(stripes, false, |cfg| cfg.slot_bytes = 1 << 20);
+        let (j, jv) = rig_of(1 << 20, false, |cfg| cfg.slot_bytes = 1 << 20);
         DISK.with(|d| d.borrow_mut().resize(1 << 22, 0));
-        assert_eq!(jv.shards.len() as u64, MAX_STATE_SHARDS);
+        let stripes = jv.stripes();
+        let shards = jv.shards.len() as u64;
+        assert_eq!(shards, (j.cfg.max_entries() as u64).next_power_of_two());
+        assert!(shards < stripes);
         // Stripes at a stride of the shard count, and their neighbours.
         let picked: Vec<u64> = (0..8)
-            .flat_map(|k| [k * MAX_STATE_SHARDS, k * MAX_STATE_SHARDS + 1])
+            .flat_map(|k| [k * shards, k * shards + 1])
             .filter(|&s| s < stripes)
             .collect();
         for &s in &picked {

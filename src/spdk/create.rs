@@ -97,10 +97,10 @@ pub(crate) const DEFAULT_JOURNAL_AREA_KB: u64 = 4096;
 pub(crate) const DEFAULT_MAX_STRIPE_STATE_MB: u64 = 1024;
 
 /// Bytes of memory a volume of `stripes` stripes keeps whatever it lists: the rebuild bitmap
-/// (1 bit per stripe) and the journal's table of state shards (at most 16384 of them; the
-/// listed stripes' own states are bounded by the record's room).
+/// (1 bit per stripe) and, at most, the journal's table of state shards (64 bytes each, no more
+/// than the record's room rounded up to a power of two, and no more than 16 MiB).
 pub(crate) fn stripe_state_bytes(stripes: u64) -> u64 {
-    stripes.div_ceil(64) * 8 + crate::journal::state_table_bytes(stripes)
+    stripes.div_ceil(64) * 8 + crate::journal::state_table_bytes(stripes, usize::MAX)
 }
 
 /// A failed creation, as a JSON-RPC error.
@@ -573,6 +573,7 @@ fn journal_config(sb: &JournalSuperblock, write_cache: bool) -> JournalConfig {
         cfg.devices = 2;
         cfg.mode = p.mode;
     }
+    cfg.advise_state_memory = Some(super::ffi::advise_huge_pages);
     cfg.prefetch = Some(super::ffi::prefetch);
     cfg
 }

@@ -237,6 +237,21 @@ pub(crate) fn xor_gen(dst: &mut [u8], accumulate: bool, srcs: &[&[u8]]) -> bool 
     rc == 0
 }
 
+/// Ask for transparent huge pages over `len` bytes at `at` (the pages wholly inside it), where
+/// the kernel lets a process ask (`transparent_hugepage=madvise`); a hint, errors ignored. For
+/// [`crate::journal::JournalConfig::advise_state_memory`].
+pub(crate) fn advise_huge_pages(at: *const u8, len: usize) {
+    const PAGE: usize = 4096;
+    let start = (at as usize).next_multiple_of(PAGE);
+    let end = (at as usize).saturating_add(len) / PAGE * PAGE;
+    if end > start {
+        // SAFETY: madvise with MADV_HUGEPAGE changes no contents and no access rights: it only
+        // lets the kernel back the range with huge pages. The range lies inside one live
+        // allocation (the caller's), rounded inwards to page boundaries.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
+}
+
 /// A prefetch hint for the cache line at `at` (see [`crate::engine::Backend::prefetch`] and
 /// [`crate::journal::JournalConfig::prefetch`]); never reads or writes through it.
 pub(crate) fn prefetch(at: *const u8) {

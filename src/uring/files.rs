@@ -721,6 +721,7 @@ impl VolumeFiles {
         if let Some(p) = j.pair {
             cfg.mode = p.mode;
         }
+        cfg.advise_state_memory = Some(super::sys::advise_huge_pages);
         cfg.prefetch = Some(super::sys::prefetch);
         cfg
     }
