@@ -12,9 +12,9 @@
 #   --sizes LIST    member sizes for the random-write rows, K/M/G/T suffixes (default "64M 8G 1T")
 #   --seq-size SIZE member size of the full-stripe sequential row (default 1T; "none" skips it)
 #   --warmup SECONDS  before each measured run, the same workload for this long, not measured
-#                   (default 0): a fresh volume first faults in its per-stripe journal state
-#                   (16 bytes per stripe: 256 MiB at 1 TiB members) and fills its listed set;
-#                   with a warm-up the rows measure the steady state
+#                   (default 0): a fresh volume first fills its listed set (and its journal
+#                   state table, up to 16 MiB, comes into the caches); with a warm-up the rows
+#                   measure the steady state
 #   --out DIR       results folder (default results/journal-scale-<date>-<time>/ at the repository root)
 #
 # Environment: SPDK_DIR (default: from pkg-config spdk_bdev, else /opt/jraid-spdk/v26.01/spdk), BDEVPERF, JRAID_LIB
@@ -109,7 +109,7 @@ raw=$out/raw.jsonl
 # --------------------------------------------------------------------------------------------
 # Cleanup (the bdevperf we started, the hugepage setting, the temp dir) and memory: null members
 # take none; DPDK memory holds the 8 MiB malloc journal, bdevperf's buffers and jraid's DMA buffers
-# (jraid's per-stripe state is ordinary heap).
+# (jraid's journal state table is ordinary heap).
 bench_setup_cleanup
 mem_mb=512
 bench_mem_args "$mem_mb"

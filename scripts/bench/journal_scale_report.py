@@ -176,11 +176,10 @@ def markdown(a, meta, rows):
     if meta.get("warmup_s"):
         L.append(f"- each measured run follows a {meta['warmup_s']} s warm-up run of the same "
                  "workload in the same process (not measured; counters are deltas across the "
-                 "measured run only): the steady state, with the per-stripe journal state "
-                 "faulted in and the listed set filled")
+                 "measured run only): the steady state, with the listed set filled")
     else:
-        L.append("- no warm-up: each measured run starts on a fresh volume (at 1 TiB members it "
-                 "includes faulting in 256 MiB of per-stripe journal state)")
+        L.append("- no warm-up: each measured run starts on a fresh volume, its listed set "
+                 "empty")
     if not meta.get("journal_off", True):
         L.append("- journal off: `bdev_jraid_create` rejects `\"journal\": false` in this build, "
                  "so those columns read n/a")

@@ -1,5 +1,5 @@
-//! Model checks of the aggregator's lock-free protocol:
-//! `RUSTFLAGS="--cfg loom" cargo test --release --lib loom`.
+//! Model checks of the aggregator's protocols (group commit, removal under the shard lock,
+//! list-ahead, journal devices): `RUSTFLAGS="--cfg loom" cargo test --release --lib loom`.
 //!
 //! Writers mark, flush themselves when nobody else does (as channels do), and on being released
 //! check the invariant: their stripe is listed in the newest record written.
