@@ -294,8 +294,10 @@ pub fn encode<A, R>(
     let count_a = u32::try_from(na).expect("more than u32::MAX journal entries");
     let count_r = u32::try_from(nr).expect("more than u32::MAX journal entries");
     let total = record_bytes(na + nr, block_size);
+    // Written in order, not zeroed first and then overwritten: a checkpoint is megabytes.
     out.clear();
-    out.resize(total, 0);
+    out.reserve(total);
+    out.resize(HEADER_BYTES, 0);
     out[MAGIC_OFF..MAGIC_OFF + 8].copy_from_slice(&RECORD_MAGIC);
     out[VERSION_OFF..VERSION_OFF + 4].copy_from_slice(&RECORD_VERSION.to_le_bytes());
     out[KIND_OFF..KIND_OFF + 4].copy_from_slice(&header.kind.code().to_le_bytes());
@@ -306,14 +308,17 @@ pub fn encode<A, R>(
     out[AREA_OFF..AREA_OFF + 4].copy_from_slice(&(header.area as u32).to_le_bytes());
     out[BASE_OFF..BASE_OFF + 8].copy_from_slice(&header.base.to_le_bytes());
     let end = HEADER_BYTES + (na + nr) * ENTRY_BYTES;
-    let body = &mut out[HEADER_BYTES..end];
-    for (chunk, e) in body.chunks_exact_mut(ENTRY_BYTES).zip(adds.chain(removes)) {
-        chunk[..4].copy_from_slice(&e.volume.to_le_bytes());
-        chunk[4..].copy_from_slice(&e.stripe.to_le_bytes());
+    for e in adds.chain(removes).take(na + nr) {
+        let mut entry = [0u8; ENTRY_BYTES];
+        entry[..4].copy_from_slice(&e.volume.to_le_bytes());
+        entry[4..].copy_from_slice(&e.stripe.to_le_bytes());
+        out.extend_from_slice(&entry);
     }
+    assert_eq!(out.len(), end, "entry iterators shorter than their length");
     // The crc field is still zero here, which is what the checksum is defined over.
     let crc = crc32c::crc32c(&out[..end]);
     out[CRC_OFF..CRC_OFF + 4].copy_from_slice(&crc.to_le_bytes());
+    out.resize(total, 0);
 }
 
 fn u32_at(buf: &[u8], off: usize) -> u32 {
