@@ -219,17 +219,15 @@ pub struct JournalVolume {
 }
 
 /// Most shards of a volume's stripe states (16 MiB of them). A volume has one per stripe up to
-/// the power of two at or above the record's room ([`state_shards`]): the default 8 MiB journal
-/// area holds ~173k entries, so 262,144 shards, and even a full listed set puts nearly every
-/// state in its shard's own cache line.
-pub const MAX_STATE_SHARDS: u64 = 1 << 18;
+/// half the power of two at or above the record's room ([`state_shards`]): the default 8 MiB
+/// journal area holds ~173k entries, so 131,072 shards of four states each, and even a full
+/// listed set puts nearly every state in its shard.
+pub const MAX_STATE_SHARDS: u64 = 1 << 17;
 
 /// Shards of the stripe states of a volume of `stripes` stripes on a journal whose record holds
 /// `max_entries` (a power of two; one per stripe when the volume is smaller).
 pub fn state_shards(stripes: u64, max_entries: usize) -> u64 {
-    let room = (max_entries as u64)
-        .clamp(1, MAX_STATE_SHARDS)
-        .next_power_of_two();
+    let room = ((max_entries as u64).next_power_of_two() / 2).clamp(1, MAX_STATE_SHARDS);
     stripes.max(1).min(room)
 }
 
@@ -266,51 +264,79 @@ impl Slot {
     }
 }
 
-/// The states of one shard: two in the shard's own cache line, more (rare) on the heap.
+/// States a shard holds in its own two cache lines.
+const INLINE: usize = 4;
+
+/// The states of one shard: the first [`INLINE`] in the shard itself (the count and the first
+/// two in its first cache line, which the write path prefetches), more (rare) on the heap.
 #[derive(Default)]
+#[repr(C)]
 struct Slots {
-    inline: [Slot; 2],
-    /// Boxed: 8 bytes where a `Vec` takes 24, so that the lock and two states fit one line.
+    /// States held: `inline[..len.min(INLINE)]`, then `more`.
+    len: u32,
+    inline: [Slot; INLINE],
+    /// Boxed: 8 bytes where a `Vec` takes 24. Kept once allocated (a shard that overflowed
+    /// does not allocate again each time it does), so at most the peak overflow.
     #[allow(clippy::box_collection)]
     more: Option<Box<Vec<Slot>>>,
 }
 
 impl Slots {
+    fn in_line(&self) -> usize {
+        (self.len as usize).min(INLINE)
+    }
+
+    fn overflows(&self) -> bool {
+        self.len as usize > INLINE
+    }
+
     fn find(&mut self, stripe: u64) -> Option<&mut Slot> {
-        let Slots { inline, more } = self;
-        inline
+        let n = self.in_line();
+        let overflows = self.overflows();
+        let Slots { inline, more, .. } = self;
+        inline[..n]
             .iter_mut()
-            .find(|s| s.word != 0 && s.stripe == stripe)
-            .or_else(|| more.as_mut()?.iter_mut().find(|s| s.stripe == stripe))
+            .find(|s| s.stripe == stripe)
+            .or_else(|| {
+                more.as_mut()
+                    .filter(|_| overflows)?
+                    .iter_mut()
+                    .find(|s| s.stripe == stripe)
+            })
     }
 
     fn get(&self, stripe: u64) -> Option<Slot> {
-        self.inline
+        let more = self.more.as_deref().filter(|_| self.overflows());
+        self.inline[..self.in_line()]
             .iter()
-            .chain(self.more.iter().flat_map(|m| m.iter()))
-            .find(|s| s.word != 0 && s.stripe == stripe)
+            .chain(more.into_iter().flatten())
+            .find(|s| s.stripe == stripe)
             .copied()
     }
 
     fn insert(&mut self, slot: Slot) {
-        match self.inline.iter_mut().find(|s| s.word == 0) {
+        match self.inline.get_mut(self.len as usize) {
             Some(free) => *free = slot,
             None => self.more.get_or_insert_with(Box::default).push(slot),
         }
+        self.len += 1;
     }
 
-    /// Take `stripe`'s state out; false when it has none.
+    /// Take `stripe`'s state out; false when it has none. The states in the line stay first:
+    /// the last one (from the heap, when the shard overflows) takes the freed place.
     fn remove(&mut self, stripe: u64) -> bool {
-        if let Some(s) = self
-            .inline
-            .iter_mut()
-            .find(|s| s.word != 0 && s.stripe == stripe)
-        {
-            // One from the heap takes its place: the heap part stays only while the shard
-            // holds more than its line does.
-            *s = self.more.as_mut().and_then(|m| m.pop()).unwrap_or_default();
+        let n = self.in_line();
+        let overflows = self.overflows();
+        if let Some(i) = self.inline[..n].iter().position(|s| s.stripe == stripe) {
+            let last = match self.more.as_mut().filter(|_| overflows) {
+                Some(m) => m.pop().unwrap_or_default(),
+                None => std::mem::take(&mut self.inline[n - 1]),
+            };
+            if i < n - 1 || overflows {
+                self.inline[i] = last;
+            }
         } else {
-            let Some(more) = self.more.as_mut() else {
+            let Some(more) = self.more.as_mut().filter(|_| overflows) else {
                 return false;
             };
             let Some(i) = more.iter().position(|s| s.stripe == stripe) else {
@@ -318,20 +344,17 @@ impl Slots {
             };
             more.swap_remove(i);
         }
-        if self.more.as_ref().is_some_and(|m| m.is_empty()) {
-            self.more = None;
-        }
+        self.len -= 1;
         true
     }
 }
 
-/// One shard: its lock and its first states in one cache line (64 bytes with std's mutex).
-#[repr(align(64))]
+/// One shard: its lock and its first states in two cache lines (128 bytes with std's mutex).
+#[repr(align(128))]
 struct Shard(Mutex<Slots>);
 
 /// Bytes of memory a volume of `stripes` stripes keeps for its journal state on a journal whose
-/// record holds `max_entries`, besides the listed stripes' own beyond two per shard (24 bytes
-/// each, rare).
+/// record holds `max_entries`, besides the states beyond four per shard (24 bytes each, rare).
 pub fn state_table_bytes(stripes: u64, max_entries: usize) -> u64 {
     state_shards(stripes, max_entries) * std::mem::size_of::<Shard>() as u64
 }
@@ -2296,27 +2319,50 @@ mod tests {
     /// A shard's lock and its first two states share one cache line (what a write's prefetch
     /// fetches); more states go to the heap and come back out of it.
     #[test]
-    fn a_shard_holds_two_states_in_its_line_and_more_beside() {
+    fn a_shard_holds_four_states_and_more_beside() {
         assert_eq!(std::mem::size_of::<Slot>(), 24);
-        assert_eq!(std::mem::size_of::<Shard>(), 64);
+        assert_eq!(std::mem::size_of::<Shard>(), 128);
+        // The count and the first two states are in the shard's first line.
+        let shard = Shard(Mutex::new(Slots::default()));
+        let base = &shard as *const Shard as usize;
+        let end_of_second = {
+            let g = lock(&shard.0);
+            &g.inline[1] as *const Slot as usize + std::mem::size_of::<Slot>()
+        };
+        assert!(end_of_second - base <= 64, "{}", end_of_second - base);
         let mut slots = Slots::default();
-        for s in 0..5 {
+        for s in 0..7 {
             slots.insert(Slot::new(s * 7, 1, s));
         }
         assert!(slots.more.as_ref().is_some_and(|m| m.len() == 3));
-        for s in 0..5 {
+        for s in 0..7 {
             assert_eq!(slots.get(s * 7).map(|x| x.active()), Some(s));
+            assert!(slots.find(s * 7).is_some());
         }
-        assert!(slots.remove(0) && slots.remove(28) && !slots.remove(28));
+        assert_eq!(slots.get(1), None);
+        // A state in the line leaves: the last from the heap takes its place.
+        assert!(slots.remove(0) && !slots.remove(0));
         assert_eq!(slots.get(0), None);
-        // The line's free slot took one from the heap.
-        assert!(slots.inline.iter().all(|s| s.word != 0));
-        assert!(slots.more.as_ref().is_some_and(|m| m.len() == 1));
+        assert_eq!(slots.inline[0].stripe, 42);
+        assert_eq!(slots.len, 6);
+        // One from the heap leaves.
+        assert!(slots.remove(28));
+        assert_eq!(slots.len, 5);
+        for s in [7, 14, 21, 35, 42] {
+            assert!(slots.get(s).is_some(), "{s}");
+        }
+        // Down to the line alone, then emptied: the heap part is kept, unused.
+        assert!(slots.remove(35) && slots.remove(7));
+        assert_eq!(slots.in_line(), 3);
+        assert!(!slots.overflows());
+        let kept: Vec<u64> = slots.inline[..3].iter().map(|s| s.stripe).collect();
+        for s in kept {
+            assert!(slots.remove(s));
+        }
+        assert_eq!(slots.len, 0);
+        assert!(slots.inline.iter().all(|s| *s == Slot::default()));
         slots.insert(Slot::new(99, 2, 0));
         assert_eq!(slots.get(99).map(|x| x.generation()), Some(2));
-        assert!(slots.remove(7) && slots.remove(14) && slots.remove(21) && slots.remove(99));
-        assert!(slots.more.is_none(), "the heap part goes once empty");
-        assert!(slots.inline.iter().all(|s| s.word == 0));
     }
 
     /// A volume of more stripes than shards: stripes sharing a shard keep their own states.
@@ -2326,7 +2372,7 @@ mod tests {
         DISK.with(|d| d.borrow_mut().resize(1 << 22, 0));
         let stripes = jv.stripes();
         let shards = jv.shards.len() as u64;
-        assert_eq!(shards, (j.cfg.max_entries() as u64).next_power_of_two());
+        assert_eq!(shards, (j.cfg.max_entries() as u64).next_power_of_two() / 2);
         assert!(shards < stripes);
         // Stripes at a stride of the shard count, and their neighbours.
         let picked: Vec<u64> = (0..8)
