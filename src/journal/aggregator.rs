@@ -218,17 +218,23 @@ pub struct JournalVolume {
     drops_held: AtomicBool,
 }
 
-/// Most shards of a volume's stripe states (16 MiB of them). A volume has one per stripe up to
-/// half the power of two at or above the record's room ([`state_shards`]): the default 8 MiB
-/// journal area holds ~173k entries, so 131,072 shards of four states each, and even a full
-/// listed set puts nearly every state in its shard.
+/// Most shards of a volume's stripe states (16 MiB of them).
 pub const MAX_STATE_SHARDS: u64 = 1 << 17;
 
 /// Shards of the stripe states of a volume of `stripes` stripes on a journal whose record holds
-/// `max_entries` (a power of two; one per stripe when the volume is smaller).
+/// `max_entries`. A smaller volume has one per [`INLINE`] consecutive stripes (a block: it
+/// never overflows); a larger one, half the power of two at or above the record's room (the
+/// default 8 MiB journal area holds ~173k entries: 131,072 shards), each stripe in the shard a
+/// multiplicative hash of it picks, so that even a full listed set puts nearly every state in
+/// its shard's own lines. See [`JournalVolume::shard_of`].
 pub fn state_shards(stripes: u64, max_entries: usize) -> u64 {
     let room = ((max_entries as u64).next_power_of_two() / 2).clamp(1, MAX_STATE_SHARDS);
-    stripes.max(1).min(room)
+    let blocks = stripes.div_ceil(INLINE as u64).max(1);
+    if blocks <= room {
+        blocks
+    } else {
+        room
+    }
 }
 
 /// A listed stripe's journal state, 24 bytes.
@@ -360,13 +366,13 @@ pub fn state_table_bytes(stripes: u64, max_entries: usize) -> u64 {
 }
 
 impl JournalVolume {
-    /// Shard of `stripe`'s state: the stripe itself on volumes of no more stripes than shards
-    /// (one each), else a multiplicative hash of it (so that streams at a regular stride do not
-    /// share shards).
+    /// Shard of `stripe`'s state ([`state_shards`]): its block of [`INLINE`] consecutive
+    /// stripes when the volume has a shard per block, else a multiplicative hash of it (so that
+    /// streams at a regular stride do not share shards).
     fn shard_of(&self, stripe: u64) -> &Mutex<Slots> {
         let n = self.shards.len();
-        let i = if self.stripes as usize <= n {
-            stripe as usize % n
+        let i = if self.stripes.div_ceil(INLINE as u64) <= n as u64 {
+            (stripe / INLINE as u64) as usize % n
         } else {
             (stripe.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (n - 1)
         };
@@ -2365,6 +2371,30 @@ mod tests {
         assert_eq!(slots.get(99).map(|x| x.generation()), Some(2));
     }
 
+    /// A volume with a shard per block of four stripes: every stripe listed at once fits the
+    /// shards' own lines (nothing on the heap), and each keeps its own state.
+    #[test]
+    fn a_small_volume_has_a_shard_per_block_of_stripes() {
+        let (j, jv) = rig_of(102, false, |_| {});
+        assert_eq!(jv.shards.len(), 26);
+        for s in 0..102 {
+            assert!(matches!(j.mark(&jv, s), Mark::Wait(_)));
+        }
+        assert_eq!(flush(&j, 1), (0..102).collect::<Vec<u64>>());
+        for sh in jv.shards.iter() {
+            let g = lock(&sh.0);
+            assert!(g.len as usize <= INLINE && g.more.is_none());
+        }
+        for s in (0..102).step_by(2) {
+            j.clean(&jv, s, 1);
+        }
+        let left: Vec<u64> = (1..102).step_by(2).collect();
+        assert_eq!(flush(&j, 1000), left);
+        for s in 0..102 {
+            assert_eq!(jv.listed(s), s % 2 == 1, "{s}");
+        }
+    }
+
     /// A volume of more stripes than shards: stripes sharing a shard keep their own states.
     #[test]
     fn stripes_sharing_a_shard_keep_their_own_state() {
@@ -2373,6 +2403,7 @@ mod tests {
         let stripes = jv.stripes();
         let shards = jv.shards.len() as u64;
         assert_eq!(shards, (j.cfg.max_entries() as u64).next_power_of_two() / 2);
+        assert!(shards.is_power_of_two());
         assert!(shards < stripes);
         // Stripes at a stride of the shard count, and their neighbours.
         let picked: Vec<u64> = (0..8)
