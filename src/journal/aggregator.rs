@@ -20,11 +20,12 @@
 //!
 //! Memory: a stripe has a state only while it is listed (its active marks, the generation it was
 //! listed in, when its last write went clean), kept in one of at most [`MAX_STATE_SHARDS`]
-//! shards per volume, each a short list under a mutex. So the state's size, and the cache and TLB
-//! footprint of a write's look-up, follow the listed set (bounded by the record's room), not the
-//! volume: a write to a random stripe of a volume of terabyte members touches a few MiB that stay
-//! in the cache, where a per-stripe array would be hundreds of MiB. A shard is locked for a few
-//! instructions; marks of stripes in other shards run in parallel.
+//! shards per volume ([`state_shards`]), each a mutex over four states in the shard's own two
+//! cache lines (more, rarely, on the heap). So the state's size, and the cache and TLB footprint
+//! of a write's look-up, follow the listed set (bounded by the record's room), not the volume: a
+//! write to a random stripe of a volume of terabyte members touches one line of a 16 MiB table,
+//! where a per-stripe array would be hundreds of MiB. A shard is locked for a few instructions;
+//! marks of stripes in other shards run in parallel.
 //!
 //! Removal rule: a stripe leaves the record only if no write to it started after the member flush
 //! that covers it (and, always, only once it has stayed clean for the hysteresis). The flusher
