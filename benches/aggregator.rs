@@ -19,6 +19,7 @@ fn journal(keep: bool) -> (Arc<Journal>, Arc<JournalVolume>) {
     let mut cfg = JournalConfig::new([3; 16], 4096, 1 << 20, [(0, 16), (0, 16 + 256)]);
     if keep {
         cfg.hysteresis_us = u64::MAX / 4;
+        cfg.first_hysteresis_us = u64::MAX / 4;
     } else {
         cfg.hysteresis_us = 0;
         cfg.hysteresis_generations = 0;

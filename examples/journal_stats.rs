@@ -40,6 +40,7 @@ fn main() {
                     mode: jraid::journal::JournalMode::Alternate,
                     volatile: false,
                     hysteresis_us: 100_000,
+                    first_hysteresis_us: 2_000,
                     hysteresis_generations: 2,
                     control_replace_early: false,
                     control_no_drop_record: false,

@@ -22,6 +22,7 @@ fn world(members: u32, journal: bool) -> World {
             mode: jraid::journal::JournalMode::Alternate,
             volatile: true,
             hysteresis_us: 100_000,
+            first_hysteresis_us: 2_000,
             hysteresis_generations: 2,
             control_replace_early: false,
             control_no_drop_record: false,

@@ -23,6 +23,7 @@ fn cfg(seed: u64) -> SimConfig {
             volatile: false,
             // Nothing leaves the record during the test: every written stripe stays listed.
             hysteresis_us: 1 << 40,
+            first_hysteresis_us: u64::MAX,
             hysteresis_generations: 2,
             control_replace_early: false,
             control_no_drop_record: false,
@@ -162,6 +163,7 @@ fn idle_journal_lets_clean_stripes_leave() {
     let mut c = cfg(3);
     if let Some(j) = c.journal.as_mut() {
         j.hysteresis_us = 100_000;
+        j.first_hysteresis_us = 2_000;
     }
     let mut w = World::new(c.clone());
     write_some(&mut w, 0);

@@ -27,8 +27,15 @@
 //! where a per-stripe array would be hundreds of MiB. A shard is locked for a few instructions;
 //! marks of stripes in other shards run in parallel.
 //!
+//! Hysteresis: a clean stripe stays listed for [`JournalConfig::hysteresis_us`] when it was
+//! written again while listed (a hot stripe: the fast path pays), else only for
+//! [`JournalConfig::first_hysteresis_us`] (a stripe written once, as nearly all are under random
+//! writes to a large volume: keeping it listed would cost checkpoint bytes and a cold cache line
+//! when it leaves, for a fast path few writes take). A cost decision only; the rule below holds
+//! either way.
+//!
 //! Removal rule: a stripe leaves the record only if no write to it started after the member flush
-//! that covers it (and, always, only once it has stayed clean for the hysteresis). The flusher
+//! that covers it (and, always, only once it has stayed clean for its hysteresis). The flusher
 //! decides and removes in one step under the stripe's shard lock ([`Journal::try_remove`]), and
 //! every mark takes that lock, so a write either started before the decision (its mark is
 //! counted, or its clean time is the one checked) or starts after the removal and lists the
@@ -69,8 +76,15 @@ pub struct JournalConfig {
     pub volatile_cache: bool,
     /// A clean stripe stays listed for at least this many later generations...
     pub hysteresis_generations: u64,
-    /// ...and at least this long.
+    /// ...and at least this long once it was written again while listed (it is likely to be
+    /// written again: staying listed spares those writes a record each)...
     pub hysteresis_us: u64,
+    /// ...or at least this long (at most `hysteresis_us`) when it was written once only since
+    /// it was listed. On a large volume under random writes nearly every stripe is written
+    /// once in a hysteresis: kept listed for the whole of it, they would fill the listed set
+    /// (hundreds of thousands of entries, each in every checkpoint and each a cache miss when
+    /// it leaves) for a fast path that almost no write takes. See [`Journal::try_remove`].
+    pub first_hysteresis_us: u64,
     /// Most channels (volumes × reactors) that can wait on this journal.
     pub max_channels: usize,
     /// How far ahead of a sequential stream of full-stripe writes its stripes are listed
@@ -111,7 +125,7 @@ pub struct JournalConfig {
 }
 
 impl JournalConfig {
-    /// Defaults: two generations / 100 ms hysteresis.
+    /// Defaults: two generations / 100 ms hysteresis (2 ms for a stripe written once).
     pub fn new(uuid: [u8; 16], block_size: u32, slot_bytes: u64, slots: [(u32, u64); 2]) -> Self {
         JournalConfig {
             uuid,
@@ -123,6 +137,7 @@ impl JournalConfig {
             volatile_cache: false,
             hysteresis_generations: 2,
             hysteresis_us: 100_000,
+            first_hysteresis_us: 2_000,
             max_channels: 1024,
             list_ahead: 64,
             advise_state_memory: None,
@@ -171,8 +186,9 @@ enum Removal {
     Removed,
     /// A write holds a mark on it.
     InUse,
-    /// Clean, but at this time (µs), not before the hysteresis threshold.
-    Recent(u64),
+    /// Clean, but at this time (µs), not before the hysteresis threshold; and whether it was
+    /// written again while listed (then the longer hysteresis applies).
+    Recent(u64, bool),
     /// Clean long enough, but not yet covered by a member flush (one is asked for).
     Uncovered,
 }
@@ -242,8 +258,9 @@ pub fn state_shards(stripes: u64, max_entries: usize) -> u64 {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Slot {
     stripe: u64,
-    /// The generation the stripe was listed in (above [`ACTIVE_BITS`]; never 0, so 0 marks a
-    /// free slot) and the writes that marked it and have not gone clean yet (below).
+    /// The generation the stripe was listed in (from [`GEN_SHIFT`] up; never 0, so 0 marks a
+    /// free slot), whether it was written again while listed ([`REWRITTEN`]) and the writes
+    /// that marked it and have not gone clean yet (below [`ACTIVE_BITS`]).
     word: u64,
     /// When its last write went clean (µs; 0: none since it was listed).
     clean_us: u64,
@@ -251,19 +268,40 @@ struct Slot {
 
 const ACTIVE_BITS: u32 = 16;
 const ACTIVE_MAX: u64 = (1 << ACTIVE_BITS) - 1;
+/// A write found the stripe listed after another write to it (active, or gone clean) since it
+/// was listed: it stays for [`JournalConfig::hysteresis_us`], not the shorter
+/// [`JournalConfig::first_hysteresis_us`].
+const REWRITTEN: u64 = 1 << ACTIVE_BITS;
+const GEN_SHIFT: u32 = ACTIVE_BITS + 1;
 
 impl Slot {
     fn new(stripe: u64, generation: u64, active: u64) -> Slot {
         debug_assert!(generation > 0, "generations start at 1");
         Slot {
             stripe,
-            word: generation << ACTIVE_BITS | active,
+            word: generation << GEN_SHIFT | active,
             clean_us: 0,
         }
     }
 
     fn generation(&self) -> u64 {
-        self.word >> ACTIVE_BITS
+        self.word >> GEN_SHIFT
+    }
+
+    fn rewritten(&self) -> bool {
+        self.word & REWRITTEN != 0
+    }
+
+    /// When the stripe's hysteresis started and whether the longer one applies, for an entry
+    /// due for a check since `due`: its last clean, by whether it was written again; or, for a
+    /// stripe not written since it was listed (listed ahead of a stream), `due` (when it was
+    /// queued) and the longer one, so that the stream still finds it listed.
+    fn hysteresis_from(&self, due: u64) -> (u64, bool) {
+        if self.clean_us == 0 && self.active() == 0 {
+            (due, true)
+        } else {
+            (self.clean_us, self.rewritten())
+        }
     }
 
     fn active(&self) -> u64 {
@@ -620,18 +658,53 @@ impl<I: Iterator> Iterator for Counted<I> {
 
 impl<I: Iterator> ExactSizeIterator for Counted<I> {}
 
-/// Queue of listed entries that went clean recently ([`Listed::queues`]).
+/// Queue of listed entries written once that went clean recently ([`Listed::queues`]).
 const SOON: usize = 0;
+/// Queue of listed entries written again while listed that went clean recently.
+const SOON_AGAIN: usize = 1;
 /// Queue of the other listed entries.
-const LATER: usize = 1;
+const LATER: usize = 2;
+
+/// Stripes that went clean strictly before these times may leave the record: `first` for a
+/// stripe written once since it was listed, `again` for one written again while listed
+/// ([`JournalConfig::first_hysteresis_us`], [`JournalConfig::hysteresis_us`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Thresholds {
+    first: u64,
+    again: u64,
+}
+
+impl Thresholds {
+    /// The same threshold for every stripe.
+    #[cfg(test)]
+    fn both(t: u64) -> Thresholds {
+        Thresholds { first: t, again: t }
+    }
+
+    /// The threshold of a stripe, by whether it was written again while listed.
+    fn of(&self, rewritten: bool) -> u64 {
+        if rewritten {
+            self.again
+        } else {
+            self.first
+        }
+    }
+
+    /// The threshold below which entries of queue `qi` are due for a check: [`SOON_AGAIN`]
+    /// holds rewritten stripes, the others may hold stripes written once.
+    fn of_queue(&self, qi: usize) -> u64 {
+        self.of(qi == SOON_AGAIN)
+    }
+}
 
 /// Flusher-only state.
 struct Listed {
     /// Every listed entry (of attached volumes), with the time (µs) from which it is due for a
-    /// removal check, in two queues each roughly in order of that time: [`SOON`] holds entries
-    /// found clean but not yet past the hysteresis (due: when they went clean), [`LATER`] the
-    /// others (due: when they were marked, or last found in use).
-    queues: [VecDeque<(Entry, u64)>; 2],
+    /// removal check, in three queues each roughly in order of that time: [`SOON`] and
+    /// [`SOON_AGAIN`] hold entries found clean but not yet past their hysteresis (due: when
+    /// they went clean; written once, or again while listed), [`LATER`] the others (due: when
+    /// they were marked, or last found in use).
+    queues: [VecDeque<(Entry, u64)>; 3],
     /// Entries of volumes not yet recovered (or stripes at risk): always in the record.
     carried: HashSet<Entry>,
     /// Close times of recent generations, newest last: (generation, µs).
@@ -732,7 +805,7 @@ impl Journal {
             channels: Mutex::new(Vec::new()),
             volumes: Mutex::new(Vec::new()),
             listed: Mutex::new(Listed {
-                queues: [VecDeque::new(), VecDeque::new()],
+                queues: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
                 carried: carried.into_iter().collect(),
                 closes: VecDeque::new(),
                 adds: Vec::new(),
@@ -935,6 +1008,9 @@ impl Journal {
         let mut shard = lock(jv.shard_of(stripe));
         if let Some(slot) = shard.find(stripe) {
             debug_assert!(slot.active() < ACTIVE_MAX, "active marks overflow");
+            if slot.active() > 0 || slot.clean_us != 0 {
+                slot.word |= REWRITTEN; // not its first write since it was listed
+            }
             slot.word += 1;
             let g = slot.generation();
             drop(shard);
@@ -952,14 +1028,20 @@ impl Journal {
         let g = self.enter_open();
         shard.insert(Slot::new(stripe, g, 1));
         drop(shard);
+        self.queue_entry(jv, stripe);
+        self.leave(g);
+        Mark::Wait(g)
+    }
+
+    /// Queue the entry of a stripe of `jv` just listed, for the open generation's record (the
+    /// caller entered the generation and reserved room for the entry).
+    fn queue_entry(&self, jv: &JournalVolume, stripe: u64) {
         // Cannot fail: `reserved` bounds the queue and the listed set together.
         let pushed = self.queue.push(Entry {
             volume: jv.number,
             stripe,
         });
         debug_assert!(pushed.is_ok(), "mark queue over its reserved bound");
-        self.leave(g);
-        Mark::Wait(g)
     }
 
     /// Enter the open generation: one increment of the word that holds it and the count of
@@ -1046,12 +1128,7 @@ impl Journal {
                 }
                 shard.insert(Slot::new(stripe, g, 0));
                 drop(shard);
-                // Cannot fail: `reserved` bounds the queue and the listed set together.
-                let pushed = self.queue.push(Entry {
-                    volume: jv.number,
-                    stripe,
-                });
-                debug_assert!(pushed.is_ok(), "mark queue over its reserved bound");
+                self.queue_entry(jv, stripe);
                 listed += 1;
             }
             self.leave(g);
@@ -1139,25 +1216,31 @@ impl Journal {
             return true;
         }
         let vols = lock(&self.volumes);
-        let threshold = self.hysteresis_threshold(&l, now_us);
-        l.queues.iter().any(|q| {
+        let th = self.hysteresis_threshold(&l, now_us);
+        l.queues.iter().enumerate().any(|(qi, q)| {
             q.iter()
                 .take(64)
-                .take_while(|(_, due)| *due < threshold)
-                .any(|(e, _)| {
+                .take_while(|(_, due)| *due < th.of_queue(qi))
+                .any(|&(e, due)| {
                     vols.iter()
                         .find(|v| v.number == e.volume)
-                        .is_none_or(|v| self.removable(v, e.stripe, threshold))
+                        .is_none_or(|v| self.removable(v, e.stripe, due, th))
                 })
         })
     }
 
-    /// Stripes that went clean strictly before this time may leave the record.
-    fn hysteresis_threshold(&self, l: &Listed, now_us: u64) -> u64 {
+    /// Stripes that went clean strictly before these times may leave the record.
+    fn hysteresis_threshold(&self, l: &Listed, now_us: u64) -> Thresholds {
         if self.space_waiters.load(SeqCst) > 0 {
-            return u64::MAX; // room is needed now: any clean, flushed stripe may leave
+            // Room is needed now: any clean, flushed stripe may leave.
+            return Thresholds {
+                first: u64::MAX,
+                again: u64::MAX,
+            };
         }
         let by_time = now_us.saturating_sub(self.cfg.hysteresis_us);
+        let first_us = self.cfg.first_hysteresis_us.min(self.cfg.hysteresis_us);
+        let by_time_first = now_us.saturating_sub(first_us);
         let n = self.cfg.hysteresis_generations as usize;
         let last_close = l.closes.back().map_or(0, |c| c.1);
         let by_gen = if n == 0 || now_us.saturating_sub(last_close) >= self.cfg.hysteresis_us {
@@ -1169,14 +1252,19 @@ impl Journal {
         } else {
             0
         };
-        by_time.min(by_gen)
+        Thresholds {
+            first: by_time_first.min(by_gen),
+            again: by_time.min(by_gen),
+        }
     }
 
     /// Whether `stripe` looks ready to leave: no marks, clean long enough and covered. A hint
     /// only (a write may start right after); [`Journal::try_remove`] decides.
-    fn removable(&self, v: &JournalVolume, stripe: u64, threshold: u64) -> bool {
-        v.slot(stripe)
-            .is_none_or(|s| s.active() == 0 && self.clean_covered(v, s.clean_us, threshold))
+    fn removable(&self, v: &JournalVolume, stripe: u64, due: u64, th: Thresholds) -> bool {
+        v.slot(stripe).is_none_or(|s| {
+            let (since, again) = s.hysteresis_from(due);
+            s.active() == 0 && since < th.of(again) && self.clean_covered(v, s.clean_us, u64::MAX)
+        })
     }
 
     /// Whether a stripe whose writes all went clean by `clean_us` may leave: clean before
@@ -1194,12 +1282,14 @@ impl Journal {
         true
     }
 
-    /// Take `stripe` out of the listed set if it may leave: no marks, clean before
-    /// `threshold`, and covered by a member flush ([`Journal::clean_covered`]). This is where
-    /// the removal rule of the module comment is enforced: the check and the removal are one
-    /// step under the stripe's shard lock, which every mark takes, so no write can start
-    /// between the check of the clean time and the removal.
-    fn try_remove(&self, v: &JournalVolume, stripe: u64, threshold: u64) -> Removal {
+    /// Take `stripe` out of the listed set if it may leave: no marks, clean before its
+    /// threshold (`th.again` when it was written again while listed, else `th.first`: the
+    /// hysteresis is only a cost decision, the rule below holds for either), and covered by a
+    /// member flush ([`Journal::clean_covered`]). This is where the removal rule of the module
+    /// comment is enforced: the check and the removal are one step under the stripe's shard
+    /// lock, which every mark takes, so no write can start between the check of the clean time
+    /// and the removal.
+    fn try_remove(&self, v: &JournalVolume, stripe: u64, due: u64, th: Thresholds) -> Removal {
         let mut shard = lock(v.shard_of(stripe));
         let Some(s) = shard.get(stripe) else {
             debug_assert!(false, "listed entry without state");
@@ -1208,8 +1298,10 @@ impl Journal {
         if s.active() > 0 {
             return Removal::InUse;
         }
-        if s.clean_us >= threshold {
-            return Removal::Recent(s.clean_us);
+        let (since, again) = s.hysteresis_from(due);
+        let threshold = th.of(again);
+        if since >= threshold {
+            return Removal::Recent(since, again);
         }
         if !self.clean_covered(v, s.clean_us, threshold) {
             return Removal::Uncovered;
@@ -1248,8 +1340,8 @@ impl Journal {
         let l = &mut *guard;
         let vols = lock(&self.volumes);
         self.take_marks(l, &vols, now_us);
-        let threshold = self.hysteresis_threshold(l, now_us);
-        self.scan_removals(l, &vols, threshold, now_us);
+        let th = self.hysteresis_threshold(l, now_us);
+        self.scan_removals(l, &vols, th, now_us);
         drop(vols);
         let (kind, offset) = self.encode_record(l, g, out);
         l.closes.push_back((g, now_us));
@@ -1378,21 +1470,22 @@ impl Journal {
     }
 
     /// Take out of the listed set the entries due for a check that may leave (clean before
-    /// `threshold`, covered by a member flush, no write since: [`Journal::try_remove`]). Each
-    /// queue is scanned from its front while entries are due; an entry found clean but within
-    /// the hysteresis waits in [`SOON`] until its clean time is past it, one found in use goes
-    /// to the back of [`LATER`], due again at `now_us`. The scan stops at an entry waiting for
-    /// a member flush. Each entry is looked at once at most.
+    /// their threshold in `th`, covered by a member flush, no write since:
+    /// [`Journal::try_remove`]). Each queue is scanned from its front while entries are due; an
+    /// entry found clean but within its hysteresis waits in [`SOON`] (written once) or
+    /// [`SOON_AGAIN`] (written again while listed) until its clean time is past it, one found
+    /// in use goes to the back of [`LATER`], due again at `now_us`. The scan stops at an entry
+    /// waiting for a member flush. Each entry is looked at once at most.
     fn scan_removals(
         &self,
         l: &mut Listed,
         vols: &[Arc<JournalVolume>],
-        threshold: u64,
+        th: Thresholds,
         now_us: u64,
     ) {
         let mut checked = 0;
-        for qi in [SOON, LATER] {
-            let (n, stop) = self.scan_queue(l, qi, vols, threshold, now_us);
+        for qi in [SOON, SOON_AGAIN, LATER] {
+            let (n, stop) = self.scan_queue(l, qi, vols, th, now_us);
             checked += n;
             if stop {
                 break;
@@ -1408,9 +1501,10 @@ impl Journal {
         l: &mut Listed,
         qi: usize,
         vols: &[Arc<JournalVolume>],
-        threshold: u64,
+        th: Thresholds,
         now_us: u64,
     ) -> (usize, bool) {
+        let threshold = th.of_queue(qi);
         const AHEAD: usize = 16;
         // Counter updates are summed here and applied once at the end: a locked add per entry
         // waits each time for the stores before it (the queue pushes) to reach the cache. Until
@@ -1447,7 +1541,7 @@ impl Journal {
                 freed += 1;
                 continue;
             };
-            match self.try_remove(v, e.stripe, threshold) {
+            match self.try_remove(v, e.stripe, due, th) {
                 Removal::Removed => {
                     freed += 1;
                     listed.add(v, -1);
@@ -1457,9 +1551,9 @@ impl Journal {
                     }
                     continue;
                 }
-                Removal::Recent(clean_us) => {
-                    // Clean, but recently: due once the hysteresis has passed its clean time.
-                    l.queues[SOON].push_back((e, clean_us));
+                Removal::Recent(clean_us, again) => {
+                    // Clean, but recently: due once its hysteresis has passed its clean time.
+                    l.queues[if again { SOON_AGAIN } else { SOON }].push_back((e, clean_us));
                     continue;
                 }
                 Removal::Uncovered => {
@@ -1986,6 +2080,23 @@ mod tests {
         assert!((0..20).all(|s| !jv.listed(s) && jv.active(s) == 0));
     }
 
+    /// A stripe listed ahead and not written stays for the longer hysteresis from its listing
+    /// (the stream it was listed for finds it listed); written once, it leaves after the first.
+    #[test]
+    fn a_stripe_listed_ahead_stays_for_the_longer_hysteresis_until_written() {
+        let (j, jv) = rig_of(4, false, |cfg| {
+            cfg.hysteresis_us = 1000;
+            cfg.first_hysteresis_us = 100;
+        });
+        assert!(j.list_ahead(&jv, 0, 2).is_some());
+        assert_eq!(flush(&j, 10), vec![0, 1]);
+        assert_eq!(j.mark(&jv, 1), Mark::Ready);
+        j.clean(&jv, 1, 20);
+        assert_eq!(flush(&j, 300), vec![0]);
+        assert_eq!(flush(&j, 1005), vec![0]);
+        assert_eq!(flush(&j, 1020), Vec::<u64>::new());
+    }
+
     #[test]
     fn list_ahead_never_overfills_the_record() {
         let max = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]).max_entries() as u64;
@@ -2297,7 +2408,10 @@ mod tests {
         assert_eq!(j.mark(&jv, 0), Mark::Ready);
         j.clean(&jv, 0, 3); // after the member flush started: not covered
         assert_eq!(jv.active(0), 0);
-        assert_eq!(j.try_remove(&jv, 0, u64::MAX), Removal::Uncovered);
+        assert_eq!(
+            j.try_remove(&jv, 0, 0, Thresholds::both(u64::MAX)),
+            Removal::Uncovered
+        );
         assert!(jv.listed(0));
         assert!(jv.member_flush_wanted.load(Relaxed));
         // The next record keeps it too, and with its write covered it leaves.
@@ -2313,10 +2427,16 @@ mod tests {
         let (j, jv) = written_once();
         jv.member_flush_done(5);
         assert_eq!(j.mark(&jv, 0), Mark::Ready);
-        assert_eq!(j.try_remove(&jv, 0, u64::MAX), Removal::InUse);
+        let all = Thresholds::both(u64::MAX);
+        assert_eq!(j.try_remove(&jv, 0, 0, all), Removal::InUse);
         j.clean(&jv, 0, 2);
-        assert_eq!(j.try_remove(&jv, 0, 2), Removal::Recent(2));
-        assert_eq!(j.try_remove(&jv, 0, u64::MAX), Removal::Removed);
+        // Its second write since it was listed: the longer hysteresis applies.
+        let th = Thresholds {
+            first: u64::MAX,
+            again: 2,
+        };
+        assert_eq!(j.try_remove(&jv, 0, 0, th), Removal::Recent(2, true));
+        assert_eq!(j.try_remove(&jv, 0, 0, all), Removal::Removed);
         assert!(!jv.listed(0));
         let open = j.open_generation();
         assert_eq!(j.mark(&jv, 0), Mark::Wait(open));
@@ -2452,6 +2572,39 @@ mod tests {
         assert_eq!(flush(&j, 1200), vec![0]);
         // Hysteresis past its clean time (threshold 600): leaves.
         assert_eq!(flush(&j, 1600), Vec::<u64>::new());
+    }
+
+    /// A stripe written once since it was listed leaves after the first hysteresis; one
+    /// written again while listed stays for the whole hysteresis after its last write.
+    #[test]
+    fn a_stripe_written_again_while_listed_stays_for_the_longer_hysteresis() {
+        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
+        cfg.max_channels = 1;
+        cfg.hysteresis_generations = 0;
+        cfg.hysteresis_us = 1000;
+        cfg.first_hysteresis_us = 100;
+        disk_for(&cfg);
+        let j = Journal::new(cfg, None);
+        let (jv, _) = j.attach_volume(0, 8, false);
+        assert!(matches!(j.mark(&jv, 0), Mark::Wait(_)));
+        assert!(matches!(j.mark(&jv, 5), Mark::Wait(_)));
+        assert_eq!(flush(&j, 0), vec![0, 5]);
+        j.clean(&jv, 0, 10);
+        j.clean(&jv, 5, 10);
+        // Stripe 5 is written again (the fast path: listed and durable).
+        assert_eq!(j.mark(&jv, 5), Mark::Ready);
+        j.clean(&jv, 5, 20);
+        // Threshold 100 for a first write, 0 for a second: 0 leaves, 5 stays.
+        assert_eq!(flush(&j, 200), vec![5]);
+        assert_eq!(flush(&j, 900), vec![5]);
+        // The full hysteresis past its last clean (threshold 100): leaves.
+        assert_eq!(flush(&j, 1100), Vec::<u64>::new());
+        // Listed afresh, it is a first write again.
+        assert!(matches!(j.mark(&jv, 5), Mark::Wait(_)));
+        assert_eq!(flush(&j, 1200), vec![5]);
+        j.clean(&jv, 5, 1210);
+        assert_eq!(flush(&j, 1300), vec![5]);
+        assert_eq!(flush(&j, 1320), Vec::<u64>::new());
     }
 
     /// A generation writes its changes: with 20,000 stripes listed, each record marking three

@@ -51,8 +51,10 @@ pub struct SimJournal {
     pub mode: JournalMode,
     /// Journal devices cache writes volatilely.
     pub volatile: bool,
-    /// Hysteresis before clean stripes leave the record.
+    /// Hysteresis before clean stripes leave the record (one written again while listed).
     pub hysteresis_us: u64,
+    /// Hysteresis of a stripe written once since it was listed (at most `hysteresis_us`).
+    pub first_hysteresis_us: u64,
     /// Hysteresis in generations.
     pub hysteresis_generations: u64,
     /// Control: a replacement journal device is taken without waiting for the survivor to
@@ -82,6 +84,7 @@ impl SimJournal {
         cfg.mode = self.mode;
         cfg.volatile_cache = self.volatile;
         cfg.hysteresis_us = self.hysteresis_us;
+        cfg.first_hysteresis_us = self.first_hysteresis_us;
         cfg.hysteresis_generations = self.hysteresis_generations;
         cfg.list_ahead = self.list_ahead;
         cfg.control_replace_early = self.control_replace_early;
