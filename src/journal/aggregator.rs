@@ -28,11 +28,12 @@
 //! marks of stripes in other shards run in parallel.
 //!
 //! Hysteresis: a clean stripe stays listed for [`JournalConfig::hysteresis_us`] when it was
-//! written again while listed (a hot stripe: the fast path pays), else only for
-//! [`JournalConfig::first_hysteresis_us`] (a stripe written once, as nearly all are under random
-//! writes to a large volume: keeping it listed would cost checkpoint bytes and a cold cache line
-//! when it leaves, for a fast path few writes take). A cost decision only; the rule below holds
-//! either way.
+//! written again while listed (a hot stripe: the fast path pays), or when its volume cannot fill
+//! the listed set; else (a stripe written once on a volume of more stripes than the listed set
+//! holds, as nearly all are under random writes to such a volume: keeping it listed would cost
+//! checkpoint bytes and a cold cache line when it leaves, for a fast path few writes take) only
+//! for [`JournalConfig::first_hysteresis_us`]. A cost decision only; the rule below holds either
+//! way.
 //!
 //! Removal rule: a stripe leaves the record only if no write to it started after the member flush
 //! that covers it (and, always, only once it has stayed clean for its hysteresis). The flusher
@@ -80,11 +81,16 @@ pub struct JournalConfig {
     /// written again: staying listed spares those writes a record each)...
     pub hysteresis_us: u64,
     /// ...or at least this long (at most `hysteresis_us`) when it was written once only since
-    /// it was listed. On a large volume under random writes nearly every stripe is written
-    /// once in a hysteresis: kept listed for the whole of it, they would fill the listed set
-    /// (hundreds of thousands of entries, each in every checkpoint and each a cache miss when
-    /// it leaves) for a fast path that almost no write takes. See [`Journal::try_remove`].
+    /// it was listed, on a volume of more stripes than `first_hysteresis_above`. On a large
+    /// volume under random writes nearly every stripe is written once in a hysteresis: kept
+    /// listed for the whole of it, they would fill the listed set (hundreds of thousands of
+    /// entries, each in every checkpoint and each a cache miss when it leaves) for a fast path
+    /// that almost no write takes. See [`Journal::try_remove`].
     pub first_hysteresis_us: u64,
+    /// Volumes of more stripes than this get [`JournalConfig::first_hysteresis_us`] (`None`:
+    /// the listed set's bound, [`JournalConfig::max_entries`]). A smaller volume cannot fill
+    /// the listed set, so every stripe it writes stays for the whole hysteresis.
+    pub first_hysteresis_above: Option<u64>,
     /// Most channels (volumes × reactors) that can wait on this journal.
     pub max_channels: usize,
     /// How far ahead of a sequential stream of full-stripe writes its stripes are listed
@@ -138,6 +144,7 @@ impl JournalConfig {
             hysteresis_generations: 2,
             hysteresis_us: 100_000,
             first_hysteresis_us: 2_000,
+            first_hysteresis_above: None,
             max_channels: 1024,
             list_ahead: 64,
             advise_state_memory: None,
@@ -210,6 +217,9 @@ pub struct JournalVolume {
     pub number: u32,
     /// Stripes of the volume.
     stripes: u64,
+    /// Whether a stripe written once leaves after the shorter first hysteresis (a volume of
+    /// more stripes than [`JournalConfig::first_hysteresis_above`]).
+    first_short: bool,
     /// The listed stripes' states (see the module comment), in shards: a stripe's state is in
     /// shard [`JournalVolume::shard_of`], present exactly while the stripe is listed. Memory
     /// and cache footprint follow the listed set (bounded by the record's room), not the
@@ -293,14 +303,15 @@ impl Slot {
     }
 
     /// When the stripe's hysteresis started and whether the longer one applies, for an entry
-    /// due for a check since `due`: its last clean, by whether it was written again; or, for a
-    /// stripe not written since it was listed (listed ahead of a stream), `due` (when it was
-    /// queued) and the longer one, so that the stream still finds it listed.
-    fn hysteresis_from(&self, due: u64) -> (u64, bool) {
+    /// due for a check since `due`, on a volume where a stripe written once gets the shorter
+    /// one (`first_short`) or not: its last clean, the longer one if it was written again; or,
+    /// for a stripe not written since it was listed (listed ahead of a stream), `due` (when it
+    /// was queued) and the longer one, so that the stream still finds it listed.
+    fn hysteresis_from(&self, due: u64, first_short: bool) -> (u64, bool) {
         if self.clean_us == 0 && self.active() == 0 {
             (due, true)
         } else {
-            (self.clean_us, self.rewritten())
+            (self.clean_us, self.rewritten() || !first_short)
         }
     }
 
@@ -846,6 +857,11 @@ impl Journal {
         let jv = Arc::new(JournalVolume {
             number,
             stripes,
+            first_short: stripes
+                > self
+                    .cfg
+                    .first_hysteresis_above
+                    .unwrap_or(self.cfg.max_entries() as u64),
             shards: self.new_shards(state_shards(stripes, self.cfg.max_entries())),
             volatile_members: AtomicBool::new(volatile_members),
             flushed_before_us: AtomicU64::new(0),
@@ -1262,7 +1278,7 @@ impl Journal {
     /// only (a write may start right after); [`Journal::try_remove`] decides.
     fn removable(&self, v: &JournalVolume, stripe: u64, due: u64, th: Thresholds) -> bool {
         v.slot(stripe).is_none_or(|s| {
-            let (since, again) = s.hysteresis_from(due);
+            let (since, again) = s.hysteresis_from(due, v.first_short);
             s.active() == 0 && since < th.of(again) && self.clean_covered(v, s.clean_us, u64::MAX)
         })
     }
@@ -1298,7 +1314,7 @@ impl Journal {
         if s.active() > 0 {
             return Removal::InUse;
         }
-        let (since, again) = s.hysteresis_from(due);
+        let (since, again) = s.hysteresis_from(due, v.first_short);
         let threshold = th.of(again);
         if since >= threshold {
             return Removal::Recent(since, again);
@@ -2080,6 +2096,34 @@ mod tests {
         assert!((0..20).all(|s| !jv.listed(s) && jv.active(s) == 0));
     }
 
+    /// By default the first hysteresis applies only to a volume of more stripes than the
+    /// listed set holds: on a smaller one a stripe written once stays for the whole hysteresis.
+    #[test]
+    fn the_first_hysteresis_applies_to_volumes_larger_than_the_listed_set() {
+        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
+        cfg.max_channels = 1;
+        cfg.hysteresis_generations = 0;
+        cfg.hysteresis_us = 1000;
+        cfg.first_hysteresis_us = 100;
+        let room = cfg.max_entries() as u64;
+        disk_for(&cfg);
+        let j = Journal::new(cfg, None);
+        let (small, _) = j.attach_volume(0, room, false);
+        let (large, _) = j.attach_volume(1, room + 1, false);
+        assert!(!small.first_short && large.first_short);
+        for jv in [&small, &large] {
+            assert!(matches!(j.mark(jv, 3), Mark::Wait(_)));
+        }
+        flush_job(&j, 0);
+        j.clean(&small, 3, 10);
+        j.clean(&large, 3, 10);
+        flush_job(&j, 200);
+        assert!(small.listed(3) && !large.listed(3));
+        flush_job(&j, 1020);
+        assert!(!small.listed(3));
+        assert_eq!(j.listed_count(), 0);
+    }
+
     /// A stripe listed ahead and not written stays for the longer hysteresis from its listing
     /// (the stream it was listed for finds it listed); written once, it leaves after the first.
     #[test]
@@ -2087,6 +2131,7 @@ mod tests {
         let (j, jv) = rig_of(4, false, |cfg| {
             cfg.hysteresis_us = 1000;
             cfg.first_hysteresis_us = 100;
+            cfg.first_hysteresis_above = Some(0);
         });
         assert!(j.list_ahead(&jv, 0, 2).is_some());
         assert_eq!(flush(&j, 10), vec![0, 1]);
@@ -2583,6 +2628,7 @@ mod tests {
         cfg.hysteresis_generations = 0;
         cfg.hysteresis_us = 1000;
         cfg.first_hysteresis_us = 100;
+        cfg.first_hysteresis_above = Some(0);
         disk_for(&cfg);
         let j = Journal::new(cfg, None);
         let (jv, _) = j.attach_volume(0, 8, false);

@@ -85,6 +85,10 @@ impl SimJournal {
         cfg.volatile_cache = self.volatile;
         cfg.hysteresis_us = self.hysteresis_us;
         cfg.first_hysteresis_us = self.first_hysteresis_us;
+        // The simulated volumes are small (tens to thousands of stripes): the drawn first
+        // hysteresis applies to them whatever their size (a runtime's volume gets it only when
+        // it has more stripes than the listed set holds).
+        cfg.first_hysteresis_above = Some(0);
         cfg.hysteresis_generations = self.hysteresis_generations;
         cfg.list_ahead = self.list_ahead;
         cfg.control_replace_early = self.control_replace_early;
