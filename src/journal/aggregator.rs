@@ -2033,6 +2033,20 @@ mod tests {
     }
 
     /// Stripe 0 written once (clean at 1 µs) and listed in a durable record.
+    /// A journal of one channel, 512-byte blocks and 4 KiB areas, whose clean stripes stay
+    /// 1000 µs (no generations), or `first_us` when written once on a volume of more than
+    /// `above` stripes (`None`: the listed set's bound).
+    fn hysteresis_journal(first_us: u64, above: Option<u64>) -> Journal {
+        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
+        cfg.max_channels = 1;
+        cfg.hysteresis_generations = 0;
+        cfg.hysteresis_us = 1000;
+        cfg.first_hysteresis_us = first_us;
+        cfg.first_hysteresis_above = above;
+        disk_for(&cfg);
+        Journal::new(cfg, None)
+    }
+
     fn written_once() -> (Journal, Arc<JournalVolume>) {
         let (j, jv) = rig();
         assert_eq!(j.mark(&jv, 0), Mark::Wait(1));
@@ -2100,14 +2114,8 @@ mod tests {
     /// listed set holds: on a smaller one a stripe written once stays for the whole hysteresis.
     #[test]
     fn the_first_hysteresis_applies_to_volumes_larger_than_the_listed_set() {
-        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
-        cfg.max_channels = 1;
-        cfg.hysteresis_generations = 0;
-        cfg.hysteresis_us = 1000;
-        cfg.first_hysteresis_us = 100;
-        let room = cfg.max_entries() as u64;
-        disk_for(&cfg);
-        let j = Journal::new(cfg, None);
+        let j = hysteresis_journal(100, None);
+        let room = j.cfg.max_entries() as u64;
         let (small, _) = j.attach_volume(0, room, false);
         let (large, _) = j.attach_volume(1, room + 1, false);
         assert!(!small.first_short && large.first_short);
@@ -2603,12 +2611,7 @@ mod tests {
     /// hysteresis after that check.
     #[test]
     fn a_clean_stripe_leaves_one_hysteresis_after_its_write() {
-        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
-        cfg.max_channels = 1;
-        cfg.hysteresis_generations = 0;
-        cfg.hysteresis_us = 1000;
-        disk_for(&cfg);
-        let j = Journal::new(cfg, None);
+        let j = hysteresis_journal(1000, None);
         let (jv, _) = j.attach_volume(0, 2, false);
         assert!(matches!(j.mark(&jv, 0), Mark::Wait(_)));
         assert_eq!(flush(&j, 0), vec![0]);
@@ -2623,14 +2626,7 @@ mod tests {
     /// written again while listed stays for the whole hysteresis after its last write.
     #[test]
     fn a_stripe_written_again_while_listed_stays_for_the_longer_hysteresis() {
-        let mut cfg = JournalConfig::new(UUID, 512, 4096, [(0, 0), (0, 8)]);
-        cfg.max_channels = 1;
-        cfg.hysteresis_generations = 0;
-        cfg.hysteresis_us = 1000;
-        cfg.first_hysteresis_us = 100;
-        cfg.first_hysteresis_above = Some(0);
-        disk_for(&cfg);
-        let j = Journal::new(cfg, None);
+        let j = hysteresis_journal(100, Some(0));
         let (jv, _) = j.attach_volume(0, 8, false);
         assert!(matches!(j.mark(&jv, 0), Mark::Wait(_)));
         assert!(matches!(j.mark(&jv, 5), Mark::Wait(_)));
