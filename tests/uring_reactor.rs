@@ -332,25 +332,18 @@ impl Driver for StripeWriter {
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
         while self.inflight < 16 && self.next < self.stripes {
             let s = self.next;
-            // A write twice, back to back: the second waits for the first's stripe lock and
-            // finds the stripe listed, so the stripe stays listed for the journal's whole
-            // hysteresis (as a stripe written again does), not the shorter one of a stripe
-            // written once: the stop below then leaves every stripe listed.
-            let copies = if self.reading { 1 } else { 2 };
-            for _ in 0..copies {
-                let mut buf = ctx.take_buf(0, BS);
-                let op = if self.reading {
-                    UserOp::Read
-                } else {
-                    buf.as_mut_slice().fill(s as u8 ^ 0x5A);
-                    UserOp::Write
-                };
-                match ctx.submit(0, s, op, s * self.stripe_blocks, 1, Some(buf)) {
-                    Ok(()) => self.inflight += 1,
-                    Err(e) => self
-                        .errors
-                        .push(format!("stripe {s}: refused: {:?}", e.error)),
-                }
+            let mut buf = ctx.take_buf(0, BS);
+            let op = if self.reading {
+                UserOp::Read
+            } else {
+                buf.as_mut_slice().fill(s as u8 ^ 0x5A);
+                UserOp::Write
+            };
+            match ctx.submit(0, s, op, s * self.stripe_blocks, 1, Some(buf)) {
+                Ok(()) => self.inflight += 1,
+                Err(e) => self
+                    .errors
+                    .push(format!("stripe {s}: refused: {:?}", e.error)),
             }
             self.next += 1;
         }
