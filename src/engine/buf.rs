@@ -35,17 +35,35 @@ pub trait Lent: Any + Send + Sync {
 
 /// Page memory a runtime supplies for the engine's own buffers (see [`set_page_allocator`]):
 /// under SPDK, memory the SPDK env can translate for DMA, so that no bdev stack ever receives
-/// heap memory. `bytes` is page-aligned, zeroed when handed out, and a whole number of pages.
-pub trait PageMemory: Send + Sync {
-    /// The memory.
-    fn bytes(&self) -> &[u8];
-    /// The memory, writable.
-    fn bytes_mut(&mut self) -> &mut [u8];
+/// heap memory. The buffer keeps the bytes themselves (not a handle to ask for them), so that
+/// reaching a buffer's bytes on the I/O path is one load, with no dynamic call and no line of
+/// the runtime's own.
+pub struct RuntimePages {
+    /// The memory: page-aligned, zeroed when handed out, a whole number of pages, used by
+    /// nothing else until `free` gets it back.
+    bytes: &'static mut [u8],
+    /// Gives the memory back to the runtime (called once, when the buffer is dropped).
+    free: fn(&'static mut [u8]),
+}
+
+impl RuntimePages {
+    /// Memory `bytes` of the runtime, given back to `free` when the buffer is dropped. The
+    /// runtime promises `bytes` is page-aligned, zeroed, a whole number of pages and nobody
+    /// else's until then.
+    pub fn new(bytes: &'static mut [u8], free: fn(&'static mut [u8])) -> RuntimePages {
+        RuntimePages { bytes, free }
+    }
+}
+
+impl Drop for RuntimePages {
+    fn drop(&mut self) {
+        (self.free)(std::mem::take(&mut self.bytes));
+    }
 }
 
 /// Allocates `pages` zeroed pages of runtime memory; `None` when there is none left (the buffer
 /// then comes from the heap).
-pub type PageAllocator = fn(pages: usize) -> Option<Box<dyn PageMemory>>;
+pub type PageAllocator = fn(pages: usize) -> Option<RuntimePages>;
 
 static PAGE_ALLOCATOR: std::sync::OnceLock<PageAllocator> = std::sync::OnceLock::new();
 
@@ -59,17 +77,15 @@ pub fn set_page_allocator(alloc: PageAllocator) -> bool {
 enum PageMem {
     /// Heap pages.
     Heap(Vec<Page>),
-    /// Pages from the runtime's allocator, and their count (kept: the pool asks for it on every
-    /// take and give, and the memory's own answer is a dynamic call).
-    Runtime(Box<dyn PageMemory>, usize),
+    /// Pages from the runtime's allocator.
+    Runtime(RuntimePages),
 }
 
 impl PageMem {
     fn new(pages: usize) -> PageMem {
         if let Some(m) = PAGE_ALLOCATOR.get().and_then(|alloc| alloc(pages)) {
-            if m.bytes().len() == pages * PAGE && (m.bytes().as_ptr() as usize).is_multiple_of(PAGE)
-            {
-                return PageMem::Runtime(m, pages);
+            if m.bytes.len() == pages * PAGE && (m.bytes.as_ptr() as usize).is_multiple_of(PAGE) {
+                return PageMem::Runtime(m);
             }
         }
         PageMem::Heap(vec![Page([0; PAGE]); pages])
@@ -78,21 +94,21 @@ impl PageMem {
     fn bytes(&self) -> &[u8] {
         match self {
             PageMem::Heap(p) => bytemuck::cast_slice::<Page, u8>(p),
-            PageMem::Runtime(m, _) => m.bytes(),
+            PageMem::Runtime(m) => m.bytes,
         }
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
         match self {
             PageMem::Heap(p) => bytemuck::cast_slice_mut::<Page, u8>(p),
-            PageMem::Runtime(m, _) => m.bytes_mut(),
+            PageMem::Runtime(m) => m.bytes,
         }
     }
 
     fn pages(&self) -> usize {
         match self {
             PageMem::Heap(p) => p.len(),
-            PageMem::Runtime(_, pages) => *pages,
+            PageMem::Runtime(m) => m.bytes.len() / PAGE,
         }
     }
 }
@@ -286,7 +302,11 @@ impl BufPool {
     pub fn take(&mut self, len: usize) -> Buf {
         let class = Self::class_of(len);
         if let Some(mut b) = self.classes.get_mut(class).and_then(|c| c.pop()) {
-            b.set_len(len);
+            // A pooled buffer is no view and holds exactly 2^class pages (see `give`), at
+            // least `len` bytes: set the length without asking its pages (a load of a line of
+            // their own on every I/O).
+            debug_assert!(len <= b.capacity());
+            b.len = len;
             return b;
         }
         self.allocations += 1;

@@ -462,6 +462,11 @@ impl<B: Backend> Channel<B> {
         out.append(&mut self.done);
     }
 
+    /// True when [`Channel::drain_completions`] has something to give.
+    pub fn has_completions(&self) -> bool {
+        !self.done.is_empty()
+    }
+
     /// True when nothing is in flight on this channel.
     pub fn idle(&self) -> bool {
         self.reqs.len() == self.free_reqs.len()

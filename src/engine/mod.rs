@@ -9,6 +9,6 @@ pub mod plan;
 pub mod volume;
 
 pub use backend::{Address, Backend, Device, DeviceIo, IoOp, Msg, ReactorId};
-pub use buf::{set_page_allocator, Buf, BufPool, Lent, PageAllocator, PageMemory};
+pub use buf::{set_page_allocator, Buf, BufPool, Lent, PageAllocator, RuntimePages};
 pub use channel::{Channel, ChannelStats, Completion, IoError, SubmitError, UserOp};
 pub use volume::{MemberHealth, Volume};

@@ -24,7 +24,7 @@ use std::ptr::NonNull;
 use spdk_sys as sys;
 
 use crate::engine::buf::PAGE;
-use crate::engine::{set_page_allocator, PageMemory};
+use crate::engine::{set_page_allocator, RuntimePages};
 
 /// A buffer from `spdk_dma_malloc` (pinned, translatable by the SPDK env).
 pub(crate) struct DmaBuf {
@@ -87,21 +87,24 @@ unsafe impl Send for DmaBuf {}
 // SAFETY: shared access only reads the bytes (`slice`); writing needs `&mut`.
 unsafe impl Sync for DmaBuf {}
 
-/// The engine's page memory from SPDK's DMA allocator.
-struct DmaPages(DmaBuf);
-
-impl PageMemory for DmaPages {
-    fn bytes(&self) -> &[u8] {
-        self.0.slice(self.0.capacity())
-    }
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        let cap = self.0.capacity();
-        self.0.slice_mut(cap)
-    }
+/// `pages` zeroed pages of the engine's memory from SPDK's DMA allocator.
+fn dma_pages(pages: usize) -> Option<RuntimePages> {
+    let b = std::mem::ManuallyDrop::new(DmaBuf::alloc_zeroed(pages * PAGE)?);
+    // SAFETY: `cap` bytes from spdk_dma_zmalloc, page-aligned and zeroed; the DmaBuf is
+    // forgotten, so the slice is the allocation's only handle until `free_dma_pages` frees it.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(b.ptr.as_ptr(), b.cap) };
+    Some(RuntimePages::new(bytes, free_dma_pages))
 }
 
-fn dma_pages(pages: usize) -> Option<Box<dyn PageMemory>> {
-    DmaBuf::alloc_zeroed(pages * PAGE).map(|b| Box::new(DmaPages(b)) as Box<dyn PageMemory>)
+/// Give back memory of [`dma_pages`] (its buffer was dropped).
+fn free_dma_pages(bytes: &'static mut [u8]) {
+    // Rebuilt as the DmaBuf it was, whose drop frees it (once: the engine calls this once per
+    // allocation and keeps no reference to it).
+    let cap = bytes.len();
+    drop(DmaBuf {
+        ptr: NonNull::from(bytes).cast(),
+        cap,
+    });
 }
 
 /// From now on the engine's own buffers (parity, read-modify-write reads, journal records,
