@@ -46,12 +46,39 @@ pub fn xor_into(dst: &mut [u8], srcs: &[&[u8]]) {
         dst.copy_from_slice(first);
         return;
     }
+    fold_blocks(dst, srcs, true);
+}
+
+/// Computes `dst ^= srcs[0] ^ srcs[1] ^ ...` in place (one pass over every buffer; with no
+/// source `dst` stays as it is). Every source must be exactly `dst.len()` bytes long.
+///
+/// # Panics
+///
+/// If a source's length differs from `dst.len()` (a programming error).
+pub fn xor_acc_all(dst: &mut [u8], srcs: &[&[u8]]) {
+    for (i, s) in srcs.iter().enumerate() {
+        assert!(
+            s.len() == dst.len(),
+            "xor_acc_all: source {i} is {} bytes, dst is {}",
+            s.len(),
+            dst.len()
+        );
+    }
+    if srcs.is_empty() {
+        return;
+    }
+    fold_blocks(dst, srcs, false);
+}
+
+/// `dst = xor(srcs)` (`overwrite`) or `dst ^= xor(srcs)`, block by block.
+fn fold_blocks(dst: &mut [u8], srcs: &[&[u8]], overwrite: bool) {
     for (b, dblk) in dst.chunks_mut(BLOCK).enumerate() {
         let range = b * BLOCK..b * BLOCK + dblk.len();
         let mut groups = srcs.chunks(GROUP);
-        // The first group overwrites the block, so dst's old contents are never read.
+        // With `overwrite` the first group overwrites the block, so dst's old contents are
+        // never read.
         if let Some(g) = groups.next() {
-            fold_group(dblk, g, &range, true);
+            fold_group(dblk, g, &range, overwrite);
         }
         // Later groups accumulate into the block while it is still in L1.
         for g in groups {
@@ -214,6 +241,28 @@ mod tests {
                 check_xor_into(len, k, 3, 5, len as u64 * 31 + k as u64);
             }
         }
+    }
+
+    #[test]
+    fn xor_acc_all_folds_into_what_dst_held() {
+        for len in [0, 1, 63, 64, 4096, 4097, 8255] {
+            for k in [0, 1, 2, 3, 7, 8, 9, 33] {
+                let bufs: Vec<Vec<u8>> = (0..k).map(|i| random(len, 1000 + i as u64)).collect();
+                let srcs: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+                let start = random(len, 5);
+                let mut d = start.clone();
+                xor_acc_all(&mut d, &srcs);
+                let mut all = srcs.clone();
+                all.push(&start);
+                assert_eq!(d, naive_xor(len, &all), "len {len} sources {k}");
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "xor_acc_all")]
+    fn xor_acc_all_length_mismatch_panics() {
+        xor_acc_all(&mut [0u8; 10], &[&[0u8; 10], &[0u8; 9]]);
     }
 
     #[test]

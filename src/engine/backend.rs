@@ -96,6 +96,11 @@ pub trait Backend {
     fn xor_into(&self, dst: &mut [u8], srcs: &[&[u8]]) {
         crate::parity::xor_into(dst, srcs);
     }
+    /// `dst ^= srcs[0] ^ srcs[1] ^ ...`, in place, every source `dst.len()` bytes (as
+    /// [`crate::parity::xor_acc_all`], the default).
+    fn xor_acc(&self, dst: &mut [u8], srcs: &[&[u8]]) {
+        crate::parity::xor_acc_all(dst, srcs);
+    }
     /// `parity ^= old ^ new`, in place (as [`crate::parity::update`], the default).
     fn xor_update(&self, parity: &mut [u8], old: &[u8], new: &[u8]) {
         crate::parity::update(parity, old, new);

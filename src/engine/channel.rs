@@ -1315,7 +1315,7 @@ impl<B: Backend> Channel<B> {
                 let members = self.vol.geo.members;
                 let bufs = &self.pieces[pi].bufs;
                 let mut acc = self.pool.take(bufs[0].as_ref().map_or(0, |b| b.len()));
-                xor_others(&self.backend, &mut acc, bufs, members, members);
+                xor_others(&self.backend, &mut acc, bufs, members, members, false);
                 let clean = acc.as_slice().iter().all(|&b| b == 0);
                 self.pool.give(acc);
                 let result = if clean {
@@ -1348,6 +1348,7 @@ impl<B: Backend> Channel<B> {
             &self.pieces[pi].bufs,
             bad,
             geo.members,
+            false,
         );
         let p = &mut self.pieces[pi];
         p.state = PieceState::Writing;
@@ -1365,7 +1366,7 @@ impl<B: Backend> Channel<B> {
         if degraded {
             if let Some(f) = failed {
                 let mut out = self.pool.take(span.rows() as usize * bs);
-                xor_others(&self.backend, &mut out, &bufs, f, geo.members);
+                xor_others(&self.backend, &mut out, &bufs, f, geo.members, false);
                 bufs[f as usize] = Some(out);
             }
         }
@@ -1420,7 +1421,7 @@ impl<B: Backend> Channel<B> {
         if plan == WritePlan::Degraded {
             let f = failed.expect("degraded plan has a failed member");
             let mut out = self.pool.take(row_bytes);
-            xor_others(&self.backend, &mut out, &bufs, f, geo.members);
+            xor_others(&self.backend, &mut out, &bufs, f, geo.members, false);
             bufs[f as usize] = Some(out);
         }
         for i in 0..geo.data_members() {
@@ -1457,13 +1458,39 @@ impl<B: Backend> Channel<B> {
             bufs[m].as_mut().expect("data buffer").as_mut_slice()[range]
                 .copy_from_slice(new_data(i, a, b));
         }
-        if matches!(
+        // Reconstruct-write: the parity goes in place into the old-data buffer of a member the
+        // write leaves alone (read for the parity, not written back): three XOR streams and no
+        // fresh buffer, where computing into a new one wrote a fourth.
+        let in_place = (plan == WritePlan::ReconstructWrite && bufs[pm].is_none())
+            .then(|| {
+                (0..geo.data_members()).find_map(|i| {
+                    let (a, b) = span.range(i as usize);
+                    let m = geo.data_member(stripe, i) as usize;
+                    let own = bufs[m]
+                        .as_ref()
+                        .is_some_and(|x| x.is_writable() && x.len() == row_bytes);
+                    (a >= b && own).then_some(m)
+                })
+            })
+            .flatten();
+        if let Some(u) = in_place {
+            let mut out = bufs[u].take().expect("untouched member's old data");
+            xor_others(&self.backend, &mut out, &bufs, pm as u32, geo.members, true);
+            bufs[pm] = Some(out);
+        } else if matches!(
             plan,
             WritePlan::FullStripe | WritePlan::ReconstructWrite | WritePlan::Degraded
         ) {
             let mut out = bufs[pm].take().unwrap_or_else(|| self.pool.take(row_bytes));
             out.set_len(row_bytes);
-            xor_others(&self.backend, &mut out, &bufs, pm as u32, geo.members);
+            xor_others(
+                &self.backend,
+                &mut out,
+                &bufs,
+                pm as u32,
+                geo.members,
+                false,
+            );
             bufs[pm] = Some(out);
         }
         // Issue writes: touched data strips on live members, then parity.
@@ -1510,6 +1537,7 @@ impl<B: Backend> Channel<B> {
             &self.pieces[pi].bufs,
             target,
             geo.members,
+            false,
         );
         self.release_bufs(pi);
         self.pieces[pi].state = PieceState::Writing;
@@ -1816,13 +1844,15 @@ impl<B: Backend> Drop for Channel<B> {
 }
 
 /// `out = XOR of every member buffer except `skip`` (members without a buffer are skipped too),
-/// with the runtime's kernel ([`Backend::xor_into`]).
+/// with the runtime's kernel ([`Backend::xor_into`]); with `acc`, `out ^=` that XOR
+/// ([`Backend::xor_acc`]).
 fn xor_others<B: Backend>(
     backend: &B,
     out: &mut Buf,
     bufs: &[Option<Buf>],
     skip: u32,
     members: u32,
+    acc: bool,
 ) {
     let mut srcs: [&[u8]; MAX_MEMBERS] = [&[]; MAX_MEMBERS];
     let mut n = 0;
@@ -1835,5 +1865,9 @@ fn xor_others<B: Backend>(
             n += 1;
         }
     }
-    backend.xor_into(out.as_mut_slice(), &srcs[..n]);
+    if acc {
+        backend.xor_acc(out.as_mut_slice(), &srcs[..n]);
+    } else {
+        backend.xor_into(out.as_mut_slice(), &srcs[..n]);
+    }
 }
