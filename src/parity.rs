@@ -29,14 +29,7 @@ const GROUP: usize = 4;
 ///
 /// If a source's length differs from `dst.len()` (a programming error).
 pub fn xor_into(dst: &mut [u8], srcs: &[&[u8]]) {
-    for (i, s) in srcs.iter().enumerate() {
-        assert!(
-            s.len() == dst.len(),
-            "xor_into: source {i} is {} bytes, dst is {}",
-            s.len(),
-            dst.len()
-        );
-    }
+    check_lengths("xor_into", dst.len(), srcs);
     let Some((first, rest)) = srcs.split_first() else {
         dst.fill(0);
         return;
@@ -56,18 +49,22 @@ pub fn xor_into(dst: &mut [u8], srcs: &[&[u8]]) {
 ///
 /// If a source's length differs from `dst.len()` (a programming error).
 pub fn xor_acc_all(dst: &mut [u8], srcs: &[&[u8]]) {
-    for (i, s) in srcs.iter().enumerate() {
-        assert!(
-            s.len() == dst.len(),
-            "xor_acc_all: source {i} is {} bytes, dst is {}",
-            s.len(),
-            dst.len()
-        );
-    }
+    check_lengths("xor_acc_all", dst.len(), srcs);
     if srcs.is_empty() {
         return;
     }
     fold_blocks(dst, srcs, false);
+}
+
+/// Panics, naming `what`, unless every source is `len` bytes long.
+fn check_lengths(what: &str, len: usize, srcs: &[&[u8]]) {
+    for (i, s) in srcs.iter().enumerate() {
+        assert!(
+            s.len() == len,
+            "{what}: source {i} is {} bytes, dst is {len}",
+            s.len()
+        );
+    }
 }
 
 /// `dst = xor(srcs)` (`overwrite`) or `dst ^= xor(srcs)`, block by block.
