@@ -2032,7 +2032,6 @@ mod tests {
         flush_job(j, now_us).1
     }
 
-    /// Stripe 0 written once (clean at 1 µs) and listed in a durable record.
     /// A journal of one channel, 512-byte blocks and 4 KiB areas, whose clean stripes stay
     /// 1000 µs (no generations), or `first_us` when written once on a volume of more than
     /// `above` stripes (`None`: the listed set's bound).
@@ -2047,6 +2046,7 @@ mod tests {
         Journal::new(cfg, None)
     }
 
+    /// Stripe 0 written once (clean at 1 µs) and listed in a durable record.
     fn written_once() -> (Journal, Arc<JournalVolume>) {
         let (j, jv) = rig();
         assert_eq!(j.mark(&jv, 0), Mark::Wait(1));
