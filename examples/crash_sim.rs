@@ -25,6 +25,9 @@
 //! volumes sharing a journal is deleted under writes, then power losses, then it is
 //! re-assembled (control: `--control no-detach-flush`, its entries leave before its members
 //! are flushed). `--scenario read-errors`: bad sectors under reads, repaired from parity.
+//! `--scenario init`: a volume created over old contents takes small writes while its initial
+//! parity pass runs (its control `--control assume-clean` takes it as initialised from the
+//! start; `--control no-pass-flush` moves the watermark without a member flush).
 //! `--scenario large`: large volumes, thousands of stripes listed, a few changed per
 //! generation, the record chain wrapping between its areas many times, `--crashes K` power
 //! losses (some while a checkpoint is written); a seed also fails unless it exercised that
@@ -36,9 +39,9 @@
 use jraid::control::RecoveryOptions;
 use jraid::sim::cli::SeedArgs;
 use jraid::sim::workload::{
-    admin_check, crash_check_with, delete_check, journal_device_check, journal_loss_check,
-    journal_on_members_check, large_check, online_check, read_error_check, transient_check,
-    DevicesControl, JournalDeviceLoss, MemberJournalLoss,
+    admin_check, crash_check_with, delete_check, init_check, journal_device_check,
+    journal_loss_check, journal_on_members_check, large_check, online_check, read_error_check,
+    transient_check, DevicesControl, InitControl, JournalDeviceLoss, MemberJournalLoss,
 };
 use jraid::sim::RecordRead;
 
@@ -46,7 +49,7 @@ fn main() {
     let args = match SeedArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|journal-devices [--loss running|crash|member|replaced|swapped]|delete|read-errors|large|online] [--no-journal] [--control no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush|checkpoint-only|trust-survivor|replace-early|no-drop-record|no-unsynced-guard]");
+            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|journal-devices [--loss running|crash|member|replaced|swapped]|delete|read-errors|large|online|init] [--no-journal] [--control assume-clean|no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush|checkpoint-only|trust-survivor|replace-early|no-drop-record|no-unsynced-guard]");
             std::process::exit(2);
         }
     };
@@ -66,6 +69,8 @@ fn main() {
     let mut read_errors = false;
     let mut large = false;
     let mut online = false;
+    let mut init = false;
+    let mut assume_clean = false;
     let mut record_read = RecordRead::Chain;
     let mut replace_early = false;
     let mut no_drop_record = false;
@@ -98,8 +103,9 @@ fn main() {
                 Some("replace-early") => replace_early = true,
                 Some("no-drop-record") => no_drop_record = true,
                 Some("no-unsynced-guard") => opts.skip_unsynced_guard = true,
+                Some("assume-clean") => assume_clean = true,
                 other => usage(format!(
-                    "unknown control {other:?} (no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush, checkpoint-only, trust-survivor, replace-early, no-drop-record, no-unsynced-guard)"
+                    "unknown control {other:?} (assume-clean, no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush, checkpoint-only, trust-survivor, replace-early, no-drop-record, no-unsynced-guard)"
                 )),
             },
             "--member-loss" => {
@@ -136,8 +142,9 @@ fn main() {
                 Some("read-errors") => read_errors = true,
                 Some("large") => large = true,
                 Some("online") => online = true,
+                Some("init") => init = true,
                 other => usage(format!(
-                    "unknown scenario {other:?} (crash, transient, admin, passes, journal, journal-devices, journal-on-members, delete, read-errors, large, online)"
+                    "unknown scenario {other:?} (crash, transient, admin, passes, journal, journal-devices, journal-on-members, delete, read-errors, large, online, init)"
                 )),
             },
             other => usage(format!("unknown argument {other}")),
@@ -198,6 +205,12 @@ fn main() {
     }
     if online {
         extra += " --scenario online";
+    }
+    if init {
+        extra += " --scenario init";
+    }
+    if assume_clean {
+        extra += " --control assume-clean";
     }
     if opts.skip_unsynced_guard {
         extra += " --control no-unsynced-guard";
@@ -275,6 +288,15 @@ fn main() {
             large_check(seed, journal, crashes, record_read)
         } else if online {
             online_check(seed, crashes, &opts)
+        } else if init {
+            let control = if assume_clean {
+                InitControl::AssumeClean
+            } else if skip_pass_flush {
+                InitControl::SkipFlush
+            } else {
+                InitControl::None
+            };
+            init_check(seed, crashes, control)
         } else {
             crash_check_with(seed, journal, crashes, &opts)
         };
@@ -372,6 +394,8 @@ fn main() {
             "large"
         } else if online {
             "online"
+        } else if init {
+            "init"
         } else {
             "crash"
         },

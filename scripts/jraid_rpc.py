@@ -17,10 +17,11 @@ def _print(result):
 
 def bdev_jraid_create(client, name, strip_size_kb, base_bdevs, journal_bdev=None, volume=None,
                       uuid=None, journal=True, max_stripe_state_mb=None, journal_bdevs=None,
-                      journal_mode=None):
+                      journal_mode=None, assume_clean=False):
     """Create (or, with the uuid its members carry, re-assemble) a jraid RAID-5 volume. The
     journal is one bdev (journal_bdev) or two (journal_bdevs, journal_mode "alternate" or
-    "mirror")."""
+    "mirror"). A new volume initialises its parity in the background unless assume_clean says
+    every member reads as zeros."""
     params = {
         'name': name,
         'strip_size_kb': strip_size_kb,
@@ -40,6 +41,8 @@ def bdev_jraid_create(client, name, strip_size_kb, base_bdevs, journal_bdev=None
         params['journal'] = False  # comparison runs only; not persisted
     if max_stripe_state_mb is not None:
         params['max_stripe_state_mb'] = max_stripe_state_mb
+    if assume_clean:
+        params['assume_clean'] = True
     return client.call('bdev_jraid_create', params)
 
 
@@ -100,7 +103,8 @@ def spdk_rpc_plugin_initialize(subparsers):
                                  journal_bdevs=args.journal_bdevs.split() if args.journal_bdevs
                                  else None, journal_mode=args.journal_mode, volume=args.volume,
                                  uuid=args.uuid, journal=args.journal,
-                                 max_stripe_state_mb=args.max_stripe_state_mb))
+                                 max_stripe_state_mb=args.max_stripe_state_mb,
+                                 assume_clean=args.assume_clean))
 
     p = subparsers.add_parser('bdev_jraid_create',
                               help='Create a RAID-5 volume with a dirty-stripe journal')
@@ -121,6 +125,9 @@ def spdk_rpc_plugin_initialize(subparsers):
                    help='run without the journal (write hole open; for comparisons only)')
     p.add_argument('--max-stripe-state-mb', dest='max_stripe_state_mb', type=int,
                    help='memory a new volume may take for per-stripe state, MiB (default 1024)')
+    p.add_argument('--assume-clean', dest='assume_clean', action='store_true',
+                   help='every member reads as zeros (blank or deallocated devices): skip the '
+                   'initial parity pass')
     p.set_defaults(func=create)
 
     def delete(args):

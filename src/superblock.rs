@@ -35,7 +35,9 @@
 //! |    712 |      4 | journal devices recorded dropped (bit k: device k) |
 //! |    716 |      8 | journal area: byte offset of the journal on members |
 //! |        |        | 0 and 1 (0: the journal is a device of its own)    |
-//! |    724 |   3372 | reserved, zero                                     |
+//! |    724 |      8 | stripes initialised: parity matches data in every  |
+//! |        |        | stripe below (the initial pass's watermark)        |
+//! |    732 |   3364 | reserved, zero                                     |
 //!
 //! # Journal superblock layout
 //!
@@ -113,9 +115,11 @@ const M_STATES: usize = 168;
 const M_UUIDS: usize = 200;
 const M_JOURNAL_DROPPED: usize = 712;
 const M_JOURNAL_AREA: usize = 716;
-const M_END: usize = 724;
+const M_INIT_STRIPES: usize = 724;
+const M_END: usize = 732;
 const _: () = assert!(M_JOURNAL_DROPPED + 4 == M_JOURNAL_AREA);
-const _: () = assert!(M_JOURNAL_AREA + 8 == M_END);
+const _: () = assert!(M_JOURNAL_AREA + 8 == M_INIT_STRIPES);
+const _: () = assert!(M_INIT_STRIPES + 8 == M_END);
 const _: () = assert!(M_VOLUME_UUID + 16 == M_JOURNAL_UUID);
 const _: () = assert!(M_JOURNAL_UUID + 16 == M_VOLUME_NUMBER);
 const _: () = assert!(M_VOLUME_NUMBER + 4 == M_MEMBERS);
@@ -225,6 +229,11 @@ pub struct MemberSuperblock {
     /// journal superblock and two record areas, as a journal device of its own would). 0: the
     /// journal is a device of its own. A multiple of 4096, at or past the end of the stripes.
     pub journal_area: u64,
+    /// Stripes initialised: in every stripe below this one, parity was made to match the data
+    /// since the volume was created (by the initial parity pass, a rebuild or a full resync),
+    /// and writes have kept it so; at or above it, parity may still disagree with whatever the
+    /// members held before (`stripes`: all initialised). See [`crate::control::pass`].
+    pub init_stripes: u64,
 }
 
 /// Byte offset on a member just past its last stripe (None when it does not fit in a u64).
@@ -428,6 +437,11 @@ impl MemberSuperblock {
                 "journal area not 4 KiB aligned past the stripes",
             ));
         }
+        if self.init_stripes > self.stripes {
+            return Err(SuperblockError::Invalid(
+                "more stripes initialised than the volume has",
+            ));
+        }
         if !valid_block_size(self.block_size) {
             return Err(SuperblockError::Invalid("block size must be 512 or 4096"));
         }
@@ -478,6 +492,7 @@ impl MemberSuperblock {
             &u32::from(self.journal_dropped).to_le_bytes(),
         );
         put(&mut buf, M_JOURNAL_AREA, &self.journal_area.to_le_bytes());
+        put(&mut buf, M_INIT_STRIPES, &self.init_stripes.to_le_bytes());
         seal(&mut buf);
         buf
     }
@@ -537,6 +552,7 @@ impl MemberSuperblock {
             member_uuids,
             journal_dropped: journal_dropped as u8,
             journal_area: u64_at(buf, M_JOURNAL_AREA),
+            init_stripes: u64_at(buf, M_INIT_STRIPES),
         };
         sb.validate()?;
         Ok(sb)
@@ -754,6 +770,11 @@ mod tests {
                         _ => 0,
                     },
                     journal_dropped: dropped,
+                    init_stripes: if seq % 4 == 0 {
+                        stripes
+                    } else {
+                        seq % (stripes.saturating_add(1))
+                    },
                     volume_uuid,
                     journal_uuid,
                     volume_number,
@@ -816,6 +837,7 @@ mod tests {
         MemberSuperblock {
             journal_dropped: 2,
             journal_area: 1 << 30,
+            init_stripes: 600,
             volume_uuid: [1; 16],
             journal_uuid: [2; 16],
             volume_number: 7,
@@ -887,7 +909,8 @@ mod tests {
         assert!(all_zero(&buf[264..712]));
         assert_eq!(&buf[712..716], &[2, 0, 0, 0]);
         assert_eq!(&buf[716..724], &(1u64 << 30).to_le_bytes());
-        assert!(all_zero(&buf[724..]));
+        assert_eq!(&buf[724..732], &600u64.to_le_bytes());
+        assert!(all_zero(&buf[732..]));
         let mut z = buf.clone();
         z[16..20].fill(0);
         assert_eq!(&buf[16..20], &crc32c::crc32c(&z).to_le_bytes());
@@ -968,6 +991,12 @@ mod tests {
                 (1u64 << 20).to_le_bytes().to_vec(),
                 "journal area",
             ),
+            (
+                M_INIT_STRIPES,
+                1001u64.to_le_bytes().to_vec(),
+                "more stripes initialised",
+            ),
+            (M_END, vec![1], "reserved"),
             (M_STATES + 1, vec![0], "member state"),
             (M_STATES + 4, vec![1], "past member count"),
             (M_UUIDS + 4 * 16, vec![1], "past member count"),

@@ -96,7 +96,7 @@ bench_null_volume_config() {
             echo "{\"method\":\"bdev_null_create\",\"params\":{\"name\":\"m$i\",\"num_blocks\":$((bytes / 4096)),\"block_size\":4096}},"
         done
         echo '{"method":"bdev_malloc_create","params":{"name":"jl","num_blocks":2048,"block_size":4096}},'
-        echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":64,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdev\":\"jl\"$extra}},"
+        echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":64,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdev\":\"jl\",\"assume_clean\":true$extra}},"
         echo '{"method":"bdev_wait_for_examine"}'
         echo ']}]}'
     } >"$file"

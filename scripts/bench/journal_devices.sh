@@ -74,7 +74,7 @@ mk_config() { # one|alternate|mirror > config
     else
         journal="\"journal_bdevs\":[\"j0\",\"j1\"],\"journal_mode\":\"$mode\""
     fi
-    echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":64,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],$journal}},"
+    echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":64,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"assume_clean\":true,$journal}},"
     echo '{"method":"bdev_wait_for_examine"}'
     echo ']}]}'
 }

@@ -126,7 +126,7 @@ mk_config() { # MEMBER-BYTES on|off > config
         names="$names${names:+,}\"m$i\""
     done
     echo "{\"method\":\"bdev_malloc_create\",\"params\":{\"name\":\"jl\",\"num_blocks\":$journal_blocks,\"block_size\":$blk}},"
-    echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"$name\",\"strip_size_kb\":$strip_kb,\"base_bdevs\":[$names],\"journal_bdev\":\"jl\"$extra}},"
+    echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"$name\",\"strip_size_kb\":$strip_kb,\"base_bdevs\":[$names],\"journal_bdev\":\"jl\",\"assume_clean\":true$extra}},"
     echo '{"method":"bdev_wait_for_examine"}'
     echo ']}]}'
 }

@@ -143,7 +143,7 @@ mk_config() { # KIND WITH_R5 WITH_NJ > config
     for ((i = 0; i < members; i++)); do member_cmd "$kind" "$p$i" "$member_blocks"; done
     member_cmd "$kind" "${p}jl" "$journal_blocks"
     member_cmd "$kind" "${p}raw" "$member_blocks"
-    echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"jr\",\"strip_size_kb\":$strip_kb,\"base_bdevs\":[$(names "$p")],\"journal_bdev\":\"${p}jl\"}},"
+    echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"jr\",\"strip_size_kb\":$strip_kb,\"base_bdevs\":[$(names "$p")],\"journal_bdev\":\"${p}jl\",\"assume_clean\":true}},"
     member_cmd "$kind" "${p}m0" "$member_blocks"
     member_cmd "$kind" "${p}m1" "$member_blocks"
     echo "{\"method\":\"bdev_raid_create\",\"params\":{\"name\":\"r1\",\"raid_level\":\"raid1\",\"strip_size_kb\":0,\"base_bdevs\":[\"${p}m0\",\"${p}m1\"]}},"
@@ -151,7 +151,7 @@ mk_config() { # KIND WITH_R5 WITH_NJ > config
         for ((i = 0; i < members; i++)); do member_cmd "$kind" "${p}n$i" "$member_blocks"; done
         # The journal bdev still holds the superblock; records are not written with the journal off.
         member_cmd "$kind" "${p}nj" "$journal_blocks"
-        echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"jn\",\"strip_size_kb\":$strip_kb,\"base_bdevs\":[$(names "${p}n")],\"journal_bdev\":\"${p}nj\",$JRAID_NOJOURNAL_PARAMS}},"
+        echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"jn\",\"strip_size_kb\":$strip_kb,\"base_bdevs\":[$(names "${p}n")],\"journal_bdev\":\"${p}nj\",\"assume_clean\":true,$JRAID_NOJOURNAL_PARAMS}},"
     fi
     if [ "$with_r5" = 1 ]; then
         for ((i = 0; i < members; i++)); do member_cmd "$kind" "${p}f$i" "$member_blocks"; done

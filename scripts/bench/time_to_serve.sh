@@ -60,7 +60,7 @@ aio() {
 config() { # FILE ENTRIES
     printf '{"subsystems":[{"subsystem":"bdev","config":[%s,{"method":"bdev_wait_for_examine"}]}]}\n' "$2" >"$1"
 }
-create='{"method":"bdev_jraid_create","params":{"name":"r0","strip_size_kb":4,"base_bdevs":["m0","m1","m2","m3"],"journal_bdev":"jl"}}'
+create='{"method":"bdev_jraid_create","params":{"name":"r0","strip_size_kb":4,"base_bdevs":["m0","m1","m2","m3"],"journal_bdev":"jl","assume_clean":true}}'
 config "$work/create.json" "$(aio),$create"
 
 run_app() { # CONFIG LOG WAIT: bdevperf -z until r0 is registered and WAIT (a grep pattern) is

@@ -86,6 +86,7 @@ mod tests {
             member_uuids: uuids.to_vec(),
             journal_dropped: 0,
             journal_area: 0,
+            init_stripes: 10,
         }
     }
 

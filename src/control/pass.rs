@@ -1,7 +1,7 @@
 //! The background pass over every stripe of a volume while it serves I/O: rebuild onto a
-//! replacement, scrub (with repair), and the full resync before a new journal is named. One
-//! windowed loop with a bandwidth cap serves all three; the SPDK adapter, the io_uring CLI and
-//! the simulator drive it.
+//! replacement, scrub (with repair), the full resync before a new journal is named, and the
+//! initial parity pass of a new volume. One windowed loop with a bandwidth cap serves all
+//! four; the SPDK adapter, the io_uring CLI and the simulator drive it.
 //!
 //! # Ordering rule: a rebuild or full resync flushes the members before it is done
 //! Enforced here: after the last stripe, the pass submits one member flush and reports
@@ -10,6 +10,17 @@
 //! recomputed parity may still sit in a volatile cache. Repaired stripes need no flush here:
 //! a repair is marked in the journal like a write, and the journal's own rule (a stripe leaves
 //! the record only after a member flush covers it) applies.
+//!
+//! # Ordering rule: the initial pass flushes the members before a stripe counts as initialised
+//! Enforced here: the initial pass ([`PassKind::Init`]) resyncs the stripes above the volume's
+//! watermark ([`Volume::init_stripes`]) a chunk at a time; after a chunk's last stripe it
+//! submits one member flush, and only once that completed does it move the watermark past the
+//! chunk (the engine then lets writes there read-modify-write, and superblocks written from
+//! then on record it). Before the flush the recomputed parity may still sit in a volatile
+//! cache: a power loss would leave a row the superblock calls initialised with parity that
+//! disagrees, and read-modify-write would carry that on into acknowledged data. A full resync
+//! or a rebuild that ends [`PassEnd::Done`] leaves every row matching too: the volume is then
+//! initialised throughout.
 //!
 //! The driver's contract: submit each [`PassSubmit`] as an engine request on a channel of the
 //! volume, report its completion with [`Pass::complete`], and call [`Pass::poll`] on every
@@ -35,6 +46,16 @@ pub enum PassKind {
     },
     /// Rewrite every stripe's parity from its data (before a new journal is named).
     Resync,
+    /// The initial parity pass of a new volume: resync the stripes from its watermark
+    /// ([`Volume::init_stripes`]) up, a chunk at a time, moving the watermark after each
+    /// (see the module docs).
+    Init,
+}
+
+/// Stripes of one chunk of the initial pass over `stripes` stripes: about 1/64 of the volume,
+/// at most 65536 stripes (so a restart repeats little), at least 1.
+pub fn init_chunk(stripes: u64) -> u64 {
+    stripes.div_ceil(64).clamp(1, 1 << 16)
 }
 
 /// Limits of a pass.
@@ -44,8 +65,8 @@ pub struct PassOptions {
     pub window: usize,
     /// Bandwidth cap in bytes per second (0: none).
     pub bytes_per_s: u64,
-    /// Simulator control only: end a rebuild or resync without the member flush. The crash
-    /// simulation must then find loss; no runtime sets it.
+    /// Simulator control only: end a rebuild or resync, or an initial pass's chunk, without
+    /// the member flush. The crash simulation must then find loss; no runtime sets it.
     pub skip_member_flush: bool,
 }
 
@@ -88,7 +109,7 @@ pub fn op_of_code(code: u64) -> UserOp {
 pub enum PassEnd {
     /// Every stripe done (a scrub may have found mismatches: see its counters).
     Done,
-    /// A rebuild or resync could not finish (see [`Pass::first_error`]).
+    /// A rebuild, resync or initial pass could not finish (see [`Pass::first_error`]).
     Failed,
     /// Stopped (the volume is going away).
     Aborted,
@@ -118,6 +139,8 @@ pub enum PassStep {
 enum Phase {
     Stripes,
     Flushing,
+    /// The initial pass: a chunk's flush is in flight.
+    ChunkFlushing,
     Over,
 }
 
@@ -141,6 +164,13 @@ pub struct Pass {
     repaired: u64,
     repair_failed: u64,
     stopping: bool,
+    /// The initial pass: where it started (None until its first poll), the end of the
+    /// chunk being resynced.
+    init_from: Option<u64>,
+    chunk_end: u64,
+    /// The initial pass: the flush after the chunk completed (the watermark moves at the next
+    /// poll, which has the volume).
+    chunk_flushed: bool,
 }
 
 impl Pass {
@@ -148,7 +178,7 @@ impl Pass {
     pub fn new(kind: PassKind, geo: &crate::layout::Geometry, opts: PassOptions) -> Pass {
         let bytes_per_stripe = match kind {
             PassKind::Rebuild { .. } => geo.strip_blocks * geo.block_size as u64,
-            PassKind::Scrub { .. } | PassKind::Resync => {
+            PassKind::Scrub { .. } | PassKind::Resync | PassKind::Init => {
                 geo.stripe_blocks() * geo.block_size as u64
             }
         };
@@ -170,6 +200,9 @@ impl Pass {
             repaired: 0,
             repair_failed: 0,
             stopping: false,
+            init_from: None,
+            chunk_end: 0,
+            chunk_flushed: false,
         }
     }
 
@@ -181,7 +214,8 @@ impl Pass {
     pub fn total(&self) -> u64 {
         self.stripes
     }
-    /// Stripes done (rebuilt, checked or resynced).
+    /// Stripes done (rebuilt, checked or resynced; the initial pass counts those below the
+    /// watermark it started from as done).
     pub fn done(&self) -> u64 {
         self.done
     }
@@ -216,7 +250,7 @@ impl Pass {
     /// Its state in words while it runs.
     pub fn state(&self) -> &'static str {
         match self.phase {
-            Phase::Flushing => "flushing",
+            Phase::Flushing | Phase::ChunkFlushing => "flushing",
             _ if self.stopping => "stopping",
             _ => "running",
         }
@@ -246,6 +280,17 @@ impl Pass {
             (UserOp::Resync, Err(e)) => {
                 self.done += 1;
                 self.fail(format!("resync of stripe {stripe}: {e}"));
+            }
+            (UserOp::Flush, Ok(())) if self.phase == Phase::ChunkFlushing => {
+                self.phase = Phase::Stripes;
+                self.chunk_flushed = true;
+            }
+            (UserOp::Flush, Err(e)) if self.phase == Phase::ChunkFlushing => {
+                self.fail(format!(
+                    "member flush after stripes up to {}: {e}",
+                    self.chunk_end
+                ));
+                self.phase = Phase::Over;
             }
             (UserOp::Scrub, Err(IoError::ParityMismatch)) => {
                 self.done += 1;
@@ -283,14 +328,30 @@ impl Pass {
     pub fn poll(&mut self, now_us: u64, vol: &Volume, stopping: bool) -> PassStep {
         let started = *self.started_us.get_or_insert(now_us);
         self.stopping |= stopping;
-        let fatal = matches!(self.kind, PassKind::Rebuild { .. } | PassKind::Resync);
+        let fatal = matches!(
+            self.kind,
+            PassKind::Rebuild { .. } | PassKind::Resync | PassKind::Init
+        );
+        if self.kind == PassKind::Init {
+            if self.init_from.is_none() {
+                let from = vol.init_stripes().min(self.stripes);
+                self.init_from = Some(from);
+                self.next = from;
+                self.done = from;
+                self.chunk_end = (from + init_chunk(self.stripes)).min(self.stripes);
+            }
+            if std::mem::take(&mut self.chunk_flushed) {
+                // The ordering rule of the module docs: the chunk is resynced and flushed.
+                self.advance_init(vol);
+            }
+        }
         if self.phase != Phase::Over {
             match self.kind {
                 PassKind::Rebuild { member } if vol.rebuilding() != Some(member) => {
                     self.fail(format!("member {member} failed during its rebuild"));
                     self.phase = Phase::Over;
                 }
-                PassKind::Resync if vol.failed_count() > 0 => {
+                PassKind::Resync | PassKind::Init if vol.failed_count() > 0 => {
                     self.fail("a member failed during the resync".into());
                     self.phase = Phase::Over;
                 }
@@ -304,6 +365,11 @@ impl Pass {
         if self.phase == Phase::Stripes {
             let elapsed = now_us.saturating_sub(started);
             let window = self.opts.window.max(1);
+            let end = if self.kind == PassKind::Init {
+                self.chunk_end
+            } else {
+                self.stripes
+            };
             while self.inflight < window {
                 if let Some(s) = self.repairs.pop() {
                     out.push(PassSubmit {
@@ -314,12 +380,13 @@ impl Pass {
                     self.inflight += 1;
                     continue;
                 }
-                if self.next >= self.stripes {
+                if self.next >= end {
                     break;
                 }
                 let cap = self.opts.bytes_per_s;
+                let moved = self.next - self.init_from.unwrap_or(0);
                 if cap > 0
-                    && self.next as u128 * self.bytes_per_stripe as u128 * 1_000_000
+                    && moved as u128 * self.bytes_per_stripe as u128 * 1_000_000
                         > elapsed as u128 * cap as u128
                 {
                     break; // over the bandwidth cap: wait
@@ -327,7 +394,7 @@ impl Pass {
                 let op = match self.kind {
                     PassKind::Rebuild { .. } => UserOp::Rebuild,
                     PassKind::Scrub { .. } => UserOp::Scrub,
-                    PassKind::Resync => UserOp::Resync,
+                    PassKind::Resync | PassKind::Init => UserOp::Resync,
                 };
                 out.push(PassSubmit {
                     op,
@@ -337,7 +404,22 @@ impl Pass {
                 self.next += 1;
                 self.inflight += 1;
             }
-            if self.inflight == 0 && self.next >= self.stripes && self.repairs.is_empty() {
+            if self.kind == PassKind::Init && self.inflight == 0 && self.next >= end {
+                if vol.init_stripes() >= self.stripes {
+                    self.phase = Phase::Over;
+                } else if self.opts.skip_member_flush {
+                    self.advance_init(vol); // the control: no flush before the watermark moves
+                } else {
+                    // The ordering rule of the module docs.
+                    self.phase = Phase::ChunkFlushing;
+                    self.inflight += 1;
+                    out.push(PassSubmit {
+                        op: UserOp::Flush,
+                        lba: 0,
+                        blocks: 0,
+                    });
+                }
+            } else if self.inflight == 0 && self.next >= self.stripes && self.repairs.is_empty() {
                 if fatal && self.errors == 0 && !self.opts.skip_member_flush {
                     // The ordering rule of the module docs.
                     self.phase = Phase::Flushing;
@@ -355,12 +437,103 @@ impl Pass {
         if !out.is_empty() || self.phase != Phase::Over || self.inflight > 0 {
             return PassStep::Submit(out);
         }
-        PassStep::Done(if self.stopping {
+        let end = if self.stopping {
             PassEnd::Aborted
         } else if fatal && self.errors > 0 {
             PassEnd::Failed
         } else {
             PassEnd::Done
-        })
+        };
+        if end == PassEnd::Done && self.kind == PassKind::Resync {
+            // Every row's parity recomputed and flushed (the rule above): all initialised.
+            vol.set_init_stripes(self.stripes);
+        }
+        PassStep::Done(end)
+    }
+
+    /// The initial pass: every stripe below the chunk's end is resynced and flushed; move the
+    /// volume's watermark there and start the next chunk.
+    fn advance_init(&mut self, vol: &Volume) {
+        vol.set_init_stripes(self.chunk_end);
+        self.chunk_end = (self.chunk_end + init_chunk(self.stripes)).min(self.stripes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Geometry;
+
+    fn submits(step: PassStep) -> Vec<(UserOp, u64)> {
+        match step {
+            PassStep::Submit(v) => v.into_iter().map(|s| (s.op, s.lba)).collect(),
+            PassStep::Done(e) => panic!("over: {e:?}"),
+        }
+    }
+
+    /// The initial pass starts at the volume's watermark and moves it past a chunk only once
+    /// the member flush after the chunk completed (the module's ordering rule).
+    #[test]
+    fn init_moves_the_watermark_only_after_the_chunk_flush() {
+        let geo = Geometry::new(5, 4096, 4096, 256 + 10).expect("geometry");
+        assert_eq!(geo.stripes, 10);
+        assert_eq!(init_chunk(geo.stripes), 1);
+        let vol = Volume::new(0, geo, true, None);
+        vol.set_init_stripes(3);
+        let opts = PassOptions {
+            window: 4,
+            bytes_per_s: 0,
+            skip_member_flush: false,
+        };
+        let mut p = Pass::new(PassKind::Init, &geo, opts);
+        for s in 3..10 {
+            assert_eq!(submits(p.poll(0, &vol, false)), vec![(UserOp::Resync, s)]);
+            assert_eq!(p.done(), s);
+            p.complete(UserOp::Resync, s, Ok(()));
+            assert_eq!(submits(p.poll(0, &vol, false)), vec![(UserOp::Flush, 0)]);
+            assert_eq!(submits(p.poll(0, &vol, false)), vec![]);
+            assert_eq!(vol.init_stripes(), s, "moved before the flush");
+            assert!(vol.parity_uninitialised(s));
+            p.complete(UserOp::Flush, 0, Ok(()));
+            // The next poll moves it (and starts the next chunk).
+            if s + 1 < 10 {
+                assert_eq!(
+                    submits(p.poll(0, &vol, false)),
+                    vec![(UserOp::Resync, s + 1)]
+                );
+                p.refused(
+                    PassSubmit {
+                        op: UserOp::Resync,
+                        lba: s + 1,
+                        blocks: 1,
+                    },
+                    IoError::VolumeFailed,
+                );
+                break;
+            }
+        }
+        assert_eq!(vol.init_stripes(), 4);
+        assert!(!vol.parity_uninitialised(3));
+        // A failed resync ends the pass failed; the watermark stays.
+        assert_eq!(p.poll(0, &vol, false), PassStep::Done(PassEnd::Failed));
+        assert_eq!(vol.init_stripes(), 4);
+        // A new pass resumes from there and ends with every stripe initialised.
+        let mut p = Pass::new(PassKind::Init, &geo, opts);
+        loop {
+            match p.poll(0, &vol, false) {
+                PassStep::Submit(v) => {
+                    for s in v {
+                        assert!(s.op == UserOp::Flush || s.lba >= 4, "{s:?}");
+                        p.complete(s.op, s.lba, Ok(()));
+                    }
+                }
+                PassStep::Done(e) => {
+                    assert_eq!(e, PassEnd::Done);
+                    break;
+                }
+            }
+        }
+        assert_eq!(vol.init_stripes(), 10);
+        assert_eq!(p.done(), 10);
     }
 }

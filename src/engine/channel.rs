@@ -1122,8 +1122,10 @@ impl<B: Backend> Channel<B> {
             }
             PieceKind::Write => {
                 let mut plan = plan::choose(&geo, stripe, &span, failed);
-                if plan == WritePlan::ReadModifyWrite && self.vol.parity_untrusted(stripe) {
-                    // Old parity may be stale: parity from all the data instead.
+                if plan == WritePlan::ReadModifyWrite
+                    && (self.vol.parity_uninitialised(stripe) || self.vol.parity_untrusted(stripe))
+                {
+                    // Old parity may be stale (or never made): parity from all the data.
                     plan = WritePlan::ReconstructWrite;
                 }
                 p.plan = Some(plan);

@@ -79,6 +79,8 @@ pub struct Volume {
     unsynced: Mutex<Option<Unsynced>>,
     /// How many of them are left (0: no stripe is unsynced, and nothing is looked up).
     unsynced_left: AtomicU64,
+    /// Stripes initialised: below this one parity matches data (see [`Volume::set_init_stripes`]).
+    init_stripes: AtomicU64,
 }
 
 /// The stripes a crash recovery still has to resync while the volume serves I/O.
@@ -120,7 +122,33 @@ impl Volume {
             stats: VolumeStats::default(),
             unsynced: Mutex::new(None),
             unsynced_left: AtomicU64::new(0),
+            init_stripes: AtomicU64::new(geo.stripes),
         }
+    }
+
+    /// Stripes initialised: in every stripe below `n`, parity matches the data (made so by the
+    /// initial parity pass, a rebuild or a full resync, and kept so by every write since); at
+    /// or above it, parity may still disagree with what the members held before the volume
+    /// was created. A write at or above it computes parity from all the data (never
+    /// read-modify-write, which would carry the disagreement on into a row it writes), so
+    /// every row a write touched matches its parity whatever the watermark. A new volume is
+    /// initialised throughout until told otherwise (call before it serves I/O, then only from
+    /// the initial pass: [`crate::control::Pass`], which moves it up once the stripes below
+    /// are resynced and flushed).
+    pub fn set_init_stripes(&self, n: u64) {
+        self.init_stripes
+            .store(n.min(self.geo.stripes), Ordering::Release);
+    }
+
+    /// Stripes initialised (see [`Volume::set_init_stripes`]); what superblocks record.
+    pub fn init_stripes(&self) -> u64 {
+        self.init_stripes.load(Ordering::Acquire)
+    }
+
+    /// Whether `stripe`'s parity may still disagree with what the members held at creation
+    /// (see [`Volume::set_init_stripes`]). One load.
+    pub fn parity_uninitialised(&self, stripe: u64) -> bool {
+        stripe >= self.init_stripes.load(Ordering::Acquire)
     }
 
     /// A crash recovery resyncs `stripes` while the volume serves I/O: until each is resynced
@@ -356,6 +384,9 @@ impl Volume {
             .is_ok()
         {
             self.failed.fetch_sub(1, Ordering::AcqRel);
+            // Every stripe was rebuilt (flushed: the pass's rule): the rebuilt strip is the
+            // XOR of the others, so every row now matches its parity.
+            self.set_init_stripes(self.geo.stripes);
             return true;
         }
         false

@@ -62,6 +62,8 @@ pub struct Outcome {
     pub checkpoint_fallbacks: u64,
     /// The run did not exercise what its check is about (see the note).
     pub unexercised: u64,
+    /// Power losses that came while a background pass ran (the initial pass's check).
+    pub crashes_in_pass: u64,
     /// Requests refused because a stripe not resynced since a crash had lost a member
     /// (`ParityUntrusted`: never wrong data), in online recoveries.
     pub untrusted_refused: u64,
@@ -103,6 +105,8 @@ const PASS_TAG: u64 = 1 << 62;
 struct PassRun {
     vi: usize,
     pass: Pass,
+    /// The initial pass: the watermark last recorded in the superblocks.
+    recorded_init: u64,
 }
 
 struct InFlight {
@@ -148,6 +152,10 @@ pub struct Driver {
     pub journal_refused: u64,
     /// Full resyncs that completed.
     pub resyncs_done: u64,
+    /// Initial parity passes finished.
+    pub inits_done: u64,
+    /// Initial parity passes cut short by a member failure.
+    pub inits_cut: u64,
     /// Per volume: deleted (no requests go to it until a restart re-assembles it).
     pub deleted: Vec<bool>,
     /// `run` stops (as if at its event limit) while a checkpoint write is in flight, once the
@@ -174,6 +182,10 @@ pub struct Driver {
     /// Requests may be refused with `ParityUntrusted` (an online recovery met a missing
     /// member): counted, not failures. Reads must still never return wrong data.
     pub untrusted_may_refuse: bool,
+    /// The final read-back checks only blocks some write touched (a volume created over old
+    /// contents that lost a member before its initial pass was over: what no write ever
+    /// touched there is undefined).
+    pub unwritten_undefined: bool,
 }
 
 impl Driver {
@@ -206,6 +218,8 @@ impl Driver {
             journal_may_fail: false,
             journal_refused: 0,
             resyncs_done: 0,
+            inits_done: 0,
+            inits_cut: 0,
             deleted: vec![false; nvol],
             stop_at_checkpoint: None,
             stop_at_time: None,
@@ -217,6 +231,7 @@ impl Driver {
             torn_checkpoints: 0,
             checkpoint_fallbacks: 0,
             untrusted_may_refuse: false,
+            unwritten_undefined: false,
         }
     }
 
@@ -380,6 +395,17 @@ impl Driver {
         true
     }
 
+    /// Run the initial parity pass of volume index `vi` (from its watermark up) alongside the
+    /// workload, recording the watermark in the superblocks whenever it moves, as every
+    /// runtime does. False when another pass runs.
+    pub fn start_init(&mut self, vi: usize, window: usize) -> bool {
+        if self.pass.is_some() {
+            return false;
+        }
+        self.start_pass(vi, PassKind::Init, window);
+        true
+    }
+
     /// Scrub volume index `vi` (with `repair`) alongside the workload. False when another pass
     /// runs.
     pub fn start_scrub(&mut self, vi: usize, repair: bool, window: usize) -> bool {
@@ -400,6 +426,7 @@ impl Driver {
         self.pass = Some(PassRun {
             vi,
             pass: Pass::new(kind, &geo, opts),
+            recorded_init: self.world.volumes[vi].vol.init_stripes(),
         });
     }
 
@@ -416,6 +443,11 @@ impl Driver {
         let step = r
             .pass
             .poll(self.world.now, &self.world.volumes[vi].vol, false);
+        let init = self.world.volumes[vi].vol.init_stripes();
+        if r.pass.kind() == PassKind::Init && init != r.recorded_init {
+            r.recorded_init = init;
+            self.world.record_init(vi);
+        }
         match step {
             PassStep::Submit(list) => {
                 for s in list {
@@ -445,6 +477,13 @@ impl Driver {
                     }
                     (PassKind::Scrub { .. }, PassEnd::Done) => self.scrubs_done += 1,
                     (PassKind::Resync, PassEnd::Done) => self.resyncs_done += 1,
+                    (PassKind::Init, PassEnd::Done) => self.inits_done += 1,
+                    // A member failed: the pass cannot go on (a rebuild initialises instead).
+                    (PassKind::Init, PassEnd::Failed)
+                        if self.world.volumes[vi].vol.failed_count() > 0 =>
+                    {
+                        self.inits_cut += 1
+                    }
                     (kind, end) => {
                         self.out.failed_requests += 1;
                         self.out.note(format!(
@@ -774,6 +813,9 @@ impl Driver {
                     };
                     let buf = c.buf.expect("read buffer");
                     for b in 0..geo.stripe_blocks() {
+                        if self.unwritten_undefined && !self.model.touched(vi, lba + b, 1) {
+                            continue;
+                        }
                         let block = &buf.as_slice()[b as usize * bs..(b as usize + 1) * bs];
                         let seen = identify(block, lba + b, vi as u64);
                         let ok = match as_of {
@@ -2017,6 +2059,121 @@ pub fn rebuild_check(seed: u64) -> Outcome {
     d.world.fail_member(0, other, true);
     let bad_degraded = d.read_back(as_of);
     if as_of.is_some() {
+        d.out.lost_acked += bad + bad_degraded;
+    } else {
+        d.out.bad_reads += bad + bad_degraded;
+    }
+    d.check_records();
+    d.out
+}
+
+/// A control of [`init_check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitControl {
+    /// None: what every runtime does.
+    None,
+    /// The volume is taken as initialised at creation (no initial pass, read-modify-write
+    /// everywhere): parity disagreeing with the old contents is carried on.
+    AssumeClean,
+    /// The initial pass moves its watermark without flushing the members first.
+    SkipFlush,
+}
+
+/// Initial parity pass check for one seed: a volume of five to eight members created over
+/// members that were not blank (data blocks hold the initial content the model knows, parity
+/// blocks noise) serves small writes (read-modify-write where its parity is initialised)
+/// while the initial pass runs, the watermark recorded in the superblocks as it moves; power
+/// losses come at random points, and after each the pass resumes from the recorded watermark.
+/// Sometimes a member fails during the pass (which then ends failed) and is rebuilt. In the
+/// end the volume is initialised throughout, parity matches, and every acknowledged write
+/// reads back, also with a member lost (with a member lost before the pass was over, blocks
+/// no write touched are undefined and not checked). A control (see [`InitControl`]) must find
+/// loss.
+pub fn init_check(seed: u64, crashes: u32, control: InitControl) -> Outcome {
+    let mut rng = Rng::new(seed ^ 0x1417_0000);
+    let members = rng.range(5, 9) as u32;
+    let bs = if rng.chance(0.5) { 512 } else { 4096 };
+    let strip = 4096u64 << rng.range(0, 3);
+    let stripes = rng.range(8, 40);
+    let member_blocks = crate::layout::RESERVED_BYTES / bs as u64 + stripes * strip / bs as u64;
+    let geo = Geometry::new(members, strip, bs, member_blocks).expect("valid geometry");
+    let mut cfg = volumes_with_journal(seed, &mut rng, vec![(0, geo)], 0.5);
+    if control == InitControl::SkipFlush {
+        cfg.member_volatile = true; // without a volatile cache a flush changes nothing
+    }
+    let qd = rng.range(1, 17) as usize;
+    let single = rng.chance(0.7);
+    let load = |ops| Workload {
+        ops,
+        qd,
+        read_fraction: 0.2,
+        hot_stripes: None,
+        single_block: single,
+        background: false,
+    };
+    let window = rng.range(1, 5) as usize;
+    let fail_during = (control != InitControl::SkipFlush && rng.chance(0.3))
+        .then(|| rng.range(0, geo.members as u64) as u32);
+    let mut d = Driver::new(World::new(cfg.clone()), rng.fork(1));
+    d.skip_pass_flush = control == InitControl::SkipFlush;
+    d.world.uninitialise(0, seed ^ 0x5EED);
+    if control == InitControl::AssumeClean {
+        d.world.volumes[0].vol.set_init_stripes(geo.stripes);
+        d.world.record_init(0);
+    } else {
+        d.start_init(0, window);
+    }
+    let mut crashes_left = crashes;
+    let mut last_crash = None;
+    loop {
+        let crash_at = (crashes_left > 0 && rng.chance(0.7)).then(|| rng.range(1, 3000));
+        let crashed = d.run(&load(150), crash_at, |_, _| {});
+        if !crashed {
+            break;
+        }
+        crashes_left -= 1;
+        last_crash = Some(d.world.now);
+        d.out.crashes_in_pass += u64::from(d.pass_running());
+        let report = d.crash_and_recover_with(cfg.clone(), 0.3, &RecoveryOptions::default());
+        for (_, stripes) in &report.at_risk {
+            d.excused[0].extend(stripes.iter().copied());
+        }
+        if report.resync_errors > 0 {
+            d.out.failed_requests += report.resync_errors;
+            d.out
+                .note(format!("{} resyncs failed", report.resync_errors));
+        }
+        // Resumed from the watermark the superblocks recorded.
+        if d.world.volumes[0].vol.init_stripes() < geo.stripes {
+            d.start_init(0, window);
+        }
+    }
+    if let Some(m) = fail_during {
+        // The pass (if still running) ends failed: expected here, not a failure.
+        d.world.fail_member(0, m, true);
+        d.run(&load(60), None, |_, _| {});
+        d.unwritten_undefined = true;
+        if !d.start_rebuild(0, m, window) {
+            d.out.failed_requests += 1;
+            d.out.note("engine refused the rebuild".into());
+            return d.out;
+        }
+    }
+    if d.pass_running() {
+        d.run(&load(0), None, |_, _| {});
+    }
+    let init = d.world.volumes[0].vol.init_stripes();
+    if init != geo.stripes {
+        d.out.failed_requests += 1;
+        d.out
+            .note(format!("{init} of {} stripes initialised", geo.stripes));
+    }
+    d.check_parity();
+    let bad = d.read_back(None);
+    let other = rng.range(0, geo.members as u64) as u32;
+    d.world.fail_member(0, other, true);
+    let bad_degraded = d.read_back(None);
+    if last_crash.is_some() {
         d.out.lost_acked += bad + bad_degraded;
     } else {
         d.out.bad_reads += bad + bad_degraded;

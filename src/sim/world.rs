@@ -550,6 +550,9 @@ impl World {
                     // The journal on the members is modelled as disks coupled to members 0
                     // and 1 (`SimJournal::on_members`), not as a byte range of the member disks.
                     journal_area: 0,
+                    // Zeroed devices: parity matches (`World::uninitialise` plants a volume
+                    // created over old contents instead).
+                    init_stripes: geo.stripes,
                 });
             }
         }
@@ -608,6 +611,7 @@ impl World {
                 if let Some(j) = &journal {
                     j.drops_found(*number, newest.journal_dropped);
                 }
+                vol.set_init_stripes(newest.init_stripes);
             }
             volumes.push(SimVolume {
                 vol,
@@ -1369,9 +1373,52 @@ impl World {
                 seq: newest.seq + 1,
                 member_states: states.clone(),
                 journal_dropped: dropped.unwrap_or(newest.journal_dropped),
+                init_stripes: v.vol.init_stripes(),
                 ..newest.clone()
             });
         }
+    }
+
+    /// Record volume index `vi`'s initialised stripes ([`Volume::init_stripes`]) in the
+    /// superblocks of the members that answer (with the member states, next seq), as every
+    /// runtime does while its initial parity pass runs.
+    pub fn record_init(&mut self, vi: usize) {
+        self.write_member_states(vi, &[], None);
+    }
+
+    /// Plant volume index `vi` as created over members that were not blank (assume nothing
+    /// of them; call before any I/O): every data block holds the initial content the model
+    /// knows (write 0, stamped for its volume block), every parity block noise from `seed`,
+    /// and the volume and its superblocks say no stripe is initialised.
+    pub fn uninitialise(&mut self, vi: usize, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let geo = self.volumes[vi].vol.geo;
+        let bs = geo.block_size as usize;
+        let mut block = vec![0u8; bs];
+        for stripe in 0..geo.stripes {
+            for m in 0..geo.members {
+                for b in 0..geo.strip_blocks {
+                    if m == geo.parity_member(stripe) {
+                        for x in block.iter_mut() {
+                            *x = rng.range(0, 256) as u8;
+                        }
+                    } else {
+                        let i = geo.data_index(stripe, m).expect("a data member");
+                        let lba = stripe * geo.stripe_blocks() + i as u64 * geo.strip_blocks + b;
+                        crate::sim::model::stamp(&mut block, 0, lba, vi as u64);
+                    }
+                    let at = geo.member_lba(stripe, b);
+                    self.volumes[vi].disks[m as usize].write(at, &block);
+                }
+            }
+        }
+        for d in self.volumes[vi].disks.iter_mut() {
+            d.flush();
+            if let Some(sb) = d.sb.as_mut() {
+                sb.init_stripes = 0;
+            }
+        }
+        self.volumes[vi].vol.set_init_stripes(0);
     }
 
     /// Overwrite member blocks directly (bypassing the engine), to plant silent corruption.

@@ -316,6 +316,8 @@ pub(crate) struct VolumeSpec {
     pub journal_dropped: u8,
     /// The journal area on the members (journal on the members), or 0.
     pub journal_area: u64,
+    /// Stripes initialised ([`crate::engine::Volume::set_init_stripes`]).
+    pub init_stripes: u64,
 }
 
 impl SpdkVolume {
@@ -335,6 +337,7 @@ impl SpdkVolume {
             seq,
             journal_dropped,
             journal_area,
+            init_stripes,
         } = spec;
         let volatile = members.iter().flatten().any(|m| m.write_cache);
         let vol = Arc::new(Volume::new(
@@ -346,6 +349,7 @@ impl SpdkVolume {
         // Member failures are recorded in the superblocks by the member watcher
         // (rebuild::watch), and writes are acknowledged only after that.
         vol.set_records_failures(true);
+        vol.set_init_stripes(init_stripes);
         for (i, m) in members.iter().enumerate() {
             if m.is_none() {
                 vol.fail_member(i as u32);
@@ -544,6 +548,10 @@ impl SpdkVolume {
             "scrub": super::rebuild::scrub_status(self),
             "set_journal": super::rebuild::set_journal_status(self),
             "recovery": super::status::json(&self.uuid, super::status::Slot::Recovery),
+            // The initial parity pass (null when none ran since the start), and the stripes
+            // whose parity is known to match their data (all: `stripes`).
+            "init": super::status::json(&self.uuid, super::status::Slot::Init),
+            "init_stripes": self.vol.init_stripes(),
             "unsynced_stripes": self.vol.unsynced_stripes(),
             "generation": j.durable_generation(),
             "open_generation": j.open_generation(),

@@ -85,6 +85,9 @@ pub(crate) struct CreateRequest {
     pub journal: bool,
     /// Per-stripe state a new volume may allocate, in MiB.
     pub max_stripe_state_mb: u64,
+    /// The members are blank (all zeros): a new volume's parity matches without the initial
+    /// pass.
+    pub assume_clean: bool,
     /// The journal on the members: KiB each member reserves at its end for it (members 0
     /// and 1 hold a mirrored copy there); `None`: journal bdevs.
     pub journal_area_kb: Option<u64>,
@@ -648,6 +651,10 @@ fn format(p: Prepared, done: Done) {
         return done(Err(err(ENODEV, "journal bdev was removed")));
     }
     let journal_uuid = jsb.journal_uuid;
+    // Members that may hold anything: no stripe's parity is trusted until the initial pass
+    // (started once the volume is online) has made it match; `assume_clean` takes the
+    // caller's word that they are blank (all zeros: zero parity matches zero data).
+    let init_stripes = if req.assume_clean { geo.stripes } else { 0 };
     let msb = |i: u32| MemberSuperblock {
         volume_uuid: uuid,
         journal_uuid,
@@ -663,6 +670,7 @@ fn format(p: Prepared, done: Done) {
         member_uuids: member_uuids.clone(),
         journal_dropped: 0,
         journal_area,
+        init_stripes,
     };
     let images: Vec<_> = (0..geo.members).map(|i| msb(i).encode()).collect();
     let raws: Vec<_> = members.iter().map(|m| (m.raw(), m.name.clone())).collect();
@@ -697,6 +705,7 @@ fn format(p: Prepared, done: Done) {
             seq: 1,
             journal_dropped: 0,
             journal_area,
+            init_stripes,
         };
         start_volume(spec, Recover::No, done);
     });
@@ -1148,6 +1157,7 @@ fn assemble(found: Found, journal: Arc<SpdkJournal>, recover: Recover, done: Don
         seq: sb.seq,
         journal_dropped: sb.journal_dropped,
         journal_area: sb.journal_area,
+        init_stripes: sb.init_stripes,
     };
     start_volume(spec, recover, done);
 }
@@ -1193,6 +1203,7 @@ fn start_volume(spec: VolumeSpec, recover: Recover, done: Done) {
                     v.geo.volume_blocks(),
                     v.geo.block_size
                 );
+                super::rebuild::start_init(&v);
                 done(Ok(v))
             }
             Err(e) => {

@@ -8,8 +8,10 @@
 //! the volume's channel on that thread; user I/O goes on meanwhile on every reactor.
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -43,6 +45,8 @@ const CODE_RESYNC: u64 = 5;
 /// The crash recovery's requests (`create::Recovery`; it may run beside a pass on the same
 /// channel, so each takes only completions of its own codes).
 pub(crate) const CODE_RECOVERY: u64 = 6;
+const CODE_INIT: u64 = 7;
+const CODE_INIT_FLUSH: u64 = 8;
 
 pub(crate) fn tag(code: u64, stripe: u64) -> u64 {
     (stripe << 5) | (code << 1) | INTERNAL_TAG
@@ -273,10 +277,16 @@ fn slot(kind: Kind) -> Slot {
         Kind::Rebuild { .. } => Slot::Rebuild,
         Kind::Scrub { .. } => Slot::Scrub,
         Kind::Resync => Slot::SetJournal,
+        Kind::Init => Slot::Init,
     }
 }
 
-fn code_of_op(op: UserOp) -> u64 {
+fn code_of_op(kind: Kind, op: UserOp) -> u64 {
+    match (kind, op) {
+        (Kind::Init, UserOp::Resync) => return CODE_INIT,
+        (Kind::Init, _) => return CODE_INIT_FLUSH,
+        _ => {}
+    }
     match op {
         UserOp::Rebuild => CODE_REBUILD,
         UserOp::Scrub => CODE_SCRUB,
@@ -291,7 +301,7 @@ fn op_of_code(code: u64) -> UserOp {
         CODE_REBUILD => UserOp::Rebuild,
         CODE_SCRUB => UserOp::Scrub,
         CODE_REPAIR => UserOp::Repair,
-        CODE_RESYNC => UserOp::Resync,
+        CODE_RESYNC | CODE_INIT => UserOp::Resync,
         _ => UserOp::Flush,
     }
 }
@@ -327,6 +337,10 @@ struct Pass {
     bdev: String,
     /// Run at the end (resync passes).
     then: Option<PassThen>,
+    /// The initial pass: the watermark last recorded in the superblocks, and whether a
+    /// superblock write recording it is in flight.
+    init_recorded: u64,
+    init_recording: Rc<Cell<bool>>,
 }
 
 impl Pass {
@@ -369,6 +383,26 @@ impl Pass {
         );
     }
 
+    /// The initial pass: record the volume's watermark in the superblocks when it moved
+    /// (one superblock write at a time; the pass goes on meanwhile: the engine's watermark
+    /// covers only stripes resynced and flushed, so any superblock written from it is right).
+    fn record_init(&mut self) {
+        let w = self.vol.vol.init_stripes();
+        if w == self.init_recorded || self.init_recording.get() {
+            return;
+        }
+        self.init_recorded = w;
+        self.init_recording.set(true);
+        let flag = self.init_recording.clone();
+        let name = self.vol.name.clone();
+        record_member_states_then(&self.vol, move |r| {
+            flag.set(false);
+            if let Err(e) = r {
+                warnlog!("volume {name}: recording initialised stripes: {e}");
+            }
+        });
+    }
+
     fn fail_late(&mut self, msg: String) {
         warnlog!("volume {}: {msg}", self.vol.name);
         self.late_error.get_or_insert(msg);
@@ -379,6 +413,7 @@ impl Pass {
             Kind::Rebuild { .. } => code == CODE_REBUILD || code == CODE_REBUILD_FLUSH,
             Kind::Scrub { .. } => code == CODE_SCRUB || code == CODE_REPAIR,
             Kind::Resync => code == CODE_RESYNC || code == CODE_REBUILD_FLUSH,
+            Kind::Init => code == CODE_INIT || code == CODE_INIT_FLUSH,
         }
     }
 
@@ -407,6 +442,9 @@ impl Pass {
         let step = self
             .pass
             .poll(ffi::now_us(), &self.vol.vol, stopping(&self.vol));
+        if self.pass.kind() == Kind::Init {
+            self.record_init();
+        }
         if !self.logged {
             if let Some(e) = self.pass.first_error() {
                 warnlog!("volume {}: {e}", self.vol.name);
@@ -419,7 +457,7 @@ impl Pass {
                     // SAFETY: as above; the borrow ends before pump.
                     let r = unsafe {
                         (*ptr).channel.submit(
-                            tag(code_of_op(s.op), s.lba),
+                            tag(code_of_op(self.pass.kind(), s.op), s.lba),
                             s.op,
                             s.lba,
                             s.blocks,
@@ -483,6 +521,38 @@ fn finish(mut p: Pass, state: &'static str) {
             if let Some(then) = p.then.take() {
                 then(&r);
             }
+        }
+        Kind::Init => {
+            if state != "done" {
+                noticelog!(
+                    "volume {}: initial parity pass {state} at stripe {} of {}{}",
+                    p.vol.name,
+                    p.vol.vol.init_stripes(),
+                    p.vol.geo.stripes,
+                    p.first_error()
+                        .map(|e| format!(" (first error: {e}; a rebuild initialises every stripe)"))
+                        .unwrap_or_default()
+                );
+                return p.publish(state);
+            }
+            p.publish("recording");
+            let v = p.vol.clone();
+            record_member_states_then(&v, move |r| match r {
+                Ok(()) => {
+                    noticelog!(
+                        "volume {}: parity initialised: {} stripes at {} MiB/s",
+                        p.vol.name,
+                        p.vol.geo.stripes,
+                        p.status("done").mib_per_s
+                    );
+                    p.publish("done");
+                }
+                Err(e) => {
+                    let mut p = p;
+                    p.fail_late(format!("recording the initialised stripes: {e}"));
+                    p.publish("failed");
+                }
+            });
         }
         Kind::Scrub { repair } => {
             noticelog!(
@@ -587,6 +657,8 @@ fn start_pass(
         logged: false,
         bdev,
         then,
+        init_recorded: v.vol.init_stripes(),
+        init_recording: Rc::new(Cell::new(false)),
     }));
     // SAFETY: `p` lives until `pass_poll` takes it back; the poller runs on this thread.
     unsafe {
@@ -596,10 +668,41 @@ fn start_pass(
     Ok(())
 }
 
+/// Start the initial parity pass of `v` when some of its stripes are not initialised
+/// ([`crate::engine::Volume::set_init_stripes`]: a volume created over members that may not be
+/// blank, or one whose pass was cut short by a restart) and every member is in service;
+/// nothing otherwise (a rebuild initialises every stripe). Called when a volume comes online.
+pub(crate) fn start_init(v: &Arc<SpdkVolume>) {
+    let from = v.vol.init_stripes();
+    if from >= v.geo.stripes || v.vol.failed_count() > 0 || running(&v.uuid, Slot::Init) {
+        return;
+    }
+    noticelog!(
+        "volume {}: initialising parity in the background, stripes {from} to {} (writes there \
+         compute parity from all the data until then)",
+        v.name,
+        v.geo.stripes
+    );
+    let opts = PassOpts {
+        window: DEFAULT_WINDOW,
+        bandwidth_mb: 0,
+    };
+    if let Err(e) = start_pass(v, Kind::Init, opts, String::new(), None) {
+        warnlog!("volume {}: initial parity pass not started: {e}", v.name);
+    }
+}
+
 /// Start a scrub of `v` (checked by [`super::scrub`]).
 pub(crate) fn start_scrub(v: &Arc<SpdkVolume>, repair: bool, opts: PassOpts) -> Result<(), String> {
     if running(&v.uuid, Slot::Scrub) {
         return Err(format!("a scrub of {} is already running", v.name));
+    }
+    if running(&v.uuid, Slot::Init) {
+        return Err(format!(
+            "volume {}: its parity is being initialised (see init in bdev_jraid_get_bdevs): \
+             scrub once that is done",
+            v.name
+        ));
     }
     if running(&v.uuid, Slot::SetJournal) {
         return Err(format!(

@@ -76,6 +76,11 @@ struct CreateParams {
     /// Size of that area in KiB (default [`create::DEFAULT_JOURNAL_AREA_KB`]).
     #[serde(default)]
     journal_area_kb: Option<u64>,
+    /// The caller vouches that every member reads as zeros (new or deallocated devices that
+    /// return zeros, malloc bdevs): a new volume skips its initial parity pass. Without it,
+    /// the volume initialises its parity in the background while it serves I/O.
+    #[serde(default)]
+    assume_clean: bool,
 }
 
 fn journal_on() -> bool {
@@ -175,6 +180,7 @@ unsafe extern "C" fn rpc_create(
             journal_area_kb: p
                 .journal_on_members
                 .then(|| p.journal_area_kb.unwrap_or(create::DEFAULT_JOURNAL_AREA_KB)),
+            assume_clean: p.assume_clean,
         };
         create::create(
             r,

@@ -20,6 +20,8 @@ pub(crate) enum Slot {
     SetJournal = 2,
     /// Resync of the stripes listed at a crash, while the volume serves I/O.
     Recovery = 3,
+    /// The initial parity pass of a volume created over members that may not be blank.
+    Init = 4,
 }
 
 /// Where a process is.
@@ -189,6 +191,17 @@ impl ProcStatus {
                 "errors": self.errors,
                 "error": self.error,
             }),
+            PassKind::Init => json!({
+                "state": state,
+                "stripes_total": self.total,
+                "stripes_initialised": self.done,
+                "percent": self.percent(),
+                "elapsed_s": elapsed,
+                "mib_per_s": self.mib_per_s,
+                "window": self.window,
+                "errors": self.errors,
+                "error": self.error,
+            }),
             PassKind::Resync => json!({
                 "state": state,
                 "journal_bdev": self.bdev,
@@ -207,7 +220,7 @@ impl ProcStatus {
 }
 
 /// The statuses of every volume, by volume uuid and [`Slot`].
-type StatusMap = HashMap<[u8; 16], [Option<ProcStatus>; 4]>;
+type StatusMap = HashMap<[u8; 16], [Option<ProcStatus>; 5]>;
 static STATUS: Mutex<Option<StatusMap>> = Mutex::new(None);
 
 /// Set (or with `None`, clear) the status of `slot` of volume `uuid`.
@@ -215,7 +228,7 @@ pub(crate) fn set(uuid: [u8; 16], slot: Slot, s: Option<ProcStatus>) {
     let mut g = STATUS.lock().unwrap_or_else(|e| e.into_inner());
     g.get_or_insert_with(HashMap::new)
         .entry(uuid)
-        .or_insert([None, None, None, None])[slot as usize] = s;
+        .or_insert([None, None, None, None, None])[slot as usize] = s;
 }
 
 /// The status of `slot` of volume `uuid`.

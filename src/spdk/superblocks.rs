@@ -149,6 +149,7 @@ pub(crate) fn member_sb(
         member_uuids: uuids.to_vec(),
         journal_dropped: v.journal_dropped.load(std::sync::atomic::Ordering::Acquire),
         journal_area: v.journal_area,
+        init_stripes: v.vol.init_stripes(),
     }
 }
 

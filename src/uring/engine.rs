@@ -167,6 +167,8 @@ fn volume(
         )));
     }
     let vol = Arc::new(Volume::new(number, geo, true, journal));
+    // What the superblocks record (every stripe: files this CLI creates read as zeros).
+    vol.set_init_stripes(files.newest_sb().init_stripes);
     for (m, u) in uses.iter().enumerate() {
         if !u.in_service() {
             if *u == control::assembly::MemberUse::Stale {

@@ -1125,6 +1125,9 @@ fn create_files(
             member_uuids: member_uuids.clone(),
             journal_dropped: 0,
             journal_area,
+            // Every member file is new (`create_new`) and sparse: it reads as zeros, and zero
+            // parity matches zero data, so every stripe is initialised as created.
+            init_stripes: geo.stripes,
         };
         sb.validate()
             .map_err(|e| Error::new(format!("bad geometry: {e}")))?;

@@ -98,7 +98,8 @@ kill_under_load() {
 }
 
 # wait_bdev SOCK NAME: wait until a bdev exists and, for a jraid volume, until the resync after
-# a crash it may run in the background is over (a volume serves I/O during it).
+# a crash and the initial parity pass it may run in the background are over (a volume serves
+# I/O during both).
 wait_bdev() {
     local found=0 state
     for _ in $(seq 1 100); do
@@ -110,11 +111,12 @@ wait_bdev() {
         state=$(rpc "$1" bdev_jraid_get_bdevs "{\"name\":\"$2\"}" | python3 -c '
 import json, sys
 r = json.load(sys.stdin).get("result")
-rec = r[0].get("recovery") if r else None
-print(rec["state"] if rec else "none")' 2>/dev/null || echo none)
-        case "$state" in starting | running | flushing | stopping) sleep 0.1 ;; *) return 0 ;; esac
+active = ("starting", "running", "flushing", "stopping", "recording")
+states = [r[0][k]["state"] for k in ("recovery", "init") if r and r[0].get(k)]
+print(next((s for s in states if s in active), "none"))' 2>/dev/null || echo none)
+        case "$state" in starting | running | flushing | stopping | recording) sleep 0.1 ;; *) return 0 ;; esac
     done
-    die "the resync of $2 after a crash did not end"
+    die "the resync of $2 after a crash (or its initial parity pass) did not end"
 }
 
 # aio_entries DIR NAMES...: bdev_aio_create entries (4 KiB blocks) for files DIR/NAME, comma-separated.
@@ -275,6 +277,7 @@ PY
 # scrub_clean SOCK WHAT: bdev_jraid_scrub of r0 must end finding parity clean.
 scrub_clean() {
     local sc=""
+    wait_bdev "$1" r0
     rpc_ok "$1" bdev_jraid_scrub '{"name":"r0"}' >/dev/null
     for _ in $(seq 1 300); do
         sc=$(rpc_ok "$1" bdev_jraid_get_bdevs '{"name":"r0"}' | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["scrub"]; print(s["state"], s["mismatches"])')

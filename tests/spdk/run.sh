@@ -2,7 +2,7 @@
 # SPDK integration tests of the jraid bdev module. CI runs this when `pkg-config --exists
 # spdk_bdev` (PKG_CONFIG_PATH pointing at an SPDK built --with-shared).
 #
-#   tests/spdk/run.sh [test ...]      tests: bdevperf bdevio rpc_errors crash fio nvmf member_failure rebuild scrub journal_loss journal_devices journal_on_members delete_busy faults assembly nobuf_read online_recovery (default: all)
+#   tests/spdk/run.sh [test ...]      tests: bdevperf bdevio rpc_errors crash fio nvmf member_failure rebuild scrub journal_loss journal_devices journal_on_members delete_busy faults assembly nobuf_read online_recovery init (default: all)
 #
 # Environment: SPDK_DIR (default: derived from pkg-config's libdir), SPDK_TGT, BDEVPERF,
 # JRAID_LIB (default: target/release/libjraid.so, built here unless set), WORK (scratch dir;
@@ -31,7 +31,7 @@ fi
 export WORK
 trap 'rc=$?; if [ $rc -ne 0 ]; then echo "run.sh: logs and images kept in $WORK" >&2; elif [ "${own_work:-0}" = 1 ]; then rm -rf "$WORK"; fi' EXIT
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(bdevperf bdevio rpc_errors crash fio nvmf member_failure rebuild scrub journal_loss journal_devices journal_on_members delete_busy faults assembly nobuf_read online_recovery)
+[ ${#tests[@]} -gt 0 ] || tests=(bdevperf bdevio rpc_errors crash fio nvmf member_failure rebuild scrub journal_loss journal_devices journal_on_members delete_busy faults assembly nobuf_read online_recovery init)
 for t in "${tests[@]}"; do
     echo "=== $t"
     bash "tests/spdk/test_$t.sh"
