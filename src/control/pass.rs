@@ -206,6 +206,13 @@ impl Pass {
         }
     }
 
+    /// New limits for the rest of the pass: at most `window` stripes in flight, `bytes_per_s`
+    /// (0: no cap) averaged from its start.
+    pub fn set_limits(&mut self, window: usize, bytes_per_s: u64) {
+        self.opts.window = window;
+        self.opts.bytes_per_s = bytes_per_s;
+    }
+
     /// What it does.
     pub fn kind(&self) -> PassKind {
         self.kind
@@ -218,6 +225,11 @@ impl Pass {
     /// watermark it started from as done).
     pub fn done(&self) -> u64 {
         self.done
+    }
+    /// Stripes this pass did itself (its rate): [`Pass::done`] less those the initial pass
+    /// found initialised at its start.
+    pub fn done_here(&self) -> u64 {
+        self.done - self.init_from.unwrap_or(0).min(self.done)
     }
     /// Bytes a stripe moves (for the rate).
     pub fn bytes_per_stripe(&self) -> u64 {
@@ -535,5 +547,6 @@ mod tests {
         }
         assert_eq!(vol.init_stripes(), 10);
         assert_eq!(p.done(), 10);
+        assert_eq!(p.done_here(), 6);
     }
 }

@@ -131,7 +131,10 @@ impl Volume {
     /// or above it, parity may still disagree with what the members held before the volume
     /// was created. A write at or above it computes parity from all the data (never
     /// read-modify-write, which would carry the disagreement on into a row it writes), so
-    /// every row a write touched matches its parity whatever the watermark. A new volume is
+    /// every row a write touched matches its parity whatever the watermark. Degraded reads and
+    /// writes there are served (unlike [`Volume::parity_untrusted`] stripes, which may hold
+    /// acknowledged data their parity disagrees with): a row some write touched matches its
+    /// parity, and what no write touched holds nothing acknowledged. A new volume is
     /// initialised throughout until told otherwise (call before it serves I/O, then only from
     /// the initial pass: [`crate::control::Pass`], which moves it up once the stripes below
     /// are resynced and flushed).

@@ -50,6 +50,18 @@ pub(crate) fn recovery_limits() -> (usize, u64) {
     *RECOVERY_LIMITS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+static INIT_LIMITS: Mutex<(usize, u64)> = Mutex::new((super::rebuild::DEFAULT_WINDOW, 0));
+
+/// The limits of the initial parity pass: (window, MiB/s cap; 0: none).
+pub(crate) fn init_limits() -> (usize, u64) {
+    *INIT_LIMITS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Set the limits of the initial parity pass (see [`init_limits`]); running passes follow.
+pub(crate) fn set_init_limits(window: usize, bandwidth_mb: u64) {
+    *INIT_LIMITS.lock().unwrap_or_else(|e| e.into_inner()) = (window, bandwidth_mb);
+}
+
 /// Set the limits of the resync after a crash (see [`recovery_limits`]).
 pub(crate) fn set_recovery_limits(window: usize, bandwidth_mb: u64) {
     *RECOVERY_LIMITS.lock().unwrap_or_else(|e| e.into_inner()) = (window, bandwidth_mb);

@@ -83,6 +83,7 @@ unsafe extern "C" fn config_json(w: *mut sys::spdk_json_write_ctx) -> i32 {
         // The module-wide options first (they must precede the bdevs examine finds); each
         // volume writes its own bdev_jraid_create.
         let (window, mb) = create::recovery_limits();
+        let (init_window, init_mb) = create::init_limits();
         json::write_value(
             w,
             &serde_json::json!({
@@ -91,6 +92,8 @@ unsafe extern "C" fn config_json(w: *mut sys::spdk_json_write_ctx) -> i32 {
                     "recovery_window": window,
                     "recovery_bandwidth_mb": mb,
                     "recovery_online": create::recovery_online(),
+                    "init_window": init_window,
+                    "init_bandwidth_mb": init_mb,
                 },
             }),
         );

@@ -354,7 +354,8 @@ impl Pass {
     fn status(&self, state: &str) -> ProcStatus {
         let done = self.pass.done();
         let elapsed = (ffi::now_us() - self.started_us).max(1) as f64 / 1e6;
-        let mib = done as f64 * self.pass.bytes_per_stripe() as f64 / (1 << 20) as f64;
+        let mib =
+            self.pass.done_here() as f64 * self.pass.bytes_per_stripe() as f64 / (1 << 20) as f64;
         ProcStatus {
             kind: self.pass.kind(),
             state: ProcState::from_pass(state),
@@ -444,6 +445,13 @@ impl Pass {
             .poll(ffi::now_us(), &self.vol.vol, stopping(&self.vol));
         if self.pass.kind() == Kind::Init {
             self.record_init();
+            // `bdev_jraid_set_options` may have changed the limits.
+            let (window, mb) = super::create::init_limits();
+            if (window, mb << 20) != (self.window, self.cap) {
+                self.window = window;
+                self.cap = mb << 20;
+                self.pass.set_limits(window, self.cap);
+            }
         }
         if !self.logged {
             if let Some(e) = self.pass.first_error() {
@@ -683,9 +691,10 @@ pub(crate) fn start_init(v: &Arc<SpdkVolume>) {
         v.name,
         v.geo.stripes
     );
+    let (window, bandwidth_mb) = super::create::init_limits();
     let opts = PassOpts {
-        window: DEFAULT_WINDOW,
-        bandwidth_mb: 0,
+        window,
+        bandwidth_mb,
     };
     if let Err(e) = start_pass(v, Kind::Init, opts, String::new(), None) {
         warnlog!("volume {}: initial parity pass not started: {e}", v.name);

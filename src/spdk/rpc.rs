@@ -405,10 +405,14 @@ struct OptionsParams {
     recovery_bandwidth_mb: Option<u64>,
     #[serde(default)]
     recovery_online: Option<bool>,
+    #[serde(default)]
+    init_window: Option<usize>,
+    #[serde(default)]
+    init_bandwidth_mb: Option<u64>,
 }
 
 /// `bdev_jraid_set_options`: module-wide settings (whether a volume serves I/O while it
-/// resyncs after a crash, and the limits of that resync);
+/// resyncs after a crash, the limits of that resync and of the initial parity pass);
 /// allowed at startup (in a JSON config, before the bdevs examine finds) and at runtime (a
 /// running resync follows).
 unsafe extern "C" fn rpc_set_options(
@@ -430,7 +434,17 @@ unsafe extern "C" fn rpc_set_options(
             Ok(o) => o,
             Err(e) => return req.invalid(&format!("recovery_{e}")),
         };
+        let (iw, imb) = create::init_limits();
+        let init = match pass_opts(
+            Some(p.init_window.unwrap_or(iw)),
+            iw,
+            Some(p.init_bandwidth_mb.unwrap_or(imb)),
+        ) {
+            Ok(o) => o,
+            Err(e) => return req.invalid(&format!("init_{e}")),
+        };
         create::set_recovery_limits(opts.window, opts.bandwidth_mb);
+        create::set_init_limits(init.window, init.bandwidth_mb);
         if let Some(on) = p.recovery_online {
             create::set_recovery_online(on);
         }

@@ -91,6 +91,7 @@ expect_error("missing parameter", E, {"name": "r0"}, INVALID, ["missing field"])
 expect_error("unknown parameter", E, create(colour="blue"), INVALID, ["unknown field"])
 expect_error("bad uuid", E, create(uuid="not-a-uuid"), INVALID, ["uuid"])
 expect_error("wrong type", E, create(strip_size_kb="64"), INVALID, ["invalid"])
+expect_error("assume_clean not a boolean", E, create(assume_clean="yes"), INVALID, ["invalid"])
 expect_error("no parameters", E, None, INVALID, [])
 expect_error("per-stripe state above the limit", E, create(max_stripe_state_mb=0), -12, ["per-stripe state", "max_stripe_state_mb"])
 
@@ -113,10 +114,12 @@ expect_error("rebuild window too large", "bdev_jraid_add_base_bdev", {"name": "r
 expect_error("set_journal window too large", "bdev_jraid_set_journal", {"name": "r1", "journal_bdev": "jl2", "window": 5000}, INVALID, ["window"])
 expect_error("recovery window zero", "bdev_jraid_set_options", {"recovery_window": 0}, INVALID, ["recovery_window"])
 expect_error("unknown option", "bdev_jraid_set_options", {"recovery_speed": 3}, INVALID, ["recovery_speed"])
-ok("bdev_jraid_set_options", {"recovery_bandwidth_mb": 50, "recovery_window": 8})
+expect_error("init window too large", "bdev_jraid_set_options", {"init_window": 5000}, INVALID, ["init_window"])
+ok("bdev_jraid_set_options", {"recovery_bandwidth_mb": 50, "recovery_window": 8, "init_bandwidth_mb": 20, "init_window": 4})
 opts = [c for c in ok("framework_get_config", {"name": "bdev"}) if c["method"] == "bdev_jraid_set_options"]
-assert opts and opts[0]["params"] == {"recovery_window": 8, "recovery_bandwidth_mb": 50, "recovery_online": True}, opts
-ok("bdev_jraid_set_options", {"recovery_bandwidth_mb": 0, "recovery_window": 32})
+assert opts and opts[0]["params"] == {"recovery_window": 8, "recovery_bandwidth_mb": 50, "recovery_online": True,
+                                      "init_window": 4, "init_bandwidth_mb": 20}, opts
+ok("bdev_jraid_set_options", {"recovery_bandwidth_mb": 0, "recovery_window": 32, "init_bandwidth_mb": 0, "init_window": 16})
 print("ok   bdev_jraid_set_options checked, and written by save_config")
 
 expect_error("delete unknown", "bdev_jraid_delete", {"name": "nope"}, -19, ["nope"])

@@ -7,8 +7,10 @@
 #    running in the background (init in bdev_jraid_get_bdevs); bdevperf verify runs during it;
 #    then the app is killed (-9) in the middle of the pass. The member superblocks record a
 #    watermark between 0 and the stripe count; examine re-assembles the volume at the next
-#    start (from the AIO bdevs, no delay) and the pass resumes from that watermark (its log line says so) while another
-#    verify runs; at its end every stripe is initialised and a scrub finds parity clean.
+#    start (from the AIO bdevs, no delay) and the pass resumes from that watermark (its log
+#    line says so), capped by bdev_jraid_set_options, while another verify runs; the cap is
+#    lifted while it runs; at its end every stripe is initialised and a scrub finds parity
+#    clean.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/bdevperf_rpc.sh"
@@ -70,8 +72,10 @@ bp_stop
 # 2. The pass, a power loss inside it, and its resumption.
 fill
 entries="$(aio_entries "$WORK" "${members[@]}" ij),$(delay_entries)"
-# Examine reads the delay bdevs (50 ms) before the create may claim them.
-bdev_config "$WORK/i1.json" "$entries,{\"method\":\"bdev_wait_for_examine\"},$(create_entry d '')"
+# Examine reads the delay bdevs (50 ms) before the create may claim them. The pass capped at
+# 16 MiB/s of stripe data (16 s for the volume), so that the kill meets it running.
+slow16='{"method":"bdev_jraid_set_options","params":{"init_bandwidth_mb":16}}'
+bdev_config "$WORK/i1.json" "$slow16,$entries,{\"method\":\"bdev_wait_for_examine\"},$(create_entry d '')"
 bp_start "$sock" "$WORK/i1.log" "$WORK/i1.json" -q 32 -o 4096 -w verify -t 2 -T r0
 grep -aq "volume r0: initialising parity in the background, stripes 0 to $stripes" "$WORK/i1.log" ||
     die "no initial pass started: $(grep -a jraid "$WORK/i1.log" | tail -5)"
@@ -94,7 +98,10 @@ log "killed during the pass: the superblocks record $w of $stripes stripes initi
 
 # Restart without the create or the delay bdevs: examine re-assembles r0 from the superblocks
 # on the AIO bdevs themselves (a delay bdev over one would race examine for its claim).
-bdev_config "$WORK/i2.json" "$(aio_entries "$WORK" "${members[@]}" ij)"
+# The pass capped at 4 MiB/s (bdev_jraid_set_options) so that the verify meets it running; the
+# cap is lifted while it runs.
+slow='{"method":"bdev_jraid_set_options","params":{"init_bandwidth_mb":4,"init_window":4}}'
+bdev_config "$WORK/i2.json" "$slow,$(aio_entries "$WORK" "${members[@]}" ij)"
 bp_start "$sock" "$WORK/i2.log" "$WORK/i2.json" -q 32 -o 4096 -w verify -t 2 -T r0
 wait_bdev_up=0
 for _ in $(seq 1 100); do
@@ -108,7 +115,10 @@ log "after the restart the pass resumed from stripe ${from:-none}"
 bp_perform "$sock" "$WORK/i2.out"
 wait "$PERF_PID" || { cat "$WORK/i2.out" >&2; die "bdevperf verify during the resumed pass failed"; }
 r=$(bp_check_total "$WORK/i2.log" "verify during the resumed pass")
-log "verify during the resumed pass: $r IOPS MiB/s"
+st=$(jget "$sock" 'v["init"]["state"], v["init"]["window"], v["init_stripes"]')
+log "verify during the resumed pass: $r IOPS MiB/s; init (state, window, watermark): $st"
+case "$st" in "running 4 "* | "flushing 4 "*) ;; *) die "the capped pass was not running: $st" ;; esac
+rpc_ok "$sock" bdev_jraid_set_options '{"init_bandwidth_mb":0,"init_window":16}' >/dev/null
 wait_bdev "$sock" r0
 st=$(jget "$sock" 'v["init"]["state"], v["init_stripes"]')
 [ "$st" = "done $stripes" ] || die "initial pass after the restart: $st"
