@@ -423,24 +423,12 @@ impl Pass {
                     self.advance_init(vol); // the control: no flush before the watermark moves
                 } else {
                     // The ordering rule of the module docs.
-                    self.phase = Phase::ChunkFlushing;
-                    self.inflight += 1;
-                    out.push(PassSubmit {
-                        op: UserOp::Flush,
-                        lba: 0,
-                        blocks: 0,
-                    });
+                    out.push(self.flush(Phase::ChunkFlushing));
                 }
             } else if self.inflight == 0 && self.next >= self.stripes && self.repairs.is_empty() {
                 if fatal && self.errors == 0 && !self.opts.skip_member_flush {
                     // The ordering rule of the module docs.
-                    self.phase = Phase::Flushing;
-                    self.inflight += 1;
-                    out.push(PassSubmit {
-                        op: UserOp::Flush,
-                        lba: 0,
-                        blocks: 0,
-                    });
+                    out.push(self.flush(Phase::Flushing));
                 } else {
                     self.phase = Phase::Over;
                 }
@@ -461,6 +449,18 @@ impl Pass {
             vol.set_init_stripes(self.stripes);
         }
         PassStep::Done(end)
+    }
+
+    /// The member flush that ends the stripes (or a chunk of them): into `phase` until it
+    /// completes.
+    fn flush(&mut self, phase: Phase) -> PassSubmit {
+        self.phase = phase;
+        self.inflight += 1;
+        PassSubmit {
+            op: UserOp::Flush,
+            lba: 0,
+            blocks: 0,
+        }
     }
 
     /// The initial pass: every stripe below the chunk's end is resynced and flushed; move the

@@ -735,6 +735,23 @@ impl Driver {
         }
     }
 
+    /// The end of a one-volume check (volume index 0, idle): parity with every member
+    /// present, every block read back (as of `as_of`, see [`Driver::read_back`]), member `m`
+    /// lost, every block read back again, degraded; then the record writes' findings. A wrong
+    /// block counts as a lost acknowledged write when the run `crashed`, else as a bad read.
+    pub fn check_with_member_lost(&mut self, m: u32, as_of: Option<u64>, crashed: bool) {
+        self.check_parity();
+        let bad = self.read_back(as_of);
+        self.world.fail_member(0, m, true);
+        let bad_degraded = self.read_back(as_of);
+        if crashed {
+            self.out.lost_acked += bad + bad_degraded;
+        } else {
+            self.out.bad_reads += bad + bad_degraded;
+        }
+        self.check_records();
+    }
+
     /// Fold the findings about every record write so far (recoveries' too: malformed or odd
     /// writes, see [`JournalTrace`]) into the outcome.
     pub fn check_records(&mut self) {
@@ -1373,19 +1390,10 @@ pub fn admin_check(seed: u64, crashes: u32, skip_pass_flush: bool) -> Outcome {
         d.out.note("rebuilt member is not active".into());
         return d.out;
     }
-    d.check_parity();
     // Checked as of now: writes went on after the power losses, and the model knows which
     // acknowledged writes a power loss may have taken (unflushed in a volatile cache).
-    let bad = d.read_back(None);
     let other = (victim + 1 + rng.range(0, geo.members as u64 - 1) as u32) % geo.members;
-    d.world.fail_member(0, other, true);
-    let bad_degraded = d.read_back(None);
-    if last_crash.is_some() {
-        d.out.lost_acked += bad + bad_degraded;
-    } else {
-        d.out.bad_reads += bad + bad_degraded;
-    }
-    d.check_records();
+    d.check_with_member_lost(other, None, last_crash.is_some());
     d.out
 }
 
@@ -2053,17 +2061,8 @@ pub fn rebuild_check(seed: u64) -> Outcome {
         d.out.note("rebuilt member is not active".into());
         return d.out;
     }
-    d.check_parity();
-    let bad = d.read_back(as_of);
     let other = (victim + 1 + rng.range(0, geo.members as u64 - 1) as u32) % geo.members;
-    d.world.fail_member(0, other, true);
-    let bad_degraded = d.read_back(as_of);
-    if as_of.is_some() {
-        d.out.lost_acked += bad + bad_degraded;
-    } else {
-        d.out.bad_reads += bad + bad_degraded;
-    }
-    d.check_records();
+    d.check_with_member_lost(other, as_of, as_of.is_some());
     d.out
 }
 
@@ -2168,17 +2167,8 @@ pub fn init_check(seed: u64, crashes: u32, control: InitControl) -> Outcome {
         d.out
             .note(format!("{init} of {} stripes initialised", geo.stripes));
     }
-    d.check_parity();
-    let bad = d.read_back(None);
     let other = rng.range(0, geo.members as u64) as u32;
-    d.world.fail_member(0, other, true);
-    let bad_degraded = d.read_back(None);
-    if last_crash.is_some() {
-        d.out.lost_acked += bad + bad_degraded;
-    } else {
-        d.out.bad_reads += bad + bad_degraded;
-    }
-    d.check_records();
+    d.check_with_member_lost(other, None, last_crash.is_some());
     d.out
 }
 
