@@ -1,8 +1,9 @@
 //! Member replacement and background stripe passes: `bdev_jraid_add_base_bdev` (claim a
 //! replacement, mark it "rebuilding" in the superblocks, rebuild every stripe onto it in a
 //! window, flush, then mark it active), the resumption of a rebuild cut short (from examine),
-//! the scrub pass ([`super::scrub`] starts it) and the watcher that records member failures
-//! found by I/O errors in the superblocks.
+//! the scrub pass ([`super::scrub`] starts it), the initial parity pass of a volume created
+//! over members that may not be blank ([`start_init`]) and the watcher that records member
+//! failures found by I/O errors in the superblocks.
 //!
 //! Everything here runs on the app thread: one poller per running pass, submitting through
 //! the volume's channel on that thread; user I/O goes on meanwhile on every reactor.
