@@ -669,6 +669,21 @@ impl Driver {
         }
     }
 
+    /// [`Driver::crash_and_recover_with`] for a one-volume check (recoveries lose power with
+    /// chance 0.3, default options): the stripes recovery reports at risk are excused from the
+    /// read-backs, failed resyncs count as failed requests.
+    pub fn crash_and_recover_one(&mut self, cfg: SimConfig) {
+        let report = self.crash_and_recover_with(cfg, 0.3, &RecoveryOptions::default());
+        for (_, stripes) in &report.at_risk {
+            self.excused[0].extend(stripes.iter().copied());
+        }
+        if report.resync_errors > 0 {
+            self.out.failed_requests += report.resync_errors;
+            self.out
+                .note(format!("{} resyncs failed", report.resync_errors));
+        }
+    }
+
     /// Power loss now, then an online recovery ([`World::recover_online`]): the volumes serve
     /// requests at once while the world resyncs their listed stripes in the background.
     pub fn crash_and_recover_online(
@@ -1361,15 +1376,7 @@ pub fn admin_check(seed: u64, crashes: u32, skip_pass_flush: bool) -> Outcome {
             }
             crashes_left -= 1;
             last_crash = Some(d.world.now);
-            let report = d.crash_and_recover_with(cfg.clone(), 0.3, &RecoveryOptions::default());
-            for (_, stripes) in &report.at_risk {
-                d.excused[0].extend(stripes.iter().copied());
-            }
-            if report.resync_errors > 0 {
-                d.out.failed_requests += report.resync_errors;
-                d.out
-                    .note(format!("{} resyncs failed", report.resync_errors));
-            }
+            d.crash_and_recover_one(cfg.clone());
             // A rebuild cut short starts again (its replacement is "rebuilding").
             let v = &d.world.volumes[0];
             if phase >= 1
@@ -2133,15 +2140,7 @@ pub fn init_check(seed: u64, crashes: u32, control: InitControl) -> Outcome {
         crashes_left -= 1;
         last_crash = Some(d.world.now);
         d.out.crashes_in_pass += u64::from(d.pass_running());
-        let report = d.crash_and_recover_with(cfg.clone(), 0.3, &RecoveryOptions::default());
-        for (_, stripes) in &report.at_risk {
-            d.excused[0].extend(stripes.iter().copied());
-        }
-        if report.resync_errors > 0 {
-            d.out.failed_requests += report.resync_errors;
-            d.out
-                .note(format!("{} resyncs failed", report.resync_errors));
-        }
+        d.crash_and_recover_one(cfg.clone());
         // Resumed from the watermark the superblocks recorded.
         if d.world.volumes[0].vol.init_stripes() < geo.stripes {
             d.start_init(0, window);

@@ -85,6 +85,9 @@ r=$(bp_check_total "$WORK/i1.log" "verify during the initial pass")
 st=$(jget "$sock" 'v["init"]["state"], v["init_stripes"], v["init"]["percent"]')
 log "verify during the initial pass: $r IOPS MiB/s; init (state, watermark, percent): $st"
 case "$st" in "running "* | "flushing "*) ;; *) die "the initial pass was not running any more: $st" ;; esac
+e=$(rpc_err "$sock" bdev_jraid_scrub '{"name":"r0"}' "a scrub during the initial pass")
+log "a scrub during the initial pass is refused: $e"
+case "$e" in *"being initialised"*) ;; *) die "scrub refused for another reason: $e" ;; esac
 kill -KILL "$BP_PID"
 wait "$BP_PID" 2>/dev/null || true
 BP_PID=
