@@ -53,6 +53,14 @@ scrub_mismatches() {
     die "scrub did not finish: $(jget "$sock" 'v["scrub"]')"
 }
 
+# verify_run NAME WHAT: run the bdevperf job started with bp_start (log $WORK/NAME.log) to its
+# end; prints "IOPS MiB/s" (no failed I/O).
+verify_run() {
+    bp_perform "$sock" "$WORK/$1.out"
+    wait "$PERF_PID" || { cat "$WORK/$1.out" >&2; die "bdevperf $2 failed"; }
+    bp_check_total "$WORK/$1.log" "$2"
+}
+
 # recorded_init FILE: the initialised-stripes watermark in a member's superblock.
 recorded_init() {
     python3 -c 'import struct,sys; b=open(sys.argv[1],"rb").read(4096); assert b[:8]==b"JRAIDMSB"; print(struct.unpack_from("<Q",b,724)[0])' "$1"
@@ -79,9 +87,7 @@ bdev_config "$WORK/i1.json" "$slow16,$entries,{\"method\":\"bdev_wait_for_examin
 bp_start "$sock" "$WORK/i1.log" "$WORK/i1.json" -q 32 -o 4096 -w verify -t 2 -T r0
 grep -aq "volume r0: initialising parity in the background, stripes 0 to $stripes" "$WORK/i1.log" ||
     die "no initial pass started: $(grep -a jraid "$WORK/i1.log" | tail -5)"
-bp_perform "$sock" "$WORK/i1.out"
-wait "$PERF_PID" || { cat "$WORK/i1.out" >&2; die "bdevperf verify during the initial pass failed"; }
-r=$(bp_check_total "$WORK/i1.log" "verify during the initial pass")
+r=$(verify_run i1 "verify during the initial pass")
 st=$(jget "$sock" 'v["init"]["state"], v["init_stripes"], v["init"]["percent"]')
 log "verify during the initial pass: $r IOPS MiB/s; init (state, watermark, percent): $st"
 case "$st" in "running "* | "flushing "*) ;; *) die "the initial pass was not running any more: $st" ;; esac
@@ -115,9 +121,7 @@ done
 from=$(grep -ao "volume r0: initialising parity in the background, stripes [0-9]* to" "$WORK/i2.log" | awk '{print $(NF-1)}')
 log "after the restart the pass resumed from stripe ${from:-none}"
 [ -n "$from" ] && [ "$from" -ge "$w" ] || die "the pass did not resume from the recorded watermark $w"
-bp_perform "$sock" "$WORK/i2.out"
-wait "$PERF_PID" || { cat "$WORK/i2.out" >&2; die "bdevperf verify during the resumed pass failed"; }
-r=$(bp_check_total "$WORK/i2.log" "verify during the resumed pass")
+r=$(verify_run i2 "verify during the resumed pass")
 st=$(jget "$sock" 'v["init"]["state"], v["init"]["window"], v["init_stripes"]')
 log "verify during the resumed pass: $r IOPS MiB/s; init (state, window, watermark): $st"
 case "$st" in "running 4 "* | "flushing 4 "*) ;; *) die "the capped pass was not running: $st" ;; esac
