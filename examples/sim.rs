@@ -20,7 +20,7 @@ fn main() {
     }
     let start = std::time::Instant::now();
     let mut failed = 0u64;
-    let (mut writes, mut records) = (0u64, 0u64);
+    let (mut writes, mut records, mut merged) = (0u64, 0u64, 0u64);
     for seed in args.base..args.base + args.count {
         let out = if rebuild {
             rebuild_check(seed)
@@ -29,6 +29,7 @@ fn main() {
         };
         writes += out.writes;
         records += out.record_writes;
+        merged += out.merged_writes;
         if !out.clean() {
             failed += 1;
             println!("seed {seed} FAILED: {out:?}");
@@ -37,11 +38,12 @@ fn main() {
         }
     }
     println!(
-        "seeds={} failed={} user_writes={} record_writes={} elapsed={:.1}s",
+        "seeds={} failed={} user_writes={} record_writes={} merged_writes={} elapsed={:.1}s",
         args.count,
         failed,
         writes,
         records,
+        merged,
         start.elapsed().as_secs_f64()
     );
     if failed > 0 {

@@ -26,10 +26,11 @@ fn seeds(var: &str, default: u64) -> u64 {
 fn engine_simulation_2000_seeds() {
     let n = seeds("JRAID_SIM_SEEDS", 2000);
     let mut failures = Vec::new();
-    let mut writes = 0;
+    let (mut writes, mut merged) = (0, 0);
     for seed in 0..n {
         let out = io_check(seed);
         writes += out.writes;
+        merged += out.merged_writes;
         if !out.clean() {
             failures.push(format!(
                 "seed {seed}: {out:?}\n  replay: cargo run --release --example sim -- --seed {seed}"
@@ -46,6 +47,9 @@ fn engine_simulation_2000_seeds() {
         writes > n * 20,
         "the workload barely wrote ({writes} writes)"
     );
+    // Half the seeds run sequential streams of small writes: those queued on a stripe's lock
+    // must have merged, or the merged stripe writes went unchecked.
+    assert!(merged > n, "only {merged} writes merged over {n} seeds");
 }
 
 /// Crash anywhere with the journal on: no acknowledged write is lost and every stripe's parity
@@ -53,13 +57,14 @@ fn engine_simulation_2000_seeds() {
 #[test]
 fn crash_simulation_5000_seeds_with_journal() {
     let n = seeds("JRAID_CRASH_SEEDS", 5000);
-    let (mut lost, mut inconsistent, mut full) = (0, 0, 0);
+    let (mut lost, mut inconsistent, mut full, mut merged) = (0, 0, 0, 0);
     let mut failures = Vec::new();
     for seed in 0..n {
         let out = crash_check(seed, true);
         lost += out.lost_acked;
         inconsistent += out.inconsistent_stripes;
         full += out.full_marks;
+        merged += out.merged_writes;
         if !out.clean() {
             failures.push(format!(
                 "seed {seed}: {out:?}\n  replay: cargo run --release --example crash_sim -- --seed {seed}"
@@ -78,6 +83,8 @@ fn crash_simulation_5000_seeds_with_journal() {
     );
     // The runs must reach the back-pressure path too (a full record makes writers wait).
     assert!(full > 0, "no seed filled a record: back-pressure untested");
+    // Merged stripe writes (sequential small writes, odd seeds) must be among those crashed.
+    assert!(merged > n / 2, "only {merged} writes merged over {n} seeds");
 }
 
 /// Control: the same simulation with the journal switched off finds the write hole.

@@ -85,15 +85,22 @@ bench_find_spdk() {
     fi
 }
 
-# bench_null_volume_config FILE BYTES [EXTRA]: a bdevperf JSON config with four null members
-# m0..m3 of BYTES each (4 KiB blocks), an 8 MiB malloc journal jl and the jraid volume r0 over
-# them (strip 64 KiB); EXTRA is added to bdev_jraid_create's params (e.g. ',"journal":false').
+# bench_null_volume_config FILE BYTES [EXTRA] [DELAY_US]: a bdevperf JSON config with four null
+# members m0..m3 of BYTES each (4 KiB blocks), an 8 MiB malloc journal jl and the jraid volume r0
+# over them (strip 64 KiB); EXTRA is added to bdev_jraid_create's params (e.g. ',"journal":false').
+# With DELAY_US > 0 each member is a bdev_delay over its null bdev (reads and writes DELAY_US on
+# average, twice that at p99): a latency like a device's, and the CPU of null members.
 bench_null_volume_config() {
-    local file=$1 bytes=$2 extra=${3:-} i
+    local file=$1 bytes=$2 extra=${3:-} delay=${4:-0} i
     {
         echo '{"subsystems":[{"subsystem":"bdev","config":['
         for i in 0 1 2 3; do
-            echo "{\"method\":\"bdev_null_create\",\"params\":{\"name\":\"m$i\",\"num_blocks\":$((bytes / 4096)),\"block_size\":4096}},"
+            if [ "$delay" -gt 0 ]; then
+                echo "{\"method\":\"bdev_null_create\",\"params\":{\"name\":\"m${i}_n\",\"num_blocks\":$((bytes / 4096)),\"block_size\":4096}},"
+                echo "{\"method\":\"bdev_delay_create\",\"params\":{\"base_bdev_name\":\"m${i}_n\",\"name\":\"m$i\",\"avg_read_latency\":$delay,\"p99_read_latency\":$((2 * delay)),\"avg_write_latency\":$delay,\"p99_write_latency\":$((2 * delay))}},"
+            else
+                echo "{\"method\":\"bdev_null_create\",\"params\":{\"name\":\"m$i\",\"num_blocks\":$((bytes / 4096)),\"block_size\":4096}},"
+            fi
         done
         echo '{"method":"bdev_malloc_create","params":{"name":"jl","num_blocks":2048,"block_size":4096}},'
         echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":64,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdev\":\"jl\",\"assume_clean\":true$extra}},"

@@ -1,6 +1,10 @@
 //! One volume on one reactor: takes user I/O, splits it per stripe and runs each piece through
 //! split → lock → mark → wait durable → plan → read → parity → write → clean → complete.
 //!
+//! A user write piece queued for its stripe's lock may instead join another write piece of
+//! this channel queued for the same lock whose range it continues ([`Channel::try_merge`]):
+//! the two become one stripe operation, and the joined piece finishes with it.
+//!
 //! Everything here runs on the channel's own thread; other reactors are reached only through the
 //! shared [`Volume`] (stripe locks, member health, journal) and [`Backend::send`].
 //!
@@ -132,6 +136,9 @@ enum PieceState {
     WaitSpace,
     Reading,
     Writing,
+    /// Merged into another write piece of its stripe (its leader): issues nothing, finishes
+    /// with the leader (see [`Channel::try_merge`]).
+    Merged,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -152,6 +159,8 @@ struct PlanCounts {
     full_stripe: u64,
     reconstruct_write: u64,
     read_modify_write: u64,
+    /// Write pieces merged into another (see [`Channel::try_merge`]).
+    merged: u64,
 }
 
 /// Journal counts of a channel not yet added to its journal's.
@@ -210,6 +219,22 @@ struct Piece {
     wait_gen: u64,
     /// Per member buffer.
     bufs: Vec<Option<Buf>>,
+    /// Other write pieces merged into this one ([`Channel::try_merge`]); its `start` and `len`
+    /// then cover the merged range, and `Channel::merges` (same index) holds the rest.
+    leader: bool,
+}
+
+/// What a piece that took merged writes keeps besides its [`Piece`] (see
+/// [`Channel::try_merge`]); kept apart so that the pieces of unmerged writes stay small.
+#[derive(Default)]
+struct Merge {
+    /// The write pieces merged into this one: they issue nothing and finish with it.
+    followers: Vec<u32>,
+    /// The leader's own part of its request: first stripe-relative block and length.
+    own: (u64, u64),
+    /// The merged range's new data gathered from every request (built when the parity is
+    /// computed, given back with the member buffers).
+    gathered: Option<Buf>,
 }
 
 #[derive(Default)]
@@ -262,6 +287,11 @@ pub struct Channel<B: Backend> {
     local: VecDeque<Msg>,
     /// Pieces waiting for durability or room.
     waiting: Vec<u32>,
+    /// User write pieces of this channel queued for their stripe lock: the writes a later
+    /// adjacent write of the same stripe may join ([`Channel::try_merge`]).
+    lock_waiting: Vec<u32>,
+    /// By piece index: the merge state of pieces that took merged writes (grown on demand).
+    merges: Vec<Merge>,
     waiting_spare: Vec<u32>,
     record_buf: Vec<u8>,
     /// Journal counts not yet added to the journal's ([`Channel::publish_journal_counts`]).
@@ -328,6 +358,8 @@ impl<B: Backend> Channel<B> {
             held: Vec::new(),
             local: VecDeque::new(),
             waiting: Vec::new(),
+            lock_waiting: Vec::new(),
+            merges: Vec::new(),
             waiting_spare: Vec::new(),
             record_buf: Vec::new(),
             journal_counts: JournalCounts::default(),
@@ -699,6 +731,7 @@ impl<B: Backend> Channel<B> {
         p.start = start;
         p.len = len;
         p.buf_off = buf_off;
+        debug_assert!(!p.leader);
         p.pending = 0;
         p.io_failed = false;
         p.locked = false;
@@ -750,6 +783,10 @@ impl<B: Backend> Channel<B> {
     }
 
     fn lock_piece(&mut self, pi: usize) {
+        let write = self.pieces[pi].kind == PieceKind::Write;
+        if write && !self.lock_waiting.is_empty() && self.try_merge(pi) {
+            return;
+        }
         let waiter = LockWaiter {
             addr: self.addr,
             token: self.token(pi),
@@ -757,10 +794,59 @@ impl<B: Backend> Channel<B> {
         self.pieces[pi].state = PieceState::WaitLock;
         if self.vol.locks.lock(self.pieces[pi].stripe, waiter) {
             self.locked(pi);
+        } else if write {
+            self.lock_waiting.push(pi as u32);
         }
     }
 
+    /// Join user write piece `pi` to a write piece of this channel queued for the same
+    /// stripe's lock whose range ends where `pi`'s begins or begins where it ends: one stripe
+    /// operation (one lock hold, one set of reads, one parity, one mark) then writes both. A
+    /// sequential stream of small writes otherwise takes the stripe lock once per write, each
+    /// holding it for a read, a parity and a write. Returns whether it joined.
+    ///
+    /// Only writes not yet started are joined (the leader still waits for its lock), and only
+    /// ranges that do not overlap: the merged range's new data is each block's one write. Both
+    /// were in flight together, so no order between them and any other write is owed.
+    #[cold]
+    fn try_merge(&mut self, pi: usize) -> bool {
+        let (stripe, start, len) = {
+            let p = &self.pieces[pi];
+            (p.stripe, p.start, p.len)
+        };
+        let end = start + len;
+        let found = self.lock_waiting.iter().map(|&l| l as usize).find(|&l| {
+            let q = &self.pieces[l];
+            q.stripe == stripe && (q.start + q.len == start || end == q.start)
+        });
+        let Some(l) = found else {
+            return false;
+        };
+        debug_assert_eq!(self.pieces[l].state, PieceState::WaitLock);
+        let geo = self.vol.geo;
+        let q = &mut self.pieces[l];
+        if !q.leader {
+            q.leader = true;
+            if self.merges.len() <= l {
+                self.merges.resize_with(l + 1, Merge::default);
+            }
+            self.merges[l].own = (q.start, q.len);
+        }
+        q.start = q.start.min(start);
+        q.len += len;
+        q.span = StripeSpan::new(&geo, q.start, q.len);
+        self.merges[l].followers.push(pi as u32);
+        self.pieces[pi].state = PieceState::Merged;
+        self.plan_counts.merged += 1;
+        true
+    }
+
     fn locked(&mut self, pi: usize) {
+        if !self.lock_waiting.is_empty() {
+            if let Some(k) = self.lock_waiting.iter().position(|&w| w as usize == pi) {
+                self.lock_waiting.swap_remove(k);
+            }
+        }
         self.pieces[pi].locked = true;
         match self.pieces[pi].kind {
             PieceKind::Write | PieceKind::Repair => {
@@ -936,6 +1022,7 @@ impl<B: Backend> Channel<B> {
             (c.full_stripe, &st.full_stripe),
             (c.reconstruct_write, &st.reconstruct_write),
             (c.read_modify_write, &st.read_modify_write),
+            (c.merged, &st.merged_writes),
         ] {
             if n > 0 {
                 counter.fetch_add(n, Relaxed);
@@ -1402,6 +1489,9 @@ impl<B: Backend> Channel<B> {
 
     /// Compute the new parity for the piece's plan and write data and parity.
     fn write_stripe(&mut self, pi: usize) {
+        if self.pieces[pi].leader && self.merges[pi].gathered.is_none() {
+            self.gather(pi);
+        }
         let geo = self.vol.geo;
         let bs = geo.block_size as usize;
         let p = &mut self.pieces[pi];
@@ -1410,12 +1500,23 @@ impl<B: Backend> Channel<B> {
         let pm = geo.parity_member(stripe) as usize;
         let row_bytes = span.rows() as usize * bs;
         let mut bufs = std::mem::take(&mut p.bufs);
-        let (req, start, buf_off) = (p.req as usize, p.start, p.buf_off);
-        let src = self.reqs[req]
-            .buf
-            .as_ref()
-            .expect("write has a buffer")
-            .as_slice();
+        let start = p.start;
+        // The new data: the request's buffer, or what `gather` built from every merged one.
+        let gathered = p
+            .leader
+            .then(|| self.merges[pi].gathered.as_ref())
+            .flatten();
+        let (src_buf, buf_off) = match gathered {
+            Some(g) => (g, 0),
+            None => (
+                self.reqs[p.req as usize]
+                    .buf
+                    .as_ref()
+                    .expect("write has a buffer"),
+                p.buf_off,
+            ),
+        };
+        let src = src_buf.as_slice();
         let new_data = |i: u32, a: u64, b: u64| {
             let off = buf_off + (i as u64 * geo.strip_blocks + a - start) as usize * bs;
             &src[off..off + (b - a) as usize * bs]
@@ -1450,8 +1551,7 @@ impl<B: Backend> Channel<B> {
                     self.pool.give(old);
                 }
                 let off = buf_off + (i as u64 * geo.strip_blocks + a - start) as usize * bs;
-                let req_buf = self.reqs[req].buf.as_ref().expect("write has a buffer");
-                bufs[m] = Some(req_buf.share(off, (b - a) as usize * bs));
+                bufs[m] = Some(src_buf.share(off, (b - a) as usize * bs));
                 continue;
             }
             if bufs[m].is_none() {
@@ -1525,6 +1625,34 @@ impl<B: Backend> Channel<B> {
         }
     }
 
+    /// Gather the new data of leader `pi` and its followers (merged by [`Channel::try_merge`])
+    /// into one buffer over the merged range, which the stripe write then takes its data from.
+    #[cold]
+    fn gather(&mut self, pi: usize) {
+        let bs = self.vol.geo.block_size as usize;
+        let m = &self.merges[pi];
+        let p = &self.pieces[pi];
+        let base = p.start;
+        let mut g = self.pool.take(p.len as usize * bs);
+        let dst = g.as_mut_slice();
+        let parts =
+            std::iter::once((p.req, m.own, p.buf_off)).chain(m.followers.iter().map(|&f| {
+                let f = &self.pieces[f as usize];
+                (f.req, (f.start, f.len), f.buf_off)
+            }));
+        for (req, (start, len), off) in parts {
+            let src = self.reqs[req as usize]
+                .buf
+                .as_ref()
+                .expect("write has a buffer")
+                .as_slice();
+            let at = (start - base) as usize * bs;
+            let n = len as usize * bs;
+            dst[at..at + n].copy_from_slice(&src[off..off + n]);
+        }
+        self.merges[pi].gathered = Some(g);
+    }
+
     /// Write the XOR of every other member's strip to `target`: the parity for resync and repair,
     /// the missing strip for rebuild.
     fn write_xor_of_others(&mut self, pi: usize, target: u32) {
@@ -1554,6 +1682,11 @@ impl<B: Backend> Channel<B> {
             }
         }
         self.pieces[pi].bufs = bufs;
+        if self.pieces[pi].leader {
+            if let Some(g) = self.merges[pi].gathered.take() {
+                self.pool.give(g);
+            }
+        }
     }
 
     /// Whether piece `pi` (a read or write meeting missing member `failed`) would rebuild that
@@ -1593,6 +1726,20 @@ impl<B: Backend> Channel<B> {
                 self.send(w.addr, Msg::LockGranted { token: w.token });
             }
         }
+        if !std::mem::take(&mut self.pieces[pi].leader) {
+            return self.retire_piece(pi, result);
+        }
+        let mut followers = std::mem::take(&mut self.merges[pi].followers);
+        self.retire_piece(pi, result);
+        // The writes merged into this one had their blocks written (or failed) with it.
+        for f in followers.drain(..) {
+            self.retire_piece(f as usize, result);
+        }
+        self.merges[pi].followers = followers; // empty: its room is kept for the next use
+    }
+
+    /// Free piece `pi` and count it done in its request (completed with its last piece).
+    fn retire_piece(&mut self, pi: usize, result: Result<(), IoError>) {
         let p = &mut self.pieces[pi];
         let req = p.req as usize;
         p.state = PieceState::Free;

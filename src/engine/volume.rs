@@ -35,6 +35,9 @@ pub struct VolumeStats {
     pub reconstruct_write: AtomicU64,
     /// Stripe writes planned as read-modify-writes.
     pub read_modify_write: AtomicU64,
+    /// User write pieces that joined another write of their stripe queued for its lock (one
+    /// stripe write for both; not counted in the plans above).
+    pub merged_writes: AtomicU64,
     /// Stripe writes made while a member was missing.
     pub degraded_write: AtomicU64,
     /// Reads that rebuilt a missing member's blocks from parity.

@@ -74,6 +74,9 @@ pub struct Outcome {
     pub needless_full_resyncs: u64,
     /// Power losses while an online recovery was resyncing.
     pub crashes_while_resyncing: u64,
+    /// User writes that joined another write of their stripe waiting for its lock (the
+    /// volumes' `merged_writes`, summed over the worlds of the run).
+    pub merged_writes: u64,
     /// First few problems, for the report.
     pub notes: Vec<String>,
 }
@@ -131,6 +134,12 @@ pub struct Driver {
     stream: Vec<u64>,
     /// Make some writes a per-volume sequential stream of full-stripe writes.
     pub streams: bool,
+    /// Per volume: the block the sequential stream of small writes goes on at.
+    small_stream: Vec<u64>,
+    /// Make some writes a per-volume sequential stream of small writes (one to four blocks,
+    /// each starting where the one before ended, from reactor 0): those queued together on a
+    /// stripe's lock merge into one stripe write.
+    pub small_streams: bool,
     /// Findings.
     pub out: Outcome,
     pass: Option<PassRun>,
@@ -206,6 +215,8 @@ impl Driver {
             next_tag: 1,
             stream: vec![0; nvol],
             streams: false,
+            small_stream: vec![0; nvol],
+            small_streams: false,
             out: Outcome::default(),
             pass: None,
             rebuilds_done: 0,
@@ -330,6 +341,19 @@ impl Driver {
             let s = self.stream[vi] % geo.stripes;
             self.stream[vi] = s + 1;
             (lba, blocks, reactor) = (s * geo.stripe_blocks(), geo.stripe_blocks(), 0);
+        } else if self.small_streams
+            && op == UserOp::Write
+            && !w.single_block
+            && w.hot_stripes.is_none()
+            && self.rng.chance(0.4)
+        {
+            let n = self.rng.range(1, 5).min(geo.volume_blocks());
+            let mut at = self.small_stream[vi];
+            if at + n > geo.volume_blocks() {
+                at = 0;
+            }
+            self.small_stream[vi] = at + n;
+            (lba, blocks, reactor) = (at, n, 0);
         }
         let mut buf = Buf::new(blocks as usize * bs);
         let now = self.world.now;
@@ -1032,6 +1056,7 @@ pub fn io_check(seed: u64) -> Outcome {
         background: true,
     };
     let mut d = Driver::new(World::new(cfg), rng.fork(1));
+    d.small_streams = seed & 1 == 0;
     d.run(&w, None, |d, i| {
         if Some(i) == kill_at && d.world.volumes[0].disks.iter().all(|disk| !disk.failed) {
             d.world.fail_member(0, victim, false);
@@ -1052,8 +1077,18 @@ pub fn io_check(seed: u64) -> Outcome {
         d.out.bad_reads += bad;
     }
     (d.out.record_writes, d.out.full_marks) = journal_counts(&d.world);
+    d.out.merged_writes = merged_writes(&d.world);
     d.check_records();
     d.out
+}
+
+/// User writes merged into another write of their stripe, over the world's volumes.
+fn merged_writes(w: &World) -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    w.volumes
+        .iter()
+        .map(|v| v.vol.stats.merged_writes.load(Relaxed))
+        .sum()
 }
 
 /// (record writes, marks that met a full record) of the world's journal.
@@ -1112,6 +1147,7 @@ pub fn crash_check_streams(
     let crash_after = rng.range(1, 1500);
     let mut d = Driver::new(World::new(cfg.clone()), rng.fork(1));
     d.streams = streams;
+    d.small_streams = seed & 1 == 1;
     d.run(&w, Some(crash_after), |_, _| {});
     let mut crash_time = d.world.now;
     let (mut record_writes, mut full_marks) = journal_counts(&d.world);
@@ -1127,6 +1163,7 @@ pub fn crash_check_streams(
             record_writes += r;
             full_marks += f;
         }
+        d.out.merged_writes += merged_writes(&d.world);
         d.out.listed_ahead += d.world.journal.as_ref().map_or(0, |j| {
             j.stats
                 .listed_ahead

@@ -566,6 +566,7 @@ impl SpdkVolume {
                 "full_stripe": v.stats.full_stripe.load(std::sync::atomic::Ordering::Relaxed),
                 "reconstruct_write": v.stats.reconstruct_write.load(std::sync::atomic::Ordering::Relaxed),
                 "read_modify_write": v.stats.read_modify_write.load(std::sync::atomic::Ordering::Relaxed),
+                "merged": v.stats.merged_writes.load(std::sync::atomic::Ordering::Relaxed),
                 "degraded_write": v.stats.degraded_write.load(std::sync::atomic::Ordering::Relaxed),
                 "degraded_read": v.stats.degraded_read.load(std::sync::atomic::Ordering::Relaxed),
                 "read_repaired": v.stats.read_repaired.load(std::sync::atomic::Ordering::Relaxed),

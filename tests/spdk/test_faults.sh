@@ -4,7 +4,7 @@
 #  (a) bdevperf -w verify on r0; a member is hot-removed (bdev_delay_delete) with I/O in flight,
 #      a spare is added and rebuilt under load, then a second member is removed and rebuilt
 #      onto another spare. Verify passes, every member ends active, a scrub finds parity clean,
-#      and bdevperf exits cleanly.
+#      and bdevperf exits cleanly; verify's sequential 4 KiB writes merged on their stripes.
 #  (b) the journal (a delay bdev too) is hot-removed under load: writes fail from then on but
 #      nothing hangs or crashes; bdev_jraid_set_journal onto a new journal brings writes back.
 #  (c) the same with set_journal sent while writes from both reactors are in flight: see below.
@@ -72,9 +72,13 @@ for round in $(seq 1 "$ROUNDS"); do
     rpc_ok "$sock" bdev_jraid_scrub '{"name":"r0"}' >/dev/null
     wait_pass "$sock" scrub "(a) scrub"
     [ "$(jget "$sock" 'v["scrub"]["mismatches"]')" = 0 ] || die "(a) scrub: $(jget "$sock" 'v["scrub"]')"
+    # verify writes sequentially: 4 KiB writes queued on one stripe's lock merged into one
+    # stripe write, members going and coming back under them.
+    merged=$(jget "$sock" 'v["writes"]["merged"]')
+    [ "$merged" -gt 0 ] || die "(a) no write merged: the merged stripe writes went untested"
     bp_stop
     check_clean_exit "$WORK/faults-a$round.log" bdevperf
-    log "(a) round $round: verify clean through two hot-removes and rebuilds ($res IOPS MiB/s)"
+    log "(a) round $round: verify clean through two hot-removes and rebuilds ($res IOPS MiB/s, $merged writes merged)"
 done
 
 log "(b) journal hot-removed under write load, then replaced"
