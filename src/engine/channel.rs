@@ -287,9 +287,9 @@ pub struct Channel<B: Backend> {
     local: VecDeque<Msg>,
     /// Pieces waiting for durability or room.
     waiting: Vec<u32>,
-    /// User write pieces of this channel queued for their stripe lock: the writes a later
-    /// adjacent write of the same stripe may join ([`Channel::try_merge`]).
-    lock_waiting: Vec<u32>,
+    /// User write pieces of this channel queued for their stripe lock, with their stripes: the
+    /// writes a later adjacent write of the same stripe may join ([`Channel::try_merge`]).
+    lock_waiting: Vec<(u64, u32)>,
     /// By piece index: the merge state of pieces that took merged writes (grown on demand).
     merges: Vec<Merge>,
     waiting_spare: Vec<u32>,
@@ -795,7 +795,7 @@ impl<B: Backend> Channel<B> {
         if self.vol.locks.lock(self.pieces[pi].stripe, waiter) {
             self.locked(pi);
         } else if write {
-            self.lock_waiting.push(pi as u32);
+            self.lock_waiting.push((self.pieces[pi].stripe, pi as u32));
         }
     }
 
@@ -815,10 +815,15 @@ impl<B: Backend> Channel<B> {
             (p.stripe, p.start, p.len)
         };
         let end = start + len;
-        let found = self.lock_waiting.iter().map(|&l| l as usize).find(|&l| {
-            let q = &self.pieces[l];
-            q.stripe == stripe && (q.start + q.len == start || end == q.start)
-        });
+        let found = self
+            .lock_waiting
+            .iter()
+            .filter(|&&(s, _)| s == stripe)
+            .map(|&(_, l)| l as usize)
+            .find(|&l| {
+                let q = &self.pieces[l];
+                q.start + q.len == start || end == q.start
+            });
         let Some(l) = found else {
             return false;
         };
@@ -843,7 +848,11 @@ impl<B: Backend> Channel<B> {
 
     fn locked(&mut self, pi: usize) {
         if !self.lock_waiting.is_empty() {
-            if let Some(k) = self.lock_waiting.iter().position(|&w| w as usize == pi) {
+            if let Some(k) = self
+                .lock_waiting
+                .iter()
+                .position(|&(_, w)| w as usize == pi)
+            {
                 self.lock_waiting.swap_remove(k);
             }
         }
