@@ -784,7 +784,10 @@ impl<B: Backend> Channel<B> {
 
     fn lock_piece(&mut self, pi: usize) {
         let write = self.pieces[pi].kind == PieceKind::Write;
-        if write && !self.lock_waiting.is_empty() && self.try_merge(pi) {
+        let stripe = self.pieces[pi].stripe;
+        // A write may join one of this channel's writes queued for the same stripe (rare for
+        // random writes: the look stays here, `try_merge` only runs on a stripe that matches).
+        if write && self.lock_waiting.iter().any(|&(s, _)| s == stripe) && self.try_merge(pi) {
             return;
         }
         let waiter = LockWaiter {
@@ -1735,12 +1738,18 @@ impl<B: Backend> Channel<B> {
                 self.send(w.addr, Msg::LockGranted { token: w.token });
             }
         }
-        if !std::mem::take(&mut self.pieces[pi].leader) {
-            return self.retire_piece(pi, result);
+        if self.pieces[pi].leader {
+            self.finish_followers(pi, result);
         }
-        let mut followers = std::mem::take(&mut self.merges[pi].followers);
         self.retire_piece(pi, result);
-        // The writes merged into this one had their blocks written (or failed) with it.
+    }
+
+    /// The writes merged into piece `pi` had their blocks written (or failed) with it: they
+    /// finish with its result.
+    #[cold]
+    fn finish_followers(&mut self, pi: usize, result: Result<(), IoError>) {
+        self.pieces[pi].leader = false;
+        let mut followers = std::mem::take(&mut self.merges[pi].followers);
         for f in followers.drain(..) {
             self.retire_piece(f as usize, result);
         }
@@ -1748,6 +1757,7 @@ impl<B: Backend> Channel<B> {
     }
 
     /// Free piece `pi` and count it done in its request (completed with its last piece).
+    #[inline]
     fn retire_piece(&mut self, pi: usize, result: Result<(), IoError>) {
         let p = &mut self.pieces[pi];
         let req = p.req as usize;

@@ -35,9 +35,6 @@ pub struct VolumeStats {
     pub reconstruct_write: AtomicU64,
     /// Stripe writes planned as read-modify-writes.
     pub read_modify_write: AtomicU64,
-    /// User write pieces that joined another write of their stripe queued for its lock (one
-    /// stripe write for both; not counted in the plans above).
-    pub merged_writes: AtomicU64,
     /// Stripe writes made while a member was missing.
     pub degraded_write: AtomicU64,
     /// Reads that rebuilt a missing member's blocks from parity.
@@ -45,6 +42,9 @@ pub struct VolumeStats {
     /// Read errors repaired: the blocks rebuilt from the others and written back (the member
     /// stayed in service).
     pub read_repaired: AtomicU64,
+    /// User write pieces that joined another write of their stripe queued for its lock (one
+    /// stripe write for both; not counted in the plans).
+    pub merged_writes: AtomicU64,
 }
 
 /// Shared state of one volume.
