@@ -2,7 +2,7 @@
 //! split → lock → mark → wait durable → plan → read → parity → write → clean → complete.
 //!
 //! A user write piece queued for its stripe's lock may instead join another write piece of
-//! this channel queued for the same lock whose range it continues ([`Channel::try_merge`]):
+//! this channel queued for the same lock whose range it continues (`Channel::try_merge`):
 //! the two become one stripe operation, and the joined piece finishes with it.
 //!
 //! Everything here runs on the channel's own thread; other reactors are reached only through the

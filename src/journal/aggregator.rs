@@ -4,7 +4,7 @@
 //! and counts its mark there, under the lock of the stripe's shard. A stripe already listed in a
 //! durable record is the fast path. Otherwise the writer adds the stripe's state, enters the open
 //! generation (a lock-free handshake with the flusher: one increment in, one out; see
-//! [`Journal::enter_open`]), tags the state with it and pushes the entry onto a bounded queue.
+//! `Journal::enter_open`), tags the state with it and pushes the entry onto a bounded queue.
 //! One flusher at a time closes the open generation, drains the queue into the listed set, drops
 //! stripes that stayed clean long enough, encodes what changed (a delta behind the area's chain,
 //! or a checkpoint of the whole set in the other area when the delta no longer fits: see
@@ -37,7 +37,7 @@
 //!
 //! Removal rule: a stripe leaves the record only if no write to it started after the member flush
 //! that covers it (and, always, only once it has stayed clean for its hysteresis). The flusher
-//! decides and removes in one step under the stripe's shard lock ([`Journal::try_remove`]), and
+//! decides and removes in one step under the stripe's shard lock (`Journal::try_remove`), and
 //! every mark takes that lock, so a write either started before the decision (its mark is
 //! counted, or its clean time is the one checked) or starts after the removal and lists the
 //! stripe again.
@@ -85,7 +85,7 @@ pub struct JournalConfig {
     /// volume under random writes nearly every stripe is written once in a hysteresis: kept
     /// listed for the whole of it, they would fill the listed set (hundreds of thousands of
     /// entries, each in every checkpoint and each a cache miss when it leaves) for a fast path
-    /// that almost no write takes. See [`Journal::try_remove`].
+    /// that almost no write takes. See `Journal::try_remove`.
     pub first_hysteresis_us: u64,
     /// Volumes of more stripes than this get [`JournalConfig::first_hysteresis_us`] (`None`:
     /// the listed set's bound, [`JournalConfig::max_entries`]). A smaller volume cannot fill
@@ -249,11 +249,11 @@ pub struct JournalVolume {
 pub const MAX_STATE_SHARDS: u64 = 1 << 17;
 
 /// Shards of the stripe states of a volume of `stripes` stripes on a journal whose record holds
-/// `max_entries`. A smaller volume has one per [`INLINE`] consecutive stripes (a block: it
+/// `max_entries`. A smaller volume has one per `INLINE` consecutive stripes (a block: it
 /// never overflows); a larger one, half the power of two at or above the record's room (the
 /// default 8 MiB journal area holds ~173k entries: 131,072 shards), each stripe in the shard a
 /// multiplicative hash of it picks, so that even a full listed set puts nearly every state in
-/// its shard's own lines. See [`JournalVolume::shard_of`].
+/// its shard's own lines. See `JournalVolume::shard_of`.
 pub fn state_shards(stripes: u64, max_entries: usize) -> u64 {
     let room = ((max_entries as u64).next_power_of_two() / 2).clamp(1, MAX_STATE_SHARDS);
     let blocks = stripes.div_ceil(INLINE as u64).max(1);
@@ -1808,7 +1808,7 @@ impl Journal {
     /// A fresh device takes the place of lost journal device `k` while running (an online
     /// replacement, `bdev_jraid_set_journal` on a degraded journal): it holds nothing of the
     /// chain, so the next record is a checkpoint, which goes to every live device, this one
-    /// included ([`Journal::place`]); from then on records spread over both again. Until that
+    /// included (`Journal::place`); from then on records spread over both again. Until that
     /// checkpoint is durable on it, the device holds no record, and the newest chain over
     /// both devices is the survivor's, which holds every durable generation: a restart that
     /// finds both devices is complete. That holds only if the survivor holds every durable
