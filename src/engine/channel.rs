@@ -795,10 +795,10 @@ impl<B: Backend> Channel<B> {
             token: self.token(pi),
         };
         self.pieces[pi].state = PieceState::WaitLock;
-        if self.vol.locks.lock(self.pieces[pi].stripe, waiter) {
+        if self.vol.locks.lock(stripe, waiter) {
             self.locked(pi);
         } else if write {
-            self.lock_waiting.push((self.pieces[pi].stripe, pi as u32));
+            self.lock_waiting.push((stripe, pi as u32));
         }
     }
 
