@@ -697,7 +697,12 @@ impl Driver {
     /// chance 0.3, default options): the stripes recovery reports at risk are excused from the
     /// read-backs, failed resyncs count as failed requests.
     pub fn crash_and_recover_one(&mut self, cfg: SimConfig) {
-        let report = self.crash_and_recover_with(cfg, 0.3, &RecoveryOptions::default());
+        self.crash_and_recover_one_with(cfg, 0.3);
+    }
+
+    /// [`Driver::crash_and_recover_one`] with recoveries losing power with chance `p_crash`.
+    pub fn crash_and_recover_one_with(&mut self, cfg: SimConfig, p_crash: f64) {
+        let report = self.crash_and_recover_with(cfg, p_crash, &RecoveryOptions::default());
         for (_, stripes) in &report.at_risk {
             self.excused[0].extend(stripes.iter().copied());
         }
@@ -1337,15 +1342,7 @@ pub fn transient_check(seed: u64, record_failures: bool) -> Outcome {
         d.world.advance(hysteresis * 4 + 10_000);
     }
     let crash_time = d.world.now;
-    let report = d.crash_and_recover_with(cfg, 0.2, &RecoveryOptions::default());
-    for (_, stripes) in &report.at_risk {
-        d.excused[0].extend(stripes.iter().copied());
-    }
-    if report.resync_errors > 0 {
-        d.out.failed_requests += report.resync_errors;
-        d.out
-            .note(format!("{} resyncs failed", report.resync_errors));
-    }
+    d.crash_and_recover_one_with(cfg, 0.2);
     if d.world.volumes[0].vol.failed_count() == 0 {
         d.check_parity();
     }
