@@ -126,6 +126,8 @@ const KIND_FLUSH: u64 = 1;
 const KIND_JOURNAL: u64 = 2;
 const KIND_MEMBER_FLUSH: u64 = 3;
 const GEN_BITS: u32 = 24;
+/// [`Channel::waiting`]'s generation of a piece waiting for room in the record.
+const WAIT_SPACE: u64 = u64::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum PieceState {
@@ -285,14 +287,17 @@ pub struct Channel<B: Backend> {
     held: Vec<Completion>,
     /// Messages to this channel itself, run before returning to the runtime.
     local: VecDeque<Msg>,
-    /// Pieces waiting for durability or room.
-    waiting: Vec<u32>,
+    /// Pieces waiting for durability (with the generation each waits for) or room (with
+    /// [`WAIT_SPACE`]): a look at the waiters ([`Channel::durable_progress`], the only place a
+    /// piece leaves these states) skips those whose generation is not durable yet without
+    /// loading their pieces.
+    waiting: Vec<(u32, u64)>,
     /// User write pieces of this channel queued for their stripe lock, with their stripes: the
     /// writes a later adjacent write of the same stripe may join ([`Channel::try_merge`]).
     lock_waiting: Vec<(u64, u32)>,
     /// By piece index: the merge state of pieces that took merged writes (grown on demand).
     merges: Vec<Merge>,
-    waiting_spare: Vec<u32>,
+    waiting_spare: Vec<(u32, u64)>,
     record_buf: Vec<u8>,
     /// Journal counts not yet added to the journal's ([`Channel::publish_journal_counts`]).
     journal_counts: JournalCounts,
@@ -924,14 +929,14 @@ impl<B: Backend> Channel<B> {
                 p.marked = true;
                 p.wait_gen = g;
                 p.state = PieceState::WaitDurable;
-                self.waiting.push(pi as u32);
+                self.waiting.push((pi as u32, g));
                 self.wait_for(g);
                 self.list_ahead(pi);
                 self.try_flush();
             }
             Mark::Full => {
                 self.pieces[pi].state = PieceState::WaitSpace;
-                self.waiting.push(pi as u32);
+                self.waiting.push((pi as u32, WAIT_SPACE));
                 let j = self.journal.as_ref().expect("marked above");
                 j.space_wait();
                 let g = j.open_generation();
@@ -1074,16 +1079,20 @@ impl<B: Backend> Channel<B> {
         let mut list = std::mem::take(&mut self.waiting);
         let mut keep = std::mem::take(&mut self.waiting_spare);
         let failed = j.is_failed();
-        for &pi in &list {
-            let pi = pi as usize;
+        let durable = j.durable_generation();
+        for &(pi32, g) in &list {
+            if !failed && g != WAIT_SPACE && g > durable {
+                keep.push((pi32, g));
+                continue;
+            }
+            let pi = pi32 as usize;
             match self.pieces[pi].state {
                 PieceState::WaitDurable => {
+                    debug_assert_eq!(self.pieces[pi].wait_gen, g);
                     if failed {
                         self.finish_piece(pi, Err(IoError::JournalFailed));
-                    } else if j.durable_generation() >= self.pieces[pi].wait_gen {
-                        self.write_marked(pi);
                     } else {
-                        keep.push(pi as u32);
+                        self.write_marked(pi);
                     }
                 }
                 PieceState::WaitSpace => {
@@ -1105,10 +1114,12 @@ impl<B: Backend> Channel<B> {
         let lowest = self
             .waiting
             .iter()
-            .filter_map(|&pi| match self.pieces[pi as usize].state {
-                PieceState::WaitDurable => Some(self.pieces[pi as usize].wait_gen),
-                PieceState::WaitSpace => Some(j.open_generation()),
-                _ => None,
+            .map(|&(_, g)| {
+                if g == WAIT_SPACE {
+                    j.open_generation()
+                } else {
+                    g
+                }
             })
             .min();
         if let Some(g) = lowest {
