@@ -32,8 +32,8 @@
 //! the listed set; else (a stripe written once on a volume of more stripes than the listed set
 //! holds, as nearly all are under random writes to such a volume: keeping it listed would cost
 //! checkpoint bytes and a cold cache line when it leaves, for a fast path few writes take) only
-//! for [`JournalConfig::first_hysteresis_us`]. A cost decision only; the rule below holds either
-//! way.
+//! for [`JournalConfig::first_hysteresis_us`] from its listing, once its write is clean (so the
+//! flusher looks at it once). A cost decision only; the rule below holds either way.
 //!
 //! Removal rule: a stripe leaves the record only if no write to it started after the member flush
 //! that covers it (and, always, only once it has stayed clean for its hysteresis). The flusher
@@ -80,8 +80,11 @@ pub struct JournalConfig {
     /// ...and at least this long once it was written again while listed (it is likely to be
     /// written again: staying listed spares those writes a record each)...
     pub hysteresis_us: u64,
-    /// ...or at least this long (at most `hysteresis_us`) when it was written once only since
-    /// it was listed, on a volume of more stripes than `first_hysteresis_above`. On a large
+    /// ...or, when it was written once only since it was listed, on a volume of more stripes
+    /// than `first_hysteresis_above`, this long (at most `hysteresis_us`) from its listing (or
+    /// from when the flusher last found that write still running), once it is clean: the
+    /// flusher then decides at its first look, instead of looking again once this long has
+    /// passed since the write went clean. On a large
     /// volume under random writes nearly every stripe is written once in a hysteresis: kept
     /// listed for the whole of it, they would fill the listed set (hundreds of thousands of
     /// entries, each in every checkpoint and each a cache miss when it leaves) for a fast path
@@ -193,9 +196,10 @@ enum Removal {
     Removed,
     /// A write holds a mark on it.
     InUse,
-    /// Clean, but at this time (µs), not before the hysteresis threshold; and whether it was
-    /// written again while listed (then the longer hysteresis applies).
-    Recent(u64, bool),
+    /// Clean, but at this time (µs), not before its hysteresis threshold (always the longer
+    /// hysteresis: one written once leaves at the first look once clean, see
+    /// [`Slot::hysteresis_from`]).
+    Recent(u64),
     /// Clean long enough, but not yet covered by a member flush (one is asked for).
     Uncovered,
 }
@@ -303,15 +307,24 @@ impl Slot {
     }
 
     /// When the stripe's hysteresis started and whether the longer one applies, for an entry
-    /// due for a check since `due`, on a volume where a stripe written once gets the shorter
-    /// one (`first_short`) or not: its last clean, the longer one if it was written again; or,
-    /// for a stripe not written since it was listed (listed ahead of a stream), `due` (when it
-    /// was queued) and the longer one, so that the stream still finds it listed.
+    /// due for a check since `due` (when it was listed, or last found in use, or went clean),
+    /// on a volume where a stripe written once gets the shorter one (`first_short`) or not:
+    /// - not written since it was listed (listed ahead of a stream): `due` and the longer one,
+    ///   so that the stream still finds it listed;
+    /// - written again while listed, or on a volume without the shorter one: its last clean
+    ///   and the longer one;
+    /// - written once: `due` and the shorter one. Its single write must be clean for it to
+    ///   leave (the caller checks), and counting from `due` lets the flusher decide at its
+    ///   first look once the shorter hysteresis has passed since the listing, instead of
+    ///   looking a second time once it has passed since the write went clean (a write takes a
+    ///   small part of the shorter hysteresis).
     fn hysteresis_from(&self, due: u64, first_short: bool) -> (u64, bool) {
         if self.clean_us == 0 && self.active() == 0 {
             (due, true)
+        } else if self.rewritten() || !first_short {
+            (self.clean_us, true)
         } else {
-            (self.clean_us, self.rewritten() || !first_short)
+            (due, false)
         }
     }
 
@@ -346,26 +359,32 @@ impl Slots {
         self.len as usize > INLINE
     }
 
+    /// `stripe`'s state. The heap part is looked at only when the shard overflows: its pointer
+    /// lies in the shard's second cache line, which the write path does not fetch ahead.
     fn find(&mut self, stripe: u64) -> Option<&mut Slot> {
         let n = self.in_line();
-        let overflows = self.overflows();
+        if !self.overflows() {
+            return self.inline[..n].iter_mut().find(|s| s.stripe == stripe);
+        }
         let Slots { inline, more, .. } = self;
-        inline[..n]
+        inline
             .iter_mut()
+            .chain(more.iter_mut().flat_map(|m| m.iter_mut()))
             .find(|s| s.stripe == stripe)
-            .or_else(|| {
-                more.as_mut()
-                    .filter(|_| overflows)?
-                    .iter_mut()
-                    .find(|s| s.stripe == stripe)
-            })
     }
 
+    /// A copy of `stripe`'s state (the heap part looked at only as in [`Slots::find`]).
     fn get(&self, stripe: u64) -> Option<Slot> {
-        let more = self.more.as_deref().filter(|_| self.overflows());
-        self.inline[..self.in_line()]
+        let n = self.in_line();
+        if !self.overflows() {
+            return self.inline[..n]
+                .iter()
+                .find(|s| s.stripe == stripe)
+                .copied();
+        }
+        self.inline
             .iter()
-            .chain(more.into_iter().flatten())
+            .chain(self.more.iter().flat_map(|m| m.iter()))
             .find(|s| s.stripe == stripe)
             .copied()
     }
@@ -384,15 +403,20 @@ impl Slots {
         let n = self.in_line();
         let overflows = self.overflows();
         if let Some(i) = self.inline[..n].iter().position(|s| s.stripe == stripe) {
-            let last = match self.more.as_mut().filter(|_| overflows) {
-                Some(m) => m.pop().unwrap_or_default(),
-                None => std::mem::take(&mut self.inline[n - 1]),
+            // The heap part only when the shard overflows (see `find`).
+            let last = if overflows {
+                self.more.as_mut().and_then(|m| m.pop()).unwrap_or_default()
+            } else {
+                std::mem::take(&mut self.inline[n - 1])
             };
             if i < n - 1 || overflows {
                 self.inline[i] = last;
             }
         } else {
-            let Some(more) = self.more.as_mut().filter(|_| overflows) else {
+            if !overflows {
+                return false;
+            }
+            let Some(more) = self.more.as_mut() else {
                 return false;
             };
             let Some(i) = more.iter().position(|s| s.stripe == stripe) else {
@@ -422,7 +446,8 @@ impl JournalVolume {
     fn shard_of(&self, stripe: u64) -> &Mutex<Slots> {
         let n = self.shards.len();
         let i = if self.stripes.div_ceil(INLINE as u64) <= n as u64 {
-            (stripe / INLINE as u64) as usize % n
+            // A block's index is below n for every stripe of the volume (no division by n).
+            ((stripe / INLINE as u64) as usize).min(n - 1)
         } else {
             (stripe.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (n - 1)
         };
@@ -669,12 +694,11 @@ impl<I: Iterator> Iterator for Counted<I> {
 
 impl<I: Iterator> ExactSizeIterator for Counted<I> {}
 
-/// Queue of listed entries written once that went clean recently ([`Listed::queues`]).
+/// Queue of listed entries that went clean recently and stay for the longer hysteresis
+/// ([`Listed::queues`]).
 const SOON: usize = 0;
-/// Queue of listed entries written again while listed that went clean recently.
-const SOON_AGAIN: usize = 1;
 /// Queue of the other listed entries.
-const LATER: usize = 2;
+const LATER: usize = 1;
 
 /// Stripes that went clean strictly before these times may leave the record: `first` for a
 /// stripe written once since it was listed, `again` for one written again while listed
@@ -701,21 +725,20 @@ impl Thresholds {
         }
     }
 
-    /// The threshold below which entries of queue `qi` are due for a check: [`SOON_AGAIN`]
-    /// holds rewritten stripes, the others may hold stripes written once.
+    /// The threshold below which entries of queue `qi` are due for a check: [`SOON`] holds
+    /// stripes of the longer hysteresis, [`LATER`] may hold stripes written once.
     fn of_queue(&self, qi: usize) -> u64 {
-        self.of(qi == SOON_AGAIN)
+        self.of(qi == SOON)
     }
 }
 
 /// Flusher-only state.
 struct Listed {
     /// Every listed entry (of attached volumes), with the time (µs) from which it is due for a
-    /// removal check, in three queues each roughly in order of that time: [`SOON`] and
-    /// [`SOON_AGAIN`] hold entries found clean but not yet past their hysteresis (due: when
-    /// they went clean; written once, or again while listed), [`LATER`] the others (due: when
-    /// they were marked, or last found in use).
-    queues: [VecDeque<(Entry, u64)>; 3],
+    /// removal check, in two queues each roughly in order of that time: [`SOON`] holds entries
+    /// found clean but not yet past the longer hysteresis (due: when they went clean),
+    /// [`LATER`] the others (due: when they were marked, or last found in use).
+    queues: [VecDeque<(Entry, u64)>; 2],
     /// Entries of volumes not yet recovered (or stripes at risk): always in the record.
     carried: HashSet<Entry>,
     /// Close times of recent generations, newest last: (generation, µs).
@@ -816,7 +839,7 @@ impl Journal {
             channels: Mutex::new(Vec::new()),
             volumes: Mutex::new(Vec::new()),
             listed: Mutex::new(Listed {
-                queues: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
+                queues: [VecDeque::new(), VecDeque::new()],
                 carried: carried.into_iter().collect(),
                 closes: VecDeque::new(),
                 adds: Vec::new(),
@@ -1279,17 +1302,13 @@ impl Journal {
     fn removable(&self, v: &JournalVolume, stripe: u64, due: u64, th: Thresholds) -> bool {
         v.slot(stripe).is_none_or(|s| {
             let (since, again) = s.hysteresis_from(due, v.first_short);
-            s.active() == 0 && since < th.of(again) && self.clean_covered(v, s.clean_us, u64::MAX)
+            s.active() == 0 && since < th.of(again) && self.clean_covered(v, s.clean_us)
         })
     }
 
-    /// Whether a stripe whose writes all went clean by `clean_us` may leave: clean before
-    /// `threshold` (the hysteresis), and with volatile member caches covered by a member flush
-    /// that started after it (else one is asked for).
-    fn clean_covered(&self, v: &JournalVolume, clean_us: u64, threshold: u64) -> bool {
-        if clean_us >= threshold {
-            return false;
-        }
+    /// Whether a stripe whose writes all went clean by `clean_us` is covered: with volatile
+    /// member caches, by a member flush that started after it (else one is asked for).
+    fn clean_covered(&self, v: &JournalVolume, clean_us: u64) -> bool {
         // Data and parity must be durable on the members before the stripe may leave.
         if v.volatile_members.load(Acquire) && v.flushed_before_us.load(Acquire) <= clean_us {
             v.member_flush_wanted.store(true, Release);
@@ -1298,9 +1317,9 @@ impl Journal {
         true
     }
 
-    /// Take `stripe` out of the listed set if it may leave: no marks, clean before its
-    /// threshold (`th.again` when it was written again while listed, else `th.first`: the
-    /// hysteresis is only a cost decision, the rule below holds for either), and covered by a
+    /// Take `stripe` out of the listed set if it may leave: no marks, its hysteresis passed
+    /// ([`Slot::hysteresis_from`] against `th.again` or `th.first`: the hysteresis is only a
+    /// cost decision, the rule below holds for either), and covered by a
     /// member flush ([`Journal::clean_covered`]). This is where the removal rule of the module
     /// comment is enforced: the check and the removal are one step under the stripe's shard
     /// lock, which every mark takes, so no write can start between the check of the clean time
@@ -1317,9 +1336,13 @@ impl Journal {
         let (since, again) = s.hysteresis_from(due, v.first_short);
         let threshold = th.of(again);
         if since >= threshold {
-            return Removal::Recent(since, again);
+            debug_assert!(
+                again,
+                "a stripe written once is never recent (see hysteresis_from)"
+            );
+            return Removal::Recent(since);
         }
-        if !self.clean_covered(v, s.clean_us, threshold) {
+        if !self.clean_covered(v, s.clean_us) {
             return Removal::Uncovered;
         }
         #[cfg(loom)]
@@ -1485,12 +1508,11 @@ impl Journal {
         listed.apply();
     }
 
-    /// Take out of the listed set the entries due for a check that may leave (clean before
-    /// their threshold in `th`, covered by a member flush, no write since:
-    /// [`Journal::try_remove`]). Each queue is scanned from its front while entries are due; an
-    /// entry found clean but within its hysteresis waits in [`SOON`] (written once) or
-    /// [`SOON_AGAIN`] (written again while listed) until its clean time is past it, one found
-    /// in use goes to the back of [`LATER`], due again at `now_us`. The scan stops at an entry
+    /// Take out of the listed set the entries due for a check that may leave (past their
+    /// threshold in `th`, covered by a member flush, no write since: [`Journal::try_remove`]).
+    /// Each queue is scanned from its front while entries are due; an entry found clean but
+    /// within the longer hysteresis waits in [`SOON`] until its clean time is past it, one
+    /// found in use goes to the back of [`LATER`], due again at `now_us`. The scan stops at an entry
     /// waiting for a member flush. Each entry is looked at once at most.
     fn scan_removals(
         &self,
@@ -1500,7 +1522,7 @@ impl Journal {
         now_us: u64,
     ) {
         let mut checked = 0;
-        for qi in [SOON, SOON_AGAIN, LATER] {
+        for qi in [SOON, LATER] {
             let (n, stop) = self.scan_queue(l, qi, vols, th, now_us);
             checked += n;
             if stop {
@@ -1567,9 +1589,9 @@ impl Journal {
                     }
                     continue;
                 }
-                Removal::Recent(clean_us, again) => {
+                Removal::Recent(clean_us) => {
                     // Clean, but recently: due once its hysteresis has passed its clean time.
-                    l.queues[if again { SOON_AGAIN } else { SOON }].push_back((e, clean_us));
+                    l.queues[SOON].push_back((e, clean_us));
                     continue;
                 }
                 Removal::Uncovered => {
@@ -2132,6 +2154,42 @@ mod tests {
         assert_eq!(j.listed_count(), 0);
     }
 
+    /// A stripe written once leaves at the record writer's first look past the first
+    /// hysteresis from its listing (its write clean): one look, not a second once the
+    /// hysteresis has passed since the write went clean; one written again stays for the
+    /// longer hysteresis from its last clean.
+    #[test]
+    fn a_stripe_written_once_leaves_at_the_first_look() {
+        let j = hysteresis_journal(100, Some(0));
+        let (jv, _) = j.attach_volume(0, 64, false);
+        for s in [3, 4] {
+            assert!(matches!(j.mark(&jv, s), Mark::Wait(_)));
+        }
+        flush_job(&j, 0);
+        // Stripe 4 is written again while listed.
+        assert_eq!(j.mark(&jv, 4), Mark::Ready);
+        j.clean(&jv, 3, 50);
+        j.clean(&jv, 4, 50);
+        j.clean(&jv, 4, 60);
+        let looks = j.stats.removal_checks.load(Relaxed);
+        flush_job(&j, 120);
+        assert!(
+            !jv.listed(3),
+            "written once, clean, 120 µs after its listing"
+        );
+        assert!(jv.listed(4), "written again: 1000 µs from its last clean");
+        assert_eq!(
+            j.stats.removal_checks.load(Relaxed) - looks,
+            2,
+            "one look each"
+        );
+        flush_job(&j, 1059);
+        assert!(jv.listed(4));
+        flush_job(&j, 1061);
+        assert!(!jv.listed(4));
+        assert_eq!(j.listed_count(), 0);
+    }
+
     /// A stripe listed ahead and not written stays for the longer hysteresis from its listing
     /// (the stream it was listed for finds it listed); written once, it leaves after the first.
     #[test]
@@ -2488,7 +2546,7 @@ mod tests {
             first: u64::MAX,
             again: 2,
         };
-        assert_eq!(j.try_remove(&jv, 0, 0, th), Removal::Recent(2, true));
+        assert_eq!(j.try_remove(&jv, 0, 0, th), Removal::Recent(2));
         assert_eq!(j.try_remove(&jv, 0, 0, all), Removal::Removed);
         assert!(!jv.listed(0));
         let open = j.open_generation();

@@ -539,6 +539,8 @@ impl SpdkVolume {
                 "records_written": j.stats.record_writes.load(std::sync::atomic::Ordering::Relaxed),
                 "checkpoints": j.stats.checkpoints.load(std::sync::atomic::Ordering::Relaxed),
                 "listed_ahead": j.stats.listed_ahead.load(std::sync::atomic::Ordering::Relaxed),
+                // Listed entries the record writer looked at for removal.
+                "removal_checks": j.stats.removal_checks.load(std::sync::atomic::Ordering::Relaxed),
                 "bytes_written": j.stats.bytes_written.load(std::sync::atomic::Ordering::Relaxed),
                 "user_writes": j.stats.user_writes.load(std::sync::atomic::Ordering::Relaxed),
                 "bytes_per_write": j.stats.bytes_per_write(),
