@@ -966,7 +966,16 @@ impl<B: Backend> Channel<B> {
         };
         let d = j.cfg.list_ahead;
         let from = stripe + d / 2;
-        if d == 0 || from >= jv.stripes() || jv.listed(from) {
+        if d == 0 || from >= jv.stripes() {
+            return false;
+        }
+        // The next write of the stream looks at the stripe after `from`: fetch its state now
+        // (a cold line of the state table otherwise, the stream's data having passed through
+        // the caches since it was listed).
+        if from + 1 < jv.stripes() {
+            self.backend.prefetch(jv.state_address(from + 1));
+        }
+        if jv.listed(from) {
             return false;
         }
         match j.list_ahead(jv, from, from + d) {

@@ -1152,10 +1152,23 @@ impl Journal {
         let mut listed = 0;
         let mut joined = None;
         if room > 0 {
+            // The shards of stripes not yet written are rarely in a near cache (at 1 TiB members
+            // they are random lines of a 16 MiB table): each is fetched a few stripes ahead of
+            // its lock, instead of one miss after another.
+            const AHEAD: u64 = 8;
+            let prefetch = self.cfg.prefetch;
+            if let Some(pf) = prefetch {
+                for stripe in from..(from + AHEAD).min(to) {
+                    pf(jv.state_address(stripe));
+                }
+            }
             let g = self.enter_open();
             for stripe in from..to {
                 if listed == room {
                     break;
+                }
+                if let Some(pf) = prefetch.filter(|_| stripe + AHEAD < to) {
+                    pf(jv.state_address(stripe + AHEAD));
                 }
                 let mut shard = lock(jv.shard_of(stripe));
                 #[cfg(loom)]
