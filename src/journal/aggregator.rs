@@ -1391,6 +1391,14 @@ impl Journal {
         let mut guard = lock(&self.listed);
         let l = &mut *guard;
         let vols = lock(&self.volumes);
+        // The removal scan starts with the entries at the queues' fronts, whose states have
+        // most likely left the nearest caches since the last record: fetch them while the
+        // marks are taken in.
+        if let Some(pf) = self.cfg.prefetch {
+            for q in &l.queues {
+                fetch_states(pf, q, &vols, SCAN_AHEAD);
+            }
+        }
         self.take_marks(l, &vols, now_us);
         let th = self.hysteresis_threshold(l, now_us);
         self.scan_removals(l, &vols, th, now_us);
@@ -1556,7 +1564,7 @@ impl Journal {
         now_us: u64,
     ) -> (usize, bool) {
         let threshold = th.of_queue(qi);
-        const AHEAD: usize = 16;
+        const AHEAD: usize = SCAN_AHEAD;
         // Counter updates are summed here and applied once at the end: a locked add per entry
         // waits each time for the stores before it (the queue pushes) to reach the cache. Until
         // then `reserved` is high, never low (the bound stays safe).
@@ -1570,11 +1578,6 @@ impl Journal {
                 pf(v.state_address(e.stripe));
             }
         };
-        if let Some(pf) = prefetch {
-            for (e, _) in l.queues[qi].iter().take(AHEAD) {
-                fetch(pf, e);
-            }
-        }
         while budget > 0 {
             let Some(&(e, due)) = l.queues[qi].front() else {
                 break;
@@ -1617,13 +1620,6 @@ impl Journal {
                 Removal::InUse => {}
             }
             l.queues[LATER].push_back((e, now_us));
-        }
-        // The entries at the front now are the next record's first ones due: fetch their state
-        // now, so that the next scan does not start with a wait for memory.
-        if let Some(pf) = prefetch {
-            for (e, _) in l.queues[qi].iter().take(AHEAD) {
-                fetch(pf, e);
-            }
         }
         self.reserved.fetch_sub(freed, AcqRel);
         listed.apply();
@@ -1982,6 +1978,24 @@ impl Journal {
             }
         }
         self.in_flight.swap(false, SeqCst);
+    }
+}
+
+/// How many listed entries ahead of the one it decides on the removal scan fetches the states
+/// of ([`JournalConfig::prefetch`]).
+const SCAN_AHEAD: usize = 16;
+
+/// Start fetching the states of the first `n` entries of `q` ([`JournalConfig::prefetch`]).
+fn fetch_states(
+    pf: fn(*const u8),
+    q: &VecDeque<(Entry, u64)>,
+    vols: &[Arc<JournalVolume>],
+    n: usize,
+) {
+    for (e, _) in q.iter().take(n) {
+        if let Some(v) = vols.iter().find(|v| v.number == e.volume) {
+            pf(v.state_address(e.stripe));
+        }
     }
 }
 
