@@ -36,7 +36,7 @@
 //! flusher looks at it once). A cost decision only; the rule below holds either way.
 //!
 //! Removal rule: a stripe leaves the record only if no write to it started after the member flush
-//! that covers it (and, always, only once it has stayed clean for its hysteresis). The flusher
+//! that covers it (and, always, only once its hysteresis is over). The flusher
 //! decides and removes in one step under the stripe's shard lock (`Journal::try_remove`), and
 //! every mark takes that lock, so a write either started before the decision (its mark is
 //! counted, or its clean time is the one checked) or starts after the removal and lists the
