@@ -1564,7 +1564,6 @@ impl Journal {
         now_us: u64,
     ) -> (usize, bool) {
         let threshold = th.of_queue(qi);
-        const AHEAD: usize = SCAN_AHEAD;
         // Counter updates are summed here and applied once at the end: a locked add per entry
         // waits each time for the stores before it (the queue pushes) to reach the cache. Until
         // then `reserved` is high, never low (the bound stays safe).
@@ -1587,7 +1586,7 @@ impl Journal {
             }
             budget -= 1;
             l.queues[qi].pop_front();
-            if let (Some(pf), Some((next, _))) = (prefetch, l.queues[qi].get(AHEAD - 1)) {
+            if let (Some(pf), Some((next, _))) = (prefetch, l.queues[qi].get(SCAN_AHEAD - 1)) {
                 fetch(pf, next);
             }
             let Some(v) = vols.iter().find(|v| v.number == e.volume) else {
