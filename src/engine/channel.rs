@@ -217,8 +217,6 @@ struct Piece {
     bad_member: Option<u32>,
     /// The write-back of `bad_member`'s rebuilt blocks is in flight.
     repairing: bool,
-    /// Generation a durable-waiter needs.
-    wait_gen: u64,
     /// Per member buffer.
     bufs: Vec<Option<Buf>>,
     /// Other write pieces merged into this one ([`Channel::try_merge`]); its `start` and `len`
@@ -927,7 +925,6 @@ impl<B: Backend> Channel<B> {
                 self.stats.durable_waits += 1;
                 let p = &mut self.pieces[pi];
                 p.marked = true;
-                p.wait_gen = g;
                 p.state = PieceState::WaitDurable;
                 self.waiting.push((pi as u32, g));
                 self.wait_for(g);
@@ -1097,7 +1094,6 @@ impl<B: Backend> Channel<B> {
             let pi = pi32 as usize;
             match self.pieces[pi].state {
                 PieceState::WaitDurable => {
-                    debug_assert_eq!(self.pieces[pi].wait_gen, g);
                     if failed {
                         self.finish_piece(pi, Err(IoError::JournalFailed));
                     } else {

@@ -1396,7 +1396,7 @@ impl Journal {
         // marks are taken in.
         if let Some(pf) = self.cfg.prefetch {
             for q in &l.queues {
-                fetch_states(pf, q, &vols, SCAN_AHEAD);
+                fetch_states(pf, q.iter().take(SCAN_AHEAD), &vols);
             }
         }
         self.take_marks(l, &vols, now_us);
@@ -1572,11 +1572,6 @@ impl Journal {
         let mut budget = l.queues[qi].len();
         let start = budget;
         let prefetch = self.cfg.prefetch;
-        let fetch = |pf: fn(*const u8), e: &Entry| {
-            if let Some(v) = vols.iter().find(|v| v.number == e.volume) {
-                pf(v.state_address(e.stripe));
-            }
-        };
         while budget > 0 {
             let Some(&(e, due)) = l.queues[qi].front() else {
                 break;
@@ -1586,8 +1581,8 @@ impl Journal {
             }
             budget -= 1;
             l.queues[qi].pop_front();
-            if let (Some(pf), Some((next, _))) = (prefetch, l.queues[qi].get(SCAN_AHEAD - 1)) {
-                fetch(pf, next);
+            if let Some(pf) = prefetch {
+                fetch_states(pf, l.queues[qi].get(SCAN_AHEAD - 1), vols);
             }
             let Some(v) = vols.iter().find(|v| v.number == e.volume) else {
                 // Volume detached (its entries already left with `detach_volume`).
@@ -1984,14 +1979,13 @@ impl Journal {
 /// of ([`JournalConfig::prefetch`]).
 const SCAN_AHEAD: usize = 16;
 
-/// Start fetching the states of the first `n` entries of `q` ([`JournalConfig::prefetch`]).
-fn fetch_states(
+/// Start fetching the states of listed `entries` ([`JournalConfig::prefetch`]).
+fn fetch_states<'a>(
     pf: fn(*const u8),
-    q: &VecDeque<(Entry, u64)>,
+    entries: impl IntoIterator<Item = &'a (Entry, u64)>,
     vols: &[Arc<JournalVolume>],
-    n: usize,
 ) {
-    for (e, _) in q.iter().take(n) {
+    for (e, _) in entries {
         if let Some(v) = vols.iter().find(|v| v.number == e.volume) {
             pf(v.state_address(e.stripe));
         }
