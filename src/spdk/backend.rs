@@ -682,20 +682,14 @@ impl Backend for SpdkBackend {
     }
 
     fn xor_into(&self, dst: &mut [u8], srcs: &[&[u8]]) {
-        if !super::ffi::xor_gen(dst, false, srcs) {
-            crate::parity::xor_into(dst, srcs);
-        }
+        super::xor::xor_into(dst, srcs);
     }
 
     fn xor_acc(&self, dst: &mut [u8], srcs: &[&[u8]]) {
-        if srcs.is_empty() || !super::ffi::xor_gen(dst, true, srcs) {
-            crate::parity::xor_acc_all(dst, srcs);
-        }
+        super::xor::xor_acc(dst, srcs);
     }
 
     fn xor_update(&self, parity: &mut [u8], old: &[u8], new: &[u8]) {
-        if !super::ffi::xor_gen(parity, true, &[old, new]) {
-            crate::parity::update(parity, old, new);
-        }
+        super::xor::xor_update(parity, old, new);
     }
 }

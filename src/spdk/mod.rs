@@ -27,6 +27,7 @@ mod scrub;
 mod set_journal;
 mod status;
 mod superblocks;
+mod xor;
 
 use std::cell::UnsafeCell;
 
@@ -61,6 +62,7 @@ pub(crate) fn module_ptr() -> *mut sys::spdk_bdev_module {
 unsafe extern "C" fn module_init() -> i32 {
     ffi::guard("module_init", || {
         dma::install_page_allocator();
+        xor::apply();
         ffi::noticelog!("jraid module initialised");
         0
     })
@@ -94,6 +96,7 @@ unsafe extern "C" fn config_json(w: *mut sys::spdk_json_write_ctx) -> i32 {
                     "recovery_online": create::recovery_online(),
                     "init_window": init_window,
                     "init_bandwidth_mb": init_mb,
+                    "xor_kernel": xor::setting().name(),
                 },
             }),
         );

@@ -12,6 +12,7 @@ use super::bdev;
 use super::create::{self, CreateRequest};
 use super::ffi::{cstring, guard};
 use super::json;
+use super::xor;
 
 /// A JSON-RPC request SPDK handed us; answered exactly once, on the app thread.
 struct Request(*mut sys::spdk_jsonrpc_request);
@@ -409,10 +410,13 @@ struct OptionsParams {
     init_window: Option<usize>,
     #[serde(default)]
     init_bandwidth_mb: Option<u64>,
+    #[serde(default)]
+    xor_kernel: Option<String>,
 }
 
 /// `bdev_jraid_set_options`: module-wide settings (whether a volume serves I/O while it
-/// resyncs after a crash, the limits of that resync and of the initial parity pass);
+/// resyncs after a crash, the limits of that resync and of the initial parity pass, the XOR
+/// kernel: see [`xor`]);
 /// allowed at startup (in a JSON config, before the bdevs examine finds) and at runtime (a
 /// running resync follows).
 unsafe extern "C" fn rpc_set_options(
@@ -434,6 +438,13 @@ unsafe extern "C" fn rpc_set_options(
             Ok(o) => o,
             Err(e) => return req.invalid(&format!("recovery_{e}")),
         };
+        let xor_kernel = match p.xor_kernel.as_deref().map(xor::Setting::parse) {
+            None => None,
+            Some(Some(k)) => Some(k),
+            Some(None) => {
+                return req.invalid("xor_kernel must be \"auto\", \"isal\" or \"native\"")
+            }
+        };
         let (iw, imb) = create::init_limits();
         let init = match pass_opts(
             Some(p.init_window.unwrap_or(iw)),
@@ -447,6 +458,9 @@ unsafe extern "C" fn rpc_set_options(
         create::set_init_limits(init.window, init.bandwidth_mb);
         if let Some(on) = p.recovery_online {
             create::set_recovery_online(on);
+        }
+        if let Some(k) = xor_kernel {
+            xor::set(k);
         }
         req.result(&Value::Bool(true));
     })

@@ -115,11 +115,14 @@ expect_error("set_journal window too large", "bdev_jraid_set_journal", {"name": 
 expect_error("recovery window zero", "bdev_jraid_set_options", {"recovery_window": 0}, INVALID, ["recovery_window"])
 expect_error("unknown option", "bdev_jraid_set_options", {"recovery_speed": 3}, INVALID, ["recovery_speed"])
 expect_error("init window too large", "bdev_jraid_set_options", {"init_window": 5000}, INVALID, ["init_window"])
-ok("bdev_jraid_set_options", {"recovery_bandwidth_mb": 50, "recovery_window": 8, "init_bandwidth_mb": 20, "init_window": 4})
+expect_error("unknown XOR kernel", "bdev_jraid_set_options", {"xor_kernel": "fast"}, INVALID, ["xor_kernel"])
+ok("bdev_jraid_set_options", {"recovery_bandwidth_mb": 50, "recovery_window": 8, "init_bandwidth_mb": 20, "init_window": 4,
+                              "xor_kernel": "native"})
 opts = [c for c in ok("framework_get_config", {"name": "bdev"}) if c["method"] == "bdev_jraid_set_options"]
 assert opts and opts[0]["params"] == {"recovery_window": 8, "recovery_bandwidth_mb": 50, "recovery_online": True,
-                                      "init_window": 4, "init_bandwidth_mb": 20}, opts
-ok("bdev_jraid_set_options", {"recovery_bandwidth_mb": 0, "recovery_window": 32, "init_bandwidth_mb": 0, "init_window": 16})
+                                      "init_window": 4, "init_bandwidth_mb": 20, "xor_kernel": "native"}, opts
+ok("bdev_jraid_set_options", {"recovery_bandwidth_mb": 0, "recovery_window": 32, "init_bandwidth_mb": 0, "init_window": 16,
+                              "xor_kernel": "auto"})
 print("ok   bdev_jraid_set_options checked, and written by save_config")
 
 expect_error("delete unknown", "bdev_jraid_delete", {"name": "nope"}, -19, ["nope"])

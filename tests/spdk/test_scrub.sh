@@ -61,35 +61,41 @@ bp_stop
 # (read-modify-write; with four members a small write reads the other data strips instead), a
 # 64 KiB one covering a strip reconstructs. bdevperf verify at each size, twice (patterned data:
 # its plain writes are zeros, whose parity is right whatever the XOR does), then a scrub: every
-# stripe's parity must be right. The members are new files (zeros): assume_clean, so that no
-# initial parity pass runs (writes above its watermark reconstruct, never update in place, and
-# the pass rewrites every parity anyway: a wrong update would not show).
+# stripe's parity must be right. Under each XOR kernel (bdev_jraid_set_options xor_kernel: the
+# module's timing picks one per shape, so a run on one CPU would leave the other untested). The
+# members are new files (zeros): assume_clean, so that no initial parity pass runs (writes above
+# its watermark reconstruct, never update in place, and the pass rewrites every parity anyway:
+# a wrong update would not show).
 six=(x0 x1 x2 x3 x4 x5)
 cfg6=$WORK/sc6.json
-{
-    echo '{"subsystems":[{"subsystem":"bdev","config":['
-    for f in "${six[@]}" xj; do
-        echo " {\"method\":\"bdev_aio_create\",\"params\":{\"filename\":\"$WORK/$f.img\",\"name\":\"$f\",\"block_size\":4096}},"
+for kernel in isal native; do
+    {
+        echo '{"subsystems":[{"subsystem":"bdev","config":['
+        echo " {\"method\":\"bdev_jraid_set_options\",\"params\":{\"xor_kernel\":\"$kernel\"}},"
+        for f in "${six[@]}" xj; do
+            echo " {\"method\":\"bdev_aio_create\",\"params\":{\"filename\":\"$WORK/$f.img\",\"name\":\"$f\",\"block_size\":4096}},"
+        done
+        echo ' {"method":"bdev_jraid_create","params":{"name":"r2","strip_size_kb":64,'
+        echo '   "base_bdevs":["x0","x1","x2","x3","x4","x5"],"journal_bdev":"xj","assume_clean":true}},'
+        echo ' {"method":"bdev_wait_for_examine"}'
+        echo ']}]}'
+    } >"$cfg6"
+    for io in 4096 65536; do
+        # Blank members each time (with superblocks left, examine would assemble r2 itself).
+        for f in "${six[@]}" xj; do rm -f "$WORK/$f.img"; truncate -s 64M "$WORK/$f.img"; done
+        bp_start "$sock" "$WORK/sc6.log" "$cfg6" -q 32 -o $io -w verify -t 2 -T r2
+        grep -q "xor_kernel $kernel" "$WORK/sc6.log" || die "XOR kernel $kernel not applied (no log line)"
+        # Twice over the same blocks (a verify pass starts at the volume's start): the second
+        # pass updates parity over data that is not zeros (over zeros, an update that left
+        # the old data out would give the same parity).
+        for pass in 1 2; do
+            bp_perform "$sock" "$WORK/sc6.out"
+            wait "$PERF_PID" || die "bdevperf verify ($io bytes, XOR $kernel, pass $pass) on six members failed"
+            r=$(bp_check_total "$WORK/sc6.log" "six members, $io-byte verify, XOR $kernel, pass $pass")
+        done
+        s=$(scrub "$sock" false); log "six members, XOR $kernel, $io-byte verify ($r IOPS MiB/s), scrub: $s"
+        [ "$(jget "$sock" 'v["scrub"]["mismatches"]')" = 0 ] || die "six members, XOR $kernel: parity wrong after $io-byte writes"
+        bp_stop
     done
-    echo ' {"method":"bdev_jraid_create","params":{"name":"r2","strip_size_kb":64,'
-    echo '   "base_bdevs":["x0","x1","x2","x3","x4","x5"],"journal_bdev":"xj","assume_clean":true}},'
-    echo ' {"method":"bdev_wait_for_examine"}'
-    echo ']}]}'
-} >"$cfg6"
-for io in 4096 65536; do
-    # Blank members each time (with superblocks left, examine would assemble r2 itself).
-    for f in "${six[@]}" xj; do rm -f "$WORK/$f.img"; truncate -s 64M "$WORK/$f.img"; done
-    bp_start "$sock" "$WORK/sc6.log" "$cfg6" -q 32 -o $io -w verify -t 2 -T r2
-    # Twice over the same blocks (a verify pass starts at the volume's start): the second pass
-    # updates parity over data that is not zeros (over zeros, an update that left the old data
-    # out would give the same parity).
-    for pass in 1 2; do
-        bp_perform "$sock" "$WORK/sc6.out"
-        wait "$PERF_PID" || die "bdevperf verify ($io bytes, pass $pass) on six members failed"
-        r=$(bp_check_total "$WORK/sc6.log" "six members, $io-byte verify, pass $pass")
-    done
-    s=$(scrub "$sock" false); log "six members, $io-byte verify ($r IOPS MiB/s), scrub: $s"
-    [ "$(jget "$sock" 'v["scrub"]["mismatches"]')" = 0 ] || die "six members: parity wrong after $io-byte writes"
-    bp_stop
 done
 log "test_scrub: OK"
