@@ -122,6 +122,8 @@ struct DevIo {
     bounce: Option<DmaBuf>,
     /// The device needs DMA memory and the buffer is not: bounce before starting.
     needs_bounce: bool,
+    /// Queue entry for `spdk_bdev_queue_io_wait` after -ENOMEM.
+    wait: sys::spdk_bdev_io_wait_entry,
 }
 
 impl DevIo {
@@ -141,6 +143,7 @@ impl DevIo {
             buf_offset: 0,
             bounce: None,
             needs_bounce: false,
+            wait: sys::spdk_bdev_io_wait_entry::default(),
         })
     }
 }
@@ -226,15 +229,9 @@ impl SpdkBackend {
     }
 
     /// Start a counted device I/O: bounce it if it needs DMA memory, submit it. What cannot
-    /// start for want of memory (no bounce buffer, no bdev_io) is parked and retried by
-    /// [`SpdkBackend::retry_parked`], after this channel's completions and on its tick (every
-    /// millisecond): transient shortage is never an I/O error (which would fail a member or the
-    /// journal). Only a real submission error fails it. Not `spdk_bdev_queue_io_wait`: its
-    /// callback runs only when a bdev_io is freed on this thread, and while the thread has
-    /// waiters it takes none from the shared pool, so with no I/O of this thread in flight
-    /// nothing wakes them. With it, bdevperf verify on two reactors with 72 bdev_ios
-    /// (`tests/spdk/test_bdevperf.sh`) stalled at its start in some runs (one CI run, and a
-    /// few in about forty here, before this change too).
+    /// start for want of memory (no bounce buffer, no bdev_io and no way to wait for one) is
+    /// parked and retried by [`SpdkBackend::retry_parked`]: transient shortage is never an I/O
+    /// error (which would fail a member or the journal). Only a real submission error fails it.
     fn launch(&mut self, mut d: Box<DevIo>) {
         if d.needs_bounce && d.bounce.is_none() {
             let len = d.iov.iov_len;
@@ -260,7 +257,7 @@ impl SpdkBackend {
         // into the buffer (or bounce buffer) the box owns.
         let rc = unsafe { start(raw) };
         // SAFETY: as above; on -ENOMEM the box stays alive until the retry.
-        if rc == 0 {
+        if rc == 0 || (rc == -ENOMEM && unsafe { queue_retry(raw) }) {
             return;
         }
         // SAFETY: the I/O did not start, so SPDK holds no reference to the box.
@@ -394,6 +391,44 @@ unsafe fn start(d: *mut DevIo) -> i32 {
         dev_io_done,
         d as *mut c_void,
     )
+}
+
+/// Wait for a free bdev_io and retry. Returns false when even the wait cannot be queued.
+///
+/// # Safety
+/// As for [`start`]; `d` stays boxed until the retry runs.
+unsafe fn queue_retry(d: *mut DevIo) -> bool {
+    let dev = (*(*d).slot).dev;
+    (*d).wait.bdev = dev.bdev;
+    (*d).wait.cb_fn = Some(dev_io_retry);
+    (*d).wait.cb_arg = d as *mut c_void;
+    sys::spdk_bdev_queue_io_wait(dev.bdev, dev.ch, std::ptr::addr_of_mut!((*d).wait)) == 0
+}
+
+unsafe extern "C" fn dev_io_retry(arg: *mut c_void) {
+    guard("device I/O retry", || {
+        let d = arg as *mut DevIo;
+        // SAFETY: `arg` is the DevIo queued by `queue_retry`, still boxed and owned by us; we
+        // run on its channel's thread.
+        let rc = unsafe { start(d) };
+        // SAFETY: as above.
+        if rc == 0 || (rc == -ENOMEM && unsafe { queue_retry(d) }) {
+            return;
+        }
+        // SAFETY: the I/O did not start, so the box is ours; its owner context is alive
+        // (contexts live until their last device I/O is finished) and not borrowed here.
+        unsafe {
+            let d = Box::from_raw(d);
+            let owner = d.owner;
+            let be = (*owner).channel.backend_mut();
+            if rc == -ENOMEM {
+                be.parked.push(d);
+            } else {
+                be.fail_unstarted(d);
+                pump(owner);
+            }
+        }
+    })
 }
 
 unsafe extern "C" fn dev_io_done(io: *mut sys::spdk_bdev_io, ok: bool, arg: *mut c_void) {
