@@ -65,10 +65,10 @@ impl Setting {
 
 /// The option as last set (module-wide).
 static SETTING: AtomicU8 = AtomicU8::new(0);
-/// Whether each shape runs ISA-L's kernel (1) or the engine's (0). Until [`apply`] first runs
+/// Whether each shape runs ISA-L's kernel (else the engine's). Until [`apply`] first runs
 /// (module start), ISA-L's out of place and the engine's in place.
-static FULL_ISAL: AtomicU8 = AtomicU8::new(1);
-static IN_PLACE_ISAL: AtomicU8 = AtomicU8::new(0);
+static FULL_ISAL: AtomicBool = AtomicBool::new(true);
+static IN_PLACE_ISAL: AtomicBool = AtomicBool::new(false);
 /// Whether [`apply`] has run (the module has started): a later [`set`] applies at once.
 static APPLIED: AtomicBool = AtomicBool::new(false);
 
@@ -108,8 +108,8 @@ pub(crate) fn apply() {
             (full.faster_isal(), in_place.faster_isal())
         }
     };
-    FULL_ISAL.store(u8::from(full), Relaxed);
-    IN_PLACE_ISAL.store(u8::from(in_place), Relaxed);
+    FULL_ISAL.store(full, Relaxed);
+    IN_PLACE_ISAL.store(in_place, Relaxed);
     APPLIED.store(true, Relaxed);
     if s != Setting::Auto {
         ffi::noticelog!(
@@ -130,21 +130,21 @@ fn kernel_name(isal: bool) -> &'static str {
 
 /// `dst = xor(srcs)` with the kernel chosen for full-stripe parity.
 pub(crate) fn xor_into(dst: &mut [u8], srcs: &[&[u8]]) {
-    if FULL_ISAL.load(Relaxed) == 0 || !ffi::xor_gen(dst, false, srcs) {
+    if !FULL_ISAL.load(Relaxed) || !ffi::xor_gen(dst, false, srcs) {
         crate::parity::xor_into(dst, srcs);
     }
 }
 
 /// `dst ^= xor(srcs)` with the kernel chosen for in-place updates.
 pub(crate) fn xor_acc(dst: &mut [u8], srcs: &[&[u8]]) {
-    if srcs.is_empty() || IN_PLACE_ISAL.load(Relaxed) == 0 || !ffi::xor_gen(dst, true, srcs) {
+    if srcs.is_empty() || !IN_PLACE_ISAL.load(Relaxed) || !ffi::xor_gen(dst, true, srcs) {
         crate::parity::xor_acc_all(dst, srcs);
     }
 }
 
 /// `parity ^= old ^ new` with the kernel chosen for in-place updates.
 pub(crate) fn xor_update(parity: &mut [u8], old: &[u8], new: &[u8]) {
-    if IN_PLACE_ISAL.load(Relaxed) == 0 || !ffi::xor_gen(parity, true, &[old, new]) {
+    if !IN_PLACE_ISAL.load(Relaxed) || !ffi::xor_gen(parity, true, &[old, new]) {
         crate::parity::update(parity, old, new);
     }
 }
