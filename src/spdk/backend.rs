@@ -22,7 +22,8 @@ use spdk_sys as sys;
 use super::base::{submit_blocks, BaseBdev, ENOMEM};
 use super::channel::{pump, reap_if_dead, ChanCtx, Routes};
 use super::dma::{self, DmaBuf, DmaPool};
-use super::ffi::{self, guard};
+use super::ffi::{self, guard, SendPtr};
+use super::reserve;
 use crate::engine::{Address, Backend, Buf, Device, DeviceIo, IoOp, Msg};
 
 /// One device as seen from one reactor.
@@ -68,6 +69,7 @@ impl DevSlot {
     pub fn open(b: &BaseBdev) -> Option<Box<DevSlot>> {
         let ch = b.get_channel();
         (!ch.is_null()).then(|| {
+            reserve::twin_open(b);
             Box::new(DevSlot {
                 dev: DevChan {
                     desc: b.desc(),
@@ -98,6 +100,7 @@ impl Drop for DevSlot {
         // nothing is in flight on it: slots are dropped only by `retire`/`finish` at zero, or
         // by `put_channels` once the whole backend has drained.
         unsafe { sys::spdk_put_io_channel(self.dev.ch) };
+        reserve::twin_close(self.dev.desc);
     }
 }
 
@@ -124,6 +127,10 @@ struct DevIo {
     needs_bounce: bool,
     /// Queue entry for `spdk_bdev_queue_io_wait` after -ENOMEM.
     wait: sys::spdk_bdev_io_wait_entry,
+    /// Handed to the reserve thread ([`to_reserve`]): the thread it came from.
+    home: *mut sys::spdk_thread,
+    /// ... and the device as the reserve thread reaches it (its channel there).
+    alt: Option<DevChan>,
 }
 
 impl DevIo {
@@ -144,6 +151,8 @@ impl DevIo {
             bounce: None,
             needs_bounce: false,
             wait: sys::spdk_bdev_io_wait_entry::default(),
+            home: std::ptr::null_mut(),
+            alt: None,
         })
     }
 }
@@ -182,8 +191,11 @@ pub(crate) struct SpdkBackend {
     pub dma: DmaPool,
     /// Device I/Os that went through a bounce buffer.
     pub bounced: u64,
-    /// Times a direct read waited for a bdev_io (`spdk_bdev_queue_io_wait`).
+    /// Times a direct read found no bdev_io (it then goes the engine's way, or waits for one
+    /// where there is no reserve thread).
     pub direct_waits: u64,
+    /// Device I/Os handed to the reserve thread for want of a bdev_io here.
+    pub reserved: u64,
     /// Recycled I/O contexts (boxed: SPDK holds their addresses while in flight).
     #[allow(clippy::vec_box)]
     free: Vec<Box<DevIo>>,
@@ -212,6 +224,7 @@ impl SpdkBackend {
             dma: DmaPool::default(),
             bounced: 0,
             direct_waits: 0,
+            reserved: 0,
             free: Vec::new(),
         }
     }
@@ -256,6 +269,11 @@ impl SpdkBackend {
         // channel was got on this thread (backends never leave their thread) and `iov` points
         // into the buffer (or bounce buffer) the box owns.
         let rc = unsafe { start(raw) };
+        // SAFETY: as above; the box did not start, and goes to the reserve thread whole.
+        if rc == -ENOMEM && unsafe { to_reserve(raw) } {
+            self.reserved += 1;
+            return;
+        }
         // SAFETY: as above; on -ENOMEM the box stays alive until the retry.
         if rc == 0 || (rc == -ENOMEM && unsafe { queue_retry(raw) }) {
             return;
@@ -342,6 +360,12 @@ impl SpdkBackend {
         let rc = direct_start(user);
         if rc == -ENOMEM {
             self.direct_waits += 1;
+            if reserve::running() {
+                // The engine's way hands its member read to the reserve thread (see
+                // `launch`); waiting here might never end.
+                self.uncount(slot);
+                return false;
+            }
         }
         if rc == 0 || (rc == -ENOMEM && direct_queue_retry(user)) {
             self.direct_inflight += 1;
@@ -403,6 +427,132 @@ unsafe fn queue_retry(d: *mut DevIo) -> bool {
     (*d).wait.cb_fn = Some(dev_io_retry);
     (*d).wait.cb_arg = d as *mut c_void;
     sys::spdk_bdev_queue_io_wait(dev.bdev, dev.ch, std::ptr::addr_of_mut!((*d).wait)) == 0
+}
+
+/// Hand `d`, which found no bdev_io on this thread, to the reserve thread
+/// ([`super::reserve`]), which starts it through its own channel and sends the completion back
+/// here. False (nothing done) when that thread does not run.
+///
+/// # Safety
+/// As for [`start`]; `d` did not start, and stays boxed and counted until its completion comes
+/// back to this thread.
+unsafe fn to_reserve(d: *mut DevIo) -> bool {
+    if !reserve::running() {
+        return false;
+    }
+    (*d).home = ffi::current_thread();
+    (*d).alt = Some((*(*d).slot).dev);
+    let p = SendPtr(d);
+    reserve::send(move || {
+        let p = p;
+        // SAFETY: the box was handed over whole by its home thread, which touches it again
+        // only when `send_home` gives it back.
+        unsafe { reserve_start(p.0) }
+    })
+}
+
+/// On the reserve thread: start `d` through this thread's channel to its device; without a
+/// bdev_io wait for one here (this thread's own completions wake it).
+///
+/// # Safety
+/// `d` is a DevIo handed over by [`to_reserve`]; its descriptor is open (its home slot, which
+/// holds it, is counted) and this is the reserve thread.
+unsafe fn reserve_start(d: *mut DevIo) {
+    let Some(mut dev) = (*d).alt else {
+        return send_home(d, Back::Park);
+    };
+    dev.ch = reserve::channel(dev.desc);
+    if dev.ch.is_null() {
+        return send_home(d, Back::Park);
+    }
+    (*d).alt = Some(dev);
+    let iov = std::ptr::addr_of_mut!((*d).iov);
+    let rc = submit_blocks(
+        dev.desc,
+        dev.ch,
+        (*d).op,
+        iov,
+        (*d).lba,
+        (*d).blocks,
+        dev.num_blocks,
+        dev.offset,
+        reserve_done,
+        d as *mut c_void,
+    );
+    if rc == 0 {
+        return;
+    }
+    if rc == -ENOMEM {
+        (*d).wait.bdev = dev.bdev;
+        (*d).wait.cb_fn = Some(reserve_retry);
+        (*d).wait.cb_arg = d as *mut c_void;
+        if sys::spdk_bdev_queue_io_wait(dev.bdev, dev.ch, std::ptr::addr_of_mut!((*d).wait)) == 0 {
+            return;
+        }
+        return send_home(d, Back::Park);
+    }
+    send_home(d, Back::Fail);
+}
+
+unsafe extern "C" fn reserve_retry(arg: *mut c_void) {
+    guard("reserve device I/O retry", || {
+        // SAFETY: `arg` is the DevIo `reserve_start` queued on this (the reserve) thread.
+        unsafe { reserve_start(arg as *mut DevIo) }
+    })
+}
+
+unsafe extern "C" fn reserve_done(io: *mut sys::spdk_bdev_io, ok: bool, arg: *mut c_void) {
+    guard("reserve device I/O completion", || {
+        // SAFETY: `io` is the completed bdev_io (freed once, here, on the thread that got it);
+        // `arg` is the DevIo `reserve_start` submitted.
+        unsafe {
+            sys::spdk_bdev_free_io(io);
+            send_home(arg as *mut DevIo, Back::Done(ok));
+        }
+    })
+}
+
+/// What the reserve thread sends back with a device I/O.
+#[derive(Clone, Copy)]
+enum Back {
+    /// It ran: its result.
+    Done(bool),
+    /// It could not start for want of memory: park it at home (retried on the tick).
+    Park,
+    /// It could not start: fail it.
+    Fail,
+}
+
+/// Give `d` back to its home thread, and finish it there as `back` says.
+///
+/// # Safety
+/// `d` is a DevIo handed over by [`to_reserve`], no longer in SPDK's hands.
+unsafe fn send_home(d: *mut DevIo, back: Back) {
+    let (home, p) = ((*d).home, SendPtr(d));
+    let sent = ffi::send_to(home, move || {
+        let p = p;
+        // SAFETY: the box is back on its home thread, where its owner context lives until its
+        // last device I/O (this one, still counted) is finished; no borrow of it is live in a
+        // message.
+        unsafe {
+            let mut d = Box::from_raw(p.0);
+            d.alt = None;
+            let owner = d.owner;
+            match back {
+                Back::Done(ok) => finish(d, ok),
+                Back::Park => (*owner).channel.backend_mut().parked.push(d),
+                Back::Fail => {
+                    (*owner).channel.backend_mut().fail_unstarted(d);
+                    pump(owner);
+                    reap_if_dead(owner);
+                }
+            }
+        }
+    });
+    if !sent {
+        // The home reactor is exiting, and with it the channel this I/O belonged to.
+        ffi::errlog!("jraid reserve thread: a device I/O could not go back to its reactor");
+    }
 }
 
 unsafe extern "C" fn dev_io_retry(arg: *mut c_void) {

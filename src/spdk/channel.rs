@@ -463,9 +463,16 @@ pub(crate) unsafe fn reap_if_dead(ptr: *mut ChanCtx) {
         }
         if be.direct_waits > 0 {
             ffi::noticelog!(
-                "volume {}: direct reads of this channel waited {} times for a bdev_io",
+                "volume {}: direct reads of this channel found no bdev_io {} times",
                 ctx.vol.name,
                 be.direct_waits
+            );
+        }
+        if be.reserved > 0 {
+            ffi::noticelog!(
+                "volume {}: {} device I/Os of this channel found no bdev_io and went through the reserve thread",
+                ctx.vol.name,
+                be.reserved
             );
         }
         ctx.channel.backend_mut().put_channels();

@@ -22,6 +22,7 @@ mod ffi;
 mod json;
 mod life;
 mod rebuild;
+mod reserve;
 mod rpc;
 mod scrub;
 mod set_journal;
@@ -63,6 +64,7 @@ unsafe extern "C" fn module_init() -> i32 {
     ffi::guard("module_init", || {
         dma::install_page_allocator();
         xor::apply();
+        reserve::start();
         ffi::noticelog!("jraid module initialised");
         0
     })
@@ -70,8 +72,11 @@ unsafe extern "C" fn module_init() -> i32 {
 
 unsafe extern "C" fn module_fini() {
     // Volumes are unregistered (destruct) by the bdev layer before this runs; what is left is
-    // the module's own poller.
-    ffi::guard("module_fini", rebuild::stop_watch)
+    // the module's own poller and the reserve thread.
+    ffi::guard("module_fini", || {
+        rebuild::stop_watch();
+        reserve::stop();
+    })
 }
 
 unsafe extern "C" fn get_ctx_size() -> i32 {
