@@ -61,8 +61,24 @@ fn twins() -> std::sync::MutexGuard<'static, BTreeMap<usize, Twin>> {
 }
 
 /// Start the reserve thread (module init). Without it, a device I/O that meets -ENOMEM waits
-/// on its own reactor as before.
+/// on its own reactor (`spdk_bdev_queue_io_wait`).
+///
+/// Only under SPDK's event framework (`spdk_app_start`: spdk_tgt, bdevperf, bdevio, nvmf_tgt),
+/// whose reactors run every thread created; its first thread is named `app_thread`. The fio
+/// plugin runs its own threads and polls a thread it did not create as if it were one of its
+/// jobs, which crashes it; there (and in any other host) the module creates none.
 pub(crate) fn start() {
+    // SAFETY: no arguments; the app thread lives as long as the app.
+    let app = unsafe { sys::spdk_thread_get_app_thread() };
+    // SAFETY: a live thread's name is a NUL-terminated string it owns.
+    let name = (!app.is_null())
+        .then(|| unsafe { std::ffi::CStr::from_ptr(sys::spdk_thread_get_name(app)) });
+    if name != Some(c"app_thread") {
+        ffi::infolog!(
+            "jraid: not under SPDK's event framework: no reserve thread; device I/O that finds no bdev_io waits on its thread"
+        );
+        return;
+    }
     // SAFETY: the name is NUL-terminated; no cpumask (the app's scheduler places it).
     let t = unsafe { sys::spdk_thread_create(c"jraid_reserve".as_ptr(), std::ptr::null()) };
     if t.is_null() {
