@@ -255,9 +255,10 @@ pub const MAX_STATE_SHARDS: u64 = 1 << 17;
 /// Shards of the stripe states of a volume of `stripes` stripes on a journal whose record holds
 /// `max_entries`. A smaller volume has one per `INLINE` consecutive stripes (a block: it
 /// never overflows); a larger one, half the power of two at or above the record's room (the
-/// default 8 MiB journal area holds ~173k entries: 131,072 shards), each stripe in the shard a
-/// multiplicative hash of it picks, so that even a full listed set puts nearly every state in
-/// its shard's own lines. See `JournalVolume::shard_of`.
+/// default 8 MiB journal area holds ~173k entries: 131,072 shards), each block of `INLINE`
+/// consecutive stripes in the shard a multiplicative hash of the block picks, so that even a
+/// full listed set puts nearly every state in its shard's own lines, and a sequential stream's
+/// states share them. See `JournalVolume::shard_of`.
 pub fn state_shards(stripes: u64, max_entries: usize) -> u64 {
     let room = ((max_entries as u64).next_power_of_two() / 2).clamp(1, MAX_STATE_SHARDS);
     let blocks = stripes.div_ceil(INLINE as u64).max(1);
@@ -441,15 +442,19 @@ pub fn state_table_bytes(stripes: u64, max_entries: usize) -> u64 {
 
 impl JournalVolume {
     /// Shard of `stripe`'s state ([`state_shards`]): its block of [`INLINE`] consecutive
-    /// stripes when the volume has a shard per block, else a multiplicative hash of it (so that
-    /// streams at a regular stride do not share shards).
+    /// stripes when the volume has a shard per block, else a multiplicative hash of that block
+    /// (so that streams at a regular stride do not share shards, and a sequential one shares
+    /// lines).
     fn shard_of(&self, stripe: u64) -> &Mutex<Slots> {
         let n = self.shards.len();
         let i = if self.stripes.div_ceil(INLINE as u64) <= n as u64 {
             // A block's index is below n for every stripe of the volume (no division by n).
             ((stripe / INLINE as u64) as usize).min(n - 1)
         } else {
-            (stripe.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (n - 1)
+            // Each block of INLINE consecutive stripes in one shard, the blocks spread by a
+            // multiplicative hash: a sequential stream (a full-stripe stream and the stripes
+            // listed ahead of it) finds the states of its next stripes in the line of its last.
+            ((stripe / INLINE as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (n - 1)
         };
         &self.shards[i].0
     }
