@@ -867,12 +867,15 @@ impl<B: Backend> Channel<B> {
             PieceKind::Write | PieceKind::Repair => {
                 // Marked once its reads are in (see `reads_done`); its journal state's shard is
                 // fetched now, so that the mark does not wait for memory (the shards of a
-                // large volume do not all stay in the nearest caches). Not without a journal
-                // (the state is never touched then, and a prefetch that misses is not free:
-                // the next locked instruction waits for it).
-                if let (Some(_), Some(jv)) = (&self.journal, &self.jv) {
-                    self.backend
-                        .prefetch(jv.state_address(self.pieces[pi].stripe));
+                // large volume do not all stay in the nearest caches). Not for a full stripe
+                // (no reads: its mark follows at once, and a stream's was fetched by the write
+                // before, see `stream_step`) nor without a journal (the state is never touched
+                // then, and a prefetch that misses is not free: the next locked instruction
+                // waits for it).
+                let p = &self.pieces[pi];
+                let full = p.len == self.vol.geo.data_members() as u64 * self.vol.geo.strip_blocks;
+                if let (false, Some(_), Some(jv)) = (full, &self.journal, &self.jv) {
+                    self.backend.prefetch(jv.state_address(p.stripe));
                 }
                 self.issue_reads(pi)
             }
@@ -901,6 +904,7 @@ impl<B: Backend> Channel<B> {
     /// written before the stripe is in a durable record (rule 1 of the journal). Reading first
     /// is safe (the stripe lock is held) and keeps the stripe listed for the shortest time.
     fn mark(&mut self, pi: usize) {
+        let sequential = self.stream_step(pi);
         // Borrowed, not cloned: two reference-count round trips per write are measurable.
         let stripe = self.pieces[pi].stripe;
         let mark = match (&self.journal, &self.jv) {
@@ -916,7 +920,7 @@ impl<B: Backend> Channel<B> {
             Mark::Ready => {
                 self.journal_counts.fast_path += 1;
                 self.pieces[pi].marked = true;
-                if self.list_ahead(pi) {
+                if self.list_ahead(pi, sequential) {
                     self.try_flush();
                 }
                 self.write_marked(pi);
@@ -928,7 +932,7 @@ impl<B: Backend> Channel<B> {
                 p.state = PieceState::WaitDurable;
                 self.waiting.push((pi as u32, g));
                 self.wait_for(g);
-                self.list_ahead(pi);
+                self.list_ahead(pi, sequential);
                 self.try_flush();
             }
             Mark::Full => {
@@ -943,6 +947,29 @@ impl<B: Backend> Channel<B> {
         }
     }
 
+    /// Whether write piece `pi` is a full-stripe write one stripe past the one before on this
+    /// channel (a sequential stream, see [`Channel::list_ahead`]). A stream's next write takes
+    /// the next stripe's lock and then marks it: its lock word and journal state are fetched
+    /// now (cold lines otherwise, the stream's data having passed through the caches since).
+    fn stream_step(&mut self, pi: usize) -> bool {
+        let p = &self.pieces[pi];
+        if p.plan != Some(WritePlan::FullStripe) {
+            return false;
+        }
+        let sequential = p.stripe == self.next_sequential;
+        self.next_sequential = p.stripe.wrapping_add(1);
+        if sequential {
+            self.backend
+                .prefetch(self.vol.locks.word_address(self.next_sequential));
+            if let (Some(_), Some(jv)) = (&self.journal, &self.jv) {
+                // ... and marks it next: its journal state too.
+                self.backend
+                    .prefetch(jv.state_address(self.next_sequential));
+            }
+        }
+        sequential
+    }
+
     /// Full-stripe writes of a sequential stream (each piece's stripe one past the one before
     /// on this channel) keep the stripes from `d / 2` to `1.5 × d` ahead of them listed
     /// ([`Journal::list_ahead`]; `d` is [`crate::journal::JournalConfig::list_ahead`]), and ask
@@ -950,14 +977,8 @@ impl<B: Backend> Channel<B> {
     /// does not wait for a record per group of writes, with nothing to do while it waits. One
     /// load per such write (the state of the stripe half the distance ahead) decides. Returns
     /// true when it listed some (the caller then starts a record write unless it does anyway).
-    fn list_ahead(&mut self, pi: usize) -> bool {
-        let p = &self.pieces[pi];
-        if p.plan != Some(WritePlan::FullStripe) {
-            return false;
-        }
-        let stripe = p.stripe;
-        let sequential = stripe == self.next_sequential;
-        self.next_sequential = stripe.wrapping_add(1);
+    fn list_ahead(&mut self, pi: usize, sequential: bool) -> bool {
+        let stripe = self.pieces[pi].stripe;
         let (true, Some(j), Some(jv)) = (sequential, &self.journal, &self.jv) else {
             return false;
         };
@@ -1360,12 +1381,17 @@ impl<B: Backend> Channel<B> {
         if self.pieces[pi].pending > 0 {
             // The piece's next step after its last I/O is a mark (reads in) or a clean (writes
             // done) of its stripe's journal state, whose shard may have left the nearest caches
-            // meanwhile: fetch it now, while the other I/Os of the piece finish (a member's
-            // completions come one after another).
+            // meanwhile: fetch it now, while the last I/O of the piece finishes (a member's
+            // completions come one after another). Once, before the last: a full stripe's
+            // four writes fetched it three times.
+            // So is the stripe's lock word, which the piece releases after its last write.
             let p = &self.pieces[pi];
-            if matches!(p.kind, PieceKind::Write | PieceKind::Repair) {
+            if p.pending == 1 && matches!(p.kind, PieceKind::Write | PieceKind::Repair) {
                 if let (Some(_), Some(jv)) = (&self.journal, &self.jv) {
                     self.backend.prefetch(jv.state_address(p.stripe));
+                }
+                if p.state == PieceState::Writing {
+                    self.backend.prefetch(self.vol.locks.word_address(p.stripe));
                 }
             }
             return;

@@ -148,6 +148,13 @@ impl StripeLocks {
         Some(w)
     }
 
+    /// Address of `stripe`'s lock word, for a prefetch hint only (see
+    /// [`crate::engine::Backend::prefetch`]); never dereferenced through it. The table is far
+    /// larger than what stays in the nearest caches while full stripes stream through them.
+    pub fn word_address(&self, stripe: u64) -> *const u8 {
+        (&self.words[self.index(stripe)] as *const AtomicU64).cast()
+    }
+
     /// True when `stripe` is held (for tests).
     pub fn is_held(&self, stripe: u64) -> bool {
         self.words[self.index(stripe)].load(Acquire) & !WAITING == stripe + 1
