@@ -212,6 +212,10 @@ pub(crate) fn xor_gen(dst: &mut [u8], accumulate: bool, srcs: &[&[u8]]) -> bool 
         ptrs[k] = s.as_ptr().cast_mut().cast();
         k += 1;
     }
+    // Asked before the call: the answer's line is still near then, and not once ISA-L has
+    // streamed a stripe through the caches (it was a cold load after the call).
+    #[cfg(target_arch = "x86_64")]
+    let avx = std::arch::is_x86_feature_detected!("avx");
     // SAFETY: `ptrs[..n]` point to `n` live buffers of `dst.len()` bytes each, `dst` borrowed
     // mutably for the call and the sources shared (ISA-L only reads them; they cannot overlap
     // `dst`, whose borrow is exclusive). With `accumulate` `dst` is also the first source: ISA-L
@@ -222,7 +226,7 @@ pub(crate) fn xor_gen(dst: &mut [u8], accumulate: bool, srcs: &[&[u8]]) -> bool 
     // `vzeroupper`); the legacy-SSE code compiled for the x86_64 baseline (this crate's and
     // SPDK's) would then pay a merge on every SSE instruction until the next clear: clear now.
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
+    if avx {
         // SAFETY: `vzeroupper` (present with AVX, just checked) only zeroes bits 128 and up
         // of the vector registers; every vector register is declared clobbered (the C ABI's
         // caller-saved set), so the compiler keeps nothing in them across it.
