@@ -20,9 +20,10 @@
 #                category that grows from one reactor to two is one the reactors contend for
 #   --reps N     runs of each (stack, workload), each a fresh process, interleaved with the
 #                anchor's (default 3); the run of median IOPS gives the breakdown. Full-stripe
-#                runs here are bimodal by process (jraid's and raid5f's alike, e.g. 160k or 195k
-#                IOPS from one build and command): one run each can compare a slow process with
-#                a fast one.
+#                runs here go at one of two speeds (jraid's and raid5f's alike, e.g. 150k or 190k
+#                IOPS from one build and command), for seconds at a time and changing within a
+#                run too (bdevperf -S 1: 150k for 7 s, then 180k-196k), the XOR's time making
+#                the difference: one run each can compare a slow stretch with a fast one.
 #   --size SIZE  bytes per member, K/M/G/T suffixes (default 64M)
 #   --kinds K    member kinds (default "null malloc")
 #   --out DIR    keep the profiles, symbol lists and results.md there (default: a temp dir)

@@ -2689,6 +2689,39 @@ mod tests {
         assert_eq!(jv.listed_entries(), rest.len() as u64);
     }
 
+    /// A volume of more stripes than shards: a block of four consecutive stripes shares one
+    /// shard (a sequential stream's next states are in the line of its last), consecutive
+    /// blocks spread over the shards, and a stream listed whole stays in the shards' lines.
+    #[test]
+    fn a_large_volume_keeps_a_block_of_stripes_in_one_shard() {
+        let (j, jv) = rig_of(1 << 20, false, |cfg| cfg.slot_bytes = 1 << 20);
+        DISK.with(|d| d.borrow_mut().resize(1 << 22, 0));
+        let shards = jv.shards.len() as u64;
+        assert!(
+            shards * (INLINE as u64) < jv.stripes(),
+            "the hashed mapping"
+        );
+        let at = |s: u64| jv.state_address(s) as usize;
+        for b in [0, 1, 1000, (1 << 18) - 1] {
+            let s = b * INLINE as u64;
+            for k in 1..INLINE as u64 {
+                assert_eq!(at(s + k), at(s), "stripe {} with {s}", s + k);
+            }
+        }
+        let blocks: HashSet<usize> = (0..1024).map(|b| at(b * INLINE as u64)).collect();
+        assert!(
+            blocks.len() > 1000,
+            "1024 blocks in {} shards",
+            blocks.len()
+        );
+        // A stream of 64 stripes listed ahead: every state in its shard's own lines.
+        assert_eq!(j.list_ahead(&jv, 4096, 4096 + 64), Some(1));
+        for s in 4096..4096 + 64 {
+            assert!(lock(jv.shard_of(s)).more.is_none(), "{s}");
+            assert_eq!(jv.slot(s).map(|x| x.generation()), Some(1));
+        }
+    }
+
     /// A stripe leaves one hysteresis after it went clean, not two: found clean but within the
     /// hysteresis at its first check, it is due again at its clean time, not a whole
     /// hysteresis after that check.
