@@ -873,7 +873,7 @@ impl<B: Backend> Channel<B> {
                 // then, and a prefetch that misses is not free: the next locked instruction
                 // waits for it).
                 let p = &self.pieces[pi];
-                let full = p.len == self.vol.geo.data_members() as u64 * self.vol.geo.strip_blocks;
+                let full = p.len == self.vol.geo.stripe_blocks();
                 if let (false, Some(_), Some(jv)) = (full, &self.journal, &self.jv) {
                     self.backend.prefetch(jv.state_address(p.stripe));
                 }
@@ -904,7 +904,6 @@ impl<B: Backend> Channel<B> {
     /// written before the stripe is in a durable record (rule 1 of the journal). Reading first
     /// is safe (the stripe lock is held) and keeps the stripe listed for the shortest time.
     fn mark(&mut self, pi: usize) {
-        let sequential = self.stream_step(pi);
         // Borrowed, not cloned: two reference-count round trips per write are measurable.
         let stripe = self.pieces[pi].stripe;
         let mark = match (&self.journal, &self.jv) {
@@ -913,6 +912,7 @@ impl<B: Backend> Channel<B> {
             _ => None,
         };
         let Some(mark) = mark else {
+            self.stream_step(pi);
             return self.write_marked(pi); // journal switched off (comparison runs only)
         };
         self.journal_counts.marks += 1;
@@ -920,6 +920,7 @@ impl<B: Backend> Channel<B> {
             Mark::Ready => {
                 self.journal_counts.fast_path += 1;
                 self.pieces[pi].marked = true;
+                let sequential = self.stream_step(pi);
                 if self.list_ahead(pi, sequential) {
                     self.try_flush();
                 }
@@ -932,6 +933,7 @@ impl<B: Backend> Channel<B> {
                 p.state = PieceState::WaitDurable;
                 self.waiting.push((pi as u32, g));
                 self.wait_for(g);
+                let sequential = self.stream_step(pi);
                 self.list_ahead(pi, sequential);
                 self.try_flush();
             }
@@ -948,7 +950,8 @@ impl<B: Backend> Channel<B> {
     }
 
     /// Whether write piece `pi` is a full-stripe write one stripe past the one before on this
-    /// channel (a sequential stream, see [`Channel::list_ahead`]). A stream's next write takes
+    /// channel (a sequential stream, see [`Channel::list_ahead`]); asked once per marked write
+    /// (a write that found the record full asks when it marks again). A stream's next write takes
     /// the next stripe's lock and then marks it: its lock word and journal state are fetched
     /// now (cold lines otherwise, the stream's data having passed through the caches since).
     fn stream_step(&mut self, pi: usize) -> bool {
@@ -1382,9 +1385,8 @@ impl<B: Backend> Channel<B> {
             // The piece's next step after its last I/O is a mark (reads in) or a clean (writes
             // done) of its stripe's journal state, whose shard may have left the nearest caches
             // meanwhile: fetch it now, while the last I/O of the piece finishes (a member's
-            // completions come one after another). Once, before the last: a full stripe's
-            // four writes fetched it three times.
-            // So is the stripe's lock word, which the piece releases after its last write.
+            // completions come one after another), and after its last write the lock word it
+            // releases. Once, before the last: a full stripe's four writes fetched it three times.
             let p = &self.pieces[pi];
             if p.pending == 1 && matches!(p.kind, PieceKind::Write | PieceKind::Repair) {
                 if let (Some(_), Some(jv)) = (&self.journal, &self.jv) {
