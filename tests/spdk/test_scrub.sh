@@ -37,6 +37,9 @@ bp_start "$sock" "$WORK/sc.log" "$cfg" -q 8 -o 196608 -w write -t 2 -T r2
 bp_perform "$sock" "$WORK/sc.out"
 wait "$PERF_PID" || die "bdevperf write failed"
 bp_check_total "$WORK/sc.log" "write" >/dev/null
+# The volume's initial parity pass may still run on a busy machine (a scrub is refused until it
+# is over, by design): wait for it.
+wait_bdev "$sock" r2
 s=$(scrub "$sock" false); log "scrub after writing: $s"
 [ "$(jget "$sock" 'v["scrub"]["mismatches"]')" = 0 ] || die "mismatches before corruption"
 uuid=$(jget "$sock" 'v["uuid"]')
