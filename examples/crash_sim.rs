@@ -4,8 +4,10 @@
 //! `--crashes K`, K power losses in all (more writes or none between them, and each recovery
 //! after the first may itself lose power at a random point inside it); then one member of every
 //! volume lost, every acknowledged write read back and every stripe's parity checked. Controls
-//! that must find loss: `--no-journal`; `--control no-recovery-flush` (recovery releases the
-//! resynced stripes without flushing the members first; needs `--crashes 2` or more).
+//! that must find loss: `--no-journal`; `--control write-before-durable` (writes go on as soon
+//! as their reads are in, before the record that holds their mark is durable);
+//! `--control no-recovery-flush` (recovery releases the resynced stripes without flushing the
+//! members first; needs `--crashes 2` or more).
 //! `--scenario transient`: a member fails transiently under writes, the power goes, the member
 //! works again after the restart (control: `--control no-failure-record`, degraded writes
 //! acknowledged before the failure is recorded). `--scenario admin`: per seed in turn, one of
@@ -39,9 +41,10 @@
 use jraid::control::RecoveryOptions;
 use jraid::sim::cli::SeedArgs;
 use jraid::sim::workload::{
-    admin_check, crash_check_with, delete_check, init_check, journal_device_check,
-    journal_loss_check, journal_on_members_check, large_check, online_check, read_error_check,
-    transient_check, DevicesControl, InitControl, JournalDeviceLoss, MemberJournalLoss,
+    admin_check, crash_check_with, crash_check_writes_before_durable, delete_check, init_check,
+    journal_device_check, journal_loss_check, journal_on_members_check, large_check, online_check,
+    read_error_check, transient_check, DevicesControl, InitControl, JournalDeviceLoss,
+    MemberJournalLoss,
 };
 use jraid::sim::RecordRead;
 
@@ -49,7 +52,7 @@ fn main() {
     let args = match SeedArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|journal-devices [--loss running|crash|member|replaced|swapped]|delete|read-errors|large|online|init] [--no-journal] [--control assume-clean|no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush|checkpoint-only|trust-survivor|replace-early|no-drop-record|no-unsynced-guard]");
+            eprintln!("crash_sim: {e}\nusage: crash_sim [--seeds N] [--seed-base B] [--seed S] [--crashes K] [--scenario crash|transient|admin|passes|journal|journal-devices [--loss running|crash|member|replaced|swapped]|delete|read-errors|large|online|init] [--no-journal] [--control assume-clean|no-recovery-flush|no-failure-record|no-pass-flush|no-detach-flush|checkpoint-only|trust-survivor|replace-early|no-drop-record|no-unsynced-guard|write-before-durable]");
             std::process::exit(2);
         }
     };
@@ -77,6 +80,7 @@ fn main() {
     let mut skip_detach_flush = false;
     let mut skip_pass_flush = false;
     let mut record_failures = true;
+    let mut writes_before_durable = false;
     let mut flags = args.rest.iter();
     let usage = |m: String| -> ! {
         eprintln!("crash_sim: {m}");
@@ -104,8 +108,9 @@ fn main() {
                 Some("no-drop-record") => no_drop_record = true,
                 Some("no-unsynced-guard") => opts.skip_unsynced_guard = true,
                 Some("assume-clean") => assume_clean = true,
+                Some("write-before-durable") => writes_before_durable = true,
                 other => usage(format!(
-                    "unknown control {other:?} (assume-clean, no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush, checkpoint-only, trust-survivor, replace-early, no-drop-record, no-unsynced-guard)"
+                    "unknown control {other:?} (assume-clean, no-recovery-flush, no-failure-record, no-pass-flush, no-detach-flush, checkpoint-only, trust-survivor, replace-early, no-drop-record, no-unsynced-guard, write-before-durable)"
                 )),
             },
             "--member-loss" => {
@@ -236,6 +241,9 @@ fn main() {
     if !record_failures {
         extra += " --control no-failure-record";
     }
+    if writes_before_durable {
+        extra += " --control write-before-durable";
+    }
     let start = std::time::Instant::now();
     let (mut lost, mut inconsistent, mut failed_seeds, mut other) = (0u64, 0u64, 0u64, 0u64);
     let (mut writes, mut records, mut full) = (0u64, 0u64, 0u64);
@@ -297,6 +305,8 @@ fn main() {
                 InitControl::None
             };
             init_check(seed, crashes, control)
+        } else if writes_before_durable {
+            crash_check_writes_before_durable(seed, crashes)
         } else {
             crash_check_with(seed, journal, crashes, &opts)
         };

@@ -5,10 +5,10 @@ use std::cell::Cell;
 
 use jraid::control::RecoveryOptions;
 use jraid::sim::workload::{
-    admin_check, crash_check, crash_check_streams, crash_check_with, delete_check, init_check,
-    io_check, journal_device_check, journal_loss_check, journal_on_members_check, large_check,
-    read_error_check, transient_check, DevicesControl, InitControl, JournalDeviceLoss,
-    MemberJournalLoss, Outcome,
+    admin_check, crash_check, crash_check_streams, crash_check_with,
+    crash_check_writes_before_durable, delete_check, init_check, io_check, journal_device_check,
+    journal_loss_check, journal_on_members_check, large_check, read_error_check, transient_check,
+    DevicesControl, InitControl, JournalDeviceLoss, MemberJournalLoss, Outcome,
 };
 use jraid::sim::RecordRead;
 
@@ -97,6 +97,21 @@ fn crash_simulation_without_journal_finds_loss() {
     assert!(
         found.is_some(),
         "2,000 seeds without the journal found no loss: the checker is blind"
+    );
+}
+
+/// Control of the journal's rule 1 where it is enforced (`Channel::go_on`: a write marks as its
+/// reads go out, and writes only once that mark's record is durable): with writes going on as
+/// soon as their reads are in, the crash simulation finds loss.
+#[test]
+fn crash_simulation_writing_before_the_record_is_durable_finds_loss() {
+    let found = (0..2000).find(|&seed| {
+        let out = crash_check_writes_before_durable(seed, 1);
+        out.lost_acked > 0 || out.inconsistent_stripes > 0
+    });
+    assert!(
+        found.is_some(),
+        "2,000 seeds writing before the record is durable found no loss: the checker is blind"
     );
 }
 

@@ -1,5 +1,6 @@
 //! One volume on one reactor: takes user I/O, splits it per stripe and runs each piece through
-//! split → lock → mark → wait durable → plan → read → parity → write → clean → complete.
+//! split → lock → plan → mark → read (while the mark's record is written) → wait durable →
+//! parity → write → clean → complete.
 //!
 //! A user write piece queued for its stripe's lock may instead join another write piece of
 //! this channel queued for the same lock whose range it continues (`Channel::try_merge`):
@@ -134,13 +135,33 @@ enum PieceState {
     #[default]
     Free,
     WaitLock,
-    WaitDurable,
-    WaitSpace,
+    /// A write or repair piece whose reads are in, waiting for its journal step
+    /// ([`JournalStep::Wait`] or [`JournalStep::Space`]).
+    WaitJournal,
     Reading,
     Writing,
     /// Merged into another write piece of its stripe (its leader): issues nothing, finishes
     /// with the leader (see [`Channel::try_merge`]).
     Merged,
+}
+
+/// Where a write or repair piece stands with the journal; runs beside its reads (see
+/// [`Channel::mark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum JournalStep {
+    /// Not marked yet.
+    #[default]
+    Unmarked,
+    /// Marked; waits for generation `g` to be durable (its entry `(piece, g)` is in
+    /// [`Channel::waiting`]).
+    Wait(u64),
+    /// Not marked: the record was full; waits for room (its entry `(piece, WAIT_SPACE)` is in
+    /// [`Channel::waiting`]) and marks again.
+    Space,
+    /// May write: marked in a durable generation, or no journal (comparison runs).
+    Durable,
+    /// The journal failed before the mark was durable: the piece fails once its reads are in.
+    Failed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -201,7 +222,9 @@ struct Piece {
     /// A device I/O of the current phase failed.
     io_failed: bool,
     locked: bool,
+    /// A mark of its stripe is counted in the journal (cleaned when the piece finishes).
     marked: bool,
+    step: JournalStep,
     /// Read that rebuilds a missing member's blocks (holds the stripe lock).
     degraded: bool,
     /// A read whose one device read goes straight into the request's buffer.
@@ -739,6 +762,7 @@ impl<B: Backend> Channel<B> {
         p.io_failed = false;
         p.locked = false;
         p.marked = false;
+        p.step = JournalStep::Unmarked;
         p.degraded = false;
         p.bad_member = None;
         p.repairing = false;
@@ -865,13 +889,13 @@ impl<B: Backend> Channel<B> {
         self.pieces[pi].locked = true;
         match self.pieces[pi].kind {
             PieceKind::Write | PieceKind::Repair => {
-                // Marked once its reads are in (see `reads_done`); its journal state's shard is
-                // fetched now, so that the mark does not wait for memory (the shards of a
-                // large volume do not all stay in the nearest caches). Not for a full stripe
-                // (no reads: its mark follows at once, and a stream's was fetched by the write
-                // before, see `stream_step`) nor without a journal (the state is never touched
-                // then, and a prefetch that misses is not free: the next locked instruction
-                // waits for it).
+                // Marked once its plan is made, as its reads go out (see `issue_reads`); its
+                // journal state's shard is fetched now, while the plan is made, so that the
+                // mark waits less for memory (the shards of a large volume do not all stay in
+                // the nearest caches). Not for a full stripe (a stream's was fetched by the
+                // write before, see `stream_step`) nor without a journal (the state is never
+                // touched then, and a prefetch that misses is not free: the next locked
+                // instruction waits for it).
                 let p = &self.pieces[pi];
                 let full = p.len == self.vol.geo.stripe_blocks();
                 if let (false, Some(_), Some(jv)) = (full, &self.journal, &self.jv) {
@@ -887,8 +911,8 @@ impl<B: Backend> Channel<B> {
         }
     }
 
-    /// A write or repair piece has what it needs to compute (its reads are in) and is marked:
-    /// write data and parity.
+    /// A write or repair piece has what it needs to compute (its reads are in) and its mark is
+    /// durable: write data and parity.
     fn write_marked(&mut self, pi: usize) {
         match self.pieces[pi].kind {
             PieceKind::Write => self.write_stripe(pi),
@@ -900,37 +924,47 @@ impl<B: Backend> Channel<B> {
         }
     }
 
-    /// Mark the stripe of write or repair piece `pi` (its reads are done): nothing of it is
-    /// written before the stripe is in a durable record (rule 1 of the journal). Reading first
-    /// is safe (the stripe lock is held) and keeps the stripe listed for the shortest time.
+    /// Mark the stripe of write or repair piece `pi` as its reads go out (called from
+    /// `issue_reads` once the write is planned, and again after waiting for room): nothing of
+    /// it is written before the stripe is in a durable record (rule 1 of the journal; enforced
+    /// in [`Channel::go_on`], the only way to `write_marked`). The record write that makes the
+    /// mark durable runs while the piece reads, so a read-modify-write pays the longer of the
+    /// two, not their sum. Sets the piece's [`JournalStep`]; writes nothing.
     fn mark(&mut self, pi: usize) {
+        debug_assert_eq!(self.pieces[pi].step, JournalStep::Unmarked);
         // Borrowed, not cloned: two reference-count round trips per write are measurable.
         let stripe = self.pieces[pi].stripe;
         let mark = match (&self.journal, &self.jv) {
             (Some(j), Some(jv)) if !j.is_failed() => Some(j.mark(jv, stripe)),
-            (Some(_), Some(_)) => return self.finish_piece(pi, Err(IoError::JournalFailed)),
+            (Some(_), Some(_)) => {
+                self.pieces[pi].step = JournalStep::Failed;
+                return;
+            }
             _ => None,
         };
         let Some(mark) = mark else {
+            // Journal switched off (comparison runs only).
             self.stream_step(pi);
-            return self.write_marked(pi); // journal switched off (comparison runs only)
+            self.pieces[pi].step = JournalStep::Durable;
+            return;
         };
         self.journal_counts.marks += 1;
         match mark {
             Mark::Ready => {
                 self.journal_counts.fast_path += 1;
-                self.pieces[pi].marked = true;
+                let p = &mut self.pieces[pi];
+                p.marked = true;
+                p.step = JournalStep::Durable;
                 let sequential = self.stream_step(pi);
                 if self.list_ahead(pi, sequential) {
                     self.try_flush();
                 }
-                self.write_marked(pi);
             }
             Mark::Wait(g) => {
                 self.stats.durable_waits += 1;
                 let p = &mut self.pieces[pi];
                 p.marked = true;
-                p.state = PieceState::WaitDurable;
+                p.step = JournalStep::Wait(g);
                 self.waiting.push((pi as u32, g));
                 self.wait_for(g);
                 let sequential = self.stream_step(pi);
@@ -938,7 +972,7 @@ impl<B: Backend> Channel<B> {
                 self.try_flush();
             }
             Mark::Full => {
-                self.pieces[pi].state = PieceState::WaitSpace;
+                self.pieces[pi].step = JournalStep::Space;
                 self.waiting.push((pi as u32, WAIT_SPACE));
                 let j = self.journal.as_ref().expect("marked above");
                 j.space_wait();
@@ -946,6 +980,25 @@ impl<B: Backend> Channel<B> {
                 self.subscribe(g);
                 self.try_flush();
             }
+        }
+    }
+
+    /// Write or repair piece `pi` has its reads in (state `Reading`) or its journal step
+    /// changed while they were (state `WaitJournal`): write once the mark is durable, fail if the
+    /// journal failed first, else wait (in `WaitJournal`) for [`Channel::durable_progress`].
+    /// The one place a write piece goes from its mark to its writes: the journal's rule 1 is
+    /// enforced here.
+    fn go_on(&mut self, pi: usize) {
+        match self.pieces[pi].step {
+            JournalStep::Durable => self.write_marked(pi),
+            JournalStep::Wait(_) if self.vol.control_writes_before_durable() => {
+                self.write_marked(pi) // the simulator's control only
+            }
+            JournalStep::Failed => self.finish_piece(pi, Err(IoError::JournalFailed)),
+            JournalStep::Wait(_) | JournalStep::Space => {
+                self.pieces[pi].state = PieceState::WaitJournal;
+            }
+            JournalStep::Unmarked => unreachable!("write piece past its reads unmarked"),
         }
     }
 
@@ -1096,7 +1149,9 @@ impl<B: Backend> Channel<B> {
         }
     }
 
-    /// Let every waiter whose generation is durable go on; re-subscribe the rest.
+    /// Let every waiter whose generation is durable go on (or mark again, for room); re-subscribe
+    /// the rest. A waiter may still be reading: its step changes, and it goes on when its reads
+    /// are in.
     fn durable_progress(&mut self) {
         let Some(j) = self.journal.clone() else {
             return;
@@ -1116,24 +1171,32 @@ impl<B: Backend> Channel<B> {
                 continue;
             }
             let pi = pi32 as usize;
-            match self.pieces[pi].state {
-                PieceState::WaitDurable => {
-                    if failed {
-                        self.finish_piece(pi, Err(IoError::JournalFailed));
-                    } else {
-                        self.write_marked(pi);
-                    }
-                }
-                PieceState::WaitSpace => {
-                    j.space_done();
-                    if failed {
-                        self.finish_piece(pi, Err(IoError::JournalFailed));
-                    } else {
-                        // Marks again; waits again (re-listed in `self.waiting`) when still full.
-                        self.mark(pi);
-                    }
-                }
-                _ => {}
+            let p = &mut self.pieces[pi];
+            let space = g == WAIT_SPACE;
+            let expected = if space {
+                JournalStep::Space
+            } else {
+                JournalStep::Wait(g)
+            };
+            if p.state == PieceState::Free || p.step != expected {
+                continue; // finished meanwhile (`finish_piece` took its entry back)
+            }
+            if space {
+                j.space_done();
+            }
+            p.step = if failed {
+                JournalStep::Failed
+            } else if space {
+                JournalStep::Unmarked
+            } else {
+                JournalStep::Durable
+            };
+            if p.step == JournalStep::Unmarked {
+                // Marks again; waits again (re-listed in `self.waiting`) when still full.
+                self.mark(pi);
+            }
+            if self.pieces[pi].state == PieceState::WaitJournal {
+                self.go_on(pi);
             }
         }
         list.clear();
@@ -1303,6 +1366,16 @@ impl<B: Backend> Channel<B> {
                 }
             }
         }
+        if matches!(kind, PieceKind::Write | PieceKind::Repair)
+            && self.pieces[pi].step == JournalStep::Unmarked
+        {
+            // Marked now, its record written while it reads (a retried piece keeps its mark).
+            self.mark(pi);
+            if self.pieces[pi].step == JournalStep::Failed {
+                self.read_list = reads;
+                return self.finish_piece(pi, Err(IoError::JournalFailed));
+            }
+        }
         if reads.is_empty() {
             self.read_list = reads;
             return self.reads_done(pi);
@@ -1382,19 +1455,17 @@ impl<B: Backend> Channel<B> {
             }
         }
         if self.pieces[pi].pending > 0 {
-            // The piece's next step after its last I/O is a mark (reads in) or a clean (writes
-            // done) of its stripe's journal state, whose shard may have left the nearest caches
-            // meanwhile: fetch it now, while the last I/O of the piece finishes (a member's
-            // completions come one after another), and after its last write the lock word it
-            // releases. Once, before the last: a full stripe's four writes fetched it three times.
+            // The piece's next step after its last write is a clean of its stripe's journal
+            // state, whose shard may have left the nearest caches meanwhile, and the release of
+            // its lock word: fetch both now, while the last I/O of the piece finishes (a
+            // member's completions come one after another). Once, before the last: a full
+            // stripe's four writes fetched the state three times.
             let p = &self.pieces[pi];
-            if p.pending == 1 && matches!(p.kind, PieceKind::Write | PieceKind::Repair) {
-                if let (Some(_), Some(jv)) = (&self.journal, &self.jv) {
+            if p.pending == 1 && p.state == PieceState::Writing {
+                if let (true, Some(jv)) = (p.marked, &self.jv) {
                     self.backend.prefetch(jv.state_address(p.stripe));
                 }
-                if p.state == PieceState::Writing {
-                    self.backend.prefetch(self.vol.locks.word_address(p.stripe));
-                }
+                self.backend.prefetch(self.vol.locks.word_address(p.stripe));
             }
             return;
         }
@@ -1449,10 +1520,9 @@ impl<B: Backend> Channel<B> {
                 }
                 self.finish_piece(pi, Ok(()));
             }
-            // Marked once (a write retried after a member failed keeps its mark).
-            PieceKind::Write | PieceKind::Repair if !self.pieces[pi].marked => self.mark(pi),
-            PieceKind::Write => self.write_stripe(pi),
-            PieceKind::Resync | PieceKind::Repair => {
+            // Marked as the reads went out: writes once that mark is durable.
+            PieceKind::Write | PieceKind::Repair => self.go_on(pi),
+            PieceKind::Resync => {
                 let pm = self.vol.geo.parity_member(self.pieces[pi].stripe);
                 self.write_xor_of_others(pi, pm)
             }
@@ -1767,6 +1837,12 @@ impl<B: Backend> Channel<B> {
             self.vol.mark_synced(stripe);
         }
         let p = &mut self.pieces[pi];
+        let step = std::mem::take(&mut p.step);
+        if let JournalStep::Wait(_) | JournalStep::Space = step {
+            // Finished before its wait was over (its reads failed the volume): its entry goes.
+            self.forget_wait(pi, step);
+        }
+        let p = &mut self.pieces[pi];
         if p.marked {
             p.marked = false;
             if let (Some(j), Some(jv)) = (&self.journal, &self.jv) {
@@ -1786,6 +1862,24 @@ impl<B: Backend> Channel<B> {
             self.finish_followers(pi, result);
         }
         self.retire_piece(pi, result);
+    }
+
+    /// Take back the entry of piece `pi`, finished while it waited for the journal (`step`).
+    #[cold]
+    fn forget_wait(&mut self, pi: usize, step: JournalStep) {
+        let g = match step {
+            JournalStep::Wait(g) => g,
+            _ => WAIT_SPACE,
+        };
+        // Not found while `durable_progress` holds the list: it then skips the entry (the
+        // piece's step no longer matches it).
+        self.waiting
+            .retain(|&(w, wg)| !(w as usize == pi && wg == g));
+        if g == WAIT_SPACE {
+            if let Some(j) = &self.journal {
+                j.space_done();
+            }
+        }
     }
 
     /// The writes merged into piece `pi` had their blocks written (or failed) with it: they

@@ -69,6 +69,9 @@ pub struct Volume {
     /// Whether the runtime records failures (writes are then acknowledged only once every
     /// failure before them is recorded).
     records_failures: AtomicBool,
+    /// Simulator control only: write pieces go on to their writes before their mark is durable
+    /// (see [`Volume::set_control_writes_before_durable`]).
+    control_writes_before_durable: AtomicBool,
     /// Stripe locks.
     pub locks: StripeLocks,
     /// The dirty-stripe journal new channels write through; `None` only for comparison runs
@@ -120,6 +123,7 @@ impl Volume {
             failures: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
             records_failures: AtomicBool::new(false),
+            control_writes_before_durable: AtomicBool::new(false),
             locks: StripeLocks::new(LOCK_WORDS),
             journal: Mutex::new(journal),
             stats: VolumeStats::default(),
@@ -319,6 +323,20 @@ impl Volume {
     /// acknowledged").
     pub fn set_records_failures(&self, on: bool) {
         self.records_failures.store(on, Ordering::Release);
+    }
+
+    /// Simulator control only: write pieces write as soon as their reads are in, without
+    /// waiting for the record that makes their mark durable (the journal's rule 1, enforced in
+    /// `Channel::go_on`, switched off). The crash simulation must then find loss
+    /// (`crash_sim --control write-before-durable`); no runtime sets it.
+    pub fn set_control_writes_before_durable(&self, on: bool) {
+        self.control_writes_before_durable
+            .store(on, Ordering::Relaxed);
+    }
+
+    /// Whether [`Volume::set_control_writes_before_durable`] is on.
+    pub fn control_writes_before_durable(&self) -> bool {
+        self.control_writes_before_durable.load(Ordering::Relaxed)
     }
 
     /// With the journal on the members (journal device k in member k's journal area, k < 2):

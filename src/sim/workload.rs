@@ -999,6 +999,7 @@ fn random_config(
         error_rate: 0.0,
         tick_us: 500,
         record_failures: true,
+        writes_before_durable: false,
     }
 }
 
@@ -1029,6 +1030,7 @@ fn volumes_with_journal(
         error_rate: 0.0,
         tick_us: 1000,
         record_failures: true,
+        writes_before_durable: false,
     }
 }
 
@@ -1049,6 +1051,7 @@ pub fn io_check(seed: u64) -> Outcome {
         error_rate: if rng.chance(0.2) { 0.01 } else { 0.0 },
         tick_us: 1000,
         record_failures: true,
+        writes_before_durable: false,
     };
     let kill_at = rng.chance(0.2).then(|| rng.range(0, 150) as usize);
     let victim = rng.range(0, geo.members as u64) as u32;
@@ -1131,6 +1134,31 @@ pub fn crash_check_streams(
     opts: &RecoveryOptions,
     streams: bool,
 ) -> Outcome {
+    crash_check_controlled(seed, journal, crashes, opts, streams, false)
+}
+
+/// Control of the journal's rule 1 where it is enforced (`Channel::go_on`): [`crash_check_with`]
+/// with writes that go on as soon as their reads are in, before their mark is durable
+/// ([`SimConfig::writes_before_durable`]). Loss must be found.
+pub fn crash_check_writes_before_durable(seed: u64, crashes: u32) -> Outcome {
+    crash_check_controlled(
+        seed,
+        true,
+        crashes,
+        &RecoveryOptions::default(),
+        false,
+        true,
+    )
+}
+
+fn crash_check_controlled(
+    seed: u64,
+    journal: bool,
+    crashes: u32,
+    opts: &RecoveryOptions,
+    streams: bool,
+    writes_before_durable: bool,
+) -> Outcome {
     let mut rng = Rng::new(seed);
     let nvol = rng.range(2, 4) as usize;
     let volumes: Vec<(u32, Geometry)> = (0..nvol)
@@ -1140,7 +1168,8 @@ pub fn crash_check_streams(
     if streams {
         sj.list_ahead = 4;
     }
-    let cfg = random_config(seed, &mut rng, volumes, journal.then_some(sj));
+    let mut cfg = random_config(seed, &mut rng, volumes, journal.then_some(sj));
+    cfg.writes_before_durable = writes_before_durable;
     let w = Workload {
         ops: 120,
         qd: rng.range(1, 33) as usize,
@@ -1316,6 +1345,7 @@ pub fn transient_check(seed: u64, record_failures: bool) -> Outcome {
         error_rate: 0.0,
         tick_us: 500,
         record_failures,
+        writes_before_durable: false,
     };
     let w = Workload {
         ops: 150,
@@ -2002,6 +2032,7 @@ pub fn read_error_check(seed: u64) -> Outcome {
         error_rate: 0.0,
         tick_us: 1000,
         record_failures: true,
+        writes_before_durable: false,
     };
     let w = Workload {
         ops: 100,

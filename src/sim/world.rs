@@ -126,6 +126,9 @@ pub struct SimConfig {
     /// writes wait for that record before they are acknowledged. Off only in the simulator's
     /// control run.
     pub record_failures: bool,
+    /// Simulator control: writes go on before their mark is durable
+    /// ([`crate::engine::Volume::set_control_writes_before_durable`]); loss must be found.
+    pub writes_before_durable: bool,
 }
 
 /// How recovery reads the journal's areas.
@@ -594,6 +597,7 @@ impl World {
                 journal.clone(),
             ));
             vol.set_records_failures(cfg.record_failures);
+            vol.set_control_writes_before_durable(cfg.writes_before_durable);
             // Assembly as every runtime does it, from the superblocks of the disks that
             // answer (a dead disk's superblock cannot be read).
             let found: Vec<Option<&MemberSuperblock>> = image.volumes[i]
