@@ -5,7 +5,8 @@
 # machine's drift between rounds cancels). One reactor, 4 null members, 8 MiB malloc journal.
 #
 #   scripts/bench/ab.sh [-t SECONDS] [--rounds N] [--size SIZE] [--journal on|off]
-#                       [-w WORKLOAD] [-q QD] [-o BYTES] [--delay US] LIB_A LIB_B [LIB ...]
+#                       [-w WORKLOAD] [-q QD] [-o BYTES] [--delay US] [--journal-delay US]
+#                       LIB_A LIB_B [LIB ...]
 #
 #   -t SECONDS      seconds per test (default 4)
 #   --rounds N      rounds (default 4)
@@ -14,6 +15,8 @@
 #   -w WORKLOAD     bdevperf workload (default randwrite); -q queue depth (128); -o I/O size (4096)
 #   --delay US      members are bdev_delay over the null bdevs, US µs per read and write on
 #                   average (default 0: plain null members)
+#   --journal-delay US  the journal is a bdev_delay over its malloc bdev, US µs per I/O on
+#                   average (default 0)
 #   LIB ...         libjraid.so files to compare (copy each build aside first: cargo overwrites
 #                   target/release/libjraid.so)
 #
@@ -27,7 +30,7 @@ work=$(mktemp -d /tmp/jraid-ab.XXXXXX)
 . "$root/scripts/bench/common.sh"
 bench_setup_cleanup
 
-T=4 ROUNDS=4 SIZE=1G JOURNAL=on WL=randwrite QD=128 IO=4096 DELAY=0
+T=4 ROUNDS=4 SIZE=1G JOURNAL=on WL=randwrite QD=128 IO=4096 DELAY=0 JDELAY=0
 libs=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -39,7 +42,8 @@ while [ $# -gt 0 ]; do
         -q) QD=$2; shift 2 ;;
         -o) IO=$2; shift 2 ;;
         --delay) DELAY=$2; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        --journal-delay) JDELAY=$2; shift 2 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         -*) die "unknown option $1" ;;
         *) libs+=("$1"); shift ;;
     esac
@@ -54,9 +58,9 @@ bench_mem_args 512
 extra=""
 [ "$JOURNAL" = off ] && extra=',"journal":false'
 cfg=$work/ab.json
-bench_null_volume_config "$cfg" "$bytes" "$extra" "$DELAY"
+bench_null_volume_config "$cfg" "$bytes" "$extra" "$DELAY" "$JDELAY"
 
-log "$WL, QD $QD, $IO bytes, members of $SIZE (delay $DELAY µs), journal $JOURNAL: $ROUNDS round(s) of ${#libs[@]} builds, $T s each"
+log "$WL, QD $QD, $IO bytes, members of $SIZE (delay $DELAY µs), journal $JOURNAL (delay $JDELAY µs): $ROUNDS round(s) of ${#libs[@]} builds, $T s each"
 rows=$work/rows
 for r in $(seq 1 "$ROUNDS"); do
     for i in "${!libs[@]}"; do

@@ -85,13 +85,14 @@ bench_find_spdk() {
     fi
 }
 
-# bench_null_volume_config FILE BYTES [EXTRA] [DELAY_US]: a bdevperf JSON config with four null
+# bench_null_volume_config FILE BYTES [EXTRA] [DELAY_US] [JOURNAL_DELAY_US]: a bdevperf JSON config with four null
 # members m0..m3 of BYTES each (4 KiB blocks), an 8 MiB malloc journal jl and the jraid volume r0
 # over them (strip 64 KiB); EXTRA is added to bdev_jraid_create's params (e.g. ',"journal":false').
 # With DELAY_US > 0 each member is a bdev_delay over its null bdev (reads and writes DELAY_US on
-# average, twice that at p99): a latency like a device's, and the CPU of null members.
+# average, twice that at p99): a latency like a device's, and the CPU of null members. With
+# JOURNAL_DELAY_US > 0 the journal is a bdev_delay over its malloc bdev likewise.
 bench_null_volume_config() {
-    local file=$1 bytes=$2 extra=${3:-} delay=${4:-0} i
+    local file=$1 bytes=$2 extra=${3:-} delay=${4:-0} jdelay=${5:-0} i
     {
         echo '{"subsystems":[{"subsystem":"bdev","config":['
         for i in 0 1 2 3; do
@@ -102,7 +103,12 @@ bench_null_volume_config() {
                 echo "{\"method\":\"bdev_null_create\",\"params\":{\"name\":\"m$i\",\"num_blocks\":$((bytes / 4096)),\"block_size\":4096}},"
             fi
         done
-        echo '{"method":"bdev_malloc_create","params":{"name":"jl","num_blocks":2048,"block_size":4096}},'
+        if [ "$jdelay" -gt 0 ]; then
+            echo '{"method":"bdev_malloc_create","params":{"name":"jl_m","num_blocks":2048,"block_size":4096}},'
+            echo "{\"method\":\"bdev_delay_create\",\"params\":{\"base_bdev_name\":\"jl_m\",\"name\":\"jl\",\"avg_read_latency\":$jdelay,\"p99_read_latency\":$((2 * jdelay)),\"avg_write_latency\":$jdelay,\"p99_write_latency\":$((2 * jdelay))}},"
+        else
+            echo '{"method":"bdev_malloc_create","params":{"name":"jl","num_blocks":2048,"block_size":4096}},'
+        fi
         echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":64,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdev\":\"jl\",\"assume_clean\":true$extra}},"
         echo '{"method":"bdev_wait_for_examine"}'
         echo ']}]}'
