@@ -51,6 +51,7 @@ fn main() {
                 error_rate: 0.0,
                 tick_us: 1000,
                 record_failures: true,
+                writes_before_durable: false,
             };
             let mut d = Driver::new(World::new(cfg), Rng::new(qd as u64));
             let w = Workload {

@@ -33,6 +33,7 @@ fn world(members: u32, journal: bool) -> World {
         error_rate: 0.0,
         tick_us: 1000,
         record_failures: true,
+        writes_before_durable: false,
     })
 }
 

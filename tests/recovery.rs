@@ -34,6 +34,7 @@ fn cfg(seed: u64) -> SimConfig {
         error_rate: 0.0,
         tick_us: 1000,
         record_failures: true,
+        writes_before_durable: false,
     }
 }
 
