@@ -892,14 +892,11 @@ impl<B: Backend> Channel<B> {
                 // Marked once its plan is made, as its reads go out (see `issue_reads`); its
                 // journal state's shard is fetched now, while the plan is made, so that the
                 // mark waits less for memory (the shards of a large volume do not all stay in
-                // the nearest caches). Not for a full stripe (a stream's was fetched by the
-                // write before, see `stream_step`) nor without a journal (the state is never
-                // touched then, and a prefetch that misses is not free: the next locked
-                // instruction waits for it).
+                // the nearest caches). Not for a full stripe: a stream's was fetched by the
+                // write before (see `stream_step`).
                 let p = &self.pieces[pi];
-                let full = p.len == self.vol.geo.stripe_blocks();
-                if let (false, Some(_), Some(jv)) = (full, &self.journal, &self.jv) {
-                    self.backend.prefetch(jv.state_address(p.stripe));
+                if p.len != self.vol.geo.stripe_blocks() {
+                    self.prefetch_state(p.stripe);
                 }
                 self.issue_reads(pi)
             }
@@ -908,6 +905,15 @@ impl<B: Backend> Channel<B> {
             PieceKind::Read | PieceKind::Resync | PieceKind::Rebuild | PieceKind::Scrub => {
                 self.issue_reads(pi)
             }
+        }
+    }
+
+    /// Fetch the journal state of `stripe` into the caches ahead of its use (nothing without a
+    /// journal: the state is never touched then, and a prefetch that misses is not free).
+    #[inline]
+    fn prefetch_state(&self, stripe: u64) {
+        if let (Some(_), Some(jv)) = (&self.journal, &self.jv) {
+            self.backend.prefetch(jv.state_address(stripe));
         }
     }
 
@@ -1017,11 +1023,8 @@ impl<B: Backend> Channel<B> {
         if sequential {
             self.backend
                 .prefetch(self.vol.locks.word_address(self.next_sequential));
-            if let (Some(_), Some(jv)) = (&self.journal, &self.jv) {
-                // ... and marks it next: its journal state too.
-                self.backend
-                    .prefetch(jv.state_address(self.next_sequential));
-            }
+            // ... and marks it next: its journal state too.
+            self.prefetch_state(self.next_sequential);
         }
         sequential
     }
@@ -1047,7 +1050,7 @@ impl<B: Backend> Channel<B> {
         // (a cold line of the state table otherwise, the stream's data having passed through
         // the caches since it was listed).
         if from + 1 < jv.stripes() {
-            self.backend.prefetch(jv.state_address(from + 1));
+            self.prefetch_state(from + 1);
         }
         if jv.listed(from) {
             return false;
@@ -1462,8 +1465,8 @@ impl<B: Backend> Channel<B> {
             // stripe's four writes fetched the state three times.
             let p = &self.pieces[pi];
             if p.pending == 1 && p.state == PieceState::Writing {
-                if let (true, Some(jv)) = (p.marked, &self.jv) {
-                    self.backend.prefetch(jv.state_address(p.stripe));
+                if p.marked {
+                    self.prefetch_state(p.stripe);
                 }
                 self.backend.prefetch(self.vol.locks.word_address(p.stripe));
             }
