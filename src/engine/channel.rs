@@ -821,7 +821,17 @@ impl<B: Backend> Channel<B> {
             addr: self.addr,
             token: self.token(pi),
         };
-        self.pieces[pi].state = PieceState::WaitLock;
+        let p = &mut self.pieces[pi];
+        p.state = PieceState::WaitLock;
+        if matches!(p.kind, PieceKind::Write | PieceKind::Repair)
+            && p.len != self.vol.geo.stripe_blocks()
+        {
+            // Marked as its reads go out (see `issue_reads`): its journal state's shard is
+            // fetched now, its miss beside the lock word's rather than after it (the shards of a
+            // large volume do not all stay in the nearest caches). Not for a full stripe: a
+            // stream's was fetched by the write before (see `stream_step`).
+            self.prefetch_state(stripe);
+        }
         if self.vol.locks.lock(stripe, waiter) {
             self.locked(pi);
         } else if write {
@@ -887,25 +897,10 @@ impl<B: Backend> Channel<B> {
             }
         }
         self.pieces[pi].locked = true;
-        match self.pieces[pi].kind {
-            PieceKind::Write | PieceKind::Repair => {
-                // Marked once its plan is made, as its reads go out (see `issue_reads`); its
-                // journal state's shard is fetched now, while the plan is made, so that the
-                // mark waits less for memory (the shards of a large volume do not all stay in
-                // the nearest caches). Not for a full stripe: a stream's was fetched by the
-                // write before (see `stream_step`).
-                let p = &self.pieces[pi];
-                if p.len != self.vol.geo.stripe_blocks() {
-                    self.prefetch_state(p.stripe);
-                }
-                self.issue_reads(pi)
-            }
-            // A resync's stripe stays listed (carried from the record recovery started from)
-            // until the recovery is over; rebuild and scrub leave data and parity as they are.
-            PieceKind::Read | PieceKind::Resync | PieceKind::Rebuild | PieceKind::Scrub => {
-                self.issue_reads(pi)
-            }
-        }
+        // A write or repair is marked as its reads go out. A resync's stripe stays listed
+        // (carried from the record recovery started from) until the recovery is over; rebuild
+        // and scrub leave data and parity as they are.
+        self.issue_reads(pi)
     }
 
     /// Fetch the journal state of `stripe` into the caches ahead of its use (nothing without a
@@ -931,7 +926,7 @@ impl<B: Backend> Channel<B> {
     }
 
     /// Mark the stripe of write or repair piece `pi` as its reads go out (called from
-    /// `issue_reads` once the write is planned, and again after waiting for room): nothing of
+    /// `issue_reads` once they are submitted, and again after waiting for room): nothing of
     /// it is written before the stripe is in a durable record (rule 1 of the journal; enforced
     /// in [`Channel::go_on`], the only way to `write_marked`). The record write that makes the
     /// mark durable runs while the piece reads, so a read-modify-write pays the longer of the
@@ -1369,18 +1364,15 @@ impl<B: Backend> Channel<B> {
                 }
             }
         }
-        if matches!(kind, PieceKind::Write | PieceKind::Repair)
-            && self.pieces[pi].step == JournalStep::Unmarked
-        {
-            // Marked now, its record written while it reads (a retried piece keeps its mark).
-            self.mark(pi);
-            if self.pieces[pi].step == JournalStep::Failed {
-                self.read_list = reads;
-                return self.finish_piece(pi, Err(IoError::JournalFailed));
-            }
-        }
+        // A write or repair marks its stripe here, as its reads go out; a retried piece keeps
+        // its mark.
+        let marks = matches!(kind, PieceKind::Write | PieceKind::Repair)
+            && self.pieces[pi].step == JournalStep::Unmarked;
         if reads.is_empty() {
             self.read_list = reads;
+            if marks {
+                self.mark(pi);
+            }
             return self.reads_done(pi);
         }
         if kind == PieceKind::Read && !self.pieces[pi].degraded && reads.len() == 1 {
@@ -1406,6 +1398,12 @@ impl<B: Backend> Channel<B> {
             self.submit_piece_io(pi, m, IoOp::Read, r, buf, 0);
         }
         self.read_list = reads;
+        if marks {
+            // After the reads are submitted (no completion comes before this returns): their
+            // submission gives the journal state fetched when the lock was taken time to
+            // arrive, and the record that makes the mark durable is written while they run.
+            self.mark(pi);
+        }
     }
 
     fn piece_io_done(&mut self, tag: u64, ok: bool, buf: Option<Buf>) {
