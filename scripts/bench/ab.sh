@@ -6,7 +6,7 @@
 #
 #   scripts/bench/ab.sh [-t SECONDS] [--rounds N] [--size SIZE] [--journal on|off]
 #                       [-w WORKLOAD] [-q QD] [-o BYTES] [--delay US] [--journal-delay US]
-#                       LIB_A LIB_B [LIB ...]
+#                       [--profile [--out DIR]] LIB_A LIB_B [LIB ...]
 #
 #   -t SECONDS      seconds per test (default 4)
 #   --rounds N      rounds (default 4)
@@ -17,6 +17,13 @@
 #                   average (default 0: plain null members)
 #   --journal-delay US  the journal is a bdev_delay over its malloc bdev, US µs per I/O on
 #                   average (default 0)
+#   --profile       also sample the reactor with perf (15 kHz, 3 s from the middle of each run)
+#                   and print, per build, the median time per I/O, of it jraid's own code
+#                   (libjraid.so) and the journal's (journal:: and prefetch symbols), then each
+#                   symbol's mean ns per I/O where the builds differ by 2 ns or more. Where IOPS
+#                   move by ±10 % between runs of one binary (as on a shared 2-core VM), a
+#                   change of a few percent shows here and not in IOPS. Needs perf, -t 5 or more.
+#   --out DIR       with --profile: keep each run's perf.data and symbol list there
 #   LIB ...         libjraid.so files to compare (copy each build aside first: cargo overwrites
 #                   target/release/libjraid.so)
 #
@@ -30,7 +37,7 @@ work=$(mktemp -d /tmp/jraid-ab.XXXXXX)
 . "$root/scripts/bench/common.sh"
 bench_setup_cleanup
 
-T=4 ROUNDS=4 SIZE=1G JOURNAL=on WL=randwrite QD=128 IO=4096 DELAY=0 JDELAY=0
+T=4 ROUNDS=4 SIZE=1G JOURNAL=on WL=randwrite QD=128 IO=4096 DELAY=0 JDELAY=0 PROFILE=0 OUT=""
 libs=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -43,13 +50,21 @@ while [ $# -gt 0 ]; do
         -o) IO=$2; shift 2 ;;
         --delay) DELAY=$2; shift 2 ;;
         --journal-delay) JDELAY=$2; shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --profile) PROFILE=1; shift ;;
+        --out) OUT=$2; shift 2 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         -*) die "unknown option $1" ;;
         *) libs+=("$1"); shift ;;
     esac
 done
 [ ${#libs[@]} -ge 2 ] || die "name two or more libjraid.so files"
 for l in "${libs[@]}"; do [ -f "$l" ] || die "$l not found"; done
+if [ "$PROFILE" = 1 ]; then
+    command -v perf >/dev/null || die "perf not found"
+    [ "$T" -ge 5 ] || die "--profile needs -t 5 or more (perf samples 3 s from the middle)"
+fi
+pdir=${OUT:-$work}
+mkdir -p "$pdir"
 bytes=$(numfmt --from=iec "$SIZE") || die "bad size $SIZE"
 JRAID_LIB=${libs[0]}
 bench_find_spdk
@@ -64,13 +79,28 @@ log "$WL, QD $QD, $IO bytes, members of $SIZE (delay $DELAY µs), journal $JOURN
 rows=$work/rows
 for r in $(seq 1 "$ROUNDS"); do
     for i in "${!libs[@]}"; do
-        out=$(env LD_LIBRARY_PATH="$SPDK_LIBDIR:$SPDK_DIR/dpdk/build/lib" LD_PRELOAD="${libs[$i]}" \
-            "$BDEVPERF" --json "$cfg" -m 0x1 "${MEM_ARGS[@]}" -q "$QD" -o "$IO" -w "$WL" -t "$T" -T r0 2>&1) ||
-            { echo "$out" | tail -20 >&2; die "bdevperf failed with ${libs[$i]}"; }
+        env LD_LIBRARY_PATH="$SPDK_LIBDIR:$SPDK_DIR/dpdk/build/lib" LD_PRELOAD="${libs[$i]}" \
+            "$BDEVPERF" --json "$cfg" -m 0x1 "${MEM_ARGS[@]}" -q "$QD" -o "$IO" -w "$WL" -t "$T" -T r0 \
+            >"$work/run.out" 2>&1 &
+        BP_PID=$!
+        if [ "$PROFILE" = 1 ]; then
+            # bdevperf spends about a second on start-up before its -t seconds.
+            sleep $((T / 2))
+            perf record -F 15000 -p "$BP_PID" -o "$pdir/r$r-b$i.perf.data" -- sleep 3 >/dev/null 2>&1 ||
+                die "perf record failed"
+        fi
+        wait "$BP_PID" || { tail -20 "$work/run.out" >&2; die "bdevperf failed with ${libs[$i]}"; }
+        BP_PID=""
+        out=$(cat "$work/run.out")
         iops=$(echo "$out" | awk '$1 == "r0" && $2 == ":" {print $4; exit}')
         [ -n "$iops" ] || { echo "$out" | tail -20 >&2; die "no IOPS from bdevperf with ${libs[$i]}"; }
         log "round $r: ${libs[$i]}: $iops IOPS"
         echo "$r $i $iops" >>"$rows"
+        if [ "$PROFILE" = 1 ]; then
+            perf report -i "$pdir/r$r-b$i.perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
+                awk '/^ +[0-9.]+%/ {p = $1; sub("%", "", p); d = $2; $1 = ""; $2 = ""; $3 = ""; print p "\t" d "\t" $0}' \
+                    >"$pdir/r$r-b$i.symbols"
+        fi
     done
 done
 python3 - "$rows" "${libs[@]}" <<'EOF'
@@ -85,4 +115,45 @@ for i, lib in enumerate(libs[1:], 1):
     pr = [iops[i][r] / iops[0][r] for r in iops[i] if iops[0].get(r)]
     print(f"{lib} / {libs[0]}: paired median {statistics.median(pr):.3f} "
           f"({' '.join(f'{x:.3f}' for x in pr)})")
+EOF
+[ "$PROFILE" = 1 ] || exit 0
+python3 - "$rows" "$pdir" "${libs[@]}" <<'EOF'
+import collections, os, re, statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+pdir, libs = sys.argv[2], sys.argv[3:]
+total = collections.defaultdict(list)  # build -> ns per I/O of each run
+own = collections.defaultdict(list)    # build -> ns per I/O in the build's library
+jour = collections.defaultdict(list)   # build -> ns per I/O in the journal's symbols
+sym = collections.defaultdict(lambda: collections.defaultdict(float))  # symbol -> build -> sum
+for r, i, v in rows:
+    i, t = int(i), 1e9 / float(v)
+    total[i].append(t)
+    o = j = 0.0
+    for line in open(f"{pdir}/r{r}-b{i}.symbols"):
+        try:
+            p, dso, s = line.rstrip("\n").split("\t", 2)
+            ns = float(p) * t / 100
+        except ValueError:
+            continue
+        s = re.sub(r"(\s*-)+$", "", s.strip())
+        if dso == os.path.basename(libs[i]):
+            o += ns
+            if "journal::" in s or "prefetch" in s:
+                j += ns
+        sym[s][i] += ns
+    own[i].append(o)
+    jour[i].append(j)
+print("profile (ns per I/O, median of the rounds): build: total, jraid's code, journal")
+for i, lib in enumerate(libs):
+    print(f"  {lib}: {statistics.median(total[i]):.0f}, {statistics.median(own[i]):.0f}, "
+          f"{statistics.median(jour[i]):.0f}")
+n = {i: len(total[i]) for i in range(len(libs))}
+print("symbols, mean ns per I/O per build (in the order above), where they differ by 2 ns or more:")
+out = []
+for s, d in sym.items():
+    means = [d.get(i, 0.0) / n[i] for i in range(len(libs))]
+    if max(means) - min(means) >= 2:
+        out.append((means[-1] - means[0], means, s))
+for _, means, s in sorted(out, key=lambda x: x[0]):
+    print("  " + " ".join(f"{m:7.1f}" for m in means) + f"  {s[:90]}")
 EOF
