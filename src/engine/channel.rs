@@ -1,6 +1,6 @@
 //! One volume on one reactor: takes user I/O, splits it per stripe and runs each piece through
-//! split → lock → plan → mark → read (while the mark's record is written) → wait durable →
-//! parity → write → clean → complete.
+//! split → lock → plan → read, and mark as the reads go out (the mark's record is written while
+//! they run) → wait durable → parity → write → clean → complete.
 //!
 //! A user write piece queued for its stripe's lock may instead join another write piece of
 //! this channel queued for the same lock whose range it continues (`Channel::try_merge`):
