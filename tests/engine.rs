@@ -528,3 +528,37 @@ fn adjacent_small_writes_on_one_stripe_merge() {
         "parity matches"
     );
 }
+
+/// A small write's record is written while its reads run, not after them: at queue depth 1,
+/// with the simulator's random device latencies, the journal adds only the part of the record
+/// write (and its flush) that the reads do not cover. Checked against the build that read first
+/// and marked after: it gives 1.50-1.60 per seed here, this one 1.18-1.23.
+#[test]
+fn a_small_write_marks_while_it_reads() {
+    let elapsed = |journal: bool, seed: u64| {
+        let mut d = Driver::new(world(4, journal), Rng::new(seed));
+        let load = Workload {
+            ops: 400,
+            qd: 1,
+            read_fraction: 0.0,
+            hot_stripes: None,
+            single_block: true,
+            background: false,
+        };
+        let start = d.world.now;
+        d.run(&load, None, |_, _| {});
+        assert!(d.out.clean(), "{:?}", d.out);
+        d.world.now - start
+    };
+    let (mut on, mut off) = (0, 0);
+    for seed in 0..4 {
+        on += elapsed(true, seed);
+        off += elapsed(false, seed);
+    }
+    let ratio = on as f64 / off as f64;
+    assert!(
+        ratio < 1.35,
+        "QD 1 small writes take {ratio:.3}x as long with the journal ({on} µs against {off} µs): \
+         the record is not written while the reads run"
+    );
+}
