@@ -473,9 +473,13 @@ struct Shard(Mutex<Slots>);
 /// record holds `max_entries` (shards and spill buckets, whichever layout it gets), besides the
 /// states beyond four per shard or bucket (24 bytes each, rare).
 pub fn state_table_bytes(stripes: u64, max_entries: usize) -> u64 {
-    let bytes = |(shards, spill): (u64, u64)| (shards + spill) * std::mem::size_of::<Shard>() as u64;
-    bytes(state_layout(stripes, max_entries, false))
-        .max(bytes(state_layout(stripes, max_entries, true)))
+    let bytes =
+        |(shards, spill): (u64, u64)| (shards + spill) * std::mem::size_of::<Shard>() as u64;
+    bytes(state_layout(stripes, max_entries, false)).max(bytes(state_layout(
+        stripes,
+        max_entries,
+        true,
+    )))
 }
 
 /// A stripe's shard, locked, and its spill bucket, locked (under the shard's lock, so always in
