@@ -6,7 +6,7 @@
 #
 #   scripts/bench/ab.sh [-t SECONDS] [--rounds N] [--size SIZE] [--journal on|off]
 #                       [-w WORKLOAD] [-q QD] [-o BYTES] [--delay US] [--journal-delay US]
-#                       [--profile [--out DIR]] LIB_A LIB_B [LIB ...]
+#                       [--journal-mb MB] [--profile [--out DIR]] LIB_A LIB_B [LIB ...]
 #
 #   -t SECONDS      seconds per test (default 4)
 #   --rounds N      rounds (default 4)
@@ -17,6 +17,9 @@
 #                   average (default 0: plain null members)
 #   --journal-delay US  the journal is a bdev_delay over its malloc bdev, US µs per I/O on
 #                   average (default 0)
+#   --journal-mb MB size of the malloc journal (default 8; 2: areas of ~43k entries, fewer than
+#                   the stripes of 8 GiB members, whose hot stripes then fill the spill buckets of
+#                   the journal's state table: their worst case)
 #   --profile       also sample the reactor with perf (15 kHz, 3 s from the middle of each run)
 #                   and print, per build, the median time per I/O, of it jraid's own code
 #                   (libjraid.so) and the journal's (journal:: and prefetch symbols), then each
@@ -45,6 +48,7 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS=$2; shift 2 ;;
         --size) SIZE=$2; shift 2 ;;
         --journal) JOURNAL=$2; shift 2 ;;
+        --journal-mb) export JOURNAL_MB=$2; shift 2 ;;
         -w) WL=$2; shift 2 ;;
         -q) QD=$2; shift 2 ;;
         -o) IO=$2; shift 2 ;;

@@ -86,13 +86,14 @@ bench_find_spdk() {
 }
 
 # bench_null_volume_config FILE BYTES [EXTRA] [DELAY_US] [JOURNAL_DELAY_US]: a bdevperf JSON config with four null
-# members m0..m3 of BYTES each (4 KiB blocks), an 8 MiB malloc journal jl and the jraid volume r0
+# members m0..m3 of BYTES each (4 KiB blocks), a malloc journal jl of JOURNAL_MB MiB (default 8) and the jraid volume r0
 # over them (strip 64 KiB); EXTRA is added to bdev_jraid_create's params (e.g. ',"journal":false').
 # With DELAY_US > 0 each member is a bdev_delay over its null bdev (reads and writes DELAY_US on
 # average, twice that at p99): a latency like a device's, and the CPU of null members. With
 # JOURNAL_DELAY_US > 0 the journal is a bdev_delay over its malloc bdev likewise.
 bench_null_volume_config() {
     local file=$1 bytes=$2 extra=${3:-} delay=${4:-0} jdelay=${5:-0} i
+    local jblocks=$((${JOURNAL_MB:-8} * 256))
     {
         echo '{"subsystems":[{"subsystem":"bdev","config":['
         for i in 0 1 2 3; do
@@ -104,10 +105,10 @@ bench_null_volume_config() {
             fi
         done
         if [ "$jdelay" -gt 0 ]; then
-            echo '{"method":"bdev_malloc_create","params":{"name":"jl_m","num_blocks":2048,"block_size":4096}},'
+            echo "{\"method\":\"bdev_malloc_create\",\"params\":{\"name\":\"jl_m\",\"num_blocks\":$jblocks,\"block_size\":4096}},"
             echo "{\"method\":\"bdev_delay_create\",\"params\":{\"base_bdev_name\":\"jl_m\",\"name\":\"jl\",\"avg_read_latency\":$jdelay,\"p99_read_latency\":$((2 * jdelay)),\"avg_write_latency\":$jdelay,\"p99_write_latency\":$((2 * jdelay))}},"
         else
-            echo '{"method":"bdev_malloc_create","params":{"name":"jl","num_blocks":2048,"block_size":4096}},'
+            echo "{\"method\":\"bdev_malloc_create\",\"params\":{\"name\":\"jl\",\"num_blocks\":$jblocks,\"block_size\":4096}},"
         fi
         echo "{\"method\":\"bdev_jraid_create\",\"params\":{\"name\":\"r0\",\"strip_size_kb\":64,\"base_bdevs\":[\"m0\",\"m1\",\"m2\",\"m3\"],\"journal_bdev\":\"jl\",\"assume_clean\":true$extra}},"
         echo '{"method":"bdev_wait_for_examine"}'

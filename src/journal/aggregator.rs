@@ -286,7 +286,11 @@ pub const SPILL_WAYS: u64 = 16;
 ///
 /// Returns (shards, spill buckets).
 pub fn state_layout(stripes: u64, max_entries: usize, first_short: bool) -> (u64, u64) {
-    let room = ((max_entries as u64).next_power_of_two() / 2).clamp(1, MAX_STATE_SHARDS);
+    // (A bound past 2^63 has no next power of two: the most shards then.)
+    let room = (max_entries as u64)
+        .checked_next_power_of_two()
+        .map_or(MAX_STATE_SHARDS, |p| p / 2)
+        .clamp(1, MAX_STATE_SHARDS);
     let blocks = stripes.div_ceil(INLINE as u64).max(1);
     if first_short {
         let shards = (room / SPILL_WAYS).max(1);
@@ -2889,6 +2893,30 @@ mod tests {
         assert_eq!(jv.active(again), 1);
         assert!(lock(&jv.shards[0].0).get(again).is_some());
         assert_eq!(jv.listed_entries(), 24);
+    }
+
+    /// The memory bound a create checks ([`state_table_bytes`] with no bound on the record's
+    /// room) is the largest table either layout may take: 16 MiB of shards, plus 1 MiB for a
+    /// volume with spill buckets; a small volume's, its shard per block.
+    #[test]
+    fn the_state_table_bound_covers_either_layout() {
+        let shard = std::mem::size_of::<Shard>() as u64;
+        let most = MAX_STATE_SHARDS * shard;
+        assert_eq!(most, 16 << 20);
+        assert_eq!(
+            state_table_bytes(1 << 34, usize::MAX),
+            most + most / SPILL_WAYS
+        );
+        assert_eq!(state_table_bytes(100, usize::MAX), 25 * shard);
+        assert_eq!(
+            state_layout(1 << 34, usize::MAX, false),
+            (MAX_STATE_SHARDS, 0)
+        );
+        assert_eq!(
+            state_layout(1 << 34, 173_000, true),
+            (8192, 8192 * SPILL_WAYS),
+            "the default journal's room"
+        );
     }
 
     /// Random marks, cleans and records over a volume with a table of a few shards and their
