@@ -2,6 +2,10 @@
 //! fast path (stripes already listed in a durable record) and with group commit (fresh stripes,
 //! one record per generation). `cargo bench --bench aggregator`.
 //!
+//! Also `hot_set/N`: mark + clean of random stripes of a hot set of N, all listed, on a volume
+//! of 2^26 stripes (terabyte members), from one thread: the state look-up's cost as the hot set
+//! outgrows the caches (a layout of the state table must not make a large hot set pay).
+//!
 //! Also `recovery/largest_journal`: reading the newest state of the largest journal jraid formats
 //! (two 16 MiB areas, each a checkpoint of the most stripes that may be listed followed by full
 //! one-block deltas up to the area's end), as every start-up does after reading the areas.
@@ -112,6 +116,40 @@ fn group_commit(threads: u64, per_thread: u64) -> Duration {
     start.elapsed()
 }
 
+/// `iters` mark+clean pairs on random stripes of a hot set of `hot`, all listed and durable, on
+/// a volume of 2^26 stripes and a journal of 4 MiB areas (~173k entries: the default's room).
+fn hot_set(hot: u64, iters: u64) -> Duration {
+    const BIG: u64 = 1 << 26;
+    let slot = 4u64 << 20;
+    let mut cfg = JournalConfig::new([3; 16], 4096, slot, [(0, 16), (0, 16 + slot / 4096)]);
+    cfg.hysteresis_us = u64::MAX / 4;
+    cfg.first_hysteresis_us = u64::MAX / 4;
+    let j = Journal::new(cfg, None);
+    let (jv, _) = j.attach_volume(0, BIG, false);
+    // Spread over the volume by an odd multiplier (a bijection modulo 2^26).
+    let stripe = |i: u64| i.wrapping_mul(0x2545_F491) % BIG;
+    let mut buf = Vec::new();
+    for i in 0..hot {
+        assert!(matches!(j.mark(&jv, stripe(i)), Mark::Wait(_)));
+    }
+    let job = j.begin_flush(0, &mut buf).unwrap();
+    j.finish_flush(job.generation, &mut Vec::new());
+    for i in 0..hot {
+        j.clean(&jv, stripe(i), 0);
+    }
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let start = Instant::now();
+    for _ in 0..iters {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let s = stripe(x % hot);
+        assert_eq!(black_box(j.mark(&jv, s)), Mark::Ready);
+        j.clean(&jv, s, 1);
+    }
+    start.elapsed()
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("marks");
     g.measurement_time(Duration::from_secs(3)).sample_size(10);
@@ -122,6 +160,15 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function(format!("group_commit/{threads}_threads"), |b| {
             b.iter_custom(|iters| group_commit(threads, iters))
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("hot_set");
+    g.measurement_time(Duration::from_secs(3)).sample_size(10);
+    g.throughput(Throughput::Elements(1));
+    for hot in [1_000u64, 40_000, 150_000] {
+        g.bench_function(format!("{hot}"), |b| {
+            b.iter_custom(|iters| hot_set(hot, iters))
         });
     }
     g.finish();

@@ -18,8 +18,7 @@
 #   --journal-delay US  the journal is a bdev_delay over its malloc bdev, US µs per I/O on
 #                   average (default 0)
 #   --journal-mb MB size of the malloc journal (default 8; 2: areas of ~43k entries, fewer than
-#                   the stripes of 8 GiB members, whose hot stripes then fill the spill buckets of
-#                   the journal's state table: their worst case)
+#                   the stripes of 8 GiB members, which then get the shorter first hysteresis)
 #   --profile       also sample the reactor with perf (15 kHz, 3 s from the middle of each run)
 #                   and print, per build, the median time per I/O, of it jraid's own code
 #                   (libjraid.so) and the journal's (journal:: and prefetch symbols), then each

@@ -19,7 +19,9 @@
 #
 # Environment: SPDK_DIR (default: from pkg-config spdk_bdev, else /opt/jraid-spdk/v26.01/spdk), BDEVPERF, JRAID_LIB
 # (default target/release/libjraid.so, built with `cargo build --release --features spdk --lib` when
-# missing), PYTHON (default python3), NO_HUGE=1 (ordinary memory even where hugepages could be had).
+# missing), PYTHON (default python3), NO_HUGE=1 (ordinary memory even where hugepages could be had),
+# JOURNAL_MB (the malloc journal's size, default 8; 2 gives areas of ~43k entries, fewer than the
+# stripes of 8 GiB members, which then get the shorter first hysteresis).
 #
 # Tests (bdevperf -m 0x1, one target bdev per process via -T):
 #   random:     4 KiB randwrite, QD 128, at every member size
@@ -59,7 +61,7 @@ done
 QD_RAND=128
 QD_SEQ=32
 blk=4096
-journal_blocks=2048 # 8 MiB malloc journal
+journal_blocks=$((${JOURNAL_MB:-8} * 256)) # 8 MiB malloc journal unless JOURNAL_MB says otherwise
 stripe_bytes=$(((members - 1) * strip_kb * 1024))
 
 log() { echo "[$(date +%T)] $*" >&2; }

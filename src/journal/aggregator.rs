@@ -20,17 +20,12 @@
 //!
 //! Memory: a stripe has a state only while it is listed (its active marks, the generation it was
 //! listed in, when its last write went clean), kept in one of at most [`MAX_STATE_SHARDS`]
-//! shards per volume ([`state_layout`]), each a mutex over four states in the shard's own two
+//! shards per volume ([`state_shards`]), each a mutex over four states in the shard's own two
 //! cache lines (more, rarely, on the heap). So the state's size, and the cache and TLB footprint
 //! of a write's look-up, follow the listed set (bounded by the record's room), not the volume: a
-//! per-stripe array would be hundreds of MiB at terabyte members. A volume whose stripes are
-//! mostly written once ([`JournalConfig::first_hysteresis_us`]) lists few at a time, so its
-//! table is sixteen times smaller (1 MiB for the default journal: a random write's look-up
-//! finds its line in a near cache, where one of a 16 MiB table misses it), and a shard holding
-//! more than four spills into one of its own sixteen buckets of a second table of the full
-//! size, touched only then (a hot set as large as the listed set may be). A shard is locked
-//! for a few instructions (with its bucket under it when spilled); marks of stripes in other
-//! shards run in parallel.
+//! write to a random stripe of a volume of terabyte members touches one line of a 16 MiB table,
+//! where a per-stripe array would be hundreds of MiB. A shard is locked for a few instructions;
+//! marks of stripes in other shards run in parallel.
 //!
 //! Hysteresis: a clean stripe stays listed for [`JournalConfig::hysteresis_us`] when it was
 //! written again while listed (a hot stripe: the fast path pays), or when its volume cannot fill
@@ -234,10 +229,6 @@ pub struct JournalVolume {
     /// and cache footprint follow the listed set (bounded by the record's room), not the
     /// volume.
     shards: Box<[Shard]>,
-    /// Spill buckets: empty, or [`SPILL_WAYS`] per shard (`shards[i]`'s are
-    /// `spill[i * SPILL_WAYS..][..SPILL_WAYS]`), each locked only under its shard's lock. See
-    /// [`state_layout`] and [`StateLock`].
-    spill: Box<[Shard]>,
     /// Whether the volume's members cache writes volatilely (re-evaluated when a replacement
     /// member joins: [`JournalVolume::set_volatile_members`]).
     volatile_members: AtomicBool,
@@ -261,48 +252,24 @@ pub struct JournalVolume {
 /// Most shards of a volume's stripe states (16 MiB of them).
 pub const MAX_STATE_SHARDS: u64 = 1 << 17;
 
-/// Spill buckets per shard of a volume whose stripes are mostly written once ([`state_layout`]).
-pub const SPILL_WAYS: u64 = 16;
-
-/// Shards and spill buckets of the stripe states of a volume of `stripes` stripes on a journal
-/// whose record holds `max_entries`, for a volume whose stripes mostly leave after the shorter
-/// first hysteresis (`first_short`) or not.
-///
-/// Not `first_short`: a smaller volume has one shard per `INLINE` consecutive stripes (a block:
-/// it never overflows); a larger one, half the power of two at or above the record's room (the
+/// Shards of the stripe states of a volume of `stripes` stripes on a journal whose record holds
+/// `max_entries`. A smaller volume has one per `INLINE` consecutive stripes (a block: it
+/// never overflows); a larger one, half the power of two at or above the record's room (the
 /// default 8 MiB journal area holds ~173k entries: 131,072 shards), each block of `INLINE`
 /// consecutive stripes in the shard a multiplicative hash of the block picks, so that even a
 /// full listed set puts nearly every state in its shard's own lines, and a sequential stream's
-/// states share them. No spill buckets.
-///
-/// `first_short`: its listed set is mostly the stripes written in the last first hysteresis, a
-/// small part of the record's room, so a table of that size would be mostly empty lines, and a
-/// random write's look-up would miss the cache on one (at 1 TiB members, a paired profile put
-/// that at ~120 ns per 4 KiB write). It gets [`SPILL_WAYS`] times fewer shards (8,192 for the
-/// default journal: 1 MiB), hashed as above, and [`SPILL_WAYS`] spill buckets per shard (a table
-/// of the other layout's size) where a shard's states beyond its own four go: a hot set as large
-/// as the record's room costs one more line per look-up, not a heap search.
-/// A volume with no more blocks than that smaller table has shards gets one shard per block.
-///
-/// Returns (shards, spill buckets).
-pub fn state_layout(stripes: u64, max_entries: usize, first_short: bool) -> (u64, u64) {
+/// states share them. See `JournalVolume::shard_of`.
+pub fn state_shards(stripes: u64, max_entries: usize) -> u64 {
     // (A bound past 2^63 has no next power of two: the most shards then.)
     let room = (max_entries as u64)
         .checked_next_power_of_two()
         .map_or(MAX_STATE_SHARDS, |p| p / 2)
         .clamp(1, MAX_STATE_SHARDS);
     let blocks = stripes.div_ceil(INLINE as u64).max(1);
-    if first_short {
-        let shards = (room / SPILL_WAYS).max(1);
-        if blocks <= shards {
-            (blocks, 0)
-        } else {
-            (shards, shards * SPILL_WAYS)
-        }
-    } else if blocks <= room {
-        (blocks, 0)
+    if blocks <= room {
+        blocks
     } else {
-        (room, 0)
+        room
     }
 }
 
@@ -381,8 +348,6 @@ const INLINE: usize = 4;
 struct Slots {
     /// States held: `inline[..len.min(INLINE)]`, then `more`.
     len: u32,
-    /// States of this shard held in its spill buckets (see [`StateLock`]).
-    spilled: u32,
     inline: [Slot; INLINE],
     /// Boxed: 8 bytes where a `Vec` takes 24. Kept once allocated (a shard that overflowed
     /// does not allocate again each time it does), so at most the peak overflow.
@@ -474,131 +439,28 @@ impl Slots {
 struct Shard(Mutex<Slots>);
 
 /// Bytes of memory a volume of `stripes` stripes keeps for its journal state on a journal whose
-/// record holds `max_entries` (shards and spill buckets, whichever layout it gets), besides the
-/// states beyond four per shard or bucket (24 bytes each, rare).
+/// record holds `max_entries`, besides the states beyond four per shard (24 bytes each, rare).
 pub fn state_table_bytes(stripes: u64, max_entries: usize) -> u64 {
-    let bytes =
-        |(shards, spill): (u64, u64)| (shards + spill) * std::mem::size_of::<Shard>() as u64;
-    bytes(state_layout(stripes, max_entries, false)).max(bytes(state_layout(
-        stripes,
-        max_entries,
-        true,
-    )))
-}
-
-/// A stripe's shard, locked, and its spill bucket, locked (under the shard's lock, so always in
-/// that order) the first time it is needed: when the shard has spilled and the stripe is not in
-/// the shard itself, or when a state joins a full shard. A shard's states are in its own lines
-/// first; spilled ones stay in their bucket until they leave.
-struct StateLock<'a> {
-    /// The bucket's guard, before the shard's: fields drop in order, so the bucket is unlocked
-    /// first.
-    spill: Option<MutexGuard<'a, Slots>>,
-    shard: MutexGuard<'a, Slots>,
-    /// The stripe's bucket (None: the volume has no spill buckets).
-    bucket: Option<&'a Mutex<Slots>>,
-}
-
-impl<'a> StateLock<'a> {
-    /// The bucket, locked.
-    #[inline]
-    fn spill(&mut self) -> Option<&mut Slots> {
-        if self.spill.is_none() {
-            self.lock_bucket();
-        }
-        self.spill.as_deref_mut()
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn lock_bucket(&mut self) {
-        self.spill = self.bucket.map(lock);
-    }
-
-    /// Whether `stripe`'s state, if it has one, is in the shard (not in its bucket).
-    #[inline]
-    fn in_shard(&self, stripe: u64) -> bool {
-        self.shard.spilled == 0 || self.shard.get(stripe).is_some()
-    }
-
-    #[inline]
-    fn find(&mut self, stripe: u64) -> Option<&mut Slot> {
-        if self.in_shard(stripe) {
-            return self.shard.find(stripe);
-        }
-        self.spill()?.find(stripe)
-    }
-
-    #[inline]
-    fn get(&mut self, stripe: u64) -> Option<Slot> {
-        if self.in_shard(stripe) {
-            return self.shard.get(stripe);
-        }
-        self.spill()?.get(stripe)
-    }
-
-    /// Add a state (the stripe has none): in the shard's own lines while they have room, else
-    /// in its bucket (on the shard's heap part when the volume has no buckets).
-    #[inline]
-    fn insert(&mut self, slot: Slot) {
-        if self.bucket.is_some() && self.shard.len as usize >= INLINE {
-            self.spill().expect("a bucket").insert(slot);
-            self.shard.spilled += 1;
-        } else {
-            self.shard.insert(slot);
-        }
-    }
-
-    /// Take `stripe`'s state out; false when it has none.
-    #[inline]
-    fn remove(&mut self, stripe: u64) -> bool {
-        if self.in_shard(stripe) {
-            return self.shard.remove(stripe);
-        }
-        let removed = self.spill().is_some_and(|b| b.remove(stripe));
-        if removed {
-            self.shard.spilled -= 1;
-        }
-        removed
-    }
+    state_shards(stripes, max_entries) * std::mem::size_of::<Shard>() as u64
 }
 
 impl JournalVolume {
-    /// Index of `stripe`'s shard ([`state_layout`]): its block of [`INLINE`] consecutive
+    /// Shard of `stripe`'s state ([`state_shards`]): its block of [`INLINE`] consecutive
     /// stripes when the volume has a shard per block, else a multiplicative hash of that block
     /// (so that streams at a regular stride do not share shards, and a sequential one shares
-    /// lines); and of its spill bucket (the hash's next bits pick one of the shard's).
-    #[inline]
-    fn state_index(&self, stripe: u64) -> (usize, usize) {
+    /// lines).
+    fn shard_of(&self, stripe: u64) -> &Mutex<Slots> {
         let n = self.shards.len();
-        if self.stripes.div_ceil(INLINE as u64) <= n as u64 {
+        let i = if self.stripes.div_ceil(INLINE as u64) <= n as u64 {
             // A block's index is below n for every stripe of the volume (no division by n).
-            // No spill buckets: a block never overflows its shard.
-            (((stripe / INLINE as u64) as usize).min(n - 1), 0)
+            ((stripe / INLINE as u64) as usize).min(n - 1)
         } else {
             // Each block of INLINE consecutive stripes in one shard, the blocks spread by a
             // multiplicative hash: a sequential stream (a full-stripe stream and the stripes
             // listed ahead of it) finds the states of its next stripes in the line of its last.
-            let h = ((stripe / INLINE as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize;
-            let i = h & (n - 1);
-            let way = (h >> n.trailing_zeros()) & (SPILL_WAYS as usize - 1);
-            (i, i * SPILL_WAYS as usize + way)
-        }
-    }
-
-    fn shard_of(&self, stripe: u64) -> &Mutex<Slots> {
-        &self.shards[self.state_index(stripe).0].0
-    }
-
-    /// `stripe`'s state, locked: its shard, and its spill bucket when needed ([`StateLock`]).
-    #[inline]
-    fn lock_state(&self, stripe: u64) -> StateLock<'_> {
-        let (i, b) = self.state_index(stripe);
-        StateLock {
-            spill: None,
-            shard: lock(&self.shards[i].0),
-            bucket: self.spill.get(b).map(|s| &s.0),
-        }
+            ((stripe / INLINE as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (n - 1)
+        };
+        &self.shards[i].0
     }
 
     /// Address of `stripe`'s shard, for a prefetch hint only (see
@@ -609,7 +471,7 @@ impl JournalVolume {
 
     /// `stripe`'s state, if listed.
     fn slot(&self, stripe: u64) -> Option<Slot> {
-        self.lock_state(stripe).get(stripe)
+        lock(self.shard_of(stripe)).get(stripe)
     }
 
     /// Stripes of the volume.
@@ -1024,18 +886,15 @@ impl Journal {
         stripes: u64,
         volatile_members: bool,
     ) -> (Arc<JournalVolume>, Vec<u64>) {
-        let first_short = stripes
-            > self
-                .cfg
-                .first_hysteresis_above
-                .unwrap_or(self.cfg.max_entries() as u64);
-        let (shards, spill) = state_layout(stripes, self.cfg.max_entries(), first_short);
         let jv = Arc::new(JournalVolume {
             number,
             stripes,
-            first_short,
-            shards: self.new_shards(shards),
-            spill: self.new_shards(spill),
+            first_short: stripes
+                > self
+                    .cfg
+                    .first_hysteresis_above
+                    .unwrap_or(self.cfg.max_entries() as u64),
+            shards: self.new_shards(state_shards(stripes, self.cfg.max_entries())),
             volatile_members: AtomicBool::new(volatile_members),
             flushed_before_us: AtomicU64::new(0),
             member_flush_wanted: AtomicBool::new(false),
@@ -1194,7 +1053,7 @@ impl Journal {
     /// Mark `stripe` of `jv` dirty before writing it. Under the stripe's shard lock (marks of
     /// stripes of other shards run in parallel); joining the open generation is lock-free.
     pub fn mark(&self, jv: &JournalVolume, stripe: u64) -> Mark {
-        let mut shard = jv.lock_state(stripe);
+        let mut shard = lock(jv.shard_of(stripe));
         if let Some(slot) = shard.find(stripe) {
             debug_assert!(slot.active() < ACTIVE_MAX, "active marks overflow");
             if slot.active() > 0 || slot.clean_us != 0 {
@@ -1320,7 +1179,7 @@ impl Journal {
                 if let Some(pf) = prefetch.filter(|_| stripe + AHEAD < to) {
                     pf(jv.state_address(stripe + AHEAD));
                 }
-                let mut shard = jv.lock_state(stripe);
+                let mut shard = lock(jv.shard_of(stripe));
                 #[cfg(loom)]
                 let over_anything = self.cfg.control_list_over_anything;
                 #[cfg(not(loom))]
@@ -1346,7 +1205,7 @@ impl Journal {
     /// The writer of `stripe` is done (data and parity written). Returns true when a record
     /// write would help (writers wait for room).
     pub fn clean(&self, jv: &JournalVolume, stripe: u64, now_us: u64) -> bool {
-        let mut shard = jv.lock_state(stripe);
+        let mut shard = lock(jv.shard_of(stripe));
         let slot = shard.find(stripe);
         debug_assert!(
             slot.as_ref().is_some_and(|s| s.active() > 0),
@@ -1488,7 +1347,7 @@ impl Journal {
     /// lock, which every mark takes, so no write can start between the check of the clean time
     /// and the removal.
     fn try_remove(&self, v: &JournalVolume, stripe: u64, due: u64, th: Thresholds) -> Removal {
-        let mut shard = v.lock_state(stripe);
+        let mut shard = lock(v.shard_of(stripe));
         let Some(s) = shard.get(stripe) else {
             debug_assert!(false, "listed entry without state");
             return Removal::Removed;
@@ -1512,7 +1371,7 @@ impl Journal {
         if self.cfg.control_recheck_unlocked {
             // Control: decide under the lock, remove under a later one.
             drop(shard);
-            shard = v.lock_state(stripe);
+            shard = lock(v.shard_of(stripe));
         }
         shard.remove(stripe);
         Removal::Removed
@@ -2797,15 +2656,25 @@ mod tests {
         }
     }
 
+    /// The memory bound a create checks ([`state_table_bytes`] with no bound on the record's
+    /// room) is the largest table: 16 MiB of shards; a small volume's, its shard per block.
+    #[test]
+    fn the_state_table_bound_is_the_largest_table() {
+        let shard = std::mem::size_of::<Shard>() as u64;
+        assert_eq!(MAX_STATE_SHARDS * shard, 16 << 20);
+        assert_eq!(state_table_bytes(1 << 34, usize::MAX), 16 << 20);
+        assert_eq!(state_table_bytes(100, usize::MAX), 25 * shard);
+        assert_eq!(
+            state_shards(1 << 34, 173_000),
+            131_072,
+            "the default journal's room"
+        );
+    }
+
     /// A volume of more stripes than shards: stripes sharing a shard keep their own states.
     #[test]
     fn stripes_sharing_a_shard_keep_their_own_state() {
-        // Stripes that stay listed (not `first_short`): the full table, no spill buckets.
-        let (j, jv) = rig_of(1 << 20, false, |cfg| {
-            cfg.slot_bytes = 1 << 20;
-            cfg.first_hysteresis_above = Some(u64::MAX);
-        });
-        assert!(!jv.first_short && jv.spill.is_empty());
+        let (j, jv) = rig_of(1 << 20, false, |cfg| cfg.slot_bytes = 1 << 20);
         DISK.with(|d| d.borrow_mut().resize(1 << 22, 0));
         let stripes = jv.stripes();
         let shards = jv.shards.len() as u64;
@@ -2837,162 +2706,6 @@ mod tests {
             assert_eq!(jv.active(s), 1);
         }
         assert_eq!(jv.listed_entries(), rest.len() as u64);
-    }
-
-    /// A volume whose stripes are mostly written once gets a table sixteen times smaller, and
-    /// a shard's states beyond its own four go to its spill buckets: each keeps its own state,
-    /// look-ups find the spilled ones, and they leave as the others do.
-    #[test]
-    fn a_volume_written_once_spills_past_its_small_table() {
-        let (j, jv) = rig_of(1 << 20, false, |cfg| cfg.slot_bytes = 1 << 20);
-        DISK.with(|d| d.borrow_mut().resize(1 << 22, 0));
-        assert!(jv.first_short);
-        let room = (j.cfg.max_entries() as u64).next_power_of_two() / 2;
-        assert_eq!(jv.shards.len() as u64, room / SPILL_WAYS);
-        assert_eq!(jv.spill.len() as u64, room);
-        // Twelve blocks of four stripes whose states all belong to shard 0.
-        let picked: Vec<u64> = (0..jv.stripes())
-            .step_by(INLINE)
-            .filter(|&s| jv.state_index(s).0 == 0)
-            .take(12)
-            .flat_map(|s| s..s + INLINE as u64)
-            .collect();
-        assert_eq!(picked.len(), 48);
-        for &s in &picked {
-            assert!(matches!(j.mark(&jv, s), Mark::Wait(_)));
-        }
-        let mut got = flush(&j, 1);
-        got.sort_unstable();
-        assert_eq!(got, picked);
-        {
-            let g = lock(&jv.shards[0].0);
-            assert_eq!((g.len, g.spilled), (INLINE as u32, 44));
-            assert!(g.more.is_none(), "nothing on the shard's heap part");
-        }
-        for &s in &picked {
-            assert_eq!(jv.active(s), 1, "{s}");
-            assert!(jv.listed(s));
-        }
-        // The first half goes clean and leaves: from the shard's lines and from the buckets.
-        for &s in &picked[..24] {
-            j.clean(&jv, s, 1);
-        }
-        let mut got = flush(&j, 1000);
-        got.sort_unstable();
-        assert_eq!(got, picked[24..].to_vec());
-        {
-            let g = lock(&jv.shards[0].0);
-            assert_eq!(g.len + g.spilled, 24);
-        }
-        for &s in &picked[..24] {
-            assert!(!jv.listed(s), "{s}");
-        }
-        // A stripe that left is listed again by its next mark, in the shard's own line now.
-        let again = picked[0];
-        assert!(matches!(j.mark(&jv, again), Mark::Wait(_)));
-        assert_eq!(jv.active(again), 1);
-        assert!(lock(&jv.shards[0].0).get(again).is_some());
-        assert_eq!(jv.listed_entries(), 24);
-    }
-
-    /// The memory bound a create checks ([`state_table_bytes`] with no bound on the record's
-    /// room) is the largest table either layout may take: 16 MiB of shards, plus 1 MiB for a
-    /// volume with spill buckets; a small volume's, its shard per block.
-    #[test]
-    fn the_state_table_bound_covers_either_layout() {
-        let shard = std::mem::size_of::<Shard>() as u64;
-        let most = MAX_STATE_SHARDS * shard;
-        assert_eq!(most, 16 << 20);
-        assert_eq!(
-            state_table_bytes(1 << 34, usize::MAX),
-            most + most / SPILL_WAYS
-        );
-        assert_eq!(state_table_bytes(100, usize::MAX), 25 * shard);
-        assert_eq!(
-            state_layout(1 << 34, usize::MAX, false),
-            (MAX_STATE_SHARDS, 0)
-        );
-        assert_eq!(
-            state_layout(1 << 34, 173_000, true),
-            (8192, 8192 * SPILL_WAYS),
-            "the default journal's room"
-        );
-    }
-
-    /// Random marks, cleans and records over a volume with a table of a few shards and their
-    /// spill buckets: after each record, the stripes listed on disk and the states kept are
-    /// exactly the model's: the stripes with a write in progress, and those whose mark waits
-    /// for this record (it lists every stripe that joined its generation, gone clean meanwhile
-    /// or not; a listed one gone clean leaves).
-    #[test]
-    fn spilled_states_follow_a_model_of_marks_and_cleans() {
-        let (j, jv) = rig_of(1 << 16, false, |cfg| {
-            cfg.slot_bytes = 16 << 10;
-            cfg.slots = [(0, 0), (0, 32)]; // two areas of 32 blocks of 512 bytes
-        });
-        DISK.with(|d| d.borrow_mut().resize(1 << 20, 0));
-        assert!(jv.first_short && !jv.spill.is_empty());
-        assert!(jv.shards.len() <= 32, "{}", jv.shards.len());
-        let mut rng: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
-        // Stripes of two shards only, so that their buckets fill and overflow too.
-        let pool: Vec<u64> = (0..jv.stripes())
-            .filter(|&s| jv.state_index(s).0 < 2)
-            .step_by(3)
-            .take(300)
-            .collect();
-        assert_eq!(pool.len(), 300);
-        let mut active: std::collections::BTreeMap<u64, u64> = Default::default();
-        let (mut spilled_most, mut bucket_overflowed) = (None, false);
-        let mut now = 1;
-        for round in 0..60 {
-            let mut marked = std::collections::BTreeSet::new();
-            for _ in 0..next(120) {
-                let s = pool[next(pool.len() as u64) as usize];
-                let busy = active.get(&s).copied().unwrap_or(0);
-                if busy > 0 && next(2) == 0 {
-                    j.clean(&jv, s, now);
-                    active.insert(s, busy - 1);
-                } else if busy < 3 {
-                    match j.mark(&jv, s) {
-                        Mark::Wait(_) => drop(marked.insert(s)),
-                        Mark::Ready => assert!(busy > 0 || jv.listed(s)),
-                        Mark::Full => panic!("round {round}: full"),
-                    }
-                    active.insert(s, busy + 1);
-                }
-            }
-            now += 1000;
-            let mut got = flush(&j, now);
-            got.sort_unstable();
-            active.retain(|_, n| *n > 0);
-            marked.extend(active.keys().copied());
-            let want: Vec<u64> = marked.iter().copied().collect();
-            assert_eq!(got, want, "round {round}");
-            for &s in &pool {
-                assert_eq!(jv.active(s), active.get(&s).copied().unwrap_or(0), "{s}");
-                assert_eq!(jv.listed(s), marked.contains(&s), "{s}");
-            }
-            let held: u64 = jv
-                .shards
-                .iter()
-                .map(|sh| {
-                    let g = lock(&sh.0);
-                    u64::from(g.len + g.spilled)
-                })
-                .sum();
-            assert_eq!(held, want.len() as u64, "round {round}");
-            spilled_most = spilled_most.max(jv.shards.iter().map(|sh| lock(&sh.0).spilled).max());
-            bucket_overflowed |= jv.spill.iter().any(|b| lock(&b.0).overflows());
-        }
-        // The states did go to the buckets, and past a bucket's own four.
-        assert!(spilled_most > Some(INLINE as u32), "{spilled_most:?}");
-        assert!(bucket_overflowed);
     }
 
     /// A volume of more stripes than shards: a block of four consecutive stripes shares one

@@ -7,7 +7,7 @@ mod loom_tests;
 pub mod record;
 pub(crate) mod sync;
 
-pub use aggregator::{state_layout, state_table_bytes, MAX_STATE_SHARDS, SPILL_WAYS};
+pub use aggregator::{state_shards, state_table_bytes, MAX_STATE_SHARDS};
 pub use aggregator::{
     FlushJob, Journal, JournalConfig, JournalMode, JournalStats, JournalVolume, JournalWrite, Mark,
     RecordOutcome,
