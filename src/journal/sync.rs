@@ -54,7 +54,8 @@ impl<T> MarkQueue<T> {
         };
     }
 
-    /// Queue `v`; gives it back when `cap` entries are queued already.
+    /// Queue `v`: in the small ring, else in the large one; gives it back when both are full
+    /// (never, under the journal's bound on entries listed or queued).
     pub(crate) fn push(&self, v: T) -> Result<(), T> {
         #[cfg(not(loom))]
         return self.near.push(v).or_else(|v| self.far.push(v));
