@@ -302,7 +302,7 @@ fn journal_on_members() {
         "--dir",
         c,
         "--rounds",
-        "4",
+        "6",
         "--seconds",
         "1",
         "--no-journal",
