@@ -66,6 +66,11 @@ recorded_init() {
     python3 -c 'import struct,sys; b=open(sys.argv[1],"rb").read(4096); assert b[:8]==b"JRAIDMSB"; print(struct.unpack_from("<Q",b,724)[0])' "$1"
 }
 
+# recorded_seq FILE: the seq of a member's superblock (the newest speaks for the volume).
+recorded_seq() {
+    python3 -c 'import struct,sys; b=open(sys.argv[1],"rb").read(4096); assert b[:8]==b"JRAIDMSB"; print(struct.unpack_from("<Q",b,88)[0])' "$1"
+}
+
 # 1. The control: old contents taken as blank.
 fill
 bdev_config "$WORK/ic.json" "$(aio_entries "$WORK" "${members[@]}" ij),$(create_entry "" ',"assume_clean":true')"
@@ -97,12 +102,28 @@ case "$e" in *"being initialised"*) ;; *) die "scrub refused for another reason:
 kill -KILL "$BP_PID"
 wait "$BP_PID" 2>/dev/null || true
 BP_PID=
-w=$(recorded_init "$WORK/i0")
-for f in "${members[@]:1}"; do
+# Each superblock write goes to every member at once, so the kill may leave some members a
+# write behind others: a newer superblock (higher seq) never records fewer stripes initialised,
+# one of the same seq records as many, and the newest one's watermark is the volume's.
+w=-1 wseq=-1 seen=""
+for f in "${members[@]}"; do
     o=$(recorded_init "$WORK/$f")
-    [ "$o" -ge "$w" ] && [ "$o" -le $stripes ] || die "member $f records $o initialised stripes, member i0 $w"
+    q=$(recorded_seq "$WORK/$f")
+    [ "$o" -le $stripes ] || die "member $f records $o initialised stripes, more than the volume's $stripes"
+    seen="$seen $f=seq$q:$o"
+    for g in "${members[@]}"; do
+        og=$(recorded_init "$WORK/$g")
+        qg=$(recorded_seq "$WORK/$g")
+        if [ "$qg" -gt "$q" ] && [ "$og" -lt "$o" ]; then
+            die "member $g (seq $qg) records $og initialised stripes, fewer than member $f's $o (seq $q)"
+        fi
+        if [ "$qg" = "$q" ] && [ "$og" != "$o" ]; then
+            die "members $f and $g (both seq $q) record $o and $og initialised stripes"
+        fi
+    done
+    [ "$q" -gt "$wseq" ] && { wseq=$q; w=$o; }
 done
-log "killed during the pass: the superblocks record $w of $stripes stripes initialised"
+log "killed during the pass: the newest superblock (seq $wseq) records $w of $stripes stripes initialised;$seen"
 [ "$w" -gt 0 ] && [ "$w" -lt $stripes ] || die "recorded watermark $w: expected inside 1..$((stripes - 1))"
 
 # Restart without the create or the delay bdevs: examine re-assembles r0 from the superblocks
@@ -120,7 +141,7 @@ done
 [ $wait_bdev_up = 1 ] || die "r0 not re-assembled"
 from=$(grep -ao "volume r0: initialising parity in the background, stripes [0-9]* to" "$WORK/i2.log" | awk '{print $(NF-1)}')
 log "after the restart the pass resumed from stripe ${from:-none}"
-[ -n "$from" ] && [ "$from" -ge "$w" ] || die "the pass did not resume from the recorded watermark $w"
+[ -n "$from" ] && [ "$from" = "$w" ] || die "the pass did not resume from the newest recorded watermark $w"
 r=$(verify_run i2 "verify during the resumed pass")
 st=$(jget "$sock" 'v["init"]["state"], v["init"]["window"], v["init_stripes"]')
 log "verify during the resumed pass: $r IOPS MiB/s; init (state, window, watermark): $st"
