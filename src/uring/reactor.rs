@@ -792,7 +792,7 @@ impl Reactor {
 }
 
 /// The pause after each device write in torture mode ([`RuntimeOptions::split_writes`]). A kill
-/// tears a stripe only while the pause after its first write runs, so the pause must outweigh the
+/// tears a stripe only while a pause between two of its writes runs, so the pause must outweigh the
 /// rest of a reactor's work per write (the crash test's log fsync, filling buffers, parity in a
 /// debug build): at 50 µs a 1 s debug-build round tore no surviving stripe about two times in
 /// five, and the crash test's control (`--no-journal`, 4 rounds) found no loss in one CI run. At
