@@ -105,15 +105,18 @@ BP_PID=
 # Each superblock write goes to every member at once, so the kill may leave some members a
 # write behind others: a newer superblock (higher seq) never records fewer stripes initialised,
 # one of the same seq records as many, and the newest one's watermark is the volume's.
+declare -A sb_init sb_seq
+for f in "${members[@]}"; do
+    sb_init[$f]=$(recorded_init "$WORK/$f")
+    sb_seq[$f]=$(recorded_seq "$WORK/$f")
+done
 w=-1 wseq=-1 seen=""
 for f in "${members[@]}"; do
-    o=$(recorded_init "$WORK/$f")
-    q=$(recorded_seq "$WORK/$f")
+    o=${sb_init[$f]} q=${sb_seq[$f]}
     [ "$o" -le $stripes ] || die "member $f records $o initialised stripes, more than the volume's $stripes"
     seen="$seen $f=seq$q:$o"
     for g in "${members[@]}"; do
-        og=$(recorded_init "$WORK/$g")
-        qg=$(recorded_seq "$WORK/$g")
+        og=${sb_init[$g]} qg=${sb_seq[$g]}
         if [ "$qg" -gt "$q" ] && [ "$og" -lt "$o" ]; then
             die "member $g (seq $qg) records $og initialised stripes, fewer than member $f's $o (seq $q)"
         fi
