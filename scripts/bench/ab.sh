@@ -27,7 +27,9 @@
 #                   change of a few percent shows here and not in IOPS. Needs perf, -t 5 or more.
 #   --out DIR       with --profile: keep each run's perf.data and symbol list there
 #   LIB ...         libjraid.so files to compare (copy each build aside first: cargo overwrites
-#                   target/release/libjraid.so)
+#                   target/release/libjraid.so); LIB@off runs that build with its volume's
+#                   journal off and LIB@on with it on, whatever --journal says (one build beside
+#                   itself: what the journal costs, symbol by symbol)
 #
 # Environment as for run.sh: SPDK_DIR, BDEVPERF, NO_HUGE=1.
 set -euo pipefail
@@ -61,7 +63,16 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ ${#libs[@]} -ge 2 ] || die "name two or more libjraid.so files"
-for l in "${libs[@]}"; do [ -f "$l" ] || die "$l not found"; done
+# Each entry's file and journal mode (LIB@on / LIB@off override --journal).
+files=() modes=()
+for l in "${libs[@]}"; do
+    case $l in
+        *@on) files+=("${l%@on}"); modes+=(on) ;;
+        *@off) files+=("${l%@off}"); modes+=(off) ;;
+        *) files+=("$l"); modes+=("$JOURNAL") ;;
+    esac
+    [ -f "${files[-1]}" ] || die "${files[-1]} not found"
+done
 if [ "$PROFILE" = 1 ]; then
     command -v perf >/dev/null || die "perf not found"
     [ "$T" -ge 5 ] || die "--profile needs -t 5 or more (perf samples 3 s from the middle)"
@@ -69,21 +80,19 @@ fi
 pdir=${OUT:-$work}
 mkdir -p "$pdir"
 bytes=$(numfmt --from=iec "$SIZE") || die "bad size $SIZE"
-JRAID_LIB=${libs[0]}
+JRAID_LIB=${files[0]}
 bench_find_spdk
 bench_mem_args 512
 
-extra=""
-[ "$JOURNAL" = off ] && extra=',"journal":false'
-cfg=$work/ab.json
-bench_null_volume_config "$cfg" "$bytes" "$extra" "$DELAY" "$JDELAY"
+bench_null_volume_config "$work/ab-on.json" "$bytes" "" "$DELAY" "$JDELAY"
+bench_null_volume_config "$work/ab-off.json" "$bytes" ',"journal":false' "$DELAY" "$JDELAY"
 
 log "$WL, QD $QD, $IO bytes, members of $SIZE (delay $DELAY µs), journal $JOURNAL (delay $JDELAY µs): $ROUNDS round(s) of ${#libs[@]} builds, $T s each"
 rows=$work/rows
 for r in $(seq 1 "$ROUNDS"); do
     for i in "${!libs[@]}"; do
-        env LD_LIBRARY_PATH="$SPDK_LIBDIR:$SPDK_DIR/dpdk/build/lib" LD_PRELOAD="${libs[$i]}" \
-            "$BDEVPERF" --json "$cfg" -m 0x1 "${MEM_ARGS[@]}" -q "$QD" -o "$IO" -w "$WL" -t "$T" -T r0 \
+        env LD_LIBRARY_PATH="$SPDK_LIBDIR:$SPDK_DIR/dpdk/build/lib" LD_PRELOAD="${files[$i]}" \
+            "$BDEVPERF" --json "$work/ab-${modes[$i]}.json" -m 0x1 "${MEM_ARGS[@]}" -q "$QD" -o "$IO" -w "$WL" -t "$T" -T r0 \
             >"$work/run.out" 2>&1 &
         BP_PID=$!
         if [ "$PROFILE" = 1 ]; then
@@ -139,7 +148,7 @@ for r, i, v in rows:
         except ValueError:
             continue
         s = re.sub(r"(\s*-)+$", "", s.strip())
-        if dso == os.path.basename(libs[i]):
+        if dso == os.path.basename(re.sub(r"@(on|off)$", "", libs[i])):
             o += ns
             if "journal::" in s or "prefetch" in s:
                 j += ns
