@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # jraid journal cost vs volume size: the same jraid volume with its journal on and off, side by
-# side, over 4 null members of each size (null bdevs cost no memory), one reactor.
+# side, over 4 null members of each size (null bdevs cost no memory), one reactor (or --cores N).
 #
 #   scripts/bench/journal_scale.sh [--quick] [-t SECONDS] [--reps N] [--sizes "64M 8G 1T"]
-#                                  [--seq-size SIZE|none] [--warmup SECONDS] [--out DIR]
+#                                  [--seq-size SIZE|none] [--warmup SECONDS] [--cores N] [--out DIR]
 #
 #   -t SECONDS      seconds per test (default 5)
 #   --reps N        repetitions of each (size, journal on/off) pair (default 3); the median IOPS of
@@ -15,6 +15,9 @@
 #                   (default 0): a fresh volume first fills its listed set (and its journal
 #                   state table, up to 16 MiB, comes into the caches); with a warm-up the rows
 #                   measure the steady state
+#   --cores N       reactors (default 1): bdevperf -m <first N cores> -C, one job per reactor at
+#                   the queue depth below each, IOPS summed (the journal's shared state, every
+#                   reactor marking stripes into the same records)
 #   --out DIR       results folder (default results/journal-scale-<date>-<time>/ at the repository root)
 #
 # Environment: SPDK_DIR (default: from pkg-config spdk_bdev, else /opt/jraid-spdk/v26.01/spdk), BDEVPERF, JRAID_LIB
@@ -23,7 +26,7 @@
 # JOURNAL_MB (the malloc journal's size, default 8; 2 gives areas of ~43k entries, fewer than the
 # stripes of 8 GiB members, which then get the shorter first hysteresis).
 #
-# Tests (bdevperf -m 0x1, one target bdev per process via -T):
+# Tests (bdevperf -m 0x1 unless --cores, one target bdev per process via -T):
 #   random:     4 KiB randwrite, QD 128, at every member size
 #   sequential: full-stripe writes (strip x (members - 1) = 192 KiB), QD 32, at --seq-size
 # Journal on and off are interleaved (on, off, on, off, ... for --reps rounds), each test in a fresh
@@ -42,7 +45,7 @@ PYTHON=${PYTHON:-python3}
 
 # --------------------------------------------------------------------------------------------
 # Options
-T=5 reps=3 sizes="64M 8G 1T" seq_size=1T out="" quick=0 warmup=0
+T=5 reps=3 sizes="64M 8G 1T" seq_size=1T out="" quick=0 warmup=0 cores=1
 members=4 strip_kb=64
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -52,6 +55,7 @@ while [ $# -gt 0 ]; do
         --sizes) sizes=$2; shift 2 ;;
         --seq-size) seq_size=$2; shift 2 ;;
         --warmup) warmup=$2; shift 2 ;;
+        --cores) cores=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "journal_scale.sh: unknown option $1 (--help)" >&2; exit 2 ;;
@@ -70,6 +74,10 @@ die() { log "FAIL: $*"; exit 1; }
 case "$T" in '' | *[!0-9]* | 0) die "-t wants a whole number of seconds > 0 (got '$T')" ;; esac
 case "$reps" in '' | *[!0-9]* | 0) die "--reps wants a whole number > 0 (got '$reps')" ;; esac
 case "$warmup" in '' | *[!0-9]*) die "--warmup wants a whole number of seconds (got '$warmup')" ;; esac
+case "$cores" in '' | *[!0-9]* | 0) die "--cores wants a whole number > 0 (got '$cores')" ;; esac
+[ "$cores" -le "$(nproc)" ] || die "--cores $cores: this machine has $(nproc) CPU(s)"
+core_args=(-m "$(printf '0x%x' $(((1 << cores) - 1)))")
+[ "$cores" -gt 1 ] && core_args+=(-C)
 
 to_bytes() { # 64M, 8G, 1T, 4096 -> bytes
     local s=${1^^} n m=1
@@ -141,7 +149,7 @@ start_bdevperf() { # CONFIG TARGET LOG -> BP_PID, BP_SOCK; returns 1 if it did n
     BP_SOCK=$work/bp.sock
     rm -f "$BP_SOCK"
     env LD_LIBRARY_PATH="$LIBPATH" LD_PRELOAD="$JRAID_LIB" \
-        "$BDEVPERF" --json "$cfg" -m 0x1 "${MEM_ARGS[@]}" -u -r "$BP_SOCK" -z \
+        "$BDEVPERF" --json "$cfg" "${core_args[@]}" "${MEM_ARGS[@]}" -u -r "$BP_SOCK" -z \
         -q 1 -o 4096 -w randwrite -t "$T" -T "$target" >"$logf" 2>&1 &
     BP_PID=$!
     for _ in $(seq 1 1200); do
@@ -256,7 +264,7 @@ def sh(c):
         return ""
 meta = {
     "date": "$stamp", "seconds_per_test": $T, "reps": $reps, "quick": bool($quick),
-    "warmup_s": $warmup,
+    "warmup_s": $warmup, "cores": $cores, "core_args": "${core_args[*]}",
     "member_bytes": [int(x) for x in "${size_bytes[*]}".split()],
     "seq_member_bytes": int("${seq_bytes:-0}") or None,
     "members": $members, "strip_kb": $strip_kb, "stripe_bytes": $stripe_bytes,

@@ -168,7 +168,9 @@ def markdown(a, meta, rows):
     L.append(f"- {meta.get('cpus', '?')} CPU(s): {meta.get('cpu_model', '?')}; kernel "
              f"{meta.get('kernel', '?')}; {meta.get('spdk', 'SPDK')}; jraid "
              f"{meta.get('jraid_git', '?')} ({meta.get('jraid_lib', '?')})")
-    L.append(f"- bdevperf -m 0x1 ({meta.get('mem_args', '')}), one fresh process and volume per "
+    cores = meta.get("cores", 1)
+    reactors = "one reactor" if cores == 1 else f"{cores} reactors, one job each, IOPS summed"
+    L.append(f"- bdevperf {meta.get('core_args', '-m 0x1')} ({reactors}; {meta.get('mem_args', '')}), one fresh process and volume per "
              f"test; {meta.get('members', 4)} null members, strip {meta.get('strip_kb', 64)} KiB, "
              f"{meta.get('journal_mb', 8)} MiB malloc journal; {meta.get('seconds_per_test', '?')} s "
              f"per test, {meta.get('reps', '?')} interleaved round(s) of journal on / off, median "
