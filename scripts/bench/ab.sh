@@ -4,7 +4,7 @@
 # median of its per-round ratio to the first (a round runs the builds back to back, so the
 # machine's drift between rounds cancels). One reactor, 4 null members, 8 MiB malloc journal.
 #
-#   scripts/bench/ab.sh [-t SECONDS] [--rounds N] [--size SIZE] [--journal on|off]
+#   scripts/bench/ab.sh [-t SECONDS] [--rounds N] [--size SIZE] [--journal on|off] [--cores N]
 #                       [-w WORKLOAD] [-q QD] [-o BYTES] [--delay US] [--journal-delay US]
 #                       [--journal-mb MB] [--profile [--out DIR]] LIB_A LIB_B [LIB ...]
 #
@@ -12,6 +12,9 @@
 #   --rounds N      rounds (default 4)
 #   --size SIZE     bytes per member, K/M/G/T suffixes (default 1G)
 #   --journal X     on (default) or off ("journal": false: the volume without its journal)
+#   --cores N       reactors (default 1): bdevperf -m <first N cores> -C, one job per reactor at
+#                   the queue depth below each, IOPS summed; with --profile, ns per I/O are
+#                   reactor-ns (N × 10^9 ÷ IOPS)
 #   -w WORKLOAD     bdevperf workload (default randwrite); -q queue depth (128); -o I/O size (4096)
 #   --delay US      members are bdev_delay over the null bdevs, US µs per read and write on
 #                   average (default 0: plain null members)
@@ -41,7 +44,7 @@ work=$(mktemp -d /tmp/jraid-ab.XXXXXX)
 . "$root/scripts/bench/common.sh"
 bench_setup_cleanup
 
-T=4 ROUNDS=4 SIZE=1G JOURNAL=on WL=randwrite QD=128 IO=4096 DELAY=0 JDELAY=0 PROFILE=0 OUT=""
+CORES=1 T=4 ROUNDS=4 SIZE=1G JOURNAL=on WL=randwrite QD=128 IO=4096 DELAY=0 JDELAY=0 PROFILE=0 OUT=""
 libs=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -49,6 +52,7 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS=$2; shift 2 ;;
         --size) SIZE=$2; shift 2 ;;
         --journal) JOURNAL=$2; shift 2 ;;
+        --cores) CORES=$2; shift 2 ;;
         --journal-mb) export JOURNAL_MB=$2; shift 2 ;;
         -w) WL=$2; shift 2 ;;
         -q) QD=$2; shift 2 ;;
@@ -77,6 +81,10 @@ if [ "$PROFILE" = 1 ]; then
     command -v perf >/dev/null || die "perf not found"
     [ "$T" -ge 5 ] || die "--profile needs -t 5 or more (perf samples 3 s from the middle)"
 fi
+case "$CORES" in '' | *[!0-9]* | 0) die "--cores wants a whole number > 0" ;; esac
+[ "$CORES" -le "$(nproc)" ] || die "--cores $CORES: this machine has $(nproc) CPU(s)"
+core_args=(-m "$(printf '0x%x' $(((1 << CORES) - 1)))")
+[ "$CORES" -gt 1 ] && core_args+=(-C)
 pdir=${OUT:-$work}
 mkdir -p "$pdir"
 bytes=$(numfmt --from=iec "$SIZE") || die "bad size $SIZE"
@@ -87,12 +95,12 @@ bench_mem_args 512
 bench_null_volume_config "$work/ab-on.json" "$bytes" "" "$DELAY" "$JDELAY"
 bench_null_volume_config "$work/ab-off.json" "$bytes" ',"journal":false' "$DELAY" "$JDELAY"
 
-log "$WL, QD $QD, $IO bytes, members of $SIZE (delay $DELAY µs), journal $JOURNAL (delay $JDELAY µs): $ROUNDS round(s) of ${#libs[@]} builds, $T s each"
+log "$CORES reactor(s), $WL, QD $QD, $IO bytes, members of $SIZE (delay $DELAY µs), journal $JOURNAL (delay $JDELAY µs): $ROUNDS round(s) of ${#libs[@]} builds, $T s each"
 rows=$work/rows
 for r in $(seq 1 "$ROUNDS"); do
     for i in "${!libs[@]}"; do
         env LD_LIBRARY_PATH="$SPDK_LIBDIR:$SPDK_DIR/dpdk/build/lib" LD_PRELOAD="${files[$i]}" \
-            "$BDEVPERF" --json "$work/ab-${modes[$i]}.json" -m 0x1 "${MEM_ARGS[@]}" -q "$QD" -o "$IO" -w "$WL" -t "$T" -T r0 \
+            "$BDEVPERF" --json "$work/ab-${modes[$i]}.json" "${core_args[@]}" "${MEM_ARGS[@]}" -q "$QD" -o "$IO" -w "$WL" -t "$T" -T r0 \
             >"$work/run.out" 2>&1 &
         BP_PID=$!
         if [ "$PROFILE" = 1 ]; then
@@ -104,7 +112,9 @@ for r in $(seq 1 "$ROUNDS"); do
         wait "$BP_PID" || { tail -20 "$work/run.out" >&2; die "bdevperf failed with ${libs[$i]}"; }
         BP_PID=""
         out=$(cat "$work/run.out")
-        iops=$(echo "$out" | awk '$1 == "r0" && $2 == ":" {print $4; exit}')
+        # One job: its row; several (--cores): the Total row (after a carriage return).
+        iops=$(echo "$out" | tr -d '\r' | awk -v n="$CORES" \
+            'n == 1 && $1 == "r0" && $2 == ":" {print $4; exit} n > 1 && $1 == "Total" && $2 == ":" {print $3; exit}')
         [ -n "$iops" ] || { echo "$out" | tail -20 >&2; die "no IOPS from bdevperf with ${libs[$i]}"; }
         log "round $r: ${libs[$i]}: $iops IOPS"
         echo "$r $i $iops" >>"$rows"
@@ -129,7 +139,7 @@ for i, lib in enumerate(libs[1:], 1):
           f"({' '.join(f'{x:.3f}' for x in pr)})")
 EOF
 [ "$PROFILE" = 1 ] || exit 0
-python3 - "$rows" "$pdir" "${libs[@]}" <<'EOF'
+AB_CORES=$CORES python3 - "$rows" "$pdir" "${libs[@]}" <<'EOF'
 import collections, os, re, statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 pdir, libs = sys.argv[2], sys.argv[3:]
@@ -137,8 +147,9 @@ total = collections.defaultdict(list)  # build -> ns per I/O of each run
 own = collections.defaultdict(list)    # build -> ns per I/O in the build's library
 jour = collections.defaultdict(list)   # build -> ns per I/O in the journal's symbols
 sym = collections.defaultdict(lambda: collections.defaultdict(float))  # symbol -> build -> sum
+cores = int(os.environ.get("AB_CORES", "1"))
 for r, i, v in rows:
-    i, t = int(i), 1e9 / float(v)
+    i, t = int(i), cores * 1e9 / float(v)
     total[i].append(t)
     o = j = 0.0
     for line in open(f"{pdir}/r{r}-b{i}.symbols"):

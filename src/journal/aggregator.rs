@@ -776,21 +776,33 @@ struct Listed {
     job: Option<InFlight>,
 }
 
-/// A dirty-stripe journal shared by the volumes on it.
-pub struct Journal {
-    /// Configuration.
-    pub cfg: JournalConfig,
+/// The words a mark that lists a stripe changes, each with a read-modify-write: together, on
+/// lines of their own. Every reactor's new marks change them, so their line moves to the
+/// marking reactor each time: one line for the three, not one each; and none of the words
+/// every write only reads (the durable generation, the failed flag, the space waiters, which a
+/// fast-path mark and every clean look at) lies on it, so those reads do not miss each time
+/// another reactor lists a stripe.
+#[repr(align(128))]
+struct MarkWords {
     /// Generation open for marks, and how many writers entered it: `(g << ENTER_BITS) | n`
     /// ([`Journal::enter_open`]).
     open: AtomicU64,
     /// Writers that entered generation g and left it, at index g % 2.
     left: [AtomicU64; 2],
+    /// Entries listed or queued (bounded by the record size).
+    reserved: AtomicU64,
+}
+
+/// A dirty-stripe journal shared by the volumes on it.
+pub struct Journal {
+    /// Configuration.
+    pub cfg: JournalConfig,
+    /// The words every mark of a stripe not yet listed changes (see [`MarkWords`]).
+    mw: MarkWords,
     /// Newest durable generation.
     durable: AtomicU64,
     /// Highest generation some writer waits for.
     wanted: AtomicU64,
-    /// Entries listed or queued (bounded by the record size).
-    reserved: AtomicU64,
     /// Writers waiting for room in the record.
     space_waiters: AtomicU64,
     /// A record write is in flight.
@@ -832,11 +844,13 @@ impl Journal {
             .map(|_| AtomicU64::new(u64::MAX))
             .collect();
         Journal {
-            open: AtomicU64::new((last_generation + 1) << ENTER_BITS),
-            left: [AtomicU64::new(0), AtomicU64::new(0)],
+            mw: MarkWords {
+                open: AtomicU64::new((last_generation + 1) << ENTER_BITS),
+                left: [AtomicU64::new(0), AtomicU64::new(0)],
+                reserved: AtomicU64::new(carried.len() as u64),
+            },
             durable: AtomicU64::new(last_generation),
             wanted: AtomicU64::new(last_generation),
-            reserved: AtomicU64::new(carried.len() as u64),
             space_waiters: AtomicU64::new(0),
             in_flight: AtomicBool::new(false),
             failed: AtomicBool::new(false),
@@ -965,7 +979,7 @@ impl Journal {
             stays
         });
         let dropped = before - carried.len();
-        self.reserved.fetch_sub(dropped as u64, AcqRel);
+        self.mw.reserved.fetch_sub(dropped as u64, AcqRel);
     }
 
     /// Remove a volume (its listed stripes leave with the next record).
@@ -995,7 +1009,7 @@ impl Journal {
             });
             dropped += before - q.len();
         }
-        self.reserved.fetch_sub(dropped as u64, AcqRel);
+        self.mw.reserved.fetch_sub(dropped as u64, AcqRel);
     }
 
     /// Register a channel for durability notifications; returns its slot.
@@ -1031,12 +1045,12 @@ impl Journal {
 
     /// Generation open for marks.
     pub fn open_generation(&self) -> u64 {
-        self.open.load(SeqCst) >> ENTER_BITS
+        self.mw.open.load(SeqCst) >> ENTER_BITS
     }
 
     /// Listed entries (durable or queued), for status.
     pub fn listed_count(&self) -> u64 {
-        self.reserved.load(Relaxed)
+        self.mw.reserved.load(Relaxed)
     }
 
     /// Whether a record write is in flight (then [`Journal::begin_flush`] returns `None`: this
@@ -1068,8 +1082,8 @@ impl Journal {
             return Mark::Wait(g);
         }
         // Room in the record first: never overfill, never skip.
-        if self.reserved.fetch_add(1, AcqRel) >= self.cfg.max_entries() as u64 {
-            self.reserved.fetch_sub(1, AcqRel);
+        if self.mw.reserved.fetch_add(1, AcqRel) >= self.cfg.max_entries() as u64 {
+            self.mw.reserved.fetch_sub(1, AcqRel);
             self.stats.full.fetch_add(1, Relaxed);
             return Mark::Full;
         }
@@ -1100,23 +1114,24 @@ impl Journal {
     /// is always drained into record g. The caller queues its entries, then calls
     /// [`Journal::leave`].
     fn enter_open(&self) -> u64 {
-        let v = self.open.fetch_add(1, SeqCst);
+        let v = self.mw.open.fetch_add(1, SeqCst);
         debug_assert!(v & ENTER_MASK < ENTER_MASK, "writers entering overflow");
         v >> ENTER_BITS
     }
 
     /// Leave generation `g` (entered with [`Journal::enter_open`]), its entries queued.
     fn leave(&self, g: u64) {
-        self.left[(g % 2) as usize].fetch_add(1, SeqCst);
+        self.mw.left[(g % 2) as usize].fetch_add(1, SeqCst);
     }
 
     /// Close the open generation (the flusher, one at a time) and wait until every writer that
     /// entered it has left (its entries are then in the queue). Returns it.
     fn close_open(&self) -> u64 {
-        let mut cur = self.open.load(SeqCst);
+        let mut cur = self.mw.open.load(SeqCst);
         let (g, entered) = loop {
             let g = cur >> ENTER_BITS;
             match self
+                .mw
                 .open
                 .compare_exchange_weak(cur, (g + 1) << ENTER_BITS, SeqCst, SeqCst)
             {
@@ -1126,7 +1141,7 @@ impl Journal {
         };
         // Writers that entered g are a few instructions from leaving it. Nobody enters g or
         // g + 2 (which shares the counter) before the next close, so the count goes back to 0.
-        let left = &self.left[(g % 2) as usize];
+        let left = &self.mw.left[(g % 2) as usize];
         #[cfg(loom)]
         let wait = !self.cfg.control_skip_drain;
         #[cfg(not(loom))]
@@ -1154,7 +1169,7 @@ impl Journal {
         let want = to - from;
         // Room as for a mark (never overfill), for the whole range at once; what is not used
         // goes back below.
-        let before = self.reserved.fetch_add(want, AcqRel);
+        let before = self.mw.reserved.fetch_add(want, AcqRel);
         let room = (self.cfg.max_entries() as u64)
             .saturating_sub(before)
             .min(want);
@@ -1198,7 +1213,7 @@ impl Journal {
                 joined = Some(g);
             }
         }
-        self.reserved.fetch_sub(want - listed, AcqRel);
+        self.mw.reserved.fetch_sub(want - listed, AcqRel);
         joined
     }
 
@@ -1616,7 +1631,7 @@ impl Journal {
                 Removal::Uncovered => {
                     // A member flush is asked for; nothing behind this entry is covered either.
                     l.queues[qi].push_front((e, due));
-                    self.reserved.fetch_sub(freed, AcqRel);
+                    self.mw.reserved.fetch_sub(freed, AcqRel);
                     listed.apply();
                     return (start - budget, true);
                 }
@@ -1624,7 +1639,7 @@ impl Journal {
             }
             l.queues[LATER].push_back((e, now_us));
         }
-        self.reserved.fetch_sub(freed, AcqRel);
+        self.mw.reserved.fetch_sub(freed, AcqRel);
         listed.apply();
         (start - budget, false)
     }
