@@ -936,7 +936,7 @@ impl<B: Backend> Channel<B> {
         // Borrowed, not cloned: two reference-count round trips per write are measurable.
         let stripe = self.pieces[pi].stripe;
         let mark = match (&self.journal, &self.jv) {
-            (Some(j), Some(jv)) if !j.is_failed() => Some(j.mark(jv, stripe)),
+            (Some(j), Some(jv)) if !j.is_failed() => Some(j.mark_on(self.jslot, jv, stripe)),
             (Some(_), Some(_)) => {
                 self.pieces[pi].step = JournalStep::Failed;
                 return;

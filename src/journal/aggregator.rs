@@ -857,7 +857,7 @@ impl Journal {
             live: [AtomicBool::new(true), AtomicBool::new(cfg.devices > 1)],
             whole: [AtomicBool::new(false), AtomicBool::new(false)],
             next_scan_us: AtomicU64::new(0),
-            queue: MarkQueue::new(cap),
+            queue: MarkQueue::new(cap, cfg.max_channels),
             waits,
             channels: Mutex::new(Vec::new()),
             volumes: Mutex::new(Vec::new()),
@@ -991,10 +991,10 @@ impl Journal {
         let l = &mut *guard;
         lock(&self.volumes).retain(|v| v.number != number);
         // Queued marks belong to the next record; take them in now so the volume's leave too.
-        while let Some(e) = self.queue.pop() {
+        self.queue.drain(|e| {
             l.adds.push(e);
             l.queues[LATER].push_back((e, 0));
-        }
+        });
         // Entries not yet written leave silently; written ones leave as removals.
         l.adds.retain(|e| e.volume != number);
         let (removes, queues) = (&mut l.removes, &mut l.queues);
@@ -1025,6 +1025,7 @@ impl Journal {
         };
         c[i] = Some(addr);
         self.waits[i].store(u64::MAX, SeqCst);
+        self.queue.open_slot(i);
         Some(i)
     }
 
@@ -1067,6 +1068,16 @@ impl Journal {
     /// Mark `stripe` of `jv` dirty before writing it. Under the stripe's shard lock (marks of
     /// stripes of other shards run in parallel); joining the open generation is lock-free.
     pub fn mark(&self, jv: &JournalVolume, stripe: u64) -> Mark {
+        self.mark_from(None, jv, stripe)
+    }
+
+    /// [`Journal::mark`] from the channel registered in `slot` ([`Journal::register_channel`]):
+    /// a stripe it lists is queued in that channel's own ring (see `MarkQueue`).
+    pub fn mark_on(&self, slot: usize, jv: &JournalVolume, stripe: u64) -> Mark {
+        self.mark_from(Some(slot), jv, stripe)
+    }
+
+    fn mark_from(&self, slot: Option<usize>, jv: &JournalVolume, stripe: u64) -> Mark {
         let mut shard = lock(jv.shard_of(stripe));
         if let Some(slot) = shard.find(stripe) {
             debug_assert!(slot.active() < ACTIVE_MAX, "active marks overflow");
@@ -1090,19 +1101,22 @@ impl Journal {
         let g = self.enter_open();
         shard.insert(Slot::new(stripe, g, 1));
         drop(shard);
-        self.queue_entry(jv, stripe);
+        self.queue_entry(slot, jv, stripe);
         self.leave(g);
         Mark::Wait(g)
     }
 
     /// Queue the entry of a stripe of `jv` just listed, for the open generation's record (the
     /// caller entered the generation and reserved room for the entry).
-    fn queue_entry(&self, jv: &JournalVolume, stripe: u64) {
+    fn queue_entry(&self, slot: Option<usize>, jv: &JournalVolume, stripe: u64) {
         // Cannot fail: `reserved` bounds the queue and the listed set together.
-        let pushed = self.queue.push(Entry {
-            volume: jv.number,
-            stripe,
-        });
+        let pushed = self.queue.push(
+            slot,
+            Entry {
+                volume: jv.number,
+                stripe,
+            },
+        );
         debug_assert!(pushed.is_ok(), "mark queue over its reserved bound");
     }
 
@@ -1204,7 +1218,7 @@ impl Journal {
                 }
                 shard.insert(Slot::new(stripe, g, 0));
                 drop(shard);
-                self.queue_entry(jv, stripe);
+                self.queue_entry(None, jv, stripe);
                 listed += 1;
             }
             self.leave(g);
@@ -1543,13 +1557,13 @@ impl Journal {
     /// into the next record's additions.
     fn take_marks(&self, l: &mut Listed, vols: &[Arc<JournalVolume>], now_us: u64) {
         let mut listed = ListedCounts::default();
-        while let Some(e) = self.queue.pop() {
+        self.queue.drain(|e| {
             l.adds.push(e);
             l.queues[LATER].push_back((e, now_us));
             if let Some(v) = vols.iter().find(|v| v.number == e.volume) {
                 listed.add(v, 1);
             }
-        }
+        });
         listed.apply();
     }
 
