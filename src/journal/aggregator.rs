@@ -779,8 +779,8 @@ struct Listed {
 /// The words a mark that lists a stripe changes, each with a read-modify-write: together, on
 /// lines of their own. Every reactor's new marks change them, so their line moves to the
 /// marking reactor each time: one line for the three, not one each; and none of the words
-/// every write only reads (the durable generation, the failed flag, the space waiters, which a
-/// fast-path mark and every clean look at) lies on it, so those reads do not miss each time
+/// every write only reads (the durable generation a fast-path mark reads, the failed flag, the
+/// space-waiter count every clean reads) lies on it, so those reads do not miss each time
 /// another reactor lists a stripe.
 #[repr(align(128))]
 struct MarkWords {
@@ -1077,7 +1077,9 @@ impl Journal {
         self.mark_from(Some(slot), jv, stripe)
     }
 
-    fn mark_from(&self, slot: Option<usize>, jv: &JournalVolume, stripe: u64) -> Mark {
+    /// [`Journal::mark`], queueing a listed stripe in channel slot `chan`'s ring (`None`: the
+    /// shared one).
+    fn mark_from(&self, chan: Option<usize>, jv: &JournalVolume, stripe: u64) -> Mark {
         let mut shard = lock(jv.shard_of(stripe));
         if let Some(slot) = shard.find(stripe) {
             debug_assert!(slot.active() < ACTIVE_MAX, "active marks overflow");
@@ -1101,17 +1103,17 @@ impl Journal {
         let g = self.enter_open();
         shard.insert(Slot::new(stripe, g, 1));
         drop(shard);
-        self.queue_entry(slot, jv, stripe);
+        self.queue_entry(chan, jv, stripe);
         self.leave(g);
         Mark::Wait(g)
     }
 
     /// Queue the entry of a stripe of `jv` just listed, for the open generation's record (the
     /// caller entered the generation and reserved room for the entry).
-    fn queue_entry(&self, slot: Option<usize>, jv: &JournalVolume, stripe: u64) {
+    fn queue_entry(&self, chan: Option<usize>, jv: &JournalVolume, stripe: u64) {
         // Cannot fail: `reserved` bounds the queue and the listed set together.
         let pushed = self.queue.push(
-            slot,
+            chan,
             Entry {
                 volume: jv.number,
                 stripe,
