@@ -2,7 +2,8 @@
 # A/B of jraid builds: the same bdevperf test over the same volume, each build in turn, for a
 # number of rounds; prints each build's median IOPS and, for every build after the first, the
 # median of its per-round ratio to the first (a round runs the builds back to back, so the
-# machine's drift between rounds cancels). One reactor, 4 null members, 8 MiB malloc journal.
+# machine's drift between rounds cancels). One reactor (or --cores N), 4 null members, 8 MiB
+# malloc journal.
 #
 #   scripts/bench/ab.sh [-t SECONDS] [--rounds N] [--size SIZE] [--journal on|off] [--cores N]
 #                       [-w WORKLOAD] [-q QD] [-o BYTES] [--delay US] [--journal-delay US]

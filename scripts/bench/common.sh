@@ -7,6 +7,7 @@
 BP_PID=""
 hp_orig=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
 hp_changed=0
+hp_mounted=""
 
 # Stop the bdevperf in $BP_PID (SIGINT, then SIGKILL after 10 s).
 bench_stop_bdevperf() {
@@ -25,6 +26,9 @@ bench_cleanup() {
         echo "$hp_orig" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
         log "nr_hugepages restored to $hp_orig"
     fi
+    if [ -n "$hp_mounted" ]; then
+        umount "$hp_mounted" 2>/dev/null && log "hugetlbfs at $hp_mounted unmounted"
+    fi
     rm -rf "$work"
 }
 
@@ -34,8 +38,9 @@ bench_setup_cleanup() {
 }
 
 # bench_mem_args MB: sets MEM_ARGS for an app needing MB of DPDK memory. Hugepages when a
-# hugetlbfs is mounted (DPDK needs the mount; reserved pages alone do not do) and enough are free,
-# raising nr_hugepages when short (restored at exit); else --no-huge (also with NO_HUGE=1).
+# hugetlbfs is mounted (DPDK needs the mount; reserved pages alone do not do; as root one is
+# mounted at /dev/hugepages when none is, and unmounted at exit) and enough are free, raising
+# nr_hugepages when short (restored at exit); else --no-huge (also with NO_HUGE=1).
 bench_mem_args() {
     local mb=$1 hp_size_kb need free total
     MEM_ARGS=(--no-huge -s "$mb")
@@ -43,7 +48,16 @@ bench_mem_args() {
         return 0
     fi
     if ! awk '$3 == "hugetlbfs" {found = 1} END {exit !found}' /proc/mounts 2>/dev/null; then
-        return 0
+        # A fresh machine mounts none; as root, mount one for the run (unmounted at exit), as
+        # an SPDK user would: --no-huge puts every bdev_io and DMA buffer on 4 KiB pages.
+        if [ "$(id -u)" = 0 ] && mkdir -p /dev/hugepages &&
+            mount -t hugetlbfs nodev /dev/hugepages 2>/dev/null; then
+            hp_mounted=/dev/hugepages
+            log "hugetlbfs mounted at $hp_mounted (unmounted at exit)"
+        else
+            log "no hugetlbfs mounted (and none could be): --no-huge"
+            return 0
+        fi
     fi
     hp_size_kb=$(awk '/Hugepagesize/ {print $2}' /proc/meminfo 2>/dev/null || echo 2048)
     need=$(((mb * 1024 + hp_size_kb - 1) / hp_size_kb))
