@@ -131,6 +131,11 @@ pub struct JournalConfig {
     /// fail (a writer released by a record that lacks its stripe).
     #[cfg(loom)]
     pub control_skip_drain: bool,
+    /// Loom control only: the flusher reads which channel rings to drain before it closes the
+    /// generation (instead of after every writer of it left: [`Journal::take_marks`]). The
+    /// model of a channel registering during a flush must then fail.
+    #[cfg(loom)]
+    pub control_drain_high_early: bool,
 }
 
 impl JournalConfig {
@@ -160,6 +165,8 @@ impl JournalConfig {
             control_list_over_anything: false,
             #[cfg(loom)]
             control_skip_drain: false,
+            #[cfg(loom)]
+            control_drain_high_early: false,
         }
     }
 
@@ -1427,6 +1434,10 @@ impl Journal {
         {
             return None;
         }
+        #[cfg(loom)]
+        let early = self.cfg.control_drain_high_early.then(|| self.queue.high());
+        #[cfg(not(loom))]
+        let early = None;
         let g = self.close_open();
         let mut guard = lock(&self.listed);
         let l = &mut *guard;
@@ -1439,7 +1450,7 @@ impl Journal {
                 fetch_states(pf, q.iter().take(SCAN_AHEAD), &vols);
             }
         }
-        self.take_marks(l, &vols, now_us);
+        self.take_marks(l, &vols, now_us, early);
         let th = self.hysteresis_threshold(l, now_us);
         self.scan_removals(l, &vols, th, now_us);
         drop(vols);
@@ -1557,9 +1568,19 @@ impl Journal {
 
     /// Move the queued marks into the listed set (due for a removal check from `now_us` on) and
     /// into the next record's additions.
-    fn take_marks(&self, l: &mut Listed, vols: &[Arc<JournalVolume>], now_us: u64) {
+    fn take_marks(
+        &self,
+        l: &mut Listed,
+        vols: &[Arc<JournalVolume>],
+        now_us: u64,
+        early: Option<usize>,
+    ) {
         let mut listed = ListedCounts::default();
-        self.queue.drain(|e| {
+        // Which channel rings to visit is read now, after every writer of the closed generation
+        // left it: a channel that pushed an entry of it opened its ring before (see
+        // `MarkQueue::open_slot`). `early`: a loom control's reading from before the close.
+        let high = early.unwrap_or_else(|| self.queue.high());
+        self.queue.drain_below(high, |e| {
             l.adds.push(e);
             l.queues[LATER].push_back((e, now_us));
             if let Some(v) = vols.iter().find(|v| v.number == e.volume) {

@@ -71,10 +71,10 @@ fn rig_build(
     set: impl FnOnce(&mut JournalConfig),
 ) -> Arc<Rig> {
     let mut cfg = JournalConfig::new([7; 16], 512, 4096, [(0, 0), (0, 8)]);
-    set(&mut cfg);
     cfg.max_channels = 1;
     cfg.hysteresis_generations = 0;
     cfg.hysteresis_us = 0;
+    set(&mut cfg);
     let j = Journal::new(cfg, last);
     let (jv, _) = j.attach_volume(0, stripes, volatile_members);
     Arc::new(Rig {
@@ -124,9 +124,25 @@ fn write_stripe_at(r: &Rig, stripe: u64, clean_us: u64) {
 
 /// [`write_stripe_at`], giving up (false) after `attempts` marks that found no room.
 fn try_write_stripe(r: &Rig, stripe: u64, clean_us: u64, attempts: u32) -> bool {
+    try_write_stripe_on(r, None, stripe, clean_us, attempts)
+}
+
+/// [`try_write_stripe`] from the channel registered in `chan` (its marks queue in that
+/// channel's ring; `None`: no channel).
+fn try_write_stripe_on(
+    r: &Rig,
+    chan: Option<usize>,
+    stripe: u64,
+    clean_us: u64,
+    attempts: u32,
+) -> bool {
     let mut left = attempts;
     let m = loop {
-        match r.j.mark(&r.jv, stripe) {
+        let mark = match chan {
+            Some(c) => r.j.mark_on(c, &r.jv, stripe),
+            None => r.j.mark(&r.jv, stripe),
+        };
+        match mark {
             Mark::Ready => break Mark::Ready,
             Mark::Wait(g) => {
                 r.j.request(g);
@@ -584,5 +600,44 @@ fn list_ahead_model(control: bool) {
             "reserved drifted from the listed set (a stripe listed twice)"
         );
         assert_eq!(r.jv.active(0), 0);
+    });
+}
+
+#[test]
+fn loom_a_channel_registering_during_a_flush_has_its_marks_drained() {
+    channel_ring_model(false);
+}
+
+/// Control: a flusher that reads which channel rings to drain before it closes the generation
+/// misses the ring of a channel that registered and marked in between, and releases that
+/// channel's write with a record that lacks its stripe.
+#[test]
+#[should_panic(expected = "missing from record")]
+fn loom_channel_ring_control_reading_the_rings_before_the_close_fails() {
+    channel_ring_model(true);
+}
+
+fn channel_ring_model(control: bool) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(move || {
+        // The other thread registers a channel (its ring is made then) and writes stripe 1
+        // through it while the main thread writes stripe 0 without one (the shared ring); both
+        // flush when nobody else does. Every write is released by a record listing its stripe
+        // (checked in `try_write_stripe_on`), whichever ring its entry went through.
+        let r = rig_build(2, false, None, |cfg| {
+            cfg.max_channels = 2;
+            cfg.control_drain_high_early = control;
+        });
+        let r2 = r.clone();
+        let t = thread::spawn(move || {
+            let chan = r2.j.register_channel(crate::engine::Address {
+                reactor: 1,
+                volume: 0,
+            });
+            assert!(try_write_stripe_on(&r2, chan, 1, 1, u32::MAX));
+        });
+        write_stripe(&r, 0);
+        t.join().unwrap();
     });
 }

@@ -3,11 +3,11 @@
 //! (`RUSTFLAGS="--cfg loom" cargo test --lib loom`).
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
@@ -19,8 +19,7 @@ pub(crate) fn spin() {
     std::hint::spin_loop();
 }
 
-/// Bounded multi-producer queue of marks: crossbeam's lock-free `ArrayQueue`s, or a mutexed
-/// deque under loom (the queue is crossbeam's to prove; the protocol around it is ours).
+/// Bounded multi-producer queue of marks.
 ///
 /// Small rings first, one per channel slot (made when a channel registers), and one of the
 /// whole bound for what does not fit. The queue is drained at each record, so it rarely holds
@@ -30,42 +29,33 @@ pub(crate) fn spin() {
 /// per channel: reactors listing stripes at the same time do not take turns on one ring's tail
 /// (its line would move to the pushing reactor on every push). Entries are a set, so their
 /// order across the rings does not matter.
+///
+/// The rings are crossbeam's lock-free `ArrayQueue`s, or mutexed deques of the same bound under
+/// loom (each ring is crossbeam's to prove). Which rings exist, and which of them a drain visits
+/// (`open_slot`, `high`, `push`, `drain`), is the same code in both, so the loom models check it
+/// (`loom_a_channel_registering_during_a_flush_has_its_marks_drained`).
 pub(crate) struct MarkQueue<T> {
     /// Per channel slot: its small ring, once the slot was opened ([`MarkQueue::open_slot`]).
-    #[cfg(not(loom))]
-    near: Box<[std::sync::OnceLock<crossbeam_queue::ArrayQueue<T>>]>,
+    near: Box<[Once<Ring<T>>]>,
     /// Slots below this may have a ring.
-    #[cfg(not(loom))]
-    high: std::sync::atomic::AtomicUsize,
+    high: AtomicUsize,
     /// The small ring of pushes without a slot.
-    #[cfg(not(loom))]
-    shared: crossbeam_queue::ArrayQueue<T>,
-    #[cfg(not(loom))]
-    far: crossbeam_queue::ArrayQueue<T>,
-    #[cfg(loom)]
-    q: Mutex<std::collections::VecDeque<T>>,
+    shared: Ring<T>,
+    /// The ring of the whole bound, for what a small ring has no room for.
+    far: Ring<T>,
 }
 
 /// Entries of each of [`MarkQueue`]'s small rings.
-#[cfg(not(loom))]
 const NEAR: usize = 1024;
 
 impl<T> MarkQueue<T> {
     /// A queue of `cap` entries in all, with small rings for channel slots below `slots`.
     pub(crate) fn new(cap: usize, slots: usize) -> Self {
-        #[cfg(not(loom))]
-        return MarkQueue {
-            near: (0..slots).map(|_| std::sync::OnceLock::new()).collect(),
-            high: std::sync::atomic::AtomicUsize::new(0),
-            shared: crossbeam_queue::ArrayQueue::new(cap.clamp(1, NEAR)),
-            far: crossbeam_queue::ArrayQueue::new(cap.max(1)),
-        };
-        #[cfg(loom)]
-        {
-            let _ = slots;
-            MarkQueue {
-                q: Mutex::new(std::collections::VecDeque::with_capacity(cap)),
-            }
+        MarkQueue {
+            near: (0..slots).map(|_| Once::new()).collect(),
+            high: AtomicUsize::new(0),
+            shared: Ring::new(cap.clamp(1, NEAR)),
+            far: Ring::new(cap.max(1)),
         }
     }
 
@@ -74,63 +64,150 @@ impl<T> MarkQueue<T> {
     /// drain that follows one of its pushes (the flusher waits for its writer to leave the
     /// generation) then sees the slot below `high`.
     pub(crate) fn open_slot(&self, slot: usize) {
-        #[cfg(not(loom))]
         if let Some(r) = self.near.get(slot) {
-            r.get_or_init(|| crossbeam_queue::ArrayQueue::new(self.far.capacity().min(NEAR)));
-            self.high
-                .fetch_max(slot + 1, std::sync::atomic::Ordering::SeqCst);
+            r.get_or_init(|| Ring::new(self.far.capacity().min(NEAR)));
+            self.high.fetch_max(slot + 1, Ordering::SeqCst);
         }
-        #[cfg(loom)]
-        let _ = slot;
+    }
+
+    /// Highest slot opened, plus one: a drain visits the rings below it.
+    pub(crate) fn high(&self) -> usize {
+        self.high.load(Ordering::SeqCst)
     }
 
     /// Queue `v` from channel slot `slot` (`None`: no slot): in its small ring, else in the
     /// large one; gives it back when both are full (never, under the journal's bound on
     /// entries listed or queued).
     pub(crate) fn push(&self, slot: Option<usize>, v: T) -> Result<(), T> {
-        #[cfg(not(loom))]
-        {
-            let near = slot
-                .and_then(|s| self.near.get(s))
-                .and_then(|r| r.get())
-                .unwrap_or(&self.shared);
-            near.push(v).or_else(|v| self.far.push(v))
-        }
-        #[cfg(loom)]
-        {
-            let _ = slot;
-            self.q.lock().unwrap().push_back(v);
-            Ok(())
-        }
+        let near = slot
+            .and_then(|s| self.near.get(s))
+            .and_then(|r| r.get())
+            .unwrap_or(&self.shared);
+        near.push(v).or_else(|v| self.far.push(v))
     }
 
     /// Take every queued entry out, into `f` (pushes racing this one may or may not be taken).
-    pub(crate) fn drain(&self, mut f: impl FnMut(T)) {
-        #[cfg(not(loom))]
-        {
-            let high = self.high.load(std::sync::atomic::Ordering::SeqCst);
-            for r in self.near[..high.min(self.near.len())].iter() {
-                if let Some(r) = r.get() {
-                    while let Some(v) = r.pop() {
-                        f(v);
-                    }
-                }
-            }
-            for q in [&self.shared, &self.far] {
-                while let Some(v) = q.pop() {
+    pub(crate) fn drain(&self, f: impl FnMut(T)) {
+        self.drain_below(self.high(), f)
+    }
+
+    /// [`MarkQueue::drain`], visiting the slot rings below `high` only (the caller read
+    /// [`MarkQueue::high`] after every push it must take; a loom control reads it too early).
+    pub(crate) fn drain_below(&self, high: usize, mut f: impl FnMut(T)) {
+        for r in self.near[..high.min(self.near.len())].iter() {
+            if let Some(r) = r.get() {
+                while let Some(v) = r.pop() {
                     f(v);
                 }
             }
         }
-        #[cfg(loom)]
-        loop {
-            // The lock is let go before `f` runs, as a pop at a time did.
-            let v = self.q.lock().unwrap().pop_front();
-            match v {
-                Some(v) => f(v),
-                None => break,
+        for q in [&self.shared, &self.far] {
+            while let Some(v) = q.pop() {
+                f(v);
             }
         }
+    }
+}
+
+/// A bounded multi-producer multi-consumer ring.
+#[cfg(not(loom))]
+struct Ring<T>(crossbeam_queue::ArrayQueue<T>);
+
+#[cfg(not(loom))]
+impl<T> Ring<T> {
+    fn new(cap: usize) -> Self {
+        Ring(crossbeam_queue::ArrayQueue::new(cap))
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+    fn push(&self, v: T) -> Result<(), T> {
+        self.0.push(v)
+    }
+    fn pop(&self) -> Option<T> {
+        self.0.pop()
+    }
+}
+
+/// Under loom: a mutexed deque of the same bound (the lock is let go before the entry is used).
+#[cfg(loom)]
+struct Ring<T> {
+    q: Mutex<std::collections::VecDeque<T>>,
+    cap: usize,
+}
+
+#[cfg(loom)]
+impl<T> Ring<T> {
+    fn new(cap: usize) -> Self {
+        Ring {
+            q: Mutex::new(std::collections::VecDeque::new()),
+            cap,
+        }
+    }
+    fn capacity(&self) -> usize {
+        self.cap
+    }
+    fn push(&self, v: T) -> Result<(), T> {
+        let mut q = self.q.lock().unwrap();
+        if q.len() == self.cap {
+            return Err(v);
+        }
+        q.push_back(v);
+        Ok(())
+    }
+    fn pop(&self) -> Option<T> {
+        self.q.lock().unwrap().pop_front()
+    }
+}
+
+/// A cell set once: std's `OnceLock`.
+#[cfg(not(loom))]
+struct Once<T>(std::sync::OnceLock<T>);
+
+#[cfg(not(loom))]
+impl<T> Once<T> {
+    fn new() -> Self {
+        Once(std::sync::OnceLock::new())
+    }
+    fn get(&self) -> Option<&T> {
+        self.0.get()
+    }
+    fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(f)
+    }
+}
+
+/// Under loom (which has no `OnceLock`): the value is made up front, and is visible once a flag
+/// set with release ordering (as `OnceLock` sets its state) is read with acquire ordering (as
+/// its `get` reads it).
+#[cfg(loom)]
+struct Once<T> {
+    set: AtomicBool,
+    v: std::sync::OnceLock<T>,
+    init: Mutex<()>,
+}
+
+#[cfg(loom)]
+impl<T> Once<T> {
+    fn new() -> Self {
+        Once {
+            set: AtomicBool::new(false),
+            v: std::sync::OnceLock::new(),
+            init: Mutex::new(()),
+        }
+    }
+    fn get(&self) -> Option<&T> {
+        if self.set.load(Ordering::Acquire) {
+            self.v.get()
+        } else {
+            None
+        }
+    }
+    fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        let _g = self.init.lock().unwrap();
+        let v = self.v.get_or_init(f);
+        self.set.store(true, Ordering::Release);
+        v
     }
 }
 
