@@ -1050,7 +1050,7 @@ impl<B: Backend> Channel<B> {
         if jv.listed(from) {
             return false;
         }
-        match j.list_ahead(jv, from, from + d) {
+        match j.list_ahead_on(self.jslot, jv, from, from + d) {
             Some(g) => {
                 self.request(g);
                 true

@@ -1185,6 +1185,30 @@ impl Journal {
     /// hint: with little room left in the record it lists fewer, or none. Returns the generation
     /// the listed ones joined (the caller asks for it: [`Journal::request`]), or None.
     pub fn list_ahead(&self, jv: &JournalVolume, from: u64, to: u64) -> Option<u64> {
+        self.list_ahead_from(None, jv, from, to)
+    }
+
+    /// [`Journal::list_ahead`] from the channel registered in `slot`: the stripes it lists are
+    /// queued in that channel's own ring, as its marks are ([`Journal::mark_on`]).
+    pub fn list_ahead_on(
+        &self,
+        slot: usize,
+        jv: &JournalVolume,
+        from: u64,
+        to: u64,
+    ) -> Option<u64> {
+        self.list_ahead_from(Some(slot), jv, from, to)
+    }
+
+    /// [`Journal::list_ahead`], queueing the stripes listed in channel slot `chan`'s ring
+    /// (`None`: the shared one).
+    fn list_ahead_from(
+        &self,
+        chan: Option<usize>,
+        jv: &JournalVolume,
+        from: u64,
+        to: u64,
+    ) -> Option<u64> {
         let to = to.min(jv.stripes);
         if from >= to || self.is_failed() {
             return None;
@@ -1227,7 +1251,7 @@ impl Journal {
                 }
                 shard.insert(Slot::new(stripe, g, 0));
                 drop(shard);
-                self.queue_entry(None, jv, stripe);
+                self.queue_entry(chan, jv, stripe);
                 listed += 1;
             }
             self.leave(g);
@@ -2211,6 +2235,31 @@ mod tests {
         assert_eq!(flush(&j, 2000), Vec::<u64>::new());
         assert_eq!(j.listed_count(), 0);
         assert!((0..20).all(|s| !jv.listed(s) && jv.active(s) == 0));
+    }
+
+    /// A channel's marks and list-ahead go through its own ring (`MarkQueue`) into the next
+    /// record, with those of writers without a channel.
+    #[test]
+    fn a_channels_marks_and_list_ahead_reach_the_record() {
+        let (j, jv) = rig_of(20, false, |_| {});
+        let slot = j
+            .register_channel(crate::engine::Address {
+                reactor: 3,
+                volume: 0,
+            })
+            .expect("a free channel slot");
+        assert_eq!(j.list_ahead_on(slot, &jv, 4, 12), Some(1));
+        assert_eq!(j.mark_on(slot, &jv, 15), Mark::Wait(1));
+        assert_eq!(j.mark(&jv, 17), Mark::Wait(1));
+        assert_eq!(
+            j.mark_on(slot, &jv, 5),
+            Mark::Wait(1),
+            "listed ahead, not durable yet"
+        );
+        let mut on_disk = flush(&j, 1);
+        on_disk.sort_unstable();
+        assert_eq!(on_disk, [4, 5, 6, 7, 8, 9, 10, 11, 15, 17]);
+        assert_eq!(j.listed_count(), 10);
     }
 
     /// By default the first hysteresis applies only to a volume of more stripes than the
