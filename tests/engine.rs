@@ -562,3 +562,31 @@ fn a_small_write_marks_while_it_reads() {
          the record is not written while the reads run"
     );
 }
+
+/// With writers waiting on two reactors, a record's completion hands the next record to a
+/// channel it released on the other reactor (one whose writes waited has little else to run, and
+/// sees its own record's completion at once), so the flusher role moves between the reactors
+/// often: at 23 of this run's 45 record writes. Without the hand-off the reactor that completes a
+/// record starts the next one itself and keeps the role (7 of 45 moves, the test fails).
+#[test]
+fn the_next_record_is_started_by_a_channel_released_on_another_reactor() {
+    let w = world(4, true);
+    let mut d = Driver::new(w, Rng::new(11));
+    let load = Workload {
+        ops: 3000,
+        qd: 16,
+        read_fraction: 0.0,
+        hot_stripes: None,
+        single_block: true,
+        background: false,
+    };
+    d.run(&load, None, |_, _| {});
+    assert!(d.out.clean(), "{:?}", d.out);
+    let records = d.world.trace.records;
+    let moves = d.world.flusher_moves;
+    assert!(records > 20, "record writes {records}");
+    assert!(
+        moves * 3 > records,
+        "the flusher moved between reactors at {moves} of {records} record writes"
+    );
+}

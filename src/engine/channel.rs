@@ -2107,16 +2107,37 @@ impl<B: Backend> Channel<B> {
             return;
         }
         let mut notify = std::mem::take(&mut self.notify);
+        let mut next_by = None;
         match j.write_done(g, dev, ok, &mut notify) {
             RecordOutcome::Pending | RecordOutcome::Durable { again: false } => {}
-            // Retry: the next record carries this one to the surviving device.
-            RecordOutcome::Durable { again: true } | RecordOutcome::Retry => {
-                self.local.push_back(Msg::JournalKick)
+            // Writers wait for the next record: a channel on another reactor that this record
+            // releases starts it, if there is one. Its writes waited for this record, so that
+            // reactor most likely has little else to run: it starts the record as soon as the
+            // message arrives and sees the record's completion at once, where this reactor
+            // sees it only once its poll loop has been round every request it runs (on two
+            // reactors, 30 % shorter between records and about 20 % more random-write IOPS at
+            // 1 TiB members: docs/bench/20261206-flusher-handoff/). Else this channel starts it.
+            RecordOutcome::Durable { again: true } => {
+                next_by = notify
+                    .iter()
+                    .copied()
+                    .find(|a| a.reactor != self.addr.reactor);
+                if next_by.is_none() {
+                    self.local.push_back(Msg::JournalKick);
+                }
             }
+            // Retry: the next record carries this one to the surviving device.
+            RecordOutcome::Retry => self.local.push_back(Msg::JournalKick),
             RecordOutcome::Failed => {}
         }
         for a in notify.drain(..) {
             self.send(a, Msg::Durable { generation: g });
+        }
+        if let Some(a) = next_by {
+            // After its Durable message (one queue per reactor, in order): it runs its released
+            // writes, then starts the record. Should the message be lost (its channel gone),
+            // the next record starts at a mark's or a tick's try.
+            self.send(a, Msg::JournalKick);
         }
         self.notify = notify;
     }

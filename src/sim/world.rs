@@ -486,6 +486,10 @@ pub struct World {
     pub journal_lost: bool,
     /// What the journal wrote in this world.
     pub trace: JournalTrace,
+    /// Record writes issued from another reactor than the record write before them (the
+    /// flusher role moving between reactors), and the reactor of the last one.
+    pub flusher_moves: u64,
+    last_flusher: Option<u32>,
     /// The I/O id and generation of a checkpoint write in flight.
     checkpoint_write: Option<(u64, u64)>,
     /// Per volume index: the crash recovery running (the world polls it as it steps; see
@@ -657,6 +661,8 @@ impl World {
             journal_area_waiting: None,
             journal_lost: image.journal_lost,
             trace: JournalTrace::default(),
+            flusher_moves: 0,
+            last_flusher: None,
             checkpoint_write: None,
             recoveries: (0..nvol).map(|_| None).collect(),
             recovery_done: Vec::new(),
@@ -935,6 +941,10 @@ impl World {
                 let len = io.blocks as usize * bs;
                 let data = buf.as_slice()[io.buf_offset..io.buf_offset + len].to_vec();
                 if let (None, Some(sj)) = (dev_vol, &self.cfg.journal) {
+                    if self.last_flusher.is_some_and(|r| r != reactor) {
+                        self.flusher_moves += 1;
+                    }
+                    self.last_flusher = Some(reactor);
                     let header = self.trace.observe(sj, dev, io.lba, &data);
                     if let Some(h) = header.filter(|h| h.kind == record::Kind::Checkpoint) {
                         self.checkpoint_write = Some((id, h.generation));
