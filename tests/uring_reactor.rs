@@ -311,17 +311,20 @@ struct StripeWriter {
     stripe_blocks: u64,
     next: u64,
     reading: bool,
+    /// Read every stripe back once all are written (false: done once they are written).
+    read_back: bool,
     inflight: u32,
     errors: Vec<String>,
 }
 
 impl StripeWriter {
-    fn new(stripes: u64, stripe_blocks: u64) -> StripeWriter {
+    fn new(stripes: u64, stripe_blocks: u64, read_back: bool) -> StripeWriter {
         StripeWriter {
             stripes,
             stripe_blocks,
             next: 0,
             reading: false,
+            read_back,
             inflight: 0,
             errors: Vec::new(),
         }
@@ -347,7 +350,7 @@ impl Driver for StripeWriter {
             }
             self.next += 1;
         }
-        if !self.reading && self.next == self.stripes && self.inflight == 0 {
+        if self.read_back && !self.reading && self.next == self.stripes && self.inflight == 0 {
             self.reading = true;
             self.next = 0;
         }
@@ -367,16 +370,21 @@ impl Driver for StripeWriter {
         }
     }
     fn finished(&self) -> bool {
-        self.reading && self.next == self.stripes && self.inflight == 0
+        (self.reading || !self.read_back) && self.next == self.stripes && self.inflight == 0
     }
 }
 
-fn write_every_stripe(engine: &uring::Engine) {
+/// Write every stripe of the volume (one block each, 16 at a time), then, with `read_back`,
+/// read each back and check it.
+fn write_every_stripe(engine: &uring::Engine, read_back: bool) {
     let geo = engine.vol.geo;
     let d = engine
         .runtime
         .run(
-            vec![(0, StripeWriter::new(geo.stripes, geo.stripe_blocks()))],
+            vec![(
+                0,
+                StripeWriter::new(geo.stripes, geo.stripe_blocks(), read_back),
+            )],
             || {},
         )
         .expect("run")
@@ -400,8 +408,10 @@ fn online_recovery_serves_io_while_it_resyncs() {
     create(dir.path());
     let files = VolumeFiles::open(dir.path(), true).expect("open the volume");
     let engine = uring::start(&files, 1, true).expect("start the volume");
-    write_every_stripe(&engine);
-    engine.stop(); // no clean shutdown: every written stripe stays listed
+    // Stop right after the writes, without reading them back: a stripe leaves the record once
+    // it has been clean for the hysteresis (100 ms), so the stop comes as soon as it can.
+    write_every_stripe(&engine, false);
+    engine.stop(); // no clean shutdown: the stripes still listed stay listed
     drop(files);
 
     let files = VolumeFiles::open(dir.path(), true).expect("reopen");
@@ -418,7 +428,11 @@ fn online_recovery_serves_io_while_it_resyncs() {
     )
     .expect("online start");
     let listed0 = engine.recovery.resynced.len() as u64;
-    assert!(listed0 >= 64, "only {listed0} stripes listed at the stop");
+    // 448 of the 512 on an idle machine. A stall of the machine longer than the hysteresis
+    // during the writes lets the stripes written before it leave (a CI run stopped with 62):
+    // 16 are plenty for what follows (at 10 stripes a second their resync outlasts the writes
+    // below, which is checked).
+    assert!(listed0 >= 16, "only {listed0} stripes listed at the stop");
     let st = engine.recovery_status();
     assert_eq!(st.state, uring::RecoveryState::Running);
     assert!(
@@ -430,7 +444,7 @@ fn online_recovery_serves_io_while_it_resyncs() {
         engine.vol.parity_untrusted(last),
         "a stripe not yet resynced trusts its parity"
     );
-    write_every_stripe(&engine);
+    write_every_stripe(&engine, true);
     let st = engine.recovery_status();
     assert_eq!(st.state, uring::RecoveryState::Running, "{st:?}");
     let left = engine.vol.unsynced_stripes();
