@@ -428,8 +428,8 @@ fn online_recovery_serves_io_while_it_resyncs() {
     )
     .expect("online start");
     let listed0 = engine.recovery.resynced.len() as u64;
-    // 448 of the 512 here, loaded or not; a CI run stopped with 62, most likely after a stall
-    // of the machine longer than the hysteresis (the stripes written before it may leave):
+    // 448 of the 512 here, loaded or not; a CI run stopped with 62 (cause not established: a
+    // stall longer than the hysteresis would let the stripes written before it leave):
     // 16 are plenty for what follows (at 10 stripes a second their resync outlasts the writes
     // below, which is checked).
     assert!(listed0 >= 16, "only {listed0} stripes listed at the stop");
