@@ -115,7 +115,11 @@ sleep 0.3 # the dead process's AIO drains (see README)
 out=$(python3 "$here/scrub.py" "$fdir/jl" "${fmembers[@]}") || die "a stripe with stale parity is not listed in the journal"
 echo "$out"
 flisted=$(sed -n 's/.* lists \([0-9]*\) stripes of volume.*/\1/p' <<<"$out")
-[ "${flisted:-0}" -ge 200 ] || die "only ${flisted:-0} stripes listed after kill -9 under fio"
+# How many stay listed follows the write rate in the last hysteresis (100 ms): 688, 206 and 147
+# in three CI runs. The resync, capped at 1 MiB/s (48 KiB of data a stripe), gets through about 21 a
+# second; fio's verify-only took 13 of 206 in one of those runs. 40 leave a margin of three; the
+# check that matters is the one below: the resync still runs when fio's verify ends.
+[ "${flisted:-0}" -ge 40 ] || die "only ${flisted:-0} stripes listed after kill -9 under fio"
 # The plugin logs no notices; its RPC socket shows the resync while fio reads.
 sed -i "s|^ioengine=spdk_bdev$|ioengine=spdk_bdev\nspdk_rpc_listen_addr=$fdir/fio.sock|" "$fdir/verify.fio"
 rm -f "$fdir/fio.sock"
