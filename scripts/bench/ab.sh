@@ -3,7 +3,8 @@
 # number of rounds; prints each build's median IOPS and, for every build after the first, the
 # median of its per-round ratio to the first (a round runs the builds back to back, so the
 # machine's drift between rounds cancels). One reactor (or --cores N), 4 null members, 8 MiB
-# malloc journal.
+# malloc journal. Each run's log line also gives the share of the reactor cores' time the
+# hypervisor stole over the bdevperf process's life (/proc/stat's steal).
 #
 #   scripts/bench/ab.sh [-t SECONDS] [--rounds N] [--size SIZE] [--journal on|off] [--cores N]
 #                       [-w WORKLOAD] [-q QD] [-o BYTES] [--delay US] [--journal-delay US]
@@ -100,6 +101,7 @@ log "$CORES reactor(s), $WL, QD $QD, $IO bytes, members of $SIZE (delay $DELAY Â
 rows=$work/rows
 for r in $(seq 1 "$ROUNDS"); do
     for i in "${!libs[@]}"; do
+        st0=$(bench_cpu_stat "$CORES")
         env LD_LIBRARY_PATH="$SPDK_LIBDIR:$SPDK_DIR/dpdk/build/lib" LD_PRELOAD="${files[$i]}" \
             "$BDEVPERF" --json "$work/ab-${modes[$i]}.json" "${core_args[@]}" "${MEM_ARGS[@]}" -q "$QD" -o "$IO" -w "$WL" -t "$T" -T r0 \
             >"$work/run.out" 2>&1 &
@@ -112,13 +114,14 @@ for r in $(seq 1 "$ROUNDS"); do
         fi
         wait "$BP_PID" || { tail -20 "$work/run.out" >&2; die "bdevperf failed with ${libs[$i]}"; }
         BP_PID=""
+        steal=$(bench_steal "$st0" "$(bench_cpu_stat "$CORES")")
         out=$(cat "$work/run.out")
         # One job: its row; several (--cores): the Total row (after a carriage return).
         iops=$(echo "$out" | tr -d '\r' | awk -v n="$CORES" \
             'n == 1 && $1 == "r0" && $2 == ":" {print $4; exit} n > 1 && $1 == "Total" && $2 == ":" {print $3; exit}')
         [ -n "$iops" ] || { echo "$out" | tail -20 >&2; die "no IOPS from bdevperf with ${libs[$i]}"; }
-        log "round $r: ${libs[$i]}: $iops IOPS"
-        echo "$r $i $iops" >>"$rows"
+        log "round $r: ${libs[$i]}: $iops IOPS, steal $steal"
+        echo "$r $i $iops $steal" >>"$rows"
         if [ "$PROFILE" = 1 ]; then
             perf report -i "$pdir/r$r-b$i.perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
                 awk '/^ +[0-9.]+%/ {p = $1; sub("%", "", p); d = $2; $1 = ""; $2 = ""; $3 = ""; print p "\t" d "\t" $0}' \
@@ -130,7 +133,7 @@ python3 - "$rows" "${libs[@]}" <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 libs = sys.argv[2:]
-iops = {i: {int(r): float(v) for r, li, v in rows if int(li) == i} for i in range(len(libs))}
+iops = {i: {int(r): float(v) for r, li, v, _ in rows if int(li) == i} for i in range(len(libs))}
 for i, lib in enumerate(libs):
     print(f"{lib}: median {statistics.median(iops[i].values()):,.0f} IOPS "
           f"({', '.join(f'{v / 1000:,.0f}k' for v in iops[i].values())})")
@@ -149,7 +152,7 @@ own = collections.defaultdict(list)    # build -> ns per I/O in the build's libr
 jour = collections.defaultdict(list)   # build -> ns per I/O in the journal's symbols
 sym = collections.defaultdict(lambda: collections.defaultdict(float))  # symbol -> build -> sum
 cores = int(os.environ.get("AB_CORES", "1"))
-for r, i, v in rows:
+for r, i, v, _ in rows:
     i, t = int(i), cores * 1e9 / float(v)
     total[i].append(t)
     o = j = 0.0

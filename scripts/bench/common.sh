@@ -129,3 +129,24 @@ bench_null_volume_config() {
         echo ']}]}'
     } >"$file"
 }
+
+# bench_cpu_stat N: the /proc/stat lines of cores 0..N-1 (the reactors of -m <first N cores>),
+# ';'-separated. Two of them around a run give bench_steal what the hypervisor took.
+bench_cpu_stat() {
+    grep -E "^cpu($(seq -s'|' 0 $(($1 - 1)))) " /proc/stat | tr '\n' ';'
+}
+
+# bench_steal BEFORE AFTER: the share of those cores' time stolen between two bench_cpu_stat
+# readings (the steal column over all columns up to it), e.g. 0.0412.
+bench_steal() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        n = split(a, x, ";"); split(b, y, ";"); st = 0; tot = 0
+        for (i = 1; i <= n; i++) {
+            if (x[i] == "") continue
+            split(x[i], p, " "); split(y[i], q, " ")
+            for (k = 2; k <= 9; k++) tot += q[k] - p[k]
+            st += q[9] - p[9]
+        }
+        printf "%.4f\n", (tot > 0 ? st / tot : 0)
+    }'
+}

@@ -35,6 +35,9 @@
 # socket; journal_scale_report.py turns the before/after counters into journal bytes and records
 # per user write and the listed (dirty) count at the end (n/a where this build lacks a counter).
 #
+# The reactor cores' /proc/stat lines are read around each perform_tests too: the report shows
+# the share of their time the hypervisor stole (steal) for every test.
+#
 # Output: raw.jsonl (one line per test: perform_tests answer + volume objects before/after),
 # meta.json, results.json, results.md (printed at the end), logs/.
 set -euo pipefail
@@ -172,17 +175,20 @@ vol_info() { # TARGET
             2>>"$work/rpc.err" || true
 }
 
-# record SCENARIO VARIANT SIZE-BYTES REP WORKLOAD QD IOSIZE RESULT BEFORE AFTER LOADAVG [ERROR]
+# record SCENARIO VARIANT SIZE-BYTES REP WORKLOAD QD IOSIZE RESULT BEFORE AFTER LOADAVG
+#        STAT-BEFORE STAT-AFTER [ERROR]
 record() {
     "$PYTHON" - "$raw" "$@" <<'PY'
 import json, sys
-raw, scen, var, size, rep, wl, qd, io, res, before, after, load = sys.argv[1:13]
-err = sys.argv[13] if len(sys.argv) > 13 else None
+raw, scen, var, size, rep, wl, qd, io, res, before, after, load, st0, st1 = sys.argv[1:15]
+err = sys.argv[15] if len(sys.argv) > 15 else None
 j = lambda s: json.loads(s) if s and s != "null" else None
 row = {"scenario": scen, "variant": var, "target": "jr" if var == "on" else "jn",
        "member_bytes": int(size), "rep": int(rep), "workload": wl, "queue_depth": int(qd),
        "io_size": int(io), "loadavg_before": load.split(), "bdevperf": j(res),
-       "before": j(before), "after": j(after)}
+       "before": j(before), "after": j(after),
+       "cpu_stat_before": [x for x in st0.split(";") if x],
+       "cpu_stat_after": [x for x in st1.split(";") if x]}
 if err:
     row["error"] = err
 with open(raw, "a") as f:
@@ -201,7 +207,7 @@ else: print(f"{b} B")' "$1"
 
 # one_test SCENARIO on|off MEMBER-BYTES REP WORKLOAD QD IOSIZE
 one_test() {
-    local scen=$1 var=$2 size=$3 rep=$4 wl=$5 qd=$6 io=$7 target cfg logf res="" before="" after="" err="" load
+    local scen=$1 var=$2 size=$3 rep=$4 wl=$5 qd=$6 io=$7 target cfg logf res="" before="" after="" err="" load st0 st1
     target=$(target_of "$var")
     cfg=$work/config-$size-$var.json
     [ -f "$cfg" ] || mk_config "$size" "$var" >"$cfg"
@@ -210,7 +216,7 @@ one_test() {
     what="$scen $(human "$size") journal $var #$rep"
     if ! start_bdevperf "$cfg" "$target" "$logf"; then
         log "  $what: bdevperf did not start (see $logf)"
-        record "$scen" "$var" "$size" "$rep" "$wl" "$qd" "$io" "" "" "" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+        record "$scen" "$var" "$size" "$rep" "$wl" "$qd" "$io" "" "" "" "$(cut -d' ' -f1-3 /proc/loadavg)" "" "" \
             "bdevperf did not start: $(grep -m1 -i 'error\|invalid\|unknown' "$logf" 2>/dev/null | cut -c1-300)"
         return 0
     fi
@@ -222,19 +228,21 @@ one_test() {
     fi
     before=$(vol_info "$target")
     load=$(cut -d' ' -f1-3 /proc/loadavg)
+    st0=$(bench_cpu_stat "$cores") # the report takes stolen time out (steal)
     if ! res=$(rpc perform_tests \
         "{\"workload_type\":\"$wl\",\"queue_depth\":$qd,\"io_size\":\"$io\",\"time_in_sec\":$T}" \
         2>"$work/perf.err"); then
         err=$(cat "$work/perf.err"); res=""
         log "  $what: $err"
     fi
+    st1=$(bench_cpu_stat "$cores")
     after=$(vol_info "$target")
     bench_stop_bdevperf
     [ -n "$res" ] && log "  $what: $("$PYTHON" -c '
 import json, sys
 r = json.loads(sys.argv[1])["results"]
 print("%.0f IOPS, %.1f MiB/s" % (sum(x["iops"] for x in r), sum(x["mibps"] for x in r)))' "$res")"
-    record "$scen" "$var" "$size" "$rep" "$wl" "$qd" "$io" "$res" "$before" "$after" "$load" ${err:+"$err"}
+    record "$scen" "$var" "$size" "$rep" "$wl" "$qd" "$io" "$res" "$before" "$after" "$load" "$st0" "$st1" ${err:+"$err"}
 }
 
 # --------------------------------------------------------------------------------------------

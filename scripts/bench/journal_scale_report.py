@@ -41,6 +41,21 @@ def delta(row, *path):
     return None if a is None or b is None else a - b
 
 
+def steal_of(r):
+    """The share of the reactor cores' time the hypervisor stole during the test (the steal
+    column of their /proc/stat lines, read around perform_tests), or None where not recorded."""
+    a, b = r.get("cpu_stat_before") or [], r.get("cpu_stat_after") or []
+    if not a or len(a) != len(b):
+        return None
+    stolen = total = 0
+    for x, y in zip(a, b):
+        fx, fy = [int(v) for v in x.split()[1:9]], [int(v) for v in y.split()[1:9]]
+        d = [q - p for p, q in zip(fx, fy)]
+        stolen += d[7]
+        total += sum(d)
+    return stolen / total if total > 0 else None
+
+
 def load(d):
     rows = []
     with open(os.path.join(d, "raw.jsonl")) as f:
@@ -77,6 +92,7 @@ def load(d):
                 "journal_listed": get(r.get("after"), "journal_listed"),
                 "dirty_stripes": get(r.get("after"), "dirty_stripes"),
             }
+            r["steal"] = steal_of(r)
             rows.append(r)
     meta = {}
     mp = os.path.join(d, "meta.json")
@@ -234,25 +250,26 @@ def markdown(a, meta, rows):
              "that counter is missing in this build, bdevperf's I/O count used). journal bytes and "
              "records: `journal.bytes_written`, `journal.records_written`; listed: "
              "`journal.listed` after the test (median; of `journal.max_listed` where reported); record I/Os: `record_writes`; fast-path "
-             "hits: `fast_path_hits`. n/a: the build does not report that counter.")
+             "hits: `fast_path_hits`. n/a: the build does not report that counter. Steal (every test): the "
+             "share of the reactor cores' time the hypervisor took during the test (/proc/stat).")
 
     L.append("\n## Every test\n")
-    L.append("| test | members | journal | round | IOPS | MiB/s | avg µs | load | user writes | "
+    L.append("| test | members | journal | round | IOPS | MiB/s | avg µs | load | steal | user writes | "
              "Δ bytes | Δ records | Δ checkpoints | Δ record I/Os | Δ marks | Δ fast path | "
              "Δ full waits | listed | dirty_stripes |")
-    L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         d, end = r["d"], r["end"]
         uw = d["user_writes"]
         uws = f_num(uw) if uw is not None else (f_num(r.get("ios")) + " †" if r.get("ios") else "n/a")
         if "error" in r:
             L.append(f"| {r['scenario']} | {human(r['member_bytes'])} | {r['variant']} | {r['rep']} "
-                     f"| error: {r['error'][:120]} |||||||||||||")
+                     f"| error: {r['error'][:120]} ||||||||||||||")
             continue
         L.append(f"| {r['scenario']} | {human(r['member_bytes'])} | {r['variant']} | {r['rep']} | "
                  f"{f_num(r['iops'])} | {f_num(r['mibps'], '{:,.1f}')} | "
                  f"{f_num(r['avg_latency_us'], '{:,.1f}')} | "
-                 f"{(r.get('loadavg_before') or ['?'])[0]} | {uws} | "
+                 f"{(r.get('loadavg_before') or ['?'])[0]} | {f_num(r['steal'], '{:.1%}')} | {uws} | "
                  f"{f_num(d['bytes_written'])} | {f_num(d['records_written'])} | "
                  f"{f_num(d['checkpoints'])} | {f_num(d['record_writes'])} | {f_num(d['marks'])} | "
                  f"{f_num(d['fast_path_hits'])} | {f_num(d['record_full_waits'])} | "
