@@ -2117,11 +2117,16 @@ impl<B: Backend> Channel<B> {
             // sees it only once its poll loop has been round every request it runs (two
             // reactors, 1 TiB members, random writes: 95 µs between records against 155, median
             // of 9 runs each; docs/bench/20261206-flusher-handoff/). Else this channel starts it.
+            // Of several such reactors, the next one after this one's number (cyclically): the
+            // role goes round every reactor whose writes wait, where the first one in channel
+            // order would pass it back and forth between the two lowest.
             RecordOutcome::Durable { again: true } => {
+                let me = self.addr.reactor;
                 next_by = notify
                     .iter()
                     .copied()
-                    .find(|a| a.reactor != self.addr.reactor);
+                    .filter(|a| a.reactor != me)
+                    .min_by_key(|a| (a.reactor < me, a.reactor));
                 if next_by.is_none() {
                     self.local.push_back(Msg::JournalKick);
                 }

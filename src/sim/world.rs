@@ -490,6 +490,8 @@ pub struct World {
     /// flusher role moving between reactors), and the reactor of the last one.
     pub flusher_moves: u64,
     last_flusher: Option<u32>,
+    /// Record writes issued from each reactor (by reactor number).
+    pub records_by_reactor: Vec<u64>,
     /// The I/O id and generation of a checkpoint write in flight.
     checkpoint_write: Option<(u64, u64)>,
     /// Per volume index: the crash recovery running (the world polls it as it steps; see
@@ -663,6 +665,7 @@ impl World {
             trace: JournalTrace::default(),
             flusher_moves: 0,
             last_flusher: None,
+            records_by_reactor: vec![0; cfg.reactors as usize],
             checkpoint_write: None,
             recoveries: (0..nvol).map(|_| None).collect(),
             recovery_done: Vec::new(),
@@ -945,6 +948,7 @@ impl World {
                         self.flusher_moves += 1;
                     }
                     self.last_flusher = Some(reactor);
+                    self.records_by_reactor[reactor as usize] += 1;
                     let header = self.trace.observe(sj, dev, io.lba, &data);
                     if let Some(h) = header.filter(|h| h.kind == record::Kind::Checkpoint) {
                         self.checkpoint_write = Some((id, h.generation));
