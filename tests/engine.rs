@@ -563,18 +563,12 @@ fn a_small_write_marks_while_it_reads() {
     );
 }
 
-/// With writers waiting on two reactors, a record's completion hands the next record to a
-/// channel it released on the other reactor (one whose writes waited has little else to run, and
-/// sees its own record's completion at once), so the flusher role moves between the reactors
-/// often: at 23 of this run's 45 record writes. Without the hand-off the reactor that completes a
-/// record starts the next one itself and keeps the role (7 of 45 moves, the test fails).
-#[test]
-fn the_next_record_is_started_by_a_channel_released_on_another_reactor() {
-    let w = world(4, true);
+/// `ops` random single-block writes, `qd` at a time, over world `w` (seed 11); checked clean.
+fn single_block_writes(w: World, ops: usize, qd: usize) -> Driver {
     let mut d = Driver::new(w, Rng::new(11));
     let load = Workload {
-        ops: 3000,
-        qd: 16,
+        ops,
+        qd,
         read_fraction: 0.0,
         hot_stripes: None,
         single_block: true,
@@ -582,6 +576,17 @@ fn the_next_record_is_started_by_a_channel_released_on_another_reactor() {
     };
     d.run(&load, None, |_, _| {});
     assert!(d.out.clean(), "{:?}", d.out);
+    d
+}
+
+/// With writers waiting on two reactors, a record's completion hands the next record to a
+/// channel it released on the other reactor (one whose writes waited has little else to run, and
+/// sees its own record's completion at once), so the flusher role moves between the reactors
+/// often: at 23 of this run's 45 record writes. Without the hand-off the reactor that completes a
+/// record starts the next one itself and keeps the role (7 of 45 moves, the test fails).
+#[test]
+fn the_next_record_is_started_by_a_channel_released_on_another_reactor() {
+    let d = single_block_writes(world(4, true), 3000, 16);
     let records = d.world.trace.records;
     let moves = d.world.flusher_moves;
     assert!(records > 20, "record writes {records}");
@@ -603,18 +608,7 @@ fn the_next_record_goes_round_every_reactor_whose_writes_wait() {
     cfg.reactors = 4;
     // 4,096 stripes: random writes seldom find theirs still listed, most wait for a record.
     cfg.volumes = vec![(0, Geometry::new(4, 16384, 4096, 256 + 4 * 4096).unwrap())];
-    let w = World::new(cfg);
-    let mut d = Driver::new(w, Rng::new(11));
-    let load = Workload {
-        ops: 6000,
-        qd: 32,
-        read_fraction: 0.0,
-        hot_stripes: None,
-        single_block: true,
-        background: false,
-    };
-    d.run(&load, None, |_, _| {});
-    assert!(d.out.clean(), "{:?}", d.out);
+    let d = single_block_writes(World::new(cfg), 6000, 32);
     let records = d.world.trace.records;
     let by = d.world.records_by_reactor.clone();
     assert!(records > 100, "record writes {records}");
