@@ -228,7 +228,7 @@ one_test() {
     fi
     before=$(vol_info "$target")
     load=$(cut -d' ' -f1-3 /proc/loadavg)
-    st0=$(bench_cpu_stat "$cores") # the report takes stolen time out (steal)
+    st0=$(bench_cpu_stat "$cores") # the report shows the stolen share (steal)
     if ! res=$(rpc perform_tests \
         "{\"workload_type\":\"$wl\",\"queue_depth\":$qd,\"io_size\":\"$io\",\"time_in_sec\":$T}" \
         2>"$work/perf.err"); then
