@@ -45,7 +45,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use super::sync::{spin, AtomicBool, AtomicU64, MarkQueue, Mutex, MutexGuard, Ordering::*};
+use super::sync::{spin, AtomicBool, AtomicU64, MarkQueue, Mutex, MutexGuard, Ordering::*, Words};
 
 use super::record::{self, Entry};
 use crate::engine::Address;
@@ -2073,6 +2073,20 @@ fn fetch_states<'a>(
     for (e, _) in entries {
         if let Some(v) = vols.iter().find(|v| v.number == e.volume) {
             pf(v.state_address(e.stripe));
+        }
+    }
+}
+
+/// A queued entry as two words (a channel's mark ring holds words: see `sync::SlotRing`).
+impl Words for Entry {
+    fn to_words(self) -> [u64; 2] {
+        [u64::from(self.volume), self.stripe]
+    }
+
+    fn from_words(w: [u64; 2]) -> Self {
+        Entry {
+            volume: w[0] as u32,
+            stripe: w[1],
         }
     }
 }

@@ -30,13 +30,18 @@ pub(crate) fn spin() {
 /// (its line would move to the pushing reactor on every push). Entries are a set, so their
 /// order across the rings does not matter.
 ///
-/// The rings are crossbeam's lock-free `ArrayQueue`s, or mutexed deques of the same bound under
-/// loom (each ring is crossbeam's to prove). Which rings exist, and which of them a drain visits
-/// (`open_slot`, `high`, `push`, `drain`), is the same code in both, so the loom models check it
+/// A channel slot's ring has one producer, the channel registered in the slot, and one consumer
+/// at a time, a drain (under the journal's record lock): a [`SlotRing`], whose push is two plain
+/// stores and a release store of its tail, where a multi-producer ring's takes a
+/// compare-exchange. Its protocol is ours, so loom checks it as it runs here
+/// (`loom_slot_ring_*`). The shared ring and the large one take pushes from any thread: they are
+/// crossbeam's lock-free `ArrayQueue`s, or mutexed deques of the same bound under loom (each is
+/// crossbeam's to prove). Which rings exist, and which of them a drain visits (`open_slot`,
+/// `high`, `push`, `drain`), is the same code in both, so the loom models check it
 /// (`loom_a_channel_registering_during_a_flush_has_its_marks_drained`).
-pub(crate) struct MarkQueue<T> {
+pub(crate) struct MarkQueue<T: Words> {
     /// Per channel slot: its small ring, once the slot was opened ([`MarkQueue::open_slot`]).
-    near: Box<[Once<Ring<T>>]>,
+    near: Box<[Once<SlotRing<T>>]>,
     /// Slots below this may have a ring.
     high: AtomicUsize,
     /// The small ring of pushes without a slot.
@@ -48,7 +53,7 @@ pub(crate) struct MarkQueue<T> {
 /// Entries of each of [`MarkQueue`]'s small rings.
 const NEAR: usize = 1024;
 
-impl<T> MarkQueue<T> {
+impl<T: Words> MarkQueue<T> {
     /// A queue of `cap` entries in all, with small rings for channel slots below `slots`.
     pub(crate) fn new(cap: usize, slots: usize) -> Self {
         MarkQueue {
@@ -65,7 +70,7 @@ impl<T> MarkQueue<T> {
     /// generation) then sees the slot below `high`.
     pub(crate) fn open_slot(&self, slot: usize) {
         if let Some(r) = self.near.get(slot) {
-            r.get_or_init(|| Ring::new(self.far.capacity().min(NEAR)));
+            r.get_or_init(|| SlotRing::new(self.far.capacity().min(NEAR)));
             self.high.fetch_max(slot + 1, Ordering::SeqCst);
         }
     }
@@ -77,13 +82,14 @@ impl<T> MarkQueue<T> {
 
     /// Queue `v` from channel slot `slot` (`None`: no slot): in its small ring, else in the
     /// large one; gives it back when both are full (never, under the journal's bound on
-    /// entries listed or queued).
+    /// entries listed or queued). Only the channel registered in `slot` pushes with it (its
+    /// ring has that one producer).
     pub(crate) fn push(&self, slot: Option<usize>, v: T) -> Result<(), T> {
-        let near = slot
-            .and_then(|s| self.near.get(s))
-            .and_then(|r| r.get())
-            .unwrap_or(&self.shared);
-        near.push(v).or_else(|v| self.far.push(v))
+        let near = match slot.and_then(|s| self.near.get(s)).and_then(|r| r.get()) {
+            Some(r) => r.push(v),
+            None => self.shared.push(v),
+        };
+        near.or_else(|v| self.far.push(v))
     }
 
     /// Take every queued entry out, into `f` (pushes racing this one may or may not be taken).
@@ -96,9 +102,7 @@ impl<T> MarkQueue<T> {
     pub(crate) fn drain_below(&self, high: usize, mut f: impl FnMut(T)) {
         for r in self.near[..high.min(self.near.len())].iter() {
             if let Some(r) = r.get() {
-                while let Some(v) = r.pop() {
-                    f(v);
-                }
+                r.drain(&mut f);
             }
         }
         for q in [&self.shared, &self.far] {
@@ -106,6 +110,109 @@ impl<T> MarkQueue<T> {
                 f(v);
             }
         }
+    }
+}
+
+/// What a [`SlotRing`] holds: a value kept as two words.
+pub(crate) trait Words: Copy {
+    /// The value as two words.
+    fn to_words(self) -> [u64; 2];
+    /// The value back from [`Words::to_words`]'s words.
+    fn from_words(w: [u64; 2]) -> Self;
+}
+
+/// An index of a [`SlotRing`], alone on its cache line(s): the producer writes the tail on
+/// every push, a drain writes the head once.
+#[repr(align(128))]
+struct Index(AtomicUsize);
+
+/// A bounded ring with one producer and one consumer at a time (a channel slot's ring of
+/// [`MarkQueue`]). Positions count up; position `p` is slot `p & mask`.
+///
+/// The producer writes an entry's words, then publishes it with a release store of the tail;
+/// a drain reads the tail with acquire ordering, so it sees the words of every entry below it,
+/// then gives the slots back with a release store of the head, which the producer reads with
+/// acquire ordering before it writes a slot again. Only the producer writes the tail and only
+/// a drain writes the head, so neither needs a read-modify-write. A new producer of the slot
+/// (a channel registering after the last one left) and the next drain follow the last one
+/// through a lock (the journal's channel table, its record lock), which orders them.
+pub(crate) struct SlotRing<T> {
+    slots: Box<[[AtomicU64; 2]]>,
+    mask: usize,
+    /// Next position the producer writes.
+    tail: Index,
+    /// Next position a drain reads.
+    head: Index,
+    /// Loom control: publish an entry before writing its words (a drain may read a slot's old
+    /// words).
+    #[cfg(loom)]
+    pub(crate) control_publish_first: bool,
+    _values: std::marker::PhantomData<T>,
+}
+
+impl<T: Words> SlotRing<T> {
+    /// A ring of `cap` entries rounded down to a power of two (at least one).
+    pub(crate) fn new(cap: usize) -> Self {
+        let n = if cap <= 1 {
+            1
+        } else {
+            1 << (usize::BITS - 1 - cap.leading_zeros())
+        };
+        SlotRing {
+            slots: (0..n)
+                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
+                .collect(),
+            mask: n - 1,
+            tail: Index(AtomicUsize::new(0)),
+            head: Index(AtomicUsize::new(0)),
+            #[cfg(loom)]
+            control_publish_first: false,
+            _values: std::marker::PhantomData,
+        }
+    }
+
+    /// Entries the ring holds at most.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+
+    /// Queue `v` (the ring's one producer); gives it back when the ring is full.
+    pub(crate) fn push(&self, v: T) -> Result<(), T> {
+        let t = self.tail.0.load(Ordering::Relaxed);
+        if t.wrapping_sub(self.head.0.load(Ordering::Acquire)) > self.mask {
+            return Err(v);
+        }
+        let slot = &self.slots[t & self.mask];
+        #[cfg(loom)]
+        if self.control_publish_first {
+            self.tail.0.store(t.wrapping_add(1), Ordering::Release);
+        }
+        let w = v.to_words();
+        slot[0].store(w[0], Ordering::Relaxed);
+        slot[1].store(w[1], Ordering::Relaxed);
+        #[cfg(loom)]
+        if self.control_publish_first {
+            return Ok(());
+        }
+        self.tail.0.store(t.wrapping_add(1), Ordering::Release);
+        Ok(())
+    }
+
+    /// Take every entry published so far out, into `f` (one drain at a time).
+    pub(crate) fn drain(&self, mut f: impl FnMut(T)) {
+        let h = self.head.0.load(Ordering::Relaxed);
+        let t = self.tail.0.load(Ordering::Acquire);
+        let mut p = h;
+        while p != t {
+            let slot = &self.slots[p & self.mask];
+            f(T::from_words([
+                slot[0].load(Ordering::Relaxed),
+                slot[1].load(Ordering::Relaxed),
+            ]));
+            p = p.wrapping_add(1);
+        }
+        self.head.0.store(t, Ordering::Release);
     }
 }
 
@@ -213,7 +320,42 @@ impl<T> Once<T> {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::MarkQueue;
+    use super::{MarkQueue, SlotRing, Words};
+
+    impl Words for u32 {
+        fn to_words(self) -> [u64; 2] {
+            [u64::from(self), !u64::from(self)]
+        }
+        fn from_words(w: [u64; 2]) -> Self {
+            assert_eq!(w[1], !w[0], "the two words of one entry");
+            w[0] as u32
+        }
+    }
+
+    #[test]
+    fn a_slot_ring_holds_its_bound_and_goes_round_in_order() {
+        let r = SlotRing::<u32>::new(6);
+        assert_eq!(r.capacity(), 4, "rounded down to a power of two");
+        let mut next = 0u32;
+        let mut got = Vec::new();
+        // Many laps, drained at every fill level: the positions wrap round the slots.
+        for round in 0..40u32 {
+            let n = round % 6;
+            let mut pushed = 0;
+            for _ in 0..n {
+                if r.push(next + pushed).is_ok() {
+                    pushed += 1;
+                } else {
+                    assert_eq!(pushed, 4, "refused with room left");
+                    break;
+                }
+            }
+            r.drain(|v| got.push(v));
+            next += pushed;
+        }
+        assert_eq!(got, (0..next).collect::<Vec<_>>());
+        assert!(next > 40);
+    }
 
     #[test]
     fn a_drain_takes_every_ring_the_shared_one_and_the_overflow() {
