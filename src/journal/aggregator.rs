@@ -234,8 +234,12 @@ pub struct JournalVolume {
     /// The listed stripes' states (see the module comment), in shards: a stripe's state is in
     /// shard [`JournalVolume::shard_of`], present exactly while the stripe is listed. Memory
     /// and cache footprint follow the listed set (bounded by the record's room), not the
-    /// volume.
-    shards: Box<[Shard]>,
+    /// volume. The table is `shards[first..]`: where the runtime asks for huge pages, a table of
+    /// one huge page or more starts on a huge-page boundary of its allocation
+    /// ([`Journal::new_shards`]), the shards before it unused.
+    shards: Vec<Shard>,
+    /// Index of the table's first shard in `shards`.
+    first: usize,
     /// Whether the volume's members cache writes volatilely (re-evaluated when a replacement
     /// member joins: [`JournalVolume::set_volatile_members`]).
     volatile_members: AtomicBool,
@@ -446,10 +450,21 @@ impl Slots {
 struct Shard(Mutex<Slots>);
 
 /// Bytes of memory a volume of `stripes` stripes keeps for its journal state on a journal whose
-/// record holds `max_entries`, besides the states beyond four per shard (24 bytes each, rare).
+/// record holds `max_entries`, besides the states beyond four per shard (24 bytes each, rare):
+/// its table of shards, and for a table of a huge page or more, up to a huge page before it
+/// and the rest of its last one (see [`Journal::new_shards`]).
 pub fn state_table_bytes(stripes: u64, max_entries: usize) -> u64 {
-    state_shards(stripes, max_entries) * std::mem::size_of::<Shard>() as u64
+    let table = state_shards(stripes, max_entries) * std::mem::size_of::<Shard>() as u64;
+    let huge = HUGE_PAGE as u64;
+    if table >= huge {
+        table.next_multiple_of(huge) + huge
+    } else {
+        table
+    }
 }
+
+/// The huge page a table of shards is aligned to ([`Journal::new_shards`]): x86-64's 2 MiB.
+const HUGE_PAGE: usize = 2 << 20;
 
 impl JournalVolume {
     /// Shard of `stripe`'s state ([`state_shards`]): its block of [`INLINE`] consecutive
@@ -457,7 +472,8 @@ impl JournalVolume {
     /// (so that streams at a regular stride do not share shards, and a sequential one shares
     /// lines).
     fn shard_of(&self, stripe: u64) -> &Mutex<Slots> {
-        let n = self.shards.len();
+        let table = self.table();
+        let n = table.len();
         let i = if self.stripes.div_ceil(INLINE as u64) <= n as u64 {
             // A block's index is below n for every stripe of the volume (no division by n).
             ((stripe / INLINE as u64) as usize).min(n - 1)
@@ -467,7 +483,12 @@ impl JournalVolume {
             // listed ahead of it) finds the states of its next stripes in the line of its last.
             ((stripe / INLINE as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (n - 1)
         };
-        &self.shards[i].0
+        &table[i].0
+    }
+
+    /// The table of shards.
+    fn table(&self) -> &[Shard] {
+        &self.shards[self.first..]
     }
 
     /// Address of `stripe`'s shard, for a prefetch hint only (see
@@ -889,14 +910,43 @@ impl Journal {
     }
 
     /// A table of `n` empty shards, in memory the runtime was asked to advise on before the
-    /// table is written ([`JournalConfig::advise_state_memory`]).
-    fn new_shards(&self, n: u64) -> Box<[Shard]> {
-        let mut v: Vec<Shard> = Vec::with_capacity(n as usize);
-        if let Some(advise) = self.cfg.advise_state_memory {
-            advise(v.as_ptr().cast(), n as usize * std::mem::size_of::<Shard>());
-        }
-        v.extend((0..n).map(|_| Shard(Mutex::new(Slots::default()))));
-        v.into_boxed_slice()
+    /// table is written ([`JournalConfig::advise_state_memory`]): the shards, and the index of
+    /// the table's first one among them.
+    ///
+    /// The kernel backs with a huge page only a whole aligned huge page of the advised range,
+    /// and an allocation of a few MiB rarely starts on one: a 4 MiB table (8 GiB members) got
+    /// none at all, every look-up of a random shard then also missing the TLB. So a table of a
+    /// huge page or more starts at the first boundary of an allocation a huge page larger than
+    /// the whole huge pages it spans (so that its last one lies inside too); the shards before
+    /// it are never used. The allocation is kept as it is (a `Vec` with room left: shrinking it
+    /// could move it).
+    fn new_shards(&self, n: u64) -> (Vec<Shard>, usize) {
+        let n = n as usize;
+        let size = std::mem::size_of::<Shard>();
+        let Some(advise) = self.cfg.advise_state_memory else {
+            let mut v = Vec::with_capacity(n);
+            v.extend((0..n).map(|_| Shard(Mutex::new(Slots::default()))));
+            return (v, 0);
+        };
+        let large = n * size >= HUGE_PAGE;
+        // A large table's room: whole huge pages from its boundary on (its last page too, when
+        // the table ends inside one), and a huge page before it to find the boundary in.
+        let room = if large {
+            (n * size).next_multiple_of(HUGE_PAGE) + HUGE_PAGE
+        } else {
+            n * size
+        };
+        let mut v: Vec<Shard> = Vec::with_capacity(room / size);
+        let at = v.as_ptr() as usize;
+        // Shards are 128-byte aligned, and so is every huge-page boundary.
+        let first = if large {
+            (at.next_multiple_of(HUGE_PAGE) - at) / size
+        } else {
+            0
+        };
+        advise(v.as_ptr().cast(), room);
+        v.extend((0..first + n).map(|_| Shard(Mutex::new(Slots::default()))));
+        (v, first)
     }
 
     /// Add a volume of `stripes` stripes. Its carried entries are handed back: the caller resyncs
@@ -907,6 +957,7 @@ impl Journal {
         stripes: u64,
         volatile_members: bool,
     ) -> (Arc<JournalVolume>, Vec<u64>) {
+        let (shards, first) = self.new_shards(state_shards(stripes, self.cfg.max_entries()));
         let jv = Arc::new(JournalVolume {
             number,
             stripes,
@@ -915,7 +966,8 @@ impl Journal {
                     .cfg
                     .first_hysteresis_above
                     .unwrap_or(self.cfg.max_entries() as u64),
-            shards: self.new_shards(state_shards(stripes, self.cfg.max_entries())),
+            shards,
+            first,
             volatile_members: AtomicBool::new(volatile_members),
             flushed_before_us: AtomicU64::new(0),
             member_flush_wanted: AtomicBool::new(false),
@@ -2747,17 +2799,67 @@ mod tests {
         assert_eq!(slots.get(99).map(|x| x.generation()), Some(2));
     }
 
+    /// Where the runtime asks for huge pages, a table of a huge page or more starts on a
+    /// huge-page boundary (the kernel backs only whole aligned huge pages of the advised
+    /// range), within the memory [`state_table_bytes`] counts; a smaller one, or one without the
+    /// hook, takes just its own shards. Marks go through the table as placed.
+    #[test]
+    fn a_large_state_table_starts_on_a_huge_page_boundary() {
+        let size = std::mem::size_of::<Shard>();
+        for advise in [true, false] {
+            let mut cfg = JournalConfig::new(UUID, 512, 1 << 20, [(0, 0), (0, 2048)]);
+            cfg.max_channels = 1;
+            if advise {
+                cfg.advise_state_memory = Some(|_, _| {});
+            }
+            let j = Journal::new(cfg, None);
+            // 8 GiB members' worth of stripes (a 4 MiB table), and a small volume.
+            for (number, stripes) in [(0u32, 131_072u64), (1, 131_065), (2, 1_000)] {
+                let (jv, _) = j.attach_volume(number, stripes, false);
+                let t = jv.table();
+                assert_eq!(t.len() as u64, state_shards(stripes, j.cfg.max_entries()));
+                let large = std::mem::size_of_val(t) >= HUGE_PAGE;
+                assert_eq!(large, stripes > 1_000);
+                if advise && large {
+                    assert_eq!(
+                        t.as_ptr() as usize % HUGE_PAGE,
+                        0,
+                        "table {number} unaligned"
+                    );
+                    assert!(jv.first < HUGE_PAGE / size);
+                    // Its last huge page lies inside the allocation too (8 GiB members' table
+                    // ends 512 bytes short of its second one).
+                    assert!(
+                        jv.shards.capacity() * size
+                            >= jv.first * size
+                                + std::mem::size_of_val(t).next_multiple_of(HUGE_PAGE)
+                    );
+                } else {
+                    assert_eq!(jv.first, 0);
+                }
+                assert!(
+                    ((jv.first + t.len()) * size) as u64
+                        <= state_table_bytes(stripes, j.cfg.max_entries())
+                );
+                for s in [0, stripes / 2, stripes - 1] {
+                    assert!(matches!(j.mark(&jv, s), Mark::Wait(_)));
+                    assert!(jv.listed(s));
+                }
+            }
+        }
+    }
+
     /// A volume with a shard per block of four stripes: every stripe listed at once fits the
     /// shards' own lines (nothing on the heap), and each keeps its own state.
     #[test]
     fn a_small_volume_has_a_shard_per_block_of_stripes() {
         let (j, jv) = rig_of(102, false, |_| {});
-        assert_eq!(jv.shards.len(), 26);
+        assert_eq!(jv.table().len(), 26);
         for s in 0..102 {
             assert!(matches!(j.mark(&jv, s), Mark::Wait(_)));
         }
         assert_eq!(flush(&j, 1), (0..102).collect::<Vec<u64>>());
-        for sh in jv.shards.iter() {
+        for sh in jv.table().iter() {
             let g = lock(&sh.0);
             assert!(g.len as usize <= INLINE && g.more.is_none());
         }
@@ -2772,12 +2874,13 @@ mod tests {
     }
 
     /// The memory bound a create checks ([`state_table_bytes`] with no bound on the record's
-    /// room) is the largest table: 16 MiB of shards; a small volume's, its shard per block.
+    /// room) is the largest table: 16 MiB of shards, and room for its huge-page alignment; a
+    /// small volume's, its shard per block.
     #[test]
     fn the_state_table_bound_is_the_largest_table() {
         let shard = std::mem::size_of::<Shard>() as u64;
         assert_eq!(MAX_STATE_SHARDS * shard, 16 << 20);
-        assert_eq!(state_table_bytes(1 << 34, usize::MAX), 16 << 20);
+        assert_eq!(state_table_bytes(1 << 34, usize::MAX), 18 << 20);
         assert_eq!(state_table_bytes(100, usize::MAX), 25 * shard);
         assert_eq!(
             state_shards(1 << 34, 173_000),
@@ -2792,7 +2895,7 @@ mod tests {
         let (j, jv) = rig_of(1 << 20, false, |cfg| cfg.slot_bytes = 1 << 20);
         DISK.with(|d| d.borrow_mut().resize(1 << 22, 0));
         let stripes = jv.stripes();
-        let shards = jv.shards.len() as u64;
+        let shards = jv.table().len() as u64;
         assert_eq!(shards, (j.cfg.max_entries() as u64).next_power_of_two() / 2);
         assert!(shards.is_power_of_two());
         assert!(shards < stripes);
@@ -2830,7 +2933,7 @@ mod tests {
     fn a_large_volume_keeps_a_block_of_stripes_in_one_shard() {
         let (j, jv) = rig_of(1 << 20, false, |cfg| cfg.slot_bytes = 1 << 20);
         DISK.with(|d| d.borrow_mut().resize(1 << 22, 0));
-        let shards = jv.shards.len() as u64;
+        let shards = jv.table().len() as u64;
         assert!(
             shards * (INLINE as u64) < jv.stripes(),
             "the hashed mapping"
