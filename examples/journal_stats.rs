@@ -41,6 +41,7 @@ fn main() {
                     volatile: false,
                     hysteresis_us: 100_000,
                     first_hysteresis_us: 2_000,
+                    first_short: true,
                     hysteresis_generations: 2,
                     control_replace_early: false,
                     control_no_drop_record: false,

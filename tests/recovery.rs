@@ -24,6 +24,7 @@ fn cfg(seed: u64) -> SimConfig {
             // Nothing leaves the record during the test: every written stripe stays listed.
             hysteresis_us: 1 << 40,
             first_hysteresis_us: u64::MAX,
+            first_short: true,
             hysteresis_generations: 2,
             control_replace_early: false,
             control_no_drop_record: false,

@@ -773,7 +773,8 @@ impl Thresholds {
 struct Listed {
     /// Every listed entry (of attached volumes), with the time (µs) from which it is due for a
     /// removal check, in two queues each roughly in order of that time: [`SOON`] holds entries
-    /// found clean but not yet past the longer hysteresis (due: when they went clean),
+    /// found clean but not yet past the longer hysteresis (due: when they went clean), and the
+    /// entries of volumes without the shorter first hysteresis (see [`Journal::queue_for_check`]);
     /// [`LATER`] the others (due: when they were marked, or last found in use).
     queues: [VecDeque<(Entry, u64)>; 2],
     /// Entries of volumes not yet recovered (or stripes at risk): always in the record.
@@ -1658,20 +1659,46 @@ impl Journal {
         let high = early.unwrap_or_else(|| self.queue.high());
         self.queue.drain_below(high, |e| {
             l.adds.push(e);
-            l.queues[LATER].push_back((e, now_us));
-            if let Some(v) = vols.iter().find(|v| v.number == e.volume) {
-                listed.add(v, 1);
+            match vols.iter().find(|v| v.number == e.volume) {
+                Some(v) => {
+                    self.queue_for_check(&mut l.queues, v, e, now_us);
+                    listed.add(v, 1);
+                }
+                None => l.queues[LATER].push_back((e, now_us)),
             }
         });
         listed.apply();
+    }
+
+    /// Queue listed entry `e` of volume `v`, marked (or found in use) at `now_us`, for its next
+    /// removal check. A volume with the shorter first hysteresis: [`LATER`], due at `now_us`
+    /// (its first look may find a stripe written once ready to leave). A volume without it:
+    /// every stripe stays for the longer hysteresis from its last clean time, so a look before
+    /// that would only find it recent and queue it again; [`SOON`], due at `now_us` plus the
+    /// shorter hysteresis, a bound on when its write went clean (a write takes a small part
+    /// of it): one look, once the longer hysteresis has passed since then, finds a stripe not
+    /// written again ready to leave. A cost decision only; [`Journal::try_remove`] decides.
+    fn queue_for_check(
+        &self,
+        queues: &mut [VecDeque<(Entry, u64)>; 2],
+        v: &JournalVolume,
+        e: Entry,
+        now_us: u64,
+    ) {
+        if v.first_short {
+            queues[LATER].push_back((e, now_us));
+        } else {
+            let first_us = self.cfg.first_hysteresis_us.min(self.cfg.hysteresis_us);
+            queues[SOON].push_back((e, now_us.saturating_add(first_us)));
+        }
     }
 
     /// Take out of the listed set the entries due for a check that may leave (past their
     /// threshold in `th`, covered by a member flush, no write since: [`Journal::try_remove`]).
     /// Each queue is scanned from its front while entries are due; an entry found clean but
     /// within the longer hysteresis waits in [`SOON`] until its clean time is past it, one
-    /// found in use goes to the back of [`LATER`], due again at `now_us`. The scan stops at an entry
-    /// waiting for a member flush. Each entry is looked at once at most.
+    /// found in use is queued again as if marked at `now_us` ([`Journal::queue_for_check`]). The
+    /// scan stops at an entry waiting for a member flush. Each entry is looked at once at most.
     fn scan_removals(
         &self,
         l: &mut Listed,
@@ -1750,7 +1777,7 @@ impl Journal {
                 }
                 Removal::InUse => {}
             }
-            l.queues[LATER].push_back((e, now_us));
+            self.queue_for_check(&mut l.queues, v, e, now_us);
         }
         self.mw.reserved.fetch_sub(freed, AcqRel);
         listed.apply();
@@ -2345,9 +2372,33 @@ mod tests {
         j.clean(&large, 3, 10);
         flush_job(&j, 200);
         assert!(small.listed(3) && !large.listed(3));
+        // The small volume's first look comes the first hysteresis (a bound on when its write
+        // went clean) plus the whole hysteresis after its mark.
         flush_job(&j, 1020);
+        assert!(small.listed(3));
+        flush_job(&j, 1120);
         assert!(!small.listed(3));
         assert_eq!(j.listed_count(), 0);
+    }
+
+    /// On a volume without the shorter first hysteresis a stripe written once is looked at
+    /// once, when it leaves: a look at the first hysteresis would only find it recent.
+    #[test]
+    fn a_stripe_that_stays_the_whole_hysteresis_is_looked_at_once() {
+        let j = hysteresis_journal(100, None);
+        let (jv, _) = j.attach_volume(0, 64, false);
+        assert!(!jv.first_short);
+        let looks = j.stats.removal_checks.load(Relaxed);
+        assert!(matches!(j.mark(&jv, 3), Mark::Wait(_)));
+        flush_job(&j, 0);
+        j.clean(&jv, 3, 50);
+        for now in (10..=1110).step_by(10) {
+            flush_job(&j, now);
+            // Clean at 50: within the hysteresis until 1050.
+            assert!(now > 1050 || jv.listed(3), "left at {now} µs");
+        }
+        assert!(!jv.listed(3));
+        assert_eq!(j.stats.removal_checks.load(Relaxed) - looks, 1);
     }
 
     /// A stripe written once leaves at the record writer's first look past the first
@@ -2964,7 +3015,9 @@ mod tests {
     /// hysteresis after that check.
     #[test]
     fn a_clean_stripe_leaves_one_hysteresis_after_its_write() {
-        let j = hysteresis_journal(1000, None);
+        // A volume without the shorter first hysteresis (2 stripes): the first look comes
+        // 1000 + 100 µs after the mark.
+        let j = hysteresis_journal(100, None);
         let (jv, _) = j.attach_volume(0, 2, false);
         assert!(matches!(j.mark(&jv, 0), Mark::Wait(_)));
         assert_eq!(flush(&j, 0), vec![0]);

@@ -973,6 +973,7 @@ pub fn random_journal(rng: &mut Rng) -> SimJournal {
         hysteresis_generations: rng.range(0, 3),
         // u64::MAX: as long as `hysteresis_us` (every listed stripe waits the same).
         first_hysteresis_us: [0, 200, 2_000, u64::MAX][rng.range(0, 4) as usize],
+        first_short: rng.chance(0.75),
         control_replace_early: false,
         control_no_drop_record: false,
         on_members: false,

@@ -55,6 +55,10 @@ pub struct SimJournal {
     pub hysteresis_us: u64,
     /// Hysteresis of a stripe written once since it was listed (at most `hysteresis_us`).
     pub first_hysteresis_us: u64,
+    /// Whether the volumes get the shorter first hysteresis (`first_hysteresis_us`); else
+    /// every listed stripe stays for `hysteresis_us` from its last clean
+    /// ([`JournalConfig::first_hysteresis_above`]).
+    pub first_short: bool,
     /// Hysteresis in generations.
     pub hysteresis_generations: u64,
     /// Control: a replacement journal device is taken without waiting for the survivor to
@@ -85,10 +89,10 @@ impl SimJournal {
         cfg.volatile_cache = self.volatile;
         cfg.hysteresis_us = self.hysteresis_us;
         cfg.first_hysteresis_us = self.first_hysteresis_us;
-        // The simulated volumes are small (tens to thousands of stripes): the drawn first
-        // hysteresis applies to them whatever their size (a runtime's volume gets it only when
-        // it has more stripes than the listed set holds).
-        cfg.first_hysteresis_above = Some(0);
+        // The simulated volumes are small (tens to thousands of stripes): whether the drawn
+        // first hysteresis applies to them is drawn too, whatever their size (a runtime's
+        // volume gets it only when it has more stripes than the listed set holds).
+        cfg.first_hysteresis_above = Some(if self.first_short { 0 } else { u64::MAX });
         cfg.hysteresis_generations = self.hysteresis_generations;
         cfg.list_ahead = self.list_ahead;
         cfg.control_replace_early = self.control_replace_early;
