@@ -2151,7 +2151,11 @@ fn fetch_states<'a>(
 ) {
     for (e, _) in entries {
         if let Some(v) = vols.iter().find(|v| v.number == e.volume) {
-            pf(v.state_address(e.stripe));
+            // Both lines of the shard: a removal moves the shard's last state into the freed
+            // slot, in the second line whenever the shard holds three or more.
+            let at = v.state_address(e.stripe);
+            pf(at);
+            pf(at.wrapping_add(64));
         }
     }
 }
