@@ -42,6 +42,7 @@ fn main() {
                     hysteresis_us: 100_000,
                     first_hysteresis_us: 2_000,
                     first_short: true,
+                    roomy_hysteresis_us: 0,
                     hysteresis_generations: 2,
                     control_replace_early: false,
                     control_no_drop_record: false,

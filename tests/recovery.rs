@@ -25,6 +25,7 @@ fn cfg(seed: u64) -> SimConfig {
             hysteresis_us: 1 << 40,
             first_hysteresis_us: u64::MAX,
             first_short: true,
+            roomy_hysteresis_us: 0,
             hysteresis_generations: 2,
             control_replace_early: false,
             control_no_drop_record: false,

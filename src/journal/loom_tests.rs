@@ -74,6 +74,7 @@ fn rig_build(
     cfg.max_channels = 1;
     cfg.hysteresis_generations = 0;
     cfg.hysteresis_us = 0;
+    cfg.roomy_hysteresis_us = 0;
     set(&mut cfg);
     let j = Journal::new(cfg, last);
     let (jv, _) = j.attach_volume(0, stripes, volatile_members);
@@ -317,6 +318,7 @@ fn two_device_journal_in(
     cfg.max_channels = 1;
     cfg.hysteresis_generations = 0;
     cfg.hysteresis_us = 0;
+    cfg.roomy_hysteresis_us = 0;
     let j = Arc::new(Journal::new(cfg, None));
     let (jv, _) = j.attach_volume(0, 2, false);
     (j, jv)

@@ -953,7 +953,7 @@ pub fn random_journal(rng: &mut Rng) -> SimJournal {
     uuid[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
     uuid[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
     let block_size = if rng.chance(0.5) { 512 } else { 4096 };
-    SimJournal {
+    let mut sj = SimJournal {
         uuid,
         block_size,
         // Small slots sometimes (37 entries at 512 bytes), so writers meet a full record.
@@ -974,11 +974,17 @@ pub fn random_journal(rng: &mut Rng) -> SimJournal {
         // u64::MAX: as long as `hysteresis_us` (every listed stripe waits the same).
         first_hysteresis_us: [0, 200, 2_000, u64::MAX][rng.range(0, 4) as usize],
         first_short: rng.chance(0.75),
+        roomy_hysteresis_us: 0,
         control_replace_early: false,
         control_no_drop_record: false,
         on_members: false,
         list_ahead: 0,
+    };
+    // Stretched tenfold while the listed set leaves room, half of the time.
+    if rng.chance(0.5) {
+        sj.roomy_hysteresis_us = sj.hysteresis_us * 10;
     }
+    sj
 }
 
 /// A simulation of `volumes` on `journal` with a random number of reactors, volatile member
@@ -2295,6 +2301,8 @@ pub fn large_check(seed: u64, journal: bool, crashes: u32, read: RecordRead) -> 
     // long as rewritten ones (the large dirty set this scenario is about).
     sj.hysteresis_us = 1 << 40;
     sj.first_hysteresis_us = u64::MAX;
+    // The hysteresis is calibrated below to a listed set of the target's size: not stretched.
+    sj.roomy_hysteresis_us = 0;
     sj.hysteresis_generations = rng.range(2, 65);
     let target = rng.range(2400, 4801);
     // Half an area holds a checkpoint of 1.5 times the target (the listed set stays within

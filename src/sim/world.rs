@@ -53,6 +53,9 @@ pub struct SimJournal {
     pub volatile: bool,
     /// Hysteresis before clean stripes leave the record (one written again while listed).
     pub hysteresis_us: u64,
+    /// Up to how long `hysteresis_us` stretches while the listed set leaves room
+    /// ([`JournalConfig::roomy_hysteresis_us`]; 0: never).
+    pub roomy_hysteresis_us: u64,
     /// Hysteresis of a stripe written once since it was listed (at most `hysteresis_us`).
     pub first_hysteresis_us: u64,
     /// Whether the volumes get the shorter first hysteresis (`first_hysteresis_us`); else
@@ -88,6 +91,7 @@ impl SimJournal {
         cfg.mode = self.mode;
         cfg.volatile_cache = self.volatile;
         cfg.hysteresis_us = self.hysteresis_us;
+        cfg.roomy_hysteresis_us = self.roomy_hysteresis_us;
         cfg.first_hysteresis_us = self.first_hysteresis_us;
         // The simulated volumes are small (tens to thousands of stripes): whether the drawn
         // first hysteresis applies to them is drawn too, whatever their size (a runtime's
