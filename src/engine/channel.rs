@@ -1635,6 +1635,13 @@ impl<B: Backend> Channel<B> {
 
     /// Compute the new parity for the piece's plan and write data and parity.
     fn write_stripe(&mut self, pi: usize) {
+        // The stripe's journal state is next touched by the clean after these writes, its
+        // shard's line likely gone from the nearest caches since the mark: start fetching it
+        // now, ahead of the parity computation and the writes (fetched again before the last
+        // write completes: see `piece_io_done`).
+        if self.pieces[pi].marked {
+            self.prefetch_state(self.pieces[pi].stripe);
+        }
         if self.pieces[pi].leader && self.merges[pi].gathered.is_none() {
             self.gather(pi);
         }
