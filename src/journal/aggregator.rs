@@ -86,8 +86,9 @@ pub struct JournalConfig {
     /// listed stripe costs room, its bytes in each checkpoint and a resync after a crash, not
     /// bytes in every record; where the room is there, a stripe kept listed longer spares more
     /// later writes to it a record each (a volume of 8 GiB members under random writes: 40 %
-    /// of writes find their stripe listed with 100 ms, 82 % with 1 s here). As the set fills, it
-    /// falls back to `hysteresis_us`, so several volumes sharing the journal still fit...
+    /// of writes find their stripe listed with 100 ms, 82 % with the stretch, which settles
+    /// near 0.3 s there as the set fills to 60–65 % of the room). As the set fills, it falls
+    /// back to `hysteresis_us`, so several volumes sharing the journal still fit...
     pub roomy_hysteresis_us: u64,
     /// ...or, when it was written once only since it was listed, on a volume of more stripes
     /// than `first_hysteresis_above`, this long (at most `hysteresis_us`) from its listing (or
