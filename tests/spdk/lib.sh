@@ -300,7 +300,10 @@ wait_fio_sock() {
 # start_hot_fio DIR CONF LOOPS: fio crc32c write+verify of r0 (over CONF) on two threads of 40
 # MiB each, LOOPS passes, its RPC socket at DIR/fio.sock (for changes under the load); started
 # in the background (FIO_PID; results in DIR/hot.json and DIR/hot.log) and waited for until the
-# volume is up.
+# volume is up. Beside them a third thread writes 40 MiB sequentially at 400 IOPS (a new stripe
+# about every 30 ms for 26 s), then verifies them: the two hot regions' stripes may all stay
+# listed (a clean stripe stays up to 1 s while the record has room), so they alone may need no
+# record, and the tests that check that records go on need new stripes.
 start_hot_fio() {
     cat >"$1/hot.fio" <<FIO
 [global]
@@ -326,6 +329,13 @@ group_reporting=0
 numjobs=2
 size=40m
 offset_increment=40m
+
+[stream]
+rw=write
+offset=80m
+size=40m
+loops=1
+rate_iops=400
 FIO
     rm -f "$1/fio.sock"
     run_fio "$1" 300 --output-format=json --output="$1/hot.json" "$1/hot.fio" >"$1/hot.log" 2>&1 &

@@ -15,9 +15,11 @@
 #      stripe before it serves (the newest record may have been on the lost file); mirror, it
 #      recovers from the survivor alone (nothing recorded it dropped); then fio verify-only
 #      reads back every block, and bdev_jraid_scrub finds parity clean;
-#  (d) mirror: j1 deleted under random rewrites (its drop recorded in the member superblocks,
-#      records go on to j0 alone), kill -9, then j0 lost and j1 back with what it held: the
-#      restart resyncs every stripe (j1 is behind), fio verify-only and scrub pass.
+#  (d) mirror: j1 deleted under random rewrites and a slow sequential stream beside them (its
+#      drop recorded in the member superblocks, records go on to j0 alone: the stream lists a
+#      new stripe every ~24 ms, where the rewrites alone may list nothing new, their stripes
+#      staying listed), kill -9, then j0 lost and j1 back with what it held: the restart
+#      resyncs every stripe (j1 is behind), fio verify-only and scrub pass.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 trap stop_tgt EXIT
@@ -203,6 +205,17 @@ run_fio "$dir" 120 "$dir/fill.fio" >"$dir/fill.log" 2>&1 || rc=$?
 bdev_config "$dir/both.json" "$(aio_entries "$dir" "${members[@]}" j0 j1)"
 sed -e 's/^rw=write$/rw=randwrite\ntime_based=1\nruntime=60/' \
     -e "s|^spdk_json_conf=.*|spdk_json_conf=$dir/both.json\nspdk_rpc_listen_addr=$dir/fio.sock|" "$dir/fill.fio" >"$dir/load.fio"
+# The rewrites of the filled 48 MiB (1,024 stripes) may keep every one of them listed (a clean
+# stripe stays up to 1 s while the record has room): then no record is needed, and none shows
+# that records go on to j0. A stream beyond them lists new stripes all along.
+cat >>"$dir/load.fio" <<FIO
+
+[stream]
+rw=write
+offset=96m
+size=64m
+rate_iops=500
+FIO
 rm -f "$dir/fio.sock"
 # Killed with -9 by its timeout, after what follows (about 5 s).
 FIO_KILL=1 run_fio "$dir" 12 "$dir/load.fio" >"$dir/load.log" 2>&1 &
