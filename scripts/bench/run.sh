@@ -16,6 +16,11 @@
 #   --member-mb MB size of each member (default 64; malloc/delay use hugepage memory)
 #   --reactors N   largest reactor count of the scaling test (default: number of CPUs)
 #   --no-plot      skip the PNG (no matplotlib needed)
+#   --reps N       run the whole set N times (default 1), one repetition after the other; the
+#                  tables show each test's run of median IOPS, each target the median of its
+#                  N per-repetition ratios (both sides of a ratio run minutes apart at most
+#                  within a repetition), with those N beside it. On a shared VM one run of a test
+#                  can be off by ±30 % or more; use 3 or more for figures to report.
 #
 # Environment: SPDK_DIR (default: from pkg-config spdk_bdev, else /opt/jraid-spdk/v26.01/spdk), BDEVPERF, JRAID_LIB
 # (default target/release/libjraid.so, built with `cargo build --release --features spdk --lib` when
@@ -37,6 +42,7 @@ PYTHON=${PYTHON:-python3}
 # --------------------------------------------------------------------------------------------
 # Options
 T=3 kinds="malloc delay null" out="" members=4 member_mb=64 strip_kb=64 max_reactors="" plot=1 quick=0
+REPS=1 REP=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1; T=1; shift ;;
@@ -48,10 +54,13 @@ while [ $# -gt 0 ]; do
         --strip-kb) strip_kb=$2; shift 2 ;;
         --reactors) max_reactors=$2; shift 2 ;;
         --no-plot) plot=0; shift ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        --reps) REPS=$2; shift 2 ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1 (--help)" >&2; exit 2 ;;
     esac
 done
+
+case "$REPS" in '' | *[!0-9]* | 0) echo "run.sh: --reps wants a whole number > 0" >&2; exit 2 ;; esac
 
 # --------------------------------------------------------------------------------------------
 # The journal-off variant. bdev_jraid_create has no switch for it yet; the parameter below is the one
@@ -187,13 +196,14 @@ start_bdevperf() { # CONFIG TARGET NREACTORS LOG -> BP_PID, BP_SOCK; returns 1 i
 }
 
 # record KIND SCENARIO VARIANT TARGET NREACTORS WORKLOAD QD IOSIZE RESULT-JSON-or-"" [ERROR]
+# (the row also carries the repetition it belongs to, $REP)
 record() {
-    "$PYTHON" - "$raw" "$@" <<'PY'
+    "$PYTHON" - "$raw" "$REP" "$@" <<'PY'
 import json, sys
-raw, kind, scen, var, target, nr, wl, qd, size, res = sys.argv[1:11]
-err = sys.argv[11] if len(sys.argv) > 11 else None
+raw, rep, kind, scen, var, target, nr, wl, qd, size, res = sys.argv[1:12]
+err = sys.argv[12] if len(sys.argv) > 12 else None
 row = {"kind": kind, "scenario": scen, "variant": var, "target": target, "reactors": int(nr),
-       "workload": wl, "queue_depth": int(qd), "io_size": int(size),
+       "workload": wl, "queue_depth": int(qd), "io_size": int(size), "rep": int(rep),
        "bdevperf": json.loads(res) if res else None}
 if err:
     row["error"] = err
@@ -206,7 +216,7 @@ PY
 session() {
     local kind=$1 var=$2 target=$3 nr=$4 tests=$5 cfg=$work/config-$1.json t
     CUR_KIND=$kind
-    local logf=$out/logs/$kind-$var-r$nr.log
+    local logf=$out/logs/$kind-$var-r$nr-rep$REP.log
     log "$kind / $var ($target) on $nr reactor(s): $(echo $tests | wc -w) test(s)"
     if ! start_bdevperf "$cfg" "$target" "$nr" "$logf"; then
         log "  bdevperf did not start (see $logf)"
@@ -275,7 +285,7 @@ def sh(c):
 meta = {
     "date": "$stamp", "seconds_per_test": $T, "quick": bool($quick), "kinds": "$kinds".split(),
     "members": $members, "member_mb": $member_mb, "strip_kb": $strip_kb,
-    "stripe_bytes": $stripe_bytes, "reactor_counts": [1] + [int(x) for x in "$reactor_counts".split()],
+    "stripe_bytes": $stripe_bytes, "reps": $REPS, "reactor_counts": [1] + [int(x) for x in "$reactor_counts".split()],
     "cpus": $ncpu, "cpu_model": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
     "kernel": platform.release(), "spdk": sh("$BDEVPERF --version 2>/dev/null | tail -1") or "$SPDK_DIR",
     "jraid_git": sh("git -C '$root' describe --always --dirty 2>/dev/null"),
@@ -291,42 +301,45 @@ PY
 # --------------------------------------------------------------------------------------------
 # The runs
 t0=$(date +%s)
-for kind in $kinds; do
-    case "$kind" in malloc | delay | null) ;; *) die "unknown kind $kind" ;; esac
-    p=${kind:0:1}
-    mk_config "$kind" "$with_r5" "$with_nj" >"$work/config-$kind.json"
-    cp "$work/config-$kind.json" "$out/config-$kind.json"
+for REP in $(seq 1 "$REPS"); do
+    if [ "$REPS" -gt 1 ]; then log "repetition $REP of $REPS"; fi
+    for kind in $kinds; do
+        case "$kind" in malloc | delay | null) ;; *) die "unknown kind $kind" ;; esac
+        p=${kind:0:1}
+        mk_config "$kind" "$with_r5" "$with_nj" >"$work/config-$kind.json"
+        cp "$work/config-$kind.json" "$out/config-$kind.json"
 
-    rw="" rr=""
-    for q in $QDS_RANDWRITE; do rw="$rw randwrite:randwrite:$q:4096"; done
-    for q in $QDS_RANDREAD; do rr="$rr randread:randread:$q:4096"; done
-    seq="seqwrite:write:$QD_SEQ:$stripe_bytes"
+        rw="" rr=""
+        for q in $QDS_RANDWRITE; do rw="$rw randwrite:randwrite:$q:4096"; done
+        for q in $QDS_RANDREAD; do rr="$rr randread:randread:$q:4096"; done
+        seq="seqwrite:write:$QD_SEQ:$stripe_bytes"
 
-    session "$kind" jraid jr 1 "$rw $rr $seq"
-    session "$kind" raid1 r1 1 "$rw $rr"
-    if [ "$with_nj" = 1 ]; then
-        session "$kind" jraid-nojournal jn 1 "$rw"
-    else
-        for q in $QDS_RANDWRITE; do
-            record "$kind" randwrite jraid-nojournal jn 1 randwrite "$q" 4096 "" "journal-off not supported by bdev_jraid_create"
-        done
-    fi
-    session "$kind" raw "${p}raw" 1 "$rw $rr"
-    if [ "$with_r5" = 1 ]; then
-        session "$kind" raid5f r5 1 "$seq"
-    else
-        record "$kind" seqwrite raid5f r5 1 write "$QD_SEQ" "$stripe_bytes" "" "raid5f not available"
-    fi
-    for nr in $reactor_counts; do
-        if [ "$nr" = 2 ]; then
-            # Two reactors: every ratio's both sides, for the two-reactors ÷ one targets.
-            two="scaling:randwrite:$QD_SCALING:4096 scaling:randread:$QD_SCALING:4096 scaling:write:$QD_SEQ:$stripe_bytes"
-            session "$kind" jraid jr 2 "$two"
-            session "$kind" raid1 r1 2 "scaling:randwrite:$QD_SCALING:4096 scaling:randread:$QD_SCALING:4096"
-            [ "$with_r5" = 1 ] && session "$kind" raid5f r5 2 "scaling:write:$QD_SEQ:$stripe_bytes"
+        session "$kind" jraid jr 1 "$rw $rr $seq"
+        session "$kind" raid1 r1 1 "$rw $rr"
+        if [ "$with_nj" = 1 ]; then
+            session "$kind" jraid-nojournal jn 1 "$rw"
         else
-            session "$kind" jraid jr "$nr" "scaling:randwrite:$QD_SCALING:4096"
+            for q in $QDS_RANDWRITE; do
+                record "$kind" randwrite jraid-nojournal jn 1 randwrite "$q" 4096 "" "journal-off not supported by bdev_jraid_create"
+            done
         fi
+        session "$kind" raw "${p}raw" 1 "$rw $rr"
+        if [ "$with_r5" = 1 ]; then
+            session "$kind" raid5f r5 1 "$seq"
+        else
+            record "$kind" seqwrite raid5f r5 1 write "$QD_SEQ" "$stripe_bytes" "" "raid5f not available"
+        fi
+        for nr in $reactor_counts; do
+            if [ "$nr" = 2 ]; then
+                # Two reactors: every ratio's both sides, for the two-reactors ÷ one targets.
+                two="scaling:randwrite:$QD_SCALING:4096 scaling:randread:$QD_SCALING:4096 scaling:write:$QD_SEQ:$stripe_bytes"
+                session "$kind" jraid jr 2 "$two"
+                session "$kind" raid1 r1 2 "scaling:randwrite:$QD_SCALING:4096 scaling:randread:$QD_SCALING:4096"
+                [ "$with_r5" = 1 ] && session "$kind" raid5f r5 2 "scaling:write:$QD_SEQ:$stripe_bytes"
+            else
+                session "$kind" jraid jr "$nr" "scaling:randwrite:$QD_SCALING:4096"
+            fi
+        done
     done
 done
 log "runs took $(($(date +%s) - t0)) s"
