@@ -237,25 +237,21 @@ def markdown(a, meta, rows):
     L.append("- one reactor (-m 0x1) unless stated; the scaling rows use -m <N cores> -C "
              "(one job per core, each at the QD shown)\n")
 
-    reps = reps_of(rows)
-    if len(reps) > 1:
-        L.append(f"- {len(reps)} repetitions of the whole set, one after the other: each table "
-                 "row is the test's run of median IOPS; each target is the median of its "
-                 "per-repetition ratios (listed under \"every repetition\")\n")
-        L.append("## Target ratios (QD 128, same run; median of the repetitions)\n")
-        L.append("| target | kind | value | every repetition | goal | verdict |")
-        L.append("|---|---|---:|---|---:|---|")
-        for t in a["targets"]:
-            runs = " ".join(f_ratio(x) for x in t.get("runs", []))
-            L.append(f"| {t['what']} | {t['kind']} | {f_ratio(t['value'])} | {runs} | "
-                     f"≥ {t['goal']} | {t['verdict']} |")
-    else:
-        L.append("## Target ratios (QD 128, same run)\n")
-        L.append("| target | kind | value | goal | verdict |")
-        L.append("|---|---|---:|---:|---|")
-        for t in a["targets"]:
-            L.append(f"| {t['what']} | {t['kind']} | {f_ratio(t['value'])} | ≥ {t['goal']} | "
-                     f"{t['verdict']} |")
+    # With repetitions, each target's per-repetition ratios in a column of their own.
+    many = len(reps_of(rows)) > 1
+    if many:
+        L.append(f"- {len(reps_of(rows))} repetitions of the whole set, one after the other: "
+                 "each table row is the test's run of median IOPS; each target is the median "
+                 "of its per-repetition ratios (listed under \"every repetition\")\n")
+    L.append("## Target ratios (QD 128, same run" +
+             ("; median of the repetitions)\n" if many else ")\n"))
+    L.append("| target | kind | value | " + ("every repetition | " if many else "") +
+             "goal | verdict |")
+    L.append("|---|---|---:|" + ("---|" if many else "") + "---:|---|")
+    for t in a["targets"]:
+        runs = (" ".join(f_ratio(x) for x in t.get("runs", [])) + " | ") if many else ""
+        L.append(f"| {t['what']} | {t['kind']} | {f_ratio(t['value'])} | {runs}≥ {t['goal']} | "
+                 f"{t['verdict']} |")
 
     L.append("\n## 4 KiB random writes\n")
     L.append("| kind | QD | jraid IOPS | jraid avg µs | no-journal IOPS | raw member IOPS | "
