@@ -23,9 +23,13 @@
 //! shards per volume ([`state_shards`]), each a mutex over four states in the shard's own two
 //! cache lines (more, rarely, on the heap). So the state's size, and the cache and TLB footprint
 //! of a write's look-up, follow the listed set (bounded by the record's room), not the volume: a
-//! write to a random stripe of a volume of terabyte members touches one line of a 16 MiB table,
-//! where a per-stripe array would be hundreds of MiB. A shard is locked for a few instructions;
-//! marks of stripes in other shards run in parallel.
+//! write to a random stripe of a volume of terabyte members touches one line of a 4 MiB table,
+//! where a per-stripe array would be hundreds of MiB. The table is capped at 4 MiB for its
+//! address span: on the VMs measured, random look-ups across more than 8 MiB cost 10–13 ns more
+//! each even when their lines are cached, and at terabyte members each write looks its stripe up
+//! three times (`docs/bench/20261207-tablespan/`). A full listed set then holds more states than
+//! the shards' lines (the rest on the heap), which a hot-set bench showed no slower. A shard is
+//! locked for a few instructions; marks of stripes in other shards run in parallel.
 //!
 //! Hysteresis: a clean stripe stays listed for [`JournalConfig::hysteresis_us`] (stretched
 //! while the listed set leaves room: [`JournalConfig::roomy_hysteresis_us`]) when it was
@@ -111,7 +115,7 @@ pub struct JournalConfig {
     pub list_ahead: u64,
     /// Called with the address and length of each volume's table of stripe-state shards before
     /// it is first written (the runtime asks the kernel for huge pages there: a write looks up
-    /// a random shard of up to 16 MiB of them, and with 4 KiB pages each such look-up also
+    /// a random shard of up to 4 MiB of them, and with 4 KiB pages each such look-up also
     /// misses the TLB). Never reads or writes through the address.
     pub advise_state_memory: Option<fn(*const u8, usize)>,
     /// Starts fetching the memory at an address into the cache without waiting (a prefetch
@@ -272,16 +276,17 @@ pub struct JournalVolume {
     drops_held: AtomicBool,
 }
 
-/// Most shards of a volume's stripe states (16 MiB of them).
-pub const MAX_STATE_SHARDS: u64 = 1 << 17;
+/// Most shards of a volume's stripe states (4 MiB of them: see the module comment on the
+/// table's span).
+pub const MAX_STATE_SHARDS: u64 = 1 << 15;
 
 /// Shards of the stripe states of a volume of `stripes` stripes on a journal whose record holds
 /// `max_entries`. A smaller volume has one per `INLINE` consecutive stripes (a block: it
-/// never overflows); a larger one, half the power of two at or above the record's room (the
-/// default 8 MiB journal area holds ~173k entries: 131,072 shards), each block of `INLINE`
-/// consecutive stripes in the shard a multiplicative hash of the block picks, so that even a
-/// full listed set puts nearly every state in its shard's own lines, and a sequential stream's
-/// states share them. See `JournalVolume::shard_of`.
+/// never overflows); a larger one, half the power of two at or above the record's room, and at
+/// most [`MAX_STATE_SHARDS`] (the default 8 MiB journal area holds ~173k entries: 32,768 shards,
+/// 5.3 states each when the listed set is full, those past a shard's four on its heap part),
+/// each block of `INLINE` consecutive stripes in the shard a multiplicative hash of the block
+/// picks, so that a sequential stream's states share lines. See `JournalVolume::shard_of`.
 pub fn state_shards(stripes: u64, max_entries: usize) -> u64 {
     // (A bound past 2^63 has no next power of two: the most shards then.)
     let room = (max_entries as u64)
@@ -1289,7 +1294,7 @@ impl Journal {
         let mut joined = None;
         if room > 0 {
             // The shards of stripes not yet written are rarely in a near cache (at 1 TiB members
-            // they are random lines of a 16 MiB table): each is fetched a few stripes ahead of
+            // they are random lines of a 4 MiB table): each is fetched a few stripes ahead of
             // its lock, instead of one miss after another.
             const AHEAD: u64 = 8;
             let prefetch = self.cfg.prefetch;
@@ -3014,19 +3019,21 @@ mod tests {
     }
 
     /// The memory bound a create checks ([`state_table_bytes`] with no bound on the record's
-    /// room) is the largest table: 16 MiB of shards, and room for its huge-page alignment; a
+    /// room) is the largest table: 4 MiB of shards, and room for its huge-page alignment; a
     /// small volume's, its shard per block.
     #[test]
     fn the_state_table_bound_is_the_largest_table() {
         let shard = std::mem::size_of::<Shard>() as u64;
-        assert_eq!(MAX_STATE_SHARDS * shard, 16 << 20);
-        assert_eq!(state_table_bytes(1 << 34, usize::MAX), 18 << 20);
+        assert_eq!(MAX_STATE_SHARDS * shard, 4 << 20);
+        assert_eq!(state_table_bytes(1 << 34, usize::MAX), 6 << 20);
         assert_eq!(state_table_bytes(100, usize::MAX), 25 * shard);
         assert_eq!(
             state_shards(1 << 34, 173_000),
-            131_072,
-            "the default journal's room"
+            32_768,
+            "the default journal's room, capped"
         );
+        assert_eq!(state_shards(1 << 34, 40_000), 32_768, "a smaller room's");
+        assert_eq!(state_shards(1 << 34, 20_000), 16_384, "a smaller room's");
     }
 
     /// A volume of more stripes than shards: stripes sharing a shard keep their own states.
@@ -3036,7 +3043,10 @@ mod tests {
         DISK.with(|d| d.borrow_mut().resize(1 << 22, 0));
         let stripes = jv.stripes();
         let shards = jv.table().len() as u64;
-        assert_eq!(shards, (j.cfg.max_entries() as u64).next_power_of_two() / 2);
+        assert_eq!(
+            shards,
+            ((j.cfg.max_entries() as u64).next_power_of_two() / 2).min(MAX_STATE_SHARDS)
+        );
         assert!(shards.is_power_of_two());
         assert!(shards < stripes);
         // Stripes at a stride of the shard count, and their neighbours.

@@ -113,7 +113,7 @@ pub(crate) const DEFAULT_MAX_STRIPE_STATE_MB: u64 = 1024;
 
 /// Bytes of memory a volume of `stripes` stripes keeps whatever it lists: the rebuild bitmap
 /// (1 bit per stripe) and, at most, the journal's table of state shards (128 bytes each, as
-/// many as half the record's room rounded up to a power of two, and no more than 16 MiB, with
+/// many as half the record's room rounded up to a power of two, and no more than 4 MiB, with
 /// up to 2 MiB more for its huge-page alignment; see [`crate::journal::state_table_bytes`]).
 pub(crate) fn stripe_state_bytes(stripes: u64) -> u64 {
     stripes.div_ceil(64) * 8 + crate::journal::state_table_bytes(stripes, usize::MAX)
