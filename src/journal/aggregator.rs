@@ -28,8 +28,9 @@
 //! address span: on the VMs measured, random look-ups across more than 8 MiB cost 10–13 ns more
 //! each even when their lines are cached, and at terabyte members each write looks its stripe up
 //! three times (`docs/bench/20261207-tablespan/`). A full listed set then holds more states than
-//! the shards' lines (the rest on the heap), which a hot-set bench showed no slower. A shard is
-//! locked for a few instructions; marks of stripes in other shards run in parallel.
+//! the shards' lines (the rest on the heap), which a hot-set bench showed no slower, beyond its
+//! runs' spread. A shard is locked for a few instructions; marks of stripes in other shards run
+//! in parallel.
 //!
 //! Hysteresis: a clean stripe stays listed for [`JournalConfig::hysteresis_us`] (stretched
 //! while the listed set leaves room: [`JournalConfig::roomy_hysteresis_us`]) when it was
