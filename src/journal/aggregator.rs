@@ -21,7 +21,7 @@
 //! Memory: a stripe has a state only while it is listed (its active marks, the generation it was
 //! listed in, when its last write went clean), kept in one of at most [`MAX_STATE_SHARDS`]
 //! shards per volume ([`state_shards`]), each a mutex over four states in the shard's own two
-//! cache lines (more, rarely, on the heap). So the state's size, and the cache and TLB footprint
+//! cache lines (more on the heap: when a large volume's listed set nears the record's room). So the state's size, and the cache and TLB footprint
 //! of a write's look-up, follow the listed set (bounded by the record's room), not the volume: a
 //! write to a random stripe of a volume of terabyte members touches one line of a 4 MiB table,
 //! where a per-stripe array would be hundreds of MiB. The table is capped at 4 MiB for its
@@ -371,7 +371,8 @@ impl Slot {
 const INLINE: usize = 4;
 
 /// The states of one shard: the first [`INLINE`] in the shard itself (the count and the first
-/// two in its first cache line, which the write path prefetches), more (rare) on the heap.
+/// two in its first cache line, which the write path prefetches), more on the heap (a large
+/// volume's listed set near the record's room: see [`state_shards`]).
 #[derive(Default)]
 #[repr(C)]
 struct Slots {
@@ -468,7 +469,7 @@ impl Slots {
 struct Shard(Mutex<Slots>);
 
 /// Bytes of memory a volume of `stripes` stripes keeps for its journal state on a journal whose
-/// record holds `max_entries`, besides the states beyond four per shard (24 bytes each, rare):
+/// record holds `max_entries`, besides the states beyond four per shard (24 bytes each):
 /// its table of shards, and for a table of a huge page or more, up to a huge page before it
 /// and the rest of its last one (see [`Journal::new_shards`]).
 pub fn state_table_bytes(stripes: u64, max_entries: usize) -> u64 {
