@@ -25,7 +25,7 @@
 //! of a write's look-up, follow the listed set (bounded by the record's room), not the volume: a
 //! write to a random stripe of a volume of terabyte members touches one line of a 4 MiB table,
 //! where a per-stripe array would be hundreds of MiB. The table is capped at 4 MiB for its
-//! address span: on the VMs measured, random look-ups across more than 8 MiB cost 10–13 ns more
+//! address span: on the VM measured, random look-ups across more than 8 MiB cost 10–13 ns more
 //! each even when their lines are cached, and at terabyte members each write looks its stripe up
 //! three times (`docs/bench/20261207-tablespan/`). A full listed set then holds more states than
 //! the shards' lines (the rest on the heap), which a hot-set bench showed no slower, beyond its
