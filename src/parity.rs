@@ -8,6 +8,11 @@
 //! `xor_into` with many sources works on one cache-friendly block of `dst` at a time and, inside
 //! that block, folds the sources in at up to four per pass, so the partial result is read and
 //! written once per four sources while it is hot in L1 instead of once per source.
+//!
+//! [`choice`] decides, from rounds of timing, between these kernels and a runtime's own (ISA-L's
+//! under SPDK).
+
+pub mod choice;
 
 /// Bytes per chunk: one cache line, eight `u64` lanes.
 const CHUNK: usize = 64;

@@ -6,21 +6,23 @@
 //! - **in place**: `dst ^= a ^ b ^ ...` where `dst` holds the old parity or an old strip (a
 //!   read-modify-write's update, a reconstruct-write's parity built in an old-data buffer).
 //!   ISA-L reads the destination as one of its sources right before it stores the same bytes;
-//!   on some CPUs that runs several times slower than the engine's kernel (the AMD EPYC VMs
-//!   here: 744 ns against 125 ns per 4 KiB in this module's start-up timing under bdevperf).
+//!   on some CPUs that runs several times slower than the engine's kernel (an AVX2 AMD EPYC VM:
+//!   744 ns against 125 ns per 4 KiB in this module's start-up timing under bdevperf).
 //!
 //! `bdev_jraid_set_options` `xor_kernel` picks: `"isal"` or `"native"` for both, or `"auto"`
 //! (the default): at module start (and when the option is set at runtime) each shape is timed
-//! with both kernels on page-aligned buffers (a full stripe of three 64 KiB strips, a 4 KiB
-//! in-place update with two sources; best of several rounds, a few milliseconds in all) and
-//! the faster one is used; the choice and the timings go to SPDK's log. Both kernels give the
-//! same bytes (`tests/spdk/test_scrub.sh` scrubs a volume written under each); only the speed
-//! differs.
+//! with both kernels on page-aligned buffers (full stripes of three 64 KiB strips, 4 KiB
+//! in-place updates with two sources, about 2 MiB of each), the kernels taking turns for 15
+//! rounds, a few milliseconds in all. ISA-L's is used unless the median of the rounds' ratios
+//! finds it at least 5 % slower ([`crate::parity::choice`]); the choice and the timings go to
+//! SPDK's log. Both kernels give the same bytes (`tests/spdk/test_scrub.sh` scrubs a volume
+//! written under each); only the speed differs.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::time::Instant;
 
 use crate::engine::Buf;
+use crate::parity::choice::{self, time_in_turns, KernelTiming};
 
 use super::ffi;
 
@@ -96,16 +98,20 @@ pub(crate) fn apply() {
             let (full, in_place) = (time_full(), time_in_place());
             ffi::noticelog!(
                 "jraid XOR kernels (xor_kernel auto): full-stripe parity {} (ISA-L {}, native \
-                 {:.0} ns per 3 x 64 KiB), in-place update {} (ISA-L {}, native {:.0} ns per \
-                 4 KiB)",
-                kernel_name(full.faster_isal()),
-                full.isal_text(),
+                 {:.0} ns per 3 x 64 KiB{}), in-place update {} (ISA-L {}, native {:.0} ns per \
+                 4 KiB{}); medians of {} rounds in turns, ISA-L unless {:.2} times slower",
+                kernel_name(full.runtime_chosen()),
+                isal_text(&full),
                 full.native_ns,
-                kernel_name(in_place.faster_isal()),
-                in_place.isal_text(),
-                in_place.native_ns
+                ratio_text(&full),
+                kernel_name(in_place.runtime_chosen()),
+                isal_text(&in_place),
+                in_place.native_ns,
+                ratio_text(&in_place),
+                ROUNDS,
+                choice::NATIVE_MARGIN
             );
-            (full.faster_isal(), in_place.faster_isal())
+            (full.runtime_chosen(), in_place.runtime_chosen())
         }
     };
     FULL_ISAL.store(full, Relaxed);
@@ -149,47 +155,33 @@ pub(crate) fn xor_update(parity: &mut [u8], old: &[u8], new: &[u8]) {
     }
 }
 
-/// Best times of one shape: ISA-L's (`None` where it does not run: SPDK without ISA-L, or
-/// its alignment not met) and the engine's.
-struct Timing {
-    isal_ns: Option<f64>,
-    native_ns: f64,
+/// Rounds per kernel, the two kernels taking turns ([`choice::time_in_turns`]).
+const ROUNDS: usize = 15;
+
+/// One round of `calls` calls of `run(index, isal)`: ns per call, or `None` when a call says
+/// ISA-L's kernel did not run.
+fn round_ns(calls: usize, isal: bool, run: &mut impl FnMut(usize, bool) -> bool) -> Option<f64> {
+    let t = Instant::now();
+    for i in 0..calls {
+        if !run(i, isal) {
+            return None;
+        }
+    }
+    Some(t.elapsed().as_nanos() as f64 / calls as f64)
 }
 
-impl Timing {
-    fn faster_isal(&self) -> bool {
-        self.isal_ns.is_some_and(|i| i <= self.native_ns)
-    }
-
-    fn isal_text(&self) -> String {
-        match self.isal_ns {
-            Some(ns) => format!("{ns:.0} ns"),
-            None => "unavailable".to_string(),
-        }
+fn isal_text(t: &KernelTiming) -> String {
+    match t.runtime_ns {
+        Some(ns) => format!("{ns:.0} ns"),
+        None => "unavailable".to_string(),
     }
 }
 
-/// Rounds per kernel; the best one counts (the others met interrupts, a neighbour, a cold
-/// cache).
-const ROUNDS: usize = 7;
-
-/// Nanoseconds per call of `f`, best of [`ROUNDS`] rounds of `calls` calls (after one
-/// warm-up round); `None` as soon as a call says it did not run.
-fn best_ns(calls: usize, mut f: impl FnMut() -> bool) -> Option<f64> {
-    let mut best = f64::INFINITY;
-    for round in 0..=ROUNDS {
-        let t = Instant::now();
-        for _ in 0..calls {
-            if !f() {
-                return None;
-            }
-        }
-        let ns = t.elapsed().as_nanos() as f64 / calls as f64;
-        if round > 0 {
-            best = best.min(ns);
-        }
+fn ratio_text(t: &KernelTiming) -> String {
+    match t.ratio {
+        Some(r) => format!(", ISA-L ÷ native {r:.2}"),
+        None => String::new(),
     }
-    Some(best)
 }
 
 /// Page-aligned buffers of `len` bytes, each a different pattern.
@@ -205,34 +197,48 @@ fn buffers(n: usize, len: usize) -> Vec<Buf> {
         .collect()
 }
 
+/// Stripes (full) and updates (in place) the timing cycles through: about 2 MiB of buffers
+/// for each shape, more than a core's nearest caches hold, as with the buffers of a queue of
+/// writes. The times then come out as in a write workload: ISA-L's update 180–225 ns per
+/// 4 KiB in these timings and about 190 ns per write in a profile of 4 KiB random writes on
+/// one machine, where one hot set of buffers gave 97–131 ns (`docs/bench/20261207-xorpick/`).
+const FULL_SETS: usize = 8;
+const IN_PLACE_SETS: usize = 160;
+
 /// A full stripe's parity on four members: three 64 KiB strips into a fourth buffer.
-fn time_full() -> Timing {
+fn time_full() -> KernelTiming {
     const LEN: usize = 64 << 10;
-    let mut bufs = buffers(4, LEN);
-    let (dst, srcs) = bufs.split_last_mut().expect("four buffers");
-    let srcs: Vec<&[u8]> = srcs.iter().map(|b| b.as_slice()).collect();
-    let dst = dst.as_mut_slice();
-    let isal_ns = best_ns(8, || ffi::xor_gen(dst, false, &srcs));
-    let native_ns = best_ns(8, || {
-        crate::parity::xor_into(dst, &srcs);
-        true
-    })
-    .expect("the engine's kernel always runs");
-    Timing { isal_ns, native_ns }
+    let mut sets: Vec<Vec<Buf>> = (0..FULL_SETS).map(|_| buffers(4, LEN)).collect();
+    let mut run = |i: usize, isal: bool| {
+        let (dst, srcs) = sets[i % FULL_SETS].split_last_mut().expect("four buffers");
+        let srcs = [srcs[0].as_slice(), srcs[1].as_slice(), srcs[2].as_slice()];
+        let dst = dst.as_mut_slice();
+        if isal {
+            ffi::xor_gen(dst, false, &srcs)
+        } else {
+            crate::parity::xor_into(dst, &srcs);
+            true
+        }
+    };
+    time_in_turns(ROUNDS, |isal| round_ns(FULL_SETS, isal, &mut run))
 }
 
 /// A read-modify-write's update: `parity ^= old ^ new` over 4 KiB.
-fn time_in_place() -> Timing {
+fn time_in_place() -> KernelTiming {
     const LEN: usize = 4 << 10;
-    let mut bufs = buffers(3, LEN);
-    let (parity, srcs) = bufs.split_first_mut().expect("three buffers");
-    let (old, new) = (srcs[0].as_slice(), srcs[1].as_slice());
-    let parity = parity.as_mut_slice();
-    let isal_ns = best_ns(64, || ffi::xor_gen(parity, true, &[old, new]));
-    let native_ns = best_ns(64, || {
-        crate::parity::update(parity, old, new);
-        true
-    })
-    .expect("the engine's kernel always runs");
-    Timing { isal_ns, native_ns }
+    let mut sets: Vec<Vec<Buf>> = (0..IN_PLACE_SETS).map(|_| buffers(3, LEN)).collect();
+    let mut run = |i: usize, isal: bool| {
+        let (parity, srcs) = sets[i % IN_PLACE_SETS]
+            .split_first_mut()
+            .expect("three buffers");
+        let (old, new) = (srcs[0].as_slice(), srcs[1].as_slice());
+        let parity = parity.as_mut_slice();
+        if isal {
+            ffi::xor_gen(parity, true, &[old, new])
+        } else {
+            crate::parity::update(parity, old, new);
+            true
+        }
+    };
+    time_in_turns(ROUNDS, |isal| round_ns(IN_PLACE_SETS, isal, &mut run))
 }
