@@ -13,10 +13,10 @@
 //! (the default): at module start (and when the option is set at runtime) each shape is timed
 //! with both kernels on page-aligned buffers (full stripes of three 64 KiB strips, 4 KiB
 //! in-place updates with two sources, about 2 MiB of each), the kernels taking turns for 15
-//! rounds, a few milliseconds in all. ISA-L's is used unless the median of the rounds' ratios
-//! finds it at least 5 % slower ([`crate::parity::choice`]); the choice and the timings go to
-//! SPDK's log. Both kernels give the same bytes (`tests/spdk/test_scrub.sh` scrubs a volume
-//! written under each); only the speed differs.
+//! rounds (under 30 ms at start-up in the runs measured). ISA-L's is used unless the median of
+//! the rounds' ratios finds it at least 5 % slower ([`crate::parity::choice`]); the choice and
+//! the timings go to SPDK's log. Both kernels give the same bytes (`tests/spdk/test_scrub.sh`
+//! scrubs a volume written under each); only the speed differs.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::time::Instant;
@@ -199,9 +199,9 @@ fn buffers(n: usize, len: usize) -> Vec<Buf> {
 
 /// Stripes (full) and updates (in place) the timing cycles through: about 2 MiB of buffers
 /// for each shape, more than a core's nearest caches hold, as with the buffers of a queue of
-/// writes. The times then come out as in a write workload: ISA-L's update 180–225 ns per
-/// 4 KiB in these timings and about 190 ns per write in a profile of 4 KiB random writes on
-/// one machine, where one hot set of buffers gave 97–131 ns (`docs/bench/20261207-xorpick/`).
+/// writes. The times then come out as in a write workload: on one machine, ISA-L's update took
+/// a median 213 ns per 4 KiB in these timings and 235 ns per write in a profile of 4 KiB
+/// random writes, where one hot set of buffers gave 116 ns (`docs/bench/20261207-xorpick/`).
 const FULL_SETS: usize = 8;
 const IN_PLACE_SETS: usize = 160;
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# N start-ups of each build (in turns): bdevperf 1 s of 4 KiB random writes at 64 MiB members,
+# the XOR kernel log line of each, and the IOPS.
+set -euo pipefail
+log() { echo "[$(date +%T)] $*" >&2; }
+die() { echo "$*" >&2; exit 1; }
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+N=$1; shift
+work=$(mktemp -d /tmp/xorpick.XXXXXX)
+. "$root/scripts/bench/common.sh"
+bench_setup_cleanup
+bench_find_spdk
+bench_mem_args 512
+bench_null_volume_config "$work/on.json" $((64<<20)) "" 0 0
+for r in $(seq 1 "$N"); do
+  for lib in "$@"; do
+    env LD_LIBRARY_PATH="$SPDK_LIBDIR:$SPDK_DIR/dpdk/build/lib" LD_PRELOAD="$lib" \
+      "$BDEVPERF" --json "$work/on.json" -m 0x1 "${MEM_ARGS[@]}" -q 128 -o 4096 -w randwrite -t ${T:-1} -T r0 > "$work/out" 2>&1
+    iops=$(tr -d '\r' < "$work/out" | awk '$1 == "r0" && $2 == ":" {print $4; exit}')
+    line=$(grep -o "XOR kernels.*" "$work/out" | head -1)
+    echo "$r $(basename $lib) $iops $line"
+  done
+done
