@@ -13,8 +13,10 @@
 /// The engine's kernel is chosen only where the runtime's takes this much longer (median of
 /// the rounds' ratios) or more. On one machine where ISA-L's kernels took about 4 % less time
 /// in both write workloads, the in-place ratio still ranged from 0.78 to 1.05 over 98
-/// start-ups; on the AVX2 machines of earlier runs ISA-L in place was 6 times slower.
-pub const NATIVE_MARGIN: f64 = 1.10;
+/// start-ups, and with a margin of 1.10 one start-up in ten of a later bench still ran the
+/// engine's kernel in place (its profile: `parity::fold_group` where the others had ISA-L's);
+/// on the AVX2 machines of earlier runs ISA-L in place was 6 times slower, far past this.
+pub const NATIVE_MARGIN: f64 = 1.25;
 
 /// What the rounds of one shape found.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -101,12 +103,12 @@ mod tests {
 
     #[test]
     fn a_near_tie_goes_to_the_runtime_kernel() {
-        for ratio in [0.98, 1.0, 1.05, 1.099] {
+        for ratio in [0.98, 1.0, 1.05, 1.1, 1.2, 1.249] {
             let t = scheduled(15, |rt, _| Some(if rt { 100.0 * ratio } else { 100.0 }));
             assert!(t.runtime_chosen(), "ratio {ratio}");
         }
-        let t = scheduled(15, |rt, _| Some(if rt { 111.0 } else { 100.0 }));
-        assert!(!t.runtime_chosen(), "11 % slower");
+        let t = scheduled(15, |rt, _| Some(if rt { 126.0 } else { 100.0 }));
+        assert!(!t.runtime_chosen(), "26 % slower");
     }
 
     /// The machine slows down during the timing (here 5 % per round): in turns, two kernels of

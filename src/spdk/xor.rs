@@ -15,7 +15,7 @@
 //! in-place updates with two sources, about 2 MiB of each), the kernels taking turns for 15
 //! rounds (the XOR log line came 4.4–5.7 ms after the reactor started, against 2.0–2.6 ms
 //! with the earlier, shorter timing, on the machine measured). ISA-L's is used unless the
-//! median of the rounds' ratios finds it at least 10 % slower ([`crate::parity::choice`]); the
+//! median of the rounds' ratios finds it at least 25 % slower ([`crate::parity::choice`]); the
 //! choice and the timings go to SPDK's log. Both kernels give the same bytes
 //! (`tests/spdk/test_scrub.sh` scrubs a volume written under each); only the speed differs.
 
