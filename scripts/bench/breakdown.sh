@@ -19,7 +19,8 @@
 #                queue depth below); ns per I/O are then reactor-ns (N × 10^9 ÷ IOPS), so a
 #                category that grows from one reactor to two is one the reactors contend for
 #   --reps N     runs of each (stack, workload), each a fresh process, interleaved with the
-#                anchor's (default 3); the run of median IOPS gives the breakdown. Full-stripe
+#                anchor's (default 3), after one warm-up run of each member kind that is not
+#                kept; the run of median IOPS gives the breakdown. Full-stripe
 #                runs here go at one of two speeds (jraid's and raid5f's alike, e.g. 150k or 190k
 #                IOPS from one build and command), for seconds at a time and changing within a
 #                run too (bdevperf -S 1: 150k for 7 s, then 180k-196k), the XOR's time making
@@ -55,7 +56,7 @@ while [ $# -gt 0 ]; do
         --kinds) KINDS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --report) REPORT=$2; shift 2 ;;
-        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
         -*) die "unknown option $1" ;;
         *) JRAID_LIB=$1; shift ;;
     esac
@@ -136,6 +137,14 @@ CORE_ARGS=(-m "0x$(printf %x $(((1 << CORES) - 1)))")
 rows=()
 [ -z "$REPORT" ] || KINDS=""
 for kind in $KINDS; do
+    # One run of each kind first, not kept: the first bdevperf after hugepages are reserved
+    # (each kind's memory need may reserve more) spent 14-40 % of its sampled time in the
+    # kernel's clear_page_erms on a VM (likely pages the host had not backed yet), the later
+    # ones none; such a run was once the median of its three (docs/bench/20261207-breakdown-head/).
+    log "$kind: warm-up run (not kept)"
+    run "warmup-$kind" "$kind" jraid randwrite 128 4096 ||
+        log "warm-up run failed (see $dir/warmup-$kind.bdevperf)"
+    rm -f "$dir/warmup-$kind".*
     for w in "write randwrite 128 4096 raid1" "read randread 128 4096 raid1" "stripe write 32 196608 raid5f"; do
         read -r tag wl qd io anchor <<<"$w"
         for rep in $(seq 1 "$REPS"); do
