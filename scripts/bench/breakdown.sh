@@ -56,7 +56,7 @@ while [ $# -gt 0 ]; do
         --kinds) KINDS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --report) REPORT=$2; shift 2 ;;
-        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         -*) die "unknown option $1" ;;
         *) JRAID_LIB=$1; shift ;;
     esac
