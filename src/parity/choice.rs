@@ -15,8 +15,8 @@
 /// in both write workloads, the in-place ratio still ranged from 0.78 to 1.05 over 98
 /// start-ups, and with a margin of 1.10 one start-up in ten of a later bench still ran the
 /// engine's kernel in place (its profile: `parity::fold_group` where the others had ISA-L's,
-/// `docs/bench/20261207-onoff-1t/`);
-/// on the AVX2 machines of earlier runs ISA-L in place was 6 times slower, far past this.
+/// `docs/bench/20261207-onoff-1t/`); on the AVX2 machines of earlier runs ISA-L in place was 6
+/// times slower, far past this.
 pub const NATIVE_MARGIN: f64 = 1.25;
 
 /// What the rounds of one shape found.
