@@ -51,7 +51,10 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use super::sync::{spin, AtomicBool, AtomicU64, MarkQueue, Mutex, MutexGuard, Ordering::*, Words};
+use super::sync::{
+    lock_shard, spin, AtomicBool, AtomicU64, MarkQueue, Mutex, MutexGuard, Ordering::*, ShardLock,
+    Words,
+};
 
 use super::record::{self, Entry};
 use crate::engine::Address;
@@ -464,9 +467,9 @@ impl Slots {
     }
 }
 
-/// One shard: its lock and its first states in two cache lines (128 bytes with std's mutex).
+/// One shard: its lock and its first states in two cache lines (128 bytes).
 #[repr(align(128))]
-struct Shard(Mutex<Slots>);
+struct Shard(ShardLock<Slots>);
 
 /// Bytes of memory a volume of `stripes` stripes keeps for its journal state on a journal whose
 /// record holds `max_entries`, besides the states beyond four per shard (24 bytes each):
@@ -490,7 +493,7 @@ impl JournalVolume {
     /// stripes when the volume has a shard per block, else a multiplicative hash of that block
     /// (so that streams at a regular stride do not share shards, and a sequential one shares
     /// lines).
-    fn shard_of(&self, stripe: u64) -> &Mutex<Slots> {
+    fn shard_of(&self, stripe: u64) -> &ShardLock<Slots> {
         let table = self.table();
         let n = table.len();
         let i = if self.stripes.div_ceil(INLINE as u64) <= n as u64 {
@@ -513,12 +516,12 @@ impl JournalVolume {
     /// Address of `stripe`'s shard, for a prefetch hint only (see
     /// [`crate::engine::Backend::prefetch`]); never dereferenced through it.
     pub fn state_address(&self, stripe: u64) -> *const u8 {
-        (self.shard_of(stripe) as *const Mutex<Slots>).cast()
+        (self.shard_of(stripe) as *const ShardLock<Slots>).cast()
     }
 
     /// `stripe`'s state, if listed.
     fn slot(&self, stripe: u64) -> Option<Slot> {
-        lock(self.shard_of(stripe)).get(stripe)
+        lock_shard(self.shard_of(stripe)).get(stripe)
     }
 
     /// Stripes of the volume.
@@ -945,7 +948,7 @@ impl Journal {
         let size = std::mem::size_of::<Shard>();
         let Some(advise) = self.cfg.advise_state_memory else {
             let mut v = Vec::with_capacity(n);
-            v.extend((0..n).map(|_| Shard(Mutex::new(Slots::default()))));
+            v.extend((0..n).map(|_| Shard(ShardLock::new(Slots::default()))));
             return (v, 0);
         };
         let large = n * size >= HUGE_PAGE;
@@ -965,7 +968,7 @@ impl Journal {
             0
         };
         advise(v.as_ptr().cast(), room);
-        v.extend((0..first + n).map(|_| Shard(Mutex::new(Slots::default()))));
+        v.extend((0..first + n).map(|_| Shard(ShardLock::new(Slots::default()))));
         (v, first)
     }
 
@@ -1159,7 +1162,7 @@ impl Journal {
     /// [`Journal::mark`], queueing a listed stripe in channel slot `chan`'s ring (`None`: the
     /// shared one).
     fn mark_from(&self, chan: Option<usize>, jv: &JournalVolume, stripe: u64) -> Mark {
-        let mut shard = lock(jv.shard_of(stripe));
+        let mut shard = lock_shard(jv.shard_of(stripe));
         if let Some(slot) = shard.find(stripe) {
             debug_assert!(slot.active() < ACTIVE_MAX, "active marks overflow");
             if slot.active() > 0 || slot.clean_us != 0 {
@@ -1313,7 +1316,7 @@ impl Journal {
                 if let Some(pf) = prefetch.filter(|_| stripe + AHEAD < to) {
                     pf(jv.state_address(stripe + AHEAD));
                 }
-                let mut shard = lock(jv.shard_of(stripe));
+                let mut shard = lock_shard(jv.shard_of(stripe));
                 #[cfg(loom)]
                 let over_anything = self.cfg.control_list_over_anything;
                 #[cfg(not(loom))]
@@ -1339,7 +1342,7 @@ impl Journal {
     /// The writer of `stripe` is done (data and parity written). Returns true when a record
     /// write would help (writers wait for room).
     pub fn clean(&self, jv: &JournalVolume, stripe: u64, now_us: u64) -> bool {
-        let mut shard = lock(jv.shard_of(stripe));
+        let mut shard = lock_shard(jv.shard_of(stripe));
         let slot = shard.find(stripe);
         debug_assert!(
             slot.as_ref().is_some_and(|s| s.active() > 0),
@@ -1504,7 +1507,7 @@ impl Journal {
     /// lock, which every mark takes, so no write can start between the check of the clean time
     /// and the removal.
     fn try_remove(&self, v: &JournalVolume, stripe: u64, due: u64, th: Thresholds) -> Removal {
-        let mut shard = lock(v.shard_of(stripe));
+        let mut shard = lock_shard(v.shard_of(stripe));
         let Some(s) = shard.get(stripe) else {
             debug_assert!(false, "listed entry without state");
             return Removal::Removed;
@@ -1528,7 +1531,7 @@ impl Journal {
         if self.cfg.control_recheck_unlocked {
             // Control: decide under the lock, remove under a later one.
             drop(shard);
-            shard = lock(v.shard_of(stripe));
+            shard = lock_shard(v.shard_of(stripe));
         }
         shard.remove(stripe);
         Removal::Removed
@@ -2904,10 +2907,10 @@ mod tests {
         assert_eq!(std::mem::size_of::<Slot>(), 24);
         assert_eq!(std::mem::size_of::<Shard>(), 128);
         // The count and the first two states are in the shard's first line.
-        let shard = Shard(Mutex::new(Slots::default()));
+        let shard = Shard(ShardLock::new(Slots::default()));
         let base = &shard as *const Shard as usize;
         let end_of_second = {
-            let g = lock(&shard.0);
+            let g = lock_shard(&shard.0);
             &g.inline[1] as *const Slot as usize + std::mem::size_of::<Slot>()
         };
         assert!(end_of_second - base <= 64, "{}", end_of_second - base);
@@ -3007,7 +3010,7 @@ mod tests {
         }
         assert_eq!(flush(&j, 1), (0..102).collect::<Vec<u64>>());
         for sh in jv.table().iter() {
-            let g = lock(&sh.0);
+            let g = lock_shard(&sh.0);
             assert!(g.len as usize <= INLINE && g.more.is_none());
         }
         for s in (0..102).step_by(2) {
@@ -3106,7 +3109,7 @@ mod tests {
         // A stream of 64 stripes listed ahead: every state in its shard's own lines.
         assert_eq!(j.list_ahead(&jv, 4096, 4096 + 64), Some(1));
         for s in 4096..4096 + 64 {
-            assert!(lock(jv.shard_of(s)).more.is_none(), "{s}");
+            assert!(lock_shard(jv.shard_of(s)).more.is_none(), "{s}");
             assert_eq!(jv.slot(s).map(|x| x.generation()), Some(1));
         }
     }
