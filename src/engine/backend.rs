@@ -84,6 +84,13 @@ pub trait Backend {
     fn send(&mut self, to: Address, msg: Msg);
     /// Monotonic time in microseconds.
     fn now_us(&self) -> u64;
+    /// [`Backend::now_us`]'s clock a moment ago: never after now, and behind it by at most a
+    /// pass of the runtime's event loop (SPDK: when the reactor's current poll began). For
+    /// what only needs a time of that precision, where the runtime can give it cheaper than the
+    /// clock itself. The default: [`Backend::now_us`].
+    fn recent_us(&self) -> u64 {
+        self.now_us()
+    }
     /// Hint: the memory at `at` is about to be read and written; start fetching it into the
     /// cache without waiting for it. Never dereferences `at` (any address is harmless). The
     /// default does nothing (the simulator).

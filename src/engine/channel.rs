@@ -1873,7 +1873,15 @@ impl<B: Backend> Channel<B> {
         if p.marked {
             p.marked = false;
             if let (Some(j), Some(jv)) = (&self.journal, &self.jv) {
-                if j.clean(jv, stripe, self.backend.now_us()) {
+                // The clean time orders this write against member flushes only where members
+                // cache writes volatilely ([`Journal::clean`]); else it only times the stripe's
+                // hysteresis, and the clock as the reactor last read it will do.
+                let now = if jv.volatile_members() {
+                    self.backend.now_us()
+                } else {
+                    self.backend.recent_us()
+                };
+                if j.clean(jv, stripe, now) {
                     self.local.push_back(Msg::JournalKick);
                 }
             }

@@ -1341,6 +1341,13 @@ impl Journal {
 
     /// The writer of `stripe` is done (data and parity written). Returns true when a record
     /// write would help (writers wait for room).
+    ///
+    /// `now_us`: when it went clean. Where the volume's members cache writes volatilely
+    /// ([`JournalVolume::volatile_members`]) it must be read after the writes completed: a
+    /// member flush that started before it then never counts as covering them
+    /// ([`Journal::clean_covered`]). Elsewhere it only times the stripe's hysteresis, and a
+    /// time a little before that will do (the flag is set before any write reaches a member
+    /// that caches volatilely: a write that read it clear wrote no such member).
     pub fn clean(&self, jv: &JournalVolume, stripe: u64, now_us: u64) -> bool {
         let mut shard = lock_shard(jv.shard_of(stripe));
         let slot = shard.find(stripe);

@@ -199,11 +199,14 @@ pub(crate) struct SpdkBackend {
     /// Recycled I/O contexts (boxed: SPDK holds their addresses while in flight).
     #[allow(clippy::vec_box)]
     free: Vec<Box<DevIo>>,
+    /// The SPDK thread the channel lives on (its clock as last read: [`ffi::recent_us`]).
+    thread: *mut sys::spdk_thread,
 }
 
 impl SpdkBackend {
-    /// A backend over these channels.
+    /// A backend over these channels, on SPDK thread `thread` (the caller's).
     pub fn new(
+        thread: *mut sys::spdk_thread,
         members: Vec<Option<Box<DevSlot>>>,
         journal: Vec<Option<Box<DevSlot>>>,
         routes: Arc<Routes>,
@@ -226,6 +229,7 @@ impl SpdkBackend {
             direct_waits: 0,
             reserved: 0,
             free: Vec::new(),
+            thread,
         }
     }
 
@@ -825,6 +829,10 @@ impl Backend for SpdkBackend {
 
     fn now_us(&self) -> u64 {
         ffi::now_us()
+    }
+
+    fn recent_us(&self) -> u64 {
+        ffi::recent_us(self.thread)
     }
 
     fn prefetch(&self, at: *const u8) {

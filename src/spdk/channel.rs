@@ -536,7 +536,8 @@ pub(crate) unsafe extern "C" fn channel_create(io_device: *mut c_void, buf: *mut
             volume: vol.number,
         };
         let routes = att.journal.routes.clone();
-        let backend = SpdkBackend::new(members, journal, routes.clone(), vol.routes.clone());
+        let backend =
+            SpdkBackend::new(thread, members, journal, routes.clone(), vol.routes.clone());
         let mut channel = match Channel::try_new(
             vol.vol.clone(),
             Some(att.jv.clone()),
