@@ -20,7 +20,7 @@
 //!
 //! Memory: a stripe has a state only while it is listed (its active marks, the generation it was
 //! listed in, when its last write went clean), kept in one of at most [`MAX_STATE_SHARDS`]
-//! shards per volume ([`state_shards`]), each a mutex over four states in the shard's own two
+//! shards per volume ([`state_shards`]), each a spin lock over four states in the shard's own two
 //! cache lines (more on the heap: when a large volume's listed set nears the record's room). So the state's size, and the cache and TLB footprint
 //! of a write's look-up, follow the listed set (bounded by the record's room), not the volume: a
 //! write to a random stripe of a volume of terabyte members touches one line of a 4 MiB table,

@@ -16,7 +16,10 @@ pub(crate) use std::sync::{Mutex, MutexGuard};
 /// lock: taking it is one compare-exchange and releasing it a plain release store, where std's
 /// mutex releases with a second read-modify-write (which waits for every store before it to
 /// reach the cache) and checks for poisoning on both sides. Its flag is the first byte, in the
-/// shard's first cache line with the states a write looks at. Loom's mutex under loom.
+/// shard's first cache line with the states a write looks at. A holder descheduled meanwhile
+/// (the io_uring runtime's reactors are ordinary threads) leaves a waiter spinning until it
+/// runs again: with a hold of a few instructions that is rare, and costs time only. Loom's
+/// mutex under loom.
 #[cfg(not(loom))]
 pub(crate) type ShardLock<T> = ::spin::mutex::SpinMutex<T>;
 /// A held [`ShardLock`].
