@@ -100,8 +100,9 @@ pub(crate) fn cstring(s: &str) -> CString {
 }
 
 /// Microseconds on SPDK's tick clock (the TSC: one time base for every reactor, and far cheaper
-/// than a clock_gettime per write; the engine reads it on every journal clean). Falls back to a
-/// monotonic clock while the env is not up (tick rate 0).
+/// than a clock_gettime per write; a journal clean reads it where members cache writes
+/// volatilely, else takes [`recent_us`]). Falls back to a monotonic clock while the env is not
+/// up (tick rate 0).
 pub(crate) fn now_us() -> u64 {
     let Some(f) = us_per_tick() else {
         static EPOCH: OnceLock<Instant> = OnceLock::new();
