@@ -5,48 +5,23 @@
 //! covering writes it may not have flushed, and the stripe would leave the record while its
 //! data and parity might still sit in a member's cache.
 //!
-//! The test's backend gives `recent_us` a lag of 1 ms. A write completes at t = 10 ms, and a
+//! The test's backend (`common::Port`) gives `recent_us` a lag of 1 ms. A write completes at t = 10 ms, and a
 //! user flush is submitted at that same instant (it started before the clean, or with it: it
 //! does not cover the write). A second later the flusher looks at the stripe: it must stay
 //! listed until a member flush that started after the clean completes. Control: the same run
 //! with members without volatile caches, where the clean takes the lagging clock and nothing
 //! waits for a flush, shows the stripe leaving at that look, so the look does happen.
 
-use std::cell::Cell;
-use std::collections::VecDeque;
 use std::sync::Arc;
 
-use jraid::engine::{
-    Address, Backend, Buf, Channel, Completion, Device, DeviceIo, IoOp, Msg, UserOp, Volume,
-};
+use jraid::engine::{Address, Buf, Channel, Completion, Device, DeviceIo, IoOp, UserOp, Volume};
 use jraid::journal::{Journal, JournalConfig, JournalVolume};
 use jraid::layout::Geometry;
 
-/// Completes what it is asked in order; member flushes wait while `hold_flushes` is set.
-struct Port {
-    ios: VecDeque<DeviceIo>,
-    held: Vec<DeviceIo>,
-    msgs: VecDeque<Msg>,
-    now: Cell<u64>,
-    hold_flushes: bool,
-}
+mod common;
+use common::Port;
 
 const LAG_US: u64 = 1_000;
-
-impl Backend for Port {
-    fn submit(&mut self, io: DeviceIo) {
-        self.ios.push_back(io);
-    }
-    fn send(&mut self, _to: Address, msg: Msg) {
-        self.msgs.push_back(msg);
-    }
-    fn now_us(&self) -> u64 {
-        self.now.get()
-    }
-    fn recent_us(&self) -> u64 {
-        self.now.get() - LAG_US
-    }
-}
 
 const BS: u64 = 4096;
 
@@ -66,13 +41,7 @@ fn channel(volatile: bool) -> (Channel<Port>, Arc<JournalVolume>) {
     let journal = Arc::new(Journal::new(cfg, None));
     let (jv, _) = journal.attach_volume(0, geo.stripes, volatile);
     let vol = Arc::new(Volume::new(0, geo, volatile, Some(journal)));
-    let port = Port {
-        ios: VecDeque::new(),
-        held: Vec::new(),
-        msgs: VecDeque::new(),
-        now: Cell::new(10_000),
-        hold_flushes: false,
-    };
+    let port = Port::new(10_000, LAG_US, 64, 64);
     let addr = Address {
         reactor: 0,
         volume: 0,
@@ -80,14 +49,14 @@ fn channel(volatile: bool) -> (Channel<Port>, Arc<JournalVolume>) {
     (Channel::new(vol, Some(jv.clone()), addr, port), jv)
 }
 
-/// Complete every device request (member flushes held back while the port says so) and the
-/// messages they cause, without moving the clock; the finished user requests.
-fn settle(ch: &mut Channel<Port>) -> Vec<Completion> {
+/// Complete every device request (member flushes go to `held` instead when it is given) and
+/// the messages they cause, without moving the clock; the finished user requests.
+fn settle(ch: &mut Channel<Port>, mut held: Option<&mut Vec<DeviceIo>>) -> Vec<Completion> {
     let mut done = Vec::new();
     while let Some(io) = ch.backend_mut().ios.pop_front() {
-        if io.op == IoOp::Flush && matches!(io.dev, Device::Member(_)) && ch.backend().hold_flushes
-        {
-            ch.backend_mut().held.push(io);
+        let member_flush = io.op == IoOp::Flush && matches!(io.dev, Device::Member(_));
+        if let Some(held) = held.as_mut().filter(|_| member_flush) {
+            held.push(io);
             continue;
         }
         ch.io_done(io.tag, true, io.buf);
@@ -105,21 +74,21 @@ fn listed_after_a_second(volatile: bool) -> bool {
     let (mut ch, jv) = channel(volatile);
     ch.submit(1, UserOp::Write, 0, 1, Some(Buf::new(BS as usize)))
         .expect("write accepted");
-    let done = settle(&mut ch);
+    let done = settle(&mut ch, None);
     assert!(done.iter().any(|c| c.tag == 1 && c.result.is_ok()));
     assert!(jv.listed(0), "the write's stripe is listed");
     ch.submit(2, UserOp::Flush, 0, 0, None)
         .expect("flush accepted");
-    let done = settle(&mut ch);
+    let done = settle(&mut ch, None);
     assert!(done.iter().any(|c| c.tag == 2 && c.result.is_ok()));
     // A second later, past every hysteresis: the timer's look at the listed stripes, and the
     // record it writes; member flushes it asks for do not complete.
-    ch.backend_mut().hold_flushes = true;
+    let mut held = Vec::new();
     for _ in 0..5 {
         let t = ch.backend().now.get();
         ch.backend().now.set(t + 1_000_000);
         ch.tick();
-        settle(&mut ch);
+        settle(&mut ch, Some(&mut held));
     }
     jv.listed(0)
 }

@@ -23,12 +23,9 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::sync::Arc;
 
-use jraid::engine::{
-    Address, Backend, Buf, Channel, Completion, Device, DeviceIo, IoOp, Msg, UserOp, Volume,
-};
+use jraid::engine::{Address, Buf, Channel, Completion, Device, IoOp, UserOp, Volume};
 use jraid::journal::{Journal, JournalConfig};
 use jraid::layout::Geometry;
 
@@ -94,25 +91,10 @@ fn counter_sees_an_allocation() {
     assert_eq!(n, 0);
 }
 
-/// Completes every request in submission order, the data of reads left as it is; messages
-/// go back to the one channel. Allocates nothing once its queues have their room.
-struct Port {
-    ios: VecDeque<DeviceIo>,
-    msgs: VecDeque<Msg>,
-    now: Cell<u64>,
-}
-
-impl Backend for Port {
-    fn submit(&mut self, io: DeviceIo) {
-        self.ios.push_back(io);
-    }
-    fn send(&mut self, _to: Address, msg: Msg) {
-        self.msgs.push_back(msg);
-    }
-    fn now_us(&self) -> u64 {
-        self.now.get()
-    }
-}
+// The port: every request is completed in submission order, the data of reads left as it is
+// (see `Run::step`).
+mod common;
+use common::Port;
 
 const BS: u64 = 4096;
 
@@ -135,11 +117,7 @@ fn channel(stripes: u64) -> Channel<Port> {
     let (jv, carried) = journal.attach_volume(0, geo.stripes, false);
     assert!(carried.is_empty());
     let vol = Arc::new(Volume::new(0, geo, false, Some(journal)));
-    let port = Port {
-        ios: VecDeque::with_capacity(1 << 14),
-        msgs: VecDeque::with_capacity(1 << 12),
-        now: Cell::new(1),
-    };
+    let port = Port::new(1, 0, 1 << 14, 1 << 12);
     Channel::new(
         vol,
         Some(jv),
