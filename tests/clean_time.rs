@@ -5,8 +5,8 @@
 //! covering writes it may not have flushed, and the stripe would leave the record while its
 //! data and parity might still sit in a member's cache.
 //!
-//! The test's backend (`common::Port`) gives `recent_us` a lag of 1 ms. A write completes at t = 10
-//! ms, and a user flush is submitted at that same instant (it started before the clean, or with it:
+//! The test's backend (`common::Port`) gives `recent_us` a lag of 1 ms. A write completes at 10 ms,
+//! and a user flush is submitted at that same instant (it started before the clean, or with it:
 //! it does not cover the write). A second later the flusher looks at the stripe: it must stay
 //! listed until a member flush that started after the clean completes. Control: the same run with
 //! members without volatile caches, where the clean takes the lagging clock and nothing waits for a
